@@ -1,0 +1,252 @@
+//! The write buffer shared by every stream transport.
+//!
+//! Small writes are copied into one contiguous tail, so ten small writes leave as
+//! one buffer; a large [`Bytes`] is queued as it is, without a copy. The reactor
+//! hands the chunks to the kernel with one vectored write and keeps only what the
+//! kernel refused.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// `Bytes` at least this long are queued by reference instead of copied.
+const QUEUE_BY_REF: usize = 1024;
+/// At most this many slices go to one `writev` call.
+const MAX_IOVECS: usize = 64;
+
+/// Ordered bytes waiting to be written.
+#[derive(Debug, Default)]
+pub(crate) struct WriteBuf {
+    chunks: VecDeque<Bytes>,
+    tail: BytesMut,
+    len: usize,
+}
+
+impl WriteBuf {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub(crate) fn push_slice(&mut self, data: &[u8]) {
+        self.tail.extend_from_slice(data);
+        self.len += data.len();
+    }
+
+    pub(crate) fn push_bytes(&mut self, data: Bytes) {
+        if data.len() < QUEUE_BY_REF {
+            return self.push_slice(&data);
+        }
+        self.seal_tail();
+        self.len += data.len();
+        self.chunks.push_back(data);
+    }
+
+    fn seal_tail(&mut self) {
+        if !self.tail.is_empty() {
+            self.chunks.push_back(self.tail.split().freeze());
+        }
+    }
+
+    /// Moves all of `other` behind what is already here.
+    pub(crate) fn append(&mut self, other: &mut WriteBuf) {
+        if other.is_empty() {
+            return;
+        }
+        if other.chunks.is_empty() && self.chunks.is_empty() {
+            self.tail.extend_from_slice(&other.tail);
+            self.len += other.len;
+            other.clear();
+            return;
+        }
+        self.seal_tail();
+        other.seal_tail();
+        self.len += other.len;
+        self.chunks.append(&mut other.chunks);
+        other.len = 0;
+    }
+
+    /// Drops everything, keeping the tail's capacity for reuse.
+    pub(crate) fn clear(&mut self) {
+        self.chunks.clear();
+        self.tail.clear();
+        self.len = 0;
+    }
+
+    /// Takes everything out as one `Bytes` list (used by in-memory transports).
+    pub(crate) fn take_all(&mut self) -> Vec<Bytes> {
+        self.seal_tail();
+        self.len = 0;
+        self.chunks.drain(..).collect()
+    }
+
+    /// Writes as much as `w` takes, until it returns `WouldBlock` or everything is
+    /// gone. Returns the number of bytes written; `Ok` with data left means the
+    /// kernel refused the rest (`WouldBlock`).
+    pub(crate) fn write_to<W: io::Write>(&mut self, w: &mut W) -> io::Result<usize> {
+        let mut total = 0;
+        while !self.is_empty() {
+            let res = if self.chunks.is_empty() {
+                w.write(&self.tail)
+            } else {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let mut n = 0;
+                for c in self.chunks.iter().take(MAX_IOVECS - 1) {
+                    slices[n] = IoSlice::new(c);
+                    n += 1;
+                }
+                if n < MAX_IOVECS - 1 || self.chunks.len() == n {
+                    slices[n] = IoSlice::new(&self.tail);
+                    n += 1;
+                }
+                w.write_vectored(&slices[..n])
+            };
+            match res {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.consume(n);
+                    total += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(total),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.tail.capacity() > 64 * 1024 {
+            // Do not pin a large allocation to a connection that went idle.
+            self.tail = BytesMut::new();
+        }
+        Ok(total)
+    }
+
+    fn consume(&mut self, mut n: usize) {
+        self.len -= n;
+        while n > 0 {
+            match self.chunks.front_mut() {
+                Some(c) if c.len() <= n => {
+                    n -= c.len();
+                    self.chunks.pop_front();
+                }
+                Some(c) => {
+                    c.advance(n);
+                    return;
+                }
+                None => {
+                    self.tail.advance(n);
+                    if self.tail.is_empty() {
+                        self.tail.clear();
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that takes at most `limit` bytes per call, then refuses.
+    struct Stingy {
+        got: Vec<u8>,
+        per_call: usize,
+        budget: usize,
+        calls: usize,
+    }
+
+    impl io::Write for Stingy {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.budget == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.per_call - n).min(self.budget);
+                self.got.extend_from_slice(&b[..take]);
+                n += take;
+                self.budget -= take;
+                if n == self.per_call || self.budget == 0 {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn keeps_order_across_copies_and_references() {
+        let mut b = WriteBuf::new();
+        let mut expect = vec![];
+        for i in 0..200u32 {
+            let piece: Vec<u8> = (0..(i * 37 % 3000)).map(|j| (i + j) as u8).collect();
+            expect.extend_from_slice(&piece);
+            if i % 3 == 0 {
+                b.push_bytes(Bytes::from(piece));
+            } else {
+                b.push_slice(&piece);
+            }
+        }
+        assert_eq!(b.len(), expect.len());
+        let mut w = Stingy {
+            got: vec![],
+            per_call: 7777,
+            budget: 100_000,
+            calls: 0,
+        };
+        let n = b.write_to(&mut w).unwrap();
+        assert_eq!(n, 100_000);
+        assert_eq!(b.len(), expect.len() - 100_000);
+        w.budget = usize::MAX;
+        b.write_to(&mut w).unwrap();
+        assert!(b.is_empty());
+        assert_eq!(w.got, expect);
+    }
+
+    #[test]
+    fn small_writes_gather_into_one_call() {
+        let mut b = WriteBuf::new();
+        for _ in 0..10 {
+            b.push_slice(b"hello");
+        }
+        let mut w = Stingy {
+            got: vec![],
+            per_call: usize::MAX,
+            budget: usize::MAX,
+            calls: 0,
+        };
+        b.write_to(&mut w).unwrap();
+        assert_eq!(w.calls, 1);
+        assert_eq!(w.got.len(), 50);
+    }
+
+    #[test]
+    fn append_preserves_order() {
+        let mut a = WriteBuf::new();
+        a.push_slice(b"ab");
+        a.push_bytes(Bytes::from(vec![b'c'; 2000]));
+        let mut o = WriteBuf::new();
+        o.push_slice(b"de");
+        a.append(&mut o);
+        assert!(o.is_empty());
+        let all: Vec<u8> = a.take_all().concat();
+        assert_eq!(&all[..2], b"ab");
+        assert_eq!(&all[2002..], b"de");
+        assert_eq!(all.len(), 2004);
+    }
+}

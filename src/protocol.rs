@@ -1,0 +1,168 @@
+//! The traits users implement: [`Protocol`], [`Factory`] and [`ClientFactory`].
+//!
+//! One `Protocol` value exists per connection. The reactor calls it, always on the
+//! reactor thread, in this order and no other:
+//!
+//! 1. [`connection_made`](Protocol::connection_made), once;
+//! 2. [`data_received`](Protocol::data_received), any number of times, plus
+//!    [`pause_writing`](Protocol::pause_writing) / [`resume_writing`](Protocol::resume_writing)
+//!    as the write buffer crosses its water marks, and, for a protocol that turned
+//!    on half-close, [`read_connection_lost`](Protocol::read_connection_lost) and
+//!    [`write_connection_lost`](Protocol::write_connection_lost);
+//! 3. [`connection_lost`](Protocol::connection_lost), exactly once, never from
+//!    inside another callback of the same connection.
+//!
+//! A protocol never owns its transport: each callback gets a [`Context`] through
+//! which it writes, closes, pauses, and reaches the reactor (timers, other
+//! connections, stop). The same protocol therefore runs over TCP and over the
+//! in-memory transports of the `testing` module.
+//!
+//! ```
+//! use torsion::{Context, Factory, Protocol};
+//! use std::net::SocketAddr;
+//!
+//! /// Echoes every byte back.
+//! struct Echo;
+//!
+//! impl Protocol for Echo {
+//!     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+//!         ctx.write(data);
+//!     }
+//! }
+//!
+//! struct EchoFactory;
+//!
+//! impl Factory for EchoFactory {
+//!     type Protocol = Echo;
+//!     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
+//!         Some(Echo)
+//!     }
+//! }
+//! ```
+
+use std::any::Any;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::context::{Context, Core};
+use crate::error::DisconnectReason;
+use crate::reactor::Connector;
+
+/// One connection's behaviour. See the [module docs](self) for the call order.
+///
+/// Every method but [`data_received`](Self::data_received) has an empty default.
+pub trait Protocol: Any {
+    /// The connection is established. Writes made here go out when it returns.
+    fn connection_made(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+
+    /// Bytes arrived. `data` is only valid during the call (it points into the
+    /// reactor's read buffer); copy what must outlive it.
+    fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]);
+
+    /// The connection is gone, for `reason`. Called exactly once. Writes through
+    /// `ctx` are refused; the reactor-side of `ctx` (timers, other connections,
+    /// stop) still works.
+    fn connection_lost(&mut self, ctx: &mut Context<'_>, reason: &DisconnectReason) {
+        let _ = (ctx, reason);
+    }
+
+    /// The peer closed its sending side. Only called when half-close was turned on
+    /// with [`Context::set_half_close`]; otherwise the connection is closed after
+    /// the pending writes are flushed. The protocol may go on writing.
+    fn read_connection_lost(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+
+    /// The write side was shut down after [`Context::lose_write_connection`].
+    fn write_connection_lost(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+
+    /// The write buffer rose above its high water mark: stop producing until
+    /// [`resume_writing`](Self::resume_writing).
+    fn pause_writing(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+
+    /// The write buffer fell below its low water mark after a
+    /// [`pause_writing`](Self::pause_writing).
+    fn resume_writing(&mut self, ctx: &mut Context<'_>) {
+        let _ = ctx;
+    }
+}
+
+/// Builds one [`Protocol`] per accepted connection.
+pub trait Factory: 'static {
+    /// The protocol this factory builds.
+    type Protocol: Protocol;
+
+    /// Builds the protocol for a connection from `peer`, or refuses it with
+    /// `None` (the socket is then closed at once).
+    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Self::Protocol>;
+
+    /// Called when the listener starts, before the first connection.
+    fn start_factory(&mut self, core: &mut Core) {
+        let _ = core;
+    }
+
+    /// Called when the listener stops (`stop_listening`, or the reactor is dropped).
+    fn stop_factory(&mut self, core: &mut Core) {
+        let _ = core;
+    }
+}
+
+/// What a [`ClientFactory`] wants after a failed or lost connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconnect {
+    /// Drop the connector and its factory.
+    Never,
+    /// Connect again, with the same factory, after the delay.
+    After(Duration),
+}
+
+/// Builds the protocol of an outgoing connection and hears how it went.
+///
+/// Twisted's order: [`started_connecting`](Self::started_connecting); then either
+/// [`client_connection_failed`](Self::client_connection_failed) (no protocol was
+/// built) or [`build_protocol`](Self::build_protocol), the protocol's whole life,
+/// and [`client_connection_lost`](Self::client_connection_lost) after the
+/// protocol's `connection_lost`. Both end callbacks say whether to connect again.
+pub trait ClientFactory: 'static {
+    /// The protocol this factory builds.
+    type Protocol: Protocol;
+
+    /// A connection attempt is starting.
+    fn started_connecting(&mut self, core: &mut Core, connector: Connector) {
+        let _ = (core, connector);
+    }
+
+    /// The connection to `peer` is established: build its protocol, or refuse
+    /// with `None` (the socket is closed and
+    /// [`client_connection_failed`](Self::client_connection_failed) is called with
+    /// [`DisconnectReason::Cancelled`]).
+    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Self::Protocol>;
+
+    /// The attempt failed (refused, timed out, unreachable, cancelled...).
+    fn client_connection_failed(
+        &mut self,
+        core: &mut Core,
+        connector: Connector,
+        reason: &DisconnectReason,
+    ) -> Reconnect {
+        let _ = (core, connector, reason);
+        Reconnect::Never
+    }
+
+    /// The established connection ended, after the protocol's `connection_lost`.
+    fn client_connection_lost(
+        &mut self,
+        core: &mut Core,
+        connector: Connector,
+        reason: &DisconnectReason,
+    ) -> Reconnect {
+        let _ = (core, connector, reason);
+        Reconnect::Never
+    }
+}

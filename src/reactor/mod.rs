@@ -1,0 +1,561 @@
+//! The reactor: one value, one thread, a `mio::Poll` loop that dispatches
+//! readiness to transports, runs timers and runs calls queued from other threads.
+//!
+//! ```no_run
+//! use std::net::SocketAddr;
+//! use torsion::{Context, Factory, Protocol, Reactor};
+//!
+//! struct Echo;
+//! impl Protocol for Echo {
+//!     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+//!         ctx.write(data);
+//!     }
+//! }
+//! struct EchoFactory;
+//! impl Factory for EchoFactory {
+//!     type Protocol = Echo;
+//!     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
+//!         Some(Echo)
+//!     }
+//! }
+//!
+//! let mut reactor = Reactor::new()?;
+//! let port = reactor.listen_tcp("127.0.0.1:8000".parse().unwrap(), EchoFactory)?;
+//! println!("listening on {}", port.local_addr());
+//! reactor.run()?;
+//! # Ok::<(), torsion::Error>(())
+//! ```
+
+pub mod timers;
+
+mod conn;
+mod tcp;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Registry, Token, Waker};
+use slab::Slab;
+
+use crate::buf::WriteBuf;
+use crate::context::{Core, Op, Timed};
+use crate::error::{Error, Result};
+use crate::protocol::{ClientFactory, Factory};
+
+pub(crate) use conn::Connection;
+pub use tcp::{Connector, ListeningPort, TcpOptions};
+pub(crate) use tcp::{PendingConnect, PendingListen};
+
+const WAKER: Token = Token(usize::MAX);
+/// Size of the reactor-wide read buffer.
+pub(crate) const READ_BUF: usize = 64 * 1024;
+/// Reads (or accepts) per readiness event before yielding to other sources.
+pub(crate) const READ_BUDGET: usize = 16;
+
+/// Timers the reactor handles itself.
+#[derive(Debug)]
+pub(crate) enum InternalTimer {
+    ConnectTimeout { key: usize, gen: u32 },
+    Reconnect { id: u64 },
+    AcceptRetry { key: usize, gen: u32 },
+    LingerTimeout { key: usize, gen: u32 },
+    ShutdownDeadline,
+}
+
+/// One registered source.
+pub(crate) enum Entry {
+    Listener(Box<tcp::Listener>),
+    Connecting(Box<tcp::Connecting>),
+    Conn(Connection),
+    /// Write side shut after a graceful close; draining input until EOF.
+    Lingering(Box<conn::Lingering>),
+    /// Closed this batch; the slot is freed after the batch so stale events in it
+    /// cannot reach a new source.
+    Vacant,
+}
+
+/// The event loop. See the [module docs](self).
+///
+/// `Reactor` dereferences to [`Core`], which holds what callbacks can reach too
+/// (timers, stop, connections by handle).
+pub struct Reactor {
+    core: Core,
+    poll: Poll,
+    events: Events,
+    net: Net,
+}
+
+impl fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reactor")
+            .field("core", &self.core)
+            .field("sources", &self.net.entries.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything the loop owns besides `Core`, split out so callbacks can borrow
+/// `Core` while the loop borrows a connection.
+pub(crate) struct Net {
+    pub(crate) registry: Registry,
+    pub(crate) entries: Slab<Entry>,
+    pub(crate) out: WriteBuf,
+    pub(crate) read_buf: Vec<u8>,
+    /// Sources that still had work when their budget ran out, or were resumed.
+    pub(crate) ready: Vec<(usize, u32)>,
+    pub(crate) dead: Vec<usize>,
+    pub(crate) listeners: HashMap<u64, usize>,
+    pub(crate) connectors: HashMap<u64, tcp::ConnectorEntry>,
+    next_gen: u32,
+    /// A descriptor kept in reserve to shed connections when out of descriptors.
+    pub(crate) spare_fd: Option<std::fs::File>,
+    pub(crate) live_conns: usize,
+    pub(crate) shutting_down: Option<timers::TimerId>,
+}
+
+impl Reactor {
+    /// A new reactor.
+    ///
+    /// # Errors
+    /// The operating system's error if the poll or waker cannot be created (for
+    /// example when out of descriptors).
+    pub fn new() -> Result<Reactor> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let registry = poll.registry().try_clone()?;
+        Ok(Reactor {
+            core: Core::new(Instant::now(), Some(waker)),
+            poll,
+            events: Events::with_capacity(1024),
+            net: Net {
+                registry,
+                entries: Slab::new(),
+                out: WriteBuf::new(),
+                read_buf: vec![0; READ_BUF],
+                ready: Vec::new(),
+                dead: Vec::new(),
+                listeners: HashMap::new(),
+                connectors: HashMap::new(),
+                next_gen: 0,
+                spare_fd: std::fs::File::open("/dev/null").ok(),
+                live_conns: 0,
+                shutting_down: None,
+            },
+        })
+    }
+
+    /// Starts listening on `addr` with `factory`, default options. Port 0 picks a
+    /// free port: read it back with [`ListeningPort::local_addr`].
+    ///
+    /// # Errors
+    /// The operating system's error if the address cannot be bound.
+    pub fn listen_tcp<F: Factory>(
+        &mut self,
+        addr: SocketAddr,
+        factory: F,
+    ) -> Result<ListeningPort> {
+        self.core.listen_tcp(addr, factory)
+    }
+
+    /// Connects to `addr`; see [`Core::connect_tcp`].
+    pub fn connect_tcp<F: ClientFactory>(
+        &mut self,
+        addr: SocketAddr,
+        factory: F,
+        timeout: Duration,
+    ) -> Connector {
+        self.core.connect_tcp(addr, factory, timeout)
+    }
+
+    /// Runs the loop until [`Core::stop`] is called (from a callback, a timer, or
+    /// another thread through [`ReactorHandle`](crate::ReactorHandle)). A stopped
+    /// reactor can be run again.
+    ///
+    /// # Errors
+    /// [`Error::Panicked`] when a callback panicked under
+    /// [`PanicPolicy::StopReactor`](crate::PanicPolicy::StopReactor); an
+    /// operating-system error if polling fails.
+    pub fn run(&mut self) -> Result<()> {
+        self.enter();
+        let res = loop {
+            if let Err(e) = self.turn(None) {
+                break Err(e);
+            }
+            if self.core.stop_requested {
+                break Ok(());
+            }
+        };
+        self.leave();
+        res.and_then(|()| self.panic_result())
+    }
+
+    /// Runs one turn: waits at most `max_wait` (`None`: until something happens)
+    /// for readiness or a timer, then handles what is due. For embedding the
+    /// reactor in another loop and for tests that drive it until a condition holds.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub fn run_once(&mut self, max_wait: Option<Duration>) -> Result<()> {
+        self.enter();
+        let res = self.turn(max_wait);
+        self.leave();
+        res.and_then(|()| self.panic_result())
+    }
+
+    /// Runs turns until `done` returns true or `timeout` passes. Returns whether
+    /// `done` held.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub fn run_until(
+        &mut self,
+        timeout: Duration,
+        mut done: impl FnMut(&mut Reactor) -> bool,
+    ) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(self) {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            self.run_once(Some((deadline - now).min(Duration::from_millis(100))))?;
+        }
+    }
+
+    fn enter(&mut self) {
+        self.core.running = true;
+        self.core.stop_requested = false;
+        self.core
+            .shared
+            .running
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    fn leave(&mut self) {
+        self.core.running = false;
+        self.core.stop_requested = false;
+        self.core
+            .shared
+            .running
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+
+    fn panic_result(&mut self) -> Result<()> {
+        if self.core.panic_policy == crate::PanicPolicy::StopReactor && !self.core.panics.is_empty()
+        {
+            return Err(Error::Panicked(self.core.panics.remove(0)));
+        }
+        Ok(())
+    }
+
+    /// Number of open connections (accepted or connected, not yet lost).
+    pub fn connection_count(&self) -> usize {
+        self.net.live_conns
+    }
+
+    /// Number of registered sources of any kind (listeners, connections, pending
+    /// connects, lingering closes).
+    pub fn source_count(&self) -> usize {
+        self.net.entries.len()
+    }
+
+    fn turn(&mut self, max_wait: Option<Duration>) -> Result<()> {
+        let core = &mut self.core;
+        let net = &mut self.net;
+        core.set_now(Instant::now());
+        net.process_ops(core);
+        net.run_thread_calls(core);
+
+        let mut timeout = max_wait;
+        if !net.ready.is_empty() || !core.ops.is_empty() || core.stop_requested {
+            timeout = Some(Duration::ZERO);
+        } else if let Some(next) = core.timers.next_deadline() {
+            let until = next.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(until, |t| t.min(until)));
+        }
+        if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e.into());
+            }
+        }
+        core.set_now(Instant::now());
+
+        for ev in self.events.iter() {
+            if ev.token() == WAKER {
+                net.run_thread_calls(core);
+                continue;
+            }
+            net.on_event(core, ev);
+            net.process_ops(core);
+        }
+        net.run_ready(core);
+        net.free_dead();
+
+        // Timers due now that were scheduled before this point; a zero-delay call
+        // scheduled by one of them waits for the next turn.
+        let mark = core.timers.mark();
+        let now = core.now();
+        while let Some(t) = core.timers.pop_expired_before(now, mark) {
+            match t {
+                Timed::Call(f) => {
+                    if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(core))) {
+                        core.caught_panic(p, "timer callback");
+                    }
+                }
+                Timed::Internal(t) => net.on_internal_timer(core, t),
+            }
+            net.process_ops(core);
+        }
+        net.free_dead();
+        Ok(())
+    }
+}
+
+impl Deref for Reactor {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+impl DerefMut for Reactor {
+    fn deref_mut(&mut self) -> &mut Core {
+        &mut self.core
+    }
+}
+
+impl Drop for Reactor {
+    fn drop(&mut self) {
+        let core = &mut self.core;
+        let keys: Vec<u64> = self.net.listeners.keys().copied().collect();
+        for id in keys {
+            self.net.stop_listening(core, id);
+        }
+    }
+}
+
+impl Net {
+    pub(crate) fn next_gen(&mut self) -> u32 {
+        self.next_gen = self.next_gen.wrapping_add(1);
+        self.next_gen
+    }
+
+    pub(crate) fn gen_of(&self, key: usize) -> Option<u32> {
+        match self.entries.get(key)? {
+            Entry::Listener(l) => Some(l.gen),
+            Entry::Connecting(c) => Some(c.gen),
+            Entry::Conn(c) => Some(c.state.handle.gen),
+            Entry::Lingering(l) => Some(l.gen),
+            Entry::Vacant => None,
+        }
+    }
+
+    fn free_dead(&mut self) {
+        for key in self.dead.drain(..) {
+            self.entries.remove(key);
+        }
+    }
+
+    /// Marks a slot closed; it is freed after the current batch.
+    pub(crate) fn vacate(&mut self, key: usize) -> Entry {
+        let e = std::mem::replace(&mut self.entries[key], Entry::Vacant);
+        self.dead.push(key);
+        e
+    }
+
+    fn run_thread_calls(&mut self, core: &mut Core) {
+        loop {
+            let next = core
+                .shared
+                .queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front();
+            let Some(f) = next else { break };
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(core))) {
+                core.caught_panic(p, "call_from_thread callback");
+            }
+            self.process_ops(core);
+        }
+    }
+
+    fn on_event(&mut self, core: &mut Core, ev: &mio::event::Event) {
+        let key = ev.token().0;
+        match self.entries.get(key) {
+            Some(Entry::Conn(_)) => {
+                if ev.is_writable() {
+                    self.on_writable(core, key);
+                }
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    self.on_readable(core, key, ev.is_read_closed());
+                }
+            }
+            Some(Entry::Listener(_)) => self.accept(core, key),
+            Some(Entry::Connecting(_)) => self.on_connect_ready(core, key),
+            Some(Entry::Lingering(_)) => self.on_linger_readable(core, key),
+            Some(Entry::Vacant) | None => {}
+        }
+    }
+
+    fn run_ready(&mut self, core: &mut Core) {
+        if self.ready.is_empty() {
+            return;
+        }
+        let ready = std::mem::take(&mut self.ready);
+        for (key, gen) in ready {
+            if self.gen_of(key) != Some(gen) {
+                continue;
+            }
+            match self.entries.get(key) {
+                Some(Entry::Conn(_)) => self.on_readable(core, key, false),
+                Some(Entry::Listener(_)) => self.accept(core, key),
+                _ => {}
+            }
+            self.process_ops(core);
+        }
+    }
+
+    fn on_internal_timer(&mut self, core: &mut Core, t: InternalTimer) {
+        match t {
+            InternalTimer::ConnectTimeout { key, gen } => {
+                if self.gen_of(key) == Some(gen) {
+                    self.connect_failed(core, key, crate::DisconnectReason::TimedOut);
+                }
+            }
+            InternalTimer::Reconnect { id } => self.start_attempt(core, id),
+            InternalTimer::AcceptRetry { key, gen } => {
+                if self.gen_of(key) == Some(gen) {
+                    if let Entry::Listener(l) = &mut self.entries[key] {
+                        l.retry = None;
+                    }
+                    self.accept(core, key);
+                }
+            }
+            InternalTimer::LingerTimeout { key, gen } => {
+                if self.gen_of(key) == Some(gen) {
+                    self.vacate(key);
+                }
+            }
+            InternalTimer::ShutdownDeadline => {
+                self.shutting_down = None;
+                let keys: Vec<usize> = self
+                    .entries
+                    .iter()
+                    .filter(|(_, e)| matches!(e, Entry::Conn(_) | Entry::Lingering(_)))
+                    .map(|(k, _)| k)
+                    .collect();
+                for key in keys {
+                    match &self.entries[key] {
+                        Entry::Conn(_) => self.close(core, key, crate::DisconnectReason::Aborted),
+                        _ => {
+                            self.vacate(key);
+                        }
+                    }
+                }
+                let _ = core.stop();
+            }
+        }
+    }
+
+    pub(crate) fn process_ops(&mut self, core: &mut Core) {
+        while !core.ops.is_empty() {
+            let ops = std::mem::take(&mut core.ops);
+            for op in ops {
+                self.apply(core, op);
+            }
+        }
+        if self.live_conns == 0 && core.running {
+            if let Some(t) = self.shutting_down.take() {
+                let _ = core.timers.cancel(t);
+                let _ = core.stop();
+            }
+        }
+    }
+
+    fn apply(&mut self, core: &mut Core, op: Op) {
+        match op {
+            Op::Write(h, data) => {
+                if let Some(key) = self.conn_key(h) {
+                    self.invoke(core, key, |_, ctx| ctx.write_bytes(data));
+                }
+            }
+            Op::Lose(h) => {
+                if let Some(key) = self.conn_key(h) {
+                    self.invoke(core, key, |_, ctx| ctx.lose_connection());
+                }
+            }
+            Op::Abort(h) => {
+                if let Some(key) = self.conn_key(h) {
+                    self.invoke(core, key, |_, ctx| ctx.abort_connection());
+                }
+            }
+            Op::PauseReading(h) => {
+                if let Some(key) = self.conn_key(h) {
+                    self.invoke(core, key, |_, ctx| ctx.pause_reading());
+                }
+            }
+            Op::ResumeReading(h) => {
+                if let Some(key) = self.conn_key(h) {
+                    if let Entry::Conn(c) = &mut self.entries[key] {
+                        c.state.clear(crate::context::flags::READ_PAUSED);
+                        if c.state.has(crate::context::flags::READ_PENDING) {
+                            c.state.clear(crate::context::flags::READ_PENDING);
+                            self.ready.push((key, h.gen));
+                        }
+                    }
+                }
+            }
+            Op::Call(h, f) => {
+                if let Some(key) = self.conn_key(h) {
+                    self.invoke(core, key, f);
+                }
+            }
+            Op::Listen(p) => self.start_listening(core, p),
+            Op::StopListening(id) => self.stop_listening(core, id),
+            Op::Connect(p) => self.add_connector(core, p),
+            Op::StopConnecting(id) => self.stop_connecting(core, id),
+            Op::Disconnect(id) => self.disconnect(core, id),
+            Op::Shutdown(timeout) => self.shutdown(core, timeout),
+        }
+    }
+
+    /// The slab key of a live connection, if the handle is current.
+    pub(crate) fn conn_key(&self, h: crate::ConnectionHandle) -> Option<usize> {
+        match self.entries.get(h.key as usize) {
+            Some(Entry::Conn(c)) if c.state.handle.gen == h.gen => Some(h.key as usize),
+            _ => None,
+        }
+    }
+
+    fn shutdown(&mut self, core: &mut Core, timeout: Duration) {
+        let ids: Vec<u64> = self.listeners.keys().copied().collect();
+        for id in ids {
+            self.stop_listening(core, id);
+        }
+        let ids: Vec<u64> = self.connectors.keys().copied().collect();
+        for id in ids {
+            self.stop_connecting(core, id);
+        }
+        let keys: Vec<usize> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| matches!(e, Entry::Conn(_)))
+            .map(|(k, _)| k)
+            .collect();
+        for key in keys {
+            self.invoke(core, key, |_, ctx| ctx.lose_connection());
+        }
+        if let Some(t) = self.shutting_down.take() {
+            let _ = core.timers.cancel(t);
+        }
+        self.shutting_down = Some(core.schedule_internal(timeout, InternalTimer::ShutdownDeadline));
+    }
+}

@@ -1,0 +1,686 @@
+//! TCP: listeners with an accept loop that survives running out of descriptors,
+//! and connectors with timeouts and optional reconnection.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Token};
+
+use super::{Connection, Entry, InternalTimer, Net, READ_BUDGET};
+use crate::context::{flags, ConnState, ConnectionHandle, Core, Op};
+use crate::error::{DisconnectReason, Result};
+use crate::protocol::{ClientFactory, Factory, Protocol, Reconnect};
+use crate::reactor::timers::TimerId;
+
+/// How long the accept loop waits before trying again when it could not even
+/// shed connections (no descriptor left at all), or after an unexpected error.
+const ACCEPT_RETRY: Duration = Duration::from_millis(250);
+
+/// Socket options for listeners and connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TcpOptions {
+    /// Disable Nagle's algorithm on every connection (`TCP_NODELAY`). Default on:
+    /// gathered writes already make few, full segments.
+    pub nodelay: bool,
+    /// Listen backlog. Default 1024.
+    pub backlog: i32,
+    /// Set `SO_REUSEPORT` on listeners, so several reactors can share a port.
+    pub reuse_port: bool,
+}
+
+impl Default for TcpOptions {
+    fn default() -> Self {
+        TcpOptions {
+            nodelay: true,
+            backlog: 1024,
+            reuse_port: false,
+        }
+    }
+}
+
+impl TcpOptions {
+    /// Options with `TCP_NODELAY` set as given.
+    pub fn nodelay(mut self, on: bool) -> Self {
+        self.nodelay = on;
+        self
+    }
+
+    /// Options with the given listen backlog.
+    pub fn backlog(mut self, backlog: i32) -> Self {
+        self.backlog = backlog;
+        self
+    }
+
+    /// Options with `SO_REUSEPORT` as given.
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.reuse_port = on;
+        self
+    }
+}
+
+/// A listening TCP port (Twisted's `IListeningPort`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListeningPort {
+    id: u64,
+    addr: SocketAddr,
+}
+
+impl ListeningPort {
+    /// The bound address, with the real port when 0 was asked for.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting: the socket is closed and the factory hears `stop_factory`
+    /// once the current callback returns. Open connections are not touched.
+    pub fn stop_listening(&self, core: &mut Core) {
+        core.ops.push(Op::StopListening(self.id));
+    }
+}
+
+/// An outgoing connection attempt and the connection it makes (Twisted's
+/// `IConnector`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Connector {
+    id: u64,
+}
+
+impl Connector {
+    /// Stops trying: a pending attempt is cancelled (the factory hears
+    /// `client_connection_failed` with [`DisconnectReason::Cancelled`]), a pending
+    /// reconnect is dropped, and an established connection will not be
+    /// reconnected when it ends.
+    pub fn stop_connecting(&self, core: &mut Core) {
+        core.ops.push(Op::StopConnecting(self.id));
+    }
+
+    /// Closes the established connection gracefully (the factory may still
+    /// reconnect), or stops a pending attempt.
+    pub fn disconnect(&self, core: &mut Core) {
+        core.ops.push(Op::Disconnect(self.id));
+    }
+}
+
+/// A listen request, bound already, waiting for the loop to register it.
+pub(crate) struct PendingListen {
+    id: u64,
+    listener: std::net::TcpListener,
+    factory: Box<dyn AnyFactory>,
+    options: TcpOptions,
+}
+
+/// A connect request waiting for the loop.
+pub(crate) struct PendingConnect {
+    id: u64,
+    addr: SocketAddr,
+    timeout: Duration,
+    factory: Box<dyn AnyClientFactory>,
+    options: TcpOptions,
+}
+
+pub(crate) trait AnyFactory {
+    fn build(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>>;
+    fn start(&mut self, core: &mut Core);
+    fn stop(&mut self, core: &mut Core);
+}
+
+impl<F: Factory> AnyFactory for F {
+    fn build(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>> {
+        self.build_protocol(peer)
+            .map(|p| Box::new(p) as Box<dyn Protocol>)
+    }
+    fn start(&mut self, core: &mut Core) {
+        self.start_factory(core)
+    }
+    fn stop(&mut self, core: &mut Core) {
+        self.stop_factory(core)
+    }
+}
+
+pub(crate) trait AnyClientFactory {
+    fn started(&mut self, core: &mut Core, c: Connector);
+    fn build(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>>;
+    fn failed(&mut self, core: &mut Core, c: Connector, r: &DisconnectReason) -> Reconnect;
+    fn lost(&mut self, core: &mut Core, c: Connector, r: &DisconnectReason) -> Reconnect;
+}
+
+impl<F: ClientFactory> AnyClientFactory for F {
+    fn started(&mut self, core: &mut Core, c: Connector) {
+        self.started_connecting(core, c)
+    }
+    fn build(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>> {
+        self.build_protocol(peer)
+            .map(|p| Box::new(p) as Box<dyn Protocol>)
+    }
+    fn failed(&mut self, core: &mut Core, c: Connector, r: &DisconnectReason) -> Reconnect {
+        self.client_connection_failed(core, c, r)
+    }
+    fn lost(&mut self, core: &mut Core, c: Connector, r: &DisconnectReason) -> Reconnect {
+        self.client_connection_lost(core, c, r)
+    }
+}
+
+pub(crate) struct Listener {
+    listener: TcpListener,
+    factory: Box<dyn AnyFactory>,
+    pub(crate) gen: u32,
+    options: TcpOptions,
+    pub(crate) retry: Option<TimerId>,
+    /// Out of descriptors since the last successful accept (log once).
+    exhausted: bool,
+    shed: u64,
+}
+
+pub(crate) struct Connecting {
+    stream: TcpStream,
+    pub(crate) gen: u32,
+    connector: u64,
+    timer: TimerId,
+}
+
+enum ConnectorState {
+    Idle,
+    Connecting(usize),
+    Connected(ConnectionHandle),
+    Waiting(TimerId),
+}
+
+pub(crate) struct ConnectorEntry {
+    factory: Box<dyn AnyClientFactory>,
+    addr: SocketAddr,
+    timeout: Duration,
+    options: TcpOptions,
+    state: ConnectorState,
+    /// `stop_connecting` was called while connected: never reconnect.
+    stopped: bool,
+}
+
+impl fmt::Debug for ConnectorEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectorEntry")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    /// Listens on `addr` with default [`TcpOptions`]; see
+    /// [`listen_tcp_with`](Self::listen_tcp_with).
+    ///
+    /// # Errors
+    /// The operating system's error if the address cannot be bound.
+    pub fn listen_tcp<F: Factory>(
+        &mut self,
+        addr: SocketAddr,
+        factory: F,
+    ) -> Result<ListeningPort> {
+        self.listen_tcp_with(addr, factory, TcpOptions::default())
+    }
+
+    /// Binds `addr` now (so errors and the real port are known at once) and starts
+    /// accepting when the loop next runs. IPv4 and IPv6; port 0 picks a port.
+    ///
+    /// # Errors
+    /// The operating system's error if the socket cannot be made or bound.
+    pub fn listen_tcp_with<F: Factory>(
+        &mut self,
+        addr: SocketAddr,
+        factory: F,
+        options: TcpOptions,
+    ) -> Result<ListeningPort> {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        if options.reuse_port {
+            socket.set_reuse_port(true)?;
+        }
+        if addr.is_ipv6() {
+            socket.set_only_v6(true)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(options.backlog)?;
+        let listener: std::net::TcpListener = socket.into();
+        let local = listener.local_addr()?;
+        let id = self.next_id();
+        self.ops.push(Op::Listen(PendingListen {
+            id,
+            listener,
+            factory: Box::new(factory),
+            options,
+        }));
+        Ok(ListeningPort { id, addr: local })
+    }
+
+    /// Connects to `addr` with default [`TcpOptions`]. The factory hears
+    /// `started_connecting`, then `client_connection_failed` (refused, unreachable,
+    /// no answer within `timeout`...) or builds the protocol.
+    pub fn connect_tcp<F: ClientFactory>(
+        &mut self,
+        addr: SocketAddr,
+        factory: F,
+        timeout: Duration,
+    ) -> Connector {
+        self.connect_tcp_with(addr, factory, timeout, TcpOptions::default())
+    }
+
+    /// [`connect_tcp`](Self::connect_tcp) with options.
+    pub fn connect_tcp_with<F: ClientFactory>(
+        &mut self,
+        addr: SocketAddr,
+        factory: F,
+        timeout: Duration,
+        options: TcpOptions,
+    ) -> Connector {
+        let id = self.next_id();
+        self.ops.push(Op::Connect(PendingConnect {
+            id,
+            addr,
+            timeout,
+            factory: Box::new(factory),
+            options,
+        }));
+        Connector { id }
+    }
+
+    /// Graceful shutdown: stops every listener and connector, closes every
+    /// connection after its flush, and stops the reactor once all are closed, or
+    /// when `timeout` passes (aborting what is left).
+    pub fn shutdown(&mut self, timeout: Duration) {
+        self.ops.push(Op::Shutdown(timeout));
+    }
+}
+
+fn is_descriptor_exhaustion(e: &io::Error) -> bool {
+    // EMFILE, ENFILE, ENOBUFS, ENOMEM
+    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
+}
+
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    ) || matches!(e.raw_os_error(), Some(1 | 71)) // EPERM (firewall), EPROTO
+}
+
+impl Net {
+    pub(crate) fn start_listening(&mut self, core: &mut Core, p: PendingListen) {
+        let mut listener = TcpListener::from_std(p.listener);
+        let gen = self.next_gen();
+        let entry = self.entries.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self
+            .registry
+            .register(&mut listener, Token(key), Interest::READABLE)
+        {
+            tracing::error!(error = %e, "could not register a listener");
+            return;
+        }
+        entry.insert(Entry::Listener(Box::new(Listener {
+            listener,
+            factory: p.factory,
+            gen,
+            options: p.options,
+            retry: None,
+            exhausted: false,
+            shed: 0,
+        })));
+        self.listeners.insert(p.id, key);
+        if let Entry::Listener(l) = &mut self.entries[key] {
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| l.factory.start(core))) {
+                core.caught_panic(panic, "start_factory");
+            }
+        }
+        self.accept(core, key);
+    }
+
+    pub(crate) fn stop_listening(&mut self, core: &mut Core, id: u64) {
+        let Some(key) = self.listeners.remove(&id) else {
+            return;
+        };
+        if let Entry::Listener(mut l) = self.vacate(key) {
+            let _ = self.registry.deregister(&mut l.listener);
+            if let Some(t) = l.retry.take() {
+                let _ = core.timers.cancel(t);
+            }
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| l.factory.stop(core))) {
+                core.caught_panic(panic, "stop_factory");
+            }
+        }
+    }
+
+    /// Accepts until `WouldBlock` or the budget runs out.
+    pub(crate) fn accept(&mut self, core: &mut Core, key: usize) {
+        for _ in 0..READ_BUDGET * 4 {
+            let Some(Entry::Listener(l)) = self.entries.get_mut(key) else {
+                return;
+            };
+            match l.listener.accept() {
+                Ok((stream, peer)) => {
+                    if l.exhausted {
+                        l.exhausted = false;
+                        tracing::warn!(shed = l.shed, "descriptors available again: accepting");
+                    }
+                    self.accepted(core, key, stream, peer)
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if is_transient_accept_error(&e) => {}
+                Err(e) if is_descriptor_exhaustion(&e) => return self.shed(core, key, &e),
+                Err(e) => {
+                    tracing::error!(error = %e, "accept failed; retrying shortly");
+                    return self.retry_accept(core, key);
+                }
+            }
+        }
+        self.ready.push((key, self.gen_of(key).unwrap_or(0)));
+    }
+
+    /// Out of descriptors: close the pending connections with the spare
+    /// descriptor's help, so the listener neither spins nor stalls, and retry on a
+    /// timer if even that was impossible.
+    fn shed(&mut self, core: &mut Core, key: usize, e: &io::Error) {
+        let Some(Entry::Listener(l)) = self.entries.get_mut(key) else {
+            return;
+        };
+        if !l.exhausted {
+            l.exhausted = true;
+            tracing::warn!(error = %e, "out of descriptors: shedding new connections until some are free");
+        }
+        drop(self.spare_fd.take());
+        let mut drained = false;
+        loop {
+            match l.listener.accept() {
+                Ok(_) => l.shed += 1, // dropped at once: the peer sees a close
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    drained = true;
+                    break;
+                }
+                Err(e) if is_transient_accept_error(&e) => {}
+                Err(_) => break,
+            }
+        }
+        self.spare_fd = std::fs::File::open("/dev/null").ok();
+        if !drained || self.spare_fd.is_none() {
+            self.retry_accept(core, key);
+        }
+    }
+
+    fn retry_accept(&mut self, core: &mut Core, key: usize) {
+        let Some(gen) = self.gen_of(key) else { return };
+        if let Some(Entry::Listener(l)) = self.entries.get_mut(key) {
+            if l.retry.is_none() {
+                l.retry = Some(
+                    core.schedule_internal(ACCEPT_RETRY, InternalTimer::AcceptRetry { key, gen }),
+                );
+            }
+        }
+    }
+
+    fn accepted(&mut self, core: &mut Core, key: usize, stream: TcpStream, peer: SocketAddr) {
+        let Some(Entry::Listener(l)) = self.entries.get_mut(key) else {
+            return;
+        };
+        let _ = stream.set_nodelay(l.options.nodelay);
+        let factory = &mut l.factory;
+        let proto = match catch_unwind(AssertUnwindSafe(|| factory.build(peer))) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                tracing::debug!(%peer, "factory refused the connection");
+                return;
+            }
+            Err(panic) => {
+                core.caught_panic(panic, "build_protocol");
+                return;
+            }
+        };
+        self.add_connection(core, stream, peer, proto, 0);
+    }
+
+    /// Registers a new connection and delivers `connection_made`.
+    fn add_connection(
+        &mut self,
+        core: &mut Core,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        protocol: Box<dyn Protocol>,
+        connector: u64,
+    ) -> Option<ConnectionHandle> {
+        let gen = self.next_gen();
+        let entry = self.entries.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self.registry.register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            tracing::error!(error = %e, %peer, "could not register a connection");
+            return None;
+        }
+        let handle = ConnectionHandle {
+            key: key as u32,
+            gen,
+        };
+        let mut state = ConnState::new(handle, peer);
+        state.set(flags::MADE);
+        entry.insert(Entry::Conn(Connection {
+            stream,
+            state,
+            protocol,
+            connector,
+        }));
+        self.live_conns += 1;
+        tracing::debug!(%peer, key, "connection made");
+        self.invoke(core, key, |p, ctx| p.connection_made(ctx));
+        Some(handle)
+    }
+
+    pub(crate) fn add_connector(&mut self, core: &mut Core, p: PendingConnect) {
+        self.connectors.insert(
+            p.id,
+            ConnectorEntry {
+                factory: p.factory,
+                addr: p.addr,
+                timeout: p.timeout,
+                options: p.options,
+                state: ConnectorState::Idle,
+                stopped: false,
+            },
+        );
+        self.start_attempt(core, p.id);
+    }
+
+    pub(crate) fn start_attempt(&mut self, core: &mut Core, id: u64) {
+        let Some(ce) = self.connectors.get_mut(&id) else {
+            return;
+        };
+        let factory = &mut ce.factory;
+        if let Err(panic) =
+            catch_unwind(AssertUnwindSafe(|| factory.started(core, Connector { id })))
+        {
+            core.caught_panic(panic, "started_connecting");
+            self.connectors.remove(&id);
+            return;
+        }
+        let (addr, timeout) = (ce.addr, ce.timeout);
+        let mut stream = match TcpStream::connect(addr) {
+            Ok(s) => s,
+            Err(e) => return self.attempt_failed(core, id, DisconnectReason::from_io(&e)),
+        };
+        let gen = self.next_gen();
+        let entry = self.entries.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self.registry.register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            return self.attempt_failed(core, id, DisconnectReason::from_io(&e));
+        }
+        let timer = core.schedule_internal(timeout, InternalTimer::ConnectTimeout { key, gen });
+        entry.insert(Entry::Connecting(Box::new(Connecting {
+            stream,
+            gen,
+            connector: id,
+            timer,
+        })));
+        if let Some(ce) = self.connectors.get_mut(&id) {
+            ce.state = ConnectorState::Connecting(key);
+        }
+    }
+
+    /// A pending connect became ready: connected, failed, or a spurious event.
+    pub(crate) fn on_connect_ready(&mut self, core: &mut Core, key: usize) {
+        let Some(Entry::Connecting(c)) = self.entries.get_mut(key) else {
+            return;
+        };
+        match c.stream.take_error() {
+            Ok(None) => {}
+            Ok(Some(e)) | Err(e) => {
+                return self.connect_failed(core, key, DisconnectReason::from_io(&e))
+            }
+        }
+        let peer = match c.stream.peer_addr() {
+            Ok(peer) => peer,
+            Err(e) if e.kind() == io::ErrorKind::NotConnected || e.raw_os_error() == Some(115) => {
+                return
+            }
+            Err(e) => return self.connect_failed(core, key, DisconnectReason::from_io(&e)),
+        };
+        let Entry::Connecting(c) = self.vacate(key) else {
+            unreachable!("checked above")
+        };
+        let Connecting {
+            mut stream,
+            connector: id,
+            timer,
+            ..
+        } = *c;
+        let _ = core.timers.cancel(timer);
+        let _ = self.registry.deregister(&mut stream);
+        let Some(ce) = self.connectors.get_mut(&id) else {
+            return;
+        };
+        let _ = stream.set_nodelay(ce.options.nodelay);
+        let factory = &mut ce.factory;
+        let proto = match catch_unwind(AssertUnwindSafe(|| factory.build(peer))) {
+            Ok(Some(p)) => p,
+            Ok(None) => return self.attempt_failed(core, id, DisconnectReason::Cancelled),
+            Err(panic) => {
+                let msg = core.caught_panic(panic, "build_protocol");
+                return self.attempt_failed(core, id, DisconnectReason::Panicked(msg));
+            }
+        };
+        ce.state = ConnectorState::Idle;
+        if let Some(h) = self.add_connection(core, stream, peer, proto, id) {
+            let alive = self.conn_key(h).is_some();
+            if let Some(ce) = self.connectors.get_mut(&id) {
+                if alive && matches!(ce.state, ConnectorState::Idle) {
+                    ce.state = ConnectorState::Connected(h);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn connect_failed(&mut self, core: &mut Core, key: usize, reason: DisconnectReason) {
+        if let Entry::Connecting(mut c) = self.vacate(key) {
+            let _ = core.timers.cancel(c.timer);
+            let _ = self.registry.deregister(&mut c.stream);
+            let id = c.connector;
+            drop(c);
+            self.attempt_failed(core, id, reason);
+        }
+    }
+
+    fn attempt_failed(&mut self, core: &mut Core, id: u64, reason: DisconnectReason) {
+        tracing::debug!(%reason, "connection attempt failed");
+        self.connector_ended(core, id, reason, false);
+    }
+
+    pub(crate) fn connector_lost(&mut self, core: &mut Core, id: u64, reason: DisconnectReason) {
+        self.connector_ended(core, id, reason, true);
+    }
+
+    fn connector_ended(
+        &mut self,
+        core: &mut Core,
+        id: u64,
+        reason: DisconnectReason,
+        was_connected: bool,
+    ) {
+        let Some(ce) = self.connectors.get_mut(&id) else {
+            return;
+        };
+        ce.state = ConnectorState::Idle;
+        let factory = &mut ce.factory;
+        let c = Connector { id };
+        let next = catch_unwind(AssertUnwindSafe(|| {
+            if was_connected {
+                factory.lost(core, c, &reason)
+            } else {
+                factory.failed(core, c, &reason)
+            }
+        }));
+        let next = match next {
+            Ok(r) => r,
+            Err(panic) => {
+                core.caught_panic(panic, "client factory callback");
+                Reconnect::Never
+            }
+        };
+        match next {
+            Reconnect::After(delay) if !ce.stopped => {
+                ce.state = ConnectorState::Waiting(
+                    core.schedule_internal(delay, InternalTimer::Reconnect { id }),
+                );
+            }
+            _ => {
+                self.connectors.remove(&id);
+            }
+        }
+    }
+
+    pub(crate) fn stop_connecting(&mut self, core: &mut Core, id: u64) {
+        let Some(ce) = self.connectors.get_mut(&id) else {
+            return;
+        };
+        ce.stopped = true;
+        match ce.state {
+            ConnectorState::Connecting(key) => {
+                if let Entry::Connecting(mut c) = self.vacate(key) {
+                    let _ = core.timers.cancel(c.timer);
+                    let _ = self.registry.deregister(&mut c.stream);
+                }
+                self.attempt_failed(core, id, DisconnectReason::Cancelled);
+            }
+            ConnectorState::Waiting(t) => {
+                let _ = core.timers.cancel(t);
+                self.connectors.remove(&id);
+            }
+            ConnectorState::Idle => {
+                self.connectors.remove(&id);
+            }
+            ConnectorState::Connected(_) => {}
+        }
+    }
+
+    pub(crate) fn disconnect(&mut self, core: &mut Core, id: u64) {
+        let Some(ce) = self.connectors.get(&id) else {
+            return;
+        };
+        match ce.state {
+            ConnectorState::Connected(h) => {
+                if let Some(key) = self.conn_key(h) {
+                    self.invoke(core, key, |_, ctx| ctx.lose_connection());
+                }
+            }
+            _ => self.stop_connecting(core, id),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use torsion::{ClientFactory, Context, DisconnectReason, Factory, Protocol, Reactor, Reconnect};
+
+/// Generous: only catches hangs.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Runs `reactor` until `done` holds; panics if it does not within [`DEADLINE`].
+pub fn run_until(reactor: &mut Reactor, mut done: impl FnMut() -> bool) {
+    let ok = reactor
+        .run_until(DEADLINE, |_| done())
+        .expect("reactor failed");
+    assert!(ok, "condition not reached within {DEADLINE:?}");
+}
+
+pub fn localhost() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// Echoes every byte.
+pub struct Echo;
+
+impl Protocol for Echo {
+    fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+        ctx.write(data);
+    }
+}
+
+pub struct EchoFactory;
+
+impl Factory for EchoFactory {
+    type Protocol = Echo;
+    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
+        Some(Echo)
+    }
+}
+
+/// Everything a client saw, shared with the test.
+#[derive(Default, Debug)]
+pub struct Seen {
+    pub events: Vec<String>,
+    pub received: Vec<u8>,
+    pub lost: Option<DisconnectReason>,
+    pub failed: Option<DisconnectReason>,
+    pub built: usize,
+}
+
+pub type Shared = Rc<RefCell<Seen>>;
+
+/// A client that sends `payload` on connect, records what comes back, and closes
+/// once `expect` bytes have arrived.
+pub struct Client {
+    pub seen: Shared,
+    pub payload: Vec<u8>,
+    pub expect: usize,
+}
+
+impl Protocol for Client {
+    fn connection_made(&mut self, ctx: &mut Context<'_>) {
+        self.seen.borrow_mut().events.push("made".into());
+        let p = std::mem::take(&mut self.payload);
+        ctx.write(&p);
+        if self.expect == 0 {
+            ctx.lose_connection();
+        }
+    }
+    fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+        let mut s = self.seen.borrow_mut();
+        s.received.extend_from_slice(data);
+        if s.received.len() >= self.expect {
+            ctx.lose_connection();
+        }
+    }
+    fn connection_lost(&mut self, _ctx: &mut Context<'_>, reason: &DisconnectReason) {
+        let mut s = self.seen.borrow_mut();
+        s.events.push(format!("lost:{reason}"));
+        assert!(s.lost.is_none(), "connection_lost twice");
+        s.lost = Some(reason.clone());
+    }
+}
+
+pub struct ClientF {
+    pub seen: Shared,
+    pub payload: Vec<u8>,
+    pub expect: usize,
+}
+
+impl ClientFactory for ClientF {
+    type Protocol = Client;
+    fn started_connecting(&mut self, _core: &mut torsion::Core, _c: torsion::Connector) {
+        self.seen.borrow_mut().events.push("started".into());
+    }
+    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Client> {
+        self.seen.borrow_mut().built += 1;
+        Some(Client {
+            seen: self.seen.clone(),
+            payload: std::mem::take(&mut self.payload),
+            expect: self.expect,
+        })
+    }
+    fn client_connection_failed(
+        &mut self,
+        _core: &mut torsion::Core,
+        _c: torsion::Connector,
+        reason: &DisconnectReason,
+    ) -> Reconnect {
+        let mut s = self.seen.borrow_mut();
+        s.events.push(format!("failed:{reason}"));
+        s.failed = Some(reason.clone());
+        Reconnect::Never
+    }
+    fn client_connection_lost(
+        &mut self,
+        _core: &mut torsion::Core,
+        _c: torsion::Connector,
+        reason: &DisconnectReason,
+    ) -> Reconnect {
+        self.seen
+            .borrow_mut()
+            .events
+            .push(format!("client_lost:{reason}"));
+        Reconnect::Never
+    }
+}
+
+/// Number of open descriptors of this process.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
