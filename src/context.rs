@@ -481,6 +481,9 @@ pub(crate) mod flags {
     pub const READ_THROTTLED: u16 = 1 << 13;
     /// Writing is held back by the write rate limit.
     pub const WRITE_THROTTLED: u16 = 1 << 14;
+    /// The poller hinted that the peer's FIN arrived: read to EOF, do not trust a
+    /// short read to mean "drained" (the hint's edge will not come again).
+    pub const PEER_FIN: u16 = 1 << 15;
 }
 
 /// Default high water mark of a write buffer.

@@ -267,6 +267,11 @@ impl Net {
 
     /// Reads until `WouldBlock`, a short read, or the budget runs out.
     pub(crate) fn on_readable(&mut self, core: &mut Core, key: usize, read_closed: bool) {
+        if read_closed {
+            if let Some(Entry::Conn(c)) = self.entries.get_mut(key) {
+                c.state.set(flags::PEER_FIN);
+            }
+        }
         for _ in 0..READ_BUDGET {
             let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
                 return;
@@ -304,10 +309,11 @@ impl Net {
                     }
                     // On epoll a short read proves the socket is drained, unless
                     // the peer's FIN is waiting behind the data.
+                    // (The hint is kept in PEER_FIN: its edge does not come again.)
                     if short
                         && cap == self.read_buf.len()
-                        && !read_closed
                         && cfg!(any(target_os = "linux", target_os = "android"))
+                        && !matches!(self.entries.get(key), Some(Entry::Conn(c)) if c.state.has(flags::PEER_FIN))
                     {
                         return;
                     }
