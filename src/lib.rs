@@ -7,6 +7,7 @@ mod context;
 pub mod error;
 pub mod protocol;
 pub mod reactor;
+pub mod reconnect;
 
 pub use context::{
     ConnectionHandle, Context, Core, DelayedCall, PanicPolicy, ReactorHandle, DEFAULT_HIGH_WATER,
@@ -15,3 +16,4 @@ pub use context::{
 pub use error::{DisconnectReason, Error, Result};
 pub use protocol::{ClientFactory, Factory, Protocol, Reconnect};
 pub use reactor::{Connector, ListeningPort, Reactor, TcpOptions};
+pub use reconnect::ReconnectingClientFactory;
