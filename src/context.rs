@@ -149,6 +149,8 @@ impl ReactorHandle {
 /// call.
 pub struct Core {
     now: Instant,
+    /// Read the system's monotonic clock (real reactor) or only `now` (fake clock).
+    real_clock: bool,
     pub(crate) timers: TimerQueue<Timed>,
     pub(crate) ops: Vec<Op>,
     pub(crate) running: bool,
@@ -173,6 +175,7 @@ impl Core {
     pub(crate) fn new(now: Instant, waker: Option<mio::Waker>) -> Core {
         Core {
             now,
+            real_clock: waker.is_some(),
             timers: TimerQueue::new(),
             ops: Vec::new(),
             running: false,
@@ -194,9 +197,18 @@ impl Core {
         id
     }
 
-    /// The reactor's current time: a monotonic clock read once per turn (or the
-    /// fake clock's time in tests).
+    /// The current time: the monotonic clock (or the fake clock's time in tests).
+    /// Delays given to [`call_later`](Self::call_later) count from here.
     pub fn now(&self) -> Instant {
+        if self.real_clock {
+            Instant::now().max(self.now)
+        } else {
+            self.now
+        }
+    }
+
+    /// The time the current turn started at (what expiring timers compare with).
+    pub(crate) fn turn_time(&self) -> Instant {
         self.now
     }
 
@@ -252,7 +264,7 @@ impl Core {
         delay: Duration,
         f: impl FnOnce(&mut Core) + 'static,
     ) -> DelayedCall {
-        let deadline = self.now + delay;
+        let deadline = self.now() + delay;
         DelayedCall {
             id: self.timers.schedule(deadline, Timed::Call(Box::new(f))),
         }
@@ -263,7 +275,7 @@ impl Core {
         delay: Duration,
         t: crate::reactor::InternalTimer,
     ) -> TimerId {
-        let deadline = self.now + delay;
+        let deadline = self.now() + delay;
         self.timers.schedule(deadline, Timed::Internal(t))
     }
 
@@ -527,6 +539,10 @@ impl ConnState {
 /// Source of a connection's local address (a socket, or a fixed test address).
 pub(crate) trait HostAddr {
     fn host_addr(&self) -> std::io::Result<SocketAddr>;
+    /// `TCP_NODELAY`, where the transport has such a thing.
+    fn nodelay(&self) -> Option<bool> {
+        None
+    }
 }
 
 impl HostAddr for SocketAddr {
@@ -606,6 +622,11 @@ impl<'a> Context<'a> {
     /// The operating system's error, if the socket can no longer tell.
     pub fn host_addr(&self) -> std::io::Result<SocketAddr> {
         self.host.host_addr()
+    }
+
+    /// Whether `TCP_NODELAY` is set (`None` on transports without it).
+    pub fn nodelay(&self) -> Option<bool> {
+        self.host.nodelay()
     }
 
     /// Queues `data` for the peer. Silently dropped after `lose_connection`,

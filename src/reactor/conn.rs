@@ -33,9 +33,48 @@ pub(crate) struct Lingering {
     pub(crate) timer: crate::reactor::timers::TimerId,
 }
 
+/// Writes with `MSG_NOSIGNAL`, so a write to a reset peer is an `EPIPE` error
+/// for that connection and never a `SIGPIPE` for the process, whatever the
+/// process's signal disposition (std's `write_vectored` uses `writev`, which has no
+/// such flag).
+struct NoSigPipe<'a>(&'a TcpStream);
+
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd"
+))]
+const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
+// Apple platforms: mio sets SO_NOSIGPIPE on every socket instead.
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd"
+)))]
+const SEND_FLAGS: libc::c_int = 0;
+
+impl io::Write for NoSigPipe<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        socket2::SockRef::from(self.0).send_with_flags(buf, SEND_FLAGS)
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        socket2::SockRef::from(self.0).send_vectored_with_flags(bufs, SEND_FLAGS)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 impl HostAddr for TcpStream {
     fn host_addr(&self) -> io::Result<std::net::SocketAddr> {
         self.local_addr()
+    }
+    fn nodelay(&self) -> Option<bool> {
+        TcpStream::nodelay(self).ok()
     }
 }
 
@@ -71,14 +110,18 @@ impl Net {
             return self.close(core, key, reason);
         }
         if !self.out.is_empty() {
+            // Pending bytes exist only while the kernel refuses more (every write
+            // goes on until WouldBlock or empty), so a writable edge will come for
+            // them; otherwise write now.
             match &mut c.state.pending {
-                Some(p) => p.append(&mut self.out),
-                None => match self.out.write_to(&mut c.stream) {
+                Some(p) if !p.is_empty() => p.append(&mut self.out),
+                _ => match self.out.write_to(&mut NoSigPipe(&c.stream)) {
                     Ok(_) => {
                         if !self.out.is_empty() {
-                            let mut p = Box::new(crate::buf::WriteBuf::new());
-                            p.append(&mut self.out);
-                            c.state.pending = Some(p);
+                            c.state
+                                .pending
+                                .get_or_insert_with(Default::default)
+                                .append(&mut self.out);
                         }
                     }
                     Err(e) => {
@@ -142,7 +185,7 @@ impl Net {
         let Some(p) = &mut c.state.pending else {
             return;
         };
-        if let Err(e) = p.write_to(&mut c.stream) {
+        if let Err(e) = p.write_to(&mut NoSigPipe(&c.stream)) {
             return self.close(core, key, DisconnectReason::from_io(&e));
         }
         self.check_buffer(core, key);

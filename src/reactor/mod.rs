@@ -302,7 +302,7 @@ impl Reactor {
         // Timers due now that were scheduled before this point; a zero-delay call
         // scheduled by one of them waits for the next turn.
         let mark = core.timers.mark();
-        let now = core.now();
+        let now = core.turn_time();
         while let Some(t) = core.timers.pop_expired_before(now, mark) {
             match t {
                 Timed::Call(f) => {

@@ -23,12 +23,18 @@ pub fn localhost() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
-/// Echoes every byte.
+/// Echoes every byte; stops reading while the peer is not reading its echo.
 pub struct Echo;
 
 impl Protocol for Echo {
     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
         ctx.write(data);
+    }
+    fn pause_writing(&mut self, ctx: &mut Context<'_>) {
+        ctx.pause_reading();
+    }
+    fn resume_writing(&mut self, ctx: &mut Context<'_>) {
+        ctx.resume_reading();
     }
 }
 
