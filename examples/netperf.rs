@@ -94,7 +94,8 @@ struct Args {
 }
 
 fn seconds(name: &str, s: f64) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(s).map_err(|_| format!("--{name} must be a number of seconds >= 0, got {s}"))
+    Duration::try_from_secs_f64(s)
+        .map_err(|_| format!("--{name} must be a number of seconds >= 0, got {s}"))
 }
 
 fn resolve(address: &str) -> Result<SocketAddr, String> {

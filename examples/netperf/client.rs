@@ -149,14 +149,22 @@ fn stamp(msg: &mut [u8], seq: u64) {
     msg[..n].copy_from_slice(&seq.to_le_bytes()[..n]);
 }
 
-/// Paces sends at a fixed rate; latency is measured from the intended send time,
-/// so a slow server cannot hide its stalls by delaying the sends (coordinated
-/// omission).
+/// Paces sends at a fixed rate.
+///
+/// When a message could not go out at its intended time because the window was
+/// full (the server had not answered yet), its latency is measured from the
+/// intended time, so a server that stalls cannot hide the stall by holding the
+/// client back (coordinated omission). When the window had room and only the
+/// client's own timer woke up late, latency is measured from the real send: the
+/// timer's lateness is the tool's, not the server's.
 #[derive(Debug)]
 struct Pacer {
     interval: Duration,
     next: Instant,
     timer: bool,
+    /// Completion time of the last `window` messages, by number modulo window:
+    /// message `k` had room once message `k - window` was done.
+    done_at: Vec<Instant>,
 }
 
 /// One connection's protocol.
@@ -196,10 +204,16 @@ impl LoadClient {
         let pacer = config.send_interval().map(|interval| Pacer {
             interval,
             // Spread the connections' first sends over one interval.
-            next: schedule.start
-                + interval.mul_f64(id as f64 / config.connections as f64),
+            next: schedule.start + interval.mul_f64(id as f64 / config.connections as f64),
             timer: false,
+            done_at: vec![schedule.start; window],
         });
+        // Under a pacer, refill as soon as there is room: the rate sets the pace.
+        let refill_at = if pacer.is_some() {
+            window - 1
+        } else {
+            refill_at
+        };
         LoadClient {
             id,
             stats,
@@ -232,9 +246,15 @@ impl LoadClient {
             let sent_at = match &mut self.pacer {
                 None => now,
                 Some(p) if p.next <= now => {
-                    let t = p.next;
+                    let intended = p.next;
                     p.next += p.interval;
-                    t
+                    let room_at = p.done_at[(self.tx_seq % self.window as u64) as usize];
+                    let blocked = self.tx_seq >= self.window as u64 && room_at > intended;
+                    if blocked {
+                        intended
+                    } else {
+                        now
+                    }
                 }
                 Some(_) => break,
             };
@@ -327,6 +347,9 @@ impl Protocol for LoadClient {
                 self.finish();
                 return ctx.abort_connection();
             };
+            if let Some(p) = &mut self.pacer {
+                p.done_at[(self.rx_seq % self.window as u64) as usize] = now;
+            }
             self.rx_seq += 1;
             stamp(&mut self.expect, self.rx_seq);
             let rtt = now.saturating_duration_since(sent_at).as_nanos() as u64;

@@ -32,6 +32,14 @@ pub fn progress_line(p: &Progress) -> String {
     )
 }
 
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
 /// The final report as a table.
 pub fn table(r: &Report) -> String {
     let c = &r.config;
@@ -45,8 +53,14 @@ pub fn table(r: &Report) -> String {
         .map_or(String::new(), |r| format!(", target rate {r:.0} msgs/s"));
     let _ = writeln!(
         out,
-        "netperf {}: {} mode{depth}, {} connections on {} threads, {} byte messages{rate}",
-        c.addr, c.mode, c.connections, r.threads, c.size
+        "netperf {}: {} mode{depth}, {} connection{} on {} thread{}, {} byte messages{rate}",
+        c.addr,
+        c.mode,
+        c.connections,
+        plural(c.connections),
+        r.threads,
+        plural(r.threads),
+        c.size
     );
     let _ = writeln!(
         out,
@@ -78,10 +92,26 @@ pub fn table(r: &Report) -> String {
                 r.connect_failed
             ),
         ),
-        ("result", if r.errors() == 0 { "ok".into() } else { "FAILED".into() }),
+        (
+            "result",
+            if r.errors() == 0 {
+                "ok".into()
+            } else {
+                "FAILED".into()
+            },
+        ),
     ];
     for (k, v) in rows {
         let _ = writeln!(out, "  {k:<14} {v}");
+    }
+    if let Some(rate) = c.rate {
+        if r.msgs_per_sec() < rate * 0.95 {
+            let _ = writeln!(
+                out,
+                "  note: the target rate was not reached ({:.0} of {rate:.0} msgs/s): the server is saturated and latencies include the queueing",
+                r.msgs_per_sec()
+            );
+        }
     }
     for (reason, n) in &r.connect_reasons {
         let _ = writeln!(out, "  connect failed: {reason} (x{n})");

@@ -141,7 +141,10 @@ impl std::fmt::Display for RunError {
         match self {
             RunError::Config(e) => f.write_str(e),
             RunError::NoConnection { reasons, attempts } => {
-                write!(f, "no connection could be made ({attempts} attempts failed: ")?;
+                write!(
+                    f,
+                    "no connection could be made ({attempts} attempts failed: "
+                )?;
                 for (i, (r, n)) in reasons.iter().enumerate() {
                     let sep = if i == 0 { "" } else { ", " };
                     write!(f, "{sep}{r} x{n}")?;
@@ -355,7 +358,13 @@ fn end_run(core: &mut Core, stats: &Stats) {
     core.shutdown(CLOSE_GRACE);
 }
 
-fn schedule_tick(core: &mut Core, index: u64, schedule: Schedule, stats: Stats, tx: mpsc::Sender<Msg>) {
+fn schedule_tick(
+    core: &mut Core,
+    index: u64,
+    schedule: Schedule,
+    stats: Stats,
+    tx: mpsc::Sender<Msg>,
+) {
     let due = schedule.start + TICK * index as u32;
     let wait = due.saturating_duration_since(Instant::now());
     core.call_later(wait, move |core| {
