@@ -33,7 +33,7 @@ use torsion::{Reactor, ReactorHandle};
 /// connection open with --persistent) and prints a line whenever one goes up or
 /// down, with the reason.
 #[derive(Debug, Parser)]
-#[command(name = "netmon", version, about, long_about = None)]
+#[command(name = "netmon", version)]
 struct Args {
     /// Targets, as HOST:PORT.
     targets: Vec<String>,

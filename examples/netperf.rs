@@ -35,7 +35,7 @@ enum ModeArg {
 /// Measures an echo server: round-trip latency (p50, p90, p99, p99.9, max),
 /// messages per second and MiB per second, checking every echoed byte.
 #[derive(Debug, Parser)]
-#[command(name = "netperf", version, about, long_about = None)]
+#[command(name = "netperf", version)]
 struct Args {
     /// The echo server, as HOST:PORT.
     address: String,

@@ -141,9 +141,10 @@ impl std::fmt::Display for RunError {
         match self {
             RunError::Config(e) => f.write_str(e),
             RunError::NoConnection { reasons, attempts } => {
+                let s = if *attempts == 1 { "" } else { "s" };
                 write!(
                     f,
-                    "no connection could be made ({attempts} attempts failed: "
+                    "no connection could be made ({attempts} attempt{s} failed: "
                 )?;
                 for (i, (r, n)) in reasons.iter().enumerate() {
                     let sep = if i == 0 { "" } else { ", " };
