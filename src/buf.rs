@@ -92,11 +92,27 @@ impl WriteBuf {
     /// Writes as much as `w` takes, until it returns `WouldBlock` or everything is
     /// gone. Returns the number of bytes written; `Ok` with data left means the
     /// kernel refused the rest (`WouldBlock`).
+    #[cfg(test)]
     pub(crate) fn write_to<W: io::Write>(&mut self, w: &mut W) -> io::Result<usize> {
+        self.write_to_limited(w, usize::MAX)
+    }
+
+    /// Like `write_to`, but stops after `limit` bytes.
+    pub(crate) fn write_to_limited<W: io::Write>(
+        &mut self,
+        w: &mut W,
+        limit: usize,
+    ) -> io::Result<usize> {
         let mut total = 0;
-        while !self.is_empty() {
+        while !self.is_empty() && total < limit {
+            let left = limit - total;
             let res = if self.chunks.is_empty() {
-                w.write(&self.tail)
+                let n = self.tail.len().min(left);
+                w.write(&self.tail[..n])
+            } else if left < self.len {
+                // Rate-limited: one chunk at a time is plenty.
+                let c = &self.chunks[0];
+                w.write(&c[..c.len().min(left)])
             } else {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let mut n = 0;
@@ -121,7 +137,7 @@ impl WriteBuf {
                 Err(e) => return Err(e),
             }
         }
-        if self.tail.capacity() > 64 * 1024 {
+        if self.tail.is_empty() && self.tail.capacity() > 64 * 1024 {
             // Do not pin a large allocation to a connection that went idle.
             self.tail = BytesMut::new();
         }
@@ -217,6 +233,27 @@ mod tests {
         b.write_to(&mut w).unwrap();
         assert!(b.is_empty());
         assert_eq!(w.got, expect);
+    }
+
+    #[test]
+    fn limited_writes_keep_the_rest() {
+        let mut b = WriteBuf::new();
+        b.push_slice(&vec![1u8; 100 * 1024]);
+        b.push_bytes(Bytes::from(vec![2u8; 50 * 1024]));
+        b.push_slice(&[3u8; 10]);
+        let mut w = Stingy {
+            got: vec![],
+            per_call: usize::MAX,
+            budget: usize::MAX,
+            calls: 0,
+        };
+        while !b.is_empty() {
+            assert!(b.write_to_limited(&mut w, 20_000).unwrap() <= 20_000);
+        }
+        assert_eq!(w.got.len(), 150 * 1024 + 10);
+        assert!(w.got[..100 * 1024].iter().all(|&x| x == 1));
+        assert!(w.got[100 * 1024..150 * 1024].iter().all(|&x| x == 2));
+        assert_eq!(&w.got[150 * 1024..], &[3u8; 10]);
     }
 
     #[test]

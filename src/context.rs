@@ -54,6 +54,8 @@ pub(crate) enum Op {
     StopConnecting(u64),
     Disconnect(u64),
     Shutdown(Duration),
+    /// Pull from the connection's stream source.
+    Produce(ConnectionHandle),
 }
 
 /// What happens when a callback panics.
@@ -347,6 +349,17 @@ impl Core {
         self.panic_policy = policy;
     }
 
+    /// Fails (panics) if any callback panicked while [`PanicPolicy::Record`] was
+    /// set, listing the panics: for the end of a test.
+    ///
+    /// # Panics
+    /// If a panic was recorded.
+    #[track_caller]
+    pub fn assert_no_panics(&mut self) {
+        let p = self.take_panics();
+        assert!(p.is_empty(), "{} callback(s) panicked: {p:?}", p.len());
+    }
+
     /// The messages of panics recorded under [`PanicPolicy::Record`], emptied.
     pub fn take_panics(&mut self) -> Vec<String> {
         std::mem::take(&mut self.panics)
@@ -460,6 +473,14 @@ pub(crate) mod flags {
     pub const READ_PENDING: u16 = 1 << 9;
     /// `connection_made` has run (so `connection_lost` is owed).
     pub const MADE: u16 = 1 << 10;
+    /// The read budget ran out with data possibly left: read again soon.
+    pub const READ_AGAIN: u16 = 1 << 11;
+    /// A producer has room to fill: pull from it soon.
+    pub const PRODUCE: u16 = 1 << 12;
+    /// Reading is held back by the read rate limit.
+    pub const READ_THROTTLED: u16 = 1 << 13;
+    /// Writing is held back by the write rate limit.
+    pub const WRITE_THROTTLED: u16 = 1 << 14;
 }
 
 /// Default high water mark of a write buffer.
@@ -494,6 +515,80 @@ pub(crate) struct ConnState {
     pub(crate) limits: Option<Box<Limits>>,
     /// A reason chosen by the protocol for its own close.
     pub(crate) close_reason: Option<Box<DisconnectReason>>,
+    /// Rarely used per-connection features, allocated on first use so an idle
+    /// connection stays small.
+    pub(crate) extra: Option<Box<Extra>>,
+}
+
+/// A source of bytes the transport pulls from while its buffer has room (see
+/// [`Context::stream_from`]).
+pub(crate) type Source = Box<dyn Iterator<Item = std::io::Result<Bytes>>>;
+
+/// Rate limit state: at most `per_window` bytes per [`RATE_WINDOW`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rate {
+    pub(crate) per_window: usize,
+    pub(crate) used: usize,
+    pub(crate) window_start: Instant,
+}
+
+/// Length of a rate-limit accounting window.
+pub(crate) const RATE_WINDOW: Duration = Duration::from_millis(100);
+
+impl Rate {
+    fn new(bytes_per_sec: u64, now: Instant) -> Rate {
+        let per_window =
+            (bytes_per_sec as u128 * RATE_WINDOW.as_nanos() / 1_000_000_000).max(1) as usize;
+        Rate {
+            per_window,
+            used: 0,
+            window_start: now,
+        }
+    }
+
+    /// Bytes allowed now; rolls the window over when it has passed.
+    pub(crate) fn allowance(&mut self, now: Instant) -> usize {
+        if now.duration_since(self.window_start) >= RATE_WINDOW {
+            self.window_start = now;
+            self.used = 0;
+        }
+        self.per_window.saturating_sub(self.used)
+    }
+
+    /// When the current window ends.
+    pub(crate) fn window_end(&self) -> Instant {
+        self.window_start + RATE_WINDOW
+    }
+}
+
+/// Idle timeout state.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Idle {
+    pub(crate) timeout: Duration,
+    pub(crate) last_activity: Instant,
+    pub(crate) timer: Option<TimerId>,
+}
+
+/// See [`ConnState::extra`].
+#[derive(Default)]
+pub(crate) struct Extra {
+    pub(crate) source: Option<Source>,
+    pub(crate) idle: Option<Idle>,
+    pub(crate) read_rate: Option<Rate>,
+    pub(crate) write_rate: Option<Rate>,
+    /// A timer is armed to lift throttling.
+    pub(crate) throttle_timer: Option<TimerId>,
+}
+
+impl fmt::Debug for Extra {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Extra")
+            .field("streaming", &self.source.is_some())
+            .field("idle", &self.idle)
+            .field("read_rate", &self.read_rate)
+            .field("write_rate", &self.write_rate)
+            .finish()
+    }
 }
 
 impl ConnState {
@@ -505,6 +600,7 @@ impl ConnState {
             pending: None,
             limits: None,
             close_reason: None,
+            extra: None,
         }
     }
 
@@ -518,6 +614,20 @@ impl ConnState {
 
     pub(crate) fn clear(&mut self, f: u16) {
         self.flags &= !f;
+    }
+
+    pub(crate) fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    /// Notes traffic for the idle timeout, if one is set.
+    #[inline]
+    pub(crate) fn touch(&mut self, now: Instant) {
+        if let Some(x) = &mut self.extra {
+            if let Some(idle) = &mut x.idle {
+                idle.last_activity = now;
+            }
+        }
     }
 
     pub(crate) fn limits(&self) -> Limits {
@@ -754,6 +864,95 @@ impl<'a> Context<'a> {
         let mut l = self.conn.limits();
         l.cap = cap;
         self.conn.limits = Some(Box::new(l));
+    }
+
+    /// Streams `source` to the peer without ever buffering much more than the
+    /// high water mark: the transport pulls the next chunk only while its buffer
+    /// is below the mark, so a slow reader slows the source down instead of
+    /// growing memory. When the source ends (or fails), the protocol hears
+    /// [`Protocol::streaming_finished`]. Replaces a previous stream.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use torsion::{Context, Protocol};
+    ///
+    /// /// Sends a million numbered lines to whoever connects, then closes.
+    /// struct Numbers;
+    /// impl Protocol for Numbers {
+    ///     fn connection_made(&mut self, ctx: &mut Context<'_>) {
+    ///         ctx.stream_from((0..1_000_000u32).map(|i| Ok(Bytes::from(format!("{i}\n")))));
+    ///     }
+    ///     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+    ///     fn streaming_finished(&mut self, ctx: &mut Context<'_>, result: std::io::Result<()>) {
+    ///         result.expect("the source does not fail");
+    ///         ctx.lose_connection();
+    ///     }
+    /// }
+    /// ```
+    pub fn stream_from(&mut self, source: impl Iterator<Item = std::io::Result<Bytes>> + 'static) {
+        if self.conn.write_refused() {
+            return;
+        }
+        self.conn.extra().source = Some(Box::new(source));
+        self.conn.set(flags::PRODUCE);
+        let h = self.conn.handle;
+        self.core.ops.push(Op::Produce(h));
+    }
+
+    /// Whether a stream started with [`stream_from`](Self::stream_from) is still
+    /// being sent.
+    pub fn is_streaming(&self) -> bool {
+        self.conn.extra.as_ref().is_some_and(|x| x.source.is_some())
+    }
+
+    /// Closes the connection when no data has been read or written for
+    /// `timeout` (`None` turns it off). Every read and every write handed to the
+    /// kernel restarts the count. What happens is up to
+    /// [`Protocol::idle_timeout`] (default: a graceful close with
+    /// [`DisconnectReason::TimedOut`]).
+    pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
+        let now = self.core.now();
+        let h = self.conn.handle;
+        let x = self.conn.extra();
+        if let Some(old) = x.idle.take() {
+            if let Some(t) = old.timer {
+                let _ = self.core.timers.cancel(t);
+            }
+        }
+        if let Some(timeout) = timeout {
+            let timer = self.core.schedule_internal(
+                timeout,
+                crate::reactor::InternalTimer::Idle {
+                    key: h.key as usize,
+                    gen: h.gen,
+                },
+            );
+            x.idle = Some(Idle {
+                timeout,
+                last_activity: now,
+                timer: Some(timer),
+            });
+        }
+    }
+
+    /// Restarts the idle count now, as traffic would.
+    pub fn reset_idle_timeout(&mut self) {
+        let now = self.core.now();
+        self.conn.touch(now);
+    }
+
+    /// Limits how fast this connection reads, in bytes per second (`None`: no
+    /// limit). Excess data waits in the kernel, whose window then slows the peer.
+    pub fn set_read_rate(&mut self, bytes_per_sec: Option<u64>) {
+        let now = self.core.now();
+        self.conn.extra().read_rate = bytes_per_sec.map(|r| Rate::new(r, now));
+    }
+
+    /// Limits how fast this connection writes, in bytes per second (`None`: no
+    /// limit). Excess data stays buffered and counts towards the water marks.
+    pub fn set_write_rate(&mut self, bytes_per_sec: Option<u64>) {
+        let now = self.core.now();
+        self.conn.extra().write_rate = bytes_per_sec.map(|r| Rate::new(r, now));
     }
 
     /// Runs `f` with this connection's protocol after `delay` (a connection's own

@@ -1,10 +1,94 @@
-//! torsion: a Twisted-style event-loop networking library on mio.
+//! torsion: Twisted's networking model in Rust, on `mio`.
+//!
+//! # Concepts
+//!
+//! * A [`Reactor`] is one value that owns one event loop on one thread. It waits
+//!   for readiness with `mio` (edge-triggered, every socket registered once),
+//!   runs timers, and runs closures queued from other threads through a
+//!   [`ReactorHandle`]. Several reactors can live in one process (one per thread,
+//!   one per test). [`Reactor::run`] returns after [`Core::stop`].
+//! * A [`Protocol`] is what you write: one value per connection, called with
+//!   `connection_made`, `data_received` and, exactly once, `connection_lost`. It
+//!   does not own its transport: every callback gets a [`Context`] through which
+//!   it writes, closes, pauses, and reaches the reactor (`Context` dereferences to
+//!   [`Core`]: timers, stop, other connections by [`ConnectionHandle`]).
+//! * A [`Factory`] builds a protocol per accepted connection
+//!   ([`Core::listen_tcp`]); a [`ClientFactory`] builds the protocol of an
+//!   outgoing connection ([`Core::connect_tcp`]) and hears how the attempt went,
+//!   deciding whether to [`Reconnect`].
+//! * Transports gather the writes a callback makes and hand them to the kernel in
+//!   one call when it returns; only what the kernel refuses is buffered. Above a
+//!   high water mark the protocol hears `pause_writing`, below a low one
+//!   `resume_writing`; a hard cap aborts a peer that never reads.
+//!   `lose_connection` flushes and closes; `abort_connection` drops and resets.
+//! * A panic in a callback costs that connection, not the reactor
+//!   ([`PanicPolicy`]).
+//!
+//! # Example: an echo server and a client in one reactor
+//!
+//! ```
+//! use std::cell::RefCell;
+//! use std::net::SocketAddr;
+//! use std::rc::Rc;
+//! use std::time::Duration;
+//! use torsion::{ClientFactory, Context, DisconnectReason, Factory, Protocol, Reactor};
+//!
+//! struct Echo;
+//! impl Protocol for Echo {
+//!     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+//!         ctx.write(data);
+//!     }
+//! }
+//! struct EchoFactory;
+//! impl Factory for EchoFactory {
+//!     type Protocol = Echo;
+//!     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
+//!         Some(Echo)
+//!     }
+//! }
+//!
+//! /// Sends a greeting, waits for the whole echo, then closes.
+//! struct Greeter {
+//!     got: Rc<RefCell<Vec<u8>>>,
+//! }
+//! impl Protocol for Greeter {
+//!     fn connection_made(&mut self, ctx: &mut Context<'_>) {
+//!         ctx.write(b"hello");
+//!     }
+//!     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+//!         self.got.borrow_mut().extend_from_slice(data);
+//!         if self.got.borrow().len() == 5 {
+//!             ctx.lose_connection();
+//!         }
+//!     }
+//!     fn connection_lost(&mut self, ctx: &mut Context<'_>, reason: &DisconnectReason) {
+//!         assert!(reason.is_clean());
+//!         ctx.stop().unwrap(); // Context derefs to Core
+//!     }
+//! }
+//! struct GreeterFactory(Rc<RefCell<Vec<u8>>>);
+//! impl ClientFactory for GreeterFactory {
+//!     type Protocol = Greeter;
+//!     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Greeter> {
+//!         Some(Greeter { got: self.0.clone() })
+//!     }
+//! }
+//!
+//! let mut reactor = Reactor::new()?;
+//! let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), EchoFactory)?;
+//! let got = Rc::new(RefCell::new(Vec::new()));
+//! reactor.connect_tcp(port.local_addr(), GreeterFactory(got.clone()), Duration::from_secs(5));
+//! reactor.run()?;
+//! assert_eq!(&*got.borrow(), b"hello");
+//! # Ok::<(), torsion::Error>(())
+//! ```
 #![deny(missing_docs, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 
 mod buf;
 mod context;
 pub mod error;
+pub mod policies;
 pub mod protocol;
 pub mod reactor;
 pub mod reconnect;
@@ -17,3 +101,8 @@ pub use error::{DisconnectReason, Error, Result};
 pub use protocol::{ClientFactory, Factory, Protocol, Reconnect};
 pub use reactor::{Connector, ListeningPort, Reactor, TcpOptions};
 pub use reconnect::ReconnectingClientFactory;
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -86,6 +86,19 @@ pub trait Protocol: Any {
         let _ = ctx;
     }
 
+    /// A stream started with [`Context::stream_from`] was sent completely
+    /// (`Ok`) or its source failed (`Err`; nothing more is sent from it).
+    fn streaming_finished(&mut self, ctx: &mut Context<'_>, result: std::io::Result<()>) {
+        let _ = (ctx, result);
+    }
+
+    /// No traffic for the time set with [`Context::set_idle_timeout`]. The
+    /// default closes the connection gracefully with
+    /// [`DisconnectReason::TimedOut`].
+    fn idle_timeout(&mut self, ctx: &mut Context<'_>) {
+        ctx.lose_connection_with(DisconnectReason::TimedOut);
+    }
+
     /// The write buffer fell below its low water mark after a
     /// [`pause_writing`](Self::pause_writing).
     fn resume_writing(&mut self, ctx: &mut Context<'_>) {

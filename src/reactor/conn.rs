@@ -8,6 +8,7 @@ use std::time::Duration;
 use mio::net::TcpStream;
 
 use super::{Entry, InternalTimer, Net, READ_BUDGET};
+use crate::buf::WriteBuf;
 use crate::context::{flags, ConnState, Context, Core, HostAddr};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
@@ -110,33 +111,44 @@ impl Net {
             return self.close(core, key, reason);
         }
         if !self.out.is_empty() {
-            // Pending bytes exist only while the kernel refuses more (every write
-            // goes on until WouldBlock or empty), so a writable edge will come for
-            // them; otherwise write now.
-            match &mut c.state.pending {
-                Some(p) if !p.is_empty() => p.append(&mut self.out),
-                _ => match self.out.write_to(&mut NoSigPipe(&c.stream)) {
-                    Ok(_) => {
-                        if !self.out.is_empty() {
-                            c.state
-                                .pending
-                                .get_or_insert_with(Default::default)
-                                .append(&mut self.out);
-                        }
-                    }
-                    Err(e) => {
-                        self.out.clear();
-                        return self.close(core, key, DisconnectReason::from_io(&e));
-                    }
-                },
+            if let Err(e) = self.write_out(core, key) {
+                return self.close(core, key, DisconnectReason::from_io(&e));
             }
-            self.out.clear();
         }
         self.check_buffer(core, key);
     }
 
-    /// Water marks, hard cap, and the closes that wait for an empty buffer.
-    fn check_buffer(&mut self, core: &mut Core, key: usize) {
+    /// Hands the gathered writes to the kernel, keeping what it refuses.
+    fn write_out(&mut self, core: &mut Core, key: usize) -> io::Result<()> {
+        let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
+            self.out.clear();
+            return Ok(());
+        };
+        // Pending bytes exist only while the kernel refuses more (every write goes
+        // on until WouldBlock or empty) or the write rate holds them back; either
+        // way a writable edge or a timer will come for them. Otherwise write now.
+        let waiting = c.state.pending.as_ref().is_some_and(|p| !p.is_empty())
+            || c.state.has(flags::WRITE_THROTTLED);
+        if !waiting {
+            let res = write_buf(&mut self.out, &c.stream, &mut c.state, core);
+            if let Err(e) = res {
+                self.out.clear();
+                return Err(e);
+            }
+        }
+        if !self.out.is_empty() {
+            c.state
+                .pending
+                .get_or_insert_with(Default::default)
+                .append(&mut self.out);
+        }
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Water marks, hard cap, the stream source, and the closes that wait for an
+    /// empty buffer.
+    pub(crate) fn check_buffer(&mut self, core: &mut Core, key: usize) {
         let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
             return;
         };
@@ -154,6 +166,14 @@ impl Net {
             c.state.clear(flags::PRODUCER_PAUSED);
             return self.invoke(core, key, |p, ctx| p.resume_writing(ctx));
         }
+        let streaming = c.state.extra.as_ref().is_some_and(|x| x.source.is_some());
+        if streaming {
+            if buffered <= limits.low && !c.state.has(flags::PRODUCE) {
+                c.state.set(flags::PRODUCE);
+                self.ready.push((key, c.state.handle.gen));
+            }
+            return;
+        }
         if buffered > 0 {
             return;
         }
@@ -164,7 +184,7 @@ impl Net {
                 .close_reason
                 .take()
                 .map_or(DisconnectReason::Done, |r| *r);
-            return self.close(core, key, reason);
+            return self.finish(core, key, reason, true);
         }
         if c.state.has(flags::WRITE_CLOSING) && !c.state.has(flags::WRITE_SHUT) {
             c.state.set(flags::WRITE_SHUT);
@@ -178,14 +198,68 @@ impl Net {
         }
     }
 
+    /// Pulls chunks from the connection's stream source while its buffer is
+    /// below the high water mark (a bounded number per turn, for fairness).
+    pub(crate) fn produce(&mut self, core: &mut Core, key: usize) {
+        for _ in 0..READ_BUDGET {
+            let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
+                return;
+            };
+            c.state.clear(flags::PRODUCE);
+            if c.state.has(flags::DEAD | flags::ABORT | flags::WRITE_SHUT) {
+                return;
+            }
+            if c.state.pending_len() >= c.state.limits().high {
+                return self.check_buffer(core, key);
+            }
+            let Some(source) = c.state.extra.as_mut().and_then(|x| x.source.as_mut()) else {
+                return;
+            };
+            let next = match catch_unwind(AssertUnwindSafe(|| source.next())) {
+                Ok(n) => n,
+                Err(p) => Some(Err(io::Error::other(
+                    core.caught_panic(p, "stream source").to_string(),
+                ))),
+            };
+            match next {
+                Some(Ok(chunk)) => {
+                    self.out.push_bytes(chunk);
+                    if let Err(e) = self.write_out(core, key) {
+                        return self.close(core, key, DisconnectReason::from_io(&e));
+                    }
+                }
+                end => {
+                    if let Some(x) = &mut c.state.extra {
+                        x.source = None;
+                    }
+                    let result = match end {
+                        Some(Err(e)) => Err(e),
+                        _ => Ok(()),
+                    };
+                    return self.invoke(core, key, move |p, ctx| p.streaming_finished(ctx, result));
+                }
+            }
+        }
+        // Budget spent: continue after the other sources had their turn.
+        if let Some(Entry::Conn(c)) = self.entries.get_mut(key) {
+            c.state.set(flags::PRODUCE);
+            self.ready.push((key, c.state.handle.gen));
+        }
+    }
+
     pub(crate) fn on_writable(&mut self, core: &mut Core, key: usize) {
         let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
             return;
         };
-        let Some(p) = &mut c.state.pending else {
+        if c.state.has(flags::WRITE_THROTTLED) {
+            return;
+        }
+        let Some(mut p) = c.state.pending.take() else {
             return;
         };
-        if let Err(e) = p.write_to(&mut NoSigPipe(&c.stream)) {
+        let res = write_buf(&mut p, &c.stream, &mut c.state, core);
+        c.state.pending = Some(p);
+        if let Err(e) = res {
             return self.close(core, key, DisconnectReason::from_io(&e));
         }
         self.check_buffer(core, key);
@@ -197,17 +271,32 @@ impl Net {
             let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
                 return;
             };
-            if c.state.has(flags::READ_PAUSED) {
+            if c.state.has(flags::READ_PAUSED | flags::READ_THROTTLED) {
                 c.state.set(flags::READ_PENDING);
                 return;
             }
             if c.state.has(flags::READ_EOF) {
                 return;
             }
-            match c.stream.read(&mut self.read_buf) {
+            let mut cap = self.read_buf.len();
+            if let Some(rate) = c.state.extra.as_mut().and_then(|x| x.read_rate.as_mut()) {
+                let allowed = rate.allowance(core.turn_time());
+                if allowed == 0 {
+                    let at = rate.window_end();
+                    c.state.set(flags::READ_THROTTLED | flags::READ_PENDING);
+                    return self.arm_throttle(core, key, at);
+                }
+                cap = cap.min(allowed);
+            }
+            match c.stream.read(&mut self.read_buf[..cap]) {
                 Ok(0) => return self.on_eof(core, key),
                 Ok(n) => {
-                    let short = n < self.read_buf.len();
+                    let short = n < cap;
+                    let now = core.turn_time();
+                    c.state.touch(now);
+                    if let Some(rate) = c.state.extra.as_mut().and_then(|x| x.read_rate.as_mut()) {
+                        rate.used += n;
+                    }
                     if !c.state.has(flags::CLOSING) {
                         let data = &self.read_buf[..n];
                         call(core, c, &mut self.out, |p, ctx| p.data_received(ctx, data));
@@ -216,6 +305,7 @@ impl Net {
                     // On epoll a short read proves the socket is drained, unless
                     // the peer's FIN is waiting behind the data.
                     if short
+                        && cap == self.read_buf.len()
                         && !read_closed
                         && cfg!(any(target_os = "linux", target_os = "android"))
                     {
@@ -228,8 +318,9 @@ impl Net {
             }
         }
         // Budget spent with data possibly left: come back after the others.
-        if let Some(gen) = self.gen_of(key) {
-            self.ready.push((key, gen));
+        if let Some(Entry::Conn(c)) = self.entries.get_mut(key) {
+            c.state.set(flags::READ_AGAIN);
+            self.ready.push((key, c.state.handle.gen));
         }
     }
 
@@ -254,6 +345,19 @@ impl Net {
     /// `connection_lost` exactly once, then the client factory, if any, hears
     /// `client_connection_lost`.
     pub(crate) fn close(&mut self, core: &mut Core, key: usize, reason: DisconnectReason) {
+        let graceful = reason.is_clean();
+        self.finish(core, key, reason, graceful)
+    }
+
+    /// Like [`close`](Self::close); `graceful` says whether the socket gets a FIN
+    /// and a lingering drain (everything was flushed) or a reset.
+    pub(crate) fn finish(
+        &mut self,
+        core: &mut Core,
+        key: usize,
+        reason: DisconnectReason,
+        graceful: bool,
+    ) {
         let Entry::Conn(c) = self.vacate(key) else {
             return;
         };
@@ -267,9 +371,17 @@ impl Net {
         let _ = self.registry.deregister(&mut stream);
         state.set(flags::DEAD);
         state.pending = None;
+        if let Some(x) = state.extra.take() {
+            for t in [x.idle.and_then(|i| i.timer), x.throttle_timer]
+                .into_iter()
+                .flatten()
+            {
+                let _ = core.timers.cancel(t);
+            }
+        }
         tracing::debug!(peer = %state.peer, %reason, "connection lost");
         let host = stream.local_addr().unwrap_or(state.peer);
-        if !reason.is_clean() {
+        if !graceful {
             let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
             drop(stream);
         } else if !state.has(flags::READ_EOF) && stream.shutdown(std::net::Shutdown::Write).is_ok()
@@ -350,4 +462,48 @@ pub(crate) fn call(
         c.state.set(flags::ABORT);
         c.state.close_reason = Some(Box::new(DisconnectReason::Panicked(msg)));
     }
+}
+
+/// Writes `buf` to the socket within the write rate, noting traffic for the idle
+/// timeout. Leaves in `buf` what the kernel refused or the rate held back (and
+/// then arms the throttle timer).
+fn write_buf(
+    buf: &mut WriteBuf,
+    stream: &TcpStream,
+    state: &mut ConnState,
+    core: &mut Core,
+) -> io::Result<()> {
+    let now = core.turn_time();
+    let mut limit = usize::MAX;
+    if let Some(rate) = state.extra.as_mut().and_then(|x| x.write_rate.as_mut()) {
+        limit = rate.allowance(now);
+    }
+    let n = if limit == 0 {
+        0
+    } else {
+        buf.write_to_limited(&mut NoSigPipe(stream), limit)?
+    };
+    if n > 0 {
+        state.touch(now);
+    }
+    if let Some(x) = state.extra.as_mut() {
+        if let Some(rate) = x.write_rate.as_mut() {
+            rate.used += n;
+            if !buf.is_empty() && n >= limit {
+                state.flags |= flags::WRITE_THROTTLED;
+                let at = rate.window_end();
+                if x.throttle_timer.is_none() {
+                    let h = state.handle;
+                    x.throttle_timer = Some(core.schedule_internal(
+                        at.saturating_duration_since(core.now()),
+                        InternalTimer::Throttle {
+                            key: h.key as usize,
+                            gen: h.gen,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -29,6 +29,7 @@
 pub mod timers;
 
 mod conn;
+mod flow;
 mod tcp;
 
 use std::collections::HashMap;
@@ -64,6 +65,8 @@ pub(crate) enum InternalTimer {
     Reconnect { id: u64 },
     AcceptRetry { key: usize, gen: u32 },
     LingerTimeout { key: usize, gen: u32 },
+    Idle { key: usize, gen: u32 },
+    Throttle { key: usize, gen: u32 },
     ShutdownDeadline,
 }
 
@@ -261,6 +264,16 @@ impl Reactor {
         self.net.live_conns
     }
 
+    /// Bytes buffered for a connection: written but not yet taken by the kernel.
+    /// `None` if the handle names no open connection.
+    pub fn buffered_len(&self, conn: crate::ConnectionHandle) -> Option<usize> {
+        let key = self.net.conn_key(conn)?;
+        match &self.net.entries[key] {
+            Entry::Conn(c) => Some(c.state.pending_len()),
+            _ => None,
+        }
+    }
+
     /// Number of registered sources of any kind (listeners, connections, pending
     /// connects, lingering closes).
     pub fn source_count(&self) -> usize {
@@ -414,8 +427,18 @@ impl Net {
             if self.gen_of(key) != Some(gen) {
                 continue;
             }
-            match self.entries.get(key) {
-                Some(Entry::Conn(_)) => self.on_readable(core, key, false),
+            match self.entries.get_mut(key) {
+                Some(Entry::Conn(c)) => {
+                    let again = c.state.has(crate::context::flags::READ_AGAIN);
+                    let produce = c.state.has(crate::context::flags::PRODUCE);
+                    c.state.clear(crate::context::flags::READ_AGAIN);
+                    if produce {
+                        self.produce(core, key);
+                    }
+                    if again {
+                        self.on_readable(core, key, false);
+                    }
+                }
                 Some(Entry::Listener(_)) => self.accept(core, key),
                 _ => {}
             }
@@ -437,6 +460,16 @@ impl Net {
                         l.retry = None;
                     }
                     self.accept(core, key);
+                }
+            }
+            InternalTimer::Idle { key, gen } => {
+                if self.gen_of(key) == Some(gen) {
+                    self.on_idle_timer(core, key);
+                }
+            }
+            InternalTimer::Throttle { key, gen } => {
+                if self.gen_of(key) == Some(gen) {
+                    self.on_throttle_timer(core, key);
                 }
             }
             InternalTimer::LingerTimeout { key, gen } => {
@@ -506,8 +539,11 @@ impl Net {
                 if let Some(key) = self.conn_key(h) {
                     if let Entry::Conn(c) = &mut self.entries[key] {
                         c.state.clear(crate::context::flags::READ_PAUSED);
-                        if c.state.has(crate::context::flags::READ_PENDING) {
+                        if c.state.has(crate::context::flags::READ_PENDING)
+                            && !c.state.has(crate::context::flags::READ_THROTTLED)
+                        {
                             c.state.clear(crate::context::flags::READ_PENDING);
+                            c.state.set(crate::context::flags::READ_AGAIN);
                             self.ready.push((key, h.gen));
                         }
                     }
@@ -524,6 +560,11 @@ impl Net {
             Op::StopConnecting(id) => self.stop_connecting(core, id),
             Op::Disconnect(id) => self.disconnect(core, id),
             Op::Shutdown(timeout) => self.shutdown(core, timeout),
+            Op::Produce(h) => {
+                if let Some(key) = self.conn_key(h) {
+                    self.produce(core, key);
+                }
+            }
         }
     }
 

@@ -1,0 +1,67 @@
+//! Timers that shape a connection's traffic: idle timeouts and rate limits.
+
+use std::time::Instant;
+
+use super::{Entry, InternalTimer, Net};
+use crate::context::{flags, Core};
+
+impl Net {
+    /// Arms the connection's throttle timer for `at`, unless one is armed.
+    pub(crate) fn arm_throttle(&mut self, core: &mut Core, key: usize, at: Instant) {
+        let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
+            return;
+        };
+        let h = c.state.handle;
+        let x = c.state.extra();
+        if x.throttle_timer.is_none() {
+            x.throttle_timer = Some(core.schedule_internal(
+                at.saturating_duration_since(core.now()),
+                InternalTimer::Throttle { key, gen: h.gen },
+            ));
+        }
+    }
+
+    /// A rate window ended: lift throttling and resume what it held back.
+    pub(crate) fn on_throttle_timer(&mut self, core: &mut Core, key: usize) {
+        let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
+            return;
+        };
+        c.state.extra().throttle_timer = None;
+        let read = c.state.has(flags::READ_THROTTLED);
+        let write = c.state.has(flags::WRITE_THROTTLED);
+        c.state
+            .clear(flags::READ_THROTTLED | flags::WRITE_THROTTLED);
+        if write {
+            self.on_writable(core, key);
+        }
+        if read {
+            if let Some(Entry::Conn(c)) = self.entries.get_mut(key) {
+                if c.state.has(flags::READ_PENDING) && !c.state.has(flags::READ_PAUSED) {
+                    c.state.clear(flags::READ_PENDING);
+                    self.on_readable(core, key, false);
+                }
+            }
+        }
+    }
+
+    /// The idle timer fired: time out if there was no traffic since, else re-arm
+    /// for the rest of the period.
+    pub(crate) fn on_idle_timer(&mut self, core: &mut Core, key: usize) {
+        let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
+            return;
+        };
+        let gen = c.state.handle.gen;
+        let Some(idle) = c.state.extra.as_mut().and_then(|x| x.idle.as_mut()) else {
+            return;
+        };
+        idle.timer = None;
+        let now = core.turn_time();
+        let due = idle.last_activity + idle.timeout;
+        if now < due {
+            idle.timer = Some(core.schedule_internal(due - now, InternalTimer::Idle { key, gen }));
+            return;
+        }
+        tracing::debug!(peer = %c.state.peer, "idle timeout");
+        self.invoke(core, key, |p, ctx| p.idle_timeout(ctx));
+    }
+}
