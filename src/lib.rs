@@ -91,6 +91,7 @@ pub mod error;
 pub mod policies;
 pub mod protocol;
 pub mod reactor;
+pub mod reconnect;
 
 pub use context::{
     ConnectionHandle, Context, Core, DelayedCall, PanicPolicy, ReactorHandle, DEFAULT_HIGH_WATER,
@@ -99,6 +100,7 @@ pub use context::{
 pub use error::{DisconnectReason, Error, Result};
 pub use protocol::{ClientFactory, Factory, Protocol, Reconnect};
 pub use reactor::{Connector, ListeningPort, Reactor, TcpOptions};
+pub use reconnect::ReconnectingClientFactory;
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
