@@ -4,6 +4,7 @@
 
 mod buf;
 mod context;
+mod drive;
 pub mod error;
 pub mod protocol;
 pub mod reactor;

@@ -43,7 +43,7 @@ use mio::{Events, Poll, Registry, Token, Waker};
 use slab::Slab;
 
 use crate::buf::WriteBuf;
-use crate::context::{Core, Op, Timed};
+use crate::context::{Core, Op};
 use crate::error::{Error, Result};
 use crate::protocol::{ClientFactory, Factory};
 
@@ -301,19 +301,7 @@ impl Reactor {
 
         // Timers due now that were scheduled before this point; a zero-delay call
         // scheduled by one of them waits for the next turn.
-        let mark = core.timers.mark();
-        let now = core.now();
-        while let Some(t) = core.timers.pop_expired_before(now, mark) {
-            match t {
-                Timed::Call(f) => {
-                    if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(core))) {
-                        core.caught_panic(p, "timer callback");
-                    }
-                }
-                Timed::Internal(t) => net.on_internal_timer(core, t),
-            }
-            net.process_ops(core);
-        }
+        core.run_due_timers(net);
         net.free_dead();
         Ok(())
     }
@@ -339,6 +327,15 @@ impl Drop for Reactor {
         for id in keys {
             self.net.stop_listening(core, id);
         }
+    }
+}
+
+impl crate::drive::TimerDriver for Net {
+    fn internal_timer(&mut self, core: &mut Core, t: InternalTimer) {
+        self.on_internal_timer(core, t);
+    }
+    fn process_ops(&mut self, core: &mut Core) {
+        Net::process_ops(self, core);
     }
 }
 
