@@ -8,6 +8,7 @@ mod drive;
 pub mod error;
 pub mod protocol;
 pub mod reactor;
+pub mod testing;
 
 pub use context::{
     ConnectionHandle, Context, Core, DelayedCall, PanicPolicy, ReactorHandle, DEFAULT_HIGH_WATER,
