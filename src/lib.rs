@@ -7,6 +7,7 @@ mod context;
 mod drive;
 pub mod error;
 pub mod protocol;
+pub mod protocols;
 pub mod reactor;
 pub mod testing;
 
