@@ -132,7 +132,9 @@ impl Codec for LineCodec {
                 buf.advance(dlen);
                 Ok(Some(line))
             }
-            None if buf.len() >= self.max.saturating_add(dlen) => Err(LineError::LineTooLong { max: self.max }),
+            None if buf.len() >= self.max.saturating_add(dlen) => {
+                Err(LineError::LineTooLong { max: self.max })
+            }
             None => {
                 self.scanned = buf.len().saturating_sub(dlen - 1);
                 Ok(None)
@@ -432,7 +434,11 @@ impl<H: LineHandler> LineReceiver<H> {
         self.drain(ctx);
     }
 
-    fn call<R>(&mut self, ctx: &mut Context<'_>, f: impl FnOnce(&mut H, &mut Lines<'_, '_>) -> R) -> R {
+    fn call<R>(
+        &mut self,
+        ctx: &mut Context<'_>,
+        f: impl FnOnce(&mut H, &mut Lines<'_, '_>) -> R,
+    ) -> R {
         let mut lines = Lines {
             ctx,
             ctl: &mut self.ctl,
@@ -509,7 +515,8 @@ impl<H: LineHandler> Protocol for LineReceiver<H> {
     }
 
     fn data_received(&mut self, ctx: &mut Context<'_>, mut data: &[u8]) {
-        if self.ctl.raw && self.buf.is_empty() && self.ctl.extra.is_none() && !stop_delivering(ctx) {
+        if self.ctl.raw && self.buf.is_empty() && self.ctl.extra.is_none() && !stop_delivering(ctx)
+        {
             // Raw fast path: no copy.
             self.call(ctx, |h, l| h.raw_data_received(l, data));
             self.ctl.clear = false;
@@ -525,7 +532,11 @@ impl<H: LineHandler> Protocol for LineReceiver<H> {
                 return;
             }
             // Never buffer more than a maximal line plus its delimiter at once.
-            let bound = self.ctl.codec.max.saturating_add(self.ctl.codec.delimiter.len());
+            let bound = self
+                .ctl
+                .codec
+                .max
+                .saturating_add(self.ctl.codec.delimiter.len());
             let take = bound.saturating_sub(self.buf.len()).max(1).min(data.len());
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
@@ -589,8 +600,14 @@ mod tests {
     fn encode_refuses_what_would_not_come_back_whole() {
         let mut c = LineCodec::new().max_line_length(4);
         let mut out = BytesMut::new();
-        assert_eq!(c.encode(b"a\r\nb", &mut out), Err(LineError::ContainsDelimiter));
-        assert_eq!(c.encode(b"abcde", &mut out), Err(LineError::LineTooLong { max: 4 }));
+        assert_eq!(
+            c.encode(b"a\r\nb", &mut out),
+            Err(LineError::ContainsDelimiter)
+        );
+        assert_eq!(
+            c.encode(b"abcde", &mut out),
+            Err(LineError::LineTooLong { max: 4 })
+        );
         assert!(out.is_empty());
         c.encode(b"a\rb", &mut out).unwrap();
         assert_eq!(&out[..], b"a\rb\r\n");

@@ -363,7 +363,11 @@ impl<C: Codec, H: FrameHandler<C>> Protocol for Framed<C, H> {
                 }
                 return;
             }
-            let room = self.codec.max_buffered().saturating_add(1).saturating_sub(self.buf.len());
+            let room = self
+                .codec
+                .max_buffered()
+                .saturating_add(1)
+                .saturating_sub(self.buf.len());
             let take = room.max(1).min(data.len());
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];

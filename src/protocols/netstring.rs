@@ -201,7 +201,10 @@ mod tests {
             Err(NetstringError::TooLong { len: 999, max: 100 })
         );
         assert_eq!(decode_all(b"100:"), Ok(vec![]));
-        assert_eq!(decode_all(b"0:,1:a,2:"), Ok(vec![Bytes::new(), Bytes::from("a")]));
+        assert_eq!(
+            decode_all(b"0:,1:a,2:"),
+            Ok(vec![Bytes::new(), Bytes::from("a")])
+        );
     }
 
     #[test]

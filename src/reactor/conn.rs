@@ -208,7 +208,14 @@ impl Net {
         } else {
             drop(stream);
         }
-        call_connection_lost(core, &mut state, &mut self.out, &host, &mut *protocol, &reason);
+        call_connection_lost(
+            core,
+            &mut state,
+            &mut self.out,
+            &host,
+            &mut *protocol,
+            &reason,
+        );
         drop(protocol);
         if connector != 0 {
             self.connector_lost(core, connector, reason);

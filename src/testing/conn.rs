@@ -271,7 +271,9 @@ fn apply(core: &mut Core, conns: &mut impl Conns, requests: &mut Vec<Request>, o
         Op::PauseReading(h) => conns.invoke(core, h, Box::new(|_, ctx| ctx.pause_reading())),
         Op::ResumeReading(h) => conns.resume_reading(core, h),
         Op::Call(h, f) => conns.invoke(core, h, f),
-        Op::Listen(p) => requests.push(Request::Listen { addr: p.local_addr() }),
+        Op::Listen(p) => requests.push(Request::Listen {
+            addr: p.local_addr(),
+        }),
         Op::StopListening(_) => requests.push(Request::StopListening),
         Op::Connect(p) => {
             let (addr, timeout) = p.target();

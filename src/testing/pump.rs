@@ -277,8 +277,7 @@ impl Net {
             self.pipes[i].peer_reset = true;
         }
         // Room again: the sender flushes what its buffer holds.
-        if self.conns[i].state.pending.is_some()
-            && self.pipes[i].in_flight < self.pipes[i].capacity
+        if self.conns[i].state.pending.is_some() && self.pipes[i].in_flight < self.pipes[i].capacity
         {
             let before = self.conns[i].state.pending_len();
             self.conns[i].writable(&mut clock.core, &mut self.out, &mut self.pipes[i]);
@@ -463,8 +462,18 @@ impl Pump {
         let (caddr, saddr) = Self::addresses(link.index);
         let reset = self.config.faults.reset_point(&mut self.rng);
         for (i, proto, host, peer) in [
-            (link.client(), Box::new(client) as Box<dyn Protocol>, caddr, saddr),
-            (link.server(), Box::new(server) as Box<dyn Protocol>, saddr, caddr),
+            (
+                link.client(),
+                Box::new(client) as Box<dyn Protocol>,
+                caddr,
+                saddr,
+            ),
+            (
+                link.server(),
+                Box::new(server) as Box<dyn Protocol>,
+                saddr,
+                caddr,
+            ),
         ] {
             let handle = ConnectionHandle {
                 key: i as u32,
@@ -617,6 +626,19 @@ impl Pump {
     pub fn reset<C, S>(&mut self, link: Link<C, S>) {
         self.net.reset_pair(&mut self.clock.core, link.index);
         self.clock.ops(&mut self.net);
+    }
+
+    /// Resets `link` once `byte` bytes (counted from the start of the
+    /// connection) went `direction`: bytes `0..byte` arrive, then both
+    /// protocols hear `connection_lost` with [`DisconnectReason::Reset`].
+    /// Replaces the reset point [`Faults`] chose for this link.
+    pub fn reset_at<C, S>(&mut self, link: Link<C, S>, direction: Direction, byte: u64) {
+        let (at, other) = match direction {
+            Direction::ClientToServer => (link.client(), link.server()),
+            Direction::ServerToClient => (link.server(), link.client()),
+        };
+        self.net.pipes[at].reset_at = Some(byte);
+        self.net.pipes[other].reset_at = None;
     }
 
     /// One round: operations queued from outside, calls due now, then

@@ -159,7 +159,9 @@ impl Conns for One {
     }
     fn resume_reading(&mut self, core: &mut Core, h: ConnectionHandle) {
         if h == self.conn.state.handle {
-            self.conn.state.clear(flags::READ_PAUSED | flags::READ_PENDING);
+            self.conn
+                .state
+                .clear(flags::READ_PAUSED | flags::READ_PENDING);
             self.deliver(core);
         }
     }
