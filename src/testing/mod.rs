@@ -179,3 +179,6 @@ fn downcast_mut<P: Protocol>(p: &mut dyn Protocol) -> &mut P {
     any.downcast_mut::<P>()
         .expect("the protocol type is fixed when the connection is made")
 }
+
+#[cfg(test)]
+mod tests;
