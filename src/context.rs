@@ -292,7 +292,10 @@ impl Core {
 
     /// Resumes reading on a connection by handle.
     pub fn resume_reading(&mut self, conn: ConnectionHandle) {
-        self.ops.push(Op::ResumeReading(conn));
+        // Through the connection's own context, so the flag is cleared in
+        // order with any pause the protocol makes afterwards.
+        self.ops
+            .push(Op::Call(conn, Box::new(|_, ctx| ctx.resume_reading())));
     }
 
     /// Runs `f` with the protocol of `conn`, if it still exists and is a `P`, once

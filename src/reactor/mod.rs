@@ -502,8 +502,11 @@ impl Net {
             Op::ResumeReading(h) => {
                 if let Some(key) = self.conn_key(h) {
                     if let Entry::Conn(c) = &mut self.entries[key] {
-                        c.state.clear(crate::context::flags::READ_PAUSED);
-                        if c.state.has(crate::context::flags::READ_PENDING) {
+                        // `Context::resume_reading` cleared the pause; a pause
+                        // made since then must stand.
+                        if !c.state.has(crate::context::flags::READ_PAUSED)
+                            && c.state.has(crate::context::flags::READ_PENDING)
+                        {
                             c.state.clear(crate::context::flags::READ_PENDING);
                             self.ready.push((key, h.gen));
                         }

@@ -302,12 +302,13 @@ impl Conns for Net {
         }
     }
     fn resume_reading(&mut self, _core: &mut Core, h: ConnectionHandle) {
-        // Delivery resumes on the next round, as the reactor reads resumed
-        // connections after the current event.
+        // `Context::resume_reading` cleared the pause; delivery goes on in
+        // the next round, as the reactor reads resumed connections after the
+        // current event.
         if let Some(i) = self.index(h) {
-            self.conns[i]
-                .state
-                .clear(flags::READ_PAUSED | flags::READ_PENDING);
+            if !self.conns[i].state.has(flags::READ_PAUSED) {
+                self.conns[i].state.clear(flags::READ_PENDING);
+            }
         }
     }
     fn live(&self) -> Vec<ConnectionHandle> {

@@ -35,7 +35,10 @@ impl Protocol for Rec {
         self.reads.push(data.len());
     }
     fn connection_lost(&mut self, _: &mut Context<'_>, reason: &DisconnectReason) {
-        assert!(!self.log().iter().any(|l| l.starts_with("lost")), "lost twice");
+        assert!(
+            !self.log().iter().any(|l| l.starts_with("lost")),
+            "lost twice"
+        );
         self.push(format!("lost:{reason}"));
     }
     fn read_connection_lost(&mut self, _: &mut Context<'_>) {
@@ -68,7 +71,10 @@ fn writes_are_refused_after_lose_and_the_buffer_flushes_first() {
     assert_eq!(t.written(), b"before");
     assert_eq!(t.lost(), Some(&DisconnectReason::Done));
     assert!(t.eof_sent() && !t.is_aborted());
-    assert_eq!(t.protocol().log(), ["made", "lost:connection closed cleanly"]);
+    assert_eq!(
+        t.protocol().log(),
+        ["made", "lost:connection closed cleanly"]
+    );
     assert!(t.with_protocol(|_, _| ()).is_none());
 }
 
@@ -101,7 +107,10 @@ fn water_marks_and_the_hard_cap() {
     assert!(t.is_writing_paused());
     t.set_stalled(false);
     assert!(!t.is_writing_paused());
-    assert_eq!(t.protocol().log(), ["made", "pause_writing", "resume_writing"]);
+    assert_eq!(
+        t.protocol().log(),
+        ["made", "pause_writing", "resume_writing"]
+    );
     t.set_stalled(true);
     t.with_protocol(|_, ctx| ctx.write(&[0; 101]));
     assert_eq!(t.lost(), Some(&DisconnectReason::WriteBufferFull));

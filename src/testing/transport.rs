@@ -158,10 +158,9 @@ impl Conns for One {
         }
     }
     fn resume_reading(&mut self, core: &mut Core, h: ConnectionHandle) {
-        if h == self.conn.state.handle {
-            self.conn
-                .state
-                .clear(flags::READ_PAUSED | flags::READ_PENDING);
+        // `Context::resume_reading` cleared the pause; one made since stands.
+        if h == self.conn.state.handle && !self.conn.state.has(flags::READ_PAUSED) {
+            self.conn.state.clear(flags::READ_PENDING);
             self.deliver(core);
         }
     }
