@@ -181,11 +181,13 @@ pub trait LineHandler: 'static {
         ));
     }
 
-    /// A line longer than the limit arrived; `data` is everything buffered from
-    /// its start (Twisted's `lineLengthExceeded`), and the buffer is emptied.
-    /// Default: close the connection with [`DisconnectReason::Protocol`]
-    /// ("line longer than N bytes"). A handler that does not close goes on
-    /// reading lines from the next bytes.
+    /// A line longer than the limit arrived. `data` is the line, or, when it
+    /// is detected before its delimiter, the part of it buffered so far (at
+    /// most the limit plus the delimiter's length). Default: close the
+    /// connection with [`DisconnectReason::Protocol`] ("line longer than N
+    /// bytes"). A handler that keeps the connection open gets the next line
+    /// next: the rest of the over-long one is skipped up to its delimiter
+    /// (Twisted drops everything buffered instead, cutting later lines).
     fn line_length_exceeded(&mut self, lines: &mut Lines<'_, '_>, data: &[u8]) {
         tracing::debug!(peer = %lines.peer_addr(), buffered = data.len(), "line too long: closing");
         let max = lines.max_line_length();
@@ -361,6 +363,8 @@ pub struct LineReceiver<H> {
     ctl: Ctl,
     buf: BytesMut,
     scanned: usize,
+    /// Skipping the rest of an over-long line, up to its delimiter.
+    discarding: bool,
 }
 
 impl<H> fmt::Debug for LineReceiver<H> {
@@ -387,6 +391,7 @@ impl<H: LineHandler> LineReceiver<H> {
             },
             buf: BytesMut::new(),
             scanned: 0,
+            discarding: false,
         }
     }
 
@@ -453,6 +458,7 @@ impl<H: LineHandler> LineReceiver<H> {
             ctl,
             buf,
             scanned,
+            discarding,
         } = self;
         let mut off = 0;
         loop {
@@ -478,19 +484,44 @@ impl<H: LineHandler> LineReceiver<H> {
             } else {
                 let dlen = ctl.codec.delimiter.len();
                 let max = ctl.codec.max;
-                match find(rest, *scanned, &ctl.codec.delimiter) {
+                let found = find(rest, *scanned, &ctl.codec.delimiter);
+                if *discarding {
+                    // Skipping the tail of an over-long line.
+                    match found {
+                        Some(pos) => {
+                            off += pos + dlen;
+                            *scanned = 0;
+                            *discarding = false;
+                            continue;
+                        }
+                        None => {
+                            // Keep what could be the start of a split delimiter.
+                            off += rest.len().saturating_sub(dlen - 1);
+                            *scanned = 0;
+                            break;
+                        }
+                    }
+                }
+                match found {
                     Some(pos) if pos <= max => {
                         off += pos + dlen;
                         *scanned = 0;
                         handler.line_received(&mut Lines { ctx, ctl }, &rest[..pos]);
                     }
+                    Some(pos) => {
+                        off += pos + dlen;
+                        *scanned = 0;
+                        handler.line_length_exceeded(&mut Lines { ctx, ctl }, &rest[..pos]);
+                    }
                     None if rest.len() < max.saturating_add(dlen) => {
                         *scanned = rest.len().saturating_sub(dlen - 1);
                         break;
                     }
-                    _ => {
-                        off = buf.len();
+                    None => {
+                        // Keep what could be the start of a split delimiter.
+                        off += rest.len() - (dlen - 1);
                         *scanned = 0;
+                        *discarding = true;
                         handler.line_length_exceeded(&mut Lines { ctx, ctl }, rest);
                     }
                 }
@@ -498,6 +529,7 @@ impl<H: LineHandler> LineReceiver<H> {
             if std::mem::take(&mut ctl.clear) {
                 off = buf.len();
                 *scanned = 0;
+                *discarding = false;
             }
         }
         buf.advance(off);
