@@ -82,6 +82,7 @@ impl WriteBuf {
     }
 
     /// Takes everything out as one `Bytes` list (used by in-memory transports).
+    #[allow(dead_code)] // The in-memory transports write through `write_to` instead.
     pub(crate) fn take_all(&mut self) -> Vec<Bytes> {
         self.seal_tail();
         self.len = 0;

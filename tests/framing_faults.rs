@@ -61,7 +61,12 @@ fn echo<C: Codec<Frame = Bytes, Item = [u8]> + Clone>(
     codec: C,
     faults: Faults,
     send: Vec<Vec<u8>>,
-) -> (Vec<Vec<u8>>, Vec<Vec<u8>>, DisconnectReason, DisconnectReason) {
+) -> (
+    Vec<Vec<u8>>,
+    Vec<Vec<u8>>,
+    DisconnectReason,
+    DisconnectReason,
+) {
     let mut pump = Pump::with_faults(faults);
     let client = Framed::new(
         codec.clone(),
@@ -95,7 +100,11 @@ fn check_codec<C: Codec<Frame = Bytes, Item = [u8]> + Clone>(codec: C, max: usiz
             .delay_delivery(2)
             .reset_randomly(600);
         let (sent, got, c, s) = echo(codec.clone(), faults, payloads(faults.seed(), max));
-        assert!(sent.starts_with(&got), "seed {}: a frame was corrupted", faults.seed());
+        assert!(
+            sent.starts_with(&got),
+            "seed {}: a frame was corrupted",
+            faults.seed()
+        );
         if got.len() < sent.len() {
             assert_eq!(c, DisconnectReason::Reset, "seed {}", faults.seed());
             assert_eq!(s, DisconnectReason::Reset, "seed {}", faults.seed());
@@ -174,7 +183,12 @@ fn line_receiver_under_faults() {
                 assert_eq!(t.lost, Some(DisconnectReason::Done));
             }
             _ if t.got.len() < send.len() => {
-                assert_eq!(t.lost, Some(DisconnectReason::Reset), "seed {}", faults.seed());
+                assert_eq!(
+                    t.lost,
+                    Some(DisconnectReason::Reset),
+                    "seed {}",
+                    faults.seed()
+                );
                 assert_eq!(pump.server_lost(link), Some(&DisconnectReason::Reset));
             }
             _ => {}

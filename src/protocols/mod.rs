@@ -48,6 +48,7 @@
 
 pub mod length_prefixed;
 pub mod line;
+mod line_codec;
 pub mod netstring;
 
 use std::fmt;

@@ -230,21 +230,19 @@ impl<T> TimerQueue<T> {
     /// reset) before `mark` (from [`mark`](Self::mark)). A reactor uses this so that
     /// a call scheduled with zero delay by a call running now waits for the next turn.
     pub fn pop_expired_before(&mut self, now: Instant, mark: u64) -> Option<T> {
-        loop {
-            self.skip_stale();
-            let Reverse((deadline, seq, slot)) = *self.heap.peek()?;
-            if deadline > now {
-                return None;
-            }
-            if seq >= mark {
-                // Heap order is (deadline, seq): an earlier-deadline entry with an
-                // older seq cannot hide behind this one, but one with a later
-                // deadline and an older seq can. Look past it without losing it.
-                return self.pop_expired_scan(now, mark);
-            }
-            self.heap.pop();
-            return Some(self.take(slot));
+        self.skip_stale();
+        let Reverse((deadline, seq, slot)) = *self.heap.peek()?;
+        if deadline > now {
+            return None;
         }
+        if seq >= mark {
+            // Heap order is (deadline, seq): an earlier-deadline entry with an
+            // older seq cannot hide behind this one, but one with a later
+            // deadline and an older seq can. Look past it without losing it.
+            return self.pop_expired_scan(now, mark);
+        }
+        self.heap.pop();
+        Some(self.take(slot))
     }
 
     fn take(&mut self, slot: u32) -> T {

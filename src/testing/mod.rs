@@ -2,7 +2,7 @@
 //! a [`RecordingTransport`], a fake [`Clock`], and a client/server [`Pump`]
 //! with seeded [`Faults`].
 //!
-//! All three drive the same [`Protocol`](crate::Protocol) code through a real
+//! All three drive the same [`Protocol`] code through a real
 //! [`Context`](crate::Context) and interpret what it asked for with the same
 //! code the reactor uses (`lose_connection` flushes then closes, writes are
 //! refused after it, `abort_connection` drops the buffer, `connection_lost` runs
@@ -109,6 +109,7 @@ mod conn;
 mod faults;
 mod pump;
 mod transport;
+mod wire;
 
 use std::net::SocketAddr;
 use std::time::Duration;
