@@ -306,7 +306,10 @@ impl Core {
 
     /// Resumes reading on a connection by handle.
     pub fn resume_reading(&mut self, conn: ConnectionHandle) {
-        self.ops.push(Op::ResumeReading(conn));
+        // Through the connection's own context, so the flag is cleared in
+        // order with any pause the protocol makes afterwards.
+        self.ops
+            .push(Op::Call(conn, Box::new(|_, ctx| ctx.resume_reading())));
     }
 
     /// Runs `f` with the protocol of `conn`, if it still exists and is a `P`, once
@@ -897,7 +900,6 @@ impl<'a> Context<'a> {
             return;
         }
         self.conn.extra().source = Some(Box::new(source));
-        self.conn.set(flags::PRODUCE);
         let h = self.conn.handle;
         self.core.ops.push(Op::Produce(h));
     }
@@ -938,6 +940,27 @@ impl<'a> Context<'a> {
         }
     }
 
+    /// The idle timer fired: whether the connection really was idle for its
+    /// whole timeout. If not, the timer is re-armed for the rest of the period.
+    pub(crate) fn idle_expired(&mut self) -> bool {
+        let now = self.core.turn_time();
+        let h = self.conn.handle;
+        let Some(idle) = self.conn.extra.as_mut().and_then(|x| x.idle.as_mut()) else {
+            return false;
+        };
+        idle.timer = None;
+        let due = idle.last_activity + idle.timeout;
+        if now < due {
+            let t = crate::reactor::InternalTimer::Idle {
+                key: h.key as usize,
+                gen: h.gen,
+            };
+            idle.timer = Some(self.core.schedule_internal(due - now, t));
+            return false;
+        }
+        true
+    }
+
     /// Restarts the idle count now, as traffic would.
     pub fn reset_idle_timeout(&mut self) {
         let now = self.core.now();
@@ -946,6 +969,8 @@ impl<'a> Context<'a> {
 
     /// Limits how fast this connection reads, in bytes per second (`None`: no
     /// limit). Excess data waits in the kernel, whose window then slows the peer.
+    /// Socket transports only: the in-memory transports of
+    /// [`testing`](crate::testing) do not throttle.
     pub fn set_read_rate(&mut self, bytes_per_sec: Option<u64>) {
         let now = self.core.now();
         self.conn.extra().read_rate = bytes_per_sec.map(|r| Rate::new(r, now));
@@ -953,6 +978,7 @@ impl<'a> Context<'a> {
 
     /// Limits how fast this connection writes, in bytes per second (`None`: no
     /// limit). Excess data stays buffered and counts towards the water marks.
+    /// Socket transports only, as [`set_read_rate`](Self::set_read_rate).
     pub fn set_write_rate(&mut self, bytes_per_sec: Option<u64>) {
         let now = self.core.now();
         self.conn.extra().write_rate = bytes_per_sec.map(|r| Rate::new(r, now));

@@ -87,11 +87,14 @@
 
 mod buf;
 mod context;
+mod drive;
 pub mod error;
 pub mod policies;
 pub mod protocol;
+pub mod protocols;
 pub mod reactor;
 pub mod reconnect;
+pub mod testing;
 
 pub use context::{
     ConnectionHandle, Context, Core, DelayedCall, PanicPolicy, ReactorHandle, DEFAULT_HIGH_WATER,

@@ -10,6 +10,7 @@ use mio::net::TcpStream;
 use super::{Entry, InternalTimer, Net, READ_BUDGET};
 use crate::buf::WriteBuf;
 use crate::context::{flags, ConnState, Context, Core, HostAddr};
+use crate::drive::{call_connection_lost, call_protocol, BufferStep, EofStep};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
 
@@ -101,13 +102,8 @@ impl Net {
         let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
             return;
         };
-        if c.state.has(flags::ABORT) {
+        if let Some(reason) = c.state.abort_requested() {
             self.out.clear();
-            let reason = c
-                .state
-                .close_reason
-                .take()
-                .map_or(DisconnectReason::Aborted, |r| *r);
             return self.close(core, key, reason);
         }
         if !self.out.is_empty() {
@@ -147,54 +143,27 @@ impl Net {
     }
 
     /// Water marks, hard cap, the stream source, and the closes that wait for an
-    /// empty buffer.
+    /// empty buffer (the decision is [`ConnState::buffer_step`], shared with the
+    /// in-memory transports).
     pub(crate) fn check_buffer(&mut self, core: &mut Core, key: usize) {
         let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
             return;
         };
-        let buffered = c.state.pending_len();
-        let limits = c.state.limits();
-        if buffered > limits.cap {
-            tracing::warn!(peer = %c.state.peer, buffered, "write buffer over its cap: aborting");
-            return self.close(core, key, DisconnectReason::WriteBufferFull);
-        }
-        if buffered > limits.high && !c.state.has(flags::PRODUCER_PAUSED) {
-            c.state.set(flags::PRODUCER_PAUSED);
-            return self.invoke(core, key, |p, ctx| p.pause_writing(ctx));
-        }
-        if buffered <= limits.low && c.state.has(flags::PRODUCER_PAUSED) {
-            c.state.clear(flags::PRODUCER_PAUSED);
-            return self.invoke(core, key, |p, ctx| p.resume_writing(ctx));
-        }
-        let streaming = c.state.extra.as_ref().is_some_and(|x| x.source.is_some());
-        if streaming {
-            if buffered <= limits.low && !c.state.has(flags::PRODUCE) {
-                c.state.set(flags::PRODUCE);
-                self.ready.push((key, c.state.handle.gen));
+        match c.state.buffer_step() {
+            BufferStep::Idle => {}
+            BufferStep::Close { reason, graceful } => self.finish(core, key, reason, graceful),
+            BufferStep::PauseWriting => self.invoke(core, key, |p, ctx| p.pause_writing(ctx)),
+            BufferStep::ResumeWriting => self.invoke(core, key, |p, ctx| p.resume_writing(ctx)),
+            BufferStep::Produce => self.ready.push((key, c.state.handle.gen)),
+            BufferStep::ShutdownWrite { close_after } => {
+                if let Err(e) = c.stream.shutdown(std::net::Shutdown::Write) {
+                    return self.close(core, key, DisconnectReason::from_io(&e));
+                }
+                if close_after {
+                    return self.close(core, key, DisconnectReason::Done);
+                }
+                self.invoke(core, key, |p, ctx| p.write_connection_lost(ctx));
             }
-            return;
-        }
-        if buffered > 0 {
-            return;
-        }
-        c.state.pending = None;
-        if c.state.has(flags::CLOSING) {
-            let reason = c
-                .state
-                .close_reason
-                .take()
-                .map_or(DisconnectReason::Done, |r| *r);
-            return self.finish(core, key, reason, true);
-        }
-        if c.state.has(flags::WRITE_CLOSING) && !c.state.has(flags::WRITE_SHUT) {
-            c.state.set(flags::WRITE_SHUT);
-            if let Err(e) = c.stream.shutdown(std::net::Shutdown::Write) {
-                return self.close(core, key, DisconnectReason::from_io(&e));
-            }
-            if c.state.has(flags::READ_EOF) {
-                return self.close(core, key, DisconnectReason::Done);
-            }
-            self.invoke(core, key, |p, ctx| p.write_connection_lost(ctx));
         }
     }
 
@@ -334,16 +303,14 @@ impl Net {
         let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
             return;
         };
-        c.state.set(flags::READ_EOF);
-        if c.state.has(flags::WRITE_SHUT) {
-            return self.close(core, key, DisconnectReason::Done);
+        match c.state.eof_step() {
+            EofStep::Close => self.close(core, key, DisconnectReason::Done),
+            EofStep::ReadConnectionLost => {
+                self.invoke(core, key, |p, ctx| p.read_connection_lost(ctx))
+            }
+            // Not half-closeable: flush what was written, then close cleanly.
+            EofStep::FlushThenClose => self.check_buffer(core, key),
         }
-        if c.state.has(flags::HALF_CLOSE) && !c.state.has(flags::CLOSING) {
-            return self.invoke(core, key, |p, ctx| p.read_connection_lost(ctx));
-        }
-        // Not half-closeable: flush what was written, then close cleanly.
-        c.state.set(flags::CLOSING);
-        self.check_buffer(core, key);
     }
 
     /// Ends connection `key`: the socket is reset (abort, errors) or its write side
@@ -397,16 +364,14 @@ impl Net {
         } else {
             drop(stream);
         }
-        if state.has(flags::MADE) {
-            let mut ctx = Context::new(core, &mut state, &mut self.out, &host);
-            let proto = &mut *protocol;
-            if let Err(p) = catch_unwind(AssertUnwindSafe(|| {
-                proto.connection_lost(&mut ctx, &reason)
-            })) {
-                core.caught_panic(p, "connection_lost");
-            }
-            self.out.clear();
-        }
+        call_connection_lost(
+            core,
+            &mut state,
+            &mut self.out,
+            &host,
+            &mut *protocol,
+            &reason,
+        );
         drop(protocol);
         if connector != 0 {
             self.connector_lost(core, connector, reason);
@@ -461,13 +426,7 @@ pub(crate) fn call(
 ) {
     let _span =
         tracing::trace_span!("conn", key = c.state.handle.key, peer = %c.state.peer).entered();
-    let mut ctx = Context::new(core, &mut c.state, out, &c.stream);
-    let proto = &mut *c.protocol;
-    if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(proto, &mut ctx))) {
-        let msg = core.caught_panic(p, "protocol callback");
-        c.state.set(flags::ABORT);
-        c.state.close_reason = Some(Box::new(DisconnectReason::Panicked(msg)));
-    }
+    call_protocol(core, &mut c.state, out, &c.stream, &mut *c.protocol, f);
 }
 
 /// Writes `buf` to the socket within the write rate, noting traffic for the idle

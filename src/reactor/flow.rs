@@ -47,21 +47,11 @@ impl Net {
     /// The idle timer fired: time out if there was no traffic since, else re-arm
     /// for the rest of the period.
     pub(crate) fn on_idle_timer(&mut self, core: &mut Core, key: usize) {
-        let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
-            return;
-        };
-        let gen = c.state.handle.gen;
-        let Some(idle) = c.state.extra.as_mut().and_then(|x| x.idle.as_mut()) else {
-            return;
-        };
-        idle.timer = None;
-        let now = core.turn_time();
-        let due = idle.last_activity + idle.timeout;
-        if now < due {
-            idle.timer = Some(core.schedule_internal(due - now, InternalTimer::Idle { key, gen }));
-            return;
-        }
-        tracing::debug!(peer = %c.state.peer, "idle timeout");
-        self.invoke(core, key, |p, ctx| p.idle_timeout(ctx));
+        self.invoke(core, key, |p, ctx| {
+            if ctx.idle_expired() {
+                tracing::debug!(peer = %ctx.peer_addr(), "idle timeout");
+                p.idle_timeout(ctx);
+            }
+        });
     }
 }

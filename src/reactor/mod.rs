@@ -44,7 +44,7 @@ use mio::{Events, Poll, Registry, Token, Waker};
 use slab::Slab;
 
 use crate::buf::WriteBuf;
-use crate::context::{Core, Op, Timed};
+use crate::context::{Core, Op};
 use crate::error::{Error, Result};
 use crate::protocol::{ClientFactory, Factory};
 
@@ -314,19 +314,7 @@ impl Reactor {
 
         // Timers due now that were scheduled before this point; a zero-delay call
         // scheduled by one of them waits for the next turn.
-        let mark = core.timers.mark();
-        let now = core.turn_time();
-        while let Some(t) = core.timers.pop_expired_before(now, mark) {
-            match t {
-                Timed::Call(f) => {
-                    if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(core))) {
-                        core.caught_panic(p, "timer callback");
-                    }
-                }
-                Timed::Internal(t) => net.on_internal_timer(core, t),
-            }
-            net.process_ops(core);
-        }
+        core.run_due_timers(net);
         net.free_dead();
         Ok(())
     }
@@ -352,6 +340,15 @@ impl Drop for Reactor {
         for id in keys {
             self.net.stop_listening(core, id);
         }
+    }
+}
+
+impl crate::drive::TimerDriver for Net {
+    fn internal_timer(&mut self, core: &mut Core, t: InternalTimer) {
+        self.on_internal_timer(core, t);
+    }
+    fn process_ops(&mut self, core: &mut Core) {
+        Net::process_ops(self, core);
     }
 }
 
@@ -538,8 +535,10 @@ impl Net {
             Op::ResumeReading(h) => {
                 if let Some(key) = self.conn_key(h) {
                     if let Entry::Conn(c) = &mut self.entries[key] {
-                        c.state.clear(crate::context::flags::READ_PAUSED);
-                        if c.state.has(crate::context::flags::READ_PENDING)
+                        // `Context::resume_reading` cleared the pause; a pause
+                        // made since then must stand.
+                        if !c.state.has(crate::context::flags::READ_PAUSED)
+                            && c.state.has(crate::context::flags::READ_PENDING)
                             && !c.state.has(crate::context::flags::READ_THROTTLED)
                         {
                             c.state.clear(crate::context::flags::READ_PENDING);

@@ -123,6 +123,20 @@ pub(crate) struct PendingConnect {
     options: TcpOptions,
 }
 
+impl PendingListen {
+    /// The bound address (for in-memory drivers that record the request).
+    pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+}
+
+impl PendingConnect {
+    /// Where and how long to try (for in-memory drivers that record the request).
+    pub(crate) fn target(&self) -> (SocketAddr, Duration) {
+        (self.addr, self.timeout)
+    }
+}
+
 pub(crate) trait AnyFactory {
     fn build(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>>;
     fn start(&mut self, core: &mut Core);

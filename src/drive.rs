@@ -1,0 +1,207 @@
+//! The transport-independent half of driving a connection, shared by the real
+//! reactor and the in-memory transports of [`testing`](crate::testing): how a
+//! connection's flags are read after each callback, how a callback runs under
+//! `catch_unwind`, and how due timers run. Keeping these in one place is what
+//! lets tests promise production semantics.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::buf::WriteBuf;
+use crate::context::{flags, ConnState, Context, Core, HostAddr, Timed};
+use crate::error::DisconnectReason;
+use crate::protocol::Protocol;
+use crate::reactor::InternalTimer;
+
+/// What a connection's write buffer asks for once a callback (or a flush) is done.
+#[derive(Debug)]
+pub(crate) enum BufferStep {
+    /// Nothing to do now.
+    Idle,
+    /// Close the connection for this reason: gracefully (FIN after the flush:
+    /// a close that waited for it) or not (reset: over the cap).
+    Close {
+        /// Why, for `connection_lost`.
+        reason: DisconnectReason,
+        /// Whether everything was flushed and the peer gets a clean EOF.
+        graceful: bool,
+    },
+    /// A stream source has room to fill: pull from it (`PRODUCE` is now set).
+    Produce,
+    /// The buffer rose above the high water mark: call `pause_writing`.
+    PauseWriting,
+    /// The buffer fell to the low water mark: call `resume_writing`.
+    ResumeWriting,
+    /// `lose_write_connection` and the buffer is empty: shut the write side
+    /// down. Then, when `close_after` (the peer's EOF was seen already), close
+    /// with [`DisconnectReason::Done`]; otherwise call `write_connection_lost`.
+    ShutdownWrite {
+        /// Whether the connection is finished once the write side is shut.
+        close_after: bool,
+    },
+}
+
+/// What the peer's end of stream means for a connection.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum EofStep {
+    /// Our write side is shut too: close cleanly.
+    Close,
+    /// Half-close is on: call `read_connection_lost` and keep the connection.
+    ReadConnectionLost,
+    /// Flush what was written, then close cleanly (`CLOSING` is now set; run
+    /// the buffer check).
+    FlushThenClose,
+}
+
+impl ConnState {
+    /// After a callback: `Some(reason)` if the protocol aborted the connection
+    /// (buffered and gathered data must then be dropped).
+    pub(crate) fn abort_requested(&mut self) -> Option<DisconnectReason> {
+        if !self.has(flags::ABORT) {
+            return None;
+        }
+        Some(
+            self.close_reason
+                .take()
+                .map_or(DisconnectReason::Aborted, |r| *r),
+        )
+    }
+
+    /// Water marks, hard cap, and the closes that wait for an empty buffer.
+    /// Updates the flags as if the returned step were carried out.
+    pub(crate) fn buffer_step(&mut self) -> BufferStep {
+        let buffered = self.pending_len();
+        let limits = self.limits();
+        if buffered > limits.cap {
+            tracing::warn!(peer = %self.peer, buffered, "write buffer over its cap: aborting");
+            return BufferStep::Close {
+                reason: DisconnectReason::WriteBufferFull,
+                graceful: false,
+            };
+        }
+        if buffered > limits.high && !self.has(flags::PRODUCER_PAUSED) {
+            self.set(flags::PRODUCER_PAUSED);
+            return BufferStep::PauseWriting;
+        }
+        if buffered <= limits.low && self.has(flags::PRODUCER_PAUSED) {
+            self.clear(flags::PRODUCER_PAUSED);
+            return BufferStep::ResumeWriting;
+        }
+        if self.extra.as_ref().is_some_and(|x| x.source.is_some()) {
+            // Streaming: refill below the low mark; closes wait for the end.
+            if buffered <= limits.low && !self.has(flags::PRODUCE) {
+                self.set(flags::PRODUCE);
+                return BufferStep::Produce;
+            }
+            return BufferStep::Idle;
+        }
+        if buffered > 0 {
+            return BufferStep::Idle;
+        }
+        self.pending = None;
+        if self.has(flags::CLOSING) {
+            let reason = self
+                .close_reason
+                .take()
+                .map_or(DisconnectReason::Done, |r| *r);
+            return BufferStep::Close {
+                reason,
+                graceful: true,
+            };
+        }
+        if self.has(flags::WRITE_CLOSING) && !self.has(flags::WRITE_SHUT) {
+            self.set(flags::WRITE_SHUT);
+            return BufferStep::ShutdownWrite {
+                close_after: self.has(flags::READ_EOF),
+            };
+        }
+        BufferStep::Idle
+    }
+
+    /// The peer closed its sending side. Updates the flags.
+    pub(crate) fn eof_step(&mut self) -> EofStep {
+        self.set(flags::READ_EOF);
+        if self.has(flags::WRITE_SHUT) {
+            return EofStep::Close;
+        }
+        if self.has(flags::HALF_CLOSE) && !self.has(flags::CLOSING) {
+            return EofStep::ReadConnectionLost;
+        }
+        self.set(flags::CLOSING);
+        EofStep::FlushThenClose
+    }
+}
+
+/// Calls `f` on `protocol` with a fresh context, catching panics: a panic is
+/// recorded by the panic policy and turns into an abort with
+/// [`DisconnectReason::Panicked`].
+pub(crate) fn call_protocol(
+    core: &mut Core,
+    state: &mut ConnState,
+    out: &mut WriteBuf,
+    host: &dyn HostAddr,
+    protocol: &mut dyn Protocol,
+    f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
+) {
+    let mut ctx = Context::new(core, state, out, host);
+    if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(protocol, &mut ctx))) {
+        let msg = core.caught_panic(p, "protocol callback");
+        state.set(flags::ABORT);
+        state.close_reason = Some(Box::new(DisconnectReason::Panicked(msg)));
+    }
+}
+
+/// Calls `connection_lost` on a protocol whose connection just died (flags
+/// already `DEAD`), catching panics. Writes it makes are dropped.
+pub(crate) fn call_connection_lost(
+    core: &mut Core,
+    state: &mut ConnState,
+    out: &mut WriteBuf,
+    host: &dyn HostAddr,
+    protocol: &mut dyn Protocol,
+    reason: &DisconnectReason,
+) {
+    if !state.has(flags::MADE) {
+        return;
+    }
+    let mut ctx = Context::new(core, state, out, host);
+    if let Err(p) = catch_unwind(AssertUnwindSafe(|| {
+        protocol.connection_lost(&mut ctx, reason)
+    })) {
+        core.caught_panic(p, "connection_lost");
+    }
+    out.clear();
+}
+
+/// What runs timers needs from whoever owns the connections.
+pub(crate) trait TimerDriver {
+    /// A timer the driver scheduled for itself expired.
+    fn internal_timer(&mut self, core: &mut Core, t: InternalTimer);
+    /// Carry out what the last callback queued on `core.ops`.
+    fn process_ops(&mut self, core: &mut Core);
+}
+
+impl Core {
+    /// Runs the timers due at `now()` that were scheduled before this call, in
+    /// deadline order, then scheduling order, processing queued operations
+    /// after each. A zero-delay call scheduled by one of them waits for the
+    /// next call. Returns how many user calls ran. The reactor calls this once
+    /// per turn; the fake clock once per advance.
+    pub(crate) fn run_due_timers(&mut self, driver: &mut impl TimerDriver) -> usize {
+        let mark = self.timers.mark();
+        let now = self.turn_time();
+        let mut ran = 0;
+        while let Some(t) = self.timers.pop_expired_before(now, mark) {
+            match t {
+                Timed::Call(f) => {
+                    ran += 1;
+                    if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(self))) {
+                        self.caught_panic(p, "timer callback");
+                    }
+                }
+                Timed::Internal(t) => driver.internal_timer(self, t),
+            }
+            driver.process_ops(self);
+        }
+        ran
+    }
+}
