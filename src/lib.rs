@@ -95,11 +95,10 @@ pub mod protocols;
 pub mod reactor;
 pub mod reconnect;
 pub mod testing;
+mod transport;
 
-pub use context::{
-    ConnectionHandle, Context, Core, DelayedCall, PanicPolicy, ReactorHandle, DEFAULT_HIGH_WATER,
-    DEFAULT_LOW_WATER, DEFAULT_WRITE_CAP,
-};
+pub use context::{ConnectionHandle, Core, DelayedCall, PanicPolicy, ReactorHandle};
+pub use transport::{Context, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, DEFAULT_WRITE_CAP};
 pub use error::{DisconnectReason, Error, Result};
 pub use protocol::{ClientFactory, Factory, Protocol, Reconnect};
 pub use reactor::{Connector, ListeningPort, Reactor, TcpOptions};

@@ -1,0 +1,558 @@
+//! What a protocol sees of its connection: [`Context`] (the transport, plus
+//! [`Core`] through `Deref`), and the transport-independent state behind it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::buf::WriteBuf;
+use crate::context::{ConnectionHandle, Core, DelayedCall, Op};
+use crate::error::{DisconnectReason, Error, Result};
+use crate::protocol::Protocol;
+use crate::reactor::timers::TimerId;
+
+pub(crate) mod flags {
+    /// `lose_connection` was called: close after the flush.
+    pub const CLOSING: u16 = 1 << 0;
+    /// The connection is finished: aborted, or `connection_lost` is due.
+    pub const DEAD: u16 = 1 << 1;
+    /// The protocol asked not to be fed data.
+    pub const READ_PAUSED: u16 = 1 << 2;
+    /// `pause_writing` was delivered and `resume_writing` not yet.
+    pub const PRODUCER_PAUSED: u16 = 1 << 3;
+    /// The protocol opted into half-close.
+    pub const HALF_CLOSE: u16 = 1 << 4;
+    /// `lose_write_connection` was called.
+    pub const WRITE_CLOSING: u16 = 1 << 5;
+    /// The write side is shut down.
+    pub const WRITE_SHUT: u16 = 1 << 6;
+    /// The peer's EOF was seen.
+    pub const READ_EOF: u16 = 1 << 7;
+    /// `abort_connection` was called.
+    pub const ABORT: u16 = 1 << 8;
+    /// Readable while paused: read when resumed.
+    pub const READ_PENDING: u16 = 1 << 9;
+    /// `connection_made` has run (so `connection_lost` is owed).
+    pub const MADE: u16 = 1 << 10;
+    /// The read budget ran out with data possibly left: read again soon.
+    pub const READ_AGAIN: u16 = 1 << 11;
+    /// A producer has room to fill: pull from it soon.
+    pub const PRODUCE: u16 = 1 << 12;
+    /// Reading is held back by the read rate limit.
+    pub const READ_THROTTLED: u16 = 1 << 13;
+    /// Writing is held back by the write rate limit.
+    pub const WRITE_THROTTLED: u16 = 1 << 14;
+    /// The poller hinted that the peer's FIN arrived: read to EOF, do not trust a
+    /// short read to mean "drained" (the hint's edge will not come again).
+    pub const PEER_FIN: u16 = 1 << 15;
+}
+
+/// Default high water mark of a write buffer.
+pub const DEFAULT_HIGH_WATER: usize = 64 * 1024;
+/// Default low water mark of a write buffer.
+pub const DEFAULT_LOW_WATER: usize = 16 * 1024;
+/// Default hard cap of a write buffer: a peer that lets this much pile up is aborted.
+pub const DEFAULT_WRITE_CAP: usize = 64 * 1024 * 1024;
+
+/// Per-connection limits, kept out of line until somebody changes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limits {
+    pub(crate) low: usize,
+    pub(crate) high: usize,
+    pub(crate) cap: usize,
+}
+
+pub(crate) const DEFAULT_LIMITS: Limits = Limits {
+    low: DEFAULT_LOW_WATER,
+    high: DEFAULT_HIGH_WATER,
+    cap: DEFAULT_WRITE_CAP,
+};
+
+/// The transport-independent state of one connection.
+#[derive(Debug)]
+pub(crate) struct ConnState {
+    pub(crate) handle: ConnectionHandle,
+    pub(crate) flags: u16,
+    pub(crate) peer: SocketAddr,
+    /// Bytes the kernel (or the in-memory peer) refused, in order.
+    pub(crate) pending: Option<Box<WriteBuf>>,
+    pub(crate) limits: Option<Box<Limits>>,
+    /// A reason chosen by the protocol for its own close.
+    pub(crate) close_reason: Option<Box<DisconnectReason>>,
+    /// Rarely used per-connection features, allocated on first use so an idle
+    /// connection stays small.
+    pub(crate) extra: Option<Box<Extra>>,
+}
+
+/// A source of bytes the transport pulls from while its buffer has room (see
+/// [`Context::stream_from`]).
+pub(crate) type Source = Box<dyn Iterator<Item = std::io::Result<Bytes>>>;
+
+/// Rate limit state: at most `per_window` bytes per [`RATE_WINDOW`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rate {
+    pub(crate) per_window: usize,
+    pub(crate) used: usize,
+    pub(crate) window_start: Instant,
+}
+
+/// Length of a rate-limit accounting window.
+pub(crate) const RATE_WINDOW: Duration = Duration::from_millis(100);
+
+impl Rate {
+    fn new(bytes_per_sec: u64, now: Instant) -> Rate {
+        let per_window =
+            (bytes_per_sec as u128 * RATE_WINDOW.as_nanos() / 1_000_000_000).max(1) as usize;
+        Rate {
+            per_window,
+            used: 0,
+            window_start: now,
+        }
+    }
+
+    /// Bytes allowed now; rolls the window over when it has passed.
+    pub(crate) fn allowance(&mut self, now: Instant) -> usize {
+        if now.duration_since(self.window_start) >= RATE_WINDOW {
+            self.window_start = now;
+            self.used = 0;
+        }
+        self.per_window.saturating_sub(self.used)
+    }
+
+    /// When the current window ends.
+    pub(crate) fn window_end(&self) -> Instant {
+        self.window_start + RATE_WINDOW
+    }
+}
+
+/// Idle timeout state.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Idle {
+    pub(crate) timeout: Duration,
+    pub(crate) last_activity: Instant,
+    pub(crate) timer: Option<TimerId>,
+}
+
+/// See [`ConnState::extra`].
+#[derive(Default)]
+pub(crate) struct Extra {
+    pub(crate) source: Option<Source>,
+    pub(crate) idle: Option<Idle>,
+    pub(crate) read_rate: Option<Rate>,
+    pub(crate) write_rate: Option<Rate>,
+    /// A timer is armed to lift throttling.
+    pub(crate) throttle_timer: Option<TimerId>,
+}
+
+impl fmt::Debug for Extra {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Extra")
+            .field("streaming", &self.source.is_some())
+            .field("idle", &self.idle)
+            .field("read_rate", &self.read_rate)
+            .field("write_rate", &self.write_rate)
+            .finish()
+    }
+}
+
+impl ConnState {
+    pub(crate) fn new(handle: ConnectionHandle, peer: SocketAddr) -> Self {
+        ConnState {
+            handle,
+            flags: 0,
+            peer,
+            pending: None,
+            limits: None,
+            close_reason: None,
+            extra: None,
+        }
+    }
+
+    pub(crate) fn has(&self, f: u16) -> bool {
+        self.flags & f != 0
+    }
+
+    pub(crate) fn set(&mut self, f: u16) {
+        self.flags |= f;
+    }
+
+    pub(crate) fn clear(&mut self, f: u16) {
+        self.flags &= !f;
+    }
+
+    pub(crate) fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    /// Notes traffic for the idle timeout, if one is set.
+    #[inline]
+    pub(crate) fn touch(&mut self, now: Instant) {
+        if let Some(x) = &mut self.extra {
+            if let Some(idle) = &mut x.idle {
+                idle.last_activity = now;
+            }
+        }
+    }
+
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits.as_deref().copied().unwrap_or(DEFAULT_LIMITS)
+    }
+
+    pub(crate) fn pending_len(&self) -> usize {
+        self.pending.as_ref().map_or(0, |p| p.len())
+    }
+
+    /// Whether writes are refused.
+    pub(crate) fn write_refused(&self) -> bool {
+        self.has(
+            flags::CLOSING | flags::DEAD | flags::ABORT | flags::WRITE_CLOSING | flags::WRITE_SHUT,
+        )
+    }
+}
+
+/// Source of a connection's local address (a socket, or a fixed test address).
+pub(crate) trait HostAddr {
+    fn host_addr(&self) -> std::io::Result<SocketAddr>;
+    /// `TCP_NODELAY`, where the transport has such a thing.
+    fn nodelay(&self) -> Option<bool> {
+        None
+    }
+}
+
+impl HostAddr for SocketAddr {
+    fn host_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(*self)
+    }
+}
+
+/// A connection's transport and the reactor, as seen from a [`Protocol`] callback.
+///
+/// Writes made during a callback are gathered and handed to the kernel in one
+/// (vectored) call when the callback returns; only what the kernel refuses is
+/// buffered. `Context` dereferences to [`Core`] for timers, stop, and other
+/// connections.
+pub struct Context<'a> {
+    pub(crate) core: &'a mut Core,
+    pub(crate) conn: &'a mut ConnState,
+    pub(crate) out: &'a mut WriteBuf,
+    pub(crate) host: &'a dyn HostAddr,
+}
+
+impl fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("conn", &self.conn.handle)
+            .field("peer", &self.conn.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deref for Context<'_> {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        self.core
+    }
+}
+
+impl DerefMut for Context<'_> {
+    fn deref_mut(&mut self) -> &mut Core {
+        self.core
+    }
+}
+
+impl<'a> Context<'a> {
+    pub(crate) fn new(
+        core: &'a mut Core,
+        conn: &'a mut ConnState,
+        out: &'a mut WriteBuf,
+        host: &'a dyn HostAddr,
+    ) -> Self {
+        Context {
+            core,
+            conn,
+            out,
+            host,
+        }
+    }
+
+    /// The reactor part of the context, explicitly.
+    pub fn core(&mut self) -> &mut Core {
+        self.core
+    }
+
+    /// This connection's handle, to reach it later from elsewhere.
+    pub fn handle(&self) -> ConnectionHandle {
+        self.conn.handle
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.conn.peer
+    }
+
+    /// This side's address.
+    ///
+    /// # Errors
+    /// The operating system's error, if the socket can no longer tell.
+    pub fn host_addr(&self) -> std::io::Result<SocketAddr> {
+        self.host.host_addr()
+    }
+
+    /// Whether `TCP_NODELAY` is set (`None` on transports without it).
+    pub fn nodelay(&self) -> Option<bool> {
+        self.host.nodelay()
+    }
+
+    /// Queues `data` for the peer. Silently dropped after `lose_connection`,
+    /// `abort_connection` or once the connection is lost (Twisted's rule); use
+    /// [`try_write`](Self::try_write) to be told.
+    pub fn write(&mut self, data: &[u8]) {
+        let _ = self.try_write(data);
+    }
+
+    /// Queues `data` for the peer.
+    ///
+    /// # Errors
+    /// [`Error::ConnectionClosed`] after `lose_connection`, `lose_write_connection`,
+    /// `abort_connection`, or once the connection is lost.
+    pub fn try_write(&mut self, data: &[u8]) -> Result<()> {
+        if self.conn.write_refused() {
+            return Err(Error::ConnectionClosed);
+        }
+        self.out.push_slice(data);
+        Ok(())
+    }
+
+    /// Queues a `Bytes` without copying it (when it is large enough to be worth
+    /// it). Dropped like [`write`](Self::write) once closing.
+    pub fn write_bytes(&mut self, data: Bytes) {
+        let _ = self.try_write_bytes(data);
+    }
+
+    /// Queues a `Bytes` without copying it.
+    ///
+    /// # Errors
+    /// As [`try_write`](Self::try_write).
+    pub fn try_write_bytes(&mut self, data: Bytes) -> Result<()> {
+        if self.conn.write_refused() {
+            return Err(Error::ConnectionClosed);
+        }
+        self.out.push_bytes(data);
+        Ok(())
+    }
+
+    /// Queues several buffers in order (Twisted's `writeSequence`).
+    pub fn write_sequence(&mut self, parts: &[&[u8]]) {
+        if self.conn.write_refused() {
+            return;
+        }
+        for p in parts {
+            self.out.push_slice(p);
+        }
+    }
+
+    /// Bytes written but not yet taken by the kernel (or the in-memory peer).
+    pub fn buffered_len(&self) -> usize {
+        self.conn.pending_len() + self.out.len()
+    }
+
+    /// Closes the connection once everything written has been flushed.
+    /// `connection_lost` follows with [`DisconnectReason::Done`].
+    pub fn lose_connection(&mut self) {
+        self.conn.set(flags::CLOSING);
+    }
+
+    /// Like [`lose_connection`](Self::lose_connection), but `connection_lost` hears
+    /// `reason` (for example a protocol error after bad input).
+    pub fn lose_connection_with(&mut self, reason: DisconnectReason) {
+        if self.conn.close_reason.is_none() {
+            self.conn.close_reason = Some(Box::new(reason));
+        }
+        self.conn.set(flags::CLOSING);
+    }
+
+    /// Drops everything buffered and resets the connection.
+    /// `connection_lost` follows with [`DisconnectReason::Aborted`].
+    pub fn abort_connection(&mut self) {
+        self.out.clear();
+        self.conn.set(flags::ABORT);
+    }
+
+    /// Shuts down the write side once everything written has been flushed; the
+    /// protocol hears [`Protocol::write_connection_lost`] and can go on reading.
+    pub fn lose_write_connection(&mut self) {
+        self.conn.set(flags::WRITE_CLOSING);
+    }
+
+    /// Opts into half-close: the peer's EOF calls
+    /// [`Protocol::read_connection_lost`] instead of closing the connection.
+    pub fn set_half_close(&mut self, on: bool) {
+        if on {
+            self.conn.set(flags::HALF_CLOSE);
+        } else {
+            self.conn.clear(flags::HALF_CLOSE);
+        }
+    }
+
+    /// Stops delivering `data_received` until [`resume_reading`](Self::resume_reading).
+    pub fn pause_reading(&mut self) {
+        self.conn.set(flags::READ_PAUSED);
+    }
+
+    /// Delivers data again after [`pause_reading`](Self::pause_reading).
+    pub fn resume_reading(&mut self) {
+        if self.conn.has(flags::READ_PAUSED) {
+            self.conn.clear(flags::READ_PAUSED);
+            let h = self.conn.handle;
+            self.core.ops.push(Op::ResumeReading(h));
+        }
+    }
+
+    /// Whether reading is paused.
+    pub fn is_reading_paused(&self) -> bool {
+        self.conn.has(flags::READ_PAUSED)
+    }
+
+    /// Sets the write buffer's water marks: above `high` the protocol hears
+    /// `pause_writing`, below `low` again `resume_writing`. Defaults: 16 KiB / 64 KiB.
+    pub fn set_write_water_marks(&mut self, low: usize, high: usize) {
+        let mut l = self.conn.limits();
+        l.low = low.min(high);
+        l.high = high;
+        self.conn.limits = Some(Box::new(l));
+    }
+
+    /// Sets the write buffer's hard cap: past it the connection is aborted with
+    /// [`DisconnectReason::WriteBufferFull`]. Default: 64 MiB.
+    pub fn set_write_buffer_cap(&mut self, cap: usize) {
+        let mut l = self.conn.limits();
+        l.cap = cap;
+        self.conn.limits = Some(Box::new(l));
+    }
+
+    /// Streams `source` to the peer without ever buffering much more than the
+    /// high water mark: the transport pulls the next chunk only while its buffer
+    /// is below the mark, so a slow reader slows the source down instead of
+    /// growing memory. When the source ends (or fails), the protocol hears
+    /// [`Protocol::streaming_finished`]. Replaces a previous stream.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use torsion::{Context, Protocol};
+    ///
+    /// /// Sends a million numbered lines to whoever connects, then closes.
+    /// struct Numbers;
+    /// impl Protocol for Numbers {
+    ///     fn connection_made(&mut self, ctx: &mut Context<'_>) {
+    ///         ctx.stream_from((0..1_000_000u32).map(|i| Ok(Bytes::from(format!("{i}\n")))));
+    ///     }
+    ///     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+    ///     fn streaming_finished(&mut self, ctx: &mut Context<'_>, result: std::io::Result<()>) {
+    ///         result.expect("the source does not fail");
+    ///         ctx.lose_connection();
+    ///     }
+    /// }
+    /// ```
+    pub fn stream_from(&mut self, source: impl Iterator<Item = std::io::Result<Bytes>> + 'static) {
+        if self.conn.write_refused() {
+            return;
+        }
+        self.conn.extra().source = Some(Box::new(source));
+        let h = self.conn.handle;
+        self.core.ops.push(Op::Produce(h));
+    }
+
+    /// Whether a stream started with [`stream_from`](Self::stream_from) is still
+    /// being sent.
+    pub fn is_streaming(&self) -> bool {
+        self.conn.extra.as_ref().is_some_and(|x| x.source.is_some())
+    }
+
+    /// Closes the connection when no data has been read or written for
+    /// `timeout` (`None` turns it off). Every read and every write handed to the
+    /// kernel restarts the count. What happens is up to
+    /// [`Protocol::idle_timeout`] (default: a graceful close with
+    /// [`DisconnectReason::TimedOut`]).
+    pub fn set_idle_timeout(&mut self, timeout: Option<Duration>) {
+        let now = self.core.now();
+        let h = self.conn.handle;
+        let x = self.conn.extra();
+        if let Some(old) = x.idle.take() {
+            if let Some(t) = old.timer {
+                let _ = self.core.timers.cancel(t);
+            }
+        }
+        if let Some(timeout) = timeout {
+            let timer = self.core.schedule_internal(
+                timeout,
+                crate::reactor::InternalTimer::Idle {
+                    key: h.key as usize,
+                    gen: h.gen,
+                },
+            );
+            x.idle = Some(Idle {
+                timeout,
+                last_activity: now,
+                timer: Some(timer),
+            });
+        }
+    }
+
+    /// The idle timer fired: whether the connection really was idle for its
+    /// whole timeout. If not, the timer is re-armed for the rest of the period.
+    pub(crate) fn idle_expired(&mut self) -> bool {
+        let now = self.core.turn_time();
+        let h = self.conn.handle;
+        let Some(idle) = self.conn.extra.as_mut().and_then(|x| x.idle.as_mut()) else {
+            return false;
+        };
+        idle.timer = None;
+        let due = idle.last_activity + idle.timeout;
+        if now < due {
+            let t = crate::reactor::InternalTimer::Idle {
+                key: h.key as usize,
+                gen: h.gen,
+            };
+            idle.timer = Some(self.core.schedule_internal(due - now, t));
+            return false;
+        }
+        true
+    }
+
+    /// Restarts the idle count now, as traffic would.
+    pub fn reset_idle_timeout(&mut self) {
+        let now = self.core.now();
+        self.conn.touch(now);
+    }
+
+    /// Limits how fast this connection reads, in bytes per second (`None`: no
+    /// limit). Excess data waits in the kernel, whose window then slows the peer.
+    /// Socket transports only: the in-memory transports of
+    /// [`testing`](crate::testing) do not throttle.
+    pub fn set_read_rate(&mut self, bytes_per_sec: Option<u64>) {
+        let now = self.core.now();
+        self.conn.extra().read_rate = bytes_per_sec.map(|r| Rate::new(r, now));
+    }
+
+    /// Limits how fast this connection writes, in bytes per second (`None`: no
+    /// limit). Excess data stays buffered and counts towards the water marks.
+    /// Socket transports only, as [`set_read_rate`](Self::set_read_rate).
+    pub fn set_write_rate(&mut self, bytes_per_sec: Option<u64>) {
+        let now = self.core.now();
+        self.conn.extra().write_rate = bytes_per_sec.map(|r| Rate::new(r, now));
+    }
+
+    /// Runs `f` with this connection's protocol after `delay` (a connection's own
+    /// timer). Nothing happens if the connection is gone by then.
+    pub fn call_later_self<P: Protocol>(
+        &mut self,
+        delay: Duration,
+        f: impl FnOnce(&mut P, &mut Context<'_>) + 'static,
+    ) -> DelayedCall {
+        let h = self.conn.handle;
+        self.core.call_later_on(h, delay, f)
+    }
+}
