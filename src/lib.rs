@@ -90,6 +90,7 @@ mod context;
 mod drive;
 pub mod error;
 pub mod policies;
+pub mod promises;
 pub mod protocol;
 pub mod protocols;
 pub mod reactor;
@@ -98,11 +99,11 @@ pub mod testing;
 mod transport;
 
 pub use context::{ConnectionHandle, Core, DelayedCall, PanicPolicy, ReactorHandle};
-pub use transport::{Context, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, DEFAULT_WRITE_CAP};
 pub use error::{DisconnectReason, Error, Result};
 pub use protocol::{ClientFactory, Factory, Protocol, Reconnect};
 pub use reactor::{Connector, ListeningPort, Reactor, TcpOptions};
 pub use reconnect::ReconnectingClientFactory;
+pub use transport::{Context, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, DEFAULT_WRITE_CAP};
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

@@ -79,14 +79,16 @@ fn emfile_listener_sheds_then_recovers() {
     // 2. While exhausted and idle, the reactor thread does not spin.
     let cpu0 = thread_cpu();
     let wall = std::time::Instant::now();
-    while wall.elapsed() < Duration::from_millis(500) {
+    while wall.elapsed() < Duration::from_secs(1) {
         r.run_once(Some(Duration::from_millis(100))).unwrap();
     }
     let cpu = thread_cpu() - cpu0;
+    // Well under 5% of the second (a spinning accept loop would use ~100%).
     assert!(
-        cpu < Duration::from_millis(100),
-        "reactor spun while out of descriptors: {cpu:?} CPU in 500 ms"
+        cpu < Duration::from_millis(50),
+        "reactor spun while out of descriptors: {cpu:?} CPU in 1 s"
     );
+    eprintln!("reactor CPU while out of descriptors: {cpu:?} in 1 s");
 
     // 3. Free descriptors: the next connection is served.
     hogs.clear();
