@@ -86,18 +86,25 @@
 #![forbid(unsafe_code)]
 
 mod buf;
+mod connect;
 mod context;
+pub mod defer;
 pub mod error;
+mod local;
 pub mod policies;
 pub mod protocol;
 pub mod reactor;
 pub mod reconnect;
+pub mod task;
+pub mod threads;
 
 pub use context::{
     ConnectionHandle, Context, Core, DelayedCall, PanicPolicy, ReactorHandle, DEFAULT_HIGH_WATER,
     DEFAULT_LOW_WATER, DEFAULT_WRITE_CAP,
 };
+pub use defer::{Deferred, Trigger};
 pub use error::{DisconnectReason, Error, Result};
+pub use local::LocalHandle;
 pub use protocol::{ClientFactory, Factory, Protocol, Reconnect};
 pub use reactor::{Connector, ListeningPort, Reactor, TcpOptions};
 pub use reconnect::ReconnectingClientFactory;
