@@ -159,7 +159,12 @@ pub trait ClientFactory: 'static {
 
     /// The connection is established and its protocol's `connection_made` has
     /// run; `conn` names it (for [`Core::with_protocol`], `write_to`...).
-    fn client_connection_made(&mut self, core: &mut Core, connector: Connector, conn: ConnectionHandle) {
+    fn client_connection_made(
+        &mut self,
+        core: &mut Core,
+        connector: Connector,
+        conn: ConnectionHandle,
+    ) {
         let _ = (core, connector, conn);
     }
 

@@ -349,11 +349,14 @@ impl<E: fmt::Debug + 'static> LoopingCall<E> {
             s.intervals = match s.last {
                 _ if s.interval.is_zero() => 1,
                 None => 1,
-                Some(l) => u64::try_from(here.saturating_sub(l)).unwrap_or(u64::MAX).max(1),
+                Some(l) => u64::try_from(here.saturating_sub(l))
+                    .unwrap_or(u64::MAX)
+                    .max(1),
             };
             s.last = Some(here);
             s.busy = true;
-            s.f.take().expect("LoopingCall function present when not busy")
+            s.f.take()
+                .expect("LoopingCall function present when not busy")
         };
         let mut d = f(core, self);
         self.state.borrow_mut().f = Some(f);
@@ -395,7 +398,9 @@ impl<E: fmt::Debug + 'static> LoopingCall<E> {
             (Some(t), r) => {
                 let _ = t.fire(r);
             }
-            (None, Err(e)) => tracing::error!(error = ?e, "LoopingCall failed after it was stopped"),
+            (None, Err(e)) => {
+                tracing::error!(error = ?e, "LoopingCall failed after it was stopped")
+            }
             (None, Ok(())) => {}
         }
         false
@@ -408,3 +413,6 @@ fn nanos(n: u128) -> Duration {
         (n % 1_000_000_000) as u32,
     )
 }
+
+#[cfg(test)]
+mod tests;

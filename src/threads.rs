@@ -146,15 +146,13 @@ impl Core {
         E: From<Panicked> + fmt::Debug + Send + 'static,
     {
         let (d, trigger) = Deferred::<T, E>::new();
-        let id = self
-            .local
-            .thread_jobs
-            .borrow_mut()
-            .insert(Box::new(move |any: Box<dyn std::any::Any + Send>| {
+        let id = self.local.thread_jobs.borrow_mut().insert(Box::new(
+            move |any: Box<dyn std::any::Any + Send>| {
                 if let Ok(r) = any.downcast::<Result<T, E>>() {
                     let _ = trigger.fire(*r);
                 }
-            }));
+            },
+        ));
         let handle = self.handle();
         let job: Job = Box::new(move || {
             let r = catch_unwind(AssertUnwindSafe(f))
@@ -210,5 +208,51 @@ impl Core {
             }
             Ok(out)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[test]
+    fn pool_never_grows_past_its_size_and_runs_every_job() {
+        let pool = ThreadPool::new(2);
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let (tx, rx) = mpsc::channel();
+        for i in 0..10 {
+            let (gate, tx) = (gate.clone(), tx.clone());
+            pool.submit(Box::new(move || {
+                let (lock, cvar) = &*gate;
+                let mut open = lock.lock().unwrap();
+                while !*open {
+                    open = cvar.wait(open).unwrap();
+                }
+                tx.send(i).unwrap();
+            }));
+        }
+        {
+            let st = pool.shared.0.lock().unwrap();
+            assert_eq!(st.threads, 2);
+            assert!(st.jobs.len() >= 8);
+        }
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        let mut got: Vec<i32> = (0..10).map(|_| rx.recv().unwrap()).collect();
+        got.sort_unstable();
+        assert_eq!(got, (0..10).collect::<Vec<_>>());
+        pool.shutdown();
+    }
+
+    #[test]
+    fn a_panicking_job_does_not_kill_its_worker() {
+        let pool = ThreadPool::new(1);
+        let (tx, rx) = mpsc::channel();
+        pool.submit(Box::new(|| panic!("job bug")));
+        pool.submit(Box::new(move || tx.send(1).unwrap()));
+        assert_eq!(rx.recv().unwrap(), 1);
+        assert_eq!(pool.shared.0.lock().unwrap().threads, 1);
+        pool.shutdown();
     }
 }

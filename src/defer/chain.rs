@@ -241,15 +241,18 @@ impl<E: 'static> Chain<E> {
 /// recursion: a chain that waits on an inner one is resumed from this loop when
 /// the inner one finishes.
 fn run<E: 'static>(start: Rc<Chain<E>>) {
-    let mut stack = vec![start];
-    while let Some(current) = stack.last().cloned() {
+    // Chains whose result was handed on and that resume once the outer one
+    // is done (empty, so not allocated, unless a nested Deferred fired).
+    let mut stack: Vec<Rc<Chain<E>>> = Vec::new();
+    let mut current = start;
+    loop {
         let mut s = current.st.borrow_mut();
         if s.running || s.paused > 0 || s.waiting.is_some() || !s.called {
             // Not ready to go on; whatever waits on it waits longer. A running
             // chain picks up new stages itself when its callback returns.
             return;
         }
-        let mut handed_on = false;
+        let mut handed_on = None;
         while let Some(stage) = s.stages.pop_front() {
             match stage {
                 Stage::Continue(outer) => {
@@ -260,8 +263,7 @@ fn run<E: 'static>(start: Rc<Chain<E>>) {
                         o.result = r;
                         o.waiting = None;
                     }
-                    stack.push(outer);
-                    handed_on = true;
+                    handed_on = Some(outer);
                     s = current.st.borrow_mut();
                     break;
                 }
@@ -306,8 +308,10 @@ fn run<E: 'static>(start: Rc<Chain<E>>) {
                 }
             }
         }
-        if handed_on {
+        if let Some(outer) = handed_on {
             // Run the outer chain first; come back to this one afterwards.
+            drop(s);
+            stack.push(std::mem::replace(&mut current, outer));
             continue;
         }
         let waker = if s.waiting.is_none() && s.stages.is_empty() {
@@ -316,9 +320,12 @@ fn run<E: 'static>(start: Rc<Chain<E>>) {
             None
         };
         drop(s);
-        stack.pop();
         if let Some(w) = waker {
             w.wake();
+        }
+        match stack.pop() {
+            Some(c) => current = c,
+            None => return,
         }
     }
 }

@@ -96,9 +96,7 @@ use std::marker::PhantomData;
 use std::panic::Location;
 use std::rc::{Rc, Weak};
 
-pub use error::{
-    AlreadyCalled, Cancelled, FailureGroup, Failure, FirstError, Panicked, TimedOut,
-};
+pub use error::{AlreadyCalled, Cancelled, Failure, FailureGroup, FirstError, Panicked, TimedOut};
 pub use future::LocalExecutor;
 pub use list::{gather_results, race, DeferredList, ListResult};
 
@@ -352,7 +350,8 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
     ) -> Deferred<T, E2> {
         let inner = self.cancel_handle();
         let (d, t) = Deferred::<T, E2>::new();
-        d.chain.set_canceller(Box::new(move |_| inner.cancel_quiet()));
+        d.chain
+            .set_canceller(Box::new(move |_| inner.cancel_quiet()));
         let d2 = self.add_both(move |r| {
             let _ = t.fire(r.map_err(f));
             Ok(())

@@ -70,7 +70,10 @@ fn add_callbacks_runs_exactly_one_side() {
         .add_errback(|e| Ok(e.to_string().len() as u32));
     t.callback(1).unwrap();
     // The callback's error skipped its own errback and reached the next one.
-    assert_eq!(d.take_result().unwrap().unwrap(), "from callback".len() as u32);
+    assert_eq!(
+        d.take_result().unwrap().unwrap(),
+        "from callback".len() as u32
+    );
 
     let mut d = fail::<u32, Failure>(Failure::msg("x")).add_callbacks(|_| Ok(1), |_| Ok(2));
     assert_eq!(d.take_result().unwrap().unwrap(), 2);
@@ -443,7 +446,8 @@ fn gather_results_fails_with_the_error_itself() {
     let (a, ta) = pending::<u32>();
     let (b, tb) = pending::<u32>();
     let mut d = gather_results(vec![a, b]);
-    tb.errback(Failure::new(std::io::Error::other("io"))).unwrap();
+    tb.errback(Failure::new(std::io::Error::other("io")))
+        .unwrap();
     let e = d.take_result().unwrap().unwrap_err();
     assert!(e.is::<std::io::Error>(), "not wrapped: {e:?}");
     ta.callback(1).unwrap();
