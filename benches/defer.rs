@@ -72,12 +72,12 @@ fn main() {
     let exec = LocalExecutor::new();
     let awaited = rate(|i| {
         let d = succeed::<u64, Failure>(black_box(i));
-        let mut out = exec.spawn(async move { d.await });
+        let mut out = exec.spawn(async move { Ok::<_, Failure>(d.await? + 1) });
         exec.run_ready();
         black_box(out.take_result());
     });
     report(
-        "spawn(async { fired_deferred.await }) + run",
+        "spawn(async { fired_deferred.await? + 1 }) + run",
         awaited,
         Some(534e3),
     );

@@ -177,6 +177,7 @@ impl fmt::Debug for Core {
 
 impl Core {
     pub(crate) fn new(now: Instant, waker: Option<mio::Waker>) -> Core {
+        let real_clock = waker.is_some();
         let shared = Arc::new(Shared {
             queue: Mutex::new(VecDeque::new()),
             waker,
@@ -184,7 +185,7 @@ impl Core {
         });
         Core {
             now,
-            real_clock: waker.is_some(),
+            real_clock,
             timers: TimerQueue::new(),
             ops: Vec::new(),
             running: false,

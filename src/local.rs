@@ -156,7 +156,7 @@ impl Core {
     ///
     /// let mut reactor = Reactor::new().unwrap();
     /// let (d, trigger) = Deferred::<&str, Failure>::new();
-    /// let task = reactor.spawn_local(async move { Ok(d.await?.len()) });
+    /// let task = reactor.spawn_local(async move { Ok::<_, Failure>(d.await?.len()) });
     /// reactor.call_later(std::time::Duration::ZERO, move |_| {
     ///     trigger.callback("four").unwrap();
     /// });

@@ -308,12 +308,10 @@ impl<E: fmt::Debug + 'static> LoopingCall<E> {
     }
 
     fn grid_index(s: &LoopState<E>, now: Instant) -> u128 {
-        let i = s.interval.as_nanos();
-        if i == 0 {
-            0
-        } else {
-            now.saturating_duration_since(s.start).as_nanos() / i
-        }
+        now.saturating_duration_since(s.start)
+            .as_nanos()
+            .checked_div(s.interval.as_nanos())
+            .unwrap_or(0)
     }
 
     fn schedule(&self, core: &mut Core) {

@@ -78,7 +78,7 @@ fn timeout_on_the_real_reactor() {
 fn cancelling_a_spawned_task_drops_it() {
     let mut r = Reactor::new().unwrap();
     let (never, _t) = Deferred::<u8, Failure>::new();
-    let task = r.spawn_local(async move { never.await });
+    let task = r.spawn_local(async move { Ok::<_, Failure>(never.await? + 1) });
     r.run_once(Some(Duration::ZERO)).unwrap();
     task.cancel();
     let err = r.run_until_complete(task).unwrap().unwrap_err();

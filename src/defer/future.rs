@@ -76,7 +76,13 @@ struct Slot {
     cancelled: Rc<std::cell::Cell<bool>>,
 }
 
-/// Runs local futures on the thread that owns it. See the [module docs](self).
+/// Runs local (`!Send`) futures on the thread that owns it, reporting each
+/// one's output through a [`Deferred`].
+///
+/// It never sleeps and knows no reactor: its owner calls
+/// [`run_ready`](Self::run_ready) when told (through the `notify` hook, from any
+/// thread) that tasks were woken. The reactor does this every turn, see
+/// [`Core::spawn_local`](crate::Core::spawn_local).
 ///
 /// ```
 /// use torsion::defer::{Deferred, Failure, LocalExecutor};
