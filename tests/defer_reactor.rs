@@ -240,3 +240,80 @@ fn connect_protocol_refused_and_cancelled() {
     // connected on the client side.
     until(&mut r, |r| r.connection_count() == 0);
 }
+
+/// A future woken from another thread must interrupt a reactor sleeping in its
+/// poll with nothing else to do.
+#[test]
+fn a_task_woken_from_another_thread_wakes_the_reactor() {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::AtomicBool;
+    use std::task::{Context as TaskContext, Poll, Waker};
+
+    #[derive(Default)]
+    struct Flag {
+        set: AtomicBool,
+        waker: Mutex<Option<Waker>>,
+    }
+    struct WaitFlag(Arc<Flag>);
+    impl Future for WaitFlag {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+            *self.0.waker.lock().unwrap() = Some(cx.waker().clone());
+            if self.0.set.load(Ordering::SeqCst) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    let mut r = Reactor::new().unwrap();
+    let flag = Arc::new(Flag::default());
+    let f = flag.clone();
+    let d = r.spawn_local(async move {
+        WaitFlag(f).await;
+        Ok::<_, Failure>("woken")
+    });
+    let f = flag.clone();
+    let polled = Arc::new(AtomicBool::new(false));
+    // Let the task register its waker first (one turn), then wake it from a
+    // thread while the reactor sleeps with no timer and no socket.
+    r.run_once(Some(Duration::ZERO)).unwrap();
+    assert!(flag.waker.lock().unwrap().is_some());
+    let p = polled.clone();
+    let waker_thread = std::thread::spawn(move || {
+        f.set.store(true, Ordering::SeqCst);
+        p.store(true, Ordering::SeqCst);
+        if let Some(w) = f.waker.lock().unwrap().take() {
+            w.wake();
+        }
+    });
+    // `run` sleeps in its poll without a timeout: only the wake can end it.
+    // A watchdog turns a missed wake into a failure instead of a hang.
+    let handle = r.handle();
+    let done = Arc::new(AtomicBool::new(false));
+    let bit = Arc::new(AtomicBool::new(false));
+    let (dn, b) = (done.clone(), bit.clone());
+    let watchdog = std::thread::spawn(move || {
+        let t = std::time::Instant::now();
+        while !dn.load(Ordering::SeqCst) && t.elapsed() < DEADLINE {
+            std::thread::park_timeout(Duration::from_millis(50));
+        }
+        if !dn.load(Ordering::SeqCst) {
+            b.store(true, Ordering::SeqCst);
+            let _ = handle.stop();
+        }
+    });
+    let out = r.run_until_complete(d);
+    done.store(true, Ordering::SeqCst);
+    watchdog.thread().unpark();
+    watchdog.join().unwrap();
+    waker_thread.join().unwrap();
+    assert!(polled.load(Ordering::SeqCst));
+    assert!(
+        !bit.load(Ordering::SeqCst),
+        "the wake did not reach the reactor"
+    );
+    assert_eq!(out.unwrap().unwrap(), "woken");
+}
