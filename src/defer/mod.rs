@@ -45,8 +45,8 @@
 //! Differences worth knowing: callbacks take no extra arguments (closures
 //! capture them); a Deferred has one consumer (hand its result on by returning
 //! it from a stage, or share it through your own `Rc`); the error type is fixed
-//! for a chain; a panic in a stage is not turned into an error, it unwinds to
-//! the reactor, which catches and logs it.
+//! for a chain; a panic in a stage is not turned into an error: it unwinds to
+//! the reactor, which catches and logs it, and that chain gets no result.
 //!
 //! # A chain
 //!
