@@ -157,6 +157,8 @@ pub struct Core {
     next_id: u64,
     pub(crate) panic_policy: PanicPolicy,
     pub(crate) panics: Vec<String>,
+    /// Local tasks, queued local calls, the thread pool (see `crate::local`).
+    pub(crate) local: std::rc::Rc<crate::local::LocalState>,
 }
 
 impl fmt::Debug for Core {
@@ -171,18 +173,21 @@ impl fmt::Debug for Core {
 
 impl Core {
     pub(crate) fn new(now: Instant, waker: Option<mio::Waker>) -> Core {
+        let real_clock = waker.is_some();
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(VecDeque::new()),
+            waker,
+            running: std::sync::atomic::AtomicBool::new(false),
+        });
         Core {
             now,
-            real_clock: waker.is_some(),
+            real_clock,
             timers: TimerQueue::new(),
             ops: Vec::new(),
             running: false,
             stop_requested: false,
-            shared: Arc::new(Shared {
-                queue: Mutex::new(VecDeque::new()),
-                waker,
-                running: std::sync::atomic::AtomicBool::new(false),
-            }),
+            local: crate::local::LocalState::new(&shared),
+            shared,
             next_id: 1,
             panic_policy: PanicPolicy::default(),
             panics: Vec::new(),

@@ -183,8 +183,9 @@ pub(crate) trait TimerDriver {
 impl Core {
     /// Runs the timers due at `now()` that were scheduled before this call, in
     /// deadline order, then scheduling order, processing queued operations
-    /// after each. A zero-delay call scheduled by one of them waits for the
-    /// next call. Returns how many user calls ran. The reactor calls this once
+    /// after each, then the local calls and woken futures. A zero-delay call
+    /// scheduled by one of them waits for the next call. Returns how many user
+    /// timer calls ran. The reactor calls this once
     /// per turn; the fake clock once per advance.
     pub(crate) fn run_due_timers(&mut self, driver: &mut impl TimerDriver) -> usize {
         let mark = self.timers.mark();
@@ -202,6 +203,11 @@ impl Core {
             }
             driver.process_ops(self);
         }
+        // Calls queued by cancellers and futures woken by what just ran
+        // (Deferreds, `spawn_local`): the same end of turn for the reactor and
+        // the fake clock.
+        self.run_local();
+        driver.process_ops(self);
         ran
     }
 }

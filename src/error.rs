@@ -20,6 +20,10 @@ pub enum Error {
     /// The handle names a connection, listener or connector that no longer exists.
     #[error("no such connection, listener or connector")]
     NoSuchHandle,
+    /// The reactor was stopped before the Deferred it was running for fired
+    /// (`Reactor::run_until_complete`).
+    #[error("the reactor stopped before the Deferred fired")]
+    Stopped,
     /// A callback panicked and the reactor's panic policy turns that into an error.
     #[error("a callback panicked: {0}")]
     Panicked(String),

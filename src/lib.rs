@@ -86,20 +86,27 @@
 #![forbid(unsafe_code)]
 
 mod buf;
+mod connect;
 mod context;
+pub mod defer;
 mod drive;
 pub mod error;
+mod local;
 pub mod policies;
 pub mod promises;
 pub mod protocol;
 pub mod protocols;
 pub mod reactor;
 pub mod reconnect;
+pub mod task;
 pub mod testing;
+pub mod threads;
 mod transport;
 
 pub use context::{ConnectionHandle, Core, DelayedCall, PanicPolicy, ReactorHandle};
+pub use defer::{Deferred, Trigger};
 pub use error::{DisconnectReason, Error, Result};
+pub use local::LocalHandle;
 pub use protocol::{ClientFactory, Factory, Protocol, Reconnect};
 pub use reactor::{Connector, ListeningPort, Reactor, TcpOptions};
 pub use reconnect::ReconnectingClientFactory;

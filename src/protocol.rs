@@ -44,7 +44,7 @@ use std::any::Any;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::context::{Context, Core};
+use crate::context::{ConnectionHandle, Context, Core};
 use crate::error::DisconnectReason;
 use crate::reactor::Connector;
 
@@ -156,6 +156,17 @@ pub trait ClientFactory: 'static {
     /// [`client_connection_failed`](Self::client_connection_failed) is called with
     /// [`DisconnectReason::Cancelled`]).
     fn build_protocol(&mut self, peer: SocketAddr) -> Option<Self::Protocol>;
+
+    /// The connection is established and its protocol's `connection_made` has
+    /// run; `conn` names it (for [`Core::with_protocol`], `write_to`...).
+    fn client_connection_made(
+        &mut self,
+        core: &mut Core,
+        connector: Connector,
+        conn: ConnectionHandle,
+    ) {
+        let _ = (core, connector, conn);
+    }
 
     /// The attempt failed (refused, timed out, unreachable, cancelled...).
     fn client_connection_failed(

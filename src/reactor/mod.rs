@@ -288,7 +288,11 @@ impl Reactor {
         net.run_thread_calls(core);
 
         let mut timeout = max_wait;
-        if !net.ready.is_empty() || !core.ops.is_empty() || core.stop_requested {
+        if !net.ready.is_empty()
+            || !core.ops.is_empty()
+            || core.stop_requested
+            || core.has_local_work()
+        {
             timeout = Some(Duration::ZERO);
         } else if let Some(next) = core.timers.next_deadline() {
             let until = next.saturating_duration_since(Instant::now());
@@ -314,6 +318,7 @@ impl Reactor {
 
         // Timers due now that were scheduled before this point; a zero-delay call
         // scheduled by one of them waits for the next turn.
+        // Then queued local calls and woken futures (Deferreds, `spawn_local`).
         core.run_due_timers(net);
         net.free_dead();
         Ok(())

@@ -159,6 +159,7 @@ impl<F: Factory> AnyFactory for F {
 pub(crate) trait AnyClientFactory {
     fn started(&mut self, core: &mut Core, c: Connector);
     fn build(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>>;
+    fn made(&mut self, core: &mut Core, c: Connector, conn: ConnectionHandle);
     fn failed(&mut self, core: &mut Core, c: Connector, r: &DisconnectReason) -> Reconnect;
     fn lost(&mut self, core: &mut Core, c: Connector, r: &DisconnectReason) -> Reconnect;
 }
@@ -170,6 +171,9 @@ impl<F: ClientFactory> AnyClientFactory for F {
     fn build(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>> {
         self.build_protocol(peer)
             .map(|p| Box::new(p) as Box<dyn Protocol>)
+    }
+    fn made(&mut self, core: &mut Core, c: Connector, conn: ConnectionHandle) {
+        self.client_connection_made(core, c, conn)
     }
     fn failed(&mut self, core: &mut Core, c: Connector, r: &DisconnectReason) -> Reconnect {
         self.client_connection_failed(core, c, r)
@@ -597,6 +601,11 @@ impl Net {
             if let Some(ce) = self.connectors.get_mut(&id) {
                 if alive && matches!(ce.state, ConnectorState::Idle) {
                     ce.state = ConnectorState::Connected(h);
+                    let factory = &mut ce.factory;
+                    let c = Connector { id };
+                    if let Err(p) = catch_unwind(AssertUnwindSafe(|| factory.made(core, c, h))) {
+                        core.caught_panic(p, "client_connection_made");
+                    }
                 }
             }
         }

@@ -226,6 +226,15 @@ impl<F: ClientFactory> ClientFactory for ReconnectingClientFactory<F> {
         Some(p)
     }
 
+    fn client_connection_made(
+        &mut self,
+        core: &mut Core,
+        connector: Connector,
+        conn: crate::ConnectionHandle,
+    ) {
+        self.inner.client_connection_made(core, connector, conn);
+    }
+
     fn client_connection_failed(
         &mut self,
         core: &mut Core,
