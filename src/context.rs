@@ -18,6 +18,8 @@ pub(crate) type TimerFn = Box<dyn FnOnce(&mut Core)>;
 pub(crate) type ThreadFn = Box<dyn FnOnce(&mut Core) + Send>;
 /// A closure run against one connection's protocol.
 pub(crate) type ProtoFn = Box<dyn FnOnce(&mut dyn Protocol, &mut Context<'_>)>;
+/// Puts a wrapper (TLS) around a live connection's protocol.
+pub(crate) type WrapFn = Box<dyn FnOnce(Box<dyn Protocol>) -> Box<dyn Protocol>>;
 
 /// What a timer entry does when it expires.
 pub(crate) enum Timed {
@@ -52,6 +54,9 @@ pub(crate) enum Op {
     Shutdown(Duration),
     /// Pull from the connection's stream source.
     Produce(ConnectionHandle),
+    /// Replace the connection's protocol with a wrapper around it, then call
+    /// the wrapper's `connection_made` (`start_tls`).
+    Wrap(ConnectionHandle, WrapFn),
 }
 
 /// What happens when a callback panics.
@@ -309,8 +314,10 @@ impl Core {
     pub fn resume_reading(&mut self, conn: ConnectionHandle) {
         // Through the connection's own context, so the flag is cleared in
         // order with any pause the protocol makes afterwards.
-        self.ops
-            .push(Op::Call(conn, Box::new(|_, ctx| ctx.resume_reading())));
+        self.ops.push(Op::Call(
+            conn,
+            Box::new(|p, ctx| crate::wrap::innermost(p, ctx, |_, ctx| ctx.resume_reading())),
+        ));
     }
 
     /// Runs `f` with the protocol of `conn`, if it still exists and is a `P`, once
@@ -324,14 +331,20 @@ impl Core {
         self.ops.push(Op::Call(
             conn,
             Box::new(move |p: &mut dyn Protocol, ctx: &mut Context<'_>| {
-                let any: &mut dyn std::any::Any = p;
-                match any.downcast_mut::<P>() {
-                    Some(p) => f(p, ctx),
-                    None => tracing::warn!(
+                // The first `P` from the outside in: a protocol wrapped in TLS
+                // is reached through its wrapper, with its own context.
+                let found = crate::wrap::reach(p, ctx, &crate::wrap::is::<P>, |p, ctx| {
+                    let any: &mut dyn std::any::Any = p;
+                    if let Some(p) = any.downcast_mut::<P>() {
+                        f(p, ctx);
+                    }
+                });
+                if !found {
+                    tracing::warn!(
                         "with_protocol: connection {:?} does not run a {}",
                         ctx.handle(),
                         std::any::type_name::<P>()
-                    ),
+                    );
                 }
             }),
         ));

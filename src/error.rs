@@ -27,6 +27,9 @@ pub enum Error {
     /// A callback panicked and the reactor's panic policy turns that into an error.
     #[error("a callback panicked: {0}")]
     Panicked(String),
+    /// TLS could not be started (see `Context::start_tls`).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// An operating-system error.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -63,6 +66,11 @@ pub enum DisconnectReason {
     /// The protocol closed the connection because of bad input or another error of
     /// its own (for example an over-long line or a malformed frame).
     Protocol(Arc<str>),
+    /// TLS failed: the handshake (a certificate that does not verify, no
+    /// common protocol version or cipher...), a record that did not decrypt, or
+    /// a peer that ended the connection without `close_notify`. The text says
+    /// which.
+    Tls(Arc<str>),
     /// Any other operating-system error.
     Io {
         /// The error's kind.
@@ -117,6 +125,7 @@ impl fmt::Display for DisconnectReason {
             }
             DisconnectReason::Panicked(m) => write!(f, "a callback panicked: {m}"),
             DisconnectReason::Protocol(m) => write!(f, "protocol error: {m}"),
+            DisconnectReason::Tls(m) => write!(f, "TLS error: {m}"),
             DisconnectReason::Io { message, .. } => write!(f, "I/O error: {message}"),
         }
     }

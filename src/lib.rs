@@ -101,7 +101,10 @@ pub mod reconnect;
 pub mod task;
 pub mod testing;
 pub mod threads;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod transport;
+mod wrap;
 
 pub use context::{ConnectionHandle, Core, DelayedCall, PanicPolicy, ReactorHandle};
 pub use defer::{Deferred, Trigger};

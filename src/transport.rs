@@ -145,6 +145,9 @@ pub(crate) struct Extra {
     pub(crate) write_rate: Option<Rate>,
     /// A timer is armed to lift throttling.
     pub(crate) throttle_timer: Option<TimerId>,
+    /// `start_tls` was called: writes made since wait here for the wrapper
+    /// (they go out encrypted, after the handshake).
+    pub(crate) diverted: Option<WriteBuf>,
 }
 
 impl fmt::Debug for Extra {
@@ -218,6 +221,11 @@ pub(crate) trait HostAddr {
     fn host_addr(&self) -> std::io::Result<SocketAddr>;
     /// `TCP_NODELAY`, where the transport has such a thing.
     fn nodelay(&self) -> Option<bool> {
+        None
+    }
+    /// What the TLS layer under this context negotiated, if there is one.
+    #[cfg(feature = "tls")]
+    fn tls(&self) -> Option<&crate::tls::TlsInfo> {
         None
     }
 }
@@ -322,8 +330,18 @@ impl<'a> Context<'a> {
         if self.conn.write_refused() {
             return Err(Error::ConnectionClosed);
         }
-        self.out.push_slice(data);
+        self.sink().push_slice(data);
         Ok(())
+    }
+
+    /// Where writes go: the gather buffer, or, after `start_tls` in this
+    /// callback, the buffer the TLS wrapper takes over.
+    #[inline]
+    fn sink(&mut self) -> &mut WriteBuf {
+        match self.conn.extra.as_mut().and_then(|x| x.diverted.as_mut()) {
+            Some(d) => d,
+            None => self.out,
+        }
     }
 
     /// Queues a `Bytes` without copying it (when it is large enough to be worth
@@ -340,7 +358,7 @@ impl<'a> Context<'a> {
         if self.conn.write_refused() {
             return Err(Error::ConnectionClosed);
         }
-        self.out.push_bytes(data);
+        self.sink().push_bytes(data);
         Ok(())
     }
 
@@ -349,14 +367,16 @@ impl<'a> Context<'a> {
         if self.conn.write_refused() {
             return;
         }
+        let sink = self.sink();
         for p in parts {
-            self.out.push_slice(p);
+            sink.push_slice(p);
         }
     }
 
     /// Bytes written but not yet taken by the kernel (or the in-memory peer).
     pub fn buffered_len(&self) -> usize {
-        self.conn.pending_len() + self.out.len()
+        let diverted = self.conn.extra.as_ref().and_then(|x| x.diverted.as_ref());
+        self.conn.pending_len() + self.out.len() + diverted.map_or(0, |d| d.len())
     }
 
     /// Closes the connection once everything written has been flushed.
@@ -378,6 +398,9 @@ impl<'a> Context<'a> {
     /// `connection_lost` follows with [`DisconnectReason::Aborted`].
     pub fn abort_connection(&mut self) {
         self.out.clear();
+        if let Some(x) = &mut self.conn.extra {
+            x.diverted = None;
+        }
         self.conn.set(flags::ABORT);
     }
 

@@ -47,6 +47,7 @@ use crate::buf::WriteBuf;
 use crate::context::{Core, Op};
 use crate::error::{Error, Result};
 use crate::protocol::{ClientFactory, Factory};
+use crate::wrap::innermost;
 
 pub(crate) use conn::Connection;
 pub use tcp::{Connector, ListeningPort, TcpOptions};
@@ -517,24 +518,34 @@ impl Net {
 
     fn apply(&mut self, core: &mut Core, op: Op) {
         match op {
+            // Operations by handle belong to the innermost protocol: through a
+            // TLS wrapper, a write is encrypted and a close sends close_notify.
             Op::Write(h, data) => {
                 if let Some(key) = self.conn_key(h) {
-                    self.invoke(core, key, |_, ctx| ctx.write_bytes(data));
+                    self.invoke(core, key, |p, ctx| {
+                        innermost(p, ctx, |_, ctx| ctx.write_bytes(data))
+                    });
                 }
             }
             Op::Lose(h) => {
                 if let Some(key) = self.conn_key(h) {
-                    self.invoke(core, key, |_, ctx| ctx.lose_connection());
+                    self.invoke(core, key, |p, ctx| {
+                        innermost(p, ctx, |_, ctx| ctx.lose_connection())
+                    });
                 }
             }
             Op::Abort(h) => {
                 if let Some(key) = self.conn_key(h) {
-                    self.invoke(core, key, |_, ctx| ctx.abort_connection());
+                    self.invoke(core, key, |p, ctx| {
+                        innermost(p, ctx, |_, ctx| ctx.abort_connection())
+                    });
                 }
             }
             Op::PauseReading(h) => {
                 if let Some(key) = self.conn_key(h) {
-                    self.invoke(core, key, |_, ctx| ctx.pause_reading());
+                    self.invoke(core, key, |p, ctx| {
+                        innermost(p, ctx, |_, ctx| ctx.pause_reading())
+                    });
                 }
             }
             Op::ResumeReading(h) => {
@@ -569,6 +580,15 @@ impl Net {
                     self.produce(core, key);
                 }
             }
+            Op::Wrap(h, wrap) => {
+                if let Some(key) = self.conn_key(h) {
+                    if let Entry::Conn(c) = &mut self.entries[key] {
+                        let p = std::mem::replace(&mut c.protocol, Box::new(crate::wrap::Unwrapped));
+                        c.protocol = wrap(p);
+                    }
+                    self.invoke(core, key, |p, ctx| p.connection_made(ctx));
+                }
+            }
         }
     }
 
@@ -596,7 +616,9 @@ impl Net {
             .map(|(k, _)| k)
             .collect();
         for key in keys {
-            self.invoke(core, key, |_, ctx| ctx.lose_connection());
+            self.invoke(core, key, |p, ctx| {
+                innermost(p, ctx, |_, ctx| ctx.lose_connection())
+            });
         }
         if let Some(t) = self.shutting_down.take() {
             let _ = core.timers.cancel(t);

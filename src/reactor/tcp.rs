@@ -700,7 +700,9 @@ impl Net {
         match ce.state {
             ConnectorState::Connected(h) => {
                 if let Some(key) = self.conn_key(h) {
-                    self.invoke(core, key, |_, ctx| ctx.lose_connection());
+                    self.invoke(core, key, |p, ctx| {
+                        crate::wrap::innermost(p, ctx, |_, ctx| ctx.lose_connection())
+                    });
                 }
             }
             _ => self.stop_connecting(core, id),

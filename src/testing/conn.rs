@@ -6,11 +6,12 @@ use std::io;
 use std::net::SocketAddr;
 
 use crate::buf::WriteBuf;
-use crate::context::{flags, ConnState, ConnectionHandle, Context, Core, Op, ProtoFn};
+use crate::context::{flags, ConnState, ConnectionHandle, Context, Core, Op, ProtoFn, WrapFn};
 use crate::drive::{call_connection_lost, call_protocol, BufferStep, EofStep, TimerDriver};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
 use crate::reactor::InternalTimer;
+use crate::wrap::innermost;
 
 use super::Request;
 
@@ -62,6 +63,22 @@ impl MemConn {
             return false;
         }
         true
+    }
+
+    /// Wraps the protocol (`start_tls`) and tells the wrapper it is attached.
+    pub(crate) fn wrap(
+        &mut self,
+        core: &mut Core,
+        out: &mut WriteBuf,
+        sink: &mut dyn Sink,
+        wrap: WrapFn,
+    ) {
+        if self.is_dead() {
+            return;
+        }
+        let p = std::mem::replace(&mut self.protocol, Box::new(crate::wrap::Unwrapped));
+        self.protocol = wrap(p);
+        self.invoke(core, out, sink, |p, ctx| p.connection_made(ctx));
     }
 
     /// Delivers `connection_made`.
@@ -328,6 +345,8 @@ pub(crate) trait Conns {
     fn resume_reading(&mut self, core: &mut Core, h: ConnectionHandle);
     /// Every live connection (for `shutdown`).
     fn live(&self) -> Vec<ConnectionHandle>;
+    /// The reactor's `Wrap` op: `h`'s protocol is wrapped (`start_tls`).
+    fn wrap(&mut self, core: &mut Core, h: ConnectionHandle, wrap: WrapFn);
 }
 
 /// No connections at all: the bare [`Clock`](super::Clock).
@@ -340,6 +359,9 @@ impl Conns for NoConns {
     fn resume_reading(&mut self, _: &mut Core, _: ConnectionHandle) {}
     fn live(&self) -> Vec<ConnectionHandle> {
         Vec::new()
+    }
+    fn wrap(&mut self, _: &mut Core, h: ConnectionHandle, _: WrapFn) {
+        tracing::debug!(?h, "wrap of an unknown connection dropped");
     }
 }
 
@@ -356,10 +378,28 @@ pub(crate) fn process_ops(core: &mut Core, conns: &mut impl Conns, requests: &mu
 
 fn apply(core: &mut Core, conns: &mut impl Conns, requests: &mut Vec<Request>, op: Op) {
     match op {
-        Op::Write(h, data) => conns.invoke(core, h, Box::new(move |_, ctx| ctx.write_bytes(data))),
-        Op::Lose(h) => conns.invoke(core, h, Box::new(|_, ctx| ctx.lose_connection())),
-        Op::Abort(h) => conns.invoke(core, h, Box::new(|_, ctx| ctx.abort_connection())),
-        Op::PauseReading(h) => conns.invoke(core, h, Box::new(|_, ctx| ctx.pause_reading())),
+        // As the reactor: operations by handle reach the innermost protocol.
+        Op::Write(h, data) => conns.invoke(
+            core,
+            h,
+            Box::new(move |p, ctx| innermost(p, ctx, |_, ctx| ctx.write_bytes(data))),
+        ),
+        Op::Lose(h) => conns.invoke(
+            core,
+            h,
+            Box::new(|p, ctx| innermost(p, ctx, |_, ctx| ctx.lose_connection())),
+        ),
+        Op::Abort(h) => conns.invoke(
+            core,
+            h,
+            Box::new(|p, ctx| innermost(p, ctx, |_, ctx| ctx.abort_connection())),
+        ),
+        Op::PauseReading(h) => conns.invoke(
+            core,
+            h,
+            Box::new(|p, ctx| innermost(p, ctx, |_, ctx| ctx.pause_reading())),
+        ),
+        Op::Wrap(h, wrap) => conns.wrap(core, h, wrap),
         Op::ResumeReading(h) => conns.resume_reading(core, h),
         Op::Call(h, f) => conns.invoke(core, h, f),
         Op::Listen(p) => requests.push(Request::Listen {
@@ -377,7 +417,11 @@ fn apply(core: &mut Core, conns: &mut impl Conns, requests: &mut Vec<Request>, o
         Op::Shutdown(timeout) => {
             requests.push(Request::Shutdown { timeout });
             for h in conns.live() {
-                conns.invoke(core, h, Box::new(|_, ctx| ctx.lose_connection()));
+                conns.invoke(
+                    core,
+                    h,
+                    Box::new(|p, ctx| innermost(p, ctx, |_, ctx| ctx.lose_connection())),
+                );
             }
         }
     }

@@ -169,16 +169,14 @@ pub fn assert_no_panics(core: &mut Core) {
     );
 }
 
+/// The connection's `P`, looking through wrappers (a protocol that started
+/// TLS is still found).
 fn downcast<P: Protocol>(p: &dyn Protocol) -> &P {
-    let any: &dyn std::any::Any = p;
-    any.downcast_ref::<P>()
-        .expect("the protocol type is fixed when the connection is made")
+    crate::wrap::find_ref::<P>(p).expect("the protocol type is fixed when the connection is made")
 }
 
 fn downcast_mut<P: Protocol>(p: &mut dyn Protocol) -> &mut P {
-    let any: &mut dyn std::any::Any = p;
-    any.downcast_mut::<P>()
-        .expect("the protocol type is fixed when the connection is made")
+    crate::wrap::find_mut::<P>(p).expect("the protocol type is fixed when the connection is made")
 }
 
 #[cfg(test)]

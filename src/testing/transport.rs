@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::conn::{Conns, MemConn, Sink};
 use super::{downcast, downcast_mut, Clock};
 use crate::buf::WriteBuf;
-use crate::context::{flags, ConnectionHandle, Context, Core, ProtoFn};
+use crate::context::{flags, ConnectionHandle, Context, Core, ProtoFn, WrapFn};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
 use crate::reactor::READ_BUF;
@@ -169,6 +169,11 @@ impl Conns for One {
             vec![]
         } else {
             vec![self.conn.state.handle]
+        }
+    }
+    fn wrap(&mut self, core: &mut Core, h: ConnectionHandle, wrap: WrapFn) {
+        if h == self.conn.state.handle {
+            self.conn.wrap(core, &mut self.out, &mut self.rec, wrap);
         }
     }
 }

@@ -9,7 +9,7 @@ use super::conn::{Conns, MemConn, Sink};
 use super::faults::Rng;
 use super::Clock;
 use crate::buf::WriteBuf;
-use crate::context::{flags, ConnectionHandle, Context, Core, ProtoFn};
+use crate::context::{flags, ConnectionHandle, Context, Core, ProtoFn, WrapFn};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
 
@@ -245,5 +245,10 @@ impl Conns for Net {
             .filter(|c| !c.is_dead())
             .map(|c| c.state.handle)
             .collect()
+    }
+    fn wrap(&mut self, core: &mut Core, h: ConnectionHandle, wrap: WrapFn) {
+        if let Some(i) = self.index(h) {
+            self.conns[i].wrap(core, &mut self.out, &mut self.pipes[i], wrap);
+        }
     }
 }

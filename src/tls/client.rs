@@ -1,0 +1,202 @@
+//! The factories behind `listen_tls` and `connect_tls`, and the verifier of
+//! `insecure_client_config`.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
+
+use super::protocol::ClientHooks;
+use super::{TlsProtocol, DEFAULT_HANDSHAKE_TIMEOUT};
+use crate::context::{ConnectionHandle, Core};
+use crate::error::DisconnectReason;
+use crate::protocol::{ClientFactory, Factory, Protocol, Reconnect};
+use crate::reactor::Connector;
+
+/// Wraps each protocol `factory` builds in a server-side [`TlsProtocol`].
+pub(crate) struct ServerFactory<F> {
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) factory: F,
+}
+
+impl<F: Factory> Factory for ServerFactory<F> {
+    type Protocol = TlsProtocol;
+
+    fn build_protocol(&mut self, peer: SocketAddr) -> Option<TlsProtocol> {
+        let inner = self.factory.build_protocol(peer)?;
+        match TlsProtocol::server(self.config.clone(), inner) {
+            Ok(p) => Some(p.with_handshake_timeout(DEFAULT_HANDSHAKE_TIMEOUT)),
+            Err(e) => {
+                tracing::error!(error = %e, %peer, "cannot start a TLS server connection");
+                None
+            }
+        }
+    }
+
+    fn start_factory(&mut self, core: &mut Core) {
+        self.factory.start_factory(core);
+    }
+
+    fn stop_factory(&mut self, core: &mut Core) {
+        self.factory.stop_factory(core);
+    }
+}
+
+/// The user's client factory and what the wrapper must tell it.
+struct Shared<F> {
+    factory: F,
+    connector: Option<Connector>,
+    /// The current attempt built its protocol (the handshake was done): its
+    /// end is `client_connection_lost`, not `client_connection_failed`.
+    built: bool,
+}
+
+/// `connect_tls`'s client factory: connects TCP, runs the handshake, and only
+/// then builds the user's protocol.
+pub(crate) struct ClientAdapter<F> {
+    shared: Rc<RefCell<Shared<F>>>,
+    config: Arc<ClientConfig>,
+    server_name: ServerName<'static>,
+    timeout: Duration,
+}
+
+impl<F: ClientFactory> ClientAdapter<F> {
+    pub(crate) fn new(
+        factory: F,
+        config: Arc<ClientConfig>,
+        server_name: ServerName<'static>,
+        timeout: Duration,
+    ) -> Self {
+        ClientAdapter {
+            shared: Rc::new(RefCell::new(Shared {
+                factory,
+                connector: None,
+                built: false,
+            })),
+            config,
+            server_name,
+            timeout,
+        }
+    }
+}
+
+struct Hooks<F>(Rc<RefCell<Shared<F>>>);
+
+impl<F: ClientFactory> ClientHooks for Hooks<F> {
+    fn build(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>> {
+        let mut s = self.0.borrow_mut();
+        let p = s.factory.build_protocol(peer)?;
+        s.built = true;
+        Some(Box::new(p))
+    }
+
+    fn made(&mut self, core: &mut Core, conn: ConnectionHandle) {
+        let mut s = self.0.borrow_mut();
+        if let Some(c) = s.connector {
+            s.factory.client_connection_made(core, c, conn);
+        }
+    }
+}
+
+impl<F: ClientFactory> ClientFactory for ClientAdapter<F> {
+    type Protocol = TlsProtocol;
+
+    fn started_connecting(&mut self, core: &mut Core, connector: Connector) {
+        let mut s = self.shared.borrow_mut();
+        s.connector = Some(connector);
+        s.built = false;
+        s.factory.started_connecting(core, connector);
+    }
+
+    fn build_protocol(&mut self, peer: SocketAddr) -> Option<TlsProtocol> {
+        let hooks = Box::new(Hooks(self.shared.clone()));
+        match TlsProtocol::client_after_handshake(self.config.clone(), self.server_name.clone(), hooks) {
+            Ok(p) => Some(p.with_handshake_timeout(self.timeout)),
+            Err(e) => {
+                tracing::error!(error = %e, %peer, "cannot start a TLS client connection");
+                None
+            }
+        }
+    }
+
+    fn client_connection_failed(
+        &mut self,
+        core: &mut Core,
+        connector: Connector,
+        reason: &DisconnectReason,
+    ) -> Reconnect {
+        let mut s = self.shared.borrow_mut();
+        s.factory.client_connection_failed(core, connector, reason)
+    }
+
+    fn client_connection_lost(
+        &mut self,
+        core: &mut Core,
+        connector: Connector,
+        reason: &DisconnectReason,
+    ) -> Reconnect {
+        let mut s = self.shared.borrow_mut();
+        if s.built {
+            s.factory.client_connection_lost(core, connector, reason)
+        } else {
+            // TCP connected but TLS never did: a failed attempt.
+            s.factory.client_connection_failed(core, connector, reason)
+        }
+    }
+}
+
+/// Accepts any certificate (signatures are still checked, so the handshake is
+/// sound; only the identity is not).
+#[derive(Debug)]
+pub(crate) struct NoVerification(pub(crate) Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,390 @@
+//! TLS with [`rustls`] (cargo feature `tls`): [`Core::listen_tls`],
+//! [`Core::connect_tls`], [`Context::start_tls`], and the [`TlsProtocol`]
+//! wrapper behind them, which runs over any transport (TCP, Unix sockets, the
+//! in-memory [`Pump`](crate::testing::Pump)).
+//!
+//! Clients verify the server's certificate chain and host name by default,
+//! against the system's roots ([`client_config`]) or a CA you give
+//! ([`client_config_with_ca`]). Servers load a PEM certificate chain and key
+//! ([`server_config_from_files`]). ALPN: set `alpn_protocols` on the
+//! `rustls` config before wrapping it in an `Arc`; read the outcome from
+//! [`Context::tls_info`]. The crypto provider is `ring`.
+//!
+//! A protocol's writes made before the handshake completes go out after it;
+//! [`lose_connection`](Context::lose_connection) flushes, sends `close_notify`,
+//! then closes. A handshake failure reaches `connection_lost` (server side,
+//! `start_tls`) or `client_connection_failed` (`connect_tls`, whose protocol is
+//! built only once the handshake is done) with [`DisconnectReason::Tls`].
+
+mod client;
+mod protocol;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+pub use rustls::{ClientConfig, ServerConfig};
+
+pub use protocol::TlsProtocol;
+
+use crate::context::{Context, Core, Op};
+use crate::error::{Error, Result};
+use crate::protocol::{ClientFactory, Factory};
+use crate::reactor::{Connector, ListeningPort};
+
+/// How long a server waits for a client to complete the handshake before
+/// closing the connection (a client that connects and says nothing must not
+/// hold a connection forever).
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Errors building TLS configurations and connections.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// A PEM file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The PEM text holds no certificate.
+    #[error("no certificate found in the PEM input")]
+    NoCertificates,
+    /// The PEM text holds no private key (PKCS#8, PKCS#1 or SEC1).
+    #[error("no private key found in the PEM input")]
+    NoPrivateKey,
+    /// The PEM text is malformed.
+    #[error("malformed PEM: {0}")]
+    Pem(String),
+    /// The system's certificate store held no usable root.
+    #[error("no trusted root certificate found in the system store")]
+    NoRoots,
+    /// Not a valid DNS name or IP address for a server.
+    #[error("invalid server name {0:?}")]
+    InvalidServerName(String),
+    /// `rustls` refused the configuration or connection.
+    #[error(transparent)]
+    Rustls(#[from] rustls::Error),
+}
+
+/// What a TLS handshake negotiated, from [`Context::tls_info`] or
+/// [`TlsProtocol::info`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsInfo {
+    alpn: Option<Vec<u8>>,
+    version: Option<rustls::ProtocolVersion>,
+    cipher_suite: Option<rustls::CipherSuite>,
+    peer_certificates: Vec<CertificateDer<'static>>,
+    server_name: Option<String>,
+}
+
+impl fmt::Debug for TlsInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsInfo")
+            .field("alpn", &self.alpn.as_deref().map(String::from_utf8_lossy))
+            .field("version", &self.version)
+            .field("cipher_suite", &self.cipher_suite)
+            .field("peer_certificates", &self.peer_certificates.len())
+            .field("server_name", &self.server_name)
+            .finish()
+    }
+}
+
+impl TlsInfo {
+    fn from_connection(c: &rustls::Connection) -> TlsInfo {
+        TlsInfo {
+            alpn: c.alpn_protocol().map(<[u8]>::to_vec),
+            version: c.protocol_version(),
+            cipher_suite: c.negotiated_cipher_suite().map(|s| s.suite()),
+            peer_certificates: c.peer_certificates().map(<[_]>::to_vec).unwrap_or_default(),
+            server_name: match c {
+                rustls::Connection::Server(s) => s.server_name().map(str::to_owned),
+                rustls::Connection::Client(_) => None,
+            },
+        }
+    }
+
+    /// The application protocol agreed with ALPN, if any.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.alpn.as_deref()
+    }
+
+    /// The TLS version (for example `TLSv1_3`).
+    pub fn protocol_version(&self) -> Option<rustls::ProtocolVersion> {
+        self.version
+    }
+
+    /// The cipher suite.
+    pub fn cipher_suite(&self) -> Option<rustls::CipherSuite> {
+        self.cipher_suite
+    }
+
+    /// The peer's certificate chain, end entity first (empty for a client that
+    /// sent none).
+    pub fn peer_certificates(&self) -> &[CertificateDer<'static>] {
+        &self.peer_certificates
+    }
+
+    /// The name the client asked for (SNI), on the server side.
+    pub fn server_name(&self) -> Option<&str> {
+        self.server_name.as_deref()
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads every certificate of a PEM file (a chain: end entity first).
+///
+/// # Errors
+/// [`TlsError::Read`], [`TlsError::Pem`], [`TlsError::NoCertificates`].
+pub fn load_certs(path: impl AsRef<Path>) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    certs_from_pem(&read(path.as_ref())?)
+}
+
+/// Reads the first private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
+///
+/// # Errors
+/// [`TlsError::Read`], [`TlsError::Pem`], [`TlsError::NoPrivateKey`].
+pub fn load_key(path: impl AsRef<Path>) -> Result<PrivateKeyDer<'static>, TlsError> {
+    key_from_pem(&read(path.as_ref())?)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Parses every certificate of PEM text.
+///
+/// # Errors
+/// [`TlsError::Pem`], [`TlsError::NoCertificates`].
+pub fn certs_from_pem(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificates);
+    }
+    Ok(certs)
+}
+
+/// Parses the first private key of PEM text.
+///
+/// # Errors
+/// [`TlsError::Pem`], [`TlsError::NoPrivateKey`].
+pub fn key_from_pem(pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
+    use rustls::pki_types::pem::{self, PemObject};
+    match PrivateKeyDer::from_pem_slice(pem) {
+        Ok(k) => Ok(k),
+        Err(pem::Error::NoItemsFound) => Err(TlsError::NoPrivateKey),
+        Err(e) => Err(TlsError::Pem(e.to_string())),
+    }
+}
+
+/// A server configuration from a certificate chain and its key.
+///
+/// # Errors
+/// [`TlsError::Rustls`] if the key does not fit the certificate or is of an
+/// unsupported kind.
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<ServerConfig, TlsError> {
+    Ok(ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?)
+}
+
+/// A server configuration from PEM text (certificate chain, key).
+///
+/// # Errors
+/// As [`certs_from_pem`], [`key_from_pem`] and [`server_config`].
+pub fn server_config_from_pem(chain_pem: &[u8], key_pem: &[u8]) -> Result<ServerConfig, TlsError> {
+    server_config(certs_from_pem(chain_pem)?, key_from_pem(key_pem)?)
+}
+
+/// A server configuration from PEM files (certificate chain, key).
+///
+/// # Errors
+/// As [`load_certs`], [`load_key`] and [`server_config`].
+pub fn server_config_from_files(
+    chain: impl AsRef<Path>,
+    key: impl AsRef<Path>,
+) -> Result<ServerConfig, TlsError> {
+    server_config(load_certs(chain)?, load_key(key)?)
+}
+
+/// A client configuration that trusts the system's root certificates and
+/// checks the server's host name.
+///
+/// # Errors
+/// [`TlsError::NoRoots`] if the system store holds no usable certificate.
+pub fn client_config() -> Result<ClientConfig, TlsError> {
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::debug!(error = %e, "while loading the system's root certificates");
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(TlsError::NoRoots);
+    }
+    client_config_with_roots(roots)
+}
+
+/// A client configuration that trusts only the CA certificates of `ca_pem`
+/// (and checks the server's host name).
+///
+/// # Errors
+/// As [`certs_from_pem`]; [`TlsError::Rustls`] if a certificate is not a
+/// usable trust anchor.
+pub fn client_config_with_ca(ca_pem: &[u8]) -> Result<ClientConfig, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs_from_pem(ca_pem)? {
+        roots.add(cert)?;
+    }
+    client_config_with_roots(roots)
+}
+
+/// A client configuration that trusts `roots`.
+///
+/// # Errors
+/// [`TlsError::Rustls`] if the provider cannot be used.
+pub fn client_config_with_roots(roots: rustls::RootCertStore) -> Result<ClientConfig, TlsError> {
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// A client configuration that accepts **any** certificate for any name: the
+/// connection is encrypted but the server is not authenticated, so anyone on
+/// the path can impersonate it. For tests and `--insecure` switches only.
+///
+/// # Errors
+/// [`TlsError::Rustls`] if the provider cannot be used.
+pub fn insecure_client_config() -> Result<ClientConfig, TlsError> {
+    let verifier = Arc::new(client::NoVerification(provider()));
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth())
+}
+
+/// A [`ServerName`] from a host name or an IP address literal.
+///
+/// # Errors
+/// [`TlsError::InvalidServerName`].
+pub fn server_name(host: &str) -> Result<ServerName<'static>, TlsError> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    ServerName::try_from(bare.to_owned()).map_err(|_| TlsError::InvalidServerName(host.to_owned()))
+}
+
+impl Core {
+    /// Listens on `addr` for TLS connections: each accepted connection runs
+    /// `factory`'s protocol inside a [`TlsProtocol`] (server side), which hears
+    /// `connection_made` at once (its writes go out after the handshake) and
+    /// `connection_lost` with [`DisconnectReason::Tls`] if the handshake fails.
+    /// A client that has not completed the handshake within
+    /// [`DEFAULT_HANDSHAKE_TIMEOUT`] is disconnected.
+    ///
+    /// # Errors
+    /// The operating system's error if the address cannot be bound.
+    pub fn listen_tls<F: Factory>(
+        &mut self,
+        addr: SocketAddr,
+        config: Arc<ServerConfig>,
+        factory: F,
+    ) -> Result<ListeningPort> {
+        self.listen_tcp(addr, client::ServerFactory { config, factory })
+    }
+
+    /// Connects to `addr` over TLS, verifying the server's certificate for
+    /// `server_name` with `config`. The factory builds its protocol only once
+    /// the handshake is done; a refused connect, a failed handshake
+    /// ([`DisconnectReason::Tls`]) or a connect plus handshake longer than
+    /// `timeout` reaches `client_connection_failed`. Reconnecting works as for
+    /// [`connect_tcp`](Core::connect_tcp).
+    pub fn connect_tls<F: ClientFactory>(
+        &mut self,
+        addr: SocketAddr,
+        server_name: ServerName<'static>,
+        config: Arc<ClientConfig>,
+        factory: F,
+        timeout: Duration,
+    ) -> Connector {
+        self.connect_tcp(
+            addr,
+            client::ClientAdapter::new(factory, config, server_name, timeout),
+            timeout,
+        )
+    }
+}
+
+/// Which side of TLS [`Context::start_tls`] takes.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum StartTls {
+    /// The client side, verifying the server's certificate for the name.
+    Client(Arc<ClientConfig>, ServerName<'static>),
+    /// The server side.
+    Server(Arc<ServerConfig>),
+}
+
+impl Context<'_> {
+    /// Starts TLS on this live connection (STARTTLS). What was written before
+    /// goes out in the clear; writes made from here on, in this callback and
+    /// later, are encrypted and go out once the handshake is done. The
+    /// protocol keeps its state and callbacks, and can be reached as before
+    /// (with [`Core::with_protocol`]); a failed handshake ends the connection
+    /// with [`DisconnectReason::Tls`].
+    ///
+    /// # Errors
+    /// [`Error::ConnectionClosed`] if the connection is closing;
+    /// [`Error::Tls`] if `rustls` cannot start a connection with the config.
+    pub fn start_tls(&mut self, side: StartTls) -> Result<()> {
+        if self.conn.write_refused() {
+            return Err(Error::ConnectionClosed);
+        }
+        if self.conn.extra.as_ref().is_some_and(|x| x.diverted.is_some()) {
+            return Err(Error::Tls("start_tls was already called".into()));
+        }
+        let tls = match side {
+            StartTls::Client(config, name) => rustls::ClientConnection::new(config, name).map(rustls::Connection::Client),
+            StartTls::Server(config) => rustls::ServerConnection::new(config).map(rustls::Connection::Server),
+        }
+        .map_err(|e| Error::Tls(e.to_string()))?;
+        self.conn.extra().diverted = Some(crate::buf::WriteBuf::new());
+        let h = self.conn.handle;
+        self.core.ops.push(Op::Wrap(
+            h,
+            Box::new(move |inner| {
+                Box::new(
+                    TlsProtocol::live(tls, inner).with_handshake_timeout(DEFAULT_HANDSHAKE_TIMEOUT),
+                )
+            }),
+        ));
+        Ok(())
+    }
+
+    /// What the TLS layer under this protocol negotiated, once its handshake
+    /// is done (`None` on a plain connection).
+    pub fn tls_info(&self) -> Option<&TlsInfo> {
+        self.host.tls()
+    }
+}

@@ -1,0 +1,825 @@
+//! [`TlsProtocol`]: TLS as a protocol wrapper. The transport under it carries
+//! ciphertext; the wrapped protocol gets a context of its own whose writes are
+//! encrypted and whose flags (close, pause, half-close, water marks) are
+//! interpreted here with the same `drive` helpers the reactor uses.
+
+use std::fmt;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
+
+use super::{TlsError, TlsInfo};
+use crate::buf::WriteBuf;
+use crate::context::{flags, ConnState, Context, Core, DelayedCall, HostAddr, Op};
+use crate::drive::{call_connection_lost, call_protocol, BufferStep, EofStep};
+use crate::error::DisconnectReason;
+use crate::protocol::Protocol;
+use crate::wrap::{reach, Unwrapped, Wrapper};
+
+/// Plaintext is encrypted and handed to the transport while the transport
+/// holds less than this; the rest waits in the inner protocol's buffer, where
+/// its water marks apply.
+const MOVE_HIGH: usize = crate::transport::DEFAULT_HIGH_WATER;
+/// Size of the buffer decrypted data is read into (one TLS record).
+const PLAINTEXT_CHUNK: usize = 16 * 1024;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// When the wrapped protocol hears `connection_made`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// At once; its writes go out after the handshake (Twisted's rule).
+    Fresh,
+    /// After the handshake (`connect_tls`: a failed handshake is a failed
+    /// connection attempt, and no protocol is built).
+    AfterHandshake,
+    /// Never: it was live before `start_tls`.
+    Live,
+}
+
+/// What `connect_tls` needs to hear from the wrapper.
+pub(crate) trait ClientHooks {
+    /// The handshake completed: build the protocol (or refuse with `None`).
+    fn build(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>>;
+    /// The protocol's `connection_made` ran.
+    fn made(&mut self, core: &mut Core, conn: crate::ConnectionHandle);
+}
+
+/// The wrapped protocol's view of addresses and TLS parameters.
+#[derive(Debug, Default)]
+struct InnerHost {
+    local: Option<SocketAddr>,
+    nodelay: Option<bool>,
+    info: Option<TlsInfo>,
+}
+
+impl HostAddr for InnerHost {
+    fn host_addr(&self) -> io::Result<SocketAddr> {
+        self.local.ok_or_else(|| io::ErrorKind::NotConnected.into())
+    }
+    fn nodelay(&self) -> Option<bool> {
+        self.nodelay
+    }
+    fn tls(&self) -> Option<&TlsInfo> {
+        self.info.as_ref()
+    }
+}
+
+/// A protocol running over TLS: wraps any [`Protocol`] and speaks TLS
+/// ([`rustls`]) to the transport under it, which can be TCP, a Unix socket, or
+/// the in-memory [`Pump`](crate::testing::Pump).
+///
+/// The wrapped protocol sees plaintext and a [`Context`] of its own: writes
+/// are encrypted (those made before the handshake completes go out after it),
+/// [`lose_connection`](Context::lose_connection) flushes, sends `close_notify`,
+/// then closes; pausing, half-close, water marks, streaming and idle timeouts
+/// work as on a plain connection. A failed handshake ends the connection with
+/// [`DisconnectReason::Tls`]. [`Core::with_protocol`] and
+/// [`Context::call_later_self`] reach the wrapped protocol through the wrapper.
+///
+/// [`Core::listen_tls`], [`Core::connect_tls`] and [`Context::start_tls`] build
+/// it for you; build it yourself to run TLS over another transport, such as the
+/// pump:
+///
+/// ```
+/// use std::sync::Arc;
+/// use torsion::testing::Pump;
+/// use torsion::tls::{self, TlsProtocol};
+/// use torsion::{Context, Protocol};
+///
+/// struct Echo;
+/// impl Protocol for Echo {
+///     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+///         ctx.write(data);
+///     }
+/// }
+/// #[derive(Default)]
+/// struct Hello(Vec<u8>);
+/// impl Protocol for Hello {
+///     fn connection_made(&mut self, ctx: &mut Context<'_>) {
+///         ctx.write(b"hello"); // sent once the handshake is done
+///     }
+///     fn data_received(&mut self, _ctx: &mut Context<'_>, data: &[u8]) {
+///         self.0.extend_from_slice(data);
+///     }
+/// }
+///
+/// let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+/// let server = tls::server_config_from_pem(
+///     cert.cert.pem().as_bytes(),
+///     cert.signing_key.serialize_pem().as_bytes(),
+/// )?;
+/// let client = tls::client_config_with_ca(cert.cert.pem().as_bytes())?;
+///
+/// let mut pump = Pump::new();
+/// let link = pump.connect(
+///     TlsProtocol::client(Arc::new(client), "localhost".try_into()?, Hello::default())?,
+///     TlsProtocol::server(Arc::new(server), Echo)?,
+/// );
+/// pump.flush();
+/// let hello = pump.client(link).inner::<Hello>().unwrap();
+/// assert_eq!(hello.0, b"hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct TlsProtocol {
+    id: u64,
+    tls: Connection,
+    inner: Box<dyn Protocol>,
+    mode: Mode,
+    hooks: Option<Box<dyn ClientHooks>>,
+    /// The wrapped protocol's connection state (from `connection_made` on).
+    state: Option<ConnState>,
+    /// The wrapped protocol's gather buffer.
+    out: WriteBuf,
+    host: InnerHost,
+    /// Ciphertext the TLS engine has not taken yet (it holds back while the
+    /// wrapped protocol does not read).
+    cipher_in: Vec<u8>,
+    scratch: Vec<u8>,
+    handshake_done: bool,
+    handshake_timeout: Option<Duration>,
+    handshake_timer: Option<DelayedCall>,
+    /// Why the TLS layer gave up (reported instead of the transport's reason).
+    failed: Option<DisconnectReason>,
+    /// The transport said `pause_writing`.
+    outer_paused: bool,
+    /// We paused the transport's reading because the wrapped protocol paused.
+    paused_outer: bool,
+    /// The transport's peer sent its EOF; `eof_fed`: the engine knows.
+    outer_eof: bool,
+    eof_fed: bool,
+    close_notify_sent: bool,
+    /// Inside `pump_in` (its loop goes on; do not re-enter).
+    pumping: bool,
+    continue_queued: bool,
+}
+
+impl fmt::Debug for TlsProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsProtocol")
+            .field("side", &self.side())
+            .field("handshake_done", &self.handshake_done)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsProtocol {
+    /// The client side of a TLS connection to `server_name` (checked against the
+    /// server's certificate by `config`'s verifier), running `protocol`.
+    ///
+    /// # Errors
+    /// [`TlsError::Rustls`] if `config` cannot start a connection.
+    pub fn client(
+        config: Arc<ClientConfig>,
+        server_name: ServerName<'static>,
+        protocol: impl Protocol,
+    ) -> Result<TlsProtocol, TlsError> {
+        let conn = ClientConnection::new(config, server_name)?;
+        Ok(Self::new(Connection::Client(conn), Box::new(protocol), Mode::Fresh))
+    }
+
+    /// The server side of a TLS connection, running `protocol`.
+    ///
+    /// # Errors
+    /// [`TlsError::Rustls`] if `config` cannot start a connection.
+    pub fn server(config: Arc<ServerConfig>, protocol: impl Protocol) -> Result<TlsProtocol, TlsError> {
+        let conn = ServerConnection::new(config)?;
+        Ok(Self::new(Connection::Server(conn), Box::new(protocol), Mode::Fresh))
+    }
+
+    fn new(tls: Connection, inner: Box<dyn Protocol>, mode: Mode) -> TlsProtocol {
+        let mut tls = tls;
+        // Plaintext goes in only while the transport has room (see MOVE_HIGH),
+        // so the engine's own limit would only split writes.
+        tls.set_buffer_limit(None);
+        TlsProtocol {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            tls,
+            inner,
+            mode,
+            hooks: None,
+            state: None,
+            out: WriteBuf::new(),
+            host: InnerHost::default(),
+            cipher_in: Vec::new(),
+            scratch: Vec::new(),
+            handshake_done: false,
+            handshake_timeout: None,
+            handshake_timer: None,
+            failed: None,
+            outer_paused: false,
+            paused_outer: false,
+            outer_eof: false,
+            eof_fed: false,
+            close_notify_sent: false,
+            pumping: false,
+            continue_queued: false,
+        }
+    }
+
+    /// A client whose protocol is built by `hooks` once the handshake is done.
+    pub(crate) fn client_after_handshake(
+        config: Arc<ClientConfig>,
+        server_name: ServerName<'static>,
+        hooks: Box<dyn ClientHooks>,
+    ) -> Result<TlsProtocol, TlsError> {
+        let conn = ClientConnection::new(config, server_name)?;
+        let mut p = Self::new(
+            Connection::Client(conn),
+            Box::new(Unwrapped),
+            Mode::AfterHandshake,
+        );
+        p.hooks = Some(hooks);
+        Ok(p)
+    }
+
+    /// Wraps the protocol of a live connection (`start_tls`).
+    pub(crate) fn live(tls: Connection, inner: Box<dyn Protocol>) -> TlsProtocol {
+        Self::new(tls, inner, Mode::Live)
+    }
+
+    /// Fails the handshake with [`DisconnectReason::TimedOut`] if it has not
+    /// completed `timeout` after the connection was made.
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> TlsProtocol {
+        self.handshake_timeout = Some(timeout);
+        self
+    }
+
+    /// `"client"` or `"server"`.
+    pub fn side(&self) -> &'static str {
+        match self.tls {
+            Connection::Client(_) => "client",
+            Connection::Server(_) => "server",
+        }
+    }
+
+    /// Whether the handshake has completed.
+    pub fn is_handshake_done(&self) -> bool {
+        self.handshake_done
+    }
+
+    /// What the handshake negotiated, once it has completed.
+    pub fn info(&self) -> Option<&TlsInfo> {
+        self.host.info.as_ref()
+    }
+
+    /// The wrapped protocol, if it is a `P` (`None` too before a
+    /// `connect_tls` handshake completed).
+    pub fn inner<P: Protocol>(&self) -> Option<&P> {
+        let any: &dyn std::any::Any = &*self.inner;
+        any.downcast_ref::<P>()
+    }
+
+    /// The wrapped protocol, to change, if it is a `P`.
+    pub fn inner_mut<P: Protocol>(&mut self) -> Option<&mut P> {
+        let any: &mut dyn std::any::Any = &mut *self.inner;
+        any.downcast_mut::<P>()
+    }
+
+    /// Runs `f` with the wrapped protocol and its context, then settles what it
+    /// did, as after any callback.
+    fn call_inner(
+        &mut self,
+        ctx: &mut Context<'_>,
+        f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
+    ) {
+        let Some(st) = self.state.as_mut() else {
+            return;
+        };
+        if !st.has(flags::MADE) || st.has(flags::DEAD) {
+            return;
+        }
+        // Idle timeouts and rate limits live on the transport between calls
+        // (it sees the traffic and runs their timers), here during the call.
+        swap_shaping(ctx.conn, st);
+        call_protocol(ctx.core, st, &mut self.out, &self.host, &mut *self.inner, f);
+        swap_shaping(ctx.conn, st);
+        self.settle(ctx);
+    }
+
+    /// After a call of the wrapped protocol: abort, gathered writes, the
+    /// buffer's steps, reading.
+    fn settle(&mut self, ctx: &mut Context<'_>) {
+        let Some(st) = self.state.as_mut() else {
+            return;
+        };
+        if let Some(reason) = st.abort_requested() {
+            self.out.clear();
+            st.pending = None;
+            return abort(ctx, reason);
+        }
+        if !self.out.is_empty() {
+            st.pending
+                .get_or_insert_with(Default::default)
+                .append(&mut self.out);
+        }
+        self.pump_out(ctx);
+        self.sync_reading(ctx);
+    }
+
+    /// Encrypts buffered plaintext while the transport has room, and carries
+    /// out what the wrapped protocol's buffer asks for (the reactor's
+    /// `check_buffer`, with the TLS engine as the socket).
+    fn pump_out(&mut self, ctx: &mut Context<'_>) {
+        loop {
+            if ctx.conn.has(flags::DEAD | flags::ABORT) {
+                return;
+            }
+            let Some(st) = self.state.as_mut() else {
+                return;
+            };
+            if st.has(flags::DEAD) {
+                return;
+            }
+            if self.handshake_done && !self.close_notify_sent {
+                if let Some(p) = st.pending.as_mut().filter(|p| !p.is_empty()) {
+                    let room = MOVE_HIGH.saturating_sub(ctx.buffered_len());
+                    if room > 0 && !self.outer_paused {
+                        let _ = p.write_to_limited(&mut self.tls.writer(), room);
+                        flush_tls(&mut self.tls, ctx);
+                    }
+                    if !p.is_empty() && !self.outer_paused {
+                        // The transport may take it all when this callback
+                        // returns, and then no resume_writing would come.
+                        self.queue_continue(ctx);
+                    }
+                }
+            }
+            let st = self.state.as_mut().expect("checked above");
+            match st.buffer_step() {
+                BufferStep::Idle => return,
+                BufferStep::Close { reason, graceful } => {
+                    if graceful {
+                        self.send_close_notify(ctx);
+                        ctx.lose_connection_with(reason);
+                    } else {
+                        abort(ctx, reason);
+                    }
+                    return;
+                }
+                BufferStep::PauseWriting => {
+                    return self.call_inner(ctx, |p, ctx| p.pause_writing(ctx))
+                }
+                BufferStep::ResumeWriting => {
+                    return self.call_inner(ctx, |p, ctx| p.resume_writing(ctx))
+                }
+                BufferStep::Produce => {
+                    if !self.produce_one(ctx) {
+                        return;
+                    }
+                }
+                BufferStep::ShutdownWrite { close_after } => {
+                    self.send_close_notify(ctx);
+                    if close_after {
+                        ctx.lose_connection();
+                    } else {
+                        ctx.lose_write_connection();
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Pulls one chunk from the wrapped protocol's stream source. Returns
+    /// whether to go on (false when the source ended and the protocol heard it).
+    fn produce_one(&mut self, ctx: &mut Context<'_>) -> bool {
+        let Some(st) = self.state.as_mut() else {
+            return false;
+        };
+        st.clear(flags::PRODUCE);
+        let Some(source) = st.extra.as_mut().and_then(|x| x.source.as_mut()) else {
+            return false;
+        };
+        let next = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.next())) {
+            Ok(n) => n,
+            Err(p) => Some(Err(io::Error::other(
+                ctx.core.caught_panic(p, "stream source").to_string(),
+            ))),
+        };
+        match next {
+            Some(Ok(chunk)) => {
+                st.pending
+                    .get_or_insert_with(Default::default)
+                    .push_bytes(chunk);
+                true
+            }
+            end => {
+                if let Some(x) = &mut st.extra {
+                    x.source = None;
+                }
+                let result = match end {
+                    Some(Err(e)) => Err(e),
+                    _ => Ok(()),
+                };
+                self.call_inner(ctx, move |p, ctx| p.streaming_finished(ctx, result));
+                false
+            }
+        }
+    }
+
+    fn send_close_notify(&mut self, ctx: &mut Context<'_>) {
+        if !self.close_notify_sent {
+            self.close_notify_sent = true;
+            self.tls.send_close_notify();
+            flush_tls(&mut self.tls, ctx);
+        }
+    }
+
+    /// Mirrors the wrapped protocol's read pause onto the transport (once the
+    /// handshake is done: the handshake itself must be read), and delivers
+    /// what waited when it resumes.
+    fn sync_reading(&mut self, ctx: &mut Context<'_>) {
+        let Some(st) = self.state.as_ref() else {
+            return;
+        };
+        let paused = self.handshake_done && st.has(flags::READ_PAUSED);
+        if paused && !self.paused_outer {
+            self.paused_outer = true;
+            ctx.pause_reading();
+        } else if !paused && self.paused_outer {
+            self.paused_outer = false;
+            ctx.resume_reading();
+            self.pump_in(ctx);
+        }
+    }
+
+    /// Queues a call to [`resume`](Self::resume) after the current callback.
+    fn queue_continue(&mut self, ctx: &mut Context<'_>) {
+        if self.continue_queued {
+            return;
+        }
+        self.continue_queued = true;
+        self.on_self(ctx.core, ctx.conn.handle, move |tls, ctx| {
+            tls.continue_queued = false;
+            tls.pump_out(ctx);
+            tls.pump_in(ctx);
+        });
+    }
+
+    /// Runs `f` with this wrapper (found by its id through any outer wrappers)
+    /// once the current callback has returned.
+    fn on_self(
+        &self,
+        core: &mut Core,
+        h: crate::ConnectionHandle,
+        f: impl FnOnce(&mut TlsProtocol, &mut Context<'_>) + 'static,
+    ) {
+        Probe(self.id).on_self(core, h, f);
+    }
+
+    /// Feeds ciphertext to the engine and plaintext to the wrapped protocol
+    /// while it reads.
+    fn pump_in(&mut self, ctx: &mut Context<'_>) {
+        if self.pumping {
+            return;
+        }
+        self.pumping = true;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.resize(PLAINTEXT_CHUNK, 0);
+        loop {
+            if self.failed.is_some() || ctx.conn.has(flags::DEAD | flags::ABORT) {
+                break;
+            }
+            if self.wants_plaintext() {
+                match self.tls.reader().read(&mut scratch) {
+                    Ok(0) => {
+                        self.inner_eof(ctx);
+                        continue;
+                    }
+                    Ok(n) => {
+                        let data = &scratch[..n];
+                        self.call_inner(ctx, |p, ctx| {
+                            if !ctx.conn.has(flags::CLOSING) {
+                                p.data_received(ctx, data)
+                            }
+                        });
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => {
+                        // The transport ended without close_notify.
+                        if let Some(st) = self.state.as_mut() {
+                            if st.close_reason.is_none() {
+                                st.close_reason = Some(Box::new(DisconnectReason::Tls(
+                                    "the peer closed the connection without close_notify".into(),
+                                )));
+                            }
+                        }
+                        self.inner_eof(ctx);
+                        continue;
+                    }
+                }
+            }
+            if !self.cipher_in.is_empty() {
+                match self.tls.read_tls(&mut &self.cipher_in[..]) {
+                    Ok(n) => {
+                        self.cipher_in.drain(..n);
+                    }
+                    // Its plaintext buffer is full: the wrapped protocol paused.
+                    Err(_) => break,
+                }
+            } else if self.outer_eof && !self.eof_fed {
+                self.eof_fed = true;
+                let _ = self.tls.read_tls(&mut io::empty());
+            } else {
+                break;
+            }
+            if let Err(e) = self.tls.process_new_packets() {
+                self.fail(ctx, DisconnectReason::Tls(e.to_string().into()));
+                break;
+            }
+            flush_tls(&mut self.tls, ctx);
+            self.check_handshake(ctx);
+            if self.eof_fed && !self.handshake_done && self.failed.is_none() {
+                self.fail(
+                    ctx,
+                    DisconnectReason::Tls("the peer closed the connection during the handshake".into()),
+                );
+                break;
+            }
+        }
+        self.scratch = scratch;
+        self.pumping = false;
+    }
+
+    /// Whether decrypted data may go to the wrapped protocol now.
+    fn wants_plaintext(&self) -> bool {
+        self.handshake_done
+            && self.state.as_ref().is_some_and(|st| {
+                st.has(flags::MADE) && !st.has(flags::DEAD | flags::READ_EOF | flags::READ_PAUSED)
+            })
+    }
+
+    /// The peer's `close_notify` (or the transport's end) reached the wrapped
+    /// protocol's read side.
+    fn inner_eof(&mut self, ctx: &mut Context<'_>) {
+        let Some(st) = self.state.as_mut() else {
+            return;
+        };
+        match st.eof_step() {
+            EofStep::Close => {
+                let reason = st.close_reason.take().map_or(DisconnectReason::Done, |r| *r);
+                ctx.lose_connection_with(reason);
+            }
+            EofStep::ReadConnectionLost => self.call_inner(ctx, |p, ctx| p.read_connection_lost(ctx)),
+            EofStep::FlushThenClose => self.pump_out(ctx),
+        }
+    }
+
+    /// The handshake just completed: note what it negotiated, let the wrapped
+    /// protocol start (or build it), and send what it wrote meanwhile.
+    fn check_handshake(&mut self, ctx: &mut Context<'_>) {
+        if self.handshake_done || self.tls.is_handshaking() {
+            return;
+        }
+        self.handshake_done = true;
+        if let Some(t) = self.handshake_timer.take() {
+            let _ = t.cancel(ctx.core);
+        }
+        self.host.info = Some(TlsInfo::from_connection(&self.tls));
+        tracing::debug!(peer = %ctx.peer_addr(), side = self.side(), "TLS handshake done");
+        if self.mode == Mode::AfterHandshake {
+            let built = self.hooks.as_mut().and_then(|h| h.build(ctx.peer_addr()));
+            let Some(inner) = built else {
+                return self.fail(ctx, DisconnectReason::Cancelled);
+            };
+            self.inner = inner;
+            if let Some(st) = self.state.as_mut() {
+                st.set(flags::MADE);
+            }
+            self.call_inner(ctx, |p, ctx| p.connection_made(ctx));
+            let alive = self
+                .state
+                .as_ref()
+                .is_some_and(|st| !st.has(flags::DEAD | flags::ABORT))
+                && !ctx.conn.has(flags::DEAD | flags::ABORT);
+            if alive {
+                if let Some(h) = self.hooks.as_mut() {
+                    h.made(ctx.core, ctx.conn.handle);
+                }
+            }
+        }
+        self.pump_out(ctx);
+        self.sync_reading(ctx);
+    }
+
+    /// Gives up on the connection: the alert (if any) is flushed, then the
+    /// transport closes; everyone hears `reason`.
+    fn fail(&mut self, ctx: &mut Context<'_>, reason: DisconnectReason) {
+        tracing::debug!(peer = %ctx.peer_addr(), %reason, "TLS failed");
+        if self.failed.is_none() {
+            self.failed = Some(reason.clone());
+        }
+        flush_tls(&mut self.tls, ctx);
+        ctx.lose_connection_with(reason);
+    }
+
+    fn start_handshake_timer(&mut self, ctx: &mut Context<'_>) {
+        let Some(timeout) = self.handshake_timeout else {
+            return;
+        };
+        let h = ctx.conn.handle;
+        let id = self.id;
+        self.handshake_timer = Some(ctx.core.call_later(timeout, move |core| {
+            Probe(id).on_self(core, h, |tls, ctx| {
+                if !tls.handshake_done {
+                    tls.failed = Some(DisconnectReason::TimedOut);
+                    abort(ctx, DisconnectReason::TimedOut);
+                }
+            });
+        }));
+    }
+}
+
+/// Queues calls on the wrapper with a given id (see [`TlsProtocol::on_self`]).
+struct Probe(u64);
+
+impl Probe {
+    fn on_self(
+        &self,
+        core: &mut Core,
+        h: crate::ConnectionHandle,
+        f: impl FnOnce(&mut TlsProtocol, &mut Context<'_>) + 'static,
+    ) {
+        let id = self.0;
+        core.ops.push(Op::Call(
+            h,
+            Box::new(move |p, ctx| {
+                let pick = move |p: &mut dyn Protocol| {
+                    let any: &mut dyn std::any::Any = p;
+                    any.downcast_mut::<TlsProtocol>().is_some_and(|t| t.id == id)
+                };
+                reach(p, ctx, &pick, |p, ctx| {
+                    let any: &mut dyn std::any::Any = p;
+                    if let Some(t) = any.downcast_mut::<TlsProtocol>() {
+                        f(t, ctx);
+                    }
+                });
+            }),
+        ));
+    }
+}
+
+/// Aborts the transport with `reason` (for `connection_lost`).
+fn abort(ctx: &mut Context<'_>, reason: DisconnectReason) {
+    if ctx.conn.close_reason.is_none() {
+        ctx.conn.close_reason = Some(Box::new(reason));
+    }
+    ctx.abort_connection();
+}
+
+/// Moves what the engine has to send into the transport's gather buffer.
+fn flush_tls(tls: &mut Connection, ctx: &mut Context<'_>) {
+    while tls.wants_write() {
+        match tls.write_tls(&mut Outer(ctx)) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// The transport as the engine's `io::Write`.
+struct Outer<'c, 'a>(&'c mut Context<'a>);
+
+impl io::Write for Outer<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // Refused once the transport closes: the bytes have nowhere to go.
+        let _ = self.0.try_write(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Exchanges the traffic-shaping state (idle timeout, rate limits) between
+/// the transport's state and the wrapped protocol's.
+fn swap_shaping(outer: &mut ConnState, inner: &mut ConnState) {
+    if outer.extra.is_none() && inner.extra.is_none() {
+        return;
+    }
+    let (o, i) = (outer.extra(), inner.extra());
+    std::mem::swap(&mut o.idle, &mut i.idle);
+    std::mem::swap(&mut o.read_rate, &mut i.read_rate);
+    std::mem::swap(&mut o.write_rate, &mut i.write_rate);
+}
+
+impl Protocol for TlsProtocol {
+    fn connection_made(&mut self, ctx: &mut Context<'_>) {
+        let mut st = ConnState::new(ctx.conn.handle, ctx.conn.peer);
+        self.host.local = ctx.host_addr().ok();
+        self.host.nodelay = ctx.nodelay();
+        if self.mode == Mode::Live {
+            // `start_tls`: the wrapped protocol keeps its settings; what it
+            // wrote since start_tls waits for the handshake.
+            let outer = &mut *ctx.conn;
+            st.flags = outer.flags & (flags::READ_PAUSED | flags::HALF_CLOSE | flags::MADE);
+            st.limits = outer.limits.clone();
+            if let Some(d) = outer.extra.as_mut().and_then(|x| x.diverted.take()) {
+                st.pending = Some(Box::new(d));
+            }
+            // The handshake must be read even if the protocol paused.
+            ctx.resume_reading();
+        }
+        ctx.set_half_close(true);
+        self.state = Some(st);
+        self.start_handshake_timer(ctx);
+        if self.mode == Mode::Fresh {
+            if let Some(st) = self.state.as_mut() {
+                st.set(flags::MADE);
+            }
+            self.call_inner(ctx, |p, ctx| p.connection_made(ctx));
+        }
+        flush_tls(&mut self.tls, ctx);
+        // start_tls on the server side: the client's hello may be waiting.
+        self.pump_in(ctx);
+    }
+
+    fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+        if self.failed.is_some() {
+            return;
+        }
+        self.cipher_in.extend_from_slice(data);
+        self.pump_in(ctx);
+    }
+
+    fn read_connection_lost(&mut self, ctx: &mut Context<'_>) {
+        self.outer_eof = true;
+        self.pump_in(ctx);
+        // Nothing more will come: a failed or finished protocol closes now.
+        if self.failed.is_some() {
+            ctx.lose_connection();
+        }
+    }
+
+    fn write_connection_lost(&mut self, ctx: &mut Context<'_>) {
+        let shut = self
+            .state
+            .as_ref()
+            .is_some_and(|st| st.has(flags::WRITE_SHUT) && !st.has(flags::DEAD));
+        if shut {
+            self.call_inner(ctx, |p, ctx| p.write_connection_lost(ctx));
+        }
+    }
+
+    fn pause_writing(&mut self, _ctx: &mut Context<'_>) {
+        self.outer_paused = true;
+    }
+
+    fn resume_writing(&mut self, ctx: &mut Context<'_>) {
+        self.outer_paused = false;
+        self.pump_out(ctx);
+    }
+
+    fn idle_timeout(&mut self, ctx: &mut Context<'_>) {
+        if self.state.as_ref().is_some_and(|st| st.has(flags::MADE)) {
+            self.call_inner(ctx, |p, ctx| p.idle_timeout(ctx));
+        } else {
+            ctx.lose_connection_with(DisconnectReason::TimedOut);
+        }
+    }
+
+    fn connection_lost(&mut self, ctx: &mut Context<'_>, reason: &DisconnectReason) {
+        if let Some(t) = self.handshake_timer.take() {
+            let _ = t.cancel(ctx.core);
+        }
+        let reason = self.failed.clone().unwrap_or_else(|| reason.clone());
+        let Some(st) = self.state.as_mut() else {
+            return;
+        };
+        if st.has(flags::DEAD) {
+            return;
+        }
+        st.set(flags::DEAD);
+        st.pending = None;
+        if let Some(x) = st.extra.take() {
+            if let Some(t) = x.idle.and_then(|i| i.timer) {
+                let _ = ctx.core.timers.cancel(t);
+            }
+        }
+        call_connection_lost(ctx.core, st, &mut self.out, &self.host, &mut *self.inner, &reason);
+    }
+}
+
+impl Wrapper for TlsProtocol {
+    fn call_inner(
+        &mut self,
+        ctx: &mut Context<'_>,
+        f: &mut dyn FnMut(&mut dyn Protocol, &mut Context<'_>),
+    ) {
+        TlsProtocol::call_inner(self, ctx, f);
+    }
+    fn inner_dyn(&self) -> &dyn Protocol {
+        &*self.inner
+    }
+    fn inner_dyn_mut(&mut self) -> &mut dyn Protocol {
+        &mut *self.inner
+    }
+}
