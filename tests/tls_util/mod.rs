@@ -1,0 +1,59 @@
+//! Certificates made in the test, and TLS configs built from them.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use torsion::tls::{self, ClientConfig, ServerConfig};
+
+/// A CA and a server certificate it signed, as PEM.
+pub struct Certs {
+    pub ca_pem: String,
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+/// A fresh CA, and a certificate it signed for `names` (DNS names or IPs).
+pub fn certs(names: &[&str]) -> Certs {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    Certs {
+        ca_pem: ca.pem(),
+        chain_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+impl Certs {
+    pub fn server(&self) -> Arc<ServerConfig> {
+        Arc::new(
+            tls::server_config_from_pem(self.chain_pem.as_bytes(), self.key_pem.as_bytes())
+                .unwrap(),
+        )
+    }
+
+    pub fn server_alpn(&self, alpn: &[&[u8]]) -> Arc<ServerConfig> {
+        let mut c =
+            tls::server_config_from_pem(self.chain_pem.as_bytes(), self.key_pem.as_bytes())
+                .unwrap();
+        c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(c)
+    }
+
+    pub fn client(&self) -> Arc<ClientConfig> {
+        Arc::new(tls::client_config_with_ca(self.ca_pem.as_bytes()).unwrap())
+    }
+
+    pub fn client_alpn(&self, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+        let mut c = tls::client_config_with_ca(self.ca_pem.as_bytes()).unwrap();
+        c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(c)
+    }
+}
