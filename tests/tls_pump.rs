@@ -28,7 +28,9 @@ impl Protocol for Peer {
         ctx.write(&g);
     }
     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
-        self.alpn = ctx.tls_info().and_then(|i| i.alpn_protocol().map(<[u8]>::to_vec));
+        self.alpn = ctx
+            .tls_info()
+            .and_then(|i| i.alpn_protocol().map(<[u8]>::to_vec));
         self.got.extend_from_slice(data);
         if self.close_after.is_some_and(|n| self.got.len() >= n) {
             ctx.lose_connection();
@@ -156,8 +158,15 @@ fn an_untrusted_certificate_fails_the_handshake_on_both_sides() {
         other => panic!("client heard {other:?}"),
     }
     let server = pump.server(link).inner::<Peer>().unwrap();
-    assert!(matches!(server.lost, Some(DisconnectReason::Tls(_))), "{:?}", server.lost);
-    assert!(server.got.is_empty(), "nothing may leak before verification");
+    assert!(
+        matches!(server.lost, Some(DisconnectReason::Tls(_))),
+        "{:?}",
+        server.lost
+    );
+    assert!(
+        server.got.is_empty(),
+        "nothing may leak before verification"
+    );
 }
 
 #[test]
@@ -165,13 +174,20 @@ fn a_wrong_host_name_fails_the_handshake() {
     let c = certs(&["localhost"]);
     let mut pump = Pump::new();
     let link = pump.connect(
-        TlsProtocol::client(c.client(), tls::server_name("example.org").unwrap(), Peer::default())
-            .unwrap(),
+        TlsProtocol::client(
+            c.client(),
+            tls::server_name("example.org").unwrap(),
+            Peer::default(),
+        )
+        .unwrap(),
         server(&c, Peer::default()),
     );
     pump.flush();
     let lost = pump.client(link).inner::<Peer>().unwrap().lost.clone();
-    assert!(matches!(lost, Some(DisconnectReason::Tls(ref m)) if m.contains("not valid for name")), "{lost:?}");
+    assert!(
+        matches!(lost, Some(DisconnectReason::Tls(ref m)) if m.contains("not valid for name")),
+        "{lost:?}"
+    );
 }
 
 #[test]
@@ -192,8 +208,14 @@ fn alpn_is_negotiated_and_visible_to_the_protocol() {
     );
     pump.flush();
     let client = pump.client(link);
-    assert_eq!(client.info().unwrap().alpn_protocol(), Some(&b"torsion/1"[..]));
-    assert_eq!(client.inner::<Peer>().unwrap().alpn.as_deref(), Some(&b"torsion/1"[..]));
+    assert_eq!(
+        client.info().unwrap().alpn_protocol(),
+        Some(&b"torsion/1"[..])
+    );
+    assert_eq!(
+        client.inner::<Peer>().unwrap().alpn.as_deref(),
+        Some(&b"torsion/1"[..])
+    );
     assert_eq!(
         pump.server(link).info().unwrap().server_name(),
         Some("localhost")
@@ -249,8 +271,11 @@ impl Protocol for Starter {
             }
         } else if let Some(cfg) = self.client.clone() {
             if self.got.ends_with(b"GO\n") {
-                ctx.start_tls(StartTls::Client(cfg, tls::server_name("localhost").unwrap()))
-                    .unwrap();
+                ctx.start_tls(StartTls::Client(
+                    cfg,
+                    tls::server_name("localhost").unwrap(),
+                ))
+                .unwrap();
                 // Written after start_tls in the same callback: encrypted,
                 // sent after the handshake.
                 ctx.write(b"hello over tls");

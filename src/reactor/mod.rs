@@ -583,7 +583,8 @@ impl Net {
             Op::Wrap(h, wrap) => {
                 if let Some(key) = self.conn_key(h) {
                     if let Entry::Conn(c) = &mut self.entries[key] {
-                        let p = std::mem::replace(&mut c.protocol, Box::new(crate::wrap::Unwrapped));
+                        let p =
+                            std::mem::replace(&mut c.protocol, Box::new(crate::wrap::Unwrapped));
                         c.protocol = wrap(p);
                     }
                     self.invoke(core, key, |p, ctx| p.connection_made(ctx));

@@ -116,7 +116,11 @@ impl<F: ClientFactory> ClientFactory for ClientAdapter<F> {
 
     fn build_protocol(&mut self, peer: SocketAddr) -> Option<TlsProtocol> {
         let hooks = Box::new(Hooks(self.shared.clone()));
-        match TlsProtocol::client_after_handshake(self.config.clone(), self.server_name.clone(), hooks) {
+        match TlsProtocol::client_after_handshake(
+            self.config.clone(),
+            self.server_name.clone(),
+            hooks,
+        ) {
             Ok(p) => Some(p.with_handshake_timeout(self.timeout)),
             Err(e) => {
                 tracing::error!(error = %e, %peer, "cannot start a TLS client connection");

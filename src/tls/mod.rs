@@ -361,12 +361,21 @@ impl Context<'_> {
         if self.conn.write_refused() {
             return Err(Error::ConnectionClosed);
         }
-        if self.conn.extra.as_ref().is_some_and(|x| x.diverted.is_some()) {
+        if self
+            .conn
+            .extra
+            .as_ref()
+            .is_some_and(|x| x.diverted.is_some())
+        {
             return Err(Error::Tls("start_tls was already called".into()));
         }
         let tls = match side {
-            StartTls::Client(config, name) => rustls::ClientConnection::new(config, name).map(rustls::Connection::Client),
-            StartTls::Server(config) => rustls::ServerConnection::new(config).map(rustls::Connection::Server),
+            StartTls::Client(config, name) => {
+                rustls::ClientConnection::new(config, name).map(rustls::Connection::Client)
+            }
+            StartTls::Server(config) => {
+                rustls::ServerConnection::new(config).map(rustls::Connection::Server)
+            }
         }
         .map_err(|e| Error::Tls(e.to_string()))?;
         self.conn.extra().diverted = Some(crate::buf::WriteBuf::new());

@@ -181,16 +181,27 @@ impl TlsProtocol {
         protocol: impl Protocol,
     ) -> Result<TlsProtocol, TlsError> {
         let conn = ClientConnection::new(config, server_name)?;
-        Ok(Self::new(Connection::Client(conn), Box::new(protocol), Mode::Fresh))
+        Ok(Self::new(
+            Connection::Client(conn),
+            Box::new(protocol),
+            Mode::Fresh,
+        ))
     }
 
     /// The server side of a TLS connection, running `protocol`.
     ///
     /// # Errors
     /// [`TlsError::Rustls`] if `config` cannot start a connection.
-    pub fn server(config: Arc<ServerConfig>, protocol: impl Protocol) -> Result<TlsProtocol, TlsError> {
+    pub fn server(
+        config: Arc<ServerConfig>,
+        protocol: impl Protocol,
+    ) -> Result<TlsProtocol, TlsError> {
         let conn = ServerConnection::new(config)?;
-        Ok(Self::new(Connection::Server(conn), Box::new(protocol), Mode::Fresh))
+        Ok(Self::new(
+            Connection::Server(conn),
+            Box::new(protocol),
+            Mode::Fresh,
+        ))
     }
 
     fn new(tls: Connection, inner: Box<dyn Protocol>, mode: Mode) -> TlsProtocol {
@@ -540,7 +551,9 @@ impl TlsProtocol {
             if self.eof_fed && !self.handshake_done && self.failed.is_none() {
                 self.fail(
                     ctx,
-                    DisconnectReason::Tls("the peer closed the connection during the handshake".into()),
+                    DisconnectReason::Tls(
+                        "the peer closed the connection during the handshake".into(),
+                    ),
                 );
                 break;
             }
@@ -565,10 +578,15 @@ impl TlsProtocol {
         };
         match st.eof_step() {
             EofStep::Close => {
-                let reason = st.close_reason.take().map_or(DisconnectReason::Done, |r| *r);
+                let reason = st
+                    .close_reason
+                    .take()
+                    .map_or(DisconnectReason::Done, |r| *r);
                 ctx.lose_connection_with(reason);
             }
-            EofStep::ReadConnectionLost => self.call_inner(ctx, |p, ctx| p.read_connection_lost(ctx)),
+            EofStep::ReadConnectionLost => {
+                self.call_inner(ctx, |p, ctx| p.read_connection_lost(ctx))
+            }
             EofStep::FlushThenClose => self.pump_out(ctx),
         }
     }
@@ -654,7 +672,8 @@ impl Probe {
             Box::new(move |p, ctx| {
                 let pick = move |p: &mut dyn Protocol| {
                     let any: &mut dyn std::any::Any = p;
-                    any.downcast_mut::<TlsProtocol>().is_some_and(|t| t.id == id)
+                    any.downcast_mut::<TlsProtocol>()
+                        .is_some_and(|t| t.id == id)
                 };
                 reach(p, ctx, &pick, |p, ctx| {
                     let any: &mut dyn std::any::Any = p;
@@ -804,7 +823,14 @@ impl Protocol for TlsProtocol {
                 let _ = ctx.core.timers.cancel(t);
             }
         }
-        call_connection_lost(ctx.core, st, &mut self.out, &self.host, &mut *self.inner, &reason);
+        call_connection_lost(
+            ctx.core,
+            st,
+            &mut self.out,
+            &self.host,
+            &mut *self.inner,
+            &reason,
+        );
     }
 }
 

@@ -18,11 +18,18 @@ pub fn certs(names: &[&str]) -> Certs {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "torsion test CA");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let key = KeyPair::generate().unwrap();
-    let params =
+    let mut params =
         CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        names.first().copied().unwrap_or("torsion test"),
+    );
     let cert = params.signed_by(&key, &issuer).unwrap();
     Certs {
         ca_pem: ca.pem(),
@@ -40,9 +47,8 @@ impl Certs {
     }
 
     pub fn server_alpn(&self, alpn: &[&[u8]]) -> Arc<ServerConfig> {
-        let mut c =
-            tls::server_config_from_pem(self.chain_pem.as_bytes(), self.key_pem.as_bytes())
-                .unwrap();
+        let mut c = tls::server_config_from_pem(self.chain_pem.as_bytes(), self.key_pem.as_bytes())
+            .unwrap();
         c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Arc::new(c)
     }
