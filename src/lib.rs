@@ -90,6 +90,7 @@ mod connect;
 mod context;
 pub mod defer;
 mod drive;
+pub mod endpoints;
 pub mod error;
 mod local;
 pub mod policies;

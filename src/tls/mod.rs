@@ -28,12 +28,13 @@ use std::time::Duration;
 pub use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 pub use rustls::{ClientConfig, ServerConfig};
 
+pub(crate) use protocol::ClientHooks;
 pub use protocol::TlsProtocol;
 
 use crate::context::{Context, Core, Op};
 use crate::error::{Error, Result};
 use crate::protocol::{ClientFactory, Factory};
-use crate::reactor::{Connector, ListeningPort};
+use crate::reactor::{Connector, ListeningPort, TcpOptions};
 
 /// How long a server waits for a client to complete the handshake before
 /// closing the connection (a client that connects and says nothing must not
@@ -311,7 +312,21 @@ impl Core {
         config: Arc<ServerConfig>,
         factory: F,
     ) -> Result<ListeningPort> {
-        self.listen_tcp(addr, client::ServerFactory { config, factory })
+        self.listen_tls_with(addr, config, factory, TcpOptions::default())
+    }
+
+    /// [`listen_tls`](Self::listen_tls) with socket options.
+    ///
+    /// # Errors
+    /// The operating system's error if the address cannot be bound.
+    pub fn listen_tls_with<F: Factory>(
+        &mut self,
+        addr: SocketAddr,
+        config: Arc<ServerConfig>,
+        factory: F,
+        options: TcpOptions,
+    ) -> Result<ListeningPort> {
+        self.listen_tcp_with(addr, client::ServerFactory { config, factory }, options)
     }
 
     /// Connects to `addr` over TLS, verifying the server's certificate for

@@ -303,7 +303,10 @@ impl TlsProtocol {
         let Some(st) = self.state.as_mut() else {
             return;
         };
-        if !st.has(flags::MADE) || st.has(flags::DEAD) {
+        // Before a `connect_tls` handshake the protocol is a placeholder; an
+        // operation by handle (a close, an abort) still applies to the
+        // connection.
+        if st.has(flags::DEAD) {
             return;
         }
         // Idle timeouts and rate limits live on the transport between calls

@@ -1,0 +1,679 @@
+//! Endpoint strings (Twisted's `serverFromString` / `clientFromString`): where
+//! to listen or connect, written in configuration files and command lines.
+//!
+//! Server strings:
+//!
+//! | string | meaning |
+//! | --- | --- |
+//! | `tcp:8000` | TCP port 8000 on every IPv4 interface |
+//! | `tcp:8000:interface=127.0.0.1:backlog=128` | on one interface, with a backlog |
+//! | `tcp6:8000` / `tcp6:8000:interface=\:\:1` | IPv6 (`interface=[::1]` works too) |
+//! | `unix:/run/app.sock:mode=660:lockfile=1` | a Unix socket, its file mode (octal), removing a stale socket file |
+//! | `tls:8443:cert=chain.pem:key=key.pem` | TLS over TCP (`interface`, `backlog`, `alpn=h2,http/1.1` as for TCP) |
+//!
+//! Client strings:
+//!
+//! | string | meaning |
+//! | --- | --- |
+//! | `tcp:host=example.org:port=80:timeout=5` | TCP; `tcp:example.org:80` works too |
+//! | `unix:path=/run/app.sock` | a Unix socket (`unix:/run/app.sock`) |
+//! | `tls:host=example.org:port=443` | TLS, verified against the system's roots; `ca=ca.pem` trusts only that CA, `sni=name` checks another name, `alpn=h2` |
+//!
+//! A client host name is resolved on the reactor's thread pool and connected
+//! to with Happy Eyeballs ([`Core::connect_happy_eyeballs`]). A `\` escapes a
+//! `:` or a `\` in a value. Unknown types, unknown or repeated parameters and
+//! bad values are [`EndpointError`]s, never silently ignored.
+//!
+//! ```
+//! use torsion::endpoints::{ClientEndpoint, ServerEndpoint};
+//!
+//! let server: ServerEndpoint = "tcp:8000:interface=127.0.0.1".parse()?;
+//! assert_eq!(server.to_string(), "tcp:8000:interface=127.0.0.1");
+//! let client: ClientEndpoint = "tcp:host=example.org:port=80:timeout=5".parse()?;
+//! assert_eq!(client.to_string(), "tcp:host=example.org:port=80:timeout=5");
+//! let err = "tcp:host=example.org".parse::<ClientEndpoint>().unwrap_err();
+//! assert_eq!(err.to_string(), "tcp endpoint: missing parameter \"port\"");
+//! # Ok::<(), torsion::endpoints::EndpointError>(())
+//! ```
+
+pub(crate) mod eyeballs;
+mod parse;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use eyeballs::{interleave, CONNECTION_ATTEMPT_DELAY};
+
+use crate::context::{ConnectionHandle, Core};
+use crate::defer::Deferred;
+use crate::error::DisconnectReason;
+use crate::protocol::{Factory, Protocol};
+use crate::reactor::{ListeningPort, TcpOptions};
+use parse::{host, Parts};
+
+/// Connect timeout of a client endpoint without `timeout=` (Twisted's).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why an endpoint string was refused, or an endpoint could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndpointError {
+    /// The string is empty.
+    #[error("empty endpoint string")]
+    Empty,
+    /// The string does not follow the syntax.
+    #[error("malformed endpoint {string:?}: {reason}")]
+    Syntax {
+        /// The string.
+        string: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The type before the first `:` is not one we know.
+    #[error("unknown endpoint type {0:?} (expected tcp, tcp6, unix or tls)")]
+    UnknownType(String),
+    /// A required parameter is missing.
+    #[error("{kind} endpoint: missing parameter {name:?}")]
+    Missing {
+        /// The endpoint type.
+        kind: String,
+        /// The parameter.
+        name: &'static str,
+    },
+    /// A parameter was given twice.
+    #[error("{kind} endpoint: parameter {name:?} given twice")]
+    Duplicate {
+        /// The endpoint type.
+        kind: String,
+        /// The parameter.
+        name: String,
+    },
+    /// A parameter or argument this endpoint type does not take.
+    #[error("{kind} endpoint: unexpected {what}")]
+    Unexpected {
+        /// The endpoint type.
+        kind: String,
+        /// What it was.
+        what: String,
+    },
+    /// A parameter's value is not valid.
+    #[error("{kind} endpoint: invalid {name} {value:?}: {reason}")]
+    Invalid {
+        /// The endpoint type.
+        kind: String,
+        /// The parameter.
+        name: String,
+        /// The value given.
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The endpoint needs a feature this build lacks (`tls`), or a transport
+    /// this platform or version does not offer.
+    #[error("{0} endpoints are not available in this build")]
+    Unsupported(&'static str),
+    /// Loading the TLS certificate, key or roots failed.
+    #[cfg(feature = "tls")]
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// Listening failed (the address is in use...).
+    #[error(transparent)]
+    Listen(#[from] crate::error::Error),
+}
+
+impl EndpointError {
+    fn syntax(s: &str, reason: &'static str) -> Self {
+        EndpointError::Syntax {
+            string: s.to_owned(),
+            reason,
+        }
+    }
+}
+
+/// Where to listen: a parsed server endpoint string (see the [module docs](self)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerEndpoint {
+    /// TCP (`tcp:` or `tcp6:`).
+    Tcp {
+        /// Interface and port.
+        addr: SocketAddr,
+        /// Listen backlog, if given.
+        backlog: Option<i32>,
+    },
+    /// A Unix stream socket.
+    Unix {
+        /// The socket file.
+        path: PathBuf,
+        /// File mode, if given (octal in the string).
+        mode: Option<u32>,
+        /// Remove a stale socket file first (`lockfile=1`).
+        remove_stale: bool,
+        /// Listen backlog, if given.
+        backlog: Option<i32>,
+    },
+    /// TLS over TCP.
+    Tls {
+        /// Interface and port.
+        addr: SocketAddr,
+        /// Listen backlog, if given.
+        backlog: Option<i32>,
+        /// PEM certificate chain.
+        cert: PathBuf,
+        /// PEM private key.
+        key: PathBuf,
+        /// ALPN protocols offered, in order of preference.
+        alpn: Vec<Vec<u8>>,
+    },
+}
+
+fn interface(p: &mut Parts, default: IpAddr) -> Result<IpAddr, EndpointError> {
+    let Some(v) = p.get("interface", Some(1)) else {
+        return Ok(default);
+    };
+    let ip: IpAddr = host(&v)
+        .parse()
+        .map_err(|_| p.invalid("interface", &v, "not an IP address"))?;
+    if ip.is_ipv6() != default.is_ipv6() {
+        let want = if default.is_ipv6() {
+            "an IPv6"
+        } else {
+            "an IPv4"
+        };
+        return Err(p.invalid(
+            "interface",
+            &v,
+            format!("{} endpoints take {want} address", p.kind),
+        ));
+    }
+    Ok(ip)
+}
+
+impl FromStr for ServerEndpoint {
+    type Err = EndpointError;
+
+    fn from_str(s: &str) -> Result<Self, EndpointError> {
+        let mut p = Parts::parse(s)?;
+        let ep = match p.kind.as_str() {
+            "tcp" | "tcp6" | "tls" | "ssl" => {
+                let any: IpAddr = if p.kind == "tcp6" {
+                    Ipv6Addr::UNSPECIFIED.into()
+                } else {
+                    Ipv4Addr::UNSPECIFIED.into()
+                };
+                let port = p.port(Some(0))?;
+                let addr = SocketAddr::new(interface(&mut p, any)?, port);
+                let backlog = p.backlog()?;
+                if p.kind == "tls" || p.kind == "ssl" {
+                    let cert = match p.get("cert", None) {
+                        Some(c) => PathBuf::from(c),
+                        None => p.path("certkey", None)?,
+                    };
+                    let key = match p.get("key", None) {
+                        Some(k) => PathBuf::from(k),
+                        None => match p.get("privatekey", None) {
+                            Some(k) => PathBuf::from(k),
+                            None => p.path("key", None)?,
+                        },
+                    };
+                    let alpn = p.alpn()?;
+                    ServerEndpoint::Tls {
+                        addr,
+                        backlog,
+                        cert,
+                        key,
+                        alpn,
+                    }
+                } else {
+                    ServerEndpoint::Tcp { addr, backlog }
+                }
+            }
+            "unix" => {
+                let path = match p.get("address", Some(0)) {
+                    Some(a) => PathBuf::from(a),
+                    None => p.path("path", None)?,
+                };
+                let mode = match p.get("mode", None) {
+                    None => None,
+                    Some(m) => Some(
+                        u32::from_str_radix(m.trim(), 8)
+                            .ok()
+                            .filter(|m| *m <= 0o7777)
+                            .ok_or_else(|| p.invalid("mode", &m, "not an octal file mode"))?,
+                    ),
+                };
+                let remove_stale = p.flag("lockfile")?;
+                let backlog = p.backlog()?;
+                ServerEndpoint::Unix {
+                    path,
+                    mode,
+                    remove_stale,
+                    backlog,
+                }
+            }
+            _ => return Err(EndpointError::UnknownType(p.kind)),
+        };
+        p.finish(2)?;
+        Ok(ep)
+    }
+}
+
+/// Escapes `:` and `\` for an endpoint string.
+fn esc(s: &str) -> String {
+    s.replace('\\', r"\\").replace(':', r"\:")
+}
+
+fn alpn_str(alpn: &[Vec<u8>]) -> String {
+    alpn.iter()
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl fmt::Display for ServerEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerEndpoint::Tcp { addr, backlog } | ServerEndpoint::Tls { addr, backlog, .. } => {
+                let kind = match (self, addr.is_ipv6()) {
+                    (ServerEndpoint::Tls { .. }, _) => "tls",
+                    (_, true) => "tcp6",
+                    _ => "tcp",
+                };
+                write!(
+                    f,
+                    "{kind}:{}:interface={}",
+                    addr.port(),
+                    esc(&addr.ip().to_string())
+                )?;
+                if let Some(b) = backlog {
+                    write!(f, ":backlog={b}")?;
+                }
+                if let ServerEndpoint::Tls {
+                    cert, key, alpn, ..
+                } = self
+                {
+                    write!(
+                        f,
+                        ":cert={}:key={}",
+                        esc(&cert.to_string_lossy()),
+                        esc(&key.to_string_lossy())
+                    )?;
+                    if !alpn.is_empty() {
+                        write!(f, ":alpn={}", esc(&alpn_str(alpn)))?;
+                    }
+                }
+                Ok(())
+            }
+            ServerEndpoint::Unix {
+                path,
+                mode,
+                remove_stale,
+                backlog,
+            } => {
+                write!(f, "unix:{}", esc(&path.to_string_lossy()))?;
+                if let Some(m) = mode {
+                    write!(f, ":mode={m:o}")?;
+                }
+                if *remove_stale {
+                    write!(f, ":lockfile=1")?;
+                }
+                if let Some(b) = backlog {
+                    write!(f, ":backlog={b}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl ServerEndpoint {
+    /// Starts listening with `factory` (a TLS endpoint loads its certificate
+    /// and key now).
+    ///
+    /// # Errors
+    /// [`EndpointError::Listen`] if the address cannot be bound;
+    /// [`EndpointError::Tls`] if the certificate or key cannot be loaded;
+    /// [`EndpointError::Unsupported`] for an endpoint this build cannot serve.
+    pub fn listen<F: Factory>(
+        &self,
+        core: &mut Core,
+        factory: F,
+    ) -> Result<ListeningPort, EndpointError> {
+        match self {
+            ServerEndpoint::Tcp { addr, backlog } => {
+                Ok(core.listen_tcp_with(*addr, factory, options(*backlog))?)
+            }
+            #[cfg(feature = "tls")]
+            ServerEndpoint::Tls {
+                addr,
+                backlog,
+                cert,
+                key,
+                alpn,
+            } => {
+                let mut config = crate::tls::server_config_from_files(cert, key)?;
+                config.alpn_protocols = alpn.clone();
+                let port = core.listen_tls_with(
+                    *addr,
+                    std::sync::Arc::new(config),
+                    factory,
+                    options(*backlog),
+                )?;
+                Ok(port)
+            }
+            #[cfg(not(feature = "tls"))]
+            ServerEndpoint::Tls { .. } => {
+                let _ = factory;
+                Err(EndpointError::Unsupported("tls"))
+            }
+            // Wired to `Core::listen_unix` once Unix sockets land:
+            // path, mode, remove_stale and backlog map to its options.
+            ServerEndpoint::Unix { .. } => {
+                let _ = factory;
+                Err(EndpointError::Unsupported("unix"))
+            }
+        }
+    }
+}
+
+fn options(backlog: Option<i32>) -> TcpOptions {
+    let o = TcpOptions::default();
+    match backlog {
+        Some(b) => o.backlog(b),
+        None => o,
+    }
+}
+
+/// Where to connect: a parsed client endpoint string (see the [module docs](self)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientEndpoint {
+    /// TCP to a host name or address.
+    Tcp {
+        /// Host name or IP address.
+        host: String,
+        /// Port.
+        port: u16,
+        /// Connect timeout (per attempt).
+        timeout: Duration,
+    },
+    /// A Unix stream socket.
+    Unix {
+        /// The socket file.
+        path: PathBuf,
+        /// Connect timeout.
+        timeout: Duration,
+    },
+    /// TLS over TCP.
+    Tls {
+        /// Host name or IP address.
+        host: String,
+        /// Port.
+        port: u16,
+        /// Connect timeout (per attempt), and the handshake's.
+        timeout: Duration,
+        /// Trust only the CA certificates of this PEM file (default: the
+        /// system's roots).
+        ca: Option<PathBuf>,
+        /// The name to check the certificate against (default: `host`).
+        sni: Option<String>,
+        /// ALPN protocols offered, in order of preference.
+        alpn: Vec<Vec<u8>>,
+    },
+}
+
+impl FromStr for ClientEndpoint {
+    type Err = EndpointError;
+
+    fn from_str(s: &str) -> Result<Self, EndpointError> {
+        let mut p = Parts::parse(s)?;
+        let ep = match p.kind.as_str() {
+            "tcp" | "tcp6" | "tls" | "ssl" => {
+                let h = host(&p.require("host", Some(0))?);
+                if h.is_empty() {
+                    return Err(p.invalid("host", "", "empty"));
+                }
+                let port = p.port(Some(1))?;
+                let timeout = p.timeout(DEFAULT_CONNECT_TIMEOUT)?;
+                if p.kind == "tls" || p.kind == "ssl" {
+                    let ca = p.get("ca", None).map(PathBuf::from);
+                    let sni = p.get("sni", None);
+                    let alpn = p.alpn()?;
+                    ClientEndpoint::Tls {
+                        host: h,
+                        port,
+                        timeout,
+                        ca,
+                        sni,
+                        alpn,
+                    }
+                } else {
+                    ClientEndpoint::Tcp {
+                        host: h,
+                        port,
+                        timeout,
+                    }
+                }
+            }
+            "unix" => {
+                let path = match p.get("path", Some(0)) {
+                    Some(a) => PathBuf::from(a),
+                    None => p.path("address", None)?,
+                };
+                let timeout = p.timeout(DEFAULT_CONNECT_TIMEOUT)?;
+                ClientEndpoint::Unix { path, timeout }
+            }
+            _ => return Err(EndpointError::UnknownType(p.kind)),
+        };
+        p.finish(2)?;
+        Ok(ep)
+    }
+}
+
+fn host_str(h: &str) -> String {
+    if h.contains(':') {
+        format!("[{h}]")
+    } else {
+        h.to_owned()
+    }
+}
+
+fn secs(d: &Duration) -> String {
+    let s = d.as_secs_f64();
+    format!("{s}")
+}
+
+impl fmt::Display for ClientEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientEndpoint::Tcp {
+                host,
+                port,
+                timeout,
+            } => write!(
+                f,
+                "tcp:host={}:port={port}:timeout={}",
+                host_str(host),
+                secs(timeout)
+            ),
+            ClientEndpoint::Unix { path, timeout } => {
+                write!(
+                    f,
+                    "unix:path={}:timeout={}",
+                    esc(&path.to_string_lossy()),
+                    secs(timeout)
+                )
+            }
+            ClientEndpoint::Tls {
+                host,
+                port,
+                timeout,
+                ca,
+                sni,
+                alpn,
+            } => {
+                write!(
+                    f,
+                    "tls:host={}:port={port}:timeout={}",
+                    host_str(host),
+                    secs(timeout)
+                )?;
+                if let Some(ca) = ca {
+                    write!(f, ":ca={}", esc(&ca.to_string_lossy()))?;
+                }
+                if let Some(sni) = sni {
+                    write!(f, ":sni={}", esc(sni))?;
+                }
+                if !alpn.is_empty() {
+                    write!(f, ":alpn={}", esc(&alpn_str(alpn)))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl ClientEndpoint {
+    /// Connects `protocol`: resolves a host name on the thread pool, then
+    /// connects with Happy Eyeballs ([`Core::connect_happy_eyeballs`]); over
+    /// TLS the protocol is built and the Deferred fires only once the
+    /// handshake is done. The Deferred fires with the connection's handle
+    /// after `connection_made`.
+    ///
+    /// # Errors
+    /// [`EndpointError`] at once if the TLS configuration cannot be built (CA
+    /// file, server name) or the endpoint is not available in this build. The
+    /// Deferred fails with the reason the connection failed (a name that does
+    /// not resolve is an [`DisconnectReason::Io`] of kind `NotFound` or the
+    /// resolver's own); cancelling it stops every attempt.
+    #[track_caller]
+    pub fn connect<P: Protocol>(
+        &self,
+        core: &mut Core,
+        protocol: P,
+    ) -> Result<Deferred<ConnectionHandle, DisconnectReason>, EndpointError> {
+        match self {
+            ClientEndpoint::Tcp {
+                host,
+                port,
+                timeout,
+            } => {
+                let (port, timeout) = (*port, *timeout);
+                Ok(resolve_then(core, host, move |core, addrs| {
+                    core.connect_happy_eyeballs(&with_port(&addrs, port), protocol, timeout)
+                }))
+            }
+            #[cfg(feature = "tls")]
+            ClientEndpoint::Tls {
+                host,
+                port,
+                timeout,
+                ca,
+                sni,
+                alpn,
+            } => {
+                let name = crate::tls::server_name(sni.as_deref().unwrap_or(host))?;
+                let mut config = match ca {
+                    Some(ca) => {
+                        let pem =
+                            std::fs::read(ca).map_err(|source| crate::tls::TlsError::Read {
+                                path: ca.display().to_string(),
+                                source,
+                            })?;
+                        crate::tls::client_config_with_ca(&pem)?
+                    }
+                    None => crate::tls::client_config()?,
+                };
+                config.alpn_protocols = alpn.clone();
+                let config = std::sync::Arc::new(config);
+                let (port, timeout) = (*port, *timeout);
+                Ok(resolve_then(core, host, move |core, addrs| {
+                    eyeballs::connect_tls(
+                        core,
+                        &with_port(&addrs, port),
+                        name,
+                        config,
+                        protocol,
+                        timeout,
+                    )
+                }))
+            }
+            #[cfg(not(feature = "tls"))]
+            ClientEndpoint::Tls { .. } => {
+                let _ = protocol;
+                Err(EndpointError::Unsupported("tls"))
+            }
+            // Wired to `Core::connect_unix` once Unix sockets land.
+            ClientEndpoint::Unix { .. } => {
+                let _ = protocol;
+                Err(EndpointError::Unsupported("unix"))
+            }
+        }
+    }
+}
+
+fn with_port(ips: &[IpAddr], port: u16) -> Vec<SocketAddr> {
+    ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect()
+}
+
+/// Resolves `host` (at once for an address literal, else on the thread
+/// pool), then runs `then` on the reactor thread with the addresses; the
+/// returned Deferred follows the one `then` returns. Cancelling it while
+/// resolving stops there; afterwards it cancels `then`'s Deferred.
+#[track_caller]
+fn resolve_then(
+    core: &mut Core,
+    host: &str,
+    then: impl FnOnce(&mut Core, Vec<IpAddr>) -> Deferred<ConnectionHandle, DisconnectReason> + 'static,
+) -> Deferred<ConnectionHandle, DisconnectReason> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return then(core, vec![ip]);
+    }
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let inner: Rc<RefCell<Option<Deferred<(), DisconnectReason>>>> = Rc::default();
+    let cancelled = Rc::new(std::cell::Cell::new(false));
+    let (d, trigger) = {
+        let (inner, cancelled) = (inner.clone(), cancelled.clone());
+        Deferred::with_canceller(move |_| {
+            cancelled.set(true);
+            if let Some(d) = inner.borrow_mut().take() {
+                d.cancel();
+            }
+        })
+    };
+    let local = core.local();
+    let name = host.to_owned();
+    let _ = core.resolve(host).add_both(move |res| {
+        match res {
+            Err(e) => {
+                tracing::debug!(host = %name, error = %e, "cannot resolve");
+                let _ = trigger.errback(DisconnectReason::Io {
+                    kind: e.kind(),
+                    message: format!("cannot resolve {name}: {e}").into(),
+                });
+            }
+            Ok(_) if cancelled.get() => {}
+            Ok(addrs) => local.call(move |core| {
+                if cancelled.get() {
+                    return;
+                }
+                // Forward the outcome; keep a handle to cancel meanwhile.
+                let (fwd, keep) = (trigger, inner.clone());
+                let next = then(core, addrs).add_both(move |r| {
+                    keep.borrow_mut().take();
+                    let _ = fwd.fire(r);
+                    Ok::<(), DisconnectReason>(())
+                });
+                if !next.is_called() {
+                    *inner.borrow_mut() = Some(next);
+                }
+            }),
+        }
+        Ok::<(), std::io::Error>(())
+    });
+    d
+}
