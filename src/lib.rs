@@ -99,6 +99,7 @@ pub mod protocol;
 pub mod protocols;
 pub mod reactor;
 pub mod reconnect;
+pub mod service;
 pub mod task;
 pub mod testing;
 pub mod threads;

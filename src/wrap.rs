@@ -34,27 +34,29 @@ pub(crate) trait Wrapper {
 
 /// `p` as a wrapper, if it is one.
 pub(crate) fn as_wrapper(p: &mut dyn Protocol) -> Option<&mut dyn Wrapper> {
-    #[cfg(feature = "tls")]
-    {
-        let any: &mut dyn Any = p;
-        if let Some(t) = any.downcast_mut::<crate::tls::TlsProtocol>() {
-            return Some(t);
-        }
+    let any: &mut dyn Any = p;
+    if any.is::<crate::service::Watched>() {
+        return any
+            .downcast_mut::<crate::service::Watched>()
+            .map(|w| w as &mut dyn Wrapper);
     }
-    let _ = p;
+    #[cfg(feature = "tls")]
+    if let Some(t) = any.downcast_mut::<crate::tls::TlsProtocol>() {
+        return Some(t);
+    }
     None
 }
 
 /// `p` as a wrapper, if it is one (shared).
 pub(crate) fn as_wrapper_ref(p: &dyn Protocol) -> Option<&dyn Wrapper> {
-    #[cfg(feature = "tls")]
-    {
-        let any: &dyn Any = p;
-        if let Some(t) = any.downcast_ref::<crate::tls::TlsProtocol>() {
-            return Some(t);
-        }
+    let any: &dyn Any = p;
+    if let Some(w) = any.downcast_ref::<crate::service::Watched>() {
+        return Some(w);
     }
-    let _ = p;
+    #[cfg(feature = "tls")]
+    if let Some(t) = any.downcast_ref::<crate::tls::TlsProtocol>() {
+        return Some(t);
+    }
     None
 }
 

@@ -78,9 +78,31 @@ pub(crate) enum Entry {
     Conn(Connection),
     /// Write side shut after a graceful close; draining input until EOF.
     Lingering(Box<conn::Lingering>),
+    /// Another `mio` source with its own readiness handler (signals).
+    Source(Box<dyn ExtraSource>),
     /// Closed this batch; the slot is freed after the batch so stale events in it
     /// cannot reach a new source.
     Vacant,
+}
+
+/// A `mio` source registered with [`Reactor::watch_source`] and its handler.
+pub(crate) trait ExtraSource {
+    fn source(&mut self) -> &mut dyn mio::event::Source;
+    fn ready(&mut self, core: &mut Core);
+}
+
+struct Watch<S, F> {
+    source: S,
+    on_ready: F,
+}
+
+impl<S: mio::event::Source, F: FnMut(&mut S, &mut Core)> ExtraSource for Watch<S, F> {
+    fn source(&mut self) -> &mut dyn mio::event::Source {
+        &mut self.source
+    }
+    fn ready(&mut self, core: &mut Core) {
+        (self.on_ready)(&mut self.source, core)
+    }
 }
 
 /// The event loop. See the [module docs](self).
@@ -260,6 +282,35 @@ impl Reactor {
         Ok(())
     }
 
+    /// Registers another `mio` source for readability; `on_ready` runs on the
+    /// reactor thread at each readiness event, with the source, and must
+    /// drain it (events are edge-triggered). Returns a key for
+    /// [`unwatch_source`](Self::unwatch_source). (Used for signals.)
+    pub(crate) fn watch_source<S: mio::event::Source + 'static>(
+        &mut self,
+        source: S,
+        on_ready: impl FnMut(&mut S, &mut Core) + 'static,
+    ) -> io::Result<usize> {
+        let mut w: Box<dyn ExtraSource> = Box::new(Watch { source, on_ready });
+        let entry = self.net.entries.vacant_entry();
+        let key = entry.key();
+        self.net
+            .registry
+            .register(w.source(), Token(key), mio::Interest::READABLE)?;
+        entry.insert(Entry::Source(w));
+        Ok(key)
+    }
+
+    /// Deregisters and drops a source from [`watch_source`](Self::watch_source).
+    pub(crate) fn unwatch_source(&mut self, key: usize) {
+        if matches!(self.net.entries.get(key), Some(Entry::Source(_))) {
+            if let Entry::Source(mut x) = self.net.vacate(key) {
+                let _ = self.net.registry.deregister(x.source());
+            }
+            self.net.free_dead();
+        }
+    }
+
     /// Number of open connections (accepted or connected, not yet lost).
     pub fn connection_count(&self) -> usize {
         self.net.live_conns
@@ -370,6 +421,7 @@ impl Net {
             Entry::Connecting(c) => Some(c.gen),
             Entry::Conn(c) => Some(c.state.handle.gen),
             Entry::Lingering(l) => Some(l.gen),
+            Entry::Source(_) => Some(0),
             Entry::Vacant => None,
         }
     }
@@ -417,6 +469,13 @@ impl Net {
             Some(Entry::Listener(_)) => self.accept(core, key),
             Some(Entry::Connecting(_)) => self.on_connect_ready(core, key),
             Some(Entry::Lingering(_)) => self.on_linger_readable(core, key),
+            Some(Entry::Source(_)) => {
+                if let Some(Entry::Source(x)) = self.entries.get_mut(key) {
+                    if let Err(p) = catch_unwind(AssertUnwindSafe(|| x.ready(core))) {
+                        core.caught_panic(p, "source handler");
+                    }
+                }
+            }
             Some(Entry::Vacant) | None => {}
         }
     }

@@ -1,0 +1,181 @@
+//! [`Application`]: runs services in a reactor until SIGINT or SIGTERM, then
+//! shuts down gracefully.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::rc::Rc;
+use std::time::Duration;
+
+use signal_hook_mio::v1_0::Signals;
+
+use super::{MultiService, Service, ServiceError};
+use crate::context::Core;
+use crate::error::Error;
+use crate::reactor::Reactor;
+
+/// How long a graceful shutdown may take before what is left is aborted.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why an [`Application`] could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    /// A service did not start (those started before it were stopped).
+    #[error("could not start: {0}")]
+    Start(#[from] ServiceError),
+    /// The signal handlers could not be installed.
+    #[error("could not install the signal handlers: {0}")]
+    Signals(std::io::Error),
+    /// The reactor failed.
+    #[error(transparent)]
+    Reactor(#[from] Error),
+}
+
+/// Runs a tree of services in a reactor (Twisted's `twistd` and
+/// `application`): installs SIGINT and SIGTERM handlers, starts the services
+/// in order, and runs until a signal or [`Core::stop`]. On the first signal it
+/// shuts down gracefully: stops the services in reverse order (listeners
+/// close, clients disconnect), then closes every connection after flushing
+/// what was written, and returns once all are closed — or aborts what is
+/// left when the shutdown timeout passes. A second signal aborts at once.
+///
+/// ```no_run
+/// use torsion::service::{Application, ServerService};
+/// # use std::net::SocketAddr;
+/// # use torsion::{Context, Factory, Protocol};
+/// # struct Echo;
+/// # impl Protocol for Echo {
+/// #     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) { ctx.write(data); }
+/// # }
+/// # struct EchoFactory;
+/// # impl Factory for EchoFactory {
+/// #     type Protocol = Echo;
+/// #     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> { Some(Echo) }
+/// # }
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let mut app = Application::new()?;
+///     app.add(ServerService::new("tcp:8000:interface=127.0.0.1", || EchoFactory)?);
+///     app.run()?; // returns after SIGINT/SIGTERM and a graceful shutdown: exit 0
+///     Ok(())
+/// }
+/// ```
+pub struct Application {
+    reactor: Reactor,
+    services: Rc<RefCell<MultiService>>,
+    shutdown_timeout: Duration,
+}
+
+impl fmt::Debug for Application {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Application")
+            .field("services", &self.services.borrow())
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// An application with a new reactor and no services.
+    ///
+    /// # Errors
+    /// The reactor's, if it cannot be created.
+    pub fn new() -> Result<Application, Error> {
+        Ok(Application {
+            reactor: Reactor::new()?,
+            services: Rc::new(RefCell::new(MultiService::named("application"))),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        })
+    }
+
+    /// Adds a service, started after those added before it.
+    pub fn add(&mut self, service: impl Service) -> &mut Self {
+        self.services.borrow_mut().add(service);
+        self
+    }
+
+    /// How long a graceful shutdown may take (default
+    /// [`DEFAULT_SHUTDOWN_TIMEOUT`]).
+    pub fn set_shutdown_timeout(&mut self, timeout: Duration) -> &mut Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// The reactor, to set it up before [`run`](Self::run).
+    pub fn reactor(&mut self) -> &mut Reactor {
+        &mut self.reactor
+    }
+
+    /// Starts the services and runs until a signal (or [`Core::stop`]) and the
+    /// graceful shutdown that follows. Returning `Ok` means a clean exit.
+    ///
+    /// # Errors
+    /// [`AppError::Start`] if a service did not start, [`AppError::Signals`]
+    /// if the handlers could not be installed, [`AppError::Reactor`] if the
+    /// reactor failed.
+    pub fn run(mut self) -> Result<(), AppError> {
+        let signals = Signals::new([libc::SIGINT, libc::SIGTERM]).map_err(AppError::Signals)?;
+        let services = self.services.clone();
+        let timeout = self.shutdown_timeout;
+        let shutting_down = Rc::new(Cell::new(false));
+        let key = self
+            .reactor
+            .watch_source(signals, move |signals, core| {
+                for sig in signals.pending() {
+                    on_signal(core, sig, &services, &shutting_down, timeout);
+                }
+            })
+            .map_err(AppError::Signals)?;
+        let started = self.services.borrow_mut().start(&mut self.reactor);
+        let res = match started {
+            Ok(()) => self.reactor.run().map_err(AppError::from),
+            Err(e) => Err(AppError::Start(e)),
+        };
+        self.reactor.unwatch_source(key);
+        res
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        _ => "a signal",
+    }
+}
+
+fn on_signal(
+    core: &mut Core,
+    sig: i32,
+    services: &Rc<RefCell<MultiService>>,
+    shutting_down: &Rc<Cell<bool>>,
+    timeout: Duration,
+) {
+    if shutting_down.replace(true) {
+        tracing::warn!("{} again: aborting every connection now", signal_name(sig));
+        core.shutdown(Duration::ZERO);
+        return;
+    }
+    tracing::info!(?timeout, "{}: shutting down gracefully", signal_name(sig));
+    let deadline = core.now() + timeout;
+    // Whatever happens, nothing outlives the deadline.
+    core.call_later(timeout, |core| core.shutdown(Duration::ZERO));
+    let running = services.borrow().is_running();
+    if !running {
+        core.shutdown(timeout);
+        return;
+    }
+    let stopped = services.borrow_mut().stop(core);
+    let local = core.local();
+    let _ = stopped.add_both(move |res| {
+        if let Err(e) = res {
+            tracing::error!(error = %e, "a service did not stop cleanly");
+        }
+        // Then every connection: flushed and closed, or aborted at the deadline.
+        local.call(move |core| {
+            let left = deadline.saturating_duration_since(core.now());
+            core.shutdown(left);
+        });
+        Ok::<(), ServiceError>(())
+    });
+}
