@@ -15,14 +15,13 @@ use crate::protocol::{Factory, Protocol};
 use crate::reactor::ListeningPort;
 use crate::reconnect::{Backoff, BackoffPolicy};
 
-type Listen = Box<dyn FnMut(&ServerEndpoint, &mut Core) -> Result<ListeningPort, EndpointError>>;
+type Listen = Box<dyn FnMut(&mut Core) -> Result<ListeningPort, String>>;
 
 /// Listens on an endpoint while running (Twisted's
 /// `StreamServerEndpointService`). Stopping closes the listener; connections
 /// already accepted stay until the application shuts down.
 pub struct ServerService {
     name: String,
-    endpoint: ServerEndpoint,
     listen: Listen,
     port: Option<ListeningPort>,
 }
@@ -30,7 +29,7 @@ pub struct ServerService {
 impl fmt::Debug for ServerService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerService")
-            .field("endpoint", &self.endpoint.to_string())
+            .field("name", &self.name)
             .field("port", &self.port)
             .finish()
     }
@@ -54,10 +53,43 @@ impl ServerService {
         endpoint: ServerEndpoint,
         mut make: impl FnMut() -> F + 'static,
     ) -> ServerService {
+        let name = endpoint.to_string();
+        Self::from_fn(name, move |core| {
+            endpoint.listen(core, make()).map_err(|e| e.to_string())
+        })
+    }
+
+    /// A service that listens however `listen` does at each start (for a
+    /// listener no endpoint string describes: a TLS configuration built in
+    /// memory, special socket options...).
+    ///
+    /// ```
+    /// # use std::net::SocketAddr;
+    /// # use torsion::{Context, Factory, Protocol};
+    /// # struct Echo;
+    /// # impl Protocol for Echo {
+    /// #     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) { ctx.write(data); }
+    /// # }
+    /// # struct EchoFactory;
+    /// # impl Factory for EchoFactory {
+    /// #     type Protocol = Echo;
+    /// #     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> { Some(Echo) }
+    /// # }
+    /// use torsion::service::ServerService;
+    /// use torsion::TcpOptions;
+    ///
+    /// let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    /// let service = ServerService::from_fn("echo", move |core| {
+    ///     core.listen_tcp_with(addr, EchoFactory, TcpOptions::default().reuse_port(true))
+    /// });
+    /// ```
+    pub fn from_fn<E: fmt::Display>(
+        name: impl Into<String>,
+        mut listen: impl FnMut(&mut Core) -> Result<ListeningPort, E> + 'static,
+    ) -> ServerService {
         ServerService {
-            name: endpoint.to_string(),
-            endpoint,
-            listen: Box::new(move |ep, core| ep.listen(core, make())),
+            name: name.into(),
+            listen: Box::new(move |core| listen(core).map_err(|e| e.to_string())),
             port: None,
         }
     }
@@ -81,9 +113,9 @@ impl Service for ServerService {
                 running: true,
             });
         }
-        let port = (self.listen)(&self.endpoint, core).map_err(|e| ServiceError::Endpoint {
+        let port = (self.listen)(core).map_err(|message| ServiceError::Endpoint {
             name: self.name.clone(),
-            message: e.to_string(),
+            message,
         })?;
         tracing::info!(endpoint = %self.name, addr = %port.local_addr(), "listening");
         self.port = Some(port);
