@@ -310,10 +310,10 @@ pub(crate) fn cancellable<Q: 'static>(
             local.call(move |core| cancel(&r, core));
         }
     });
-    let _ = inner.add_both(move |res| {
+    drop(inner.add_both(move |res| {
         let _ = t.fire(res);
         Ok::<(), DisconnectReason>(())
-    });
+    }));
     d
 }
 
@@ -364,13 +364,13 @@ pub(crate) fn connect_tls<P: Protocol>(
             }
         });
     let (failed, r) = race(core, addrs.to_vec(), timeout, false, maker);
-    let _ = failed.add_both(move |res| {
+    drop(failed.add_both(move |res| {
         if let Err(e) = res {
             if let Some(t) = done.borrow_mut().take() {
                 let _ = t.errback(e);
             }
         }
         Ok::<(), DisconnectReason>(())
-    });
+    }));
     cancellable(core, d, r)
 }

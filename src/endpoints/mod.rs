@@ -647,7 +647,7 @@ fn resolve_then(
     };
     let local = core.local();
     let name = host.to_owned();
-    let _ = core.resolve(host).add_both(move |res| {
+    drop(core.resolve(host).add_both(move |res| {
         match res {
             Err(e) => {
                 tracing::debug!(host = %name, error = %e, "cannot resolve");
@@ -674,6 +674,6 @@ fn resolve_then(
             }),
         }
         Ok::<(), std::io::Error>(())
-    });
+    }));
     d
 }

@@ -167,7 +167,7 @@ fn on_signal(
     }
     let stopped = services.borrow_mut().stop(core);
     let local = core.local();
-    let _ = stopped.add_both(move |res| {
+    drop(stopped.add_both(move |res| {
         if let Err(e) = res {
             tracing::error!(error = %e, "a service did not stop cleanly");
         }
@@ -177,5 +177,5 @@ fn on_signal(
             core.shutdown(left);
         });
         Ok::<(), ServiceError>(())
-    });
+    }));
 }

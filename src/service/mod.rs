@@ -238,12 +238,12 @@ fn stop_from(
         return;
     }
     let d = children.borrow_mut()[end - 1].stop(core);
-    let _ = d.add_both(move |res| {
+    drop(d.add_both(move |res| {
         let first_error = first_error.or_else(|| res.err());
         let l = local.clone();
         local.call(move |core| stop_from(children, end - 1, core, l, done, first_error));
         Ok::<(), ServiceError>(())
-    });
+    }));
 }
 
 /// Calls a function every `interval` while running (Twisted's `TimerService`),
@@ -298,10 +298,10 @@ impl Service for TimerService {
                 name: name.clone(),
                 running: true,
             })?;
-        let _ = done.add_errback(move |e| {
+        drop(done.add_errback(move |e| {
             tracing::error!(service = %name, error = %e, "timer stopped");
             Ok::<(), ServiceError>(())
-        });
+        }));
         Ok(())
     }
 

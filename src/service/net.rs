@@ -149,8 +149,10 @@ impl Service for ServerService {
 /// protocol gets the connection's own context.
 pub(crate) struct Watched {
     inner: Box<dyn Protocol>,
-    on_lost: Option<Box<dyn FnOnce(&mut Core, &DisconnectReason)>>,
+    on_lost: Option<OnLost>,
 }
+
+type OnLost = Box<dyn FnOnce(&mut Core, &DisconnectReason)>;
 
 impl Watched {
     fn new(

@@ -14,7 +14,7 @@
 //! [`lose_connection`](Context::lose_connection) flushes, sends `close_notify`,
 //! then closes. A handshake failure reaches `connection_lost` (server side,
 //! `start_tls`) or `client_connection_failed` (`connect_tls`, whose protocol is
-//! built only once the handshake is done) with [`DisconnectReason::Tls`].
+//! built only once the handshake is done) with [`DisconnectReason::Tls`](crate::DisconnectReason::Tls).
 
 mod client;
 mod protocol;
@@ -300,7 +300,7 @@ impl Core {
     /// Listens on `addr` for TLS connections: each accepted connection runs
     /// `factory`'s protocol inside a [`TlsProtocol`] (server side), which hears
     /// `connection_made` at once (its writes go out after the handshake) and
-    /// `connection_lost` with [`DisconnectReason::Tls`] if the handshake fails.
+    /// `connection_lost` with [`DisconnectReason::Tls`](crate::DisconnectReason::Tls) if the handshake fails.
     /// A client that has not completed the handshake within
     /// [`DEFAULT_HANDSHAKE_TIMEOUT`] is disconnected.
     ///
@@ -332,8 +332,9 @@ impl Core {
     /// Connects to `addr` over TLS, verifying the server's certificate for
     /// `server_name` with `config`. The factory builds its protocol only once
     /// the handshake is done; a refused connect, a failed handshake
-    /// ([`DisconnectReason::Tls`]) or a connect plus handshake longer than
-    /// `timeout` reaches `client_connection_failed`. Reconnecting works as for
+    /// ([`DisconnectReason::Tls`](crate::DisconnectReason::Tls)), or a connect
+    /// or a handshake longer than `timeout` each, reaches
+    /// `client_connection_failed`. Reconnecting works as for
     /// [`connect_tcp`](Core::connect_tcp).
     pub fn connect_tls<F: ClientFactory>(
         &mut self,
@@ -367,7 +368,7 @@ impl Context<'_> {
     /// later, are encrypted and go out once the handshake is done. The
     /// protocol keeps its state and callbacks, and can be reached as before
     /// (with [`Core::with_protocol`]); a failed handshake ends the connection
-    /// with [`DisconnectReason::Tls`].
+    /// with [`DisconnectReason::Tls`](crate::DisconnectReason::Tls).
     ///
     /// # Errors
     /// [`Error::ConnectionClosed`] if the connection is closing;
