@@ -56,6 +56,7 @@ pub(crate) enum Op {
     Produce(ConnectionHandle),
     /// Replace the connection's protocol with a wrapper around it, then call
     /// the wrapper's `connection_made` (`start_tls`).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     Wrap(ConnectionHandle, WrapFn),
 }
 

@@ -335,7 +335,7 @@ impl ServerEndpoint {
     ///
     /// # Errors
     /// [`EndpointError::Listen`] if the address cannot be bound;
-    /// [`EndpointError::Tls`] if the certificate or key cannot be loaded;
+    /// `EndpointError::Tls` if the certificate or key cannot be loaded;
     /// [`EndpointError::Unsupported`] for an endpoint this build cannot serve.
     pub fn listen<F: Factory>(
         &self,
