@@ -63,3 +63,42 @@ impl Certs {
         Arc::new(c)
     }
 }
+
+/// The TLS transport for behaviour suites: listens with `factory` on a fresh
+/// loopback port, over TLS with a certificate made for the test.
+pub fn listen<F: torsion::Factory>(
+    reactor: &mut torsion::Reactor,
+    factory: F,
+) -> std::net::SocketAddr {
+    let c = shared_certs();
+    reactor
+        .listen_tls("127.0.0.1:0".parse().unwrap(), c.server(), factory)
+        .unwrap()
+        .local_addr()
+}
+
+/// Connects `factory` over TLS to a [`listen`]ed address, verifying the
+/// certificate for "localhost".
+pub fn connect<F: torsion::ClientFactory>(
+    reactor: &mut torsion::Reactor,
+    addr: std::net::SocketAddr,
+    factory: F,
+) -> torsion::Connector {
+    let c = shared_certs();
+    reactor.connect_tls(
+        addr,
+        tls::server_name("localhost").unwrap(),
+        c.client(),
+        factory,
+        std::time::Duration::from_secs(30),
+    )
+}
+
+thread_local! {
+    static CERTS: std::rc::Rc<Certs> = std::rc::Rc::new(certs(&["localhost"]));
+}
+
+/// One certificate per test thread (generating keys is the slow part).
+pub fn shared_certs() -> std::rc::Rc<Certs> {
+    CERTS.with(|c| c.clone())
+}
