@@ -23,6 +23,13 @@
 //!   `lose_connection` flushes and closes; `abort_connection` drops and resets.
 //! * A panic in a callback costs that connection, not the reactor
 //!   ([`PanicPolicy`]).
+//! * TLS (module `tls`, cargo feature `tls`, on by default) is a protocol
+//!   wrapper: `Core::listen_tls`, `Core::connect_tls` and `Context::start_tls`
+//!   run any protocol over `rustls`, on TCP or the in-memory pump alike.
+//! * [`endpoints`] parses Twisted-style endpoint strings (`tcp:8000`,
+//!   `tls:host=example.org:port=443`) and connects host names with Happy
+//!   Eyeballs; [`service`] composes listeners, clients and timers and runs them
+//!   with graceful shutdown on SIGINT/SIGTERM.
 //!
 //! # Example: an echo server and a client in one reactor
 //!

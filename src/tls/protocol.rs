@@ -21,10 +21,6 @@ use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
 use crate::wrap::{reach, Unwrapped, Wrapper};
 
-/// Plaintext is encrypted and handed to the transport while the transport
-/// holds less than this; the rest waits in the inner protocol's buffer, where
-/// its water marks apply.
-const MOVE_HIGH: usize = crate::transport::DEFAULT_HIGH_WATER;
 /// Size of the buffer decrypted data is read into (one TLS record).
 const PLAINTEXT_CHUNK: usize = 16 * 1024;
 
@@ -140,6 +136,8 @@ pub struct TlsProtocol {
     /// Ciphertext the TLS engine has not taken yet (it holds back while the
     /// wrapped protocol does not read).
     cipher_in: Vec<u8>,
+    /// How much of `cipher_in` the engine took already.
+    cipher_pos: usize,
     scratch: Vec<u8>,
     handshake_done: bool,
     handshake_timeout: Option<Duration>,
@@ -206,7 +204,7 @@ impl TlsProtocol {
 
     fn new(tls: Connection, inner: Box<dyn Protocol>, mode: Mode) -> TlsProtocol {
         let mut tls = tls;
-        // Plaintext goes in only while the transport has room (see MOVE_HIGH),
+        // Plaintext goes in only while the transport has room (see `pump_out`),
         // so the engine's own limit would only split writes.
         tls.set_buffer_limit(None);
         TlsProtocol {
@@ -219,6 +217,7 @@ impl TlsProtocol {
             out: WriteBuf::new(),
             host: InnerHost::default(),
             cipher_in: Vec::new(),
+            cipher_pos: 0,
             scratch: Vec::new(),
             handshake_done: false,
             handshake_timeout: None,
@@ -353,7 +352,12 @@ impl TlsProtocol {
             }
             if self.handshake_done && !self.close_notify_sent {
                 if let Some(p) = st.pending.as_mut().filter(|p| !p.is_empty()) {
-                    let room = MOVE_HIGH.saturating_sub(ctx.buffered_len());
+                    // Fill the transport just past its high water mark: then
+                    // either the kernel takes it all (and the continuation
+                    // below moves more) or the transport pauses us (and
+                    // resume_writing does). Each pass moves at least a byte.
+                    let high = ctx.conn.limits().high;
+                    let room = (high + 1).saturating_sub(ctx.buffered_len());
                     if room > 0 && !self.outer_paused {
                         let _ = p.write_to_limited(&mut self.tls.writer(), room);
                         flush_tls(&mut self.tls, ctx);
@@ -531,10 +535,14 @@ impl TlsProtocol {
                     }
                 }
             }
-            if !self.cipher_in.is_empty() {
-                match self.tls.read_tls(&mut &self.cipher_in[..]) {
+            if self.cipher_pos < self.cipher_in.len() {
+                match self.tls.read_tls(&mut &self.cipher_in[self.cipher_pos..]) {
                     Ok(n) => {
-                        self.cipher_in.drain(..n);
+                        self.cipher_pos += n;
+                        if self.cipher_pos == self.cipher_in.len() {
+                            self.cipher_in.clear();
+                            self.cipher_pos = 0;
+                        }
                     }
                     // Its plaintext buffer is full: the wrapped protocol paused.
                     Err(_) => break,
