@@ -373,3 +373,67 @@ fn half_close_delivers_close_notify_as_read_connection_lost() {
     assert_eq!(half.got, b"bye");
     assert_eq!(pump.server_lost(link), Some(&DisconnectReason::Done));
 }
+
+#[test]
+fn an_insecure_client_accepts_any_certificate_but_still_encrypts() {
+    let c = certs(&["localhost"]);
+    let mut pump = Pump::new();
+    let insecure = std::sync::Arc::new(tls::insecure_client_config().unwrap());
+    let link = pump.connect(
+        TlsProtocol::client(
+            insecure,
+            tls::server_name("some.other.name").unwrap(),
+            Peer {
+                greeting: b"x".to_vec(),
+                close_after: Some(1),
+                ..Peer::default()
+            },
+        )
+        .unwrap(),
+        server(&c, Echo),
+    );
+    pump.flush();
+    assert_eq!(pump.client(link).inner::<Peer>().unwrap().got, b"x");
+    assert!(pump.client(link).info().unwrap().peer_certificates().len() == 1);
+}
+
+#[test]
+fn pem_errors_are_typed() {
+    use torsion::tls::TlsError;
+    assert!(matches!(
+        tls::certs_from_pem(b""),
+        Err(TlsError::NoCertificates)
+    ));
+    assert!(matches!(
+        tls::key_from_pem(b"not pem at all"),
+        Err(TlsError::NoPrivateKey)
+    ));
+    let c = certs(&["localhost"]);
+    // A certificate is not a key, and a key is not a certificate.
+    assert!(matches!(
+        tls::key_from_pem(c.chain_pem.as_bytes()),
+        Err(TlsError::NoPrivateKey)
+    ));
+    assert!(matches!(
+        tls::certs_from_pem(c.key_pem.as_bytes()),
+        Err(TlsError::NoCertificates)
+    ));
+    // A key that does not match the certificate.
+    let other = certs(&["localhost"]);
+    assert!(matches!(
+        tls::server_config_from_pem(c.chain_pem.as_bytes(), other.key_pem.as_bytes()),
+        Err(TlsError::Rustls(_))
+    ));
+    let err = tls::load_certs("/nonexistent/chain.pem").unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("cannot read /nonexistent/chain.pem"),
+        "{err}"
+    );
+    assert!(matches!(
+        tls::server_name("bad name!"),
+        Err(TlsError::InvalidServerName(_))
+    ));
+    assert!(tls::server_name("[::1]").is_ok());
+    assert!(tls::server_name("127.0.0.1").is_ok());
+}
