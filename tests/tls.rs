@@ -232,6 +232,44 @@ fn with_protocol_and_call_later_self_reach_the_wrapped_protocol() {
     assert_eq!(&*got.borrow(), b"timer with_protocol write_to");
 }
 
+#[test]
+fn an_idle_timeout_closes_with_close_notify_and_the_peer_sees_a_clean_end() {
+    struct Sleepy(Rc<RefCell<Option<DisconnectReason>>>);
+    impl Protocol for Sleepy {
+        fn connection_made(&mut self, ctx: &mut Context<'_>) {
+            ctx.set_idle_timeout(Some(Duration::from_millis(100)));
+        }
+        fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+        fn connection_lost(&mut self, _ctx: &mut Context<'_>, reason: &DisconnectReason) {
+            *self.0.borrow_mut() = Some(reason.clone());
+        }
+    }
+    struct SleepyF(Rc<RefCell<Option<DisconnectReason>>>);
+    impl torsion::Factory for SleepyF {
+        type Protocol = Sleepy;
+        fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Sleepy> {
+            Some(Sleepy(self.0.clone()))
+        }
+    }
+    let c = certs(&["localhost"]);
+    let mut reactor = Reactor::new().unwrap();
+    let server_lost = Rc::new(RefCell::new(None));
+    let port = reactor
+        .listen_tls(localhost(), c.server(), SleepyF(server_lost.clone()))
+        .unwrap();
+    let (f, seen) = client_f(b"", usize::MAX);
+    reactor.connect_tls(
+        port.local_addr(),
+        tls::server_name("localhost").unwrap(),
+        c.client(),
+        f,
+        DEADLINE,
+    );
+    run_until(&mut reactor, || seen.borrow().lost.is_some());
+    assert_eq!(*server_lost.borrow(), Some(DisconnectReason::TimedOut));
+    assert_eq!(seen.borrow().lost, Some(DisconnectReason::Done));
+}
+
 /// Echoes and closes after a newline.
 struct LineEcho;
 impl Protocol for LineEcho {

@@ -437,3 +437,26 @@ fn pem_errors_are_typed() {
     assert!(tls::server_name("[::1]").is_ok());
     assert!(tls::server_name("127.0.0.1").is_ok());
 }
+
+#[test]
+fn an_idle_timeout_set_by_the_wrapped_protocol_fires_through_the_wrapper() {
+    struct Sleepy;
+    impl Protocol for Sleepy {
+        fn connection_made(&mut self, ctx: &mut Context<'_>) {
+            ctx.set_idle_timeout(Some(Duration::from_secs(10)));
+        }
+        fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+    }
+    let c = certs(&["localhost"]);
+    let mut pump = Pump::new();
+    let link = pump.connect(client(&c, Peer::default()), server(&c, Sleepy));
+    pump.flush();
+    pump.advance(Duration::from_secs(5));
+    assert_eq!(pump.server_lost(link), None);
+    pump.advance(Duration::from_secs(6));
+    assert_eq!(pump.server_lost(link), Some(&DisconnectReason::TimedOut));
+    // (The client's end: the pump turns any unclean reason of the closing
+    // side into a reset for the writes that follow, so its reason here is
+    // not checked; tests/tls.rs checks it over TCP.)
+    assert!(pump.client(link).inner::<Peer>().unwrap().lost.is_some());
+}

@@ -15,6 +15,79 @@
 //! then closes. A handshake failure reaches `connection_lost` (server side,
 //! `start_tls`) or `client_connection_failed` (`connect_tls`, whose protocol is
 //! built only once the handshake is done) with [`DisconnectReason::Tls`](crate::DisconnectReason::Tls).
+//!
+//! # Example: a TLS echo server and client in one reactor
+//!
+//! ```
+//! use std::net::SocketAddr;
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use torsion::tls;
+//! use torsion::{ClientFactory, Context, DisconnectReason, Factory, Protocol, Reactor};
+//!
+//! struct Echo;
+//! impl Protocol for Echo {
+//!     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+//!         ctx.write(data);
+//!     }
+//! }
+//! struct EchoFactory;
+//! impl Factory for EchoFactory {
+//!     type Protocol = Echo;
+//!     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
+//!         Some(Echo)
+//!     }
+//! }
+//!
+//! /// Sends a greeting once the handshake is done, closes after the echo.
+//! struct Greeter;
+//! impl Protocol for Greeter {
+//!     fn connection_made(&mut self, ctx: &mut Context<'_>) {
+//!         let alpn = ctx.tls_info().and_then(|i| i.alpn_protocol()).map(<[u8]>::to_vec);
+//!         assert_eq!(alpn.as_deref(), Some(&b"echo/1"[..]));
+//!         ctx.write(b"hello");
+//!     }
+//!     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+//!         assert_eq!(data, b"hello");
+//!         ctx.lose_connection(); // close_notify, then FIN
+//!     }
+//!     fn connection_lost(&mut self, ctx: &mut Context<'_>, reason: &DisconnectReason) {
+//!         assert!(reason.is_clean());
+//!         ctx.stop().unwrap();
+//!     }
+//! }
+//! struct GreeterFactory;
+//! impl ClientFactory for GreeterFactory {
+//!     type Protocol = Greeter;
+//!     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Greeter> {
+//!         Some(Greeter)
+//!     }
+//! }
+//!
+//! // A certificate for "localhost", made on the spot (rcgen); in production,
+//! // `tls::server_config_from_files("chain.pem", "key.pem")`.
+//! let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+//! let mut server = tls::server_config_from_pem(
+//!     cert.cert.pem().as_bytes(),
+//!     cert.signing_key.serialize_pem().as_bytes(),
+//! )?;
+//! server.alpn_protocols = vec![b"echo/1".to_vec()];
+//! // Trust exactly that certificate; `tls::client_config()` trusts the system's roots.
+//! let mut client = tls::client_config_with_ca(cert.cert.pem().as_bytes())?;
+//! client.alpn_protocols = vec![b"echo/1".to_vec()];
+//!
+//! let mut reactor = Reactor::new()?;
+//! let port = reactor.listen_tls("127.0.0.1:0".parse().unwrap(), Arc::new(server), EchoFactory)?;
+//! reactor.connect_tls(
+//!     port.local_addr(),
+//!     tls::server_name("localhost")?,
+//!     Arc::new(client),
+//!     GreeterFactory,
+//!     Duration::from_secs(5),
+//! );
+//! reactor.run()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod client;
 mod protocol;
@@ -372,7 +445,32 @@ impl Context<'_> {
     ///
     /// # Errors
     /// [`Error::ConnectionClosed`] if the connection is closing;
-    /// [`Error::Tls`] if `rustls` cannot start a connection with the config.
+    /// [`Error::Tls`] if `rustls` cannot start a connection with the config,
+    /// or `start_tls` was called already in this callback.
+    ///
+    /// # Examples
+    ///
+    /// A server side of STARTTLS: answers in the clear, then upgrades.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use torsion::tls::{ServerConfig, StartTls};
+    /// use torsion::{Context, Protocol};
+    ///
+    /// struct Smtp {
+    ///     tls: Arc<ServerConfig>,
+    /// }
+    /// impl Protocol for Smtp {
+    ///     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+    ///         if data == b"STARTTLS\r\n" && ctx.tls_info().is_none() {
+    ///             ctx.write(b"220 Ready to start TLS\r\n"); // in the clear
+    ///             if ctx.start_tls(StartTls::Server(self.tls.clone())).is_err() {
+    ///                 ctx.abort_connection();
+    ///             }
+    ///         }
+    ///     }
+    /// }
+    /// ```
     pub fn start_tls(&mut self, side: StartTls) -> Result<()> {
         if self.conn.write_refused() {
             return Err(Error::ConnectionClosed);
