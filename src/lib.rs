@@ -85,6 +85,7 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 
+pub mod address;
 mod buf;
 mod connect;
 mod context;
@@ -103,12 +104,13 @@ pub mod testing;
 pub mod threads;
 mod transport;
 
+pub use address::{Address, UnixAddr};
 pub use context::{ConnectionHandle, Core, DelayedCall, PanicPolicy, ReactorHandle};
 pub use defer::{Deferred, Trigger};
 pub use error::{DisconnectReason, Error, Result};
 pub use local::LocalHandle;
 pub use protocol::{ClientFactory, Factory, Protocol, Reconnect};
-pub use reactor::{Connector, ListeningPort, Reactor, TcpOptions};
+pub use reactor::{Connector, ListeningPort, Reactor, TcpOptions, UnixListeningPort, UnixOptions};
 pub use reconnect::ReconnectingClientFactory;
 pub use transport::{Context, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, DEFAULT_WRITE_CAP};
 

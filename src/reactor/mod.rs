@@ -30,7 +30,9 @@ pub mod timers;
 
 mod conn;
 mod flow;
+mod stream;
 mod tcp;
+mod unix;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -49,8 +51,10 @@ use crate::error::{Error, Result};
 use crate::protocol::{ClientFactory, Factory};
 
 pub(crate) use conn::Connection;
+pub(crate) use stream::no_ip;
 pub use tcp::{Connector, ListeningPort, TcpOptions};
 pub(crate) use tcp::{PendingConnect, PendingListen};
+pub use unix::{UnixListeningPort, UnixOptions};
 
 const WAKER: Token = Token(usize::MAX);
 /// Size of the reactor-wide read buffer.
