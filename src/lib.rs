@@ -89,6 +89,7 @@ pub mod address;
 mod buf;
 mod connect;
 mod context;
+pub mod datagram;
 pub mod defer;
 mod drive;
 pub mod error;
@@ -106,6 +107,9 @@ mod transport;
 
 pub use address::{Address, UnixAddr};
 pub use context::{ConnectionHandle, Core, DelayedCall, PanicPolicy, ReactorHandle};
+pub use datagram::{
+    DatagramContext, DatagramError, DatagramPort, DatagramProtocol, MulticastInterface, UdpOptions,
+};
 pub use defer::{Deferred, Trigger};
 pub use error::{DisconnectReason, Error, Result};
 pub use local::LocalHandle;

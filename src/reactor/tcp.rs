@@ -385,15 +385,22 @@ impl Net {
         let Some(key) = self.listeners.remove(&id) else {
             return;
         };
-        if let Entry::Listener(mut l) = self.vacate(key) {
+        let l = match self.vacate(key) {
+            Entry::Listener(l) => Some(l),
+            Entry::Datagram(d) => {
+                self.close_datagram(core, d);
+                None
+            }
+            _ => None,
+        };
+        if let Some(mut l) = l {
             let _ = self.registry.deregister(&mut l.listener);
             if let Some(t) = l.retry.take() {
                 let _ = core.timers.cancel(t);
             }
+            // Closes the socket, then removes a Unix listener's file.
             drop(l.listener);
-            if let Some(f) = l.socket_file.take() {
-                f.remove();
-            }
+            drop(l.socket_file.take());
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| l.factory.stop(core))) {
                 core.caught_panic(panic, "stop_factory");
             }

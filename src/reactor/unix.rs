@@ -102,8 +102,9 @@ impl UnixListeningPort {
     }
 }
 
-/// The socket file a listener bound: removed when it stops, unless something
-/// else has replaced it since.
+/// The socket file a listener bound: removed when dropped (the listener
+/// stops, or its listen request is dropped unprocessed), unless something else
+/// has replaced it since.
 #[derive(Debug)]
 pub(crate) struct SocketFile {
     path: PathBuf,
@@ -120,8 +121,10 @@ impl SocketFile {
             ino: m.ino(),
         })
     }
+}
 
-    pub(crate) fn remove(self) {
+impl Drop for SocketFile {
+    fn drop(&mut self) {
         match std::fs::symlink_metadata(&self.path) {
             Ok(m) if m.dev() == self.dev && m.ino() == self.ino => {
                 if let Err(e) = std::fs::remove_file(&self.path) {
@@ -156,9 +159,7 @@ pub(crate) fn bind(
         // Before `listen`: until then a connect is refused, so nobody gets in
         // under the umask's bits.
         if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
-            if let Some(f) = file {
-                f.remove();
-            }
+            drop(file);
             return Err(e);
         }
     }
@@ -297,9 +298,7 @@ impl Core {
         let path = path.as_ref();
         let (socket, file) = bind(path, socket2::Type::STREAM, &options)?;
         if let Err(e) = socket.listen(options.backlog) {
-            if let Some(f) = file {
-                f.remove();
-            }
+            drop(file); // removes it
             return Err(e.into());
         }
         let listener: std::os::unix::net::UnixListener = socket.into();
