@@ -166,10 +166,13 @@ fn connected_udp_hears_a_refused_port() {
     r.assert_no_panics();
 }
 
+/// A partner port's count, and what it was when this port's first datagram came.
+type Partner = (Rc<RefCell<usize>>, Rc<RefCell<Option<usize>>>);
+
 /// Counts datagrams; notes how many a partner port had when the first arrived.
 struct Counter {
     count: Rc<RefCell<usize>>,
-    partner: Option<(Rc<RefCell<usize>>, Rc<RefCell<Option<usize>>>)>,
+    partner: Option<Partner>,
 }
 
 impl DatagramProtocol for Counter {

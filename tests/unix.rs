@@ -200,9 +200,12 @@ fn unix_peers_through_the_tcp_shaped_api() {
     r.assert_no_panics();
 }
 
+/// Datagrams received, with their senders.
+type Got = Rc<RefCell<Vec<(Vec<u8>, Address)>>>;
+
 /// Echoes datagrams to their sender's path; counts them.
 struct DgEcho {
-    got: Rc<RefCell<Vec<(Vec<u8>, Address)>>>,
+    got: Got,
     echo: bool,
 }
 
@@ -231,7 +234,7 @@ fn unix_datagrams_by_path() {
             UnixOptions::default().mode(0o600),
         )
         .unwrap();
-    let client_got: Rc<RefCell<Vec<(Vec<u8>, Address)>>> = Rc::default();
+    let client_got: Got = Rc::default();
     let client = r
         .listen_unix_datagram(
             &cpath,
@@ -284,13 +287,10 @@ fn a_full_peer_queue_is_would_block_and_the_datagram_is_dropped() {
     // A peer that does not read.
     let sink = UnixDatagram::bind(&spath).unwrap();
     let mut r = Reactor::new().unwrap();
-    let (p, _got) = (
-        DgEcho {
-            got: Rc::default(),
-            echo: false,
-        },
-        (),
-    );
+    let p = DgEcho {
+        got: Rc::default(),
+        echo: false,
+    };
     let port = r
         .listen_unix_datagram(temp_socket_path("fullc"), p)
         .unwrap();

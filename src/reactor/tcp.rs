@@ -388,7 +388,7 @@ impl Net {
         let l = match self.vacate(key) {
             Entry::Listener(l) => Some(l),
             Entry::Datagram(d) => {
-                self.close_datagram(core, d);
+                self.close_datagram(core, *d);
                 None
             }
             _ => None,

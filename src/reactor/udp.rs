@@ -291,7 +291,7 @@ impl Net {
 
     /// Closes datagram port `entry` (already out of the slab): `stop_protocol`,
     /// then the socket, then its file.
-    pub(crate) fn close_datagram(&mut self, core: &mut Core, mut d: Box<DatagramEntry>) {
+    pub(crate) fn close_datagram(&mut self, core: &mut Core, mut d: DatagramEntry) {
         let _ = self.registry.deregister(d.socket.source());
         let mut ctx = DatagramContext {
             core: &mut *core,
@@ -308,7 +308,7 @@ impl Net {
             socket,
             socket_file,
             ..
-        } = *d;
+        } = d;
         drop(socket);
         drop(socket_file);
     }
