@@ -21,6 +21,10 @@
 //!   high water mark the protocol hears `pause_writing`, below a low one
 //!   `resume_writing`; a hard cap aborts a peer that never reads.
 //!   `lose_connection` flushes and closes; `abort_connection` drops and resets.
+//! * Stream connections run over TCP (IPv4, IPv6) and Unix sockets
+//!   ([`Core::listen_unix`], [`Core::connect_unix`]) through one code path, so
+//!   they behave alike; a peer is an [`Address`]. Datagrams (UDP, Unix
+//!   datagrams) go to a [`DatagramProtocol`] ([`Core::listen_udp`]).
 //! * A panic in a callback costs that connection, not the reactor
 //!   ([`PanicPolicy`]).
 //!

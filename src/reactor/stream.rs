@@ -167,3 +167,21 @@ impl Source for Acceptor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stream_enum_keeps_connections_small() {
+        let stream = std::mem::size_of::<Stream>();
+        let entry = std::mem::size_of::<crate::reactor::Entry>();
+        eprintln!("Stream {stream} bytes, slab Entry {entry} bytes");
+        // Debug builds of mio add a registry id to every socket; measure release.
+        if cfg!(not(debug_assertions)) {
+            // A tag beside the descriptor, and the slab slot as before the enum.
+            assert!(stream <= 8, "Stream grew to {stream} bytes");
+            assert!(entry <= 112, "slab entry grew to {entry} bytes");
+        }
+    }
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 use mio::{Interest, Token};
 
 use super::unix::{SocketFile, UnixOptions};
-use super::{Entry, Net, READ_BUF};
+use super::{Entry, Net};
 use crate::address::{Address, UnixAddr};
 use crate::context::{Core, Op};
 use crate::datagram::{
@@ -243,7 +243,7 @@ impl Net {
             };
             match d.socket.recv_from(&mut self.read_buf) {
                 Ok((n, from)) => {
-                    if n >= READ_BUF {
+                    if n >= self.read_buf.len() {
                         tracing::warn!(%from, "datagram of 64 KiB or more truncated: dropped");
                         continue;
                     }
