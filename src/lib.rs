@@ -112,13 +112,15 @@ mod transport;
 pub use address::{Address, UnixAddr};
 pub use context::{ConnectionHandle, Core, DelayedCall, PanicPolicy, ReactorHandle};
 pub use datagram::{
-    DatagramContext, DatagramError, DatagramPort, DatagramProtocol, MulticastInterface, UdpOptions,
+    DatagramContext, DatagramError, DatagramPort, DatagramProtocol, MulticastInterface,
 };
 pub use defer::{Deferred, Trigger};
 pub use error::{DisconnectReason, Error, Result};
 pub use local::LocalHandle;
 pub use protocol::{ClientFactory, Factory, Protocol, Reconnect};
-pub use reactor::{Connector, ListeningPort, Reactor, TcpOptions, UnixListeningPort, UnixOptions};
+pub use reactor::{
+    Connector, ListeningPort, Reactor, TcpOptions, UdpOptions, UnixListeningPort, UnixOptions,
+};
 pub use reconnect::ReconnectingClientFactory;
 pub use transport::{Context, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, DEFAULT_WRITE_CAP};
 

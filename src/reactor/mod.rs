@@ -55,6 +55,7 @@ pub(crate) use conn::Connection;
 pub(crate) use stream::no_ip;
 pub use tcp::{Connector, ListeningPort, TcpOptions};
 pub(crate) use tcp::{PendingConnect, PendingListen};
+pub use udp::UdpOptions;
 pub(crate) use udp::{DatagramFn, PendingDatagram};
 pub use unix::{UnixListeningPort, UnixOptions};
 

@@ -12,13 +12,67 @@ use super::unix::{SocketFile, UnixOptions};
 use super::{Entry, Net};
 use crate::address::{Address, UnixAddr};
 use crate::context::{Core, Op};
-use crate::datagram::{
-    DatagramContext, DatagramPort, DatagramProtocol, DatagramSocket, UdpOptions,
-};
+use crate::datagram::{DatagramContext, DatagramPort, DatagramProtocol, DatagramSocket};
 use crate::error::Result;
 
 /// Datagrams read per readiness event before the other sources get a turn.
 pub(crate) const DATAGRAM_BUDGET: usize = 64;
+
+/// Options for UDP ports.
+///
+/// ```
+/// use torsion::UdpOptions;
+///
+/// // Several processes may receive the same multicast group on one port.
+/// let options = UdpOptions::default().reuse_address(true).reuse_port(true);
+/// # let _ = options;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct UdpOptions {
+    /// `SO_REUSEADDR` (Twisted's `listenMultiple` for multicast).
+    pub reuse_address: bool,
+    /// `SO_REUSEPORT`: several sockets share the port (and its datagrams).
+    pub reuse_port: bool,
+    /// `SO_BROADCAST` from the start.
+    pub broadcast: bool,
+    /// `SO_RCVBUF`, when set.
+    pub recv_buffer_size: Option<usize>,
+    /// `SO_SNDBUF`, when set.
+    pub send_buffer_size: Option<usize>,
+}
+
+impl UdpOptions {
+    /// Options with `SO_REUSEADDR` as given.
+    pub fn reuse_address(mut self, on: bool) -> Self {
+        self.reuse_address = on;
+        self
+    }
+
+    /// Options with `SO_REUSEPORT` as given.
+    pub fn reuse_port(mut self, on: bool) -> Self {
+        self.reuse_port = on;
+        self
+    }
+
+    /// Options with `SO_BROADCAST` as given.
+    pub fn broadcast(mut self, on: bool) -> Self {
+        self.broadcast = on;
+        self
+    }
+
+    /// Options with the given kernel receive buffer size.
+    pub fn recv_buffer_size(mut self, bytes: usize) -> Self {
+        self.recv_buffer_size = Some(bytes);
+        self
+    }
+
+    /// Options with the given kernel send buffer size.
+    pub fn send_buffer_size(mut self, bytes: usize) -> Self {
+        self.send_buffer_size = Some(bytes);
+        self
+    }
+}
 
 /// A closure run against a datagram port's protocol.
 pub(crate) type DatagramFn = Box<dyn FnOnce(&mut dyn DatagramProtocol, &mut DatagramContext<'_>)>;
