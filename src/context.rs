@@ -45,6 +45,8 @@ pub(crate) enum Op {
     ResumeReading(ConnectionHandle),
     Call(ConnectionHandle, ProtoFn),
     Listen(crate::reactor::PendingListen),
+    ListenDatagram(crate::reactor::PendingDatagram),
+    DatagramCall(u64, crate::reactor::DatagramFn),
     StopListening(u64),
     Connect(crate::reactor::PendingConnect),
     StopConnecting(u64),

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::address::Address;
 use crate::buf::WriteBuf;
 use crate::context::{ConnectionHandle, Core, DelayedCall, Op};
 use crate::error::{DisconnectReason, Error, Result};
@@ -76,7 +77,8 @@ pub(crate) const DEFAULT_LIMITS: Limits = Limits {
 pub(crate) struct ConnState {
     pub(crate) handle: ConnectionHandle,
     pub(crate) flags: u16,
-    pub(crate) peer: SocketAddr,
+    /// The peer (the same size as a `SocketAddr`).
+    pub(crate) peer: Address,
     /// Bytes the kernel (or the in-memory peer) refused, in order.
     pub(crate) pending: Option<Box<WriteBuf>>,
     pub(crate) limits: Option<Box<Limits>>,
@@ -159,11 +161,11 @@ impl fmt::Debug for Extra {
 }
 
 impl ConnState {
-    pub(crate) fn new(handle: ConnectionHandle, peer: SocketAddr) -> Self {
+    pub(crate) fn new(handle: ConnectionHandle, peer: impl Into<Address>) -> Self {
         ConnState {
             handle,
             flags: 0,
-            peer,
+            peer: peer.into(),
             pending: None,
             limits: None,
             close_reason: None,
@@ -216,6 +218,10 @@ impl ConnState {
 /// Source of a connection's local address (a socket, or a fixed test address).
 pub(crate) trait HostAddr {
     fn host_addr(&self) -> std::io::Result<SocketAddr>;
+    /// The local address on any transport.
+    fn host(&self) -> std::io::Result<Address> {
+        self.host_addr().map(Address::Inet)
+    }
     /// `TCP_NODELAY`, where the transport has such a thing.
     fn nodelay(&self) -> Option<bool> {
         None
@@ -225,6 +231,15 @@ pub(crate) trait HostAddr {
 impl HostAddr for SocketAddr {
     fn host_addr(&self) -> std::io::Result<SocketAddr> {
         Ok(*self)
+    }
+}
+
+impl HostAddr for Address {
+    fn host_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inet().ok_or_else(crate::reactor::no_ip)
+    }
+    fn host(&self) -> std::io::Result<Address> {
+        Ok(self.clone())
     }
 }
 
@@ -288,17 +303,36 @@ impl<'a> Context<'a> {
         self.conn.handle
     }
 
-    /// The peer's address.
+    /// The peer's IP address (Twisted's `getPeer()` for TCP). A Unix-domain
+    /// peer has none: this is then [`NO_IP`](crate::address::NO_IP)
+    /// (`0.0.0.0:0`); [`peer`](Self::peer) tells every transport's address.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.conn.peer
+        self.conn.peer.inet_or_unspecified()
     }
 
-    /// This side's address.
+    /// The peer's address on any transport: IP or Unix-domain (usually
+    /// [`UnixAddr::Unnamed`](crate::UnixAddr::Unnamed) for a client of a Unix
+    /// listener).
+    pub fn peer(&self) -> &Address {
+        &self.conn.peer
+    }
+
+    /// This side's IP address.
+    ///
+    /// # Errors
+    /// The operating system's error, if the socket can no longer tell;
+    /// [`Unsupported`](std::io::ErrorKind::Unsupported) on a Unix socket (use
+    /// [`host`](Self::host)).
+    pub fn host_addr(&self) -> std::io::Result<SocketAddr> {
+        self.host.host_addr()
+    }
+
+    /// This side's address on any transport (Twisted's `getHost()`).
     ///
     /// # Errors
     /// The operating system's error, if the socket can no longer tell.
-    pub fn host_addr(&self) -> std::io::Result<SocketAddr> {
-        self.host.host_addr()
+    pub fn host(&self) -> std::io::Result<Address> {
+        self.host.host()
     }
 
     /// Whether `TCP_NODELAY` is set (`None` on transports without it).

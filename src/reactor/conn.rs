@@ -1,15 +1,14 @@
 //! Stream connections: the read, write and close logic every stream transport
 //! shares.
 
-use std::io::{self, Read};
+use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-use mio::net::TcpStream;
-
+use super::stream::Stream;
 use super::{Entry, InternalTimer, Net, READ_BUDGET};
 use crate::buf::WriteBuf;
-use crate::context::{flags, ConnState, Context, Core, HostAddr};
+use crate::context::{flags, ConnState, Context, Core};
 use crate::drive::{call_connection_lost, call_protocol, BufferStep, EofStep};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
@@ -20,7 +19,7 @@ pub(crate) const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One established stream connection.
 pub(crate) struct Connection {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Stream,
     pub(crate) state: ConnState,
     pub(crate) protocol: Box<dyn Protocol>,
     /// The connector that made it (client side), or 0.
@@ -30,7 +29,7 @@ pub(crate) struct Connection {
 /// A socket whose write side is shut, read until EOF before closing, so the
 /// peer does not see a reset with our last bytes unread.
 pub(crate) struct Lingering {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Stream,
     pub(crate) gen: u32,
     pub(crate) timer: crate::reactor::timers::TimerId,
 }
@@ -39,7 +38,7 @@ pub(crate) struct Lingering {
 /// for that connection and never a `SIGPIPE` for the process, whatever the
 /// process's signal disposition (std's `write_vectored` uses `writev`, which has no
 /// such flag).
-struct NoSigPipe<'a>(&'a TcpStream);
+struct NoSigPipe<'a>(&'a Stream);
 
 #[cfg(any(
     target_os = "linux",
@@ -68,15 +67,6 @@ impl io::Write for NoSigPipe<'_> {
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
-    }
-}
-
-impl HostAddr for TcpStream {
-    fn host_addr(&self) -> io::Result<std::net::SocketAddr> {
-        self.local_addr()
-    }
-    fn nodelay(&self) -> Option<bool> {
-        TcpStream::nodelay(self).ok()
     }
 }
 
@@ -353,7 +343,7 @@ impl Net {
             }
         }
         tracing::debug!(peer = %state.peer, %reason, "connection lost");
-        let host = stream.local_addr().unwrap_or(state.peer);
+        let host = stream.host_or(&state.peer);
         if !graceful {
             let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
             drop(stream);
@@ -378,7 +368,7 @@ impl Net {
         }
     }
 
-    fn linger(&mut self, core: &mut Core, mut stream: TcpStream) {
+    fn linger(&mut self, core: &mut Core, mut stream: Stream) {
         let gen = self.next_gen();
         let entry = self.entries.vacant_entry();
         let key = entry.key();
@@ -434,7 +424,7 @@ pub(crate) fn call(
 /// then arms the throttle timer).
 fn write_buf(
     buf: &mut WriteBuf,
-    stream: &TcpStream,
+    stream: &Stream,
     state: &mut ConnState,
     core: &mut Core,
 ) -> io::Result<()> {

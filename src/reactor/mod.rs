@@ -30,7 +30,10 @@ pub mod timers;
 
 mod conn;
 mod flow;
+mod stream;
 mod tcp;
+mod udp;
+mod unix;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -49,8 +52,12 @@ use crate::error::{Error, Result};
 use crate::protocol::{ClientFactory, Factory};
 
 pub(crate) use conn::Connection;
+pub(crate) use stream::no_ip;
 pub use tcp::{Connector, ListeningPort, TcpOptions};
 pub(crate) use tcp::{PendingConnect, PendingListen};
+pub use udp::UdpOptions;
+pub(crate) use udp::{DatagramFn, PendingDatagram};
+pub use unix::{UnixListeningPort, UnixOptions};
 
 const WAKER: Token = Token(usize::MAX);
 /// Size of the reactor-wide read buffer.
@@ -77,6 +84,8 @@ pub(crate) enum Entry {
     Conn(Connection),
     /// Write side shut after a graceful close; draining input until EOF.
     Lingering(Box<conn::Lingering>),
+    /// A UDP or Unix datagram port.
+    Datagram(Box<udp::DatagramEntry>),
     /// Closed this batch; the slot is freed after the batch so stale events in it
     /// cannot reach a new source.
     Vacant,
@@ -369,6 +378,7 @@ impl Net {
             Entry::Connecting(c) => Some(c.gen),
             Entry::Conn(c) => Some(c.state.handle.gen),
             Entry::Lingering(l) => Some(l.gen),
+            Entry::Datagram(d) => Some(d.gen),
             Entry::Vacant => None,
         }
     }
@@ -416,6 +426,7 @@ impl Net {
             Some(Entry::Listener(_)) => self.accept(core, key),
             Some(Entry::Connecting(_)) => self.on_connect_ready(core, key),
             Some(Entry::Lingering(_)) => self.on_linger_readable(core, key),
+            Some(Entry::Datagram(_)) => self.on_datagram_readable(core, key),
             Some(Entry::Vacant) | None => {}
         }
     }
@@ -442,6 +453,7 @@ impl Net {
                     }
                 }
                 Some(Entry::Listener(_)) => self.accept(core, key),
+                Some(Entry::Datagram(_)) => self.on_datagram_readable(core, key),
                 _ => {}
             }
             self.process_ops(core);
@@ -559,6 +571,8 @@ impl Net {
                 }
             }
             Op::Listen(p) => self.start_listening(core, p),
+            Op::ListenDatagram(p) => self.start_datagram(core, p),
+            Op::DatagramCall(id, f) => self.datagram_call(core, id, f),
             Op::StopListening(id) => self.stop_listening(core, id),
             Op::Connect(p) => self.add_connector(core, p),
             Op::StopConnecting(id) => self.stop_connecting(core, id),
