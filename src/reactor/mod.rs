@@ -619,19 +619,3 @@ impl Net {
     }
 }
 
-#[cfg(test)]
-mod size_tests {
-    use super::*;
-
-    #[test]
-    fn an_idle_connection_stays_small() {
-        // The slab holds one `Entry` per connection; with the kernel's socket
-        // this is all an idle connection costs (its protocol's own box aside).
-        let size = std::mem::size_of::<Entry>();
-        eprintln!(
-            "Entry: {size} bytes, ConnState: {}",
-            std::mem::size_of::<crate::context::ConnState>()
-        );
-        assert!(size <= 120, "Entry grew to {size} bytes");
-    }
-}
