@@ -60,9 +60,8 @@ impl ConnState {
             return None;
         }
         Some(
-            self.close_reason
-                .take()
-                .map_or(DisconnectReason::Aborted, |r| *r),
+            self.take_close_reason()
+                .unwrap_or(DisconnectReason::Aborted),
         )
     }
 
@@ -99,10 +98,7 @@ impl ConnState {
         }
         self.pending = None;
         if self.has(flags::CLOSING) {
-            let reason = self
-                .close_reason
-                .take()
-                .map_or(DisconnectReason::Done, |r| *r);
+            let reason = self.take_close_reason().unwrap_or(DisconnectReason::Done);
             return BufferStep::Close {
                 reason,
                 graceful: true,
@@ -146,7 +142,7 @@ pub(crate) fn call_protocol(
     if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(protocol, &mut ctx))) {
         let msg = core.caught_panic(p, "protocol callback");
         state.set(flags::ABORT);
-        state.close_reason = Some(Box::new(DisconnectReason::Panicked(msg)));
+        state.extra().close_reason = Some(DisconnectReason::Panicked(msg));
     }
 }
 

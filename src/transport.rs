@@ -81,9 +81,6 @@ pub(crate) struct ConnState {
     pub(crate) peer: Address,
     /// Bytes the kernel (or the in-memory peer) refused, in order.
     pub(crate) pending: Option<Box<WriteBuf>>,
-    pub(crate) limits: Option<Box<Limits>>,
-    /// A reason chosen by the protocol for its own close.
-    pub(crate) close_reason: Option<Box<DisconnectReason>>,
     /// Rarely used per-connection features, allocated on first use so an idle
     /// connection stays small.
     pub(crate) extra: Option<Box<Extra>>,
@@ -141,6 +138,10 @@ pub(crate) struct Idle {
 /// See [`ConnState::extra`].
 #[derive(Default)]
 pub(crate) struct Extra {
+    /// Water marks and cap, when changed from the defaults.
+    pub(crate) limits: Option<Limits>,
+    /// A reason chosen by the protocol for its own close.
+    pub(crate) close_reason: Option<DisconnectReason>,
     pub(crate) source: Option<Source>,
     pub(crate) idle: Option<Idle>,
     pub(crate) read_rate: Option<Rate>,
@@ -152,6 +153,8 @@ pub(crate) struct Extra {
 impl fmt::Debug for Extra {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Extra")
+            .field("limits", &self.limits)
+            .field("close_reason", &self.close_reason)
             .field("streaming", &self.source.is_some())
             .field("idle", &self.idle)
             .field("read_rate", &self.read_rate)
@@ -167,8 +170,6 @@ impl ConnState {
             flags: 0,
             peer: peer.into(),
             pending: None,
-            limits: None,
-            close_reason: None,
             extra: None,
         }
     }
@@ -199,8 +200,16 @@ impl ConnState {
         }
     }
 
+    /// The reason the protocol chose for its own close, taken.
+    pub(crate) fn take_close_reason(&mut self) -> Option<DisconnectReason> {
+        self.extra.as_mut().and_then(|x| x.close_reason.take())
+    }
+
     pub(crate) fn limits(&self) -> Limits {
-        self.limits.as_deref().copied().unwrap_or(DEFAULT_LIMITS)
+        self.extra
+            .as_ref()
+            .and_then(|x| x.limits)
+            .unwrap_or(DEFAULT_LIMITS)
     }
 
     pub(crate) fn pending_len(&self) -> usize {
@@ -402,8 +411,9 @@ impl<'a> Context<'a> {
     /// Like [`lose_connection`](Self::lose_connection), but `connection_lost` hears
     /// `reason` (for example a protocol error after bad input).
     pub fn lose_connection_with(&mut self, reason: DisconnectReason) {
-        if self.conn.close_reason.is_none() {
-            self.conn.close_reason = Some(Box::new(reason));
+        let x = self.conn.extra();
+        if x.close_reason.is_none() {
+            x.close_reason = Some(reason);
         }
         self.conn.set(flags::CLOSING);
     }
@@ -456,7 +466,7 @@ impl<'a> Context<'a> {
         let mut l = self.conn.limits();
         l.low = low.min(high);
         l.high = high;
-        self.conn.limits = Some(Box::new(l));
+        self.conn.extra().limits = Some(l);
     }
 
     /// Sets the write buffer's hard cap: past it the connection is aborted with
@@ -464,7 +474,7 @@ impl<'a> Context<'a> {
     pub fn set_write_buffer_cap(&mut self, cap: usize) {
         let mut l = self.conn.limits();
         l.cap = cap;
-        self.conn.limits = Some(Box::new(l));
+        self.conn.extra().limits = Some(l);
     }
 
     /// Streams `source` to the peer without ever buffering much more than the

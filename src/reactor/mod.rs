@@ -618,4 +618,3 @@ impl Net {
         self.shutting_down = Some(core.schedule_internal(timeout, InternalTimer::ShutdownDeadline));
     }
 }
-

@@ -181,7 +181,7 @@ mod tests {
         if cfg!(not(debug_assertions)) {
             // A tag beside the descriptor, and the slab slot as before the enum.
             assert!(stream <= 8, "Stream grew to {stream} bytes");
-            assert!(entry <= 112, "slab entry grew to {entry} bytes");
+            assert!(entry <= 96, "slab entry grew to {entry} bytes");
         }
     }
 }
