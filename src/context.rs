@@ -527,7 +527,19 @@ impl ConnState {
 /// Source of a connection's local address (a socket, or a fixed test address).
 pub(crate) trait HostAddr {
     fn host_addr(&self) -> std::io::Result<SocketAddr>;
+
+    /// Writes `data` to the transport at once, where it can (`None`: it cannot,
+    /// and the write is gathered as usual).
+    fn write_now(&self, data: &[u8]) -> Option<std::io::Result<usize>> {
+        let _ = data;
+        None
+    }
 }
+
+/// A write at least this long, made when nothing is gathered or buffered, goes
+/// to the socket at once instead of being copied into the gather buffer: copying
+/// it would cost more than the system call that gathering saves.
+pub(crate) const WRITE_THROUGH: usize = 8 * 1024;
 
 impl HostAddr for SocketAddr {
     fn host_addr(&self) -> std::io::Result<SocketAddr> {
@@ -623,6 +635,27 @@ impl<'a> Context<'a> {
     pub fn try_write(&mut self, data: &[u8]) -> Result<()> {
         if self.conn.write_refused() {
             return Err(Error::ConnectionClosed);
+        }
+        if data.len() >= WRITE_THROUGH && self.out.is_empty() && self.conn.pending.is_none() {
+            match self.host.write_now(data) {
+                Some(Ok(n)) => {
+                    self.out.push_slice(&data[n..]);
+                    return Ok(());
+                }
+                Some(Err(e))
+                    if e.kind() != std::io::ErrorKind::WouldBlock
+                        && e.kind() != std::io::ErrorKind::Interrupted =>
+                {
+                    // The connection is broken: it ends when the callback returns,
+                    // as if the gathered write had failed there.
+                    if self.conn.close_reason.is_none() {
+                        self.conn.close_reason = Some(Box::new(DisconnectReason::from_io(&e)));
+                    }
+                    self.conn.set(flags::ABORT);
+                    return Ok(());
+                }
+                _ => {}
+            }
         }
         self.out.push_slice(data);
         Ok(())

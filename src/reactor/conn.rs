@@ -37,6 +37,10 @@ impl HostAddr for TcpStream {
     fn host_addr(&self) -> io::Result<std::net::SocketAddr> {
         self.local_addr()
     }
+
+    fn write_now(&self, data: &[u8]) -> Option<io::Result<usize>> {
+        Some(io::Write::write(&mut &*self, data))
+    }
 }
 
 impl Net {
@@ -97,6 +101,14 @@ impl Net {
         let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
             return;
         };
+        // Fast path, after every callback that wrote everything it had.
+        if c.state.pending.is_none()
+            && !c
+                .state
+                .has(flags::CLOSING | flags::WRITE_CLOSING | flags::PRODUCER_PAUSED)
+        {
+            return;
+        }
         let buffered = c.state.pending_len();
         let limits = c.state.limits();
         if buffered > limits.cap {
