@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo bench --bench echo
-//! TORSION_BENCH_RUNS=11 TORSION_BENCH_SECS=3 cargo bench --bench echo   # longer, steadier
+//! TORSION_BENCH_RUNS=41 TORSION_BENCH_SECS=1 cargo bench --bench echo   # longer, steadier
 //! TORSION_BENCH_CASES=ping cargo bench --bench echo                      # only some cases
 //! TORSION_BENCH_SERVERS=torsion cargo bench --bench echo                 # one server (profiling)
 //! TORSION_BENCH_COUNT=200000 TORSION_BENCH_RUNS=1 TORSION_BENCH_CASES=pipeline \
@@ -134,8 +134,8 @@ struct Timing {
 }
 
 fn main() {
-    let runs: usize = env_or("TORSION_BENCH_RUNS", 5);
-    let secs: f64 = env_or("TORSION_BENCH_SECS", 1.0);
+    let runs: usize = env_or("TORSION_BENCH_RUNS", 15);
+    let secs: f64 = env_or("TORSION_BENCH_SECS", 0.3);
     let filter = std::env::var("TORSION_BENCH_CASES").unwrap_or_default();
     let servers: Vec<Kind> = match std::env::var("TORSION_BENCH_SERVERS") {
         Ok(list) => list.split(',').filter_map(Kind::from_name).collect(),
@@ -258,7 +258,7 @@ fn print_table(threads: &[ServerThread], table: &[(&Case, Vec<Vec<Sample>>)]) {
             print!(" {:>17}", fmt_rate(case.load, *r));
         }
         if rates.len() == 2 {
-            print!(" {:>7.3}", rates[0] / rates[1]);
+            print!(" {:>7.3}", paired_ratio(samples, Sample::rate));
         }
         for c in &cpus {
             let unit = unit_name(case.load);
@@ -269,7 +269,7 @@ fn print_table(threads: &[ServerThread], table: &[(&Case, Vec<Vec<Sample>>)]) {
             }
         }
         if cpus.len() == 2 {
-            print!(" {:>9.3}", cpus[0] / cpus[1]);
+            print!(" {:>9.3}", paired_ratio(samples, Sample::cpu_per_unit));
         }
         let busy: Vec<String> = samples
             .iter()
@@ -283,9 +283,21 @@ fn print_table(threads: &[ServerThread], table: &[(&Case, Vec<Vec<Sample>>)]) {
     }
     if threads.len() == 2 {
         println!(
-            "\nratio = torsion rate / mio rate (higher is better for torsion); cpu ratio = torsion / mio server CPU per message (lower is better)"
+            "\nratio = torsion rate / mio rate (higher is better for torsion), cpu ratio = torsion / mio server CPU per message (lower is better): medians of the ratios within each run pair"
         );
     }
+}
+
+/// The median over runs of torsion's figure divided by mio's from the same
+/// run pair: paired ratios cancel the drift of a shared machine better than a
+/// ratio of medians.
+fn paired_ratio(samples: &[Vec<Sample>], f: fn(&Sample) -> f64) -> f64 {
+    let ratios: Vec<f64> = samples[0]
+        .iter()
+        .zip(&samples[1])
+        .map(|(t, m)| f(t) / f(m))
+        .collect();
+    median(&ratios)
 }
 
 /// Runs one load against one server: connect, warm up, measure, disconnect.
