@@ -76,6 +76,9 @@ impl WriteBuf {
 
     /// Drops everything, keeping the tail's capacity for reuse.
     pub(crate) fn clear(&mut self) {
+        if self.len == 0 {
+            return; // the common case after a full write: nothing to drop
+        }
         self.chunks.clear();
         self.tail.clear();
         self.len = 0;
@@ -156,9 +159,12 @@ impl WriteBuf {
                     return;
                 }
                 None => {
-                    self.tail.advance(n);
-                    if self.tail.is_empty() {
+                    if n == self.tail.len() {
+                        // Everything went: keep the allocation's start, so the next
+                        // write reuses it without `reserve` moving anything.
                         self.tail.clear();
+                    } else {
+                        self.tail.advance(n);
                     }
                     return;
                 }

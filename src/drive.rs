@@ -68,6 +68,13 @@ impl ConnState {
     /// Water marks, hard cap, and the closes that wait for an empty buffer.
     /// Updates the flags as if the returned step were carried out.
     pub(crate) fn buffer_step(&mut self) -> BufferStep {
+        // Fast path, after every callback that wrote everything it had.
+        if self.pending.is_none()
+            && !self.has(flags::CLOSING | flags::WRITE_CLOSING | flags::PRODUCER_PAUSED)
+            && self.extra.as_ref().is_none_or(|x| x.source.is_none())
+        {
+            return BufferStep::Idle;
+        }
         let buffered = self.pending_len();
         let limits = self.limits();
         if buffered > limits.cap {

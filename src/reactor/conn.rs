@@ -38,7 +38,7 @@ pub(crate) struct Lingering {
 /// for that connection and never a `SIGPIPE` for the process, whatever the
 /// process's signal disposition (std's `write_vectored` uses `writev`, which has no
 /// such flag).
-struct NoSigPipe<'a>(&'a Stream);
+pub(crate) struct NoSigPipe<'a>(pub(crate) &'a Stream);
 
 #[cfg(any(
     target_os = "linux",
