@@ -191,6 +191,9 @@ impl Core {
     /// timer calls ran. The reactor calls this once
     /// per turn; the fake clock once per advance.
     pub(crate) fn run_due_timers(&mut self, driver: &mut impl TimerDriver) -> usize {
+        if self.timers.is_empty() && !self.has_local_work() {
+            return 0;
+        }
         let mark = self.timers.mark();
         let now = self.turn_time();
         let mut ran = 0;

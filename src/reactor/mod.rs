@@ -292,7 +292,9 @@ impl Reactor {
     fn turn(&mut self, max_wait: Option<Duration>) -> Result<()> {
         let core = &mut self.core;
         let net = &mut self.net;
-        core.set_now(Instant::now());
+        // Work queued outside the loop (calls made before `run`, or by another
+        // thread) runs at the last turn's time; the clock is read once per turn,
+        // after the poll.
         net.process_ops(core);
         net.run_thread_calls(core);
 
@@ -383,7 +385,11 @@ impl Net {
         }
     }
 
+    #[inline]
     fn free_dead(&mut self) {
+        if self.dead.is_empty() {
+            return;
+        }
         for key in self.dead.drain(..) {
             self.entries.remove(key);
         }
@@ -397,6 +403,13 @@ impl Net {
     }
 
     fn run_thread_calls(&mut self, core: &mut Core) {
+        if !core
+            .shared
+            .queued
+            .swap(false, std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
         loop {
             let next = core
                 .shared
@@ -512,7 +525,11 @@ impl Net {
         }
     }
 
+    #[inline]
     pub(crate) fn process_ops(&mut self, core: &mut Core) {
+        if core.ops.is_empty() && self.shutting_down.is_none() {
+            return;
+        }
         while !core.ops.is_empty() {
             let ops = std::mem::take(&mut core.ops);
             for op in ops {
