@@ -84,6 +84,31 @@ impl WriteBuf {
         self.len = 0;
     }
 
+    /// The common case in one step: when everything is one contiguous tail, hand
+    /// it to `w` in one call. `Some(Ok(()))`: all of it went and the buffer is
+    /// empty. `None`: not that case, or the writer took only part (what it took
+    /// is consumed); use the general path.
+    #[inline]
+    pub(crate) fn write_contiguous<W: io::Write>(&mut self, w: &mut W) -> Option<io::Result<()>> {
+        if !self.chunks.is_empty() {
+            return None;
+        }
+        match w.write(&self.tail) {
+            Ok(n) if n == self.len => {
+                self.tail.clear();
+                self.len = 0;
+                Some(Ok(()))
+            }
+            Ok(0) => Some(Err(io::ErrorKind::WriteZero.into())),
+            Ok(n) => {
+                self.consume(n);
+                None
+            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+
     /// Takes everything out as one `Bytes` list (used by in-memory transports).
     #[allow(dead_code)]
     pub(crate) fn take_all(&mut self) -> Vec<Bytes> {

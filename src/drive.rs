@@ -191,11 +191,11 @@ impl Core {
     /// timer calls ran. The reactor calls this once
     /// per turn; the fake clock once per advance.
     pub(crate) fn run_due_timers(&mut self, driver: &mut impl TimerDriver) -> usize {
-        if self.timers.is_empty() && !self.has_local_work() {
+        let now = self.turn_time();
+        if !self.timers.next_deadline().is_some_and(|d| d <= now) && !self.has_local_work() {
             return 0;
         }
         let mark = self.timers.mark();
-        let now = self.turn_time();
         let mut ran = 0;
         while let Some(t) = self.timers.pop_expired_before(now, mark) {
             match t {

@@ -101,6 +101,11 @@ impl Net {
                 return self.close(core, key, DisconnectReason::from_io(&e));
             }
         }
+        if let Some(Entry::Conn(c)) = self.entries.get(key) {
+            if c.state.pending.is_none() && c.state.flags == flags::MADE && c.state.extra.is_none() {
+                return; // nothing buffered and nothing to close: no step to take
+            }
+        }
         self.check_buffer(core, key);
     }
 
@@ -113,6 +118,18 @@ impl Net {
         // Pending bytes exist only while the kernel refuses more (every write goes
         // on until WouldBlock or empty) or the write rate holds them back; either
         // way a writable edge or a timer will come for them. Otherwise write now.
+        // The common case: nothing buffered, no rate limit or idle timer, and all
+        // the gathered bytes in one piece: one send.
+        if c.state.pending.is_none() && c.state.extra.is_none() {
+            match self.out.write_contiguous(&mut NoSigPipe(&c.stream)) {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(e)) => {
+                    self.out.clear();
+                    return Err(e);
+                }
+                None => {}
+            }
+        }
         let waiting = c.state.pending.as_ref().is_some_and(|p| !p.is_empty())
             || c.state.has(flags::WRITE_THROTTLED);
         if !waiting {

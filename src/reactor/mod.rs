@@ -402,11 +402,12 @@ impl Net {
         e
     }
 
+    #[inline]
     fn run_thread_calls(&mut self, core: &mut Core) {
-        if !core
-            .shared
-            .queued
-            .swap(false, std::sync::atomic::Ordering::Acquire)
+        use std::sync::atomic::Ordering;
+        // A plain load first: the locked swap only when something was queued.
+        if !core.shared.queued.load(Ordering::Relaxed)
+            || !core.shared.queued.swap(false, Ordering::Acquire)
         {
             return;
         }
@@ -428,8 +429,9 @@ impl Net {
     fn on_event(&mut self, core: &mut Core, ev: &mio::event::Event) {
         let key = ev.token().0;
         match self.entries.get(key) {
-            Some(Entry::Conn(_)) => {
-                if ev.is_writable() {
+            Some(Entry::Conn(c)) => {
+                // Writable edges come after most sends; only buffered bytes care.
+                if ev.is_writable() && c.state.pending.is_some() {
                     self.on_writable(core, key);
                 }
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -525,11 +527,16 @@ impl Net {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn process_ops(&mut self, core: &mut Core) {
         if core.ops.is_empty() && self.shutting_down.is_none() {
             return;
         }
+        self.process_ops_now(core);
+    }
+
+    #[inline(never)]
+    fn process_ops_now(&mut self, core: &mut Core) {
         while !core.ops.is_empty() {
             let ops = std::mem::take(&mut core.ops);
             for op in ops {
