@@ -21,6 +21,10 @@ pub(crate) struct WriteBuf {
     chunks: VecDeque<Bytes>,
     tail: BytesMut,
     len: usize,
+    /// (offset, length) of bytes gathered by reference to the input of the
+    /// current `data_received` call (see `Context::write`); counted in `len`.
+    /// Only ever the sole content of the buffer.
+    input_ref: Option<(usize, usize)>,
 }
 
 impl WriteBuf {
@@ -74,11 +78,27 @@ impl WriteBuf {
         other.len = 0;
     }
 
+    /// Gathers `len` bytes at `off` of the current input by reference.
+    pub(crate) fn set_input_ref(&mut self, off: usize, len: usize) {
+        debug_assert!(self.is_empty());
+        self.input_ref = Some((off, len));
+        self.len = len;
+    }
+
+    /// Takes the input reference out (the caller sends or copies those bytes).
+    #[inline]
+    pub(crate) fn take_input_ref(&mut self) -> Option<(usize, usize)> {
+        let r = self.input_ref.take()?;
+        self.len -= r.1;
+        Some(r)
+    }
+
     /// Drops everything, keeping the tail's capacity for reuse.
     pub(crate) fn clear(&mut self) {
         if self.len == 0 {
             return; // the common case after a full write: nothing to drop
         }
+        self.input_ref = None;
         self.chunks.clear();
         self.tail.clear();
         self.len = 0;
@@ -104,7 +124,14 @@ impl WriteBuf {
                 self.consume(n);
                 None
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => None,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                None
+            }
             Err(e) => Some(Err(e)),
         }
     }

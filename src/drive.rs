@@ -145,7 +145,22 @@ pub(crate) fn call_protocol(
     protocol: &mut dyn Protocol,
     f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
 ) {
-    let mut ctx = Context::new(core, state, out, host);
+    call_protocol_with_input(core, state, out, host, &[], protocol, f)
+}
+
+/// [`call_protocol`] for a `data_received` of `input`: writes of (part of) the
+/// input may be gathered by reference (`WriteBuf::take_input_ref` then says
+/// which bytes of `input` to send).
+pub(crate) fn call_protocol_with_input(
+    core: &mut Core,
+    state: &mut ConnState,
+    out: &mut WriteBuf,
+    host: &dyn HostAddr,
+    input: &[u8],
+    protocol: &mut dyn Protocol,
+    f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
+) {
+    let mut ctx = Context::new(core, state, out, host).with_input(input);
     if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(protocol, &mut ctx))) {
         let msg = core.caught_panic(p, "protocol callback");
         state.set(flags::ABORT);

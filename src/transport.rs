@@ -263,7 +263,14 @@ pub struct Context<'a> {
     pub(crate) conn: &'a mut ConnState,
     pub(crate) out: &'a mut WriteBuf,
     pub(crate) host: &'a dyn HostAddr,
+    /// The bytes `data_received` was handed (empty in other callbacks): a write
+    /// of (part of) them can be sent from the read buffer without a copy.
+    pub(crate) input: &'a [u8],
 }
+
+/// A write of at least this many bytes of the input being delivered is sent
+/// straight from the read buffer instead of being copied (echo, proxies).
+pub(crate) const ZERO_COPY_MIN: usize = 1024;
 
 impl fmt::Debug for Context<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -299,6 +306,29 @@ impl<'a> Context<'a> {
             conn,
             out,
             host,
+            input: &[],
+        }
+    }
+
+    /// The context of a `data_received` call for `input`.
+    pub(crate) fn with_input(mut self, input: &'a [u8]) -> Self {
+        self.input = input;
+        self
+    }
+
+    /// Where `data` starts within the input being delivered, if it lies inside it.
+    fn input_offset(&self, data: &[u8]) -> Option<usize> {
+        let base = self.input.as_ptr() as usize;
+        let start = data.as_ptr() as usize;
+        (start >= base && start + data.len() <= base + self.input.len()).then(|| start - base)
+    }
+
+    /// Turns a pending reference to the input into a copy, before anything else
+    /// is gathered behind it.
+    #[inline]
+    fn materialize(&mut self) {
+        if let Some((off, len)) = self.out.take_input_ref() {
+            self.out.push_slice(&self.input[off..off + len]);
         }
     }
 
@@ -365,6 +395,15 @@ impl<'a> Context<'a> {
         if self.conn.write_refused() {
             return Err(Error::ConnectionClosed);
         }
+        if data.len() >= ZERO_COPY_MIN && self.out.is_empty() && self.conn.pending_len() == 0 {
+            if let Some(off) = self.input_offset(data) {
+                // Gathered by reference: sent from the read buffer when the
+                // callback returns (or copied if anything is written after it).
+                self.out.set_input_ref(off, data.len());
+                return Ok(());
+            }
+        }
+        self.materialize();
         self.out.push_slice(data);
         Ok(())
     }
@@ -383,6 +422,7 @@ impl<'a> Context<'a> {
         if self.conn.write_refused() {
             return Err(Error::ConnectionClosed);
         }
+        self.materialize();
         self.out.push_bytes(data);
         Ok(())
     }
@@ -392,6 +432,7 @@ impl<'a> Context<'a> {
         if self.conn.write_refused() {
             return;
         }
+        self.materialize();
         for p in parts {
             self.out.push_slice(p);
         }

@@ -9,7 +9,7 @@ use super::stream::Stream;
 use super::{Entry, InternalTimer, Net, READ_BUDGET};
 use crate::buf::WriteBuf;
 use crate::context::{flags, ConnState, Context, Core};
-use crate::drive::{call_connection_lost, call_protocol, BufferStep, EofStep};
+use crate::drive::{call_connection_lost, BufferStep, EofStep};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
 
@@ -82,7 +82,7 @@ impl Net {
         let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
             return;
         };
-        call(core, c, &mut self.out, f);
+        call(core, c, &mut self.out, &[], f);
         self.settle(core, key);
     }
 
@@ -102,7 +102,8 @@ impl Net {
             }
         }
         if let Some(Entry::Conn(c)) = self.entries.get(key) {
-            if c.state.pending.is_none() && c.state.flags == flags::MADE && c.state.extra.is_none() {
+            if c.state.pending.is_none() && c.state.flags == flags::MADE && c.state.extra.is_none()
+            {
                 return; // nothing buffered and nothing to close: no step to take
             }
         }
@@ -280,7 +281,14 @@ impl Net {
                     }
                     if !c.state.has(flags::CLOSING) {
                         let data = &self.read_buf[..n];
-                        call(core, c, &mut self.out, |p, ctx| p.data_received(ctx, data));
+                        call(core, c, &mut self.out, data, |p, ctx| {
+                            p.data_received(ctx, data)
+                        });
+                        if let Some((off, len)) = self.out.take_input_ref() {
+                            // Echoed input: send it from the read buffer, copying
+                            // only what the kernel refuses.
+                            send_input(c, &mut self.out, &self.read_buf[off..off + len]);
+                        }
                         self.settle(core, key);
                     }
                     // On epoll a short read proves the socket is drained, unless
@@ -429,11 +437,20 @@ pub(crate) fn call(
     core: &mut Core,
     c: &mut Connection,
     out: &mut crate::buf::WriteBuf,
+    input: &[u8],
     f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
 ) {
     let _span =
         tracing::trace_span!("conn", key = c.state.handle.key, peer = %c.state.peer).entered();
-    call_protocol(core, &mut c.state, out, &c.stream, &mut *c.protocol, f);
+    crate::drive::call_protocol_with_input(
+        core,
+        &mut c.state,
+        out,
+        &c.stream,
+        input,
+        &mut *c.protocol,
+        f,
+    );
 }
 
 /// Writes `buf` to the socket within the write rate, noting traffic for the idle
@@ -478,4 +495,23 @@ fn write_buf(
         }
     }
     Ok(())
+}
+
+/// Sends bytes of the read buffer that the protocol wrote back (gathered by
+/// reference), when nothing is buffered ahead of them; gathers a copy of
+/// whatever the kernel did not take. A hard error is left for `settle` to meet
+/// on its next write of the same connection (the copy keeps the order).
+fn send_input(c: &mut Connection, out: &mut WriteBuf, bytes: &[u8]) {
+    let mut sent = 0;
+    if c.state.pending.is_none() && c.state.extra.is_none() {
+        while sent < bytes.len() {
+            match io::Write::write(&mut NoSigPipe(&c.stream), &bytes[sent..]) {
+                Ok(0) => break,
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    }
+    out.push_slice(&bytes[sent..]);
 }
