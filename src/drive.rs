@@ -207,7 +207,7 @@ impl Core {
     /// per turn; the fake clock once per advance.
     pub(crate) fn run_due_timers(&mut self, driver: &mut impl TimerDriver) -> usize {
         let now = self.turn_time();
-        if !self.timers.next_deadline().is_some_and(|d| d <= now) && !self.has_local_work() {
+        if self.timers.next_deadline().is_none_or(|d| d > now) && !self.has_local_work() {
             return 0;
         }
         let mark = self.timers.mark();
