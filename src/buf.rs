@@ -21,6 +21,10 @@ pub(crate) struct WriteBuf {
     chunks: VecDeque<Bytes>,
     tail: BytesMut,
     len: usize,
+    /// (offset, length) of bytes gathered by reference to the input of the
+    /// current `data_received` call (see `Context::write`); counted in `len`.
+    /// Only ever the sole content of the buffer.
+    input_ref: Option<(usize, usize)>,
 }
 
 impl WriteBuf {
@@ -74,11 +78,62 @@ impl WriteBuf {
         other.len = 0;
     }
 
+    /// Gathers `len` bytes at `off` of the current input by reference.
+    pub(crate) fn set_input_ref(&mut self, off: usize, len: usize) {
+        debug_assert!(self.is_empty());
+        self.input_ref = Some((off, len));
+        self.len = len;
+    }
+
+    /// Takes the input reference out (the caller sends or copies those bytes).
+    #[inline]
+    pub(crate) fn take_input_ref(&mut self) -> Option<(usize, usize)> {
+        let r = self.input_ref.take()?;
+        self.len -= r.1;
+        Some(r)
+    }
+
     /// Drops everything, keeping the tail's capacity for reuse.
     pub(crate) fn clear(&mut self) {
+        if self.len == 0 {
+            return; // the common case after a full write: nothing to drop
+        }
+        self.input_ref = None;
         self.chunks.clear();
         self.tail.clear();
         self.len = 0;
+    }
+
+    /// The common case in one step: when everything is one contiguous tail, hand
+    /// it to `w` in one call. `Some(Ok(()))`: all of it went and the buffer is
+    /// empty. `None`: not that case, or the writer took only part (what it took
+    /// is consumed); use the general path.
+    #[inline]
+    pub(crate) fn write_contiguous<W: io::Write>(&mut self, w: &mut W) -> Option<io::Result<()>> {
+        if !self.chunks.is_empty() {
+            return None;
+        }
+        match w.write(&self.tail) {
+            Ok(n) if n == self.len => {
+                self.tail.clear();
+                self.len = 0;
+                Some(Ok(()))
+            }
+            Ok(0) => Some(Err(io::ErrorKind::WriteZero.into())),
+            Ok(n) => {
+                self.consume(n);
+                None
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                None
+            }
+            Err(e) => Some(Err(e)),
+        }
     }
 
     /// Takes everything out as one `Bytes` list (used by in-memory transports).
@@ -156,9 +211,12 @@ impl WriteBuf {
                     return;
                 }
                 None => {
-                    self.tail.advance(n);
-                    if self.tail.is_empty() {
+                    if n == self.tail.len() {
+                        // Everything went: keep the allocation's start, so the next
+                        // write reuses it without `reserve` moving anything.
                         self.tail.clear();
+                    } else {
+                        self.tail.advance(n);
                     }
                     return;
                 }

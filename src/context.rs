@@ -47,6 +47,8 @@ pub(crate) enum Op {
     ResumeReading(ConnectionHandle),
     Call(ConnectionHandle, ProtoFn),
     Listen(crate::reactor::PendingListen),
+    ListenDatagram(crate::reactor::PendingDatagram),
+    DatagramCall(u64, crate::reactor::DatagramFn),
     StopListening(u64),
     Connect(crate::reactor::PendingConnect),
     StopConnecting(u64),
@@ -78,6 +80,9 @@ pub enum PanicPolicy {
 /// State shared with other threads through [`ReactorHandle`].
 pub(crate) struct Shared {
     pub(crate) queue: Mutex<VecDeque<ThreadFn>>,
+    /// Set after a push to `queue`: the reactor checks it every turn instead of
+    /// taking the lock.
+    pub(crate) queued: std::sync::atomic::AtomicBool,
     pub(crate) waker: Option<mio::Waker>,
     pub(crate) running: std::sync::atomic::AtomicBool,
 }
@@ -119,6 +124,9 @@ impl ReactorHandle {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push_back(Box::new(f));
+        self.shared
+            .queued
+            .store(true, std::sync::atomic::Ordering::Release);
         if let Some(w) = &self.shared.waker {
             if let Err(e) = w.wake() {
                 tracing::error!(error = %e, "could not wake the reactor");
@@ -182,6 +190,7 @@ impl Core {
         let real_clock = waker.is_some();
         let shared = Arc::new(Shared {
             queue: Mutex::new(VecDeque::new()),
+            queued: std::sync::atomic::AtomicBool::new(false),
             waker,
             running: std::sync::atomic::AtomicBool::new(false),
         });

@@ -60,15 +60,21 @@ impl ConnState {
             return None;
         }
         Some(
-            self.close_reason
-                .take()
-                .map_or(DisconnectReason::Aborted, |r| *r),
+            self.take_close_reason()
+                .unwrap_or(DisconnectReason::Aborted),
         )
     }
 
     /// Water marks, hard cap, and the closes that wait for an empty buffer.
     /// Updates the flags as if the returned step were carried out.
     pub(crate) fn buffer_step(&mut self) -> BufferStep {
+        // Fast path, after every callback that wrote everything it had.
+        if self.pending.is_none()
+            && !self.has(flags::CLOSING | flags::WRITE_CLOSING | flags::PRODUCER_PAUSED)
+            && self.extra.as_ref().is_none_or(|x| x.source.is_none())
+        {
+            return BufferStep::Idle;
+        }
         let buffered = self.pending_len();
         let limits = self.limits();
         if buffered > limits.cap {
@@ -99,10 +105,7 @@ impl ConnState {
         }
         self.pending = None;
         if self.has(flags::CLOSING) {
-            let reason = self
-                .close_reason
-                .take()
-                .map_or(DisconnectReason::Done, |r| *r);
+            let reason = self.take_close_reason().unwrap_or(DisconnectReason::Done);
             return BufferStep::Close {
                 reason,
                 graceful: true,
@@ -142,11 +145,26 @@ pub(crate) fn call_protocol(
     protocol: &mut dyn Protocol,
     f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
 ) {
-    let mut ctx = Context::new(core, state, out, host);
+    call_protocol_with_input(core, state, out, host, &[], protocol, f)
+}
+
+/// [`call_protocol`] for a `data_received` of `input`: writes of (part of) the
+/// input may be gathered by reference (`WriteBuf::take_input_ref` then says
+/// which bytes of `input` to send).
+pub(crate) fn call_protocol_with_input(
+    core: &mut Core,
+    state: &mut ConnState,
+    out: &mut WriteBuf,
+    host: &dyn HostAddr,
+    input: &[u8],
+    protocol: &mut dyn Protocol,
+    f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
+) {
+    let mut ctx = Context::new(core, state, out, host).with_input(input);
     if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(protocol, &mut ctx))) {
         let msg = core.caught_panic(p, "protocol callback");
         state.set(flags::ABORT);
-        state.close_reason = Some(Box::new(DisconnectReason::Panicked(msg)));
+        state.extra().close_reason = Some(DisconnectReason::Panicked(msg));
     }
 }
 
@@ -188,8 +206,11 @@ impl Core {
     /// timer calls ran. The reactor calls this once
     /// per turn; the fake clock once per advance.
     pub(crate) fn run_due_timers(&mut self, driver: &mut impl TimerDriver) -> usize {
-        let mark = self.timers.mark();
         let now = self.turn_time();
+        if self.timers.next_deadline().is_none_or(|d| d > now) && !self.has_local_work() {
+            return 0;
+        }
+        let mark = self.timers.mark();
         let mut ran = 0;
         while let Some(t) = self.timers.pop_expired_before(now, mark) {
             match t {

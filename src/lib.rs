@@ -21,6 +21,10 @@
 //!   high water mark the protocol hears `pause_writing`, below a low one
 //!   `resume_writing`; a hard cap aborts a peer that never reads.
 //!   `lose_connection` flushes and closes; `abort_connection` drops and resets.
+//! * Stream connections run over TCP (IPv4, IPv6) and Unix sockets
+//!   ([`Core::listen_unix`], [`Core::connect_unix`]) through one code path, so
+//!   they behave alike; a peer is an [`Address`]. Datagrams (UDP, Unix
+//!   datagrams) go to a [`DatagramProtocol`] ([`Core::listen_udp`]).
 //! * A panic in a callback costs that connection, not the reactor
 //!   ([`PanicPolicy`]).
 //! * TLS (module `tls`, cargo feature `tls`, on by default) is a protocol
@@ -92,9 +96,11 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 
+pub mod address;
 mod buf;
 mod connect;
 mod context;
+pub mod datagram;
 pub mod defer;
 mod drive;
 pub mod endpoints;
@@ -115,14 +121,22 @@ pub mod tls;
 mod transport;
 mod wrap;
 
+pub use address::{Address, UnixAddr};
 pub use context::{ConnectionHandle, Core, DelayedCall, PanicPolicy, ReactorHandle};
+pub use datagram::{
+    DatagramContext, DatagramError, DatagramPort, DatagramProtocol, MulticastInterface,
+};
 pub use defer::{Deferred, Trigger};
 pub use error::{DisconnectReason, Error, Result};
 pub use local::LocalHandle;
 pub use protocol::{ClientFactory, Factory, Protocol, Reconnect};
-pub use reactor::{Connector, ListeningPort, Reactor, TcpOptions};
+pub use reactor::{
+    Connector, ListeningPort, Reactor, TcpOptions, UdpOptions, UnixListeningPort, UnixOptions,
+};
 pub use reconnect::ReconnectingClientFactory;
-pub use transport::{Context, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, DEFAULT_WRITE_CAP};
+pub use transport::{
+    read_chunks, Context, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, DEFAULT_WRITE_CAP,
+};
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

@@ -177,6 +177,9 @@ impl Core {
     /// reactor calls this at the end of every turn; a test clock that drives a
     /// `Core` by hand calls it after advancing time.
     pub fn run_local(&mut self) {
+        if !self.local.has_work() {
+            return;
+        }
         let local = self.local.clone();
         for _ in 0..ROUNDS_PER_TURN {
             let calls = std::mem::take(&mut *local.calls.borrow_mut());

@@ -44,6 +44,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::address::Address;
 use crate::context::{Context, Core};
 use crate::error::DisconnectReason;
 use crate::protocol::{Factory, Protocol};
@@ -149,6 +150,13 @@ impl<F: Factory> Factory for Policed<F> {
     type Protocol = PolicedProtocol<F::Protocol>;
 
     fn build_protocol(&mut self, peer: SocketAddr) -> Option<Self::Protocol> {
+        self.build_protocol_for(&Address::Inet(peer))
+    }
+
+    /// Unix-domain peers have no IP: they all count as one peer, `0.0.0.0`,
+    /// for `max_per_peer`.
+    fn build_protocol_for(&mut self, address: &Address) -> Option<Self::Protocol> {
+        let peer = address.inet_or_unspecified();
         {
             let mut c = self.stats.counts.borrow_mut();
             let from_peer = c.per_peer.get(&peer.ip()).copied().unwrap_or(0);
@@ -167,7 +175,7 @@ impl<F: Factory> Factory for Policed<F> {
                 return None;
             }
         }
-        let inner = self.inner.build_protocol(peer)?;
+        let inner = self.inner.build_protocol_for(address)?;
         let mut c = self.stats.counts.borrow_mut();
         c.open += 1;
         *c.per_peer.entry(peer.ip()).or_insert(0) += 1;

@@ -44,6 +44,7 @@ use std::any::Any;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::address::Address;
 use crate::context::{ConnectionHandle, Context, Core};
 use crate::error::DisconnectReason;
 use crate::reactor::Connector;
@@ -115,6 +116,16 @@ pub trait Factory: 'static {
     /// `None` (the socket is then closed at once).
     fn build_protocol(&mut self, peer: SocketAddr) -> Option<Self::Protocol>;
 
+    /// What the reactor calls, on every transport: builds the protocol for a
+    /// connection from `peer`. The default calls
+    /// [`build_protocol`](Self::build_protocol) with the peer's IP address, or
+    /// with [`NO_IP`](crate::address::NO_IP) for a Unix-domain peer, so one
+    /// factory serves TCP and Unix listeners alike; override it to see Unix
+    /// addresses.
+    fn build_protocol_for(&mut self, peer: &Address) -> Option<Self::Protocol> {
+        self.build_protocol(peer.inet_or_unspecified())
+    }
+
     /// Called when the listener starts, before the first connection.
     fn start_factory(&mut self, core: &mut Core) {
         let _ = core;
@@ -156,6 +167,13 @@ pub trait ClientFactory: 'static {
     /// [`client_connection_failed`](Self::client_connection_failed) is called with
     /// [`DisconnectReason::Cancelled`]).
     fn build_protocol(&mut self, peer: SocketAddr) -> Option<Self::Protocol>;
+
+    /// What the reactor calls, on every transport; the default calls
+    /// [`build_protocol`](Self::build_protocol) as
+    /// [`Factory::build_protocol_for`] does.
+    fn build_protocol_for(&mut self, peer: &Address) -> Option<Self::Protocol> {
+        self.build_protocol(peer.inet_or_unspecified())
+    }
 
     /// The connection is established and its protocol's `connection_made` has
     /// run; `conn` names it (for [`Core::with_protocol`], `write_to`...).

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::address::Address;
 use crate::buf::WriteBuf;
 use crate::context::{ConnectionHandle, Core, DelayedCall, Op};
 use crate::error::{DisconnectReason, Error, Result};
@@ -76,12 +77,10 @@ pub(crate) const DEFAULT_LIMITS: Limits = Limits {
 pub(crate) struct ConnState {
     pub(crate) handle: ConnectionHandle,
     pub(crate) flags: u16,
-    pub(crate) peer: SocketAddr,
+    /// The peer (the same size as a `SocketAddr`).
+    pub(crate) peer: Address,
     /// Bytes the kernel (or the in-memory peer) refused, in order.
     pub(crate) pending: Option<Box<WriteBuf>>,
-    pub(crate) limits: Option<Box<Limits>>,
-    /// A reason chosen by the protocol for its own close.
-    pub(crate) close_reason: Option<Box<DisconnectReason>>,
     /// Rarely used per-connection features, allocated on first use so an idle
     /// connection stays small.
     pub(crate) extra: Option<Box<Extra>>,
@@ -139,6 +138,10 @@ pub(crate) struct Idle {
 /// See [`ConnState::extra`].
 #[derive(Default)]
 pub(crate) struct Extra {
+    /// Water marks and cap, when changed from the defaults.
+    pub(crate) limits: Option<Limits>,
+    /// A reason chosen by the protocol for its own close.
+    pub(crate) close_reason: Option<DisconnectReason>,
     pub(crate) source: Option<Source>,
     pub(crate) idle: Option<Idle>,
     pub(crate) read_rate: Option<Rate>,
@@ -153,6 +156,8 @@ pub(crate) struct Extra {
 impl fmt::Debug for Extra {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Extra")
+            .field("limits", &self.limits)
+            .field("close_reason", &self.close_reason)
             .field("streaming", &self.source.is_some())
             .field("idle", &self.idle)
             .field("read_rate", &self.read_rate)
@@ -162,14 +167,12 @@ impl fmt::Debug for Extra {
 }
 
 impl ConnState {
-    pub(crate) fn new(handle: ConnectionHandle, peer: SocketAddr) -> Self {
+    pub(crate) fn new(handle: ConnectionHandle, peer: impl Into<Address>) -> Self {
         ConnState {
             handle,
             flags: 0,
-            peer,
+            peer: peer.into(),
             pending: None,
-            limits: None,
-            close_reason: None,
             extra: None,
         }
     }
@@ -200,8 +203,16 @@ impl ConnState {
         }
     }
 
+    /// The reason the protocol chose for its own close, taken.
+    pub(crate) fn take_close_reason(&mut self) -> Option<DisconnectReason> {
+        self.extra.as_mut().and_then(|x| x.close_reason.take())
+    }
+
     pub(crate) fn limits(&self) -> Limits {
-        self.limits.as_deref().copied().unwrap_or(DEFAULT_LIMITS)
+        self.extra
+            .as_ref()
+            .and_then(|x| x.limits)
+            .unwrap_or(DEFAULT_LIMITS)
     }
 
     pub(crate) fn pending_len(&self) -> usize {
@@ -219,6 +230,10 @@ impl ConnState {
 /// Source of a connection's local address (a socket, or a fixed test address).
 pub(crate) trait HostAddr {
     fn host_addr(&self) -> std::io::Result<SocketAddr>;
+    /// The local address on any transport.
+    fn host(&self) -> std::io::Result<Address> {
+        self.host_addr().map(Address::Inet)
+    }
     /// `TCP_NODELAY`, where the transport has such a thing.
     fn nodelay(&self) -> Option<bool> {
         None
@@ -236,6 +251,15 @@ impl HostAddr for SocketAddr {
     }
 }
 
+impl HostAddr for Address {
+    fn host_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inet().ok_or_else(crate::reactor::no_ip)
+    }
+    fn host(&self) -> std::io::Result<Address> {
+        Ok(self.clone())
+    }
+}
+
 /// A connection's transport and the reactor, as seen from a [`Protocol`] callback.
 ///
 /// Writes made during a callback are gathered and handed to the kernel in one
@@ -247,7 +271,14 @@ pub struct Context<'a> {
     pub(crate) conn: &'a mut ConnState,
     pub(crate) out: &'a mut WriteBuf,
     pub(crate) host: &'a dyn HostAddr,
+    /// The bytes `data_received` was handed (empty in other callbacks): a write
+    /// of (part of) them can be sent from the read buffer without a copy.
+    pub(crate) input: &'a [u8],
 }
+
+/// A write of at least this many bytes of the input being delivered is sent
+/// straight from the read buffer instead of being copied (echo, proxies).
+pub(crate) const ZERO_COPY_MIN: usize = 1024;
 
 impl fmt::Debug for Context<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -283,6 +314,29 @@ impl<'a> Context<'a> {
             conn,
             out,
             host,
+            input: &[],
+        }
+    }
+
+    /// The context of a `data_received` call for `input`.
+    pub(crate) fn with_input(mut self, input: &'a [u8]) -> Self {
+        self.input = input;
+        self
+    }
+
+    /// Where `data` starts within the input being delivered, if it lies inside it.
+    fn input_offset(&self, data: &[u8]) -> Option<usize> {
+        let base = self.input.as_ptr() as usize;
+        let start = data.as_ptr() as usize;
+        (start >= base && start + data.len() <= base + self.input.len()).then(|| start - base)
+    }
+
+    /// Turns a pending reference to the input into a copy, before anything else
+    /// is gathered behind it.
+    #[inline]
+    fn materialize(&mut self) {
+        if let Some((off, len)) = self.out.take_input_ref() {
+            self.out.push_slice(&self.input[off..off + len]);
         }
     }
 
@@ -296,17 +350,36 @@ impl<'a> Context<'a> {
         self.conn.handle
     }
 
-    /// The peer's address.
+    /// The peer's IP address (Twisted's `getPeer()` for TCP). A Unix-domain
+    /// peer has none: this is then [`NO_IP`](crate::address::NO_IP)
+    /// (`0.0.0.0:0`); [`peer`](Self::peer) tells every transport's address.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.conn.peer
+        self.conn.peer.inet_or_unspecified()
     }
 
-    /// This side's address.
+    /// The peer's address on any transport: IP or Unix-domain (usually
+    /// [`UnixAddr::Unnamed`](crate::UnixAddr::Unnamed) for a client of a Unix
+    /// listener).
+    pub fn peer(&self) -> &Address {
+        &self.conn.peer
+    }
+
+    /// This side's IP address.
+    ///
+    /// # Errors
+    /// The operating system's error, if the socket can no longer tell;
+    /// [`Unsupported`](std::io::ErrorKind::Unsupported) on a Unix socket (use
+    /// [`host`](Self::host)).
+    pub fn host_addr(&self) -> std::io::Result<SocketAddr> {
+        self.host.host_addr()
+    }
+
+    /// This side's address on any transport (Twisted's `getHost()`).
     ///
     /// # Errors
     /// The operating system's error, if the socket can no longer tell.
-    pub fn host_addr(&self) -> std::io::Result<SocketAddr> {
-        self.host.host_addr()
+    pub fn host(&self) -> std::io::Result<Address> {
+        self.host.host()
     }
 
     /// Whether `TCP_NODELAY` is set (`None` on transports without it).
@@ -330,7 +403,20 @@ impl<'a> Context<'a> {
         if self.conn.write_refused() {
             return Err(Error::ConnectionClosed);
         }
-        self.sink().push_slice(data);
+        if let Some(d) = self.diverted() {
+            d.push_slice(data);
+            return Ok(());
+        }
+        if data.len() >= ZERO_COPY_MIN && self.out.is_empty() && self.conn.pending_len() == 0 {
+            if let Some(off) = self.input_offset(data) {
+                // Gathered by reference: sent from the read buffer when the
+                // callback returns (or copied if anything is written after it).
+                self.out.set_input_ref(off, data.len());
+                return Ok(());
+            }
+        }
+        self.materialize();
+        self.out.push_slice(data);
         Ok(())
     }
 
@@ -342,6 +428,12 @@ impl<'a> Context<'a> {
             Some(d) => d,
             None => self.out,
         }
+    }
+
+    /// The buffer of writes made after `start_tls`, if it was called.
+    #[inline]
+    fn diverted(&mut self) -> Option<&mut WriteBuf> {
+        self.conn.extra.as_mut().and_then(|x| x.diverted.as_mut())
     }
 
     /// Queues a `Bytes` without copying it (when it is large enough to be worth
@@ -358,7 +450,12 @@ impl<'a> Context<'a> {
         if self.conn.write_refused() {
             return Err(Error::ConnectionClosed);
         }
-        self.sink().push_bytes(data);
+        if let Some(d) = self.diverted() {
+            d.push_bytes(data);
+            return Ok(());
+        }
+        self.materialize();
+        self.out.push_bytes(data);
         Ok(())
     }
 
@@ -367,6 +464,7 @@ impl<'a> Context<'a> {
         if self.conn.write_refused() {
             return;
         }
+        self.materialize();
         let sink = self.sink();
         for p in parts {
             sink.push_slice(p);
@@ -388,8 +486,9 @@ impl<'a> Context<'a> {
     /// Like [`lose_connection`](Self::lose_connection), but `connection_lost` hears
     /// `reason` (for example a protocol error after bad input).
     pub fn lose_connection_with(&mut self, reason: DisconnectReason) {
-        if self.conn.close_reason.is_none() {
-            self.conn.close_reason = Some(Box::new(reason));
+        let x = self.conn.extra();
+        if x.close_reason.is_none() {
+            x.close_reason = Some(reason);
         }
         self.conn.set(flags::CLOSING);
     }
@@ -445,7 +544,7 @@ impl<'a> Context<'a> {
         let mut l = self.conn.limits();
         l.low = low.min(high);
         l.high = high;
-        self.conn.limits = Some(Box::new(l));
+        self.conn.extra().limits = Some(l);
     }
 
     /// Sets the write buffer's hard cap: past it the connection is aborted with
@@ -453,7 +552,7 @@ impl<'a> Context<'a> {
     pub fn set_write_buffer_cap(&mut self, cap: usize) {
         let mut l = self.conn.limits();
         l.cap = cap;
-        self.conn.limits = Some(Box::new(l));
+        self.conn.extra().limits = Some(l);
     }
 
     /// Streams `source` to the peer without ever buffering much more than the
@@ -577,5 +676,84 @@ impl<'a> Context<'a> {
     ) -> DelayedCall {
         let h = self.conn.handle;
         self.core.call_later_on(h, delay, f)
+    }
+}
+
+/// A stream source for [`Context::stream_from`] that reads `reader` (a file, say)
+/// in chunks of up to `chunk_size` bytes, until its end. Reads are blocking:
+/// fine for local files, not for pipes or sockets that may stall.
+///
+/// ```no_run
+/// use torsion::{read_chunks, Context, Protocol};
+///
+/// /// Sends a file to whoever connects, then closes.
+/// struct FileSender;
+/// impl Protocol for FileSender {
+///     fn connection_made(&mut self, ctx: &mut Context<'_>) {
+///         match std::fs::File::open("/var/lib/big.iso") {
+///             Ok(file) => ctx.stream_from(read_chunks(file, 64 * 1024)),
+///             Err(_) => ctx.lose_connection(),
+///         }
+///     }
+///     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+///     fn streaming_finished(&mut self, ctx: &mut Context<'_>, _result: std::io::Result<()>) {
+///         ctx.lose_connection();
+///     }
+/// }
+/// ```
+pub fn read_chunks<R: std::io::Read>(
+    mut reader: R,
+    chunk_size: usize,
+) -> impl Iterator<Item = std::io::Result<Bytes>> {
+    let chunk_size = chunk_size.max(1);
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let mut buf = bytes::BytesMut::zeroed(chunk_size);
+        loop {
+            return match reader.read(&mut buf) {
+                Ok(0) => {
+                    done = true;
+                    None
+                }
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some(Ok(buf.freeze()))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    done = true;
+                    Some(Err(e))
+                }
+            };
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_chunks_yields_everything_in_order_then_ends() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        let chunks: Vec<Bytes> = read_chunks(&data[..], 4096).map(|c| c.unwrap()).collect();
+        assert!(chunks.iter().all(|c| c.len() <= 4096 && !c.is_empty()));
+        assert_eq!(chunks.concat(), data);
+    }
+
+    #[test]
+    fn read_chunks_reports_a_read_error_once() {
+        struct Broken;
+        impl std::io::Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::other("bad disk"))
+            }
+        }
+        let mut it = read_chunks(Broken, 10);
+        assert!(it.next().unwrap().is_err());
+        assert!(it.next().is_none());
     }
 }

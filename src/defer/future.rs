@@ -43,6 +43,9 @@ type LocalTask = Pin<Box<dyn Future<Output = ()>>>;
 /// Ids of woken tasks, shared with wakers (which may live on other threads).
 struct WakeQueue {
     ready: Mutex<Vec<usize>>,
+    /// Mirrors `!ready.is_empty()` (changed only under the lock), so the reactor
+    /// can ask "anything woken?" every turn without taking the lock.
+    nonempty: AtomicBool,
     notify: Notify,
 }
 
@@ -59,11 +62,10 @@ impl Wake for TaskWaker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         if !self.queued.swap(true, Ordering::AcqRel) {
-            self.queue
-                .ready
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(self.id);
+            let mut ready = self.queue.ready.lock().unwrap_or_else(|e| e.into_inner());
+            ready.push(self.id);
+            self.queue.nonempty.store(true, Ordering::Release);
+            drop(ready);
             (self.queue.notify)();
         }
     }
@@ -136,6 +138,7 @@ impl LocalExecutor {
                 tasks: RefCell::new(Slab::new()),
                 queue: Arc::new(WakeQueue {
                     ready: Mutex::new(Vec::new()),
+                    nonempty: AtomicBool::new(false),
                     notify,
                 }),
             }),
@@ -184,13 +187,7 @@ impl LocalExecutor {
 
     /// Whether some task is waiting to be polled.
     pub fn has_ready(&self) -> bool {
-        !self
-            .inner
-            .queue
-            .ready
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
+        self.inner.queue.nonempty.load(Ordering::Acquire)
     }
 
     /// Number of tasks not finished yet.
@@ -211,14 +208,19 @@ impl LocalExecutor {
     /// A task that panics is dropped and its panic resumed here, after the
     /// executor was left consistent; tasks not yet polled stay queued.
     pub fn run_ready(&self) -> usize {
-        let ready = std::mem::take(
-            &mut *self
+        if !self.has_ready() {
+            return 0;
+        }
+        let ready = {
+            let mut r = self
                 .inner
                 .queue
                 .ready
                 .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
+                .unwrap_or_else(|e| e.into_inner());
+            self.inner.queue.nonempty.store(false, Ordering::Release);
+            std::mem::take(&mut *r)
+        };
         let mut polled = 0;
         for (i, &id) in ready.iter().enumerate() {
             let taken = {
@@ -249,12 +251,17 @@ impl LocalExecutor {
                     drop(slot);
                     drop(fut);
                     let rest = &ready[i + 1..];
-                    self.inner
+                    let mut r = self
+                        .inner
                         .queue
                         .ready
                         .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .extend_from_slice(rest);
+                        .unwrap_or_else(|e| e.into_inner());
+                    r.extend_from_slice(rest);
+                    if !r.is_empty() {
+                        self.inner.queue.nonempty.store(true, Ordering::Release);
+                    }
+                    drop(r);
                     resume_unwind(panic);
                 }
             };

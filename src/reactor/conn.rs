@@ -1,16 +1,15 @@
 //! Stream connections: the read, write and close logic every stream transport
 //! shares.
 
-use std::io::{self, Read};
+use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
-use mio::net::TcpStream;
-
+use super::stream::Stream;
 use super::{Entry, InternalTimer, Net, READ_BUDGET};
 use crate::buf::WriteBuf;
-use crate::context::{flags, ConnState, Context, Core, HostAddr};
-use crate::drive::{call_connection_lost, call_protocol, BufferStep, EofStep};
+use crate::context::{flags, ConnState, Context, Core};
+use crate::drive::{call_connection_lost, BufferStep, EofStep};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
 
@@ -20,7 +19,7 @@ pub(crate) const LINGER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One established stream connection.
 pub(crate) struct Connection {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Stream,
     pub(crate) state: ConnState,
     pub(crate) protocol: Box<dyn Protocol>,
     /// The connector that made it (client side), or 0.
@@ -30,7 +29,7 @@ pub(crate) struct Connection {
 /// A socket whose write side is shut, read until EOF before closing, so the
 /// peer does not see a reset with our last bytes unread.
 pub(crate) struct Lingering {
-    pub(crate) stream: TcpStream,
+    pub(crate) stream: Stream,
     pub(crate) gen: u32,
     pub(crate) timer: crate::reactor::timers::TimerId,
 }
@@ -39,7 +38,7 @@ pub(crate) struct Lingering {
 /// for that connection and never a `SIGPIPE` for the process, whatever the
 /// process's signal disposition (std's `write_vectored` uses `writev`, which has no
 /// such flag).
-struct NoSigPipe<'a>(&'a TcpStream);
+pub(crate) struct NoSigPipe<'a>(pub(crate) &'a Stream);
 
 #[cfg(any(
     target_os = "linux",
@@ -71,15 +70,6 @@ impl io::Write for NoSigPipe<'_> {
     }
 }
 
-impl HostAddr for TcpStream {
-    fn host_addr(&self) -> io::Result<std::net::SocketAddr> {
-        self.local_addr()
-    }
-    fn nodelay(&self) -> Option<bool> {
-        TcpStream::nodelay(self).ok()
-    }
-}
-
 impl Net {
     /// Runs `f` on the protocol of connection `key` under `catch_unwind`, then
     /// settles what it did: flushes its writes, applies close requests.
@@ -92,7 +82,7 @@ impl Net {
         let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
             return;
         };
-        call(core, c, &mut self.out, f);
+        call(core, c, &mut self.out, &[], f);
         self.settle(core, key);
     }
 
@@ -111,6 +101,12 @@ impl Net {
                 return self.close(core, key, DisconnectReason::from_io(&e));
             }
         }
+        if let Some(Entry::Conn(c)) = self.entries.get(key) {
+            if c.state.pending.is_none() && c.state.flags == flags::MADE && c.state.extra.is_none()
+            {
+                return; // nothing buffered and nothing to close: no step to take
+            }
+        }
         self.check_buffer(core, key);
     }
 
@@ -123,6 +119,18 @@ impl Net {
         // Pending bytes exist only while the kernel refuses more (every write goes
         // on until WouldBlock or empty) or the write rate holds them back; either
         // way a writable edge or a timer will come for them. Otherwise write now.
+        // The common case: nothing buffered, no rate limit or idle timer, and all
+        // the gathered bytes in one piece: one send.
+        if c.state.pending.is_none() && c.state.extra.is_none() {
+            match self.out.write_contiguous(&mut NoSigPipe(&c.stream)) {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(e)) => {
+                    self.out.clear();
+                    return Err(e);
+                }
+                None => {}
+            }
+        }
         let waiting = c.state.pending.as_ref().is_some_and(|p| !p.is_empty())
             || c.state.has(flags::WRITE_THROTTLED);
         if !waiting {
@@ -273,7 +281,14 @@ impl Net {
                     }
                     if !c.state.has(flags::CLOSING) {
                         let data = &self.read_buf[..n];
-                        call(core, c, &mut self.out, |p, ctx| p.data_received(ctx, data));
+                        call(core, c, &mut self.out, data, |p, ctx| {
+                            p.data_received(ctx, data)
+                        });
+                        if let Some((off, len)) = self.out.take_input_ref() {
+                            // Echoed input: send it from the read buffer, copying
+                            // only what the kernel refuses.
+                            send_input(c, &mut self.out, &self.read_buf[off..off + len]);
+                        }
                         self.settle(core, key);
                     }
                     // On epoll a short read proves the socket is drained, unless
@@ -353,7 +368,7 @@ impl Net {
             }
         }
         tracing::debug!(peer = %state.peer, %reason, "connection lost");
-        let host = stream.local_addr().unwrap_or(state.peer);
+        let host = stream.host_or(&state.peer);
         if !graceful {
             let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
             drop(stream);
@@ -378,7 +393,7 @@ impl Net {
         }
     }
 
-    fn linger(&mut self, core: &mut Core, mut stream: TcpStream) {
+    fn linger(&mut self, core: &mut Core, mut stream: Stream) {
         let gen = self.next_gen();
         let entry = self.entries.vacant_entry();
         let key = entry.key();
@@ -422,11 +437,20 @@ pub(crate) fn call(
     core: &mut Core,
     c: &mut Connection,
     out: &mut crate::buf::WriteBuf,
+    input: &[u8],
     f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
 ) {
     let _span =
         tracing::trace_span!("conn", key = c.state.handle.key, peer = %c.state.peer).entered();
-    call_protocol(core, &mut c.state, out, &c.stream, &mut *c.protocol, f);
+    crate::drive::call_protocol_with_input(
+        core,
+        &mut c.state,
+        out,
+        &c.stream,
+        input,
+        &mut *c.protocol,
+        f,
+    );
 }
 
 /// Writes `buf` to the socket within the write rate, noting traffic for the idle
@@ -434,7 +458,7 @@ pub(crate) fn call(
 /// then arms the throttle timer).
 fn write_buf(
     buf: &mut WriteBuf,
-    stream: &TcpStream,
+    stream: &Stream,
     state: &mut ConnState,
     core: &mut Core,
 ) -> io::Result<()> {
@@ -471,4 +495,23 @@ fn write_buf(
         }
     }
     Ok(())
+}
+
+/// Sends bytes of the read buffer that the protocol wrote back (gathered by
+/// reference), when nothing is buffered ahead of them; gathers a copy of
+/// whatever the kernel did not take. A hard error is left for `settle` to meet
+/// on its next write of the same connection (the copy keeps the order).
+fn send_input(c: &mut Connection, out: &mut WriteBuf, bytes: &[u8]) {
+    let mut sent = 0;
+    if c.state.pending.is_none() && c.state.extra.is_none() {
+        while sent < bytes.len() {
+            match io::Write::write(&mut NoSigPipe(&c.stream), &bytes[sent..]) {
+                Ok(0) => break,
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    }
+    out.push_slice(&bytes[sent..]);
 }

@@ -30,7 +30,10 @@ pub mod timers;
 
 mod conn;
 mod flow;
+mod stream;
 mod tcp;
+mod udp;
+mod unix;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -50,8 +53,12 @@ use crate::protocol::{ClientFactory, Factory};
 use crate::wrap::innermost;
 
 pub(crate) use conn::Connection;
+pub(crate) use stream::no_ip;
 pub use tcp::{Connector, ListeningPort, TcpOptions};
 pub(crate) use tcp::{PendingConnect, PendingListen};
+pub use udp::UdpOptions;
+pub(crate) use udp::{DatagramFn, PendingDatagram};
+pub use unix::{UnixListeningPort, UnixOptions};
 
 const WAKER: Token = Token(usize::MAX);
 /// Size of the reactor-wide read buffer.
@@ -80,6 +87,8 @@ pub(crate) enum Entry {
     Lingering(Box<conn::Lingering>),
     /// Another `mio` source with its own readiness handler (signals).
     Source(Box<dyn ExtraSource>),
+    /// A UDP or Unix datagram port.
+    Datagram(Box<udp::DatagramEntry>),
     /// Closed this batch; the slot is freed after the batch so stale events in it
     /// cannot reach a new source.
     Vacant,
@@ -335,7 +344,9 @@ impl Reactor {
     fn turn(&mut self, max_wait: Option<Duration>) -> Result<()> {
         let core = &mut self.core;
         let net = &mut self.net;
-        core.set_now(Instant::now());
+        // Work queued outside the loop (calls made before `run`, or by another
+        // thread) runs at the last turn's time; the clock is read once per turn,
+        // after the poll.
         net.process_ops(core);
         net.run_thread_calls(core);
 
@@ -422,11 +433,16 @@ impl Net {
             Entry::Conn(c) => Some(c.state.handle.gen),
             Entry::Lingering(l) => Some(l.gen),
             Entry::Source(_) => Some(0),
+            Entry::Datagram(d) => Some(d.gen),
             Entry::Vacant => None,
         }
     }
 
+    #[inline]
     fn free_dead(&mut self) {
+        if self.dead.is_empty() {
+            return;
+        }
         for key in self.dead.drain(..) {
             self.entries.remove(key);
         }
@@ -439,7 +455,15 @@ impl Net {
         e
     }
 
+    #[inline]
     fn run_thread_calls(&mut self, core: &mut Core) {
+        use std::sync::atomic::Ordering;
+        // A plain load first: the locked swap only when something was queued.
+        if !core.shared.queued.load(Ordering::Relaxed)
+            || !core.shared.queued.swap(false, Ordering::Acquire)
+        {
+            return;
+        }
         loop {
             let next = core
                 .shared
@@ -458,8 +482,9 @@ impl Net {
     fn on_event(&mut self, core: &mut Core, ev: &mio::event::Event) {
         let key = ev.token().0;
         match self.entries.get(key) {
-            Some(Entry::Conn(_)) => {
-                if ev.is_writable() {
+            Some(Entry::Conn(c)) => {
+                // Writable edges come after most sends; only buffered bytes care.
+                if ev.is_writable() && c.state.pending.is_some() {
                     self.on_writable(core, key);
                 }
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
@@ -476,6 +501,7 @@ impl Net {
                     }
                 }
             }
+            Some(Entry::Datagram(_)) => self.on_datagram_readable(core, key),
             Some(Entry::Vacant) | None => {}
         }
     }
@@ -502,6 +528,7 @@ impl Net {
                     }
                 }
                 Some(Entry::Listener(_)) => self.accept(core, key),
+                Some(Entry::Datagram(_)) => self.on_datagram_readable(core, key),
                 _ => {}
             }
             self.process_ops(core);
@@ -560,7 +587,16 @@ impl Net {
         }
     }
 
+    #[inline(always)]
     pub(crate) fn process_ops(&mut self, core: &mut Core) {
+        if core.ops.is_empty() && self.shutting_down.is_none() {
+            return;
+        }
+        self.process_ops_now(core);
+    }
+
+    #[inline(never)]
+    fn process_ops_now(&mut self, core: &mut Core) {
         while !core.ops.is_empty() {
             let ops = std::mem::take(&mut core.ops);
             for op in ops {
@@ -629,6 +665,8 @@ impl Net {
                 }
             }
             Op::Listen(p) => self.start_listening(core, p),
+            Op::ListenDatagram(p) => self.start_datagram(core, p),
+            Op::DatagramCall(id, f) => self.datagram_call(core, id, f),
             Op::StopListening(id) => self.stop_listening(core, id),
             Op::Connect(p) => self.add_connector(core, p),
             Op::StopConnecting(id) => self.stop_connecting(core, id),

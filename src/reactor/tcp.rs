@@ -10,7 +10,9 @@ use std::time::Duration;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Token};
 
+use super::stream::{Acceptor, Stream};
 use super::{Connection, Entry, InternalTimer, Net, READ_BUDGET};
+use crate::address::Address;
 use crate::context::{flags, ConnState, ConnectionHandle, Core, Op};
 use crate::error::{DisconnectReason, Result};
 use crate::protocol::{ClientFactory, Factory, Protocol, Reconnect};
@@ -91,6 +93,10 @@ pub struct Connector {
 }
 
 impl Connector {
+    pub(crate) fn from_id(id: u64) -> Connector {
+        Connector { id }
+    }
+
     /// Stops trying: a pending attempt is cancelled (the factory hears
     /// `client_connection_failed` with [`DisconnectReason::Cancelled`]), a pending
     /// reconnect is dropped, and an established connection will not be
@@ -108,44 +114,49 @@ impl Connector {
 
 /// A listen request, bound already, waiting for the loop to register it.
 pub(crate) struct PendingListen {
-    id: u64,
-    listener: std::net::TcpListener,
-    factory: Box<dyn AnyFactory>,
-    options: TcpOptions,
+    pub(crate) id: u64,
+    pub(crate) listener: Acceptor,
+    pub(crate) factory: Box<dyn AnyFactory>,
+    pub(crate) options: TcpOptions,
+    /// A Unix listener's socket file, removed when it stops.
+    pub(crate) socket_file: Option<Box<super::unix::SocketFile>>,
 }
 
 /// A connect request waiting for the loop.
 pub(crate) struct PendingConnect {
-    id: u64,
-    addr: SocketAddr,
-    timeout: Duration,
-    factory: Box<dyn AnyClientFactory>,
-    options: TcpOptions,
+    pub(crate) id: u64,
+    pub(crate) addr: Address,
+    pub(crate) timeout: Duration,
+    pub(crate) factory: Box<dyn AnyClientFactory>,
+    pub(crate) options: TcpOptions,
 }
 
 impl PendingListen {
     /// The bound address (for in-memory drivers that record the request).
     pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr().ok()
+        match &self.listener {
+            Acceptor::Tcp(l) => l.local_addr().ok(),
+            Acceptor::Unix(_) => None,
+        }
     }
 }
 
 impl PendingConnect {
     /// Where and how long to try (for in-memory drivers that record the request).
     pub(crate) fn target(&self) -> (SocketAddr, Duration) {
-        (self.addr, self.timeout)
+        (self.addr.inet_or_unspecified(), self.timeout)
     }
 }
 
 pub(crate) trait AnyFactory {
-    fn build(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>>;
+    fn build(&mut self, peer: &Address) -> Option<Box<dyn Protocol>>;
     fn start(&mut self, core: &mut Core);
     fn stop(&mut self, core: &mut Core);
 }
 
 impl<F: Factory> AnyFactory for F {
-    fn build(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>> {
-        self.build_protocol(peer)
+    fn build(&mut self, peer: &Address) -> Option<Box<dyn Protocol>> {
+        self.build_protocol_for(peer)
             .map(|p| Box::new(p) as Box<dyn Protocol>)
     }
     fn start(&mut self, core: &mut Core) {
@@ -158,7 +169,7 @@ impl<F: Factory> AnyFactory for F {
 
 pub(crate) trait AnyClientFactory {
     fn started(&mut self, core: &mut Core, c: Connector);
-    fn build(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>>;
+    fn build(&mut self, peer: &Address) -> Option<Box<dyn Protocol>>;
     fn made(&mut self, core: &mut Core, c: Connector, conn: ConnectionHandle);
     fn failed(&mut self, core: &mut Core, c: Connector, r: &DisconnectReason) -> Reconnect;
     fn lost(&mut self, core: &mut Core, c: Connector, r: &DisconnectReason) -> Reconnect;
@@ -168,8 +179,8 @@ impl<F: ClientFactory> AnyClientFactory for F {
     fn started(&mut self, core: &mut Core, c: Connector) {
         self.started_connecting(core, c)
     }
-    fn build(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>> {
-        self.build_protocol(peer)
+    fn build(&mut self, peer: &Address) -> Option<Box<dyn Protocol>> {
+        self.build_protocol_for(peer)
             .map(|p| Box::new(p) as Box<dyn Protocol>)
     }
     fn made(&mut self, core: &mut Core, c: Connector, conn: ConnectionHandle) {
@@ -184,7 +195,8 @@ impl<F: ClientFactory> AnyClientFactory for F {
 }
 
 pub(crate) struct Listener {
-    listener: TcpListener,
+    listener: Acceptor,
+    socket_file: Option<Box<super::unix::SocketFile>>,
     factory: Box<dyn AnyFactory>,
     pub(crate) gen: u32,
     options: TcpOptions,
@@ -195,7 +207,7 @@ pub(crate) struct Listener {
 }
 
 pub(crate) struct Connecting {
-    stream: TcpStream,
+    stream: Stream,
     pub(crate) gen: u32,
     connector: u64,
     timer: TimerId,
@@ -210,7 +222,7 @@ enum ConnectorState {
 
 pub(crate) struct ConnectorEntry {
     factory: Box<dyn AnyClientFactory>,
-    addr: SocketAddr,
+    addr: Address,
     timeout: Duration,
     options: TcpOptions,
     state: ConnectorState,
@@ -268,9 +280,10 @@ impl Core {
         let id = self.next_id();
         self.ops.push(Op::Listen(PendingListen {
             id,
-            listener,
+            listener: Acceptor::Tcp(TcpListener::from_std(listener)),
             factory: Box::new(factory),
             options,
+            socket_file: None,
         }));
         Ok(ListeningPort { id, addr: local })
     }
@@ -298,7 +311,7 @@ impl Core {
         let id = self.next_id();
         self.ops.push(Op::Connect(PendingConnect {
             id,
-            addr,
+            addr: Address::Inet(addr),
             timeout,
             factory: Box::new(factory),
             options,
@@ -311,6 +324,14 @@ impl Core {
     /// when `timeout` passes (aborting what is left).
     pub fn shutdown(&mut self, timeout: Duration) {
         self.ops.push(Op::Shutdown(timeout));
+    }
+}
+
+/// Starts a non-blocking connect to `addr`.
+fn connect_stream(addr: &Address) -> io::Result<Stream> {
+    match addr {
+        Address::Inet(a) => TcpStream::connect(*a).map(Stream::Tcp),
+        Address::Unix(u) => super::unix::connect(u).map(Stream::Unix),
     }
 }
 
@@ -330,7 +351,7 @@ fn is_transient_accept_error(e: &io::Error) -> bool {
 
 impl Net {
     pub(crate) fn start_listening(&mut self, core: &mut Core, p: PendingListen) {
-        let mut listener = TcpListener::from_std(p.listener);
+        let mut listener = p.listener;
         let gen = self.next_gen();
         let entry = self.entries.vacant_entry();
         let key = entry.key();
@@ -343,6 +364,7 @@ impl Net {
         }
         entry.insert(Entry::Listener(Box::new(Listener {
             listener,
+            socket_file: p.socket_file,
             factory: p.factory,
             gen,
             options: p.options,
@@ -363,11 +385,22 @@ impl Net {
         let Some(key) = self.listeners.remove(&id) else {
             return;
         };
-        if let Entry::Listener(mut l) = self.vacate(key) {
+        let l = match self.vacate(key) {
+            Entry::Listener(l) => Some(l),
+            Entry::Datagram(d) => {
+                self.close_datagram(core, *d);
+                None
+            }
+            _ => None,
+        };
+        if let Some(mut l) = l {
             let _ = self.registry.deregister(&mut l.listener);
             if let Some(t) = l.retry.take() {
                 let _ = core.timers.cancel(t);
             }
+            // Closes the socket, then removes a Unix listener's file.
+            drop(l.listener);
+            drop(l.socket_file.take());
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| l.factory.stop(core))) {
                 core.caught_panic(panic, "stop_factory");
             }
@@ -441,13 +474,13 @@ impl Net {
         }
     }
 
-    fn accepted(&mut self, core: &mut Core, key: usize, stream: TcpStream, peer: SocketAddr) {
+    fn accepted(&mut self, core: &mut Core, key: usize, stream: Stream, peer: Address) {
         let Some(Entry::Listener(l)) = self.entries.get_mut(key) else {
             return;
         };
-        let _ = stream.set_nodelay(l.options.nodelay);
+        stream.set_nodelay(l.options.nodelay);
         let factory = &mut l.factory;
-        let proto = match catch_unwind(AssertUnwindSafe(|| factory.build(peer))) {
+        let proto = match catch_unwind(AssertUnwindSafe(|| factory.build(&peer))) {
             Ok(Some(p)) => p,
             Ok(None) => {
                 tracing::debug!(%peer, "factory refused the connection");
@@ -465,8 +498,8 @@ impl Net {
     fn add_connection(
         &mut self,
         core: &mut Core,
-        mut stream: TcpStream,
-        peer: SocketAddr,
+        mut stream: Stream,
+        peer: Address,
         protocol: Box<dyn Protocol>,
         connector: u64,
     ) -> Option<ConnectionHandle> {
@@ -485,6 +518,7 @@ impl Net {
             key: key as u32,
             gen,
         };
+        tracing::debug!(%peer, key, "connection made");
         let mut state = ConnState::new(handle, peer);
         state.set(flags::MADE);
         entry.insert(Entry::Conn(Connection {
@@ -494,7 +528,6 @@ impl Net {
             connector,
         }));
         self.live_conns += 1;
-        tracing::debug!(%peer, key, "connection made");
         self.invoke(core, key, |p, ctx| p.connection_made(ctx));
         Some(handle)
     }
@@ -526,8 +559,8 @@ impl Net {
             self.connectors.remove(&id);
             return;
         }
-        let (addr, timeout) = (ce.addr, ce.timeout);
-        let mut stream = match TcpStream::connect(addr) {
+        let timeout = ce.timeout;
+        let mut stream = match connect_stream(&ce.addr) {
             Ok(s) => s,
             Err(e) => return self.attempt_failed(core, id, DisconnectReason::from_io(&e)),
         };
@@ -564,7 +597,7 @@ impl Net {
                 return self.connect_failed(core, key, DisconnectReason::from_io(&e))
             }
         }
-        let peer = match c.stream.peer_addr() {
+        let peer = match c.stream.peer() {
             Ok(peer) => peer,
             Err(e) if e.kind() == io::ErrorKind::NotConnected || e.raw_os_error() == Some(115) => {
                 return
@@ -585,9 +618,9 @@ impl Net {
         let Some(ce) = self.connectors.get_mut(&id) else {
             return;
         };
-        let _ = stream.set_nodelay(ce.options.nodelay);
+        stream.set_nodelay(ce.options.nodelay);
         let factory = &mut ce.factory;
-        let proto = match catch_unwind(AssertUnwindSafe(|| factory.build(peer))) {
+        let proto = match catch_unwind(AssertUnwindSafe(|| factory.build(&peer))) {
             Ok(Some(p)) => p,
             Ok(None) => return self.attempt_failed(core, id, DisconnectReason::Cancelled),
             Err(panic) => {

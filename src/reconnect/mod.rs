@@ -218,7 +218,11 @@ impl<F: ClientFactory> ClientFactory for ReconnectingClientFactory<F> {
     }
 
     fn build_protocol(&mut self, peer: SocketAddr) -> Option<F::Protocol> {
-        let p = self.inner.build_protocol(peer)?;
+        self.build_protocol_for(&crate::Address::Inet(peer))
+    }
+
+    fn build_protocol_for(&mut self, peer: &crate::Address) -> Option<F::Protocol> {
+        let p = self.inner.build_protocol_for(peer)?;
         let mut s = self.shared.borrow_mut();
         s.backoff.reset();
         s.connections += 1;

@@ -406,6 +406,10 @@ fn apply(core: &mut Core, conns: &mut impl Conns, requests: &mut Vec<Request>, o
             addr: p.local_addr(),
         }),
         Op::StopListening(_) => requests.push(Request::StopListening),
+        // Datagram ports need the real reactor's sockets.
+        Op::ListenDatagram(_) | Op::DatagramCall(..) => {
+            tracing::warn!("datagram ports are not simulated in memory: request dropped")
+        }
         Op::Connect(p) => {
             let (addr, timeout) = p.target();
             requests.push(Request::Connect { addr, timeout });

@@ -174,10 +174,11 @@ impl TlsProtocol {
                     Err(_) => {
                         // The transport ended without close_notify.
                         if let Some(st) = self.state.as_mut() {
-                            if st.close_reason.is_none() {
-                                st.close_reason = Some(Box::new(DisconnectReason::Tls(
+                            let x = st.extra();
+                            if x.close_reason.is_none() {
+                                x.close_reason = Some(DisconnectReason::Tls(
                                     "the peer closed the connection without close_notify".into(),
-                                )));
+                                ));
                             }
                         }
                         self.inner_eof(ctx);
@@ -239,10 +240,7 @@ impl TlsProtocol {
         };
         match st.eof_step() {
             EofStep::Close => {
-                let reason = st
-                    .close_reason
-                    .take()
-                    .map_or(DisconnectReason::Done, |r| *r);
+                let reason = st.take_close_reason().unwrap_or(DisconnectReason::Done);
                 ctx.lose_connection_with(reason);
             }
             EofStep::ReadConnectionLost => {

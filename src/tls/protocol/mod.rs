@@ -51,14 +51,19 @@ pub(crate) trait ClientHooks {
 /// The wrapped protocol's view of addresses and TLS parameters.
 #[derive(Debug, Default)]
 struct InnerHost {
-    local: Option<SocketAddr>,
+    local: Option<crate::Address>,
     nodelay: Option<bool>,
     info: Option<TlsInfo>,
 }
 
 impl HostAddr for InnerHost {
     fn host_addr(&self) -> io::Result<SocketAddr> {
-        self.local.ok_or_else(|| io::ErrorKind::NotConnected.into())
+        self.host()?.inet().ok_or_else(crate::reactor::no_ip)
+    }
+    fn host(&self) -> io::Result<crate::Address> {
+        self.local
+            .clone()
+            .ok_or_else(|| io::ErrorKind::NotConnected.into())
     }
     fn nodelay(&self) -> Option<bool> {
         self.nodelay
@@ -411,8 +416,9 @@ impl Probe {
 
 /// Aborts the transport with `reason` (for `connection_lost`).
 fn abort(ctx: &mut Context<'_>, reason: DisconnectReason) {
-    if ctx.conn.close_reason.is_none() {
-        ctx.conn.close_reason = Some(Box::new(reason));
+    let x = ctx.conn.extra();
+    if x.close_reason.is_none() {
+        x.close_reason = Some(reason);
     }
     ctx.abort_connection();
 }
@@ -455,15 +461,17 @@ fn swap_shaping(outer: &mut ConnState, inner: &mut ConnState) {
 
 impl Protocol for TlsProtocol {
     fn connection_made(&mut self, ctx: &mut Context<'_>) {
-        let mut st = ConnState::new(ctx.conn.handle, ctx.conn.peer);
-        self.host.local = ctx.host_addr().ok();
+        let mut st = ConnState::new(ctx.conn.handle, ctx.conn.peer.clone());
+        self.host.local = ctx.host.host().ok();
         self.host.nodelay = ctx.nodelay();
         if self.mode == Mode::Live {
             // `start_tls`: the wrapped protocol keeps its settings; what it
             // wrote since start_tls waits for the handshake.
             let outer = &mut *ctx.conn;
             st.flags = outer.flags & (flags::READ_PAUSED | flags::HALF_CLOSE | flags::MADE);
-            st.limits = outer.limits.clone();
+            if let Some(l) = outer.extra.as_ref().and_then(|x| x.limits) {
+                st.extra().limits = Some(l);
+            }
             if let Some(d) = outer.extra.as_mut().and_then(|x| x.diverted.take()) {
                 st.pending = Some(Box::new(d));
             }
