@@ -8,8 +8,9 @@
 //!
 //! Connects and disconnects are logged through `tracing` (`RUST_LOG` picks the
 //! level; `info` by default). Ctrl-C (SIGINT) or SIGTERM stops listening, closes
-//! every connection after flushing what it still owes, and exits 0; a second
-//! signal exits at once. Try it with `nc 127.0.0.1 8000` or the `echo_client`
+//! every connection after flushing what it still owes, and exits 0 (the
+//! application runner, `torsion::service::Application`); a second signal
+//! aborts what is left at once. Try it with `nc 127.0.0.1 8000` or the `echo_client`
 //! example.
 
 use std::io::IsTerminal;
@@ -17,9 +18,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
-use torsion::{Context, DisconnectReason, Factory, Protocol, Reactor};
+use torsion::service::{AppError, Application, ServerService};
+use torsion::{Context, DisconnectReason, Factory, Protocol};
 use tracing_subscriber::EnvFilter;
 
 /// Where the server listens when no address is given.
@@ -76,52 +76,36 @@ fn main() -> ExitCode {
     };
     raise_descriptor_limit();
 
-    let mut reactor = match Reactor::new() {
-        Ok(r) => r,
+    // The application runner: SIGINT/SIGTERM stop listening, close every
+    // connection after its flush (aborting what is left after the grace
+    // period), and `run` returns; a second signal aborts at once.
+    let mut app = match Application::new() {
+        Ok(a) => a,
         Err(e) => {
             eprintln!("Could not start the reactor: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let port = match reactor.listen_tcp(addr, EchoFactory) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("Could not listen on {addr}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    tracing::info!("echo server listening on {}", port.local_addr());
-
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("Could not install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let handle = reactor.handle();
-    std::thread::spawn(move || {
-        let mut signals = signals.forever();
-        if let Some(sig) = signals.next() {
-            tracing::info!(
-                signal = sig,
-                "shutting down: closing connections gracefully"
-            );
-            handle.call_from_thread(|core| core.shutdown(SHUTDOWN_GRACE));
-        }
-        if let Some(sig) = signals.next() {
-            tracing::warn!(signal = sig, "second signal: exiting at once");
-            std::process::exit(130);
-        }
-    });
-
-    match reactor.run() {
+    app.add(ServerService::from_fn(
+        format!("echo on {addr}"),
+        move |core| {
+            let port = core.listen_tcp(addr, EchoFactory)?;
+            tracing::info!("echo server listening on {}", port.local_addr());
+            Ok::<_, torsion::Error>(port)
+        },
+    ));
+    app.set_shutdown_timeout(SHUTDOWN_GRACE);
+    match app.run() {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
         }
+        Err(AppError::Start(e)) => {
+            eprintln!("Could not listen on {addr}: {e}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
-            eprintln!("The reactor failed: {e}");
+            eprintln!("{e}");
             ExitCode::FAILURE
         }
     }

@@ -146,7 +146,11 @@ fn main() -> ExitCode {
     let addr = args.addr;
     app.add(ServerService::from_fn(
         format!("tls echo on {addr}"),
-        move |core| core.listen_tls(addr, config.clone(), EchoFactory),
+        move |core| {
+            let port = core.listen_tls(addr, config.clone(), EchoFactory)?;
+            tracing::info!("tls echo server listening on {}", port.local_addr());
+            Ok::<_, torsion::Error>(port)
+        },
     ));
     app.set_shutdown_timeout(Duration::from_secs(5));
     match app.run() {

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::address::Address;
 use crate::context::{ConnectionHandle, Core};
 use crate::defer::{Deferred, Trigger};
 use crate::error::DisconnectReason;
@@ -97,6 +98,21 @@ impl Core {
         protocol: P,
         timeout: Duration,
     ) -> Deferred<ConnectionHandle, DisconnectReason> {
+        self.connect_protocol_address(Address::Inet(addr), protocol, timeout)
+    }
+
+    /// [`connect_protocol`](Self::connect_protocol) to any address: IP (TCP)
+    /// or Unix-domain ([`connect_unix`](Self::connect_unix)).
+    ///
+    /// # Errors
+    /// As [`connect_protocol`](Self::connect_protocol).
+    #[track_caller]
+    pub fn connect_protocol_address<P: Protocol>(
+        &mut self,
+        addr: Address,
+        protocol: P,
+        timeout: Duration,
+    ) -> Deferred<ConnectionHandle, DisconnectReason> {
         let connector: Rc<Cell<Option<Connector>>> = Rc::new(Cell::new(None));
         let c = connector.clone();
         let local = self.local();
@@ -109,7 +125,7 @@ impl Core {
             protocol: Some(protocol),
             trigger,
         };
-        connector.set(Some(self.connect_tcp(addr, factory, timeout)));
+        connector.set(Some(self.connect_address(addr, factory, timeout)));
         d
     }
 }

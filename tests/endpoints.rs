@@ -340,7 +340,7 @@ fn tcp_endpoints_listen_and_connect_by_host_name() {
     let port = server.listen(&mut reactor, EchoFactory).unwrap();
     let client: ClientEndpoint = format!(
         "tcp:host=localhost:port={}:timeout=5",
-        port.local_addr().port()
+        port.local_addr().unwrap().port()
     )
     .parse()
     .unwrap();
@@ -379,13 +379,40 @@ fn an_unknown_host_fails_the_deferred() {
 }
 
 #[test]
-fn unix_endpoints_parse_but_wait_for_unix_sockets() {
+fn unix_endpoints_listen_with_a_mode_and_connect() {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::temp_dir().join(format!("torsion-ep-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
     let mut reactor = Reactor::new().unwrap();
-    let ep: ServerEndpoint = "unix:/tmp/torsion-never.sock".parse().unwrap();
-    assert!(matches!(
-        ep.listen(&mut reactor, EchoFactory),
-        Err(EndpointError::Unsupported("unix"))
-    ));
+    let server: ServerEndpoint = format!("unix:{}:mode=600:lockfile=1", path.display())
+        .parse()
+        .unwrap();
+    let port = server.listen(&mut reactor, EchoFactory).unwrap();
+    assert_eq!(port.address(), torsion::Address::unix(&path));
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let client: ClientEndpoint = format!("unix:path={}:timeout=5", path.display())
+        .parse()
+        .unwrap();
+    let seen = Shared::default();
+    let mut d = client
+        .connect(
+            &mut reactor,
+            Client {
+                seen: seen.clone(),
+                payload: b"over a unix socket".to_vec(),
+                expect: 18,
+            },
+        )
+        .unwrap();
+    run_until(&mut reactor, || seen.borrow().lost.is_some());
+    assert_eq!(seen.borrow().received, b"over a unix socket");
+    assert!(d.take_result().unwrap().is_ok());
+    port.stop_listening(&mut reactor);
+    reactor
+        .run_until(Duration::from_millis(10), |_| false)
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
 }
 
 #[cfg(feature = "tls")]
@@ -416,7 +443,7 @@ fn tls_endpoints_listen_and_connect() {
     let port = server.listen(&mut reactor, EchoFactory).unwrap();
     let client: ClientEndpoint = format!(
         "tls:host=localhost:port={}:ca={}:alpn=echo:timeout=5",
-        port.local_addr().port(),
+        port.local_addr().unwrap().port(),
         p("ca.pem")
     )
     .parse()
@@ -440,7 +467,7 @@ fn tls_endpoints_listen_and_connect() {
     // A client that checks another name fails the Deferred with the TLS reason.
     let wrong: ClientEndpoint = format!(
         "tls:host=127.0.0.1:port={}:ca={}:sni=example.org",
-        port.local_addr().port(),
+        port.local_addr().unwrap().port(),
         p("ca.pem")
     )
     .parse()

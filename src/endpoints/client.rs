@@ -233,11 +233,11 @@ impl ClientEndpoint {
                 let _ = protocol;
                 Err(EndpointError::Unsupported("tls"))
             }
-            // Wired to `Core::connect_unix` once Unix sockets land.
-            ClientEndpoint::Unix { .. } => {
-                let _ = protocol;
-                Err(EndpointError::Unsupported("unix"))
-            }
+            ClientEndpoint::Unix { path, timeout } => Ok(core.connect_protocol_address(
+                crate::address::Address::unix(path),
+                protocol,
+                *timeout,
+            )),
         }
     }
 }

@@ -337,7 +337,7 @@ pub(crate) fn connect_tls<P: Protocol>(
         done: Done,
     }
     impl<P: Protocol> ClientHooks for Hooks<P> {
-        fn build(&mut self, _peer: SocketAddr) -> Option<Box<dyn Protocol>> {
+        fn build(&mut self, _peer: &crate::Address) -> Option<Box<dyn Protocol>> {
             self.slot.take().map(|p| Box::new(p) as Box<dyn Protocol>)
         }
         fn made(&mut self, _core: &mut Core, conn: ConnectionHandle) {

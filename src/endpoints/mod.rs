@@ -49,9 +49,10 @@ use std::time::Duration;
 pub use client::ClientEndpoint;
 pub use eyeballs::{interleave, CONNECTION_ATTEMPT_DELAY};
 
+use crate::address::Address;
 use crate::context::Core;
 use crate::protocol::Factory;
-use crate::reactor::{ListeningPort, TcpOptions};
+use crate::reactor::{ListeningPort, TcpOptions, UnixListeningPort, UnixOptions};
 use parse::{host, Parts};
 
 /// Connect timeout of a client endpoint without `timeout=` (Twisted's).
@@ -329,6 +330,54 @@ impl fmt::Display for ServerEndpoint {
     }
 }
 
+/// A listener started from an endpoint: TCP (TLS included) or Unix.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Port {
+    /// A TCP listener (plain or TLS).
+    Tcp(ListeningPort),
+    /// A Unix socket listener.
+    Unix(UnixListeningPort),
+}
+
+impl Port {
+    /// The bound address (with the real port when 0 was asked for).
+    pub fn address(&self) -> Address {
+        match self {
+            Port::Tcp(p) => Address::Inet(p.local_addr()),
+            Port::Unix(p) => p.address(),
+        }
+    }
+
+    /// The bound IP address, for a TCP listener.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Port::Tcp(p) => Some(p.local_addr()),
+            Port::Unix(_) => None,
+        }
+    }
+
+    /// Stops accepting (see [`ListeningPort::stop_listening`]).
+    pub fn stop_listening(&self, core: &mut Core) {
+        match self {
+            Port::Tcp(p) => p.stop_listening(core),
+            Port::Unix(p) => p.stop_listening(core),
+        }
+    }
+}
+
+impl From<ListeningPort> for Port {
+    fn from(p: ListeningPort) -> Port {
+        Port::Tcp(p)
+    }
+}
+
+impl From<UnixListeningPort> for Port {
+    fn from(p: UnixListeningPort) -> Port {
+        Port::Unix(p)
+    }
+}
+
 impl ServerEndpoint {
     /// Starts listening with `factory` (a TLS endpoint loads its certificate
     /// and key now).
@@ -336,16 +385,13 @@ impl ServerEndpoint {
     /// # Errors
     /// [`EndpointError::Listen`] if the address cannot be bound;
     /// `EndpointError::Tls` if the certificate or key cannot be loaded;
-    /// [`EndpointError::Unsupported`] for an endpoint this build cannot serve.
-    pub fn listen<F: Factory>(
-        &self,
-        core: &mut Core,
-        factory: F,
-    ) -> Result<ListeningPort, EndpointError> {
+    /// [`EndpointError::Unsupported`] for a TLS endpoint in a build without
+    /// the `tls` feature.
+    pub fn listen<F: Factory>(&self, core: &mut Core, factory: F) -> Result<Port, EndpointError> {
         match self {
-            ServerEndpoint::Tcp { addr, backlog } => {
-                Ok(core.listen_tcp_with(*addr, factory, options(*backlog))?)
-            }
+            ServerEndpoint::Tcp { addr, backlog } => Ok(core
+                .listen_tcp_with(*addr, factory, options(*backlog))?
+                .into()),
             #[cfg(feature = "tls")]
             ServerEndpoint::Tls {
                 addr,
@@ -362,18 +408,27 @@ impl ServerEndpoint {
                     factory,
                     options(*backlog),
                 )?;
-                Ok(port)
+                Ok(port.into())
             }
             #[cfg(not(feature = "tls"))]
             ServerEndpoint::Tls { .. } => {
                 let _ = factory;
                 Err(EndpointError::Unsupported("tls"))
             }
-            // Wired to `Core::listen_unix` once Unix sockets land:
-            // path, mode, remove_stale and backlog map to its options.
-            ServerEndpoint::Unix { .. } => {
-                let _ = factory;
-                Err(EndpointError::Unsupported("unix"))
+            ServerEndpoint::Unix {
+                path,
+                mode,
+                remove_stale,
+                backlog,
+            } => {
+                let mut o = UnixOptions::default().remove_stale(*remove_stale);
+                if let Some(m) = mode {
+                    o = o.mode(*m);
+                }
+                if let Some(b) = backlog {
+                    o = o.backlog(*b);
+                }
+                Ok(core.listen_unix_with(path, factory, o)?.into())
             }
         }
     }

@@ -7,15 +7,15 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use super::{fired, Service, ServiceError};
+use crate::address::Address;
 use crate::context::{ConnectionHandle, Context, Core, DelayedCall};
 use crate::defer::{Deferred, Trigger};
-use crate::endpoints::{ClientEndpoint, EndpointError, ServerEndpoint};
+use crate::endpoints::{ClientEndpoint, EndpointError, Port, ServerEndpoint};
 use crate::error::DisconnectReason;
 use crate::protocol::{Factory, Protocol};
-use crate::reactor::ListeningPort;
 use crate::reconnect::{Backoff, BackoffPolicy};
 
-type Listen = Box<dyn FnMut(&mut Core) -> Result<ListeningPort, String>>;
+type Listen = Box<dyn FnMut(&mut Core) -> Result<Port, String>>;
 
 /// Listens on an endpoint while running (Twisted's
 /// `StreamServerEndpointService`). Stopping closes the listener; connections
@@ -23,7 +23,7 @@ type Listen = Box<dyn FnMut(&mut Core) -> Result<ListeningPort, String>>;
 pub struct ServerService {
     name: String,
     listen: Listen,
-    port: Option<ListeningPort>,
+    port: Option<Port>,
 }
 
 impl fmt::Debug for ServerService {
@@ -83,21 +83,26 @@ impl ServerService {
     ///     core.listen_tcp_with(addr, EchoFactory, TcpOptions::default().reuse_port(true))
     /// });
     /// ```
-    pub fn from_fn<E: fmt::Display>(
+    pub fn from_fn<P: Into<Port>, E: fmt::Display>(
         name: impl Into<String>,
-        mut listen: impl FnMut(&mut Core) -> Result<ListeningPort, E> + 'static,
+        mut listen: impl FnMut(&mut Core) -> Result<P, E> + 'static,
     ) -> ServerService {
         ServerService {
             name: name.into(),
-            listen: Box::new(move |core| listen(core).map_err(|e| e.to_string())),
+            listen: Box::new(move |core| listen(core).map(Into::into).map_err(|e| e.to_string())),
             port: None,
         }
     }
 
-    /// The bound address while listening (with the real port when 0 was
-    /// asked for).
+    /// The bound IP address while listening on TCP (with the real port when
+    /// 0 was asked for).
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.port.map(|p| p.local_addr())
+        self.port.as_ref().and_then(Port::local_addr)
+    }
+
+    /// The bound address while listening, on any transport.
+    pub fn address(&self) -> Option<Address> {
+        self.port.as_ref().map(Port::address)
     }
 }
 
@@ -117,7 +122,7 @@ impl Service for ServerService {
             name: self.name.clone(),
             message,
         })?;
-        tracing::info!(endpoint = %self.name, addr = %port.local_addr(), "listening");
+        tracing::info!(endpoint = %self.name, addr = %port.address(), "listening");
         self.port = Some(port);
         Ok(())
     }

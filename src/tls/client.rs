@@ -14,22 +14,62 @@ use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme}
 
 use super::protocol::ClientHooks;
 use super::{TlsProtocol, DEFAULT_HANDSHAKE_TIMEOUT};
+use crate::address::Address;
 use crate::context::{ConnectionHandle, Core};
 use crate::error::DisconnectReason;
 use crate::protocol::{ClientFactory, Factory, Protocol, Reconnect};
 use crate::reactor::Connector;
 
-/// Wraps each protocol `factory` builds in a server-side [`TlsProtocol`].
-pub(crate) struct ServerFactory<F> {
-    pub(crate) config: Arc<ServerConfig>,
-    pub(crate) factory: F,
+/// A [`Factory`] that wraps each protocol `factory` builds in a server-side
+/// [`TlsProtocol`] (with [`DEFAULT_HANDSHAKE_TIMEOUT`]): TLS on any listener,
+/// for example a Unix socket's. [`Core::listen_tls`](crate::Core::listen_tls)
+/// is `listen_tcp` with one of these.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use torsion::tls::{self, TlsServerFactory};
+/// # use torsion::{Context, Factory, Protocol, Reactor, UnixOptions};
+/// # struct Echo;
+/// # impl Protocol for Echo {
+/// #     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) { ctx.write(data); }
+/// # }
+/// # struct EchoFactory;
+/// # impl Factory for EchoFactory {
+/// #     type Protocol = Echo;
+/// #     fn build_protocol(&mut self, _peer: std::net::SocketAddr) -> Option<Echo> { Some(Echo) }
+/// # }
+///
+/// let config = Arc::new(tls::server_config_from_files("chain.pem", "key.pem")?);
+/// let mut reactor = Reactor::new()?;
+/// reactor.listen_unix_with(
+///     "/run/app.sock",
+///     TlsServerFactory::new(config, EchoFactory),
+///     UnixOptions::default(),
+/// )?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct TlsServerFactory<F> {
+    config: Arc<ServerConfig>,
+    factory: F,
 }
 
-impl<F: Factory> Factory for ServerFactory<F> {
+impl<F: Factory> TlsServerFactory<F> {
+    /// TLS with `config` around `factory`'s protocols.
+    pub fn new(config: Arc<ServerConfig>, factory: F) -> Self {
+        TlsServerFactory { config, factory }
+    }
+}
+
+impl<F: Factory> Factory for TlsServerFactory<F> {
     type Protocol = TlsProtocol;
 
     fn build_protocol(&mut self, peer: SocketAddr) -> Option<TlsProtocol> {
-        let inner = self.factory.build_protocol(peer)?;
+        self.build_protocol_for(&Address::Inet(peer))
+    }
+
+    fn build_protocol_for(&mut self, peer: &Address) -> Option<TlsProtocol> {
+        let inner = self.factory.build_protocol_for(peer)?;
         match TlsProtocol::server(self.config.clone(), inner) {
             Ok(p) => Some(p.with_handshake_timeout(DEFAULT_HANDSHAKE_TIMEOUT)),
             Err(e) => {
@@ -57,23 +97,39 @@ struct Shared<F> {
     built: bool,
 }
 
-/// `connect_tls`'s client factory: connects TCP, runs the handshake, and only
-/// then builds the user's protocol.
-pub(crate) struct ClientAdapter<F> {
+/// A [`ClientFactory`] that runs TLS over the connection it is given and
+/// builds `factory`'s protocol only once the handshake is done: TLS on any
+/// connector, for example `connect_unix`. A failed handshake, or one longer
+/// than the timeout, reaches `factory`'s `client_connection_failed` (with
+/// [`DisconnectReason::Tls`] or [`DisconnectReason::TimedOut`]).
+/// [`Core::connect_tls`](crate::Core::connect_tls) is `connect_tcp` with one of
+/// these.
+pub struct TlsClientFactory<F> {
     shared: Rc<RefCell<Shared<F>>>,
     config: Arc<ClientConfig>,
     server_name: ServerName<'static>,
     timeout: Duration,
 }
 
-impl<F: ClientFactory> ClientAdapter<F> {
-    pub(crate) fn new(
+impl<F> std::fmt::Debug for TlsClientFactory<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsClientFactory")
+            .field("server_name", &self.server_name)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: ClientFactory> TlsClientFactory<F> {
+    /// TLS to a server that must prove it is `server_name` (checked with
+    /// `config`), with a handshake timeout, around `factory`.
+    pub fn new(
         factory: F,
         config: Arc<ClientConfig>,
         server_name: ServerName<'static>,
         timeout: Duration,
     ) -> Self {
-        ClientAdapter {
+        TlsClientFactory {
             shared: Rc::new(RefCell::new(Shared {
                 factory,
                 connector: None,
@@ -89,9 +145,9 @@ impl<F: ClientFactory> ClientAdapter<F> {
 struct Hooks<F>(Rc<RefCell<Shared<F>>>);
 
 impl<F: ClientFactory> ClientHooks for Hooks<F> {
-    fn build(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>> {
+    fn build(&mut self, peer: &Address) -> Option<Box<dyn Protocol>> {
         let mut s = self.0.borrow_mut();
-        let p = s.factory.build_protocol(peer)?;
+        let p = s.factory.build_protocol_for(peer)?;
         s.built = true;
         Some(Box::new(p))
     }
@@ -104,7 +160,7 @@ impl<F: ClientFactory> ClientHooks for Hooks<F> {
     }
 }
 
-impl<F: ClientFactory> ClientFactory for ClientAdapter<F> {
+impl<F: ClientFactory> ClientFactory for TlsClientFactory<F> {
     type Protocol = TlsProtocol;
 
     fn started_connecting(&mut self, core: &mut Core, connector: Connector) {
@@ -115,6 +171,10 @@ impl<F: ClientFactory> ClientFactory for ClientAdapter<F> {
     }
 
     fn build_protocol(&mut self, peer: SocketAddr) -> Option<TlsProtocol> {
+        self.build_protocol_for(&Address::Inet(peer))
+    }
+
+    fn build_protocol_for(&mut self, peer: &Address) -> Option<TlsProtocol> {
         let hooks = Box::new(Hooks(self.shared.clone()));
         match TlsProtocol::client_after_handshake(
             self.config.clone(),

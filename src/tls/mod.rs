@@ -101,6 +101,7 @@ use std::time::Duration;
 pub use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 pub use rustls::{ClientConfig, ServerConfig};
 
+pub use client::{TlsClientFactory, TlsServerFactory};
 pub(crate) use protocol::ClientHooks;
 pub use protocol::TlsProtocol;
 
@@ -399,7 +400,7 @@ impl Core {
         factory: F,
         options: TcpOptions,
     ) -> Result<ListeningPort> {
-        self.listen_tcp_with(addr, client::ServerFactory { config, factory }, options)
+        self.listen_tcp_with(addr, TlsServerFactory::new(config, factory), options)
     }
 
     /// Connects to `addr` over TLS, verifying the server's certificate for
@@ -419,7 +420,7 @@ impl Core {
     ) -> Connector {
         self.connect_tcp(
             addr,
-            client::ClientAdapter::new(factory, config, server_name, timeout),
+            TlsClientFactory::new(factory, config, server_name, timeout),
             timeout,
         )
     }

@@ -7,6 +7,11 @@
 
 pub mod scenarios;
 pub mod script;
+#[cfg(feature = "tls")]
+pub mod tls;
+#[cfg(feature = "tls")]
+#[path = "../tls_util/mod.rs"]
+pub mod tls_util;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -24,6 +29,9 @@ pub trait Transport {
     /// Whether an abort reaches the peer as a reset (TCP does; a Unix peer
     /// with nothing unread on the aborting side sees a clean EOF).
     const ABORT_RESETS: bool;
+    /// Whether TLS runs over it: a transport-level end without `close_notify`
+    /// (a Unix peer's abort) then reaches the protocol as a TLS error.
+    const TLS: bool = false;
 
     /// Starts listening with `factory`; `Err(why)` when the transport is not
     /// available here (the scenario prints why and passes).

@@ -263,7 +263,8 @@ impl TlsProtocol {
         self.host.info = Some(TlsInfo::from_connection(&self.tls));
         tracing::debug!(peer = %ctx.peer_addr(), side = self.side(), "TLS handshake done");
         if self.mode == Mode::AfterHandshake {
-            let built = self.hooks.as_mut().and_then(|h| h.build(ctx.peer_addr()));
+            let peer = ctx.peer().clone();
+            let built = self.hooks.as_mut().and_then(|h| h.build(&peer));
             let Some(inner) = built else {
                 return self.fail(ctx, DisconnectReason::Cancelled);
             };

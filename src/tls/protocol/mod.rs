@@ -43,7 +43,7 @@ enum Mode {
 /// What `connect_tls` needs to hear from the wrapper.
 pub(crate) trait ClientHooks {
     /// The handshake completed: build the protocol (or refuse with `None`).
-    fn build(&mut self, peer: SocketAddr) -> Option<Box<dyn Protocol>>;
+    fn build(&mut self, peer: &crate::Address) -> Option<Box<dyn Protocol>>;
     /// The protocol's `connection_made` ran.
     fn made(&mut self, core: &mut Core, conn: crate::ConnectionHandle);
 }
