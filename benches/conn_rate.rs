@@ -24,8 +24,10 @@
 //! instead, which leaves no `TIME_WAIT` at all: the server then sees a reset
 //! rather than an end of stream.
 //!
-//! Twisted's figure for the same test is 4.6k connections/s; the target is ten
-//! times that.
+//! Twisted's figure, 4.6k connections/s, was measured on this machine kind with
+//! one sequential client closing with a reset (`shared/reference/twisted.md`
+//! §4.2); `TORSION_CONN_INFLIGHT=1 TORSION_CONN_RESET=1` is the same test. The
+//! target is ten times that.
 
 mod support;
 
