@@ -2,7 +2,7 @@
 //!
 //! A [`Reactor`] is single-threaded by design (its protocols are not `Send`), so
 //! the way to use more cores is to run several reactors side by side, each with
-//! its own listener on the same address: [`TcpOptions::reuse_port`] sets
+//! its own listener on the same address: [`TcpOptions::reuse_port`](crate::TcpOptions::reuse_port) sets
 //! `SO_REUSEPORT`, and the kernel then spreads incoming connections over the
 //! listeners. Nothing is shared between the reactors unless the application
 //! shares it; each builds its own factory (usually of one factory type), and a
