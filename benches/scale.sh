@@ -10,7 +10,7 @@
 # the second reactor can only show its overhead there. Server CPU comes from
 # /proc/<pid>/stat (utime + stime over warm-up and measurement, ~5 s), divided by
 # rate x 5 s: an estimate of server CPU per message.
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --example echo_server --example netperf >/dev/null 2>&1
 S=target/release/examples/echo_server
