@@ -98,6 +98,7 @@ pub mod defer;
 mod drive;
 pub mod error;
 mod local;
+pub mod multi;
 pub mod policies;
 pub mod promises;
 pub mod protocol;
