@@ -6,6 +6,13 @@
 //! TORSION_IDLE_CONNS=100000 cargo bench --bench idle_memory   # needs root or a high fd limit
 //! ```
 //!
+//! Both the server child and this process hold one descriptor per connection, so
+//! each needs a `RLIMIT_NOFILE` above the connection count. The bench raises its
+//! soft and, where allowed, hard limit itself; raising the hard limit needs
+//! `CAP_SYS_RESOURCE` (root outside a container, or `ulimit -Hn` set higher by
+//! whoever starts it) and `fs.nr_open` at least that high. Where it cannot, it
+//! says why (the `setrlimit` error) and exits 1.
+//!
 //! Each server runs alone in a child process (this same binary, re-run with
 //! `TORSION_IDLE_SERVER` set), so nothing else allocates there and its resident
 //! set (`VmRSS` of `/proc/<pid>/status`) shows the server's own memory; socket
@@ -37,7 +44,10 @@ fn main() {
     let rounds: usize = env_or("TORSION_IDLE_ROUNDS", 3);
     let limit = support::raise_fd_limit(conns as u64 + 256);
     if limit < conns as u64 + 64 {
-        eprintln!("idle_memory: descriptor limit {limit} is too low for {conns} connections");
+        eprintln!(
+            "idle_memory: descriptor limit {limit} is too low for {conns} connections: {}",
+            why_no_higher_limit(conns as u64 + 256)
+        );
         std::process::exit(1);
     }
     println!("idle_memory: {conns} idle connections, {rounds} rounds, medians shown");
@@ -62,6 +72,30 @@ fn main() {
     println!("{:<10} {:>10.1} bytes/connection", "torsion", t);
     println!("{:<10} {:>10.1} bytes/connection", "mio", m);
     println!("torsion - mio: {:+.1} bytes/connection", t - m);
+}
+
+/// Why the hard descriptor limit could not be raised to `want`: the error of
+/// `setrlimit`, and the usual cause when it is a permission error.
+fn why_no_higher_limit(want: u64) -> String {
+    let lim = libc::rlimit {
+        rlim_cur: want,
+        rlim_max: want,
+    };
+    // SAFETY: setrlimit only reads the struct passed.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    if rc == 0 {
+        return "setrlimit succeeded on a second try; run again".into();
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EPERM) {
+        format!(
+            "setrlimit(RLIMIT_NOFILE, {want}) failed: {err}; raising the hard limit needs \
+             CAP_SYS_RESOURCE (containers often drop it: see CapBnd in /proc/self/status), \
+             and fs.nr_open must be at least {want}"
+        )
+    } else {
+        format!("setrlimit(RLIMIT_NOFILE, {want}) failed: {err}")
+    }
 }
 
 /// The child: an echo server that runs until its stdin closes.

@@ -106,6 +106,7 @@ mod drive;
 pub mod endpoints;
 pub mod error;
 mod local;
+pub mod multi;
 pub mod policies;
 pub mod promises;
 pub mod protocol;

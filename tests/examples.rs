@@ -54,7 +54,12 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Server {
         let mut child = Command::new(example("echo_server"))
+            .args(extra)
             .arg("127.0.0.1:0")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -63,6 +68,7 @@ impl Server {
             .spawn()
             .expect("spawn echo_server");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut early = Vec::new();
         let addr = loop {
             let line = lines
                 .next()
@@ -71,8 +77,9 @@ impl Server {
             if let Some(at) = line.find("listening on ") {
                 break line[at + "listening on ".len()..].trim().parse().unwrap();
             }
+            early.push(line);
         };
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Mutex::new(early));
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
@@ -102,6 +109,18 @@ impl Server {
 
     fn log_has(&self, needle: &str) -> bool {
         self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    /// Whether `needle` shows up in the log before the deadline.
+    fn log_has_soon(&self, needle: &str) -> bool {
+        let end = Instant::now() + DEADLINE;
+        while !self.log_has(needle) {
+            if Instant::now() >= end {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
     }
 }
 
@@ -151,6 +170,46 @@ fn server_echoes_then_closes_gracefully_on_sigint() {
     assert!(server.log_has("client disconnected"));
     assert!(server.log_has("shutting down"));
     assert!(server.log_has("stopped"));
+}
+
+#[test]
+fn server_with_two_threads_serves_on_both_reactors_and_stops_on_sigint() {
+    let mut server = Server::start_with(&["--threads", "2"]);
+    assert!(server.log_has_soon("2 reactors on 2 threads"));
+    // Connections spread over the two SO_REUSEPORT listeners; each must echo,
+    // whichever reactor took it, and each must see an orderly close.
+    let mut conns = Vec::new();
+    for i in 0..20u8 {
+        let mut conn = TcpStream::connect(server.addr).unwrap();
+        conn.set_read_timeout(Some(DEADLINE)).unwrap();
+        let sent = [i; 100];
+        conn.write_all(&sent).unwrap();
+        let mut got = [0; 100];
+        conn.read_exact(&mut got).unwrap();
+        assert_eq!(got, sent);
+        conns.push(conn);
+    }
+    server.signal(libc::SIGINT);
+    for mut conn in conns {
+        let mut rest = Vec::new();
+        let n = conn.read_to_end(&mut rest).expect("EOF, not an error");
+        assert_eq!(n, 0);
+    }
+    let status = server.wait();
+    assert!(status.success(), "echo_server exited with {status}");
+    assert!(server.log_has_soon("stopped"));
+    assert!(TcpStream::connect(server.addr).is_err(), "still listening");
+}
+
+#[test]
+fn server_rejects_a_bad_thread_count() {
+    let out = Command::new(example("echo_server"))
+        .args(["--threads", "0", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run echo_server");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("not a thread count"));
 }
 
 #[test]

@@ -368,25 +368,29 @@ impl Net {
             }
         }
         tracing::debug!(peer = %state.peer, %reason, "connection lost");
-        let host = stream.host_or(&state.peer);
+        // FIN now for a graceful close (then drain input until the peer's EOF:
+        // a lingering close); SO_LINGER 0 so that closing resets otherwise.
+        let linger = graceful
+            && !state.has(flags::READ_EOF)
+            && stream.shutdown(std::net::Shutdown::Write).is_ok();
         if !graceful {
             let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-            drop(stream);
-        } else if !state.has(flags::READ_EOF) && stream.shutdown(std::net::Shutdown::Write).is_ok()
-        {
-            // Lingering close: FIN now, drain input until the peer's EOF.
-            self.linger(core, stream);
-        } else {
-            drop(stream);
         }
+        // The socket stays open during the callback, so `host_addr` is looked up
+        // only if the protocol asks (no system call per connection otherwise).
         call_connection_lost(
             core,
             &mut state,
             &mut self.out,
-            &host,
+            &stream,
             &mut *protocol,
             &reason,
         );
+        if linger {
+            self.linger(core, stream);
+        } else {
+            drop(stream);
+        }
         drop(protocol);
         if connector != 0 {
             self.connector_lost(core, connector, reason);

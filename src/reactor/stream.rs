@@ -57,11 +57,6 @@ impl Stream {
         }
     }
 
-    /// This side's address, or `fallback` if the socket cannot tell.
-    pub(crate) fn host_or(&self, fallback: &Address) -> Address {
-        self.host().unwrap_or_else(|_| fallback.clone())
-    }
-
     pub(crate) fn set_nodelay(&self, on: bool) {
         if let Stream::Tcp(s) = self {
             let _ = s.set_nodelay(on);
