@@ -31,6 +31,8 @@ pub(crate) struct MemConn {
     pub(crate) protocol: Box<dyn Protocol>,
     pub(crate) host: SocketAddr,
     pub(crate) lost: Option<DisconnectReason>,
+    /// Whether that end was graceful (the peer saw a clean end of stream).
+    pub(crate) lost_gracefully: bool,
 }
 
 impl MemConn {
@@ -45,6 +47,7 @@ impl MemConn {
             protocol,
             host,
             lost: None,
+            lost_gracefully: false,
         }
     }
 
@@ -311,6 +314,7 @@ impl MemConn {
             sink.shutdown_write();
         }
         self.lost = Some(reason.clone());
+        self.lost_gracefully = graceful;
         call_connection_lost(
             core,
             &mut self.state,

@@ -200,8 +200,9 @@ impl Net {
                 }
             }
         }
-        // An unclean end of the receiver fails the sender's next write.
-        if self.conns[rx].lost.as_ref().is_some_and(|r| !r.is_clean()) {
+        // An unclean end of the receiver fails the sender's next write (a
+        // graceful close with another reason, e.g. an idle timeout, does not).
+        if self.conns[rx].lost.is_some() && !self.conns[rx].lost_gracefully {
             self.pipes[i].peer_reset = true;
         }
         // Room again: the sender flushes what its buffer holds.
