@@ -364,3 +364,96 @@ where
         (self.0)(peer)
     }
 }
+
+/// The factory's decisions, driven by hand on the fake clock's core (the retry
+/// timers themselves are the reactor's connector machinery, tested over real
+/// sockets in `tests/reconnect.rs`).
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+    use crate::testing::Clock;
+    use crate::Context;
+
+    struct Nop;
+    impl Protocol for Nop {
+        fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+    }
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn factory(
+        max_retries: Option<u32>,
+    ) -> ReconnectingClientFactory<FnClientFactory<impl FnMut(SocketAddr) -> Option<Nop>>> {
+        let policy = BackoffPolicy::default()
+            .initial_delay(secs(1))
+            .factor(2.0)
+            .jitter(0.0)
+            .max_delay(secs(8))
+            .max_retries(max_retries);
+        ReconnectingClientFactory::with_backoff(
+            FnClientFactory(|_peer: SocketAddr| Some(Nop)),
+            Backoff::with_seed(policy, 7).unwrap(),
+        )
+    }
+
+    #[test]
+    fn delays_grow_to_the_maximum_reset_after_a_connection_and_stop_on_request() {
+        let mut clock = Clock::new();
+        let mut f = factory(None);
+        let h = f.handle();
+        let c = Connector::from_id(1);
+        let refused = DisconnectReason::Refused;
+        let mut delays = vec![];
+        for _ in 0..6 {
+            f.started_connecting(&mut clock, c);
+            assert_eq!(h.state(), ReconnectState::Connecting);
+            match f.client_connection_failed(&mut clock, c, &refused) {
+                Reconnect::After(d) => delays.push(d),
+                Reconnect::Never => panic!("gave up"),
+            }
+            clock.advance(*delays.last().unwrap());
+        }
+        assert_eq!(delays, [1, 2, 4, 8, 8, 8].map(secs));
+        assert_eq!(h.retries(), 6);
+        // A connection resets the back-off: the next loss waits the initial delay.
+        f.started_connecting(&mut clock, c);
+        assert!(f.build_protocol("127.0.0.1:1".parse().unwrap()).is_some());
+        assert_eq!(h.state(), ReconnectState::Connected);
+        let lost = f.client_connection_lost(&mut clock, c, &DisconnectReason::Reset);
+        assert_eq!(lost, Reconnect::After(secs(1)));
+        assert_eq!(h.last_reason(), Some(DisconnectReason::Reset));
+        // stop_trying while waiting: no further attempt is asked for.
+        h.stop_trying(&mut clock);
+        assert_eq!(h.state(), ReconnectState::Stopped);
+        assert_eq!(
+            f.client_connection_failed(&mut clock, c, &refused),
+            Reconnect::Never
+        );
+        assert!(!h.is_trying());
+    }
+
+    #[test]
+    fn max_retries_gives_up_with_the_last_reason() {
+        let mut clock = Clock::new();
+        let mut f = factory(Some(2));
+        let h = f.handle();
+        let c = Connector::from_id(1);
+        let t = DisconnectReason::TimedOut;
+        assert_eq!(
+            f.client_connection_failed(&mut clock, c, &t),
+            Reconnect::After(secs(1))
+        );
+        assert_eq!(
+            f.client_connection_failed(&mut clock, c, &t),
+            Reconnect::After(secs(2))
+        );
+        assert_eq!(
+            f.client_connection_failed(&mut clock, c, &t),
+            Reconnect::Never
+        );
+        assert_eq!(h.state(), ReconnectState::GaveUp);
+        assert_eq!(h.last_reason(), Some(t));
+    }
+}
