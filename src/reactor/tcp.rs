@@ -98,7 +98,7 @@ impl Connector {
     }
 
     /// Stops trying: a pending attempt is cancelled (the factory hears
-    /// `client_connection_failed` with [`DisconnectReason::Cancelled`]), a pending
+    /// `client_connection_failed` with [`DisconnectReason::Cancelled`](crate::DisconnectReason::Cancelled)), a pending
     /// reconnect is dropped, and an established connection will not be
     /// reconnected when it ends.
     pub fn stop_connecting(&self, core: &mut Core) {

@@ -1,8 +1,8 @@
-//! Stream sources for [`Context::stream_from`](crate::Context::stream_from).
+//! Stream sources for [`Context::stream_from`](crate::Context::stream_from)(crate::Context::stream_from).
 
 use bytes::Bytes;
 
-/// A stream source for [`Context::stream_from`] that reads `reader` (a file, say)
+/// A stream source for [`Context::stream_from`](crate::Context::stream_from) that reads `reader` (a file, say)
 /// in chunks of up to `chunk_size` bytes, until its end. Reads are blocking:
 /// fine for local files, not for pipes or sockets that may stall.
 ///
