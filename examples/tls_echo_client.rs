@@ -13,141 +13,19 @@
 //! `--servername`). Exits 0 once the echo has arrived intact; otherwise prints
 //! why (refused, handshake failure, timed out, closed early, echo differs) and
 //! exits 1.
+#[path = "echo_common/mod.rs"]
+mod echo_common;
 
-use std::cell::RefCell;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::process::ExitCode;
-use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
+use echo_common::{report, run_exchange, CONNECT_TIMEOUT, DEFAULT_MESSAGE};
 use torsion::tls;
-use torsion::{
-    ClientFactory, Connector, Context, Core, DisconnectReason, Protocol, Reactor, Reconnect,
-};
+use torsion::Reactor;
 
 /// Where the client connects when no address is given.
-pub const DEFAULT_ADDR: &str = "127.0.0.1:8443";
-/// What it sends when no message is given.
-pub const DEFAULT_MESSAGE: &str = "Hello, torsion!";
-/// How long connecting, and then the handshake, may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long the whole exchange may take.
-pub const ECHO_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How the exchange ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// As many bytes as were sent came back.
-    Echoed {
-        /// What came back.
-        data: Vec<u8>,
-        /// From the write (after the handshake) to the last byte of the echo.
-        rtt: Duration,
-    },
-    /// The connection or the handshake failed.
-    Failed(DisconnectReason),
-    /// The connection ended before the whole echo arrived.
-    LostEarly {
-        /// Why it ended.
-        reason: DisconnectReason,
-        /// Bytes of echo that did arrive.
-        got: usize,
-    },
-    /// [`ECHO_TIMEOUT`] passed first.
-    TimedOut,
-}
-
-type Slot = Rc<RefCell<Option<Outcome>>>;
-
-fn settle(slot: &Slot, outcome: Outcome) {
-    slot.borrow_mut().get_or_insert(outcome);
-}
-
-/// Sends the message once the handshake is done; closes when it came back.
-struct EchoClient {
-    message: Vec<u8>,
-    received: Vec<u8>,
-    sent_at: Instant,
-    slot: Slot,
-}
-
-impl Protocol for EchoClient {
-    fn connection_made(&mut self, ctx: &mut Context<'_>) {
-        if let Some(info) = ctx.tls_info() {
-            if let (Some(v), Some(c)) = (info.protocol_version(), info.cipher_suite()) {
-                eprintln!("TLS: {v:?}, {c:?}");
-            }
-        }
-        self.sent_at = Instant::now();
-        ctx.write(&self.message);
-        if self.message.is_empty() {
-            self.data_received(ctx, &[]);
-        }
-    }
-
-    fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
-        self.received.extend_from_slice(data);
-        if self.received.len() >= self.message.len() {
-            let outcome = Outcome::Echoed {
-                data: std::mem::take(&mut self.received),
-                rtt: self.sent_at.elapsed(),
-            };
-            settle(&self.slot, outcome);
-            ctx.lose_connection();
-        }
-    }
-
-    fn connection_lost(&mut self, _ctx: &mut Context<'_>, reason: &DisconnectReason) {
-        let got = self.received.len();
-        settle(
-            &self.slot,
-            Outcome::LostEarly {
-                reason: reason.clone(),
-                got,
-            },
-        );
-    }
-}
-
-struct EchoClientFactory {
-    message: Vec<u8>,
-    slot: Slot,
-}
-
-impl ClientFactory for EchoClientFactory {
-    type Protocol = EchoClient;
-
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<EchoClient> {
-        Some(EchoClient {
-            message: self.message.clone(),
-            received: Vec::new(),
-            sent_at: Instant::now(),
-            slot: self.slot.clone(),
-        })
-    }
-
-    fn client_connection_failed(
-        &mut self,
-        core: &mut Core,
-        _c: Connector,
-        reason: &DisconnectReason,
-    ) -> Reconnect {
-        settle(&self.slot, Outcome::Failed(reason.clone()));
-        let _ = core.stop();
-        Reconnect::Never
-    }
-
-    fn client_connection_lost(
-        &mut self,
-        core: &mut Core,
-        _c: Connector,
-        _reason: &DisconnectReason,
-    ) -> Reconnect {
-        let _ = core.stop();
-        Reconnect::Never
-    }
-}
+const DEFAULT_ADDR: &str = "127.0.0.1:8443";
 
 struct Args {
     target: String,
@@ -244,46 +122,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let slot = Slot::default();
-    let factory = EchoClientFactory {
-        message: args.message.as_bytes().to_vec(),
-        slot: slot.clone(),
-    };
-    reactor.connect_tls(addr, name, config, factory, CONNECT_TIMEOUT);
-    let timeout_slot = slot.clone();
-    reactor.call_later(ECHO_TIMEOUT, move |core| {
-        settle(&timeout_slot, Outcome::TimedOut);
-        let _ = core.stop();
+    let exchange = run_exchange(&mut reactor, args.message.as_bytes(), |r, factory| {
+        r.connect_tls(addr, name, config, factory, CONNECT_TIMEOUT);
     });
-    if let Err(e) = reactor.run() {
-        eprintln!("The reactor failed: {e}");
-        return ExitCode::FAILURE;
-    }
-    let outcome = slot.borrow_mut().take().unwrap_or(Outcome::TimedOut);
-    match outcome {
-        Outcome::Echoed { data, rtt } => {
-            println!("Received: {}", String::from_utf8_lossy(&data));
-            println!("Round trip: {rtt:?}");
-            if data == args.message.as_bytes() {
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("The echo differs from the message sent");
-                ExitCode::FAILURE
-            }
-        }
-        Outcome::Failed(reason) => {
-            eprintln!("Connection failed: {reason} ({addr})");
-            ExitCode::FAILURE
-        }
-        Outcome::LostEarly { reason, got } => {
-            eprintln!(
-                "Connection lost after {got} of {} bytes of echo: {reason} ({addr})",
-                args.message.len()
-            );
-            ExitCode::FAILURE
-        }
-        Outcome::TimedOut => {
-            eprintln!("Timed out: no complete echo within {ECHO_TIMEOUT:?} ({addr})");
+    match exchange {
+        Ok(outcome) => report(outcome, args.message.as_bytes(), &addr),
+        Err(e) => {
+            eprintln!("The reactor failed: {e}");
             ExitCode::FAILURE
         }
     }
