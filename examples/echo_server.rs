@@ -29,44 +29,19 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use torsion::multi::ReactorPool;
 use torsion::service::{AppError, Application, ServerService};
-use torsion::{Context, DisconnectReason, Factory, Protocol, TcpOptions};
+use torsion::TcpOptions;
 use tracing_subscriber::EnvFilter;
+
+#[path = "echo_common/server.rs"]
+mod echo_server_common;
+
+use echo_server_common::EchoFactory;
 
 /// Where the server listens when no address is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
 
 /// How long a graceful shutdown may take before what is left is aborted.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// Echoes every byte back to its sender (Twisted's tutorial `Echo`).
-#[derive(Debug)]
-pub struct Echo;
-
-impl Protocol for Echo {
-    fn connection_made(&mut self, ctx: &mut Context<'_>) {
-        tracing::info!(peer = %ctx.peer_addr(), "client connected");
-    }
-
-    fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
-        ctx.write(data);
-    }
-
-    fn connection_lost(&mut self, ctx: &mut Context<'_>, reason: &DisconnectReason) {
-        tracing::info!(peer = %ctx.peer_addr(), %reason, "client disconnected");
-    }
-}
-
-/// Builds one [`Echo`] per connection.
-#[derive(Debug)]
-pub struct EchoFactory;
-
-impl Factory for EchoFactory {
-    type Protocol = Echo;
-
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
-        Some(Echo)
-    }
-}
 
 const USAGE: &str = "usage: echo_server [--threads N] [ADDRESS:PORT]";
 

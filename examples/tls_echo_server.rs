@@ -24,41 +24,15 @@ use std::time::Duration;
 
 use torsion::service::{Application, ServerService};
 use torsion::tls;
-use torsion::{Context, DisconnectReason, Factory, Protocol};
 use tracing_subscriber::EnvFilter;
+
+#[path = "echo_common/server.rs"]
+mod echo_server_common;
+
+use echo_server_common::EchoFactory;
 
 /// Where the server listens when no address is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8443";
-
-/// Echoes every byte back to its sender.
-#[derive(Debug)]
-pub struct Echo;
-
-impl Protocol for Echo {
-    fn connection_made(&mut self, ctx: &mut Context<'_>) {
-        tracing::info!(peer = %ctx.peer_addr(), "client connected");
-    }
-
-    fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
-        ctx.write(data);
-    }
-
-    fn connection_lost(&mut self, ctx: &mut Context<'_>, reason: &DisconnectReason) {
-        tracing::info!(peer = %ctx.peer_addr(), %reason, "client disconnected");
-    }
-}
-
-/// Builds one [`Echo`] per connection.
-#[derive(Debug)]
-pub struct EchoFactory;
-
-impl Factory for EchoFactory {
-    type Protocol = Echo;
-
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
-        Some(Echo)
-    }
-}
 
 struct Args {
     addr: SocketAddr,
