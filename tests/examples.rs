@@ -5,44 +5,18 @@
 //! once more (a no-op when they are fresh) so `cargo test --test examples` alone
 //! works too.
 
+mod util;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Generous: only catches hangs.
-const DEADLINE: Duration = Duration::from_secs(60);
+use util::DEADLINE;
 
-/// The path of an example binary of this profile, built if needed.
 fn example(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    let profile_dir = std::env::current_exe()
-        .unwrap()
-        .parent() // deps/
-        .and_then(|p| p.parent())
-        .expect("test binary lives in <target>/<profile>/deps")
-        .to_path_buf();
-    BUILT.get_or_init(|| {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args([
-            "build",
-            "--quiet",
-            "--example",
-            "echo_server",
-            "--example",
-            "echo_client",
-        ]);
-        if profile_dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo");
-        assert!(status.success(), "building the examples failed");
-    });
-    let path = profile_dir.join("examples").join(name);
-    assert!(path.exists(), "{} was not built", path.display());
-    path
+    util::example_binary(name)
 }
 
 /// A running `echo_server` process, killed if the test fails before it exits.

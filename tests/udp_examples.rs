@@ -1,42 +1,14 @@
 //! The UDP echo examples run as a user runs them: separate processes over
 //! 127.0.0.1, the server stopped with SIGTERM.
 
+mod util;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
-/// The path of an example binary of this profile, built if needed.
 fn example(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    let profile_dir = std::env::current_exe()
-        .unwrap()
-        .parent() // deps/
-        .and_then(|p| p.parent())
-        .expect("test binary lives in <target>/<profile>/deps")
-        .to_path_buf();
-    BUILT.get_or_init(|| {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args([
-            "build",
-            "--quiet",
-            "--example",
-            "udp_echo_server",
-            "--example",
-            "udp_echo_client",
-        ]);
-        if profile_dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        assert!(
-            cmd.status().expect("run cargo").success(),
-            "building the examples failed"
-        );
-    });
-    let path = profile_dir.join("examples").join(name);
-    assert!(path.exists(), "{} was not built", path.display());
-    path
+    util::example_binary(name)
 }
 
 fn client(args: &[&str]) -> (i32, String, String) {

@@ -141,3 +141,30 @@ pub fn fd_count() -> usize {
         .map(|d| d.count())
         .unwrap_or(0)
 }
+
+/// The path of example `name`'s binary for this test binary's profile, built if
+/// needed. `cargo test` builds the examples already; asking cargo again is a
+/// no-op then, and makes `cargo test --test NAME` alone work too.
+pub fn example_binary(name: &str) -> std::path::PathBuf {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let profile_dir = std::env::current_exe()
+        .unwrap()
+        .parent() // deps/
+        .and_then(|p| p.parent())
+        .expect("test binary lives in <target>/<profile>/deps")
+        .to_path_buf();
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
+        let mut cmd = std::process::Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet", "--example", name]);
+        if profile_dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo");
+        assert!(status.success(), "building example {name} failed");
+        built.push(name.to_owned());
+    }
+    let path = profile_dir.join("examples").join(name);
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
