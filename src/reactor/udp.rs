@@ -264,21 +264,12 @@ impl Net {
         let Some(Entry::Datagram(d)) = self.entries.get_mut(key) else {
             return false;
         };
-        let mut ctx = DatagramContext {
-            core: &mut *core,
-            socket: &d.socket,
-            port: &d.port,
-            connected: &mut d.connected,
-            closed: false,
-        };
-        let protocol = &mut *d.protocol;
-        if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(protocol, &mut ctx))) {
-            core.caught_panic(p, "datagram protocol callback");
-            let id = d.port.id;
-            self.stop_listening(core, id);
-            return false;
+        if call_datagram(core, d, f) {
+            return true;
         }
-        true
+        let id = d.port.id;
+        self.stop_listening(core, id);
+        false
     }
 
     /// Runs a [`DatagramPort::with_protocol`] call.
@@ -302,19 +293,7 @@ impl Net {
                         continue;
                     }
                     let data = &self.read_buf[..n];
-                    let mut ctx = DatagramContext {
-                        core: &mut *core,
-                        socket: &d.socket,
-                        port: &d.port,
-                        connected: &mut d.connected,
-                        closed: false,
-                    };
-                    let protocol = &mut *d.protocol;
-                    let res = catch_unwind(AssertUnwindSafe(|| {
-                        protocol.datagram_received(&mut ctx, data, &from)
-                    }));
-                    if let Err(p) = res {
-                        core.caught_panic(p, "datagram_received");
+                    if !call_datagram(core, d, |p, ctx| p.datagram_received(ctx, data, &from)) {
                         let id = d.port.id;
                         return self.stop_listening(core, id);
                     }
@@ -365,5 +344,29 @@ impl Net {
         } = d;
         drop(socket);
         drop(socket_file);
+    }
+}
+
+/// Calls `f` on a datagram port's protocol with a fresh context, catching
+/// panics (logged by the panic policy). Returns `false` if it panicked.
+fn call_datagram(
+    core: &mut Core,
+    d: &mut DatagramEntry,
+    f: impl FnOnce(&mut dyn DatagramProtocol, &mut DatagramContext<'_>),
+) -> bool {
+    let mut ctx = DatagramContext {
+        core: &mut *core,
+        socket: &d.socket,
+        port: &d.port,
+        connected: &mut d.connected,
+        closed: false,
+    };
+    let protocol = &mut *d.protocol;
+    match catch_unwind(AssertUnwindSafe(|| f(protocol, &mut ctx))) {
+        Ok(()) => true,
+        Err(p) => {
+            core.caught_panic(p, "datagram protocol callback");
+            false
+        }
     }
 }
