@@ -14,6 +14,7 @@ use std::time::Duration;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
+use torsion::Address;
 use torsion::{Context, Factory, Protocol, Reactor};
 
 /// The torsion echo protocol: the same as `examples/echo_server.rs`, without
@@ -34,7 +35,7 @@ pub struct EchoFactory {
 
 impl Factory for EchoFactory {
     type Protocol = Echo;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Echo> {
         self.accepted.fetch_add(1, Ordering::Relaxed);
         Some(Echo)
     }
@@ -130,7 +131,7 @@ fn run_torsion(tx: Started, accepted: Arc<AtomicUsize>) {
     let port = reactor
         .listen_tcp("127.0.0.1:0".parse().unwrap(), EchoFactory { accepted })
         .expect("listen");
-    let handle = reactor.handle();
+    let handle = reactor.reactor_handle();
     tx.send((
         port.local_addr(),
         Box::new(move || {
