@@ -41,7 +41,7 @@ impl Chat {
         let bytes = bytes::Bytes::from(bytes);
         for (name, handle) in users.borrow().iter() {
             if name != except {
-                core.connection(*handle).write(bytes.clone());
+                core.connection(*handle).write_bytes(bytes.clone());
             }
         }
     }

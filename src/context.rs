@@ -316,7 +316,7 @@ impl Core {
     /// }
     /// impl Protocol for Relay {
     ///     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
-    ///         ctx.connection(self.to).write(data.to_vec());
+    ///         ctx.connection(self.to).write(data);
     ///     }
     ///     fn connection_lost(&mut self, ctx: &mut Context<'_>, _: &torsion::DisconnectReason) {
     ///         ctx.connection(self.to).lose_connection();
@@ -512,10 +512,17 @@ impl ConnectionRef<'_> {
         self.conn
     }
 
-    /// Writes `data` to the connection. Dropped, as [`Context::write`] drops
-    /// it, if the connection is gone or closing.
-    pub fn write(&mut self, data: impl Into<Bytes>) {
-        self.core.ops.push(Op::Write(self.conn, data.into()));
+    /// Writes (a copy of) `data` to the connection. Dropped, as
+    /// [`Context::write`] drops it, if the connection is gone or closing.
+    pub fn write(&mut self, data: &[u8]) {
+        self.write_bytes(Bytes::copy_from_slice(data));
+    }
+
+    /// Writes a `Bytes` to the connection without copying it (one buffer
+    /// sent to many connections is shared). Dropped like
+    /// [`write`](Self::write).
+    pub fn write_bytes(&mut self, data: Bytes) {
+        self.core.ops.push(Op::Write(self.conn, data));
     }
 
     /// Closes the connection after flushing it (see [`Context::lose_connection`]).

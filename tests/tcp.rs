@@ -570,7 +570,7 @@ fn writing_to_another_connection_by_handle() {
         fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
             let me = ctx.handle();
             for &h in self.peers.borrow().iter().filter(|&&h| h != me) {
-                ctx.connection(h).write(data.to_vec());
+                ctx.connection(h).write(data);
             }
         }
         fn connection_lost(&mut self, ctx: &mut Context<'_>, _r: &DisconnectReason) {

@@ -231,7 +231,7 @@ fn with_protocol_and_call_later_self_reach_the_wrapped_protocol() {
         reactor.run_until_complete(reached).unwrap().unwrap(),
         (1, true)
     );
-    reactor.connection(h).write(&b"write_to"[..]);
+    reactor.connection(h).write(b"write_to");
     run_until(&mut reactor, || got.borrow().len() >= 28);
     assert_eq!(&*got.borrow(), b"timer with_protocol write_to");
 }

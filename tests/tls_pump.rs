@@ -331,7 +331,7 @@ fn write_to_by_handle_is_encrypted_and_lose_by_handle_sends_close_notify() {
     let link = pump.connect(client(&c, Peer::default()), server(&c, Peer::default()));
     pump.flush();
     let h = pump.server_handle(link);
-    pump.core_mut().connection(h).write(&b"by handle"[..]);
+    pump.core_mut().connection(h).write(b"by handle");
     pump.core_mut().connection(h).lose_connection();
     pump.flush();
     let peer = pump.client(link).inner::<Peer>().unwrap();

@@ -92,7 +92,7 @@ fn with_protocol_reaches_through_a_user_written_wrapper() {
         .core_mut()
         .connection(h)
         .with_protocol(|_: &mut Stranger, _ctx| ());
-    pump.core_mut().connection(h).write(&b" by handle"[..]);
+    pump.core_mut().connection(h).write(b" by handle");
     pump.flush();
     assert_eq!(inner.take_result().unwrap().unwrap(), 0);
     assert_eq!(outer.take_result().unwrap().unwrap(), 0);

@@ -259,7 +259,7 @@ fn timers_and_operations_by_handle_reach_pumped_protocols() {
     let hb = pump.server_handle(b);
     pump.with_server(a, move |_, ctx| {
         ctx.call_later_self(Duration::from_secs(5), move |_: &mut Rec, ctx| {
-            ctx.connection(hb).write(&b"relayed"[..]);
+            ctx.connection(hb).write(b"relayed");
             ctx.lose_connection();
         });
     });
