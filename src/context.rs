@@ -343,17 +343,30 @@ impl Core {
                 let mut out = None;
                 // The first `P` from the outside in: a protocol wrapped in TLS
                 // is reached through its wrapper, with its own context.
-                crate::wrap::reach(p, ctx, &crate::wrap::is::<P>, |p, ctx| {
-                    let any: &mut dyn std::any::Any = p;
-                    if let Some(p) = any.downcast_mut::<P>() {
-                        out = Some(f(p, ctx));
+                let call = std::panic::AssertUnwindSafe(|| {
+                    crate::wrap::reach(p, ctx, &crate::wrap::is::<P>, |p, ctx| {
+                        let any: &mut dyn std::any::Any = p;
+                        if let Some(p) = any.downcast_mut::<P>() {
+                            out = Some(f(p, ctx));
+                        }
+                    })
+                });
+                let panic = std::panic::catch_unwind(call).err();
+                let result = match (&panic, out) {
+                    (Some(_), _) => {
+                        Err(Error::Panicked("the with_protocol closure panicked".into()))
                     }
-                });
-                let result = out.ok_or(Error::WrongProtocol {
-                    expected: std::any::type_name::<P>(),
-                });
+                    (None, Some(r)) => Ok(r),
+                    (None, None) => Err(Error::WrongProtocol {
+                        expected: std::any::type_name::<P>(),
+                    }),
+                };
                 if let Some(done) = guard.0.take() {
                     done(result);
+                }
+                if let Some(payload) = panic {
+                    // On to the reactor, which aborts this connection.
+                    std::panic::resume_unwind(payload);
                 }
             }),
         ));
@@ -483,8 +496,19 @@ struct Settle<R, F: FnOnce(Result<R>)>(Option<F>, std::marker::PhantomData<fn(R)
 
 impl<R, F: FnOnce(Result<R>)> Drop for Settle<R, F> {
     fn drop(&mut self) {
-        if let Some(done) = self.0.take() {
-            done(Err(Error::NoSuchHandle));
+        let Some(done) = self.0.take() else {
+            return;
+        };
+        if std::thread::panicking() {
+            // Dropped while something else unwinds: running the Deferred's
+            // callbacks now could panic again, which aborts the process.
+            return;
+        }
+        // Dropped unrun, outside any callback: a stage that panics costs
+        // that chain only.
+        let run = std::panic::AssertUnwindSafe(|| done(Err(Error::NoSuchHandle)));
+        if std::panic::catch_unwind(run).is_err() {
+            tracing::error!("a callback on a with_protocol Deferred panicked");
         }
     }
 }
@@ -558,8 +582,9 @@ impl ConnectionRef<'_> {
     /// is found, and so is the wrapper itself.
     ///
     /// The returned [`Deferred`] fires with what `f` returned, or with
-    /// [`Error::NoSuchHandle`] if the connection is gone, or
-    /// [`Error::WrongProtocol`] if it runs no `P` (`f` is then not called).
+    /// [`Error::NoSuchHandle`] if the connection is gone,
+    /// [`Error::WrongProtocol`] if it runs no `P` (`f` is then not called), or
+    /// [`Error::Panicked`] if `f` panicked (the connection is then aborted).
     /// Dropping the Deferred is fine; an error nobody looked at is logged.
     ///
     /// ```

@@ -187,3 +187,24 @@ fn with_protocol_reaches_the_protocol_inside_policed() {
     assert_eq!(reached.take_result().unwrap().unwrap(), 0);
     assert_eq!(pump.client(link).got, b"policed");
 }
+
+#[test]
+fn a_panicking_with_protocol_closure_fails_its_deferred_and_costs_the_connection() {
+    let mut pump = Pump::new();
+    pump.core_mut()
+        .set_panic_policy(torsion::PanicPolicy::Record);
+    let link = pump.connect(Inner::default(), counted());
+    pump.flush();
+    let h = pump.server_handle(link);
+    let mut d = pump
+        .core_mut()
+        .connection(h)
+        .with_protocol(|_: &mut Inner, _ctx| -> u32 { panic!("boom") });
+    pump.flush();
+    assert!(matches!(d.take_result().unwrap(), Err(Error::Panicked(_))));
+    assert!(matches!(
+        pump.server_lost(link),
+        Some(DisconnectReason::Panicked(_))
+    ));
+    assert_eq!(pump.core_mut().take_panics().len(), 1);
+}
