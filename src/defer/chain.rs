@@ -5,6 +5,14 @@
 //! typed handles (`Deferred<T, E>`, `Trigger<T, E>`) guarantee that every box
 //! holds the type the next stage expects. The error type `E` is the same for the
 //! whole chain and is kept unboxed.
+//!
+//! Cost (the hot case is "new, a few callbacks, fire, take"): a box holds an
+//! `Option<T>` slot, so a stage takes the value out and, when its output has the
+//! same type, puts the output back into the same box: one value allocation per
+//! chain, not one per stage. The first [`INLINE`] stages live inside the chain
+//! (no queue allocation), and a callback added to a fired, idle chain runs at
+//! once without being boxed (see `Deferred::stage`). What is left per chain is
+//! the shared `Rc` and the one value box.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -14,10 +22,33 @@ use std::panic::Location;
 use std::rc::{Rc, Weak};
 use std::task::Waker;
 
-/// A value in flight.
+/// A value in flight: a box holding an `Option<T>` (`Some` while in flight).
 pub type Val = Box<dyn Any>;
 /// A result in flight.
 pub type Outcome<E> = Result<Val, E>;
+
+/// Boxes a value for the chain.
+pub(crate) fn boxed<T: 'static>(v: T) -> Val {
+    Box::new(Some(v))
+}
+
+/// Takes the value out of its box, leaving the box (empty) for reuse.
+pub(crate) fn take_val<T: 'static>(v: &mut Val) -> T {
+    v.downcast_mut::<Option<T>>()
+        .and_then(Option::take)
+        .expect("torsion bug: a Deferred stage received a value of the wrong type")
+}
+
+/// Boxes `u`, reusing `spare` (an emptied value box) when it holds `U`'s type.
+pub(crate) fn refill<U: 'static>(spare: Option<Val>, u: U) -> Val {
+    if let Some(mut b) = spare {
+        if let Some(slot) = b.downcast_mut::<Option<U>>() {
+            *slot = Some(u);
+            return b;
+        }
+    }
+    boxed(u)
+}
 
 /// What a stage hands on: a result, or another chain to wait for.
 #[doc(hidden)]
@@ -38,15 +69,60 @@ impl<E> fmt::Debug for Step<E> {
     }
 }
 
-type StageFn<E> = Box<dyn FnOnce(Outcome<E>) -> Step<E>>;
-
-pub(crate) enum Stage<E> {
-    Call(StageFn<E>),
-    /// An outer chain waits on this one: hand the result over.
-    Continue(Rc<Chain<E>>),
-}
+pub(crate) type StageFn<E> = Box<dyn FnOnce(Outcome<E>) -> Step<E>>;
 
 pub(crate) type Canceller<E> = Box<dyn FnOnce(&Rc<Chain<E>>)>;
+
+/// How many stages a chain holds without allocating a queue.
+pub(crate) const INLINE: usize = 4;
+
+/// A FIFO of stages: the first [`INLINE`] inside the chain, the rest in a
+/// queue. Once the queue is used, new stages go behind it, so order is kept.
+struct Stages<E> {
+    inline: [Option<StageFn<E>>; INLINE],
+    head: u8,
+    len: u8,
+    spill: VecDeque<StageFn<E>>,
+}
+
+impl<E> Stages<E> {
+    fn new() -> Self {
+        Stages {
+            inline: [None, None, None, None],
+            head: 0,
+            len: 0,
+            spill: VecDeque::new(),
+        }
+    }
+
+    fn push(&mut self, f: StageFn<E>) {
+        let end = usize::from(self.head + self.len);
+        if end < INLINE && self.spill.is_empty() {
+            self.inline[end] = Some(f);
+            self.len += 1;
+        } else {
+            self.spill.push_back(f);
+        }
+    }
+
+    fn pop(&mut self) -> Option<StageFn<E>> {
+        if self.len == 0 {
+            return self.spill.pop_front();
+        }
+        let f = self.inline[usize::from(self.head)].take();
+        self.len -= 1;
+        self.head = if self.len == 0 { 0 } else { self.head + 1 };
+        f
+    }
+
+    fn len(&self) -> usize {
+        usize::from(self.len) + self.spill.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0 && self.spill.is_empty()
+    }
+}
 
 pub(crate) struct State<E> {
     /// The current result: `None` before firing, while a stage runs, after the
@@ -54,18 +130,34 @@ pub(crate) struct State<E> {
     pub(crate) result: Option<Outcome<E>>,
     pub(crate) called: bool,
     running: bool,
+    /// Swallow the next fire (one fire after a cancel is expected).
+    suppress: bool,
     paused: u32,
     /// Set while this chain waits on an inner one.
     waiting: Option<Weak<Chain<E>>>,
-    stages: VecDeque<Stage<E>>,
+    stages: Stages<E>,
+    /// The chain waiting on this one: it gets this one's result once every
+    /// stage has run. Only a chain whose `Deferred` was returned from a
+    /// callback has one, so no stage is ever added after it.
+    outer: Option<Rc<Chain<E>>>,
     canceller: Option<Canceller<E>>,
-    /// Swallow the next fire (one fire after a cancel is expected).
-    suppress: bool,
     waker: Option<Waker>,
 }
 
+impl<E> State<E> {
+    /// Fired, nothing left to run, not paused, not waiting: the result is final.
+    fn settled(&self) -> bool {
+        self.called
+            && !self.running
+            && self.paused == 0
+            && self.waiting.is_none()
+            && self.stages.is_empty()
+            && self.result.is_some()
+    }
+}
+
 /// One chain. Shared (through `Rc`) by its `Deferred`, its `Trigger`s, and an
-/// outer chain's stage while it is being waited on.
+/// inner chain it waits on.
 #[doc(hidden)]
 pub struct Chain<E> {
     pub(crate) st: RefCell<State<E>>,
@@ -112,11 +204,12 @@ impl<E: fmt::Debug + 'static> Chain<E> {
                 result: None,
                 called: false,
                 running: false,
+                suppress: false,
                 paused: 0,
                 waiting: None,
-                stages: VecDeque::new(),
+                stages: Stages::new(),
+                outer: None,
                 canceller: None,
-                suppress: false,
                 waker: None,
             }),
             creator,
@@ -153,19 +246,49 @@ impl<E: 'static> Chain<E> {
             s.called = true;
             s.canceller = None;
             s.result = Some(r);
+            if s.stages.is_empty() && s.outer.is_none() && s.waker.is_none() {
+                // Nothing to run or tell: the common "fire, then add" case.
+                return Ok(());
+            }
         }
-        run(self.clone());
+        run(self);
         Ok(())
     }
 
     pub(crate) fn push(self: &Rc<Self>, f: StageFn<E>) {
         let called = {
             let mut s = self.st.borrow_mut();
-            s.stages.push_back(Stage::Call(f));
+            s.stages.push(f);
             s.called
         };
         if called {
-            run(self.clone());
+            run(self);
+        }
+    }
+
+    /// For a stage to run at once, unboxed: when the chain is settled, takes
+    /// its result and marks it running. The caller runs the stage under a
+    /// [`Running`] guard and hands the step to [`finish_now`](Self::finish_now).
+    pub(crate) fn begin_now(&self) -> Option<Outcome<E>> {
+        let mut s = self.st.borrow_mut();
+        if !s.settled() {
+            return None;
+        }
+        s.running = true;
+        s.result.take()
+    }
+
+    /// Ends a stage started by [`begin_now`](Self::begin_now).
+    pub(crate) fn finish_now(self: &Rc<Self>, step: Step<E>) {
+        let more = {
+            let mut s = self.st.borrow_mut();
+            s.running = false;
+            // Waiting on an inner chain: it resumes this one when done.
+            settle(self, &mut s, step)
+                && (!s.stages.is_empty() || s.outer.is_some() || s.waker.is_some())
+        };
+        if more {
+            run(self);
         }
     }
 
@@ -180,7 +303,7 @@ impl<E: 'static> Chain<E> {
             s.paused == 0 && s.called
         };
         if go {
-            run(self.clone());
+            run(self);
         }
     }
 
@@ -192,10 +315,11 @@ impl<E: 'static> Chain<E> {
 
     /// Takes the final result if it is there.
     pub(crate) fn take(&self) -> Option<Outcome<E>> {
-        if !self.is_ready() {
+        let mut s = self.st.borrow_mut();
+        if s.running || s.paused > 0 || s.waiting.is_some() {
             return None;
         }
-        self.st.borrow_mut().result.take()
+        s.result.take()
     }
 
     pub(crate) fn set_waker(&self, w: &Waker) {
@@ -237,101 +361,93 @@ impl<E: 'static> Chain<E> {
     }
 }
 
-/// Runs the stages of `start` and of every chain its result reaches, without
-/// recursion: a chain that waits on an inner one is resumed from this loop when
-/// the inner one finishes.
-fn run<E: 'static>(start: Rc<Chain<E>>) {
-    // Chains whose result was handed on and that resume once the outer one
-    // is done (empty, so not allocated, unless a nested Deferred fired).
-    let mut stack: Vec<Rc<Chain<E>>> = Vec::new();
-    let mut current = start;
-    loop {
-        let mut s = current.st.borrow_mut();
-        if s.running || s.paused > 0 || s.waiting.is_some() || !s.called {
-            // Not ready to go on; whatever waits on it waits longer. A running
-            // chain picks up new stages itself when its callback returns.
-            return;
+/// Stores what a stage of `current` returned. `false` when the chain now waits
+/// on an inner one (which will hand its result over when it is done).
+fn settle<E>(current: &Rc<Chain<E>>, s: &mut State<E>, step: Step<E>) -> bool {
+    match step {
+        Step::Ready(r) => {
+            s.result = Some(r);
+            true
         }
-        let mut handed_on = None;
-        while let Some(stage) = s.stages.pop_front() {
-            match stage {
-                Stage::Continue(outer) => {
-                    let r = s.result.take();
-                    drop(s);
-                    {
-                        let mut o = outer.st.borrow_mut();
-                        o.result = r;
-                        o.waiting = None;
-                    }
-                    handed_on = Some(outer);
-                    s = current.st.borrow_mut();
-                    break;
-                }
-                Stage::Call(f) => {
-                    let Some(input) = s.result.take() else {
-                        // Only after a stage panicked: nothing to pass on.
-                        break;
-                    };
-                    s.running = true;
-                    drop(s);
-                    let step = {
-                        let guard = Running(&current);
-                        let step = f(input);
-                        std::mem::forget(guard);
-                        step
-                    };
-                    s = current.st.borrow_mut();
-                    s.running = false;
-                    match step {
-                        Step::Ready(r) => s.result = Some(r),
-                        Step::Wait(inner) => {
-                            if Rc::ptr_eq(&inner, &current) {
-                                unreachable!("a Deferred cannot be returned into its own chain");
-                            }
-                            let mut i = inner.st.borrow_mut();
-                            let ready = i.called
-                                && !i.running
-                                && i.paused == 0
-                                && i.waiting.is_none()
-                                && i.stages.is_empty()
-                                && i.result.is_some();
-                            if ready {
-                                // Already fired: move its result over at once.
-                                s.result = i.result.take();
-                            } else {
-                                i.stages.push_back(Stage::Continue(current.clone()));
-                                s.waiting = Some(Rc::downgrade(&inner));
-                                break;
-                            }
-                        }
-                    }
-                }
+        Step::Wait(inner) => {
+            if Rc::ptr_eq(&inner, current) {
+                unreachable!("a Deferred cannot be returned into its own chain");
             }
-        }
-        if let Some(outer) = handed_on {
-            // Run the outer chain first; come back to this one afterwards.
-            drop(s);
-            stack.push(std::mem::replace(&mut current, outer));
-            continue;
-        }
-        let waker = if s.waiting.is_none() && s.stages.is_empty() {
-            s.waker.take()
-        } else {
-            None
-        };
-        drop(s);
-        if let Some(w) = waker {
-            w.wake();
-        }
-        match stack.pop() {
-            Some(c) => current = c,
-            None => return,
+            let mut i = inner.st.borrow_mut();
+            if i.settled() {
+                // Already fired: move its result over at once.
+                s.result = i.result.take();
+                true
+            } else {
+                i.outer = Some(current.clone());
+                s.waiting = Some(Rc::downgrade(&inner));
+                false
+            }
         }
     }
 }
 
+/// Runs the stages of `start` and of every chain its result reaches, without
+/// recursion: a chain that waits on an inner one is resumed from this loop when
+/// the inner one finishes.
+fn run<E: 'static>(start: &Rc<Chain<E>>) {
+    let Some(mut current) = run_one(start) else {
+        return;
+    };
+    while let Some(outer) = run_one(&current) {
+        current = outer;
+    }
+}
+
+/// Runs the stages of one chain. When it is done and an outer chain waits on
+/// it, hands the result over and returns the outer chain, to be run next.
+fn run_one<E: 'static>(current: &Rc<Chain<E>>) -> Option<Rc<Chain<E>>> {
+    let mut s = current.st.borrow_mut();
+    if s.running || s.paused > 0 || s.waiting.is_some() || !s.called {
+        // Not ready to go on; whatever waits on it waits longer. A running
+        // chain picks up new stages itself when its callback returns.
+        return None;
+    }
+    while let Some(f) = s.stages.pop() {
+        let Some(input) = s.result.take() else {
+            // Only after a stage panicked: nothing to pass on.
+            return None;
+        };
+        s.running = true;
+        drop(s);
+        let step = {
+            let guard = Running(current);
+            let step = f(input);
+            std::mem::forget(guard);
+            step
+        };
+        s = current.st.borrow_mut();
+        s.running = false;
+        if !settle(current, &mut s, step) {
+            return None;
+        }
+    }
+    let outer = s.outer.take();
+    let r = if outer.is_some() {
+        s.result.take()
+    } else {
+        None
+    };
+    let waker = s.waker.take();
+    drop(s);
+    if let Some(outer) = &outer {
+        let mut o = outer.st.borrow_mut();
+        o.result = r;
+        o.waiting = None;
+    }
+    if let Some(w) = waker {
+        w.wake();
+    }
+    outer
+}
+
 /// Clears the running flag if a stage panics, so the chain is not wedged.
-struct Running<'a, E>(&'a Rc<Chain<E>>);
+pub(crate) struct Running<'a, E>(pub(crate) &'a Rc<Chain<E>>);
 
 impl<E> Drop for Running<'_, E> {
     fn drop(&mut self) {
@@ -347,22 +463,14 @@ impl<E> Drop for Chain<E> {
         if let Some(Err(e)) = &s.result {
             (self.log)(e, self.creator);
         }
-        // Long nestings (outer waiting on inner waiting on ...) would drop
-        // recursively; unlink them here one at a time instead.
-        let mut pending: Vec<Rc<Chain<E>>> = Vec::new();
-        take_continues(&mut s.stages, &mut pending);
-        while let Some(c) = pending.pop() {
-            if let Ok(mut inner) = Rc::try_unwrap(c) {
-                take_continues(&mut inner.st.get_mut().stages, &mut pending);
-            }
-        }
-    }
-}
-
-fn take_continues<E>(stages: &mut VecDeque<Stage<E>>, out: &mut Vec<Rc<Chain<E>>>) {
-    for st in stages.drain(..) {
-        if let Stage::Continue(c) = st {
-            out.push(c);
+        // Long nestings (inner handing on to outer handing on to ...) would
+        // drop recursively; unlink them here one at a time instead.
+        let mut next = s.outer.take();
+        while let Some(c) = next {
+            next = match Rc::try_unwrap(c) {
+                Ok(mut outer) => outer.st.get_mut().outer.take(),
+                Err(_) => None,
+            };
         }
     }
 }

@@ -151,27 +151,29 @@ impl<T, E> Clone for Trigger<T, E> {
 pub trait IntoChain<E>: 'static {
     /// The value type the chain goes on with.
     type Value: 'static;
+    /// Makes the step the chain goes on with; `spare` is the emptied box of
+    /// the stage's input value, reused when the output has the same type.
     #[doc(hidden)]
-    fn into_step(self) -> Step<E>;
+    fn into_step(self, spare: Option<chain::Val>) -> Step<E>;
 }
 
 impl<U: 'static, E: 'static> IntoChain<E> for Result<U, E> {
     type Value = U;
-    fn into_step(self) -> Step<E> {
-        Step::Ready(self.map(|v| Box::new(v) as chain::Val))
+    #[inline]
+    fn into_step(self, spare: Option<chain::Val>) -> Step<E> {
+        Step::Ready(self.map(|v| chain::refill(spare, v)))
     }
 }
 
 impl<U: 'static, E: 'static> IntoChain<E> for Deferred<U, E> {
     type Value = U;
-    fn into_step(self) -> Step<E> {
+    fn into_step(self, _spare: Option<chain::Val>) -> Step<E> {
         Step::Wait(self.chain)
     }
 }
 
-fn unbox<T: 'static>(v: chain::Val) -> T {
-    *v.downcast::<T>()
-        .expect("torsion bug: a Deferred stage received a value of the wrong type")
+fn unbox<T: 'static>(mut v: chain::Val) -> T {
+    chain::take_val::<T>(&mut v)
 }
 
 impl<T: 'static, E: fmt::Debug + 'static> Deferred<T, E> {
@@ -234,7 +236,10 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
         f: impl FnOnce(T) -> R + 'static,
     ) -> Deferred<R::Value, E> {
         self.stage(move |r| match r {
-            Ok(v) => f(unbox::<T>(v)).into_step(),
+            Ok(mut v) => {
+                let x = chain::take_val::<T>(&mut v);
+                f(x).into_step(Some(v))
+            }
             Err(e) => Step::Ready(Err(e)),
         })
     }
@@ -247,7 +252,7 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
     ) -> Deferred<T, E> {
         self.stage(move |r| match r {
             Ok(v) => Step::Ready(Ok(v)),
-            Err(e) => f(e).into_step(),
+            Err(e) => f(e).into_step(None),
         })
     }
 
@@ -256,7 +261,13 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
         self,
         f: impl FnOnce(Result<T, E>) -> R + 'static,
     ) -> Deferred<R::Value, E> {
-        self.stage(move |r| f(r.map(unbox::<T>)).into_step())
+        self.stage(move |r| match r {
+            Ok(mut v) => {
+                let x = chain::take_val::<T>(&mut v);
+                f(Ok(x)).into_step(Some(v))
+            }
+            Err(e) => f(Err(e)).into_step(None),
+        })
     }
 
     /// Adds a callback and an errback as one stage: exactly one of them runs,
@@ -267,13 +278,26 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
         errback: impl FnOnce(E) -> R + 'static,
     ) -> Deferred<R::Value, E> {
         self.stage(move |r| match r {
-            Ok(v) => callback(unbox::<T>(v)).into_step(),
-            Err(e) => errback(e).into_step(),
+            Ok(mut v) => {
+                let x = chain::take_val::<T>(&mut v);
+                callback(x).into_step(Some(v))
+            }
+            Err(e) => errback(e).into_step(None),
         })
     }
 
+    /// Adds a stage. On a settled chain (fired, idle, nothing queued) it runs
+    /// at once and is never boxed; otherwise it is queued.
     fn stage<U>(self, f: impl FnOnce(chain::Outcome<E>) -> Step<E> + 'static) -> Deferred<U, E> {
-        self.chain.push(Box::new(f));
+        match self.chain.begin_now() {
+            Some(input) => {
+                let guard = chain::Running(&self.chain);
+                let step = f(input);
+                std::mem::forget(guard);
+                self.chain.finish_now(step);
+            }
+            None => self.chain.push(Box::new(f)),
+        }
         Deferred {
             chain: self.chain,
             _t: PhantomData,
@@ -403,7 +427,7 @@ impl<T: 'static, E: 'static> Trigger<T, E> {
     /// As [`callback`](Self::callback).
     pub fn fire(&self, result: Result<T, E>) -> Result<(), AlreadyCalled> {
         self.chain
-            .fire(result.map(|v| Box::new(v) as chain::Val))
+            .fire(result.map(chain::boxed))
             .map_err(|()| AlreadyCalled)
     }
 
@@ -445,7 +469,7 @@ where
     E: fmt::Debug + 'static,
     R: IntoChain<E>,
 {
-    match f().into_step() {
+    match f().into_step(None) {
         Step::Wait(chain) => Deferred {
             chain,
             _t: PhantomData,
