@@ -36,18 +36,52 @@ pub(crate) fn boxed<T: 'static>(v: T) -> Val {
 pub(crate) fn take_val<T: 'static>(v: &mut Val) -> T {
     v.downcast_mut::<Option<T>>()
         .and_then(Option::take)
-        .expect("torsion bug: a Deferred stage received a value of the wrong type")
+        .expect(WRONG_TYPE)
 }
 
-/// Boxes `u`, reusing `spare` (an emptied value box) when it holds `U`'s type.
-pub(crate) fn refill<U: 'static>(spare: Option<Val>, u: U) -> Val {
-    if let Some(mut b) = spare {
-        if let Some(slot) = b.downcast_mut::<Option<U>>() {
-            *slot = Some(u);
-            return b;
+const WRONG_TYPE: &str = "torsion bug: a Deferred stage received a value of the wrong type";
+
+/// What a callback returned, typed: a result, or a chain to wait for.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum Next<U, E> {
+    /// Go on with this result.
+    Ready(Result<U, E>),
+    /// Wait for this chain and take its result.
+    Wait(Rc<Chain<E>>),
+}
+
+impl<U: 'static, E> Next<U, E> {
+    /// The untyped step, boxing a value.
+    #[inline]
+    pub(crate) fn into_step(self) -> Step<E> {
+        match self {
+            Next::Ready(r) => Step::Ready(r.map(boxed)),
+            Next::Wait(c) => Step::Wait(c),
         }
     }
-    boxed(u)
+}
+
+/// Calls `f` with the value in `v`; a value of the same type goes back into
+/// the same box (the type check on the output is resolved at compile time).
+#[inline]
+pub(crate) fn call_with<T: 'static, U: 'static, E>(
+    mut v: Val,
+    f: impl FnOnce(T) -> Next<U, E>,
+) -> Step<E> {
+    let slot = v.downcast_mut::<Option<T>>().expect(WRONG_TYPE);
+    let x = slot.take().expect(WRONG_TYPE);
+    match f(x) {
+        Next::Ready(Ok(u)) => {
+            if let Some(same) = (slot as &mut dyn Any).downcast_mut::<Option<U>>() {
+                *same = Some(u);
+                return Step::Ready(Ok(v));
+            }
+            Step::Ready(Ok(boxed(u)))
+        }
+        Next::Ready(Err(e)) => Step::Ready(Err(e)),
+        Next::Wait(c) => Step::Wait(c),
+    }
 }
 
 /// What a stage hands on: a result, or another chain to wait for.
@@ -95,6 +129,7 @@ impl<E> Stages<E> {
         }
     }
 
+    #[inline]
     fn push(&mut self, f: StageFn<E>) {
         let end = usize::from(self.head + self.len);
         if end < INLINE && self.spill.is_empty() {
@@ -105,6 +140,7 @@ impl<E> Stages<E> {
         }
     }
 
+    #[inline]
     fn pop(&mut self) -> Option<StageFn<E>> {
         if self.len == 0 {
             return self.spill.pop_front();
@@ -255,31 +291,34 @@ impl<E: 'static> Chain<E> {
         Ok(())
     }
 
-    pub(crate) fn push(self: &Rc<Self>, f: StageFn<E>) {
-        let called = {
-            let mut s = self.st.borrow_mut();
-            s.stages.push(f);
-            s.called
-        };
-        if called {
-            run(self);
-        }
-    }
-
-    /// For a stage to run at once, unboxed: when the chain is settled, takes
-    /// its result and marks it running. The caller runs the stage under a
-    /// [`Running`] guard and hands the step to [`finish_now`](Self::finish_now).
-    pub(crate) fn begin_now(&self) -> Option<Outcome<E>> {
+    /// Adds a stage: queued on an unfired chain; run at once, never boxed,
+    /// on a settled one (fired, idle, nothing queued); otherwise queued and
+    /// the chain run.
+    #[inline]
+    pub(crate) fn add(self: &Rc<Self>, f: impl FnOnce(Outcome<E>) -> Step<E> + 'static) {
         let mut s = self.st.borrow_mut();
-        if !s.settled() {
-            return None;
+        if !s.called {
+            s.stages.push(Box::new(f));
+            return;
         }
-        s.running = true;
-        s.result.take()
+        if s.settled() {
+            if let Some(input) = s.result.take() {
+                s.running = true;
+                drop(s);
+                let guard = Running(self);
+                let step = f(input);
+                std::mem::forget(guard);
+                self.finish_now(step);
+                return;
+            }
+        }
+        s.stages.push(Box::new(f));
+        drop(s);
+        run(self);
     }
 
-    /// Ends a stage started by [`begin_now`](Self::begin_now).
-    pub(crate) fn finish_now(self: &Rc<Self>, step: Step<E>) {
+    /// Ends a stage run at once by [`add`](Self::add).
+    fn finish_now(self: &Rc<Self>, step: Step<E>) {
         let more = {
             let mut s = self.st.borrow_mut();
             s.running = false;
@@ -363,27 +402,34 @@ impl<E: 'static> Chain<E> {
 
 /// Stores what a stage of `current` returned. `false` when the chain now waits
 /// on an inner one (which will hand its result over when it is done).
+#[inline]
 fn settle<E>(current: &Rc<Chain<E>>, s: &mut State<E>, step: Step<E>) -> bool {
     match step {
         Step::Ready(r) => {
             s.result = Some(r);
             true
         }
-        Step::Wait(inner) => {
-            if Rc::ptr_eq(&inner, current) {
-                unreachable!("a Deferred cannot be returned into its own chain");
-            }
-            let mut i = inner.st.borrow_mut();
-            if i.settled() {
-                // Already fired: move its result over at once.
-                s.result = i.result.take();
-                true
-            } else {
-                i.outer = Some(current.clone());
-                s.waiting = Some(Rc::downgrade(&inner));
-                false
-            }
-        }
+        Step::Wait(inner) => wait_on(current, s, inner),
+    }
+}
+
+/// A stage returned `inner`: take its result if it is final, else link the
+/// two so `inner` hands its result over when done.
+#[cold]
+#[inline(never)]
+fn wait_on<E>(current: &Rc<Chain<E>>, s: &mut State<E>, inner: Rc<Chain<E>>) -> bool {
+    if Rc::ptr_eq(&inner, current) {
+        unreachable!("a Deferred cannot be returned into its own chain");
+    }
+    let mut i = inner.st.borrow_mut();
+    if i.settled() {
+        // Already fired: move its result over at once.
+        s.result = i.result.take();
+        true
+    } else {
+        i.outer = Some(current.clone());
+        s.waiting = Some(Rc::downgrade(&inner));
+        false
     }
 }
 
@@ -447,7 +493,7 @@ fn run_one<E: 'static>(current: &Rc<Chain<E>>) -> Option<Rc<Chain<E>>> {
 }
 
 /// Clears the running flag if a stage panics, so the chain is not wedged.
-pub(crate) struct Running<'a, E>(pub(crate) &'a Rc<Chain<E>>);
+struct Running<'a, E>(&'a Rc<Chain<E>>);
 
 impl<E> Drop for Running<'_, E> {
     fn drop(&mut self) {

@@ -86,6 +86,8 @@
 
 mod chain;
 mod error;
+#[cfg(test)]
+mod fast_tests;
 mod future;
 mod list;
 #[cfg(test)]
@@ -100,7 +102,7 @@ pub use error::{AlreadyCalled, Cancelled, Failure, FailureGroup, FirstError, Pan
 pub use future::LocalExecutor;
 pub use list::{gather_results, race, DeferredList, ListResult};
 
-use chain::{Chain, Step};
+use chain::{Chain, Next, Step};
 
 /// A result that is not there yet, and the chain of callbacks that will
 /// transform it. See the [module docs](self).
@@ -151,24 +153,23 @@ impl<T, E> Clone for Trigger<T, E> {
 pub trait IntoChain<E>: 'static {
     /// The value type the chain goes on with.
     type Value: 'static;
-    /// Makes the step the chain goes on with; `spare` is the emptied box of
-    /// the stage's input value, reused when the output has the same type.
     #[doc(hidden)]
-    fn into_step(self, spare: Option<chain::Val>) -> Step<E>;
+    fn into_next(self) -> Next<Self::Value, E>;
 }
 
 impl<U: 'static, E: 'static> IntoChain<E> for Result<U, E> {
     type Value = U;
     #[inline]
-    fn into_step(self, spare: Option<chain::Val>) -> Step<E> {
-        Step::Ready(self.map(|v| chain::refill(spare, v)))
+    fn into_next(self) -> Next<U, E> {
+        Next::Ready(self)
     }
 }
 
 impl<U: 'static, E: 'static> IntoChain<E> for Deferred<U, E> {
     type Value = U;
-    fn into_step(self, _spare: Option<chain::Val>) -> Step<E> {
-        Step::Wait(self.chain)
+    #[inline]
+    fn into_next(self) -> Next<U, E> {
+        Next::Wait(self.chain)
     }
 }
 
@@ -236,10 +237,7 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
         f: impl FnOnce(T) -> R + 'static,
     ) -> Deferred<R::Value, E> {
         self.stage(move |r| match r {
-            Ok(mut v) => {
-                let x = chain::take_val::<T>(&mut v);
-                f(x).into_step(Some(v))
-            }
+            Ok(v) => chain::call_with(v, |x: T| f(x).into_next()),
             Err(e) => Step::Ready(Err(e)),
         })
     }
@@ -252,7 +250,7 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
     ) -> Deferred<T, E> {
         self.stage(move |r| match r {
             Ok(v) => Step::Ready(Ok(v)),
-            Err(e) => f(e).into_step(None),
+            Err(e) => f(e).into_next().into_step(),
         })
     }
 
@@ -262,11 +260,8 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
         f: impl FnOnce(Result<T, E>) -> R + 'static,
     ) -> Deferred<R::Value, E> {
         self.stage(move |r| match r {
-            Ok(mut v) => {
-                let x = chain::take_val::<T>(&mut v);
-                f(Ok(x)).into_step(Some(v))
-            }
-            Err(e) => f(Err(e)).into_step(None),
+            Ok(v) => chain::call_with(v, |x: T| f(Ok(x)).into_next()),
+            Err(e) => f(Err(e)).into_next().into_step(),
         })
     }
 
@@ -278,26 +273,15 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
         errback: impl FnOnce(E) -> R + 'static,
     ) -> Deferred<R::Value, E> {
         self.stage(move |r| match r {
-            Ok(mut v) => {
-                let x = chain::take_val::<T>(&mut v);
-                callback(x).into_step(Some(v))
-            }
-            Err(e) => errback(e).into_step(None),
+            Ok(v) => chain::call_with(v, |x: T| callback(x).into_next()),
+            Err(e) => errback(e).into_next().into_step(),
         })
     }
 
     /// Adds a stage. On a settled chain (fired, idle, nothing queued) it runs
     /// at once and is never boxed; otherwise it is queued.
     fn stage<U>(self, f: impl FnOnce(chain::Outcome<E>) -> Step<E> + 'static) -> Deferred<U, E> {
-        match self.chain.begin_now() {
-            Some(input) => {
-                let guard = chain::Running(&self.chain);
-                let step = f(input);
-                std::mem::forget(guard);
-                self.chain.finish_now(step);
-            }
-            None => self.chain.push(Box::new(f)),
-        }
+        self.chain.add(f);
         Deferred {
             chain: self.chain,
             _t: PhantomData,
@@ -469,7 +453,7 @@ where
     E: fmt::Debug + 'static,
     R: IntoChain<E>,
 {
-    match f().into_step(None) {
+    match f().into_next().into_step() {
         Step::Wait(chain) => Deferred {
             chain,
             _t: PhantomData,
