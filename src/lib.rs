@@ -104,6 +104,7 @@ pub mod datagram;
 pub mod defer;
 mod drive;
 pub mod endpoints;
+pub mod http;
 pub mod error;
 mod local;
 pub mod multi;
