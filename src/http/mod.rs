@@ -72,3 +72,6 @@ pub use write::{http_date, valid_name, valid_value};
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod server_tests;
