@@ -22,9 +22,13 @@ use util::run_until;
 
 fn app() -> Router {
     Router::new()
-        .get("/", |_: &mut Core, _: Request| Response::ok("Hello, World!"))
+        .get("/", |_: &mut Core, _: Request| {
+            Response::ok("Hello, World!")
+        })
         .post("/echo", |_: &mut Core, req: Request| Response::ok(req.body))
-        .get("/panic", |_: &mut Core, _: Request| -> Response { panic!("handler bug") })
+        .get("/panic", |_: &mut Core, _: Request| -> Response {
+            panic!("handler bug")
+        })
 }
 
 fn serve(reactor: &mut Reactor, server: &HttpServer) -> SocketAddr {
@@ -91,10 +95,18 @@ fn curl_gets_posts_chunked_and_reuses_the_connection() {
     let addr = serve(&mut reactor, &server);
     let url = format!("http://{addr}/");
     // Two URLs in one curl: the second goes over the kept-alive connection.
-    let out = run_client(&mut reactor, Command::new("curl").args(["-sS", &url, &url]), b"");
+    let out = run_client(
+        &mut reactor,
+        Command::new("curl").args(["-sS", &url, &url]),
+        b"",
+    );
     assert_eq!(out, "Hello, World!Hello, World!");
     assert_eq!(server.stats().connections, 1);
-    assert_eq!(server.stats().reused, 1, "keep-alive reuse counted on the server");
+    assert_eq!(
+        server.stats().reused,
+        1,
+        "keep-alive reuse counted on the server"
+    );
 
     let body = vec![b'z'; 200_000];
     let out = run_client(
@@ -112,12 +124,23 @@ fn curl_gets_posts_chunked_and_reuses_the_connection() {
     assert_eq!(out.len(), body.len());
     assert!(out.bytes().all(|b| b == b'z'));
 
-    let head = run_client(&mut reactor, Command::new("curl").args(["-sS", "-I", &url]), b"");
+    let head = run_client(
+        &mut reactor,
+        Command::new("curl").args(["-sS", "-I", &url]),
+        b"",
+    );
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     assert!(head.contains("Content-Length: 13\r\n"));
     let status = run_client(
         &mut reactor,
-        Command::new("curl").args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", &format!("{url}panic")]),
+        Command::new("curl").args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("{url}panic"),
+        ]),
         b"",
     );
     assert_eq!(status, "500");
@@ -145,7 +168,12 @@ fn python_http_client_keeps_one_connection_alive() {
     let addr = serve(&mut reactor, &server);
     let out = run_client(
         &mut reactor,
-        Command::new("python3").args(["-c", PY_CLIENT, &addr.ip().to_string(), &addr.port().to_string()]),
+        Command::new("python3").args([
+            "-c",
+            PY_CLIENT,
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+        ]),
         b"",
     );
     assert_eq!(
@@ -209,8 +237,16 @@ fn raw_socket_malformed_and_smuggling_requests_get_400_and_a_close() {
     ];
     for (input, status) in cases {
         let out = finish(&mut reactor, exchange(addr, input.to_vec()));
-        assert!(out.starts_with(&format!("HTTP/1.1 {status} ")), "{out:?} for {:?}", String::from_utf8_lossy(input));
-        assert_eq!(out.matches("HTTP/1.1").count(), 1, "one answer, then the close: {out}");
+        assert!(
+            out.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{out:?} for {:?}",
+            String::from_utf8_lossy(input)
+        );
+        assert_eq!(
+            out.matches("HTTP/1.1").count(),
+            1,
+            "one answer, then the close: {out}"
+        );
         assert!(out.contains("Connection: close\r\n"));
     }
     let mut many = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
@@ -219,7 +255,10 @@ fn raw_socket_malformed_and_smuggling_requests_get_400_and_a_close() {
     }
     many.push_str("\r\n");
     assert!(finish(&mut reactor, exchange(addr, many.into_bytes())).starts_with("HTTP/1.1 431 "));
-    let huge = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "a".repeat(100_000));
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+        "a".repeat(100_000)
+    );
     assert!(finish(&mut reactor, exchange(addr, huge.into_bytes())).starts_with("HTTP/1.1 431 "));
     assert_eq!(server.stats().rejected, cases.len() as u64 + 2);
 }
@@ -250,7 +289,8 @@ fn slowloris_is_closed_by_the_header_timeout_while_a_normal_client_is_served() {
             thread::sleep(Duration::from_millis(20));
             s.set_nonblocking(true).unwrap();
             let mut buf = [0u8; 1024];
-            let answered = matches!(s.read(&mut buf), Ok(n) if { out.extend_from_slice(&buf[..n]); true });
+            let answered =
+                matches!(s.read(&mut buf), Ok(n) if { out.extend_from_slice(&buf[..n]); true });
             s.set_nonblocking(false).unwrap();
             if answered {
                 break;
@@ -276,8 +316,15 @@ fn slowloris_is_closed_by_the_header_timeout_while_a_normal_client_is_served() {
     run_until(&mut reactor, || slow.is_finished() && normal.is_finished());
     let out = String::from_utf8_lossy(&slow.join().unwrap()).into_owned();
     assert!(out.starts_with("HTTP/1.1 408 "), "{out}");
-    assert!(slow_sent.load(Ordering::Relaxed) < 130, "closed before its head was complete");
-    assert_eq!(normal.join().unwrap(), 20, "the normal client was served throughout");
+    assert!(
+        slow_sent.load(Ordering::Relaxed) < 130,
+        "closed before its head was complete"
+    );
+    assert_eq!(
+        normal.join().unwrap(),
+        20,
+        "the normal client was served throughout"
+    );
     assert_eq!(server.stats().header_timeouts, 1);
 }
 
@@ -303,7 +350,8 @@ fn a_huge_response_to_a_client_that_stops_reading_stays_in_bounded_memory() {
     let (r, st) = (read.clone(), stop.clone());
     let client = thread::spawn(move || {
         let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+        s.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap();
         let mut buf = vec![0u8; 64 * 1024];
         while r.load(Ordering::Relaxed) < 8 << 20 {
             let n = s.read(&mut buf).unwrap();

@@ -10,7 +10,7 @@ use super::codec::{Event, ResponseDecoder, ResponseHead};
 use super::message::Method;
 use super::pool::PoolKey;
 use super::response::{Body, Response};
-use super::write::{write_decimal, write_fields, write_request_line, valid_name, valid_value};
+use super::write::{valid_name, valid_value, write_decimal, write_fields, write_request_line};
 use crate::context::DelayedCall;
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
@@ -121,12 +121,14 @@ impl ClientConnection {
         self.sent += 1;
         let seq = self.sent;
         let timeout = self.shared.config.response_timeout;
-        self.timer = Some(ctx.call_later_self(timeout, move |p: &mut ClientConnection, ctx| {
-            if p.sent == seq && p.job.is_some() {
-                p.timer = None;
-                p.fail(ctx, ClientError::Timeout(timeout));
-            }
-        }));
+        self.timer = Some(
+            ctx.call_later_self(timeout, move |p: &mut ClientConnection, ctx| {
+                if p.sent == seq && p.job.is_some() {
+                    p.timer = None;
+                    p.fail(ctx, ClientError::Timeout(timeout));
+                }
+            }),
+        );
     }
 
     fn fail(&mut self, ctx: &mut Context<'_>, e: ClientError) {
@@ -247,7 +249,10 @@ impl Protocol for ClientConnection {
 
     fn connection_lost(&mut self, ctx: &mut Context<'_>, reason: &DisconnectReason) {
         self.closing = true;
-        self.shared.pool.borrow_mut().remove(&self.key, ctx.handle());
+        self.shared
+            .pool
+            .borrow_mut()
+            .remove(&self.key, ctx.handle());
         if let Some(job) = self.shared.pool.borrow_mut().take_assigned(ctx.handle()) {
             self.job = Some(job);
             self.reused = true;
@@ -267,7 +272,9 @@ impl Protocol for ClientConnection {
                 Err(_) => {}
             }
         }
-        let Some(mut job) = self.job.take() else { return };
+        let Some(mut job) = self.job.take() else {
+            return;
+        };
         if self.reused && !self.got_bytes && !job.retried && job.method.is_idempotent() {
             // The server closed a kept-alive connection as we reused it: the
             // request was not processed, so send it again on a new one.

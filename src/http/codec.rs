@@ -94,7 +94,10 @@ pub enum Event<H> {
 fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
     let start = from.saturating_sub(3);
     let mut i = start;
-    while let Some(p) = buf.get(i..).and_then(|s| s.iter().position(|&b| b == b'\n')) {
+    while let Some(p) = buf
+        .get(i..)
+        .and_then(|s| s.iter().position(|&b| b == b'\n'))
+    {
         let nl = i + p;
         if buf.get(nl + 1) == Some(&b'\n') {
             return Some(nl + 2);
@@ -126,10 +129,19 @@ fn skip_empty_lines(buf: &mut BytesMut) -> bool {
     n > 0
 }
 
-fn map_parse_error(e: httparse::Error, limits: &Limits) -> HttpError {
+fn map_parse_error(e: httparse::Error, buf: &[u8], limits: &Limits) -> HttpError {
     match e {
         httparse::Error::TooManyHeaders => HttpError::TooManyHeaders(limits.max_headers),
-        httparse::Error::Version => HttpError::UnsupportedVersion,
+        httparse::Error::Version => {
+            // A well-formed `HTTP/x.y` we do not speak, or no version at all.
+            let line = buf.split(|&b| b == b'\n').next().unwrap_or(buf);
+            let named = line.starts_with(b"HTTP/") || line.windows(6).any(|w| w == b" HTTP/");
+            if named {
+                HttpError::UnsupportedVersion
+            } else {
+                HttpError::BadHead("invalid version")
+            }
+        }
         httparse::Error::HeaderName => HttpError::BadHead("invalid header name or line folding"),
         httparse::Error::HeaderValue => HttpError::BadHead("invalid header value"),
         httparse::Error::Token => HttpError::BadHead("invalid method or request line"),
@@ -264,7 +276,7 @@ fn parse_request_at(
     let len = match req.parse(&buf[..end]) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(map_parse_error(e, limits)),
+        Err(e) => return Err(map_parse_error(e, buf, limits)),
     };
     let version = version_of(req.version)?;
     let method = Method::from_token(req.method.ok_or(HttpError::BadHead("no method"))?);
@@ -346,7 +358,7 @@ fn parse_response_at(
     let len = match res.parse(&buf[..end]) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(map_parse_error(e, limits)),
+        Err(e) => return Err(map_parse_error(e, buf, limits)),
     };
     let version = version_of(res.version)?;
     let status = res.code.ok_or(HttpError::BadHead("no status"))?;
@@ -512,10 +524,7 @@ impl ResponseDecoder {
     ///
     /// # Errors
     /// The [`HttpError`] that makes the input unacceptable.
-    pub fn decode(
-        &mut self,
-        buf: &mut BytesMut,
-    ) -> Result<Option<Event<ResponseHead>>, HttpError> {
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Event<ResponseHead>>, HttpError> {
         let r = self.step(buf);
         if let Err(e) = &r {
             self.state = State::Failed(e.clone());
@@ -542,7 +551,8 @@ impl ResponseDecoder {
                         }
                         return Ok(None);
                     };
-                    let Some((head, len)) = parse_response_at(buf, end, &self.method, &self.limits)?
+                    let Some((head, len)) =
+                        parse_response_at(buf, end, &self.method, &self.limits)?
                     else {
                         *scanned = end;
                         return Ok(None);

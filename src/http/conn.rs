@@ -165,10 +165,17 @@ impl ServerConnection {
             .is_some_and(|c| c.answer == Answer::Sending || c.answer == Answer::Sent);
         if !started {
             let mut out = Vec::with_capacity(128);
-            write_status_line(&mut out, Version::Http11, status, super::reason_phrase(status));
+            write_status_line(
+                &mut out,
+                Version::Http11,
+                status,
+                super::reason_phrase(status),
+            );
             write_date(&mut out);
             let text = format!("{status} {}\n", super::reason_phrase(status));
-            out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: ");
+            out.extend_from_slice(
+                b"Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: ",
+            );
             write_decimal(&mut out, text.len() as u64);
             out.extend_from_slice(b"\r\n\r\n");
             out.extend_from_slice(text.as_bytes());
@@ -362,9 +369,10 @@ impl ServerConnection {
                 drop(d.add_both(move |res: Result<Response, Failure>| {
                     local.call(move |core| {
                         core.with_protocol(conn, move |p: &mut ServerConnection, ctx| {
-                            if p.current.as_ref().is_some_and(|c| {
-                                c.info.id == id && c.answer == Answer::Pending
-                            }) {
+                            if p.current
+                                .as_ref()
+                                .is_some_and(|c| c.info.id == id && c.answer == Answer::Pending)
+                            {
                                 p.answered(ctx, res);
                                 p.process(ctx);
                             }
@@ -496,7 +504,9 @@ impl ServerConnection {
     /// The current request is answered and its body read: log it, then close
     /// or go on to the next one.
     fn finish(&mut self, ctx: &mut Context<'_>) {
-        let Some(cur) = self.current.take() else { return };
+        let Some(cur) = self.current.take() else {
+            return;
+        };
         self.served += 1;
         self.shared.count(|s| s.requests += 1);
         let elapsed = ctx.now().saturating_duration_since(cur.info.started);

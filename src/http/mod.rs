@@ -53,13 +53,17 @@ mod stream;
 mod url;
 mod write;
 
-pub use body::{chunk_header, encode_chunk, BodyDecoder, BodyEvent, CHUNK_END, LAST_CHUNK, MAX_CHUNK_LINE};
+pub use body::{
+    chunk_header, encode_chunk, BodyDecoder, BodyEvent, CHUNK_END, LAST_CHUNK, MAX_CHUNK_LINE,
+};
 pub use client::{ClientConfig, ClientError, HttpClient};
 pub use error::{
     HttpError, Limits, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEAD_SIZE,
 };
 pub use handler::{Handler, Reply, Router};
-pub use message::{percent_decode_path, reason_phrase, status_has_no_body, Headers, Method, Version};
+pub use message::{
+    percent_decode_path, reason_phrase, status_has_no_body, Headers, Method, Version,
+};
 pub use request::{BodyPart, IncomingBody, Request};
 pub use response::{Body, BodyStream, Response};
 pub use server::{

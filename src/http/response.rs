@@ -37,7 +37,9 @@ impl fmt::Debug for Body {
         match self {
             Body::Empty => f.write_str("Empty"),
             Body::Full(b) => f.debug_tuple("Full").field(&b.len()).finish(),
-            Body::Stream { length, .. } => f.debug_struct("Stream").field("length", length).finish(),
+            Body::Stream { length, .. } => {
+                f.debug_struct("Stream").field("length", length).finish()
+            }
         }
     }
 }

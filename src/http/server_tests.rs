@@ -31,16 +31,23 @@ type L = Link<Raw, ServerConnection>;
 
 fn app() -> Router {
     Router::new()
-        .get("/", |_: &mut Core, _: Request| Response::ok("Hello, World!"))
+        .get("/", |_: &mut Core, _: Request| {
+            Response::ok("Hello, World!")
+        })
         .post("/echo", |_: &mut Core, req: Request| Response::ok(req.body))
         .get("/slow", |core: &mut Core, _: Request| {
             let d: Deferred<Response, Failure> =
-                defer_later(core, Duration::from_millis(50), |_| Ok(Response::ok("slow")));
+                defer_later(core, Duration::from_millis(50), |_| {
+                    Ok(Response::ok("slow"))
+                });
             d
         })
-        .get("/panic", |_: &mut Core, _: Request| -> Response { panic!("handler bug") })
+        .get("/panic", |_: &mut Core, _: Request| -> Response {
+            panic!("handler bug")
+        })
         .get("/big", |_: &mut Core, _: Request| {
-            Response::new(200).with_stream((0..100).map(|_| Ok(Bytes::from(vec![b'x'; 1000]))), None)
+            Response::new(200)
+                .with_stream((0..100).map(|_| Ok(Bytes::from(vec![b'x'; 1000]))), None)
         })
 }
 
@@ -116,7 +123,10 @@ fn pipelined_requests_are_answered_in_order_even_when_the_first_is_slow() {
         link,
         b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET / HTTP/1.1\r\nHost: x\r\n\r\n",
     );
-    assert!(got(&pump, link).is_empty(), "nothing before the slow answer");
+    assert!(
+        got(&pump, link).is_empty(),
+        "nothing before the slow answer"
+    );
     pump.advance(Duration::from_millis(60));
     settle(&mut pump);
     let r = parse(&got(&pump, link), &[]);
@@ -154,9 +164,15 @@ fn http10_gets_no_chunking_and_a_close() {
     send(&mut pump, link, b"GET /big HTTP/1.0\r\n\r\n");
     let raw = got(&pump, link);
     let text = String::from_utf8_lossy(&raw);
-    assert!(!text.to_ascii_lowercase().contains("transfer-encoding"), "{text:.200}");
+    assert!(
+        !text.to_ascii_lowercase().contains("transfer-encoding"),
+        "{text:.200}"
+    );
     assert!(text.contains("Connection: close"));
-    assert_eq!(raw.len() - raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() - 4, 100_000);
+    assert_eq!(
+        raw.len() - raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() - 4,
+        100_000
+    );
     assert!(pump.server_lost(link).is_some(), "closed after the body");
 }
 
@@ -164,7 +180,11 @@ fn http10_gets_no_chunking_and_a_close() {
 fn chunked_stream_to_http11() {
     let server = HttpServer::new(app());
     let (mut pump, link) = start(&server);
-    send(&mut pump, link, b"GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    send(
+        &mut pump,
+        link,
+        b"GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
     let r = parse(&got(&pump, link), &[]);
     assert_eq!(r.len(), 2);
     assert_eq!(r[0].1.get("transfer-encoding"), Some("chunked"));
@@ -210,14 +230,23 @@ fn a_silent_client_is_closed_by_the_header_timeout_and_an_idle_one_by_the_idle_t
     pump.advance(Duration::from_secs(9));
     assert!(pump.server_lost(silent).is_none());
     pump.advance(Duration::from_secs(2));
-    assert!(pump.server_lost(silent).is_some(), "connected and said nothing");
+    assert!(
+        pump.server_lost(silent).is_some(),
+        "connected and said nothing"
+    );
 
     let (mut pump, idle) = start(&server);
     send(&mut pump, idle, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     pump.advance(Duration::from_secs(30));
-    assert!(pump.server_lost(idle).is_none(), "between requests the header clock is off");
+    assert!(
+        pump.server_lost(idle).is_none(),
+        "between requests the header clock is off"
+    );
     pump.advance(Duration::from_secs(31));
-    assert!(pump.server_lost(idle).is_some(), "idle keep-alive closed after 60 s");
+    assert!(
+        pump.server_lost(idle).is_some(),
+        "idle keep-alive closed after 60 s"
+    );
 }
 
 #[test]
@@ -237,7 +266,10 @@ fn errors_get_their_status_and_a_close() {
         assert!(pump.server_lost(link).is_some());
         assert_eq!(server.stats().rejected, 1);
     }
-    let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n", "a".repeat(70_000));
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+        "a".repeat(70_000)
+    );
     let server = HttpServer::new(app());
     let (mut pump, link) = start(&server);
     send(&mut pump, link, big.as_bytes());
@@ -274,8 +306,16 @@ fn uploads_stream_in_as_they_arrive() {
     let parts = Rc::new(RefCell::new(Vec::new()));
     let server = HttpServer::new(Upload(parts.clone()));
     let (mut pump, link) = start(&server);
-    send(&mut pump, link, b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n");
-    assert_eq!(*parts.borrow(), [BodyPart::Data(Bytes::from_static(b"hello"))], "before the end");
+    send(
+        &mut pump,
+        link,
+        b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    );
+    assert_eq!(
+        *parts.borrow(),
+        [BodyPart::Data(Bytes::from_static(b"hello"))],
+        "before the end"
+    );
     send(&mut pump, link, b"3\r\nabc\r\n0\r\n\r\n");
     let r = parse(&got(&pump, link), &[]);
     assert_eq!(r[0].2, b"8");
@@ -292,10 +332,16 @@ fn graceful_shutdown_finishes_in_flight_requests() {
     send(&mut pump, busy, b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
     let mut done = server.shutdown(pump.core_mut());
     settle(&mut pump);
-    assert!(pump.server_lost(idle).is_some(), "idle connection closed at once");
+    assert!(
+        pump.server_lost(idle).is_some(),
+        "idle connection closed at once"
+    );
     assert!(pump.server_lost(busy).is_none(), "busy one finishing");
     assert!(done.take_result().is_none());
-    assert!(server.factory().build_protocol_for(&crate::Address::Inet(([1, 2, 3, 4], 5).into())).is_none());
+    assert!(server
+        .factory()
+        .build_protocol_for(&crate::Address::Inet(([1, 2, 3, 4], 5).into()))
+        .is_none());
     pump.advance(Duration::from_millis(60));
     settle(&mut pump);
     let r = parse(&got(&pump, busy), &[]);

@@ -36,7 +36,11 @@ fn requests(input: &[u8], chunk: usize, limits: Limits) -> (Vec<Msg>, Option<Htt
                         body: Vec::new(),
                     });
                 }
-                Ok(Some(Event::Data(b))) => cur.as_mut().expect("data after a head").body.extend_from_slice(&b),
+                Ok(Some(Event::Data(b))) => cur
+                    .as_mut()
+                    .expect("data after a head")
+                    .body
+                    .extend_from_slice(&b),
                 Ok(Some(Event::End)) => out.push(cur.take().expect("end after a head")),
                 Err(e) => return (out, Some(e)),
             }
@@ -81,9 +85,11 @@ fn pipelined_requests_in_order() {
 
 #[test]
 fn chunked_bodies_with_extensions_and_trailers() {
-    let msgs = ok(b"POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+    let msgs = ok(
+        b"POST /u HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
         5;name=value\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: ignored\r\nOther: too\r\n\r\n\
-        GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+        GET /next HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
     assert_eq!(msgs.len(), 2);
     assert_eq!(msgs[0].body, b"hello, world");
     assert_eq!(msgs[1].target, "/next");
@@ -91,7 +97,8 @@ fn chunked_bodies_with_extensions_and_trailers() {
 
 #[test]
 fn http10_and_empty_lines() {
-    let msgs = ok(b"\r\nGET / HTTP/1.0\r\n\r\n\r\nGET /k HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let msgs =
+        ok(b"\r\nGET / HTTP/1.0\r\n\r\n\r\nGET /k HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     assert_eq!(msgs.len(), 2);
     assert_eq!(msgs[0].version, Version::Http10);
     assert!(!msgs[0].keep_alive);
@@ -100,7 +107,8 @@ fn http10_and_empty_lines() {
 
 #[test]
 fn identical_content_lengths_are_one() {
-    let msgs = ok(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3, 3\r\n\r\nabc");
+    let msgs =
+        ok(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3, 3\r\n\r\nabc");
     assert_eq!(msgs[0].body, b"abc");
 }
 
@@ -110,7 +118,10 @@ fn head_limits_are_431() {
         max_head_size: 200,
         ..Limits::default()
     };
-    let big = format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n", "a".repeat(300));
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+        "a".repeat(300)
+    );
     assert_eq!(err(big.as_bytes(), limits), HttpError::HeadTooLarge(200));
     // Never terminated: refused once the buffer passes the limit.
     let endless = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(300));
@@ -120,7 +131,10 @@ fn head_limits_are_431() {
         many.push_str(&format!("X-{i}: v\r\n"));
     }
     many.push_str("\r\n");
-    assert_eq!(err(many.as_bytes(), Limits::default()), HttpError::TooManyHeaders(100));
+    assert_eq!(
+        err(many.as_bytes(), Limits::default()),
+        HttpError::TooManyHeaders(100)
+    );
 }
 
 #[test]
@@ -160,7 +174,12 @@ fn smuggling_defences() {
         (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", HttpError::UnsupportedVersion),
     ];
     for (input, want) in cases {
-        assert_eq!(&err(input, Limits::default()), want, "{}", String::from_utf8_lossy(input));
+        assert_eq!(
+            &err(input, Limits::default()),
+            want,
+            "{}",
+            String::from_utf8_lossy(input)
+        );
     }
     // Each of these is answered 400 (or 501 for the unsupported coding).
     assert_eq!(HttpError::LengthAndChunked.status(), 400);
@@ -197,12 +216,18 @@ fn malformed_chunks_are_400() {
         b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nbad\n\r\n",
     ] {
         let e = err(input, Limits::default());
-        assert!(matches!(e, HttpError::BadChunk(_) | HttpError::BodyTooLarge(_)), "{e:?}");
+        assert!(
+            matches!(e, HttpError::BadChunk(_) | HttpError::BodyTooLarge(_)),
+            "{e:?}"
+        );
     }
     // An endless chunk-size line is cut off.
     let mut long = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;".to_vec();
     long.extend(std::iter::repeat_n(b'a', 5000));
-    assert!(matches!(requests(&long, long.len(), Limits::default()).1, Some(HttpError::BadChunk(_))));
+    assert!(matches!(
+        requests(&long, long.len(), Limits::default()).1,
+        Some(HttpError::BadChunk(_))
+    ));
 }
 
 #[test]
@@ -221,7 +246,9 @@ fn responses(input: &[u8], chunk: usize, method: Method) -> Result<Vec<(u16, Vec
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
     let mut cur: Option<(u16, Vec<u8>)> = None;
-    let on = |ev: Event<super::codec::ResponseHead>, cur: &mut Option<(u16, Vec<u8>)>, out: &mut Vec<(u16, Vec<u8>)>| match ev {
+    let on = |ev: Event<super::codec::ResponseHead>,
+              cur: &mut Option<(u16, Vec<u8>)>,
+              out: &mut Vec<(u16, Vec<u8>)>| match ev {
         Event::Head(h) => *cur = Some((h.status, Vec::new())),
         Event::Data(b) => cur.as_mut().unwrap().1.extend_from_slice(&b),
         Event::End => out.push(cur.take().unwrap()),
@@ -241,7 +268,11 @@ fn responses(input: &[u8], chunk: usize, method: Method) -> Result<Vec<(u16, Vec
 fn every_response_split(input: &[u8], method: Method) -> Result<Vec<(u16, Vec<u8>)>, HttpError> {
     let whole = responses(input, input.len(), method.clone());
     for chunk in 1..input.len() {
-        assert_eq!(responses(input, chunk, method.clone()), whole, "chunk size {chunk}");
+        assert_eq!(
+            responses(input, chunk, method.clone()),
+            whole,
+            "chunk size {chunk}"
+        );
     }
     whole
 }
@@ -266,22 +297,33 @@ fn responses_in_every_framing() {
         ]
     );
     // A HEAD response has no body, whatever its Content-Length says.
-    let r = every_response_split(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", Method::Head).unwrap();
+    let r = every_response_split(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n",
+        Method::Head,
+    )
+    .unwrap();
     assert_eq!(r, vec![(200, vec![])]);
     // Cut short.
     assert_eq!(
-        every_response_split(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", Method::Get),
+        every_response_split(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab",
+            Method::Get
+        ),
         Err(HttpError::Incomplete)
     );
     assert_eq!(
-        every_response_split(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", Method::Get),
+        every_response_split(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            Method::Get
+        ),
         Err(HttpError::LengthAndChunked)
     );
 }
 
 #[test]
 fn framing_is_reported() {
-    let input = b"PUT /x?y HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\nbody";
+    let input =
+        b"PUT /x?y HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\nbody";
     let (head, len) = super::codec::parse_request_head(input, &Limits::default())
         .unwrap()
         .unwrap();
@@ -289,7 +331,9 @@ fn framing_is_reported() {
     assert_eq!(head.framing, Framing::Length(4));
     assert!(head.expect_continue);
     assert_eq!(
-        super::codec::parse_request_head(b"GET / HTTP/1.1\r\nHost: h\r\n", &Limits::default()).unwrap().map(|_| ()),
+        super::codec::parse_request_head(b"GET / HTTP/1.1\r\nHost: h\r\n", &Limits::default())
+            .unwrap()
+            .map(|_| ()),
         None
     );
 }

@@ -62,7 +62,10 @@ impl Url {
         if host.is_empty() {
             return Err(bad("no host"));
         }
-        if host.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+        if host
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
             return Err(bad("invalid host"));
         }
         let port = match port {
@@ -124,7 +127,10 @@ impl Url {
         if location.starts_with('/') {
             return Url::parse(&format!("{base}{location}"));
         }
-        let path = self.path.split_once('?').map_or(self.path.as_str(), |(p, _)| p);
+        let path = self
+            .path
+            .split_once('?')
+            .map_or(self.path.as_str(), |(p, _)| p);
         let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
         Url::parse(&format!("{base}{dir}/{location}"))
     }
@@ -149,7 +155,14 @@ mod tests {
         let u = Url::parse("http://127.0.0.1:8080?x=1").unwrap();
         assert_eq!((u.port, u.path.as_str()), (8080, "/?x=1"));
         assert_eq!(u.authority(), "127.0.0.1:8080");
-        for bad in ["ftp://x/", "http://", "http://a:b/", "http://u@h/", "nope", "http://h/a b"] {
+        for bad in [
+            "ftp://x/",
+            "http://",
+            "http://a:b/",
+            "http://u@h/",
+            "nope",
+            "http://h/a b",
+        ] {
             assert!(Url::parse(bad).is_err(), "{bad}");
         }
     }

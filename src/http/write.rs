@@ -9,9 +9,9 @@ use super::message::{Headers, Method, Version};
 /// Whether `name` is a valid field name (an RFC 9110 token).
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Whether `value` may go on the wire as a field value (no CR, LF or NUL:
@@ -36,7 +36,10 @@ pub(crate) fn write_fields(out: &mut Vec<u8>, headers: &Headers, skip_framing: b
             continue;
         }
         if !valid_name(name) || !valid_value(value) {
-            tracing::warn!(name, "dropping a header field that is not valid on the wire");
+            tracing::warn!(
+                name,
+                "dropping a header field that is not valid on the wire"
+            );
             continue;
         }
         out.extend_from_slice(name.as_bytes());
@@ -57,7 +60,11 @@ pub(crate) fn write_status_line(out: &mut Vec<u8>, version: Version, status: u16
     ];
     out.extend_from_slice(&code);
     out.push(b' ');
-    let reason = if valid_value(reason.as_bytes()) { reason } else { "" };
+    let reason = if valid_value(reason.as_bytes()) {
+        reason
+    } else {
+        ""
+    };
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
