@@ -468,6 +468,7 @@ impl ServerConnection {
                     _ => {}
                 }
                 if !no_body {
+                    cur.bytes = length.unwrap_or(0);
                     stream = Some(Framed::new(source, wire));
                 }
             }

@@ -27,9 +27,10 @@ use crate::service::{Service, ServiceError};
 #[derive(Debug)]
 pub struct HttpService {
     server: HttpServer,
-    addr: SocketAddr,
+    addr: Option<SocketAddr>,
     name: String,
     port: Option<ListeningPort>,
+    running: bool,
 }
 
 impl HttpService {
@@ -37,9 +38,24 @@ impl HttpService {
     pub fn new(server: HttpServer, addr: SocketAddr) -> HttpService {
         HttpService {
             server,
-            addr,
+            addr: Some(addr),
             name: format!("http:{addr}"),
             port: None,
+            running: false,
+        }
+    }
+
+    /// A service for a server that listens already (through
+    /// [`HttpServer::listen_tcp`] and friends, so that a program can report
+    /// a bind error itself before running): starting it does nothing,
+    /// stopping it is the graceful shutdown.
+    pub fn serving(server: HttpServer) -> HttpService {
+        HttpService {
+            server,
+            addr: None,
+            name: "http".to_owned(),
+            port: None,
+            running: false,
         }
     }
 
@@ -55,26 +71,30 @@ impl Service for HttpService {
     }
 
     fn start(&mut self, core: &mut Core) -> Result<(), ServiceError> {
-        if self.port.is_some() {
+        if self.running {
             return Err(ServiceError::State {
                 name: self.name.clone(),
                 running: true,
             });
         }
-        let port = self
-            .server
-            .listen_tcp(core, self.addr)
-            .map_err(|e| ServiceError::Endpoint {
-                name: self.name.clone(),
-                message: format!("cannot listen on {}: {e}", self.addr),
-            })?;
-        tracing::info!(addr = %port.local_addr(), "HTTP server listening");
-        self.port = Some(port);
+        if let Some(addr) = self.addr {
+            let port = self
+                .server
+                .listen_tcp(core, addr)
+                .map_err(|e| ServiceError::Endpoint {
+                    name: self.name.clone(),
+                    message: format!("cannot listen on {addr}: {e}"),
+                })?;
+            tracing::info!(addr = %port.local_addr(), "HTTP server listening");
+            self.port = Some(port);
+        }
+        self.running = true;
         Ok(())
     }
 
     fn stop(&mut self, core: &mut Core) -> Deferred<(), ServiceError> {
-        if self.port.take().is_none() {
+        self.port = None;
+        if !std::mem::replace(&mut self.running, false) {
             let (d, t) = Deferred::new();
             let _ = t.errback(ServiceError::State {
                 name: self.name.clone(),
@@ -92,6 +112,6 @@ impl Service for HttpService {
     }
 
     fn is_running(&self) -> bool {
-        self.port.is_some()
+        self.running
     }
 }
