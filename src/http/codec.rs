@@ -22,7 +22,9 @@
 //! # Ok::<(), torsion::http::HttpError>(())
 //! ```
 
-use bytes::{Bytes, BytesMut};
+use std::mem::MaybeUninit;
+
+use bytes::{Buf, Bytes, BytesMut};
 
 use super::body::{BodyDecoder, BodyEvent};
 use super::error::{HttpError, Limits};
@@ -124,7 +126,7 @@ fn skip_empty_lines(buf: &mut BytesMut) -> bool {
         }
     }
     if n > 0 {
-        let _ = buf.split_to(n);
+        buf.advance(n);
     }
     n > 0
 }
@@ -152,9 +154,9 @@ fn map_parse_error(e: httparse::Error, buf: &[u8], limits: &Limits) -> HttpError
 
 /// Copies httparse's fields into [`Headers`].
 fn collect(raw: &[httparse::Header<'_>]) -> Headers {
-    let mut headers = Headers::new();
+    let mut headers = Headers::with_capacity(raw.len());
     for h in raw {
-        headers.append(h.name, h.value);
+        headers.append(h.name.to_owned(), Bytes::copy_from_slice(h.value));
     }
     headers
 }
@@ -264,16 +266,19 @@ fn parse_request_at(
     if end > limits.max_head_size {
         return Err(HttpError::HeadTooLarge(limits.max_head_size));
     }
-    let mut storage = [httparse::EMPTY_HEADER; 128];
+    // Uninitialised slots: httparse fills only what it uses, so a request
+    // does not pay for clearing a hundred headers it does not have.
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
     let mut heap;
-    let slots: &mut [httparse::Header<'_>] = if limits.max_headers <= storage.len() {
+    let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if limits.max_headers <= storage.len() {
         &mut storage[..limits.max_headers]
     } else {
-        heap = vec![httparse::EMPTY_HEADER; limits.max_headers];
+        heap = Vec::with_capacity(limits.max_headers);
+        heap.resize_with(limits.max_headers, MaybeUninit::uninit);
         &mut heap
     };
-    let mut req = httparse::Request::new(slots);
-    let len = match req.parse(&buf[..end]) {
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(&buf[..end], slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(map_parse_error(e, buf, limits)),
@@ -469,7 +474,7 @@ impl RequestDecoder {
                         Ok(None)
                     }
                     Some((head, len)) => {
-                        let _ = buf.split_to(len);
+                        buf.advance(len);
                         self.state = match head.framing {
                             Framing::None => {
                                 self.end_pending = true;
@@ -557,7 +562,7 @@ impl ResponseDecoder {
                         *scanned = end;
                         return Ok(None);
                     };
-                    let _ = buf.split_to(len);
+                    buf.advance(len);
                     self.state = State::Head { scanned: 0 };
                     if (100..200).contains(&head.status) && head.status != 101 {
                         continue; // 100 Continue and friends: the real answer follows

@@ -83,6 +83,8 @@ pub struct ServerConnection {
     read_ahead_paused: bool,
     closing: bool,
     shutdown: bool,
+    /// The head being written, kept between responses.
+    out: Vec<u8>,
 }
 
 impl std::fmt::Debug for ServerConnection {
@@ -111,6 +113,7 @@ impl ServerConnection {
             read_ahead_paused: false,
             closing: false,
             shutdown: false,
+            out: Vec::new(),
         }
     }
 
@@ -273,10 +276,16 @@ impl ServerConnection {
         self.header_deadline = None;
         let reused = self.served > 0;
         let expect = head.expect_continue && head.framing != Framing::None;
+        // The target is kept for the access log only when it is written.
+        let logged = tracing::enabled!(target: "torsion::http::access", tracing::Level::INFO);
         let info = Info {
             id: self.served,
             method: head.method.clone(),
-            target: head.target.clone(),
+            target: if logged {
+                head.target.clone()
+            } else {
+                String::new()
+            },
             version: head.version,
             keep_alive: head.keep_alive,
             started: ctx.now(),
@@ -418,7 +427,8 @@ impl ServerConnection {
         let head_only = cur.info.method == Method::Head;
         let no_body = status_has_no_body(&cur.info.method, status);
         let mut close = cur.close || shutting || resp.headers.has_token("connection", "close");
-        let mut out = Vec::with_capacity(256);
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
         write_status_line(&mut out, Version::Http11, status, resp.reason());
         write_date(&mut out);
         write_fields(&mut out, &resp.headers, true);
@@ -494,6 +504,7 @@ impl ServerConnection {
             }
             None => ctx.write(&out),
         }
+        self.out = out;
         if let Some(s) = stream {
             cur.answer = Answer::Sending;
             ctx.stream_from(s);

@@ -1,7 +1,10 @@
 //! The pieces of a message: [`Method`], [`Version`], [`Headers`], [`Status`]
 //! reason phrases.
 
+use std::borrow::Cow;
 use std::fmt;
+
+use bytes::Bytes;
 
 /// A request method. The common ones are variants; any other token is kept.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -109,10 +112,11 @@ impl fmt::Display for Version {
 }
 
 /// Header fields in the order received or added. Names compare
-/// case-insensitively; values are bytes (usually ASCII).
+/// case-insensitively; values are bytes (usually ASCII). Static names and
+/// values (`"Content-Type"`, `"text/plain"`) are kept without a copy.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    list: Vec<(String, Vec<u8>)>,
+    list: Vec<(Cow<'static, str>, Bytes)>,
 }
 
 impl fmt::Debug for Headers {
@@ -133,13 +137,22 @@ impl Headers {
         Headers::default()
     }
 
-    /// Appends a field (another one with the same name stays).
-    pub fn append(&mut self, name: impl Into<String>, value: impl AsRef<[u8]>) {
-        self.list.push((name.into(), value.as_ref().to_vec()));
+    /// No fields, with room for `n`.
+    pub fn with_capacity(n: usize) -> Headers {
+        Headers {
+            list: Vec::with_capacity(n),
+        }
+    }
+
+    /// Appends a field (another one with the same name stays). A `&'static
+    /// str` or `String` name; a `&'static str`, `String`, `Vec<u8>` or
+    /// [`Bytes`] value.
+    pub fn append(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Bytes>) {
+        self.list.push((name.into(), value.into()));
     }
 
     /// Replaces every field called `name` with one field.
-    pub fn set(&mut self, name: impl Into<String>, value: impl AsRef<[u8]>) {
+    pub fn set(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Bytes>) {
         let name = name.into();
         self.remove(&name);
         self.append(name, value);
@@ -163,7 +176,7 @@ impl Headers {
         self.list
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+            .map(|(_, v)| &v[..])
     }
 
     /// Every value of `name`, in order.
@@ -171,7 +184,7 @@ impl Headers {
         self.list
             .iter()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+            .map(|(_, v)| &v[..])
     }
 
     /// Whether a field called `name` is present.
@@ -190,7 +203,7 @@ impl Headers {
 
     /// Every field, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.list.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+        self.list.iter().map(|(n, v)| (n.as_ref(), &v[..]))
     }
 
     /// The number of fields.

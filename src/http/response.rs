@@ -97,7 +97,11 @@ impl Response {
     }
 
     /// Adds a header field.
-    pub fn with_header(mut self, name: impl Into<String>, value: impl AsRef<[u8]>) -> Response {
+    pub fn with_header(
+        mut self,
+        name: impl Into<std::borrow::Cow<'static, str>>,
+        value: impl Into<Bytes>,
+    ) -> Response {
         self.headers.append(name, value);
         self
     }
