@@ -4,7 +4,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -32,7 +32,8 @@ struct Info {
     target: String,
     version: Version,
     keep_alive: bool,
-    started: Instant,
+    /// When the head arrived (kept for the access log only).
+    started: Option<Instant>,
 }
 
 enum BodyIn {
@@ -288,7 +289,7 @@ impl ServerConnection {
             },
             version: head.version,
             keep_alive: head.keep_alive,
-            started: ctx.now(),
+            started: if logged { Some(ctx.now()) } else { None },
         };
         let close = !head.keep_alive || self.shutdown || self.shared.shutting_down.get();
         let mut req = Request::from_head(head, self.peer.clone());
@@ -521,7 +522,10 @@ impl ServerConnection {
         };
         self.served += 1;
         self.shared.count(|s| s.requests += 1);
-        let elapsed = ctx.now().saturating_duration_since(cur.info.started);
+        let elapsed = cur
+            .info
+            .started
+            .map_or(Duration::ZERO, |t| ctx.now().saturating_duration_since(t));
         tracing::info!(
             target: "torsion::http::access",
             peer = %self.peer,
