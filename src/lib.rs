@@ -98,6 +98,7 @@
 
 pub mod address;
 mod buf;
+mod conn;
 mod connect;
 mod context;
 pub mod datagram;

@@ -23,18 +23,8 @@ impl Net {
 
     /// A rate window ended: lift throttling and resume what it held back.
     pub(crate) fn on_throttle_timer(&mut self, core: &mut Core, key: usize) {
-        let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
-            return;
-        };
-        c.state.extra().throttle_timer = None;
-        let read = c.state.has(flags::READ_THROTTLED);
-        let write = c.state.has(flags::WRITE_THROTTLED);
-        c.state
-            .clear(flags::READ_THROTTLED | flags::WRITE_THROTTLED);
-        if write {
-            self.on_writable(core, key);
-        }
-        if read {
+        let read = self.with_engine(core, key, |e| e.throttle_expired());
+        if read == Some(true) {
             if let Some(Entry::Conn(c)) = self.entries.get_mut(key) {
                 if c.state.has(flags::READ_PENDING) && !c.state.has(flags::READ_PAUSED) {
                     c.state.clear(flags::READ_PENDING);

@@ -152,6 +152,8 @@ pub(crate) struct Net {
     pub(crate) spare_fd: Option<std::fs::File>,
     pub(crate) live_conns: usize,
     pub(crate) shutting_down: Option<timers::TimerId>,
+    /// Why the connection being reaped ended (for its connector).
+    pub(crate) lost_reason: Option<crate::DisconnectReason>,
 }
 
 impl Reactor {
@@ -181,6 +183,7 @@ impl Reactor {
                 spare_fd: std::fs::File::open("/dev/null").ok(),
                 live_conns: 0,
                 shutting_down: None,
+                lost_reason: None,
             },
         })
     }
