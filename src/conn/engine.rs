@@ -253,20 +253,6 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         read && !self.is_dead()
     }
 
-    /// Whether the connection takes input now. Marks a paused connection as
-    /// having input waiting (it is read when reading resumes).
-    #[inline]
-    pub(crate) fn wants_input(&mut self) -> bool {
-        if self.state.has(flags::DEAD | flags::READ_EOF) {
-            return false;
-        }
-        if self.state.has(flags::READ_PAUSED | flags::READ_THROTTLED) {
-            self.state.set(flags::READ_PENDING);
-            return false;
-        }
-        true
-    }
-
     /// Bytes arrived: `data_received`, then the gathered writes go out. A write
     /// of the input itself (an echo) is sent from `input`, copying only what
     /// the sink refuses.

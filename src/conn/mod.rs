@@ -99,3 +99,10 @@ pub(crate) trait Sink {
     /// After each protocol callback.
     fn leave(&mut self, _state: &mut ConnState) {}
 }
+
+/// Replaces a live connection's protocol with a wrapper around it
+/// (`start_tls`); the caller then delivers the wrapper's `connection_made`.
+pub(crate) fn rewrap(slot: &mut Box<dyn crate::protocol::Protocol>, wrap: crate::context::WrapFn) {
+    let p = std::mem::replace(slot, Box::new(crate::wrap::Unwrapped));
+    *slot = wrap(p);
+}

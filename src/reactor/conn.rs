@@ -193,11 +193,7 @@ impl Net {
             let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
                 return;
             };
-            if c.state.has(flags::READ_PAUSED | flags::READ_THROTTLED) {
-                c.state.set(flags::READ_PENDING);
-                return;
-            }
-            if c.state.has(flags::READ_EOF) {
+            if !c.state.wants_input() {
                 return;
             }
             let mut cap = self.read_buf.len();

@@ -219,6 +219,21 @@ impl ConnState {
         self.pending.as_ref().map_or(0, |p| p.len())
     }
 
+    /// Whether the connection takes input now (on any transport). Marks a
+    /// paused or throttled connection as having input waiting: it is read
+    /// when reading resumes.
+    #[inline]
+    pub(crate) fn wants_input(&mut self) -> bool {
+        if self.has(flags::DEAD | flags::READ_EOF) {
+            return false;
+        }
+        if self.has(flags::READ_PAUSED | flags::READ_THROTTLED) {
+            self.set(flags::READ_PENDING);
+            return false;
+        }
+        true
+    }
+
     /// Whether writes are refused.
     pub(crate) fn write_refused(&self) -> bool {
         self.has(
