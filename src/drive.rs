@@ -6,10 +6,8 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::buf::WriteBuf;
-use crate::context::{flags, ConnState, Context, Core, HostAddr, Timed};
+use crate::context::{flags, ConnState, Core, Timed};
 use crate::error::DisconnectReason;
-use crate::protocol::Protocol;
 use crate::reactor::InternalTimer;
 
 /// What a connection's write buffer asks for once a callback (or a flush) is done.
@@ -132,62 +130,6 @@ impl ConnState {
         self.set(flags::CLOSING);
         EofStep::FlushThenClose
     }
-}
-
-/// Calls `f` on `protocol` with a fresh context, catching panics: a panic is
-/// recorded by the panic policy and turns into an abort with
-/// [`DisconnectReason::Panicked`].
-pub(crate) fn call_protocol(
-    core: &mut Core,
-    state: &mut ConnState,
-    out: &mut WriteBuf,
-    host: &dyn HostAddr,
-    protocol: &mut dyn Protocol,
-    f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
-) {
-    call_protocol_with_input(core, state, out, host, &[], protocol, f)
-}
-
-/// [`call_protocol`] for a `data_received` of `input`: writes of (part of) the
-/// input may be gathered by reference (`WriteBuf::take_input_ref` then says
-/// which bytes of `input` to send).
-pub(crate) fn call_protocol_with_input(
-    core: &mut Core,
-    state: &mut ConnState,
-    out: &mut WriteBuf,
-    host: &dyn HostAddr,
-    input: &[u8],
-    protocol: &mut dyn Protocol,
-    f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
-) {
-    let mut ctx = Context::new(core, state, out, host).with_input(input);
-    if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(protocol, &mut ctx))) {
-        let msg = core.caught_panic(p, "protocol callback");
-        state.set(flags::ABORT);
-        state.extra().close_reason = Some(DisconnectReason::Panicked(msg));
-    }
-}
-
-/// Calls `connection_lost` on a protocol whose connection just died (flags
-/// already `DEAD`), catching panics. Writes it makes are dropped.
-pub(crate) fn call_connection_lost(
-    core: &mut Core,
-    state: &mut ConnState,
-    out: &mut WriteBuf,
-    host: &dyn HostAddr,
-    protocol: &mut dyn Protocol,
-    reason: &DisconnectReason,
-) {
-    if !state.has(flags::MADE) {
-        return;
-    }
-    let mut ctx = Context::new(core, state, out, host);
-    if let Err(p) = catch_unwind(AssertUnwindSafe(|| {
-        protocol.connection_lost(&mut ctx, reason)
-    })) {
-        core.caught_panic(p, "connection_lost");
-    }
-    out.clear();
 }
 
 /// What runs timers needs from whoever owns the connections.

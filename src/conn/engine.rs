@@ -4,7 +4,7 @@
 use std::io::{self, IoSlice};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use super::Sink;
+use super::{Ending, Sink};
 use crate::buf::WriteBuf;
 use crate::context::{flags, ConnState, Context, Core, Op};
 use crate::drive::{BufferStep, EofStep};
@@ -58,8 +58,9 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
     /// (writes of it may be gathered by reference).
     #[inline]
     fn call(&mut self, input: &[u8], f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>)) {
-        let _span = tracing::trace_span!("conn", key = self.state.handle.key, peer = %self.state.peer)
-            .entered();
+        let _span =
+            tracing::trace_span!("conn", key = self.state.handle.key, peer = %self.state.peer)
+                .entered();
         self.sink.enter(self.state);
         let host = self.sink.host();
         let mut ctx = Context::new(self.core, self.state, self.out, host).with_input(input);
@@ -220,6 +221,16 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         self.produce_soon();
     }
 
+    /// Output may move again (a TLS handshake completed, a transport under a
+    /// wrapper resumed): flush what waits, or carry out what waited for it.
+    pub(crate) fn resume_output(&mut self) {
+        if self.state.pending.is_some() {
+            self.writable();
+        } else {
+            self.check_buffer();
+        }
+    }
+
     /// The sink has room again: flush what it refused before.
     pub(crate) fn writable(&mut self) {
         if self.is_dead() || self.state.has(flags::WRITE_THROTTLED) {
@@ -297,7 +308,15 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
             return;
         }
         match self.state.eof_step() {
-            EofStep::Close => self.close(DisconnectReason::Done),
+            // Both ways are shut: a clean end, with the protocol's own reason
+            // if it chose one.
+            EofStep::Close => {
+                let reason = self
+                    .state
+                    .take_close_reason()
+                    .unwrap_or(DisconnectReason::Done);
+                self.finish(reason, true)
+            }
             EofStep::ReadConnectionLost => self.invoke(|p, ctx| p.read_connection_lost(ctx)),
             // Not half-closeable: flush what was written, then close cleanly.
             EofStep::FlushThenClose => self.check_buffer(),
@@ -331,12 +350,15 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
             }
         }
         tracing::debug!(peer = %self.state.peer, %reason, "connection lost");
-        let write_shut = self.state.has(flags::WRITE_SHUT);
-        let peer_done = self.state.has(flags::READ_EOF);
-        if self.sink.close(graceful, write_shut, peer_done) && graceful && !peer_done {
+        let end = Ending {
+            reason: &reason,
+            graceful,
+            write_shut: self.state.has(flags::WRITE_SHUT),
+            peer_done: self.state.has(flags::READ_EOF),
+        };
+        if self.sink.close(&end) && graceful && !end.peer_done {
             self.state.set(flags::LINGER);
         }
-        self.sink.lost(&reason, graceful);
         if self.state.has(flags::MADE) {
             self.sink.enter(self.state);
             let host = self.sink.host();
@@ -358,10 +380,10 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
 /// idle timeout. Leaves in `buf` what the sink refused or the rate held
 /// back (and then arms the throttle timer).
 fn write_buf<S: Sink + ?Sized>(
-core: &mut Core,
-state: &mut ConnState,
-sink: &mut S,
-buf: &mut WriteBuf,
+    core: &mut Core,
+    state: &mut ConnState,
+    sink: &mut S,
+    buf: &mut WriteBuf,
 ) -> io::Result<()> {
     let now = core.turn_time();
     let mut limit = usize::MAX;

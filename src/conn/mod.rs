@@ -32,14 +32,13 @@
 //!   reason. A sink must not buffer without bound itself.
 //! * `shutdown_write` sends the end of stream after everything written
 //!   (`shutdown(SHUT_WR)`, closing a child's stdin, `close_notify`).
-//! * `close(graceful, write_shut, peer_done)` is called once, when the connection ends:
-//!   graceful means everything was flushed and the peer gets an end of stream
-//!   (unless `write_shut` says it already has); otherwise the sink resets
-//!   (`SO_LINGER` 0, an abort of the transport below). It returns whether the
-//!   peer may still send and the owner should drain its input until its EOF
-//!   (a lingering close); the engine then sets `LINGER` for the owner.
-//! * `lost(reason, graceful)` tells the sink how the connection ended, after
-//!   `close` (test sinks record it).
+//! * `close(end)` is called once, when the connection ends, before
+//!   `connection_lost`: [`Ending::graceful`] means everything was flushed and
+//!   the peer gets an end of stream (unless [`Ending::write_shut`] says it has
+//!   it already); otherwise the sink resets (`SO_LINGER` 0, an abort of the
+//!   transport below). It returns whether the peer may still send and the
+//!   owner should drain its input until its EOF (a lingering close); the
+//!   engine then sets `LINGER` for the owner. Test sinks record the reason.
 //! * `host` is the local address the protocol's context reports.
 //! * `produce_later` lets the owner run a stream source's next turn after the
 //!   other connections' events (the reactor's ready list); a sink that says
@@ -57,6 +56,19 @@ use crate::context::{ConnState, ConnectionHandle, HostAddr};
 use crate::error::DisconnectReason;
 
 mod engine;
+
+/// How a connection ends, as its sink hears it ([`Sink::close`]).
+#[derive(Debug)]
+pub(crate) struct Ending<'r> {
+    /// Why (what `connection_lost` will hear).
+    pub(crate) reason: &'r DisconnectReason,
+    /// Everything was flushed: an end of stream, not a reset.
+    pub(crate) graceful: bool,
+    /// The end of stream was sent already (`lose_write_connection`).
+    pub(crate) write_shut: bool,
+    /// The peer's end of stream arrived already.
+    pub(crate) peer_done: bool,
+}
 
 pub(crate) use engine::Engine;
 
@@ -76,13 +88,10 @@ pub(crate) trait Sink {
     /// Sends the end of stream after what was written.
     fn shutdown_write(&mut self) -> io::Result<()>;
 
-    /// The connection ends: an end of stream (`graceful`, unless `write_shut`)
-    /// or a reset. `peer_done`: the peer's end of stream arrived already.
-    /// Returns whether the owner should drain the peer's input.
-    fn close(&mut self, graceful: bool, write_shut: bool, peer_done: bool) -> bool;
-
-    /// How the connection ended (called once, after [`close`](Self::close)).
-    fn lost(&mut self, _reason: &DisconnectReason, _graceful: bool) {}
+    /// The connection ends (called once): an end of stream after everything
+    /// (`end.graceful`, unless `end.write_shut` says it went already) or a
+    /// reset. Returns whether the owner should drain the peer's input.
+    fn close(&mut self, end: &Ending<'_>) -> bool;
 
     /// The local address the context reports.
     fn host(&self) -> &dyn HostAddr;

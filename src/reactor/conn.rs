@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::stream::Stream;
 use super::{Entry, InternalTimer, Net, READ_BUDGET};
-use crate::conn::{Engine, Sink};
+use crate::conn::{Ending, Engine, Sink};
 use crate::context::{flags, ConnState, ConnectionHandle, Context, Core, HostAddr};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
@@ -90,19 +90,17 @@ impl Sink for SocketSink<'_> {
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.stream.shutdown(std::net::Shutdown::Write)
     }
-    fn close(&mut self, graceful: bool, _write_shut: bool, peer_done: bool) -> bool {
-        if !graceful {
+    fn close(&mut self, end: &Ending<'_>) -> bool {
+        if let Some(r) = &mut self.reason {
+            **r = Some(end.reason.clone());
+        }
+        if !end.graceful {
             // SO_LINGER 0: closing the socket resets the connection.
             let _ = socket2::SockRef::from(self.stream).set_linger(Some(Duration::ZERO));
             return false;
         }
         // FIN now, then drain input until the peer's EOF (a lingering close).
-        !peer_done && self.stream.shutdown(std::net::Shutdown::Write).is_ok()
-    }
-    fn lost(&mut self, reason: &DisconnectReason, _graceful: bool) {
-        if let Some(r) = &mut self.reason {
-            **r = Some(reason.clone());
-        }
+        !end.peer_done && self.stream.shutdown(std::net::Shutdown::Write).is_ok()
     }
     #[inline]
     fn host(&self) -> &dyn HostAddr {

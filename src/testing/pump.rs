@@ -270,7 +270,9 @@ impl Pump {
         }
         for i in [link.server(), link.client()] {
             let Net { conns, pipes, out } = &mut self.net;
-            conns[i].engine(&mut self.clock.core, out, &mut pipes[i]).make();
+            conns[i]
+                .engine(&mut self.clock.core, out, &mut pipes[i])
+                .make();
             self.clock.ops(&mut self.net);
         }
         link

@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::conn::{Conns, MemConn};
-use crate::conn::Sink;
 use super::{downcast, downcast_mut, Clock};
 use crate::buf::WriteBuf;
+use crate::conn::{Ending, Sink};
 use crate::context::{flags, ConnectionHandle, Context, Core, HostAddr, ProtoFn, WrapFn};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
@@ -112,16 +112,14 @@ impl Sink for Recorder {
         self.eof_sent = true;
         Ok(())
     }
-    fn close(&mut self, graceful: bool, write_shut: bool, _peer_done: bool) -> bool {
-        if !graceful {
+    fn close(&mut self, end: &Ending<'_>) -> bool {
+        self.lost = Some(end.reason.clone());
+        if !end.graceful {
             self.reset_sent = true;
-        } else if !write_shut {
+        } else if !end.write_shut {
             self.eof_sent = true;
         }
         false
-    }
-    fn lost(&mut self, reason: &DisconnectReason, _graceful: bool) {
-        self.lost = Some(reason.clone());
     }
     fn host(&self) -> &dyn HostAddr {
         &self.host
@@ -256,9 +254,10 @@ impl<P: Protocol> RecordingTransport<P> {
         }
         let mut result = None;
         let One { conn, out, rec, .. } = &mut self.one;
-        conn.engine(&mut self.clock.core, out, rec).invoke(|p, ctx| {
-            result = Some(f(downcast_mut(p), ctx));
-        });
+        conn.engine(&mut self.clock.core, out, rec)
+            .invoke(|p, ctx| {
+                result = Some(f(downcast_mut(p), ctx));
+            });
         self.after();
         result
     }

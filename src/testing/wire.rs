@@ -6,10 +6,10 @@ use std::collections::VecDeque;
 use std::io;
 
 use super::conn::{Conns, MemConn};
-use crate::conn::Sink;
 use super::faults::Rng;
 use super::Clock;
 use crate::buf::WriteBuf;
+use crate::conn::{Ending, Sink};
 use crate::context::{flags, ConnectionHandle, Context, Core, HostAddr, ProtoFn, WrapFn};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
@@ -95,18 +95,16 @@ impl Sink for Pipe {
         self.push(Seg::Eof);
         Ok(())
     }
-    fn close(&mut self, graceful: bool, write_shut: bool, _peer_done: bool) -> bool {
-        if !graceful {
+    fn close(&mut self, end: &Ending<'_>) -> bool {
+        self.lost = Some(end.reason.clone());
+        self.lost_gracefully = end.graceful;
+        if !end.graceful {
             self.push(Seg::Reset);
-        } else if !write_shut {
+        } else if !end.write_shut {
             self.push(Seg::Eof);
         }
         // The receiving side drains what still comes (see `Net::deliver`).
         false
-    }
-    fn lost(&mut self, reason: &DisconnectReason, graceful: bool) {
-        self.lost = Some(reason.clone());
-        self.lost_gracefully = graceful;
     }
     fn host(&self) -> &dyn HostAddr {
         &self.host
