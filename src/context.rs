@@ -8,59 +8,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::core::timers::{TimerId, TimerQueue};
+use crate::core::Wake;
 use crate::error::{Error, Result};
-use crate::protocol::Protocol;
-use crate::reactor::timers::{TimerId, TimerQueue};
 
-/// A callback scheduled with [`Core::call_later`].
-pub(crate) type TimerFn = Box<dyn FnOnce(&mut Core)>;
 /// A closure sent from another thread with [`ReactorHandle::call_from_thread`].
 pub(crate) type ThreadFn = Box<dyn FnOnce(&mut Core) + Send>;
-/// A closure run against one connection's protocol.
-pub(crate) type ProtoFn = Box<dyn FnOnce(&mut dyn Protocol, &mut Context<'_>)>;
-/// Puts a wrapper (TLS) around a live connection's protocol.
-pub(crate) type WrapFn = Box<dyn FnOnce(Box<dyn Protocol>) -> Box<dyn Protocol>>;
 
-/// What a timer entry does when it expires.
-pub(crate) enum Timed {
-    /// A user callback.
-    Call(TimerFn),
-    /// Something the driver handles itself (connect timeouts, lingering closes...).
-    Internal(crate::reactor::InternalTimer),
-}
-
-impl fmt::Debug for Timed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Timed::Call(_) => f.write_str("Call"),
-            Timed::Internal(t) => write!(f, "Internal({t:?})"),
-        }
-    }
-}
-
-/// Work a callback asked for that the driver carries out once the callback returns.
-pub(crate) enum Op {
-    Write(ConnectionHandle, Bytes),
-    Lose(ConnectionHandle),
-    Abort(ConnectionHandle),
-    PauseReading(ConnectionHandle),
-    ResumeReading(ConnectionHandle),
-    Call(ConnectionHandle, ProtoFn),
-    Listen(crate::reactor::PendingListen),
-    ListenDatagram(crate::reactor::PendingDatagram),
-    DatagramCall(u64, crate::reactor::DatagramFn),
-    StopListening(u64),
-    Connect(crate::reactor::PendingConnect),
-    StopConnecting(u64),
-    Disconnect(u64),
-    Shutdown(Duration),
-    /// Pull from the connection's stream source.
-    Produce(ConnectionHandle),
-    /// Replace the connection's protocol with a wrapper around it, then call
-    /// the wrapper's `connection_made` (`start_tls`).
-    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
-    Wrap(ConnectionHandle, WrapFn),
-}
+pub(crate) use crate::core::ops::{InternalTimer, Op, Timed};
 
 /// What happens when a callback panics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -83,7 +38,7 @@ pub(crate) struct Shared {
     /// Set after a push to `queue`: the reactor checks it every turn instead of
     /// taking the lock.
     pub(crate) queued: std::sync::atomic::AtomicBool,
-    pub(crate) waker: Option<mio::Waker>,
+    pub(crate) waker: Option<Box<dyn Wake>>,
     pub(crate) running: std::sync::atomic::AtomicBool,
 }
 
@@ -186,7 +141,7 @@ impl fmt::Debug for Core {
 }
 
 impl Core {
-    pub(crate) fn new(now: Instant, waker: Option<mio::Waker>) -> Core {
+    pub(crate) fn new(now: Instant, waker: Option<Box<dyn Wake>>) -> Core {
         let real_clock = waker.is_some();
         let shared = Arc::new(Shared {
             queue: Mutex::new(VecDeque::new()),
@@ -223,6 +178,12 @@ impl Core {
         } else {
             self.now
         }
+    }
+
+    /// Whether this core runs under the fake clock of the test tools (whose
+    /// listen and connect requests bind nothing).
+    pub(crate) fn is_simulated(&self) -> bool {
+        !self.real_clock
     }
 
     /// The time the current turn started at (what expiring timers compare with).
@@ -288,11 +249,7 @@ impl Core {
         }
     }
 
-    pub(crate) fn schedule_internal(
-        &mut self,
-        delay: Duration,
-        t: crate::reactor::InternalTimer,
-    ) -> TimerId {
+    pub(crate) fn schedule_internal(&mut self, delay: Duration, t: InternalTimer) -> TimerId {
         let deadline = self.now() + delay;
         self.timers.schedule(deadline, Timed::Internal(t))
     }
@@ -318,57 +275,6 @@ impl Core {
     /// Pauses reading on a connection by handle.
     pub fn pause_reading(&mut self, conn: ConnectionHandle) {
         self.ops.push(Op::PauseReading(conn));
-    }
-
-    /// Resumes reading on a connection by handle.
-    pub fn resume_reading(&mut self, conn: ConnectionHandle) {
-        // Through the connection's own context, so the flag is cleared in
-        // order with any pause the protocol makes afterwards.
-        self.ops.push(Op::Call(
-            conn,
-            Box::new(|p, ctx| crate::wrap::innermost(p, ctx, |_, ctx| ctx.resume_reading())),
-        ));
-    }
-
-    /// Runs `f` with the protocol of `conn`, if it still exists and is a `P`, once
-    /// the current callback has returned. This is how a timer or another
-    /// connection calls into a protocol.
-    pub fn with_protocol<P: Protocol>(
-        &mut self,
-        conn: ConnectionHandle,
-        f: impl FnOnce(&mut P, &mut Context<'_>) + 'static,
-    ) {
-        self.ops.push(Op::Call(
-            conn,
-            Box::new(move |p: &mut dyn Protocol, ctx: &mut Context<'_>| {
-                // The first `P` from the outside in: a protocol wrapped in TLS
-                // is reached through its wrapper, with its own context.
-                let found = crate::wrap::reach(p, ctx, &crate::wrap::is::<P>, |p, ctx| {
-                    let any: &mut dyn std::any::Any = p;
-                    if let Some(p) = any.downcast_mut::<P>() {
-                        f(p, ctx);
-                    }
-                });
-                if !found {
-                    tracing::warn!(
-                        "with_protocol: connection {:?} does not run a {}",
-                        ctx.handle(),
-                        std::any::type_name::<P>()
-                    );
-                }
-            }),
-        ));
-    }
-
-    /// Schedules `f` to run with the protocol of `conn` after `delay` (nothing
-    /// happens if the connection is gone by then).
-    pub fn call_later_on<P: Protocol>(
-        &mut self,
-        conn: ConnectionHandle,
-        delay: Duration,
-        f: impl FnOnce(&mut P, &mut Context<'_>) + 'static,
-    ) -> DelayedCall {
-        self.call_later(delay, move |core| core.with_protocol(conn, f))
     }
 
     /// Sets what happens when a callback panics.
@@ -476,5 +382,3 @@ pub struct ConnectionHandle {
     pub(crate) key: u32,
     pub(crate) gen: u32,
 }
-
-pub(crate) use crate::transport::{flags, ConnState, Context, HostAddr};

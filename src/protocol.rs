@@ -45,9 +45,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::address::Address;
-use crate::context::{ConnectionHandle, Context, Core};
+use crate::context::{ConnectionHandle, Core};
 use crate::error::DisconnectReason;
 use crate::reactor::Connector;
+use crate::transport::Context;
 
 /// One connection's behaviour. See the [module docs](self) for the call order.
 ///

@@ -10,9 +10,66 @@
 //! protocol and the wrapper itself can be reached.
 
 use std::any::Any;
+use std::time::Duration;
 
-use crate::context::Context;
+use crate::context::{ConnectionHandle, Core, DelayedCall};
 use crate::protocol::Protocol;
+use crate::transport::Context;
+
+/// By-handle operations that reach a connection's protocol (through its
+/// wrappers).
+impl Core {
+    /// Resumes reading on a connection by handle.
+    pub fn resume_reading(&mut self, conn: ConnectionHandle) {
+        // Through the connection's own context, so the flag is cleared in
+        // order with any pause the protocol makes afterwards.
+        self.call_on(
+            conn,
+            Box::new(|p, ctx| innermost(p, ctx, |_, ctx| ctx.resume_reading())),
+        );
+    }
+
+    /// Runs `f` with the protocol of `conn`, if it still exists and is a `P`, once
+    /// the current callback has returned. This is how a timer or another
+    /// connection calls into a protocol.
+    pub fn with_protocol<P: Protocol>(
+        &mut self,
+        conn: ConnectionHandle,
+        f: impl FnOnce(&mut P, &mut Context<'_>) + 'static,
+    ) {
+        self.call_on(
+            conn,
+            Box::new(move |p: &mut dyn Protocol, ctx: &mut Context<'_>| {
+                // The first `P` from the outside in: a protocol wrapped in TLS
+                // is reached through its wrapper, with its own context.
+                let found = reach(p, ctx, &is::<P>, |p, ctx| {
+                    let any: &mut dyn std::any::Any = p;
+                    if let Some(p) = any.downcast_mut::<P>() {
+                        f(p, ctx);
+                    }
+                });
+                if !found {
+                    tracing::warn!(
+                        "with_protocol: connection {:?} does not run a {}",
+                        ctx.handle(),
+                        std::any::type_name::<P>()
+                    );
+                }
+            }),
+        );
+    }
+
+    /// Schedules `f` to run with the protocol of `conn` after `delay` (nothing
+    /// happens if the connection is gone by then).
+    pub fn call_later_on<P: Protocol>(
+        &mut self,
+        conn: ConnectionHandle,
+        delay: Duration,
+        f: impl FnOnce(&mut P, &mut Context<'_>) + 'static,
+    ) -> DelayedCall {
+        self.call_later(delay, move |core| core.with_protocol(conn, f))
+    }
+}
 
 /// A protocol that runs another one over its own context.
 pub(crate) trait Wrapper {

@@ -4,13 +4,14 @@
 use std::io::{self, IoSlice};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use super::{BufferStep, EofStep};
 use super::{Ending, Sink};
 use crate::buf::WriteBuf;
-use crate::context::{flags, ConnState, Context, Core, Op};
-use crate::drive::{BufferStep, EofStep};
+use crate::context::{Core, Op};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
 use crate::reactor::InternalTimer;
+use crate::transport::{flags, ConnState, Context};
 
 /// Chunks a stream source may yield in one go before the other connections
 /// get their turn (the producer loop's fairness budget).

@@ -52,10 +52,15 @@
 
 use std::io::{self, IoSlice};
 
-use crate::context::{ConnState, ConnectionHandle, HostAddr};
+use crate::context::ConnectionHandle;
 use crate::error::DisconnectReason;
+use crate::transport::{ConnState, HostAddr};
 
 mod engine;
+pub(crate) mod ops;
+mod steps;
+
+pub(crate) use steps::{BufferStep, EofStep};
 
 /// How a connection ends, as its sink hears it ([`Sink::close`]).
 #[derive(Debug)]
@@ -111,7 +116,10 @@ pub(crate) trait Sink {
 
 /// Replaces a live connection's protocol with a wrapper around it
 /// (`start_tls`); the caller then delivers the wrapper's `connection_made`.
-pub(crate) fn rewrap(slot: &mut Box<dyn crate::protocol::Protocol>, wrap: crate::context::WrapFn) {
+pub(crate) fn rewrap(
+    slot: &mut Box<dyn crate::protocol::Protocol>,
+    wrap: crate::transport::WrapFn,
+) {
     let p = std::mem::replace(slot, Box::new(crate::wrap::Unwrapped));
     *slot = wrap(p);
 }

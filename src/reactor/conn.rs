@@ -8,9 +8,10 @@ use std::time::Duration;
 use super::stream::Stream;
 use super::{Entry, InternalTimer, Net, READ_BUDGET};
 use crate::conn::{Ending, Engine, Sink};
-use crate::context::{flags, ConnState, ConnectionHandle, Context, Core, HostAddr};
+use crate::context::{ConnectionHandle, Core};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
+use crate::transport::{flags, ConnState, Context, HostAddr};
 
 /// How long a gracefully closed socket keeps draining input, waiting for the
 /// peer's EOF, before it is closed anyway.

@@ -3,7 +3,8 @@
 use std::time::Instant;
 
 use super::{Entry, InternalTimer, Net};
-use crate::context::{flags, Core};
+use crate::context::Core;
+use crate::transport::flags;
 
 impl Net {
     /// Arms the connection's throttle timer for `at`, unless one is armed.
@@ -32,16 +33,5 @@ impl Net {
                 }
             }
         }
-    }
-
-    /// The idle timer fired: time out if there was no traffic since, else re-arm
-    /// for the rest of the period.
-    pub(crate) fn on_idle_timer(&mut self, core: &mut Core, key: usize) {
-        self.invoke(core, key, |p, ctx| {
-            if ctx.idle_expired() {
-                tracing::debug!(peer = %ctx.peer_addr(), "idle timeout");
-                p.idle_timeout(ctx);
-            }
-        });
     }
 }

@@ -2,14 +2,16 @@
 //! the one engine, and the interpretation of queued operations for them.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::buf::WriteBuf;
+use crate::conn::ops::{self, Driver};
 use crate::conn::{Engine, Sink};
-use crate::context::{flags, ConnState, ConnectionHandle, Core, Op, ProtoFn, WrapFn};
-use crate::drive::TimerDriver;
+use crate::context::{ConnectionHandle, Core, InternalTimer};
+use crate::core::ops::{ConnectRequest, Erased, ListenRequest};
+use crate::core::TimerDriver;
 use crate::protocol::Protocol;
-use crate::reactor::InternalTimer;
-use crate::wrap::innermost;
+use crate::transport::{flags, ConnState, Context, WrapFn};
 
 use super::Request;
 
@@ -70,17 +72,24 @@ impl MemConn {
     }
 }
 
-/// Connections the operations queued on [`Core`] can name.
+/// The in-memory connections the operations queued on [`Core`] can name.
 pub(crate) trait Conns {
     /// Runs `f` on the live connection `h` and settles it; ignores stale handles.
-    fn invoke(&mut self, core: &mut Core, h: ConnectionHandle, f: ProtoFn);
-    /// The reactor's `ResumeReading` op: reading is on again for `h`.
+    fn invoke(
+        &mut self,
+        core: &mut Core,
+        h: ConnectionHandle,
+        f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
+    );
+    /// Reading is on again for `h`.
     fn resume_reading(&mut self, core: &mut Core, h: ConnectionHandle);
     /// Pull from `h`'s stream source.
     fn produce(&mut self, core: &mut Core, h: ConnectionHandle);
+    /// `h`'s write-rate window ended.
+    fn throttle_expired(&mut self, core: &mut Core, h: ConnectionHandle);
     /// Every live connection (for `shutdown`).
     fn live(&self) -> Vec<ConnectionHandle>;
-    /// The reactor's `Wrap` op: `h`'s protocol is wrapped (`start_tls`).
+    /// `h`'s protocol is wrapped (`start_tls`).
     fn wrap(&mut self, core: &mut Core, h: ConnectionHandle, wrap: WrapFn);
 }
 
@@ -88,11 +97,17 @@ pub(crate) trait Conns {
 pub(crate) struct NoConns;
 
 impl Conns for NoConns {
-    fn invoke(&mut self, _: &mut Core, h: ConnectionHandle, _: ProtoFn) {
+    fn invoke(
+        &mut self,
+        _: &mut Core,
+        h: ConnectionHandle,
+        _: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
+    ) {
         tracing::debug!(?h, "operation on an unknown connection dropped");
     }
     fn resume_reading(&mut self, _: &mut Core, _: ConnectionHandle) {}
     fn produce(&mut self, _: &mut Core, _: ConnectionHandle) {}
+    fn throttle_expired(&mut self, _: &mut Core, _: ConnectionHandle) {}
     fn live(&self) -> Vec<ConnectionHandle> {
         Vec::new()
     }
@@ -101,101 +116,74 @@ impl Conns for NoConns {
     }
 }
 
-/// Carries out `core.ops` as the reactor's `Net::apply` does, for the
-/// in-memory connections; reactor-level requests are recorded.
-pub(crate) fn process_ops(core: &mut Core, conns: &mut impl Conns, requests: &mut Vec<Request>) {
-    while !core.ops.is_empty() {
-        let ops = std::mem::take(&mut core.ops);
-        for op in ops {
-            apply(core, conns, requests, op);
-        }
-    }
-}
-
-fn apply(core: &mut Core, conns: &mut impl Conns, requests: &mut Vec<Request>, op: Op) {
-    match op {
-        // As the reactor: operations by handle reach the innermost protocol.
-        Op::Write(h, data) => conns.invoke(
-            core,
-            h,
-            Box::new(move |p, ctx| innermost(p, ctx, |_, ctx| ctx.write_bytes(data))),
-        ),
-        Op::Lose(h) => conns.invoke(
-            core,
-            h,
-            Box::new(|p, ctx| innermost(p, ctx, |_, ctx| ctx.lose_connection())),
-        ),
-        Op::Abort(h) => conns.invoke(
-            core,
-            h,
-            Box::new(|p, ctx| innermost(p, ctx, |_, ctx| ctx.abort_connection())),
-        ),
-        Op::PauseReading(h) => conns.invoke(
-            core,
-            h,
-            Box::new(|p, ctx| innermost(p, ctx, |_, ctx| ctx.pause_reading())),
-        ),
-        Op::Wrap(h, wrap) => conns.wrap(core, h, wrap),
-        Op::ResumeReading(h) => conns.resume_reading(core, h),
-        Op::Call(h, f) => conns.invoke(core, h, f),
-        Op::Listen(p) => requests.push(Request::Listen {
-            addr: p.local_addr(),
-        }),
-        Op::StopListening(_) => requests.push(Request::StopListening),
-        // Datagram ports need the real reactor's sockets.
-        Op::ListenDatagram(_) | Op::DatagramCall(..) => {
-            tracing::warn!("datagram ports are not simulated in memory: request dropped")
-        }
-        Op::Connect(p) => {
-            let (addr, timeout) = p.target();
-            requests.push(Request::Connect { addr, timeout });
-        }
-        Op::StopConnecting(_) => requests.push(Request::StopConnecting),
-        Op::Disconnect(_) => requests.push(Request::Disconnect),
-        Op::Produce(h) => conns.produce(core, h),
-        Op::Shutdown(timeout) => {
-            requests.push(Request::Shutdown { timeout });
-            for h in conns.live() {
-                conns.invoke(
-                    core,
-                    h,
-                    Box::new(|p, ctx| innermost(p, ctx, |_, ctx| ctx.lose_connection())),
-                );
-            }
-        }
-    }
-}
-
-/// Runs timers for in-memory connections.
+/// The test tools' side of the one interpreter of queued operations: the
+/// in-memory connections, and the reactor-level requests, which are
+/// recorded (Twisted's `MemoryReactor`), never carried out.
 pub(crate) struct OpsDriver<'a, C> {
     pub(crate) conns: &'a mut C,
     pub(crate) requests: &'a mut Vec<Request>,
 }
 
+impl<C: Conns> Driver for OpsDriver<'_, C> {
+    fn invoke(
+        &mut self,
+        core: &mut Core,
+        h: ConnectionHandle,
+        f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
+    ) {
+        self.conns.invoke(core, h, f);
+    }
+    fn resume_reading(&mut self, core: &mut Core, h: ConnectionHandle) {
+        self.conns.resume_reading(core, h);
+    }
+    fn produce(&mut self, core: &mut Core, h: ConnectionHandle) {
+        self.conns.produce(core, h);
+    }
+    fn throttle_expired(&mut self, core: &mut Core, h: ConnectionHandle) {
+        self.conns.throttle_expired(core, h);
+    }
+    fn wrap(&mut self, core: &mut Core, h: ConnectionHandle, wrap: WrapFn) {
+        self.conns.wrap(core, h, wrap);
+    }
+    fn live(&self) -> Vec<ConnectionHandle> {
+        self.conns.live()
+    }
+    fn listen(&mut self, _: &mut Core, req: ListenRequest) {
+        self.requests.push(Request::Listen { addr: req.addr });
+    }
+    fn listen_datagram(&mut self, _: &mut Core, _: Erased) {
+        tracing::warn!("datagram ports are not simulated in memory: request dropped");
+    }
+    fn datagram_call(&mut self, _: &mut Core, _: u64, _: Erased) {
+        tracing::warn!("datagram ports are not simulated in memory: request dropped");
+    }
+    fn stop_listening(&mut self, _: &mut Core, _: u64) {
+        self.requests.push(Request::StopListening);
+    }
+    fn connect(&mut self, _: &mut Core, req: ConnectRequest) {
+        let (addr, timeout) = req.target();
+        self.requests.push(Request::Connect { addr, timeout });
+    }
+    fn stop_connecting(&mut self, _: &mut Core, _: u64) {
+        self.requests.push(Request::StopConnecting);
+    }
+    fn disconnect(&mut self, _: &mut Core, _: u64) {
+        self.requests.push(Request::Disconnect);
+    }
+    fn shutdown(&mut self, _: &mut Core, timeout: Duration) {
+        self.requests.push(Request::Shutdown { timeout });
+    }
+    fn own_timer(&mut self, _: &mut Core, t: InternalTimer) {
+        // Connect and linger timeouts, accept retries: sockets only.
+        tracing::debug!(?t, "internal timer ignored by the in-memory driver");
+    }
+}
+
 impl<C: Conns> TimerDriver for OpsDriver<'_, C> {
     fn internal_timer(&mut self, core: &mut Core, t: InternalTimer) {
-        match t {
-            InternalTimer::Idle { key, gen } => {
-                let h = ConnectionHandle {
-                    key: key as u32,
-                    gen,
-                };
-                self.conns.invoke(
-                    core,
-                    h,
-                    Box::new(|p, ctx| {
-                        if ctx.idle_expired() {
-                            p.idle_timeout(ctx);
-                        }
-                    }),
-                );
-            }
-            // The rest belong to sockets (connect and linger timeouts, accept
-            // retries, rate windows: the in-memory transports do not throttle).
-            t => tracing::debug!(?t, "internal timer ignored by the in-memory driver"),
-        }
+        ops::on_timer(core, self, t);
     }
     fn process_ops(&mut self, core: &mut Core) {
-        process_ops(core, self.conns, self.requests);
+        ops::process_ops(core, self);
     }
 }

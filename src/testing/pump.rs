@@ -11,9 +11,10 @@ use super::faults::{Direction, Faults, Rng};
 use super::wire::{Net, Pipe};
 use super::{downcast, downcast_mut, Clock};
 use crate::buf::WriteBuf;
-use crate::context::{ConnectionHandle, Context, Core};
+use crate::context::{ConnectionHandle, Core};
 use crate::error::DisconnectReason;
 use crate::protocol::{Factory, Protocol};
+use crate::transport::Context;
 
 /// Bytes in flight one way before the sender's writes stay in its own buffer
 /// (the two socket buffers of a loopback connection, roughly).

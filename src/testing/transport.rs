@@ -11,10 +11,11 @@ use super::conn::{Conns, MemConn};
 use super::{downcast, downcast_mut, Clock};
 use crate::buf::WriteBuf;
 use crate::conn::{Ending, Sink};
-use crate::context::{flags, ConnectionHandle, Context, Core, HostAddr, ProtoFn, WrapFn};
+use crate::context::{ConnectionHandle, Core};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
 use crate::reactor::READ_BUF;
+use crate::transport::{flags, Context, HostAddr, WrapFn};
 
 /// The peer address a [`RecordingTransport`] reports by default (Twisted's).
 pub const DEFAULT_PEER: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -159,7 +160,12 @@ impl One {
 }
 
 impl Conns for One {
-    fn invoke(&mut self, core: &mut Core, h: ConnectionHandle, f: ProtoFn) {
+    fn invoke(
+        &mut self,
+        core: &mut Core,
+        h: ConnectionHandle,
+        f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
+    ) {
         if h == self.conn.state.handle {
             self.conn
                 .engine(core, &mut self.out, &mut self.rec)
@@ -178,6 +184,13 @@ impl Conns for One {
         if h == self.conn.state.handle && !self.conn.state.has(flags::READ_PAUSED) {
             self.conn.state.clear(flags::READ_PENDING);
             self.deliver(core);
+        }
+    }
+    fn throttle_expired(&mut self, core: &mut Core, h: ConnectionHandle) {
+        if h == self.conn.state.handle {
+            self.conn
+                .engine(core, &mut self.out, &mut self.rec)
+                .throttle_expired();
         }
     }
     fn live(&self) -> Vec<ConnectionHandle> {

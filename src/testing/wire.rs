@@ -10,9 +10,10 @@ use super::faults::Rng;
 use super::Clock;
 use crate::buf::WriteBuf;
 use crate::conn::{Ending, Sink};
-use crate::context::{flags, ConnectionHandle, Context, Core, HostAddr, ProtoFn, WrapFn};
+use crate::context::{ConnectionHandle, Core};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
+use crate::transport::{flags, Context, HostAddr, WrapFn};
 
 pub(crate) enum Seg {
     Data(Vec<u8>),
@@ -240,7 +241,12 @@ impl Net {
 }
 
 impl Conns for Net {
-    fn invoke(&mut self, core: &mut Core, h: ConnectionHandle, f: ProtoFn) {
+    fn invoke(
+        &mut self,
+        core: &mut Core,
+        h: ConnectionHandle,
+        f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
+    ) {
         if let Some(i) = self.index(h) {
             self.invoke_at(core, i, f);
         }
@@ -260,6 +266,13 @@ impl Conns for Net {
             if !self.conns[i].state.has(flags::READ_PAUSED) {
                 self.conns[i].state.clear(flags::READ_PENDING);
             }
+        }
+    }
+    fn throttle_expired(&mut self, core: &mut Core, h: ConnectionHandle) {
+        if let Some(i) = self.index(h) {
+            self.conns[i]
+                .engine(core, &mut self.out, &mut self.pipes[i])
+                .throttle_expired();
         }
     }
     fn live(&self) -> Vec<ConnectionHandle> {

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use crate::address::Address;
 use crate::buf::WriteBuf;
 use crate::context::ConnectionHandle;
+use crate::core::timers::TimerId;
 use crate::error::DisconnectReason;
-use crate::reactor::timers::TimerId;
 
 pub(crate) mod flags {
     /// `lose_connection` was called: close after the flush.

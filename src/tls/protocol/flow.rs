@@ -4,9 +4,9 @@
 use std::io::{self, Read};
 
 use super::{flush_tls, Mode, TlsProtocol, PLAINTEXT_CHUNK};
-use crate::context::{flags, Context};
 use crate::error::DisconnectReason;
 use crate::tls::TlsInfo;
+use crate::transport::{flags, Context};
 
 impl TlsProtocol {
     /// Mirrors the wrapped protocol's read pause onto the transport (once the

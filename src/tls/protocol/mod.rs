@@ -20,9 +20,10 @@ mod sink;
 use super::{TlsError, TlsInfo};
 use crate::buf::WriteBuf;
 use crate::conn::Engine;
-use crate::context::{flags, ConnState, Context, Core, DelayedCall, HostAddr, Op};
+use crate::context::{Core, DelayedCall};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
+use crate::transport::{flags, ConnState, Context, HostAddr};
 use crate::wrap::{reach, Unwrapped, Wrapper};
 use sink::{abort_outer, flush_records, TlsSink};
 
@@ -61,7 +62,7 @@ struct InnerHost {
 
 impl HostAddr for InnerHost {
     fn host_addr(&self) -> io::Result<SocketAddr> {
-        self.host()?.inet().ok_or_else(crate::reactor::no_ip)
+        self.host()?.inet().ok_or_else(crate::address::no_ip)
     }
     fn host(&self) -> io::Result<crate::Address> {
         self.local
@@ -410,7 +411,7 @@ impl Probe {
         f: impl FnOnce(&mut TlsProtocol, &mut Context<'_>) + 'static,
     ) {
         let id = self.0;
-        core.ops.push(Op::Call(
+        core.call_on(
             h,
             Box::new(move |p, ctx| {
                 let pick = move |p: &mut dyn Protocol| {
@@ -425,7 +426,7 @@ impl Probe {
                     }
                 });
             }),
-        ));
+        );
     }
 }
 

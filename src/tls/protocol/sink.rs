@@ -10,7 +10,8 @@ use rustls::Connection;
 use super::InnerHost;
 use crate::buf::WriteBuf;
 use crate::conn::{Ending, Sink};
-use crate::context::{flags, ConnState, ConnectionHandle, HostAddr};
+use crate::context::ConnectionHandle;
+use crate::transport::{flags, ConnState, HostAddr};
 
 /// The TLS engine's plaintext side over the transport (its state and gather
 /// buffer), for one step of the wrapped connection.
