@@ -46,8 +46,8 @@ use std::time::Duration;
 
 use crate::address::Address;
 use crate::context::{ConnectionHandle, Core};
+use crate::core::handles::Connector;
 use crate::error::DisconnectReason;
-use crate::reactor::Connector;
 use crate::transport::Context;
 
 /// One connection's behaviour. See the [module docs](self) for the call order.

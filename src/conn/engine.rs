@@ -8,9 +8,9 @@ use super::{BufferStep, EofStep};
 use super::{Ending, Sink};
 use crate::buf::WriteBuf;
 use crate::context::{Core, Op};
+use crate::core::ops::InternalTimer;
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
-use crate::reactor::InternalTimer;
 use crate::transport::{flags, ConnState, Context};
 
 /// Chunks a stream source may yield in one go before the other connections

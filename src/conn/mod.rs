@@ -62,6 +62,10 @@ mod steps;
 
 pub(crate) use steps::{BufferStep, EofStep};
 
+/// Size of a read: the reactor's read buffer, and the largest chunk the test
+/// tools hand to `data_received`.
+pub(crate) const READ_BUF: usize = 64 * 1024;
+
 /// How a connection ends, as its sink hears it ([`Sink::close`]).
 #[derive(Debug)]
 pub(crate) struct Ending<'r> {

@@ -3,6 +3,7 @@
 //! local futures. Nothing here knows a socket, a poller or a protocol; the
 //! reactor and the test tools both drive it.
 
+pub(crate) mod handles;
 pub(crate) mod ops;
 pub mod timers;
 

@@ -28,6 +28,7 @@
 
 pub use crate::core::timers;
 
+mod complete;
 mod conn;
 mod connect;
 mod flow;
@@ -59,8 +60,7 @@ pub use udp::UdpOptions;
 pub use unix::{UnixListeningPort, UnixOptions};
 
 const WAKER: Token = Token(usize::MAX);
-/// Size of the reactor-wide read buffer.
-pub(crate) const READ_BUF: usize = 64 * 1024;
+pub(crate) use crate::conn::READ_BUF;
 /// Reads (or accepts) per readiness event before yielding to other sources.
 pub(crate) const READ_BUDGET: usize = 16;
 

@@ -14,6 +14,7 @@ use super::stream::{Acceptor, Stream};
 use super::{Connection, Entry, InternalTimer, Net, READ_BUDGET};
 use crate::address::Address;
 use crate::context::{ConnectionHandle, Core, Op};
+pub use crate::core::handles::{Connector, ListeningPort};
 use crate::core::ops::{BoundListener, ConnectRequest, ListenRequest};
 use crate::core::timers::TimerId;
 use crate::error::Result;
@@ -64,53 +65,6 @@ impl TcpOptions {
     pub fn reuse_port(mut self, on: bool) -> Self {
         self.reuse_port = on;
         self
-    }
-}
-
-/// A listening TCP port (Twisted's `IListeningPort`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ListeningPort {
-    id: u64,
-    addr: SocketAddr,
-}
-
-impl ListeningPort {
-    /// The bound address, with the real port when 0 was asked for.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops accepting: the socket is closed and the factory hears `stop_factory`
-    /// once the current callback returns. Open connections are not touched.
-    pub fn stop_listening(&self, core: &mut Core) {
-        core.ops.push(Op::StopListening(self.id));
-    }
-}
-
-/// An outgoing connection attempt and the connection it makes (Twisted's
-/// `IConnector`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Connector {
-    id: u64,
-}
-
-impl Connector {
-    pub(crate) fn from_id(id: u64) -> Connector {
-        Connector { id }
-    }
-
-    /// Stops trying: a pending attempt is cancelled (the factory hears
-    /// `client_connection_failed` with [`DisconnectReason::Cancelled`](crate::DisconnectReason::Cancelled)), a pending
-    /// reconnect is dropped, and an established connection will not be
-    /// reconnected when it ends.
-    pub fn stop_connecting(&self, core: &mut Core) {
-        core.ops.push(Op::StopConnecting(self.id));
-    }
-
-    /// Closes the established connection gracefully (the factory may still
-    /// reconnect), or stops a pending attempt.
-    pub fn disconnect(&self, core: &mut Core) {
-        core.ops.push(Op::Disconnect(self.id));
     }
 }
 

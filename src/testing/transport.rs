@@ -10,11 +10,11 @@ use std::time::Duration;
 use super::conn::{Conns, MemConn};
 use super::{downcast, downcast_mut, Clock};
 use crate::buf::WriteBuf;
+use crate::conn::READ_BUF;
 use crate::conn::{Ending, Sink};
 use crate::context::{ConnectionHandle, Core};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
-use crate::reactor::READ_BUF;
 use crate::transport::{flags, Context, HostAddr, WrapFn};
 
 /// The peer address a [`RecordingTransport`] reports by default (Twisted's).

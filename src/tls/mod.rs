@@ -510,6 +510,6 @@ impl Context<'_> {
     /// What the TLS layer under this protocol negotiated, once its handshake
     /// is done (`None` on a plain connection).
     pub fn tls_info(&self) -> Option<&TlsInfo> {
-        self.host.tls()
+        self.host.tls()?.downcast_ref()
     }
 }

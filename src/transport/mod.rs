@@ -51,9 +51,9 @@ pub(crate) trait HostAddr {
     fn nodelay(&self) -> Option<bool> {
         None
     }
-    /// What the TLS layer under this context negotiated, if there is one.
-    #[cfg(feature = "tls")]
-    fn tls(&self) -> Option<&crate::tls::TlsInfo> {
+    /// What the TLS layer under this context negotiated, if there is one
+    /// (a `TlsInfo`, opened by the `tls` module, which sits above this one).
+    fn tls(&self) -> Option<&dyn std::any::Any> {
         None
     }
 }

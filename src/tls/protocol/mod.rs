@@ -72,8 +72,8 @@ impl HostAddr for InnerHost {
     fn nodelay(&self) -> Option<bool> {
         self.nodelay
     }
-    fn tls(&self) -> Option<&TlsInfo> {
-        self.info.as_ref()
+    fn tls(&self) -> Option<&dyn std::any::Any> {
+        self.info.as_ref().map(|i| i as &dyn std::any::Any)
     }
 }
 
