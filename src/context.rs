@@ -6,8 +6,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
 use crate::core::timers::{TimerId, TimerQueue};
 use crate::core::Wake;
 use crate::error::{Error, Result};
@@ -57,7 +55,7 @@ impl fmt::Debug for Shared {
 /// use torsion::Reactor;
 ///
 /// let mut reactor = Reactor::new().unwrap();
-/// let handle = reactor.handle();
+/// let handle = reactor.reactor_handle();
 /// std::thread::spawn(move || {
 ///     handle.call_from_thread(|core| {
 ///         core.stop().unwrap();
@@ -215,8 +213,9 @@ impl Core {
         Ok(())
     }
 
-    /// A `Send + Clone` handle for other threads.
-    pub fn handle(&self) -> ReactorHandle {
+    /// A `Send + Clone` handle for other threads (not to be confused with a
+    /// connection's [`ConnectionHandle`], [`Context::handle`]).
+    pub fn reactor_handle(&self) -> ReactorHandle {
         ReactorHandle {
             shared: self.shared.clone(),
         }
@@ -238,43 +237,23 @@ impl Core {
     /// });
     /// reactor.run().unwrap();
     /// ```
+    ///
+    /// A delay past the clock's range (`Duration::MAX`) means "never": the
+    /// call stays pending, about a thousand years away, until cancelled.
     pub fn call_later(
         &mut self,
         delay: Duration,
         f: impl FnOnce(&mut Core) + 'static,
     ) -> DelayedCall {
-        let deadline = self.now() + delay;
+        let deadline = later(self.now(), delay);
         DelayedCall {
             id: self.timers.schedule(deadline, Timed::Call(Box::new(f))),
         }
     }
 
     pub(crate) fn schedule_internal(&mut self, delay: Duration, t: InternalTimer) -> TimerId {
-        let deadline = self.now() + delay;
+        let deadline = later(self.now(), delay);
         self.timers.schedule(deadline, Timed::Internal(t))
-    }
-
-    /// Writes `data` to another connection (or this one) by handle. The write
-    /// happens when the current callback returns. Writes to a connection that is
-    /// gone or closing are dropped, as [`Context::write`] drops them.
-    pub fn write_to(&mut self, conn: ConnectionHandle, data: impl Into<Bytes>) {
-        self.ops.push(Op::Write(conn, data.into()));
-    }
-
-    /// Closes a connection by handle after flushing it (see
-    /// [`Context::lose_connection`]).
-    pub fn lose_connection(&mut self, conn: ConnectionHandle) {
-        self.ops.push(Op::Lose(conn));
-    }
-
-    /// Aborts a connection by handle (see [`Context::abort_connection`]).
-    pub fn abort_connection(&mut self, conn: ConnectionHandle) {
-        self.ops.push(Op::Abort(conn));
-    }
-
-    /// Pauses reading on a connection by handle.
-    pub fn pause_reading(&mut self, conn: ConnectionHandle) {
-        self.ops.push(Op::PauseReading(conn));
     }
 
     /// Sets what happens when a callback panics.
@@ -323,6 +302,27 @@ impl Core {
     }
 }
 
+/// How far away "never" is: a delay that would take a deadline past the
+/// clock's range (`Duration::MAX`, for example) puts it this far from now
+/// instead (about a thousand years), so it does not come.
+pub(crate) const NEVER: Duration = Duration::from_secs(1000 * 365 * 24 * 3600);
+
+/// `from + delay`, or, past the clock's range, `NEVER` from `from` (or the
+/// latest instant the clock can hold). Never panics.
+pub(crate) fn later(from: Instant, delay: Duration) -> Instant {
+    if let Some(t) = from.checked_add(delay) {
+        return t;
+    }
+    let mut d = NEVER;
+    while !d.is_zero() {
+        if let Some(t) = from.checked_add(d) {
+            return t;
+        }
+        d /= 2;
+    }
+    from
+}
+
 /// A call scheduled with [`Core::call_later`] (Twisted's `IDelayedCall`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DelayedCall {
@@ -341,25 +341,25 @@ impl DelayedCall {
             .map_err(|_| Error::AlreadyCalled)
     }
 
-    /// Moves the call to `delay` from now.
+    /// Moves the call to `delay` from now (`Duration::MAX`: never).
     ///
     /// # Errors
     /// [`Error::AlreadyCalled`] if it already ran or was cancelled.
     pub fn reset(&self, core: &mut Core, delay: Duration) -> Result<()> {
-        let deadline = core.now() + delay;
+        let deadline = later(core.now(), delay);
         core.timers
             .reset(self.id, deadline)
             .map_err(|_| Error::AlreadyCalled)
     }
 
-    /// Pushes the call `by` later than it was due.
+    /// Pushes the call `by` later than it was due (`Duration::MAX`: never).
     ///
     /// # Errors
     /// [`Error::AlreadyCalled`] if it already ran or was cancelled.
     pub fn delay(&self, core: &mut Core, by: Duration) -> Result<()> {
         let due = core.timers.deadline(self.id).ok_or(Error::AlreadyCalled)?;
         core.timers
-            .reset(self.id, due + by)
+            .reset(self.id, later(due, by))
             .map_err(|_| Error::AlreadyCalled)
     }
 

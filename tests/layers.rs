@@ -47,12 +47,7 @@ const SIBLINGS: &[(&str, &str)] = &[("testing", "reactor"), ("reactor", "testing
 /// Upward imports still to go, each with the change that removes it. Listed
 /// so that the rest stays checked meanwhile; the test fails once one is gone
 /// and still listed.
-const PENDING: &[(&str, &str)] = &[
-    // The closed list of wrappers in `wrap.rs` (issue #11 item 3, branch
-    // `api`: `Protocol::as_wrapper` replaces it).
-    ("wrap", "service"),
-    ("wrap", "tls"),
-];
+const PENDING: &[(&str, &str)] = &[];
 
 fn layer_of(module: &str) -> Option<usize> {
     LAYERS

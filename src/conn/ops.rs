@@ -66,7 +66,7 @@ pub(crate) fn process_ops(core: &mut Core, d: &mut impl Driver) {
 
 /// Operations by handle belong to the innermost protocol: through a TLS
 /// wrapper, a write is encrypted and a close sends close_notify.
-fn apply(core: &mut Core, d: &mut impl Driver, op: Op) {
+pub(crate) fn apply(core: &mut Core, d: &mut impl Driver, op: Op) {
     match op {
         Op::Write(h, data) => d.invoke(core, h, |p, ctx| {
             innermost(p, ctx, |_, ctx| ctx.write_bytes(data))
@@ -81,16 +81,16 @@ fn apply(core: &mut Core, d: &mut impl Driver, op: Op) {
             innermost(p, ctx, |_, ctx| ctx.pause_reading())
         }),
         Op::ResumeReading(h) => d.resume_reading(core, h),
-        Op::Call(h, f) => {
-            if let Ok(f) = f.downcast::<ProtoFn>() {
-                d.invoke(core, h, *f);
-            }
-        }
-        Op::Wrap(h, w) => {
-            if let Ok(w) = w.downcast::<WrapFn>() {
-                d.wrap(core, h, *w);
-            }
-        }
+        // Queued only by `Core::call_on` and `Core::wrap_on`, which erase
+        // exactly these types.
+        Op::Call(h, f) => match f.downcast::<ProtoFn>() {
+            Ok(f) => d.invoke(core, h, *f),
+            Err(_) => debug_assert!(false, "Op::Call without a ProtoFn"),
+        },
+        Op::Wrap(h, w) => match w.downcast::<WrapFn>() {
+            Ok(w) => d.wrap(core, h, *w),
+            Err(_) => debug_assert!(false, "Op::Wrap without a WrapFn"),
+        },
         Op::Produce(h) => d.produce(core, h),
         Op::Listen(req) => d.listen(core, req),
         Op::ListenDatagram(req) => d.listen_datagram(core, req),
