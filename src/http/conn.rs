@@ -378,7 +378,7 @@ impl ServerConnection {
                 let local = ctx.local();
                 drop(d.add_both(move |res: Result<Response, Failure>| {
                     local.call(move |core| {
-                        core.with_protocol(conn, move |p: &mut ServerConnection, ctx| {
+                        super::call_on(core, conn, move |p: &mut ServerConnection, ctx| {
                             if p.current
                                 .as_ref()
                                 .is_some_and(|c| c.info.id == id && c.answer == Answer::Pending)

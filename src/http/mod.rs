@@ -74,6 +74,22 @@ pub use service::HttpService;
 pub use url::Url;
 pub use write::{http_date, valid_name, valid_value};
 
+/// Calls into the protocol of another connection (or this one) once the
+/// current callback returns: the one by-handle path the module uses. A
+/// connection that is gone by then is no error here (each caller copes: its
+/// `connection_lost` ran), so the outcome is dropped quietly.
+pub(crate) fn call_on<P: crate::Protocol>(
+    core: &mut crate::Core,
+    conn: crate::ConnectionHandle,
+    f: impl FnOnce(&mut P, &mut crate::Context<'_>) + 'static,
+) {
+    drop(
+        core.connection(conn)
+            .with_protocol(f)
+            .add_errback(|_| Ok::<(), crate::Error>(())),
+    );
+}
+
 #[cfg(test)]
 mod tests;
 
