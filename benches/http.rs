@@ -107,7 +107,7 @@ fn run_torsion(tx: Started) {
     let port = server
         .listen_tcp(&mut reactor, "127.0.0.1:0".parse().unwrap())
         .expect("listen");
-    let handle = reactor.handle();
+    let handle = reactor.reactor_handle();
     tx.send((
         port.local_addr(),
         Box::new(move || {

@@ -289,7 +289,10 @@ impl ClientShared {
             if let Some(conn) = pooled {
                 self.count(|s| s.reused += 1);
                 self.pool.borrow_mut().assign(conn, job);
-                core.with_protocol(conn, |p: &mut ClientConnection, ctx| p.take_job(ctx));
+                drop(
+                    core.connection(conn)
+                        .with_protocol(|p: &mut ClientConnection, ctx| p.take_job(ctx)),
+                );
                 return;
             }
         }
@@ -398,7 +401,7 @@ impl ConnFactory {
 impl ClientFactory for ConnFactory {
     type Protocol = ClientConnection;
 
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<ClientConnection> {
+    fn build_protocol(&mut self, _peer: &crate::Address) -> Option<ClientConnection> {
         let job = self.job.take()?;
         Some(ClientConnection::new(self.shared.clone(), job))
     }

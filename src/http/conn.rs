@@ -378,15 +378,17 @@ impl ServerConnection {
                 let local = ctx.local();
                 drop(d.add_both(move |res: Result<Response, Failure>| {
                     local.call(move |core| {
-                        core.with_protocol(conn, move |p: &mut ServerConnection, ctx| {
-                            if p.current
-                                .as_ref()
-                                .is_some_and(|c| c.info.id == id && c.answer == Answer::Pending)
-                            {
-                                p.answered(ctx, res);
-                                p.process(ctx);
-                            }
-                        });
+                        drop(core.connection(conn).with_protocol(
+                            move |p: &mut ServerConnection, ctx| {
+                                if p.current
+                                    .as_ref()
+                                    .is_some_and(|c| c.info.id == id && c.answer == Answer::Pending)
+                                {
+                                    p.answered(ctx, res);
+                                    p.process(ctx);
+                                }
+                            },
+                        ));
                     });
                     Ok::<(), Failure>(())
                 }));

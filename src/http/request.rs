@@ -169,7 +169,7 @@ impl IncomingBody {
             s.conn
         };
         if !self.state.borrow().paused {
-            core.resume_reading(conn);
+            core.connection(conn).resume_reading();
         }
     }
 
@@ -180,7 +180,7 @@ impl IncomingBody {
             s.paused = true;
             s.conn
         };
-        core.pause_reading(conn);
+        core.connection(conn).pause_reading();
     }
 
     /// Reads from the client again.
@@ -190,7 +190,7 @@ impl IncomingBody {
             s.paused = false;
             s.conn
         };
-        core.resume_reading(conn);
+        core.connection(conn).resume_reading();
     }
 
     /// Hands a piece to the reader, or keeps it; whether reading from the

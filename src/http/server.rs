@@ -238,7 +238,10 @@ impl HttpServer {
         self.shared.drained.borrow_mut().push(t);
         tracing::info!(connections = conns.len(), "HTTP server shutting down");
         for h in conns {
-            core.with_protocol(h, |p: &mut ServerConnection, ctx| p.shut_down(ctx));
+            drop(
+                core.connection(h)
+                    .with_protocol(|p: &mut ServerConnection, ctx| p.shut_down(ctx)),
+            );
         }
         d
     }
@@ -259,11 +262,7 @@ impl fmt::Debug for HttpFactory {
 impl Factory for HttpFactory {
     type Protocol = ServerConnection;
 
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<ServerConnection> {
-        self.build_protocol_for(&Address::Inet(peer))
-    }
-
-    fn build_protocol_for(&mut self, peer: &Address) -> Option<ServerConnection> {
+    fn build_protocol(&mut self, peer: &Address) -> Option<ServerConnection> {
         if self.shared.shutting_down.get() {
             return None;
         }

@@ -340,7 +340,7 @@ fn graceful_shutdown_finishes_in_flight_requests() {
     assert!(done.take_result().is_none());
     assert!(server
         .factory()
-        .build_protocol_for(&crate::Address::Inet(([1, 2, 3, 4], 5).into()))
+        .build_protocol(&crate::Address::Inet(([1, 2, 3, 4], 5).into()))
         .is_none());
     pump.advance(Duration::from_millis(60));
     settle(&mut pump);
