@@ -377,3 +377,30 @@ fn a_huge_response_to_a_client_that_stops_reading_stays_in_bounded_memory() {
     assert!(ahead < 32 << 20, "ran {ahead} bytes ahead of the reader");
     assert!(produced.get() < GIB / 8);
 }
+
+#[test]
+fn the_same_server_over_a_unix_socket() {
+    let mut reactor = Reactor::new().unwrap();
+    let server = HttpServer::new(app());
+    let path = std::env::temp_dir().join(format!("torsion-http-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    reactor.listen_unix(&path, server.factory()).unwrap();
+    let p = path.clone();
+    let t = thread::spawn(move || {
+        let mut s = std::os::unix::net::UnixStream::connect(&p).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nPOST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nConnection: close\r\n\r\nunix")
+            .unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        out
+    });
+    run_until(&mut reactor, || t.is_finished());
+    let out = String::from_utf8(t.join().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        out.contains("\r\n\r\nHello, World!HTTP/1.1 200 OK"),
+        "{out}"
+    );
+    assert!(out.ends_with("\r\n\r\nunix"), "{out}");
+    assert_eq!(server.stats().reused, 1);
+}
