@@ -97,6 +97,7 @@
 #![forbid(unsafe_code)]
 
 pub mod address;
+pub mod aio;
 mod buf;
 mod connect;
 mod context;
