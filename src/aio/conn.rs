@@ -608,7 +608,8 @@ impl Connection {
     /// # Errors
     /// [`StreamError::LineTooLong`] when more than `max` bytes come without
     /// `delim`: nothing is consumed (a [`read`](Self::read) can still take the
-    /// bytes). Otherwise as [`read`](Self::read).
+    /// bytes). The reason, if the connection broke off before `delim` (the
+    /// partial line is left for [`read`](Self::read)).
     pub async fn read_until(&mut self, delim: u8, max: usize) -> Result<Vec<u8>, StreamError> {
         let r = poll_fn(|cx| self.poll_read_until(cx, delim, max)).await;
         self.shared.borrow_mut().want = 0;
@@ -632,13 +633,12 @@ impl Connection {
         if s.input.len() > max {
             return Poll::Ready(Err(StreamError::LineTooLong { max }));
         }
-        let ended = s.eof || s.lost.is_some();
-        if ended {
-            if !s.input.is_empty() || matches!(s.lost, None | Some(DisconnectReason::Done)) {
-                let line = s.input.split().to_vec();
-                return Poll::Ready(Ok(line));
-            }
-            return Poll::Ready(Err(s.lost.as_ref().map_or(StreamError::Closed, Into::into)));
+        match &s.lost {
+            // Broken off: the partial line stays for `read`.
+            Some(r) if !r.is_clean() => return Poll::Ready(Err(r.into())),
+            Some(_) => return Poll::Ready(Ok(s.input.split().to_vec())),
+            None if s.eof => return Poll::Ready(Ok(s.input.split().to_vec())),
+            None => {}
         }
         // The line needs up to `max + 1` bytes buffered at once.
         s.want = max.saturating_add(1);
