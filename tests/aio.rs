@@ -18,7 +18,9 @@ use util::{localhost, EchoFactory, DEADLINE};
 /// Runs `f` as a task on a fresh reactor until it finishes (a hang fails
 /// after the deadline).
 fn run<T: 'static>(
-    f: impl FnOnce(LocalHandle) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StreamError>>>>,
+    f: impl FnOnce(
+        LocalHandle,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StreamError>>>>,
 ) -> Result<T, StreamError> {
     let mut reactor = Reactor::new().unwrap();
     run_on(&mut reactor, f)
@@ -26,7 +28,9 @@ fn run<T: 'static>(
 
 fn run_on<T: 'static>(
     reactor: &mut Reactor,
-    f: impl FnOnce(LocalHandle) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StreamError>>>>,
+    f: impl FnOnce(
+        LocalHandle,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StreamError>>>>,
 ) -> Result<T, StreamError> {
     let local = reactor.local();
     let fut = f(local.clone());
@@ -161,7 +165,9 @@ impl Protocol for Rude {
     fn connection_made(&mut self, ctx: &mut Context<'_>) {
         ctx.write(b"bye\n");
         let h = ctx.handle();
-        ctx.call_later(Duration::from_millis(20), move |core| core.abort_connection(h));
+        ctx.call_later(Duration::from_millis(20), move |core| {
+            core.abort_connection(h)
+        });
     }
     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
 }
@@ -249,12 +255,12 @@ fn endpoint_strings_listen_and_connect() {
     // Eyeballs then falls back to 127.0.0.1, so it works either way.
     assert_eq!(got.1.unwrap(), ["by name\n"]);
 
-    let err = run(|local| Box::pin(async move { aio::connect(&local, "tcp:host=x").await }))
-        .unwrap_err();
+    let err =
+        run(|local| Box::pin(async move { aio::connect(&local, "tcp:host=x").await })).unwrap_err();
     assert!(matches!(err, StreamError::Endpoint(_)), "{err:?}");
     assert_eq!(err.to_string(), "tcp endpoint: missing parameter \"port\"");
-    let err = run(|local| Box::pin(async move { aio::listen(&local, "bogus:1").await }))
-        .unwrap_err();
+    let err =
+        run(|local| Box::pin(async move { aio::listen(&local, "bogus:1").await })).unwrap_err();
     assert!(matches!(err, StreamError::Endpoint(_)), "{err:?}");
 }
 
@@ -262,8 +268,8 @@ fn endpoint_strings_listen_and_connect() {
 fn listening_on_a_taken_port_is_a_typed_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let err = run(move |local| Box::pin(async move { aio::listen_tcp(&local, addr).await }))
-        .unwrap_err();
+    let err =
+        run(move |local| Box::pin(async move { aio::listen_tcp(&local, addr).await })).unwrap_err();
     assert!(matches!(err, StreamError::Listen(_)), "{err:?}");
     assert_eq!(
         std::io::Error::from(err).kind(),
@@ -346,7 +352,10 @@ fn protocol_and_async_code_in_one_reactor() {
     let local = reactor.local();
     // The async echo server.
     let (factory, listener) = aio::accept_queue();
-    let echo = reactor.listen_tcp(localhost(), factory).unwrap().local_addr();
+    let echo = reactor
+        .listen_tcp(localhost(), factory)
+        .unwrap()
+        .local_addr();
     serve_echo(&local, listener);
     // The protocol server whose callbacks start async tasks.
     let relay = reactor

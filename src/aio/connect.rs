@@ -319,7 +319,13 @@ async fn listen_with(
 /// # Errors
 /// [`StreamError::Listen`] if the address cannot be bound.
 pub async fn listen_tcp(local: &LocalHandle, addr: SocketAddr) -> Result<Listener, StreamError> {
-    listen_with(local, move |core, f| Ok(core.listen_tcp(addr, f)?.into())).await
+    listen_with(local, move |core, f| {
+        Ok(core
+            .listen_tcp(addr, f)
+            .map_err(StreamError::Listen)?
+            .into())
+    })
+    .await
 }
 
 /// Listens on the Unix socket `path` (default [`UnixOptions`](crate::UnixOptions)).
@@ -331,7 +337,13 @@ pub async fn listen_unix(
     path: impl AsRef<Path>,
 ) -> Result<Listener, StreamError> {
     let path = path.as_ref().to_path_buf();
-    listen_with(local, move |core, f| Ok(core.listen_unix(&path, f)?.into())).await
+    listen_with(local, move |core, f| {
+        Ok(core
+            .listen_unix(&path, f)
+            .map_err(StreamError::Listen)?
+            .into())
+    })
+    .await
 }
 
 /// Listens for TLS connections on `addr`. A connection is accepted when the
@@ -347,7 +359,10 @@ pub async fn listen_tls(
     config: std::sync::Arc<rustls::ServerConfig>,
 ) -> Result<Listener, StreamError> {
     listen_with(local, move |core, f| {
-        Ok(core.listen_tls(addr, config, f)?.into())
+        Ok(core
+            .listen_tls(addr, config, f)
+            .map_err(StreamError::Listen)?
+            .into())
     })
     .await
 }

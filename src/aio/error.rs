@@ -51,7 +51,10 @@ pub enum StreamError {
     Lost(DisconnectReason),
     /// Listening failed (address in use, permission denied...).
     #[error("{0}")]
-    Listen(#[from] crate::error::Error),
+    Listen(crate::error::Error),
+    /// The reactor of [`run`](super::run) could not start, or failed.
+    #[error("{0}")]
+    Reactor(crate::error::Error),
     /// An endpoint string was malformed, or its TLS files could not be read.
     #[error("{0}")]
     Endpoint(#[from] crate::endpoints::EndpointError),
@@ -117,7 +120,8 @@ impl From<StreamError> for io::Error {
             StreamError::Closed => K::BrokenPipe,
             StreamError::Lost(DisconnectReason::Aborted) => K::ConnectionAborted,
             StreamError::Lost(DisconnectReason::Io { kind, .. }) => *kind,
-            StreamError::Listen(crate::error::Error::Io(io)) => io.kind(),
+            StreamError::Listen(crate::error::Error::Io(io))
+            | StreamError::Reactor(crate::error::Error::Io(io)) => io.kind(),
             _ => K::Other,
         };
         io::Error::new(kind, e)

@@ -218,7 +218,42 @@ pub use listen::{AcceptFactory, Listener, DEFAULT_BACKLOG};
 pub use time::{sleep, timeout, Sleep, Timeout};
 
 #[allow(unused_imports)] // for the docs
-use crate::{context::Core, local::LocalHandle};
+use crate::context::Core;
+use crate::local::LocalHandle;
+
+/// Runs the future that `f` makes on a new reactor until it finishes, and
+/// returns its output (asyncio's `run`): for programs whose `main` is async
+/// code. `f` gets the reactor's [`LocalHandle`].
+///
+/// ```
+/// use std::time::Duration;
+/// use torsion::aio;
+///
+/// let n = aio::run(|local| async move {
+///     aio::sleep(&local, Duration::from_millis(1)).await;
+///     Ok(42)
+/// })?;
+/// assert_eq!(n, 42);
+/// # Ok::<(), aio::StreamError>(())
+/// ```
+///
+/// # Errors
+/// What the future returns; [`StreamError::Reactor`] if the reactor could
+/// not start or failed (a callback panicked under
+/// [`PanicPolicy::StopReactor`](crate::PanicPolicy::StopReactor)...).
+pub fn run<T, F, Fut>(f: F) -> Result<T, StreamError>
+where
+    T: 'static,
+    F: FnOnce(LocalHandle) -> Fut,
+    Fut: std::future::Future<Output = Result<T, StreamError>> + 'static,
+{
+    let mut reactor = crate::Reactor::new().map_err(StreamError::Reactor)?;
+    let future = f(reactor.local());
+    let task = reactor.spawn_local(future);
+    reactor
+        .run_until_complete(task)
+        .map_err(StreamError::Reactor)?
+}
 
 /// The protocol of an async connection and the future of the connection,
 /// which is ready once the protocol's `connection_made` has run. Connect the

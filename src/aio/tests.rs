@@ -240,7 +240,10 @@ fn a_full_input_buffer_pauses_the_transport() {
         let conn = c.as_ref().unwrap();
         let buffered = conn.input_buffered();
         assert!(buffered >= BOUND, "filled up to the bound: {buffered}");
-        assert!(buffered <= BOUND + 16 * 1024, "one read past it at most: {buffered}");
+        assert!(
+            buffered <= BOUND + 16 * 1024,
+            "one read past it at most: {buffered}"
+        );
     }
     let (_client, server) = pump.buffered(link);
     assert!(server > TOTAL / 2, "the rest waits at the sender: {server}");
@@ -278,13 +281,20 @@ fn write_all_waits_for_a_peer_that_does_not_read() {
     pump.flush();
     assert!(!task.has_result(), "the writer waits");
     let (client, _) = pump.buffered(link);
-    assert!(client > DEFAULT_HIGH_WATER, "the transport is over its mark: {client}");
+    assert!(
+        client > DEFAULT_HIGH_WATER,
+        "the transport is over its mark: {client}"
+    );
     assert!(client <= 2 * DEFAULT_HIGH_WATER, "but bounded: {client}");
     pump.with_server(link, |_p: &mut Peer, ctx| ctx.resume_reading());
     pump.flush();
     done(&mut task).unwrap();
     assert_eq!(pump.server(link).got.len(), TOTAL);
-    assert_eq!(pump.buffered(link), (0, 0), "flush waited for the last byte");
+    assert_eq!(
+        pump.buffered(link),
+        (0, 0),
+        "flush waited for the last byte"
+    );
 }
 
 #[test]
@@ -390,7 +400,12 @@ fn sleep_and_timeout_follow_the_fake_clock() {
     let local = pump.core_mut().local();
     let mut task = spawn(&mut pump, async move {
         sleep(&local, Duration::from_secs(10)).await;
-        let r = timeout(&local, Duration::from_secs(5), sleep(&local, Duration::from_secs(60))).await;
+        let r = timeout(
+            &local,
+            Duration::from_secs(5),
+            sleep(&local, Duration::from_secs(60)),
+        )
+        .await;
         assert_eq!(r, Err(TimedOut));
         let quick = timeout(&local, Duration::from_secs(5), async { 42 }).await;
         assert_eq!(quick, Ok(42));
@@ -408,7 +423,11 @@ fn sleep_and_timeout_follow_the_fake_clock() {
     assert!(!task.has_result());
     pump.advance(Duration::from_secs(1));
     done(&mut task).unwrap();
-    assert_eq!(pump.clock().pending_calls(), 0, "the dropped sleeps' timers are cancelled");
+    assert_eq!(
+        pump.clock().pending_calls(),
+        0,
+        "the dropped sleeps' timers are cancelled"
+    );
 }
 
 /// An async server (accept queue) and a protocol-style client in one pump.
@@ -468,16 +487,24 @@ fn futures_io_traits() {
         let mut sent = 0;
         let data = b"through the traits";
         while sent < data.len() {
-            sent += poll_fn(|cx| Pin::new(&mut conn).poll_write(cx, &data[sent..])).await.unwrap();
+            sent += poll_fn(|cx| Pin::new(&mut conn).poll_write(cx, &data[sent..]))
+                .await
+                .unwrap();
         }
-        poll_fn(|cx| Pin::new(&mut conn).poll_flush(cx)).await.unwrap();
+        poll_fn(|cx| Pin::new(&mut conn).poll_flush(cx))
+            .await
+            .unwrap();
         let mut got = Vec::new();
         let mut buf = [0; 7];
         while got.len() < data.len() {
-            let n = poll_fn(|cx| Pin::new(&mut conn).poll_read(cx, &mut buf)).await.unwrap();
+            let n = poll_fn(|cx| Pin::new(&mut conn).poll_read(cx, &mut buf))
+                .await
+                .unwrap();
             got.extend_from_slice(&buf[..n]);
         }
-        poll_fn(|cx| Pin::new(&mut conn).poll_close(cx)).await.unwrap();
+        poll_fn(|cx| Pin::new(&mut conn).poll_close(cx))
+            .await
+            .unwrap();
         let e = poll_fn(|cx| Pin::new(&mut conn).poll_write(cx, b"x"))
             .await
             .unwrap_err();
