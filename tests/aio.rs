@@ -159,17 +159,15 @@ fn refused_is_a_typed_error() {
     );
 }
 
-/// A server that resets every connection once it has sent a greeting.
+/// A server that greets, then resets the connection when the client speaks.
 struct Rude;
 impl Protocol for Rude {
     fn connection_made(&mut self, ctx: &mut Context<'_>) {
         ctx.write(b"bye\n");
-        let h = ctx.handle();
-        ctx.call_later(Duration::from_millis(20), move |core| {
-            core.abort_connection(h)
-        });
     }
-    fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+    fn data_received(&mut self, ctx: &mut Context<'_>, _data: &[u8]) {
+        ctx.abort_connection();
+    }
 }
 
 #[test]
@@ -183,6 +181,7 @@ fn a_reset_is_a_typed_error_after_the_data() {
         Box::pin(async move {
             let mut conn = aio::connect_tcp(&local, addr).await?;
             assert_eq!(conn.read_line(100).await?, "bye\n");
+            conn.write_all(b"hello?\n").await?;
             let mut buf = [0; 16];
             conn.read(&mut buf).await
         })

@@ -126,7 +126,10 @@ fn async_client_against_the_protocol_echo_server() {
 #[test]
 fn protocol_echo_client_against_the_async_server() {
     let server = Server::start("async_echo_server");
-    let out = run("echo_client", &[&server.addr.to_string(), "from", "protocols"]);
+    let out = run(
+        "echo_client",
+        &[&server.addr.to_string(), "from", "protocols"],
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).starts_with("Received: from protocols\n"));
 }
@@ -268,7 +271,10 @@ fn command_lines() {
         let help = run(name, &["--help"]);
         assert!(help.status.success(), "{name} --help");
         assert!(text(&help.stdout).contains("Usage"), "{name} --help");
-        assert!(run(name, &["--version"]).status.success(), "{name} --version");
+        assert!(
+            run(name, &["--version"]).status.success(),
+            "{name} --version"
+        );
         let bad = run(name, &["not-an-address"]);
         assert_eq!(bad.status.code(), Some(2), "{name}: a usage error");
     }

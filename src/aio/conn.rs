@@ -192,6 +192,11 @@ type SharedRef = Rc<RefCell<Shared>>;
 /// Runs `f` with the connection's [`StreamProtocol`] and its context at the
 /// end of the current turn. The one place async connections reach a
 /// connection by handle.
+///
+/// Nothing happens when the connection is gone: its `connection_lost` has
+/// then woken every waiting future already. (With the by-handle API of
+/// `core.connection(h).with_protocol(f)`, whose Deferred fails for a gone
+/// connection, that failure is expected here and to be swallowed.)
 fn on_protocol(
     local: &LocalHandle,
     h: ConnectionHandle,
@@ -347,10 +352,26 @@ impl Protocol for StreamProtocol {
         s.queue.clear();
         s.queued = 0;
         s.transport_buffered = 0;
+        s.wake_all();
+    }
+}
+
+impl Drop for StreamProtocol {
+    fn drop(&mut self) {
+        let Ok(mut s) = self.shared.try_borrow_mut() else {
+            return;
+        };
+        // Built for a listener, never made (the handshake or the connect
+        // failed first): no longer coming.
         if let Some(q) = s.accept.take() {
             super::listen::forget(&q);
         }
-        s.wake_all();
+        // Never connected (refused, cancelled...): whoever awaits the
+        // connection hears it.
+        if !s.made && s.lost.is_none() {
+            s.lost = Some(DisconnectReason::Cancelled);
+            s.wake_all();
+        }
     }
 }
 
@@ -546,6 +567,9 @@ impl Connection {
         buf: &mut [u8],
     ) -> Poll<Result<usize, StreamError>> {
         let mut s = self.shared.borrow_mut();
+        // A line that was waited for and given up (a timeout) no longer
+        // raises the limit.
+        s.want = 0;
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
@@ -805,6 +829,7 @@ impl Connection {
     /// Aborts the connection at once: buffered data is dropped and the peer
     /// sees a reset.
     pub fn abort(self) {
+        self.shared.borrow_mut().close_queued = true;
         let shared = self.shared.clone();
         on_protocol(&self.local, self.handle, move |_p, ctx| {
             shared.borrow_mut().queue.clear();

@@ -514,3 +514,38 @@ fn futures_io_traits() {
     pump.flush();
     assert_eq!(done(&mut task).unwrap(), b"through the traits");
 }
+
+#[test]
+fn a_protocol_dropped_unconnected_fails_its_connecting() {
+    let mut pump = Pump::new();
+    let (protocol, connecting) = protocol();
+    let mut task = spawn(&mut pump, async move { connecting.await.map(drop) });
+    pump.flush();
+    assert!(!task.has_result());
+    drop(protocol); // as a refused connect drops the protocol it never built on
+    pump.flush();
+    assert!(matches!(
+        done(&mut task),
+        Err(StreamError::Lost(DisconnectReason::Cancelled))
+    ));
+}
+
+/// Past the backlog, connections are refused; dropping the listener closes
+/// those not accepted and refuses new ones.
+#[test]
+fn the_accept_backlog_is_bounded() {
+    let mut pump = Pump::new();
+    let (mut factory, mut listener) = accept_queue();
+    listener.set_backlog(2);
+    let a = pump.connect_factory(Peer::default(), &mut factory).unwrap();
+    let b = pump.connect_factory(Peer::default(), &mut factory).unwrap();
+    assert!(pump.connect_factory(Peer::default(), &mut factory).is_none());
+    pump.flush();
+    assert_eq!(listener.waiting(), 2);
+    assert_eq!(listener.address(), None);
+    drop(listener);
+    pump.flush();
+    assert_eq!(pump.client_lost(a), Some(&DisconnectReason::Done));
+    assert_eq!(pump.client_lost(b), Some(&DisconnectReason::Done));
+    assert!(pump.connect_factory(Peer::default(), &mut factory).is_none());
+}
