@@ -539,7 +539,9 @@ fn the_accept_backlog_is_bounded() {
     listener.set_backlog(2);
     let a = pump.connect_factory(Peer::default(), &mut factory).unwrap();
     let b = pump.connect_factory(Peer::default(), &mut factory).unwrap();
-    assert!(pump.connect_factory(Peer::default(), &mut factory).is_none());
+    assert!(pump
+        .connect_factory(Peer::default(), &mut factory)
+        .is_none());
     pump.flush();
     assert_eq!(listener.waiting(), 2);
     assert_eq!(listener.address(), None);
@@ -547,5 +549,7 @@ fn the_accept_backlog_is_bounded() {
     pump.flush();
     assert_eq!(pump.client_lost(a), Some(&DisconnectReason::Done));
     assert_eq!(pump.client_lost(b), Some(&DisconnectReason::Done));
-    assert!(pump.connect_factory(Peer::default(), &mut factory).is_none());
+    assert!(pump
+        .connect_factory(Peer::default(), &mut factory)
+        .is_none());
 }
