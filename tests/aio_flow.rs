@@ -101,6 +101,10 @@ fn a_slow_async_consumer_of_1_gib_keeps_memory_bounded() {
         "the consumer was slow enough to fill its buffer (peak {peak})"
     );
     let growth = peak_rss.saturating_sub(start_rss);
+    eprintln!(
+        "1 GiB: input buffer peak {peak} B (bound {}), full {full} times, RSS growth {growth} B",
+        DEFAULT_INPUT_BUFFER + 64 * 1024
+    );
     assert!(
         growth < 64 << 20,
         "resident memory grew by {growth} bytes while 1 GiB went through"
