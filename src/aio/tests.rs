@@ -553,3 +553,24 @@ fn the_accept_backlog_is_bounded() {
         .connect_factory(Peer::default(), &mut factory)
         .is_none());
 }
+
+/// Futures made with the handle of a reactor that is gone fail with
+/// `ReactorGone` instead of waiting forever.
+#[test]
+fn a_gone_reactor_is_a_typed_error() {
+    let local = crate::Reactor::new().unwrap().local(); // the reactor is dropped
+    let exec = crate::defer::LocalExecutor::new();
+    let addr = "127.0.0.1:9".parse().unwrap();
+    let mut connect = exec.spawn(connect_tcp(&local, addr));
+    let l = local.clone();
+    let mut listen = exec.spawn(async move { listen_tcp(&l, addr).await.map(drop) });
+    exec.run_ready();
+    assert!(matches!(
+        connect.take_result(),
+        Some(Err(StreamError::ReactorGone))
+    ));
+    assert!(matches!(
+        listen.take_result(),
+        Some(Err(StreamError::ReactorGone))
+    ));
+}
