@@ -74,7 +74,7 @@ fn main() -> ExitCode {
     };
     tracing::info!("async echo server listening on {}", port.local_addr());
 
-    let handle = reactor.handle();
+    let handle = reactor.reactor_handle();
     std::thread::spawn(move || {
         let mut signals = signals.forever();
         if let Some(sig) = signals.next() {

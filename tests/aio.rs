@@ -43,18 +43,6 @@ fn run_on<T: 'static>(
     reactor.run_until_complete(task).unwrap()
 }
 
-/// A factory from a closure.
-struct FactoryOf<F>(F);
-impl<P: Protocol, F: FnMut() -> P + 'static> torsion::Factory for FactoryOf<F> {
-    type Protocol = P;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<P> {
-        Some((self.0)())
-    }
-}
-fn factory_of<P: Protocol, F: FnMut() -> P + 'static>(f: F) -> FactoryOf<F> {
-    FactoryOf(f)
-}
-
 /// Reads and never answers.
 struct Sink;
 impl Protocol for Sink {
@@ -174,7 +162,7 @@ impl Protocol for Rude {
 fn a_reset_is_a_typed_error_after_the_data() {
     let mut reactor = Reactor::new().unwrap();
     let addr = reactor
-        .listen_tcp(localhost(), factory_of(|| Rude))
+        .listen_tcp(localhost(), torsion::factory(|_: &Address| Rude))
         .unwrap()
         .local_addr();
     let err = run_on(&mut reactor, move |local| {
@@ -194,7 +182,7 @@ fn a_reset_is_a_typed_error_after_the_data() {
 fn a_read_times_out_on_the_reactor_clock() {
     let mut reactor = Reactor::new().unwrap();
     let addr = reactor
-        .listen_tcp(localhost(), factory_of(|| Sink))
+        .listen_tcp(localhost(), torsion::factory(|_: &Address| Sink))
         .unwrap()
         .local_addr();
     let err = run_on(&mut reactor, move |local| {
@@ -339,7 +327,7 @@ impl Protocol for Relay {
             let mut conn = aio::connect_tcp(&local, echo).await?;
             let got = exchange(&mut conn, &[&format!("relayed {line}")]).await?;
             conn.close().await?;
-            local.call(move |core| core.write_to(h, got.concat()));
+            local.call(move |core| core.connection(h).write(got.concat().as_bytes()));
             Ok::<(), StreamError>(())
         }));
     }
@@ -358,7 +346,10 @@ fn protocol_and_async_code_in_one_reactor() {
     serve_echo(&local, listener);
     // The protocol server whose callbacks start async tasks.
     let relay = reactor
-        .listen_tcp(localhost(), factory_of(move || Relay { echo }))
+        .listen_tcp(
+            localhost(),
+            torsion::factory(move |_: &Address| Relay { echo }),
+        )
         .unwrap()
         .local_addr();
     // An async task that starts protocol-style work: a protocol client whose

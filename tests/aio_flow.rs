@@ -4,12 +4,11 @@
 
 mod util;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 use torsion::aio::{self, StreamError, DEFAULT_INPUT_BUFFER};
-use torsion::{Context, Factory, Protocol, Reactor};
+use torsion::{Address, Context, Protocol, Reactor};
 use util::{localhost, DEADLINE};
 
 const TOTAL: u64 = 1 << 30;
@@ -29,14 +28,6 @@ impl Protocol for Firehose {
         ctx.lose_connection();
     }
 }
-struct FirehoseFactory;
-impl Factory for FirehoseFactory {
-    type Protocol = Firehose;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Firehose> {
-        Some(Firehose)
-    }
-}
-
 /// Resident memory of this process, in bytes.
 fn rss() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -52,7 +43,7 @@ fn rss() -> u64 {
 fn a_slow_async_consumer_of_1_gib_keeps_memory_bounded() {
     let mut reactor = Reactor::new().unwrap();
     let addr = reactor
-        .listen_tcp(localhost(), FirehoseFactory)
+        .listen_tcp(localhost(), torsion::factory(|_: &Address| Firehose))
         .unwrap()
         .local_addr();
     let local = reactor.local();
@@ -86,7 +77,7 @@ fn a_slow_async_consumer_of_1_gib_keeps_memory_bounded() {
         Ok::<_, StreamError>((total, peak, full, peak_rss))
     });
     let watchdog = DEADLINE * 5;
-    let h = reactor.handle();
+    let h = reactor.reactor_handle();
     std::thread::spawn(move || {
         std::thread::sleep(watchdog);
         let _ = h.stop(); // a hang fails below instead of blocking CI

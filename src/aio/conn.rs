@@ -6,7 +6,8 @@
 //! is full) and records the transport's write pressure (`pause_writing` /
 //! `resume_writing`); the connection's futures read from that buffer and queue
 //! writes, which the protocol hands to its transport in a callback run through
-//! [`Core::with_protocol`] at the end of the turn.
+//! [`ConnectionRef::with_protocol`](crate::ConnectionRef::with_protocol) at the
+//! end of the turn.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -22,7 +23,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::StreamError;
 use crate::address::Address;
 use crate::context::{ConnectionHandle, Core};
-use crate::error::DisconnectReason;
+use crate::error::{DisconnectReason, Error};
 use crate::local::LocalHandle;
 use crate::protocol::Protocol;
 use crate::transport::{Context, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER};
@@ -194,15 +195,21 @@ type SharedRef = Rc<RefCell<Shared>>;
 /// connection by handle.
 ///
 /// Nothing happens when the connection is gone: its `connection_lost` has
-/// then woken every waiting future already. (With the by-handle API of
-/// `core.connection(h).with_protocol(f)`, whose Deferred fails for a gone
-/// connection, that failure is expected here and to be swallowed.)
+/// then woken every waiting future already, so that failure
+/// ([`Error::NoSuchHandle`]) is expected and swallowed; any other (a panic)
+/// is left to the Deferred's unhandled-error log.
 fn on_protocol(
     local: &LocalHandle,
     h: ConnectionHandle,
     f: impl FnOnce(&mut StreamProtocol, &mut Context<'_>) + 'static,
 ) {
-    local.call(move |core: &mut Core| core.with_protocol::<StreamProtocol>(h, f));
+    local.call(move |core: &mut Core| {
+        let d = core.connection(h).with_protocol(f);
+        drop(d.add_errback(|e| match e {
+            Error::NoSuchHandle => Ok(()),
+            e => Err(e),
+        }));
+    });
 }
 
 /// The protocol under an async [`Connection`]: it buffers what arrives and

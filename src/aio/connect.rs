@@ -146,7 +146,7 @@ struct OneShot {
 impl crate::protocol::ClientFactory for OneShot {
     type Protocol = StreamProtocol;
 
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<StreamProtocol> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<StreamProtocol> {
         if self.trigger.is_called() {
             return None;
         }

@@ -71,7 +71,7 @@ impl fmt::Debug for AcceptFactory {
 impl Factory for AcceptFactory {
     type Protocol = StreamProtocol;
 
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<StreamProtocol> {
+    fn build_protocol(&mut self, peer: &Address) -> Option<StreamProtocol> {
         let q = self.queue.upgrade()?;
         let mut qs = q.borrow_mut();
         if qs.ready.len() + qs.coming >= qs.backlog {

@@ -47,22 +47,14 @@
 //!
 //! ```
 //! use std::cell::RefCell;
-//! use std::net::SocketAddr;
 //! use std::rc::Rc;
 //! use std::time::Duration;
-//! use torsion::{ClientFactory, Context, Factory, Protocol, Reactor};
+//! use torsion::{Address, Context, Protocol, Reactor};
 //!
 //! struct Echo;
 //! impl Protocol for Echo {
 //!     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
 //!         ctx.write(data);
-//!     }
-//! }
-//! struct EchoFactory;
-//! impl Factory for EchoFactory {
-//!     type Protocol = Echo;
-//!     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
-//!         Some(Echo)
 //!     }
 //! }
 //!
@@ -96,19 +88,12 @@
 //!         let _ = ctx.stop();
 //!     }
 //! }
-//! struct Once(Option<Client>);
-//! impl ClientFactory for Once {
-//!     type Protocol = Client;
-//!     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Client> {
-//!         self.0.take()
-//!     }
-//! }
 //!
 //! let mut reactor = Reactor::new()?;
-//! let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), EchoFactory)?;
+//! let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), torsion::factory(|_: &Address| Echo))?;
 //! let got = Rc::new(RefCell::new(Vec::new()));
 //! let client = Client { lines: vec!["two", "one"], got: got.clone(), partial: Vec::new() };
-//! reactor.connect_tcp(port.local_addr(), Once(Some(client)), Duration::from_secs(5));
+//! drop(reactor.connect_protocol(port.local_addr(), client, Duration::from_secs(5)));
 //! reactor.run()?;
 //! assert_eq!(*got.borrow(), ["one\n", "two\n"]);
 //! # Ok::<(), torsion::Error>(())
