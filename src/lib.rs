@@ -26,6 +26,11 @@
 //!   ([`Core::listen_unix`], [`Core::connect_unix`]) through one code path, so
 //!   they behave alike; a peer is an [`Address`]. Datagrams (UDP, Unix
 //!   datagrams) go to a [`DatagramProtocol`] ([`Core::listen_udp`]).
+//! * Async code runs on the same reactor: [`aio`] connections are read and
+//!   written with `.await` (`read_line`, `write_all`, `accept`...), with
+//!   `sleep` and `timeout` on the reactor's timers. Each is a built-in
+//!   protocol underneath, so it has the same flow control and runs on the
+//!   in-memory pump; the [`aio`] guide says when to use which style.
 //! * A panic in a callback costs that connection, not the reactor
 //!   ([`PanicPolicy`]).
 //! * TLS (module `tls`, cargo feature `tls`, on by default) is a protocol
@@ -84,6 +89,7 @@
 #![forbid(unsafe_code)]
 
 pub mod address;
+pub mod aio;
 mod buf;
 mod conn;
 mod connect;

@@ -431,6 +431,8 @@ impl Pump {
             || (0..self.net.pipes.len()).any(|i| self.net.waiting(i))
             || !self.clock.core.ops.is_empty()
             || self.clock.call_due()
+            // Local tasks woken (by bytes delivered, or past a turn's budget).
+            || self.clock.core.has_local_work()
     }
 
     /// Runs rounds until nothing happens. Returns the rounds run.

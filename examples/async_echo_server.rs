@@ -1,0 +1,134 @@
+//! An echo server in async code: `accept().await` in a loop, one task per
+//! connection, each reading and writing back until the client closes.
+//!
+//! ```text
+//! cargo run --example async_echo_server                  # 127.0.0.1:8000
+//! cargo run --example async_echo_server -- 127.0.0.1:9000
+//! nc 127.0.0.1 8000                                       # or async_client, echo_client
+//! ```
+//!
+//! The same server as the `echo_server` example, written with
+//! [`torsion::aio`] instead of a protocol; both run on the reactor with the
+//! same back-pressure: a client that does not read its echo stops being read
+//! (the task waits in `write_all`, its input buffer fills, the socket is no
+//! longer read). Connects and disconnects are logged (`RUST_LOG` picks the
+//! level; `info` by default). Ctrl-C (SIGINT) or SIGTERM closes every
+//! connection after flushing it and exits 0; a second signal exits at once.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use torsion::aio::{self, Connection, StreamError};
+use torsion::Reactor;
+use tracing_subscriber::EnvFilter;
+
+/// How long a graceful shutdown may take before what is left is aborted.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// An echo server written with async code: every byte a client sends comes
+/// straight back.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Where to listen.
+    #[arg(default_value = "127.0.0.1:8000")]
+    addr: SocketAddr,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let args = Args::parse();
+
+    // Signals first, so one arriving while the server starts is not lost.
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut reactor = match Reactor::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the reactor: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Bound now, so a taken address is reported before anything runs.
+    let (factory, mut listener) = aio::accept_queue();
+    let port = match reactor.listen_tcp(args.addr, factory) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("cannot listen on {}: {e}", args.addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!("async echo server listening on {}", port.local_addr());
+
+    let handle = reactor.reactor_handle();
+    std::thread::spawn(move || {
+        let mut signals = signals.forever();
+        if let Some(sig) = signals.next() {
+            tracing::info!(
+                signal = sig,
+                "shutting down: closing connections gracefully"
+            );
+            handle.call_from_thread(|core| core.shutdown(SHUTDOWN_GRACE));
+        }
+        if signals.next().is_some() {
+            tracing::warn!("second signal: exiting at once");
+            std::process::exit(130);
+        }
+    });
+
+    let local = reactor.local();
+    drop(reactor.spawn_local(async move {
+        loop {
+            let conn = listener.accept().await?;
+            drop(local.spawn_local(serve(conn)));
+        }
+        #[allow(unreachable_code)]
+        Ok::<(), StreamError>(())
+    }));
+
+    match reactor.run() {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("the reactor failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Echoes one connection until the client closes (or the connection breaks).
+async fn serve(mut conn: Connection) -> Result<(), StreamError> {
+    let peer = conn.peer().clone();
+    tracing::info!(%peer, "client connected");
+    let mut buf = vec![0; 64 * 1024];
+    let result = async {
+        loop {
+            match conn.read(&mut buf).await? {
+                0 => return conn.close().await,
+                n => conn.write_all(&buf[..n]).await?,
+            }
+        }
+    }
+    .await;
+    match &result {
+        Ok(()) => tracing::info!(%peer, "client disconnected"),
+        Err(e) => tracing::info!(%peer, "client disconnected: {e}"),
+    }
+    Ok(())
+}
