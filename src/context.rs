@@ -60,6 +60,8 @@ pub(crate) enum Op {
     /// the wrapper's `connection_made` (`start_tls`).
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     Wrap(ConnectionHandle, WrapFn),
+    /// Register a spawned child's pipes and exit watcher, or standard I/O.
+    Pipes(crate::reactor::PendingPipes),
 }
 
 /// What happens when a callback panics.

@@ -94,7 +94,7 @@
 //! # Ok::<(), torsion::Error>(())
 //! ```
 #![deny(missing_docs, missing_debug_implementations)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod address;
 mod buf;
@@ -108,6 +108,7 @@ pub mod error;
 mod local;
 pub mod multi;
 pub mod policies;
+pub mod process;
 pub mod promises;
 pub mod protocol;
 pub mod protocols;

@@ -126,6 +126,7 @@ impl Net {
                     self.produce(core, key);
                 }
             }
+            Op::Pipes(p) => self.add_pipes(core, p),
             Op::Wrap(h, wrap) => {
                 if let Some(key) = self.conn_key(h) {
                     if let Entry::Conn(c) = &mut self.entries[key] {

@@ -414,6 +414,10 @@ fn apply(core: &mut Core, conns: &mut impl Conns, requests: &mut Vec<Request>, o
         Op::ListenDatagram(_) | Op::DatagramCall(..) => {
             tracing::warn!("datagram ports are not simulated in memory: request dropped")
         }
+        // A child's pipes and stdin/stdout need the real reactor.
+        Op::Pipes(_) => {
+            tracing::warn!("process pipes and standard I/O need a reactor: request dropped")
+        }
         Op::Connect(p) => {
             let (addr, timeout) = p.target();
             requests.push(Request::Connect { addr, timeout });
