@@ -115,7 +115,12 @@ impl Protocol for Keyboard {
             let mut st = self.state.borrow_mut();
             st.stdio = None;
             if !reason.is_clean() && st.error.is_none() {
-                st.error = Some(format!("standard I/O failed: {reason}"));
+                st.error = Some(match reason {
+                    DisconnectReason::Reset => {
+                        "standard output closed: its reader went away".to_owned()
+                    }
+                    _ => format!("standard I/O failed: {reason}"),
+                });
             }
             if !st.stdin_done {
                 server = st.server;
