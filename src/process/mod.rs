@@ -69,7 +69,7 @@ pub use context::ProcessContext;
 pub use spawn::{ChildFd, ProcessSpec, SpawnError};
 pub(crate) use spawn::{PipeFd, Spawned};
 pub use state::Process;
-pub(crate) use state::Reaping;
+pub(crate) use state::{Dir, PipeEnd, ProcessState, Reaping, Slot};
 pub(crate) use stdio::StdioSetup;
 
 use crate::error::DisconnectReason;
@@ -81,7 +81,7 @@ use crate::error::DisconnectReason;
 /// [`out_received`](Self::out_received) and stderr to
 /// [`err_received`](Self::err_received). Child descriptor numbers are the
 /// child's (0 stdin, 1 stdout, 2 stderr, 3 and up as configured).
-pub trait ProcessProtocol: 'static {
+pub trait ProcessProtocol: std::any::Any {
     /// The child started and its pipes are registered. Called first, once.
     fn connection_made(&mut self, ctx: &mut ProcessContext<'_, '_>) {
         let _ = ctx;

@@ -36,6 +36,9 @@ pub(crate) struct Slot {
 pub(crate) struct ProcessState {
     pid: u32,
     pidfd: Option<OwnedFd>,
+    /// A stand-in child (`testing::FakeChild`): signals are recorded here,
+    /// never sent.
+    recorded: Option<RefCell<Vec<i32>>>,
     protocol: RefCell<Box<dyn ProcessProtocol>>,
     /// Open pipes by child descriptor; a closed one is removed.
     pub(crate) pipes: RefCell<BTreeMap<i32, Slot>>,
@@ -53,11 +56,53 @@ impl ProcessState {
         Rc::new(ProcessState {
             pid,
             pidfd,
+            recorded: None,
             protocol: RefCell::new(protocol),
             pipes: RefCell::new(pipes),
             status: Cell::new(None),
             ended: Cell::new(false),
         })
+    }
+
+    /// The state of a stand-in child with pid 0 whose signals are recorded.
+    pub(crate) fn fake(
+        protocol: Box<dyn ProcessProtocol>,
+        pipes: BTreeMap<i32, Slot>,
+    ) -> Rc<ProcessState> {
+        Rc::new(ProcessState {
+            pid: 0,
+            pidfd: None,
+            recorded: Some(RefCell::new(Vec::new())),
+            protocol: RefCell::new(protocol),
+            pipes: RefCell::new(pipes),
+            status: Cell::new(None),
+            ended: Cell::new(false),
+        })
+    }
+
+    /// The protocol, as a `P`.
+    ///
+    /// # Panics
+    /// If it is not a `P`, or a callback is running.
+    pub(crate) fn protocol_ref<P: ProcessProtocol>(&self) -> std::cell::Ref<'_, P> {
+        std::cell::Ref::map(self.protocol.borrow(), |b| {
+            let any: &dyn std::any::Any = &**b;
+            match any.downcast_ref::<P>() {
+                Some(p) => p,
+                None => panic!(
+                    "the process protocol is not a {}",
+                    std::any::type_name::<P>()
+                ),
+            }
+        })
+    }
+
+    /// Signals sent to a stand-in child.
+    pub(crate) fn recorded_signals(&self) -> Vec<i32> {
+        self.recorded
+            .as_ref()
+            .map(|r| r.borrow().clone())
+            .unwrap_or_default()
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -76,6 +121,10 @@ impl ProcessState {
         if self.status.get().is_some() {
             return Err(ProcessError::ExitedAlready);
         }
+        if let Some(r) = &self.recorded {
+            r.borrow_mut().push(signal);
+            return Ok(());
+        }
         let res = match &self.pidfd {
             Some(fd) => sys::pidfd_send_signal(fd.as_fd(), signal),
             // Not reaped yet (we reap it ourselves), so the pid is still ours.
@@ -90,10 +139,14 @@ impl ProcessState {
 
     /// The protocol of the connection for child descriptor `fd`.
     pub(crate) fn pipe_protocol(self: &Rc<Self>, fd: i32) -> Box<dyn Protocol> {
-        Box::new(PipeEnd {
+        Box::new(self.pipe_end(fd))
+    }
+
+    pub(crate) fn pipe_end(self: &Rc<Self>, fd: i32) -> PipeEnd {
+        PipeEnd {
             state: self.clone(),
             fd,
-        })
+        }
     }
 
     /// Runs `f` on the user's protocol with a process context, catching a
@@ -173,7 +226,10 @@ impl ProcessState {
 
     /// The child was reaped with `status`: `process_exited`, and
     /// `process_ended` if no pipe is open any more.
-    fn exited(self: &Rc<Self>, core: &mut Core, status: ProcessStatus) {
+    pub(crate) fn exited(self: &Rc<Self>, core: &mut Core, status: ProcessStatus) {
+        if self.status.get().is_some() {
+            return;
+        }
         tracing::debug!(pid = self.pid, %status, "process exited");
         self.status.set(Some(status));
         self.call(Inner::Core(core), |p, ctx| p.process_exited(ctx, status));
@@ -195,7 +251,7 @@ impl ProcessState {
 
 /// The protocol of one child pipe's connection: forwards the engine's events
 /// to the process's [`ProcessProtocol`], naming the child descriptor.
-struct PipeEnd {
+pub(crate) struct PipeEnd {
     state: Rc<ProcessState>,
     fd: i32,
 }
