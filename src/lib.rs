@@ -25,6 +25,10 @@
 //!   ([`Core::listen_unix`], [`Core::connect_unix`]) through one code path, so
 //!   they behave alike; a peer is an [`Address`]. Datagrams (UDP, Unix
 //!   datagrams) go to a [`DatagramProtocol`] ([`Core::listen_udp`]).
+//! * Child processes ([`Core::spawn_process`], a
+//!   [`ProcessProtocol`](process::ProcessProtocol)) and the process's own
+//!   stdin/stdout ([`Core::standard_io`]) are transports too: their pipes run
+//!   on the same connection code as sockets (module [`process`]).
 //! * A panic in a callback costs that connection, not the reactor
 //!   ([`PanicPolicy`]).
 //! * TLS (module `tls`, cargo feature `tls`, on by default) is a protocol

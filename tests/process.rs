@@ -202,8 +202,11 @@ struct Firehose {
     pauses: usize,
     checked: usize,
     mismatch: Option<usize>,
-    done: Rc<RefCell<Option<(usize, usize, Option<usize>, ProcessStatus)>>>,
+    done: Rc<RefCell<Option<FirehoseResult>>>,
 }
+
+/// Bytes checked, pauses, the offset of the first wrong byte, the status.
+type FirehoseResult = (usize, usize, Option<usize>, ProcessStatus);
 
 const PERIOD: usize = 251;
 const CHUNK: usize = 256 * 1024;
