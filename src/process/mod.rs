@@ -1,7 +1,7 @@
 //! Child processes and the process's own standard I/O as transports
 //! (Twisted's `spawnProcess` / `ProcessProtocol` and `StandardIO`).
 //!
-//! [`Core::spawn_process`] starts a program from a [`ProcessSpec`] (program,
+//! [`Core::spawn_process`](crate::Core::spawn_process) starts a program from a [`ProcessSpec`] (program,
 //! arguments, an explicit environment — empty unless you add to it, as in
 //! Twisted —, working directory, and which child descriptors are pipes). Its
 //! [`ProcessProtocol`] hears `connection_made`, the data of every pipe from
@@ -27,7 +27,7 @@
 //! by `spawn_process`: std's `Command` reports the `exec` failure
 //! synchronously.
 //!
-//! [`Core::standard_io`] attaches an ordinary [`Protocol`](crate::Protocol)
+//! [`Core::standard_io`](crate::Core::standard_io) attaches an ordinary [`Protocol`](crate::Protocol)
 //! to the process's own stdin and stdout.
 //!
 //! ```no_run
@@ -66,7 +66,7 @@ use std::fmt;
 use std::io;
 
 pub use context::ProcessContext;
-pub use spawn::{ChildFd, ProcessSpec, SpawnError};
+pub use spawn::{ChildFd, ProcessSpec, SpawnError, MAX_CHILD_FD};
 pub(crate) use spawn::{PipeFd, Spawned};
 pub use state::Process;
 pub(crate) use state::{Dir, PipeEnd, ProcessState, Reaping, Slot};
