@@ -73,7 +73,7 @@ impl Keyboard {
         match st.server {
             Some(h) => {
                 line.extend_from_slice(b"\r\n");
-                core.write_to(h, line);
+                core.connection(h).write(&line);
             }
             None => st.pending.push(line),
         }
@@ -137,9 +137,10 @@ impl Protocol for Keyboard {
 /// Nothing more to send: shut our sending side once what was typed is
 /// flushed, and keep printing the room until the server closes.
 fn finish_sending(core: &mut torsion::Core, server: ConnectionHandle) {
-    core.with_protocol(server, |_: &mut LineReceiver<Room>, ctx| {
-        ctx.lose_write_connection()
-    });
+    drop(
+        core.connection(server)
+            .with_protocol(|_: &mut LineReceiver<Room>, ctx| ctx.lose_write_connection()),
+    );
 }
 
 /// The server side: lines from the room go to stdout.
@@ -165,7 +166,7 @@ impl LineHandler for Room {
         if let Some(h) = self.state.borrow().stdio {
             let mut out = line.to_vec();
             out.push(b'\n');
-            lines.write_to(h, out);
+            lines.core().connection(h).write(&out);
         }
     }
     fn connection_lost(&mut self, ctx: &mut Context<'_>, reason: &DisconnectReason) {
@@ -179,7 +180,7 @@ impl LineHandler for Room {
         };
         // Flush what the room said to stdout, then stop.
         match stdio {
-            Some(h) => ctx.core().lose_connection(h),
+            Some(h) => ctx.core().connection(h).lose_connection(),
             None => {
                 let _ = ctx.stop();
             }
@@ -194,7 +195,7 @@ struct Connect {
 
 impl ClientFactory for Connect {
     type Protocol = LineReceiver<Room>;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Self::Protocol> {
+    fn build_protocol(&mut self, _peer: &torsion::Address) -> Option<Self::Protocol> {
         Some(LineReceiver::new(Room {
             state: self.state.clone(),
         }))
