@@ -206,3 +206,11 @@ mod tests {
         assert!(UnixAddr::from_std(&a.local_addr().unwrap()).is_unnamed());
     }
 }
+
+/// No IP address on a Unix socket.
+pub(crate) fn no_ip() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "a Unix socket has no IP address (use Context::host)",
+    )
+}

@@ -9,8 +9,9 @@ use bytes::Bytes;
 
 use super::state::{Dir, ProcessState};
 use super::{Process, ProcessError};
-use crate::context::{flags, Context, Core, Op};
+use crate::context::Core;
 use crate::error::DisconnectReason;
+use crate::transport::{flags, Context};
 
 /// Where a process callback runs: inside the callback of one of its pipes
 /// (whose context can be used directly), or elsewhere (start, exit).
@@ -170,14 +171,14 @@ impl<'a, 'b> ProcessContext<'a, 'b> {
             return;
         };
         if let Some(h) = self.state.slot(fd).and_then(|s| s.handle) {
-            self.inner.core().ops.push(Op::Call(
+            self.inner.core().call_on(
                 h,
                 Box::new(move |_, ctx| {
                     for p in parts {
                         ctx.write_bytes(p);
                     }
                 }),
-            ));
+            );
         }
     }
 
@@ -201,10 +202,7 @@ impl<'a, 'b> ProcessContext<'a, 'b> {
         }
         self.flush();
         if let Some(h) = slot.handle {
-            self.inner
-                .core()
-                .ops
-                .push(Op::Call(h, Box::new(move |_, ctx| f(ctx))));
+            self.inner.core().call_on(h, Box::new(move |_, ctx| f(ctx)));
         }
         Ok(())
     }

@@ -28,7 +28,8 @@
 //! synchronously.
 //!
 //! [`Core::standard_io`](crate::Core::standard_io) attaches an ordinary [`Protocol`](crate::Protocol)
-//! to the process's own stdin and stdout.
+//! to the process's own stdin and stdout. [`FakeChild`] stands in for a
+//! child in unit tests, on the [`Pump`](crate::testing::Pump).
 //!
 //! ```no_run
 //! use torsion::process::{ProcessContext, ProcessProtocol, ProcessSpec, ProcessStatus};
@@ -57,20 +58,19 @@
 //! ```
 
 mod context;
+mod fake;
 mod spawn;
 mod state;
 mod stdio;
-pub(crate) mod sys;
 
 use std::fmt;
 use std::io;
 
 pub use context::ProcessContext;
+pub use fake::FakeChild;
 pub use spawn::{ChildFd, ProcessSpec, SpawnError, MAX_CHILD_FD};
-pub(crate) use spawn::{PipeFd, Spawned};
 pub use state::Process;
-pub(crate) use state::{Dir, PipeEnd, ProcessState, Reaping, Slot};
-pub(crate) use stdio::StdioSetup;
+pub(crate) use state::{Dir, PipeEnd, ProcessState, Slot};
 
 use crate::error::DisconnectReason;
 

@@ -4,14 +4,14 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::state::{Dir, ProcessState, Reaping, Slot};
-use super::{sys, Process, ProcessProtocol};
+use super::{Process, ProcessProtocol};
 use crate::context::{Core, Op};
-use crate::reactor::PendingPipes;
+use crate::reactor::{sys, PipeEndFd, PipeRequest};
 
 /// The highest child descriptor number a pipe can be placed at.
 pub const MAX_CHILD_FD: i32 = 255;
@@ -216,19 +216,6 @@ pub enum SpawnError {
     },
 }
 
-/// The parent's end of one pipe.
-#[derive(Debug)]
-pub(crate) enum PipeFd {
-    Reader(OwnedFd),
-    Writer(OwnedFd),
-}
-
-/// A started child, queued for the loop to register.
-pub(crate) struct Spawned {
-    pub(crate) pipes: Vec<(i32, PipeFd)>,
-    pub(crate) reaping: Reaping,
-}
-
 impl Core {
     /// Starts a child process described by `spec`, run by `protocol`
     /// (Twisted's `reactor.spawnProcess`). The child starts now; its pipes are
@@ -301,12 +288,13 @@ impl Core {
                 ChildFd::ToChild | ChildFd::FromChild => {
                     let (r, w) = sys::pipe().map_err(io_err)?;
                     let (ours, theirs, dir) = if what == ChildFd::ToChild {
-                        (PipeFd::Writer(w), r, Dir::ToChild)
+                        (PipeEndFd::Writer(w), r, Dir::ToChild)
                     } else {
-                        (PipeFd::Reader(r), w, Dir::FromChild)
+                        (PipeEndFd::Reader(r), w, Dir::FromChild)
                     };
                     let our_fd = match &ours {
-                        PipeFd::Reader(f) | PipeFd::Writer(f) => f,
+                        PipeEndFd::Reader(f) | PipeEndFd::Writer(f) => f,
+                        PipeEndFd::Stdio(f, _) => f,
                     };
                     sys::set_nonblocking(std::os::fd::AsFd::as_fd(our_fd), true).map_err(io_err)?;
                     pipes.push((fd, ours));
@@ -370,11 +358,29 @@ impl Core {
         let process = Process {
             state: state.clone(),
         };
-        self.ops
-            .push(Op::Pipes(PendingPipes::Process(Box::new(Spawned {
-                pipes,
-                reaping: Reaping::new(state, child),
-            }))));
+        // Each pipe is a connection whose protocol is the process's adapter;
+        // once all are registered the protocol hears `connection_made`; then
+        // the exit watcher.
+        let fds: Vec<i32> = pipes.iter().map(|(fd, _)| *fd).collect();
+        let pipes = pipes
+            .into_iter()
+            .map(|(fd, end)| (end, state.pipe_protocol(fd)))
+            .collect();
+        let st = state.clone();
+        let started = move |core: &mut Core, registered: &[bool]| {
+            for (fd, ok) in fds.iter().zip(registered) {
+                if !ok {
+                    st.pipe_failed(*fd);
+                }
+            }
+            st.started(core);
+        };
+        let req = PipeRequest {
+            pipes,
+            started: Some(Box::new(started)),
+            watch: Some(Box::new(Reaping::new(state, child))),
+        };
+        self.ops.push(Op::Pipes(Box::new(req)));
         Ok(process)
     }
 }

@@ -11,10 +11,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 
 use super::context::{abort_with, Inner, ProcessContext};
-use super::{sys, ProcessError, ProcessProtocol, ProcessStatus};
-use crate::context::{ConnectionHandle, Context, Core, Op};
+use super::{ProcessError, ProcessProtocol, ProcessStatus};
+use crate::context::{ConnectionHandle, Core};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
+use crate::reactor::{sys, ExitWatch};
+use crate::transport::Context;
 
 /// Which way a pipe carries data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,8 +196,7 @@ impl ProcessState {
                         let reason = reason.clone();
                         inner
                             .core()
-                            .ops
-                            .push(Op::Call(h, Box::new(move |_, ctx| abort_with(ctx, reason))));
+                            .call_on(h, Box::new(move |_, ctx| abort_with(ctx, reason)));
                     }
                 }
             }
@@ -209,7 +210,7 @@ impl ProcessState {
     }
 
     /// A pipe could not be registered: it is closed and forgotten.
-    pub(crate) fn pipe_failed(&self, _core: &mut Core, fd: i32) {
+    pub(crate) fn pipe_failed(&self, fd: i32) {
         self.pipes.borrow_mut().remove(&fd);
     }
 
@@ -293,16 +294,22 @@ impl Reaping {
         Reaping { state, child }
     }
 
-    pub(crate) fn state(&self) -> &Rc<ProcessState> {
-        &self.state
-    }
-
     pub(crate) fn is_reaped(&self) -> bool {
         self.state.status.get().is_some()
     }
+}
+
+impl ExitWatch for Reaping {
+    fn pidfd(&self) -> Option<RawFd> {
+        self.state.pidfd()
+    }
+
+    fn is_done(&self) -> bool {
+        self.is_reaped()
+    }
 
     /// Reaps the child if it exited, and reports it.
-    pub(crate) fn check(&mut self, core: &mut Core) {
+    fn check(&mut self, core: &mut Core) {
         if self.is_reaped() {
             return;
         }

@@ -4,19 +4,10 @@ use std::fs::File;
 use std::io::{self, IoSlice, Read};
 use std::os::fd::{AsFd, OwnedFd};
 
-use super::sys;
 use crate::context::{Core, Op};
 use crate::error::{Error, Result};
 use crate::protocol::Protocol;
-use crate::reactor::{PendingPipes, StdioFlags, StdoutMode};
-
-/// stdin and stdout, ready for the loop to register.
-pub(crate) struct StdioSetup {
-    /// Non-blocking: stdin itself (a copy of the descriptor), or the read end
-    /// of a pipe that a thread fills from it.
-    pub(crate) reader: OwnedFd,
-    pub(crate) flags: StdioFlags,
-}
+use crate::reactor::{sys, PipeEndFd, PipeRequest, StdioFlags, StdoutMode};
 
 impl Core {
     /// Attaches `protocol` to this process's stdin and stdout (Twisted's
@@ -66,14 +57,15 @@ impl Core {
     pub fn standard_io(&mut self, protocol: impl Protocol) -> Result<()> {
         let out = stdout_mode()?;
         let (reader, restore_in) = stdin_reader()?;
-        let setup = StdioSetup {
-            reader,
-            flags: StdioFlags { restore_in, out },
+        // `reader` is non-blocking: stdin itself (a copy of the descriptor),
+        // or the read end of a pipe that a thread fills from it.
+        let flags = StdioFlags { restore_in, out };
+        let req = PipeRequest {
+            pipes: vec![(PipeEndFd::Stdio(reader, flags), Box::new(protocol))],
+            started: None,
+            watch: None,
         };
-        self.ops.push(Op::Pipes(PendingPipes::Stdio(
-            Box::new(setup),
-            Box::new(protocol),
-        )));
+        self.ops.push(Op::Pipes(Box::new(req)));
         Ok(())
     }
 }

@@ -3,13 +3,14 @@
 //! connection code as sockets (`conn.rs`): gathered writes, the write buffer,
 //! water marks and back-pressure, close and flush, panic isolation.
 //!
-//! What is pipe-specific lives in `crate::process` (spawning, descriptors,
-//! reaping, exit status, the `ProcessProtocol` adapter); this file is only
-//! the `mio` side: the descriptor kinds, their reads and writes, and the
-//! registration of a spawned process's pipes and exit watcher.
+//! What is process-specific lives in `crate::process` (spawning,
+//! descriptors, reaping, exit status, the `ProcessProtocol` adapter), which
+//! hands this file a [`PipeRequest`]; this file is only the `mio` side: the
+//! descriptor kinds, their reads and writes, and the registration of pipes
+//! (each with its protocol) and of an exit watcher.
 
 use std::io::{self, IoSlice, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use mio::event::Source;
 use mio::unix::pipe::{Receiver, Sender};
@@ -17,10 +18,9 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use super::stream::Stream;
-use super::{Entry, ExtraSource, Net};
+use super::{sys, Entry, ExtraSource, Net};
 use crate::address::{Address, UnixAddr};
 use crate::context::Core;
-use crate::process::{sys, PipeFd, Reaping, Spawned, StdioSetup};
 use crate::protocol::Protocol;
 
 /// One pipe descriptor (or the stdin/stdout pair of the process itself).
@@ -160,18 +160,42 @@ pub(crate) fn pipe_peer() -> Address {
     Address::Unix(UnixAddr::Unnamed)
 }
 
-/// Something the loop registers for processes and standard I/O, queued by
-/// `Core::spawn_process` / `Core::standard_io` (the spawn itself already
-/// happened, synchronously, so its errors were returned to the caller).
-pub(crate) enum PendingPipes {
-    Process(Box<Spawned>),
-    Stdio(Box<StdioSetup>, Box<dyn Protocol>),
+/// One descriptor to register as a stream connection.
+#[derive(Debug)]
+pub(crate) enum PipeEndFd {
+    /// The parent reads it.
+    Reader(OwnedFd),
+    /// The parent writes it.
+    Writer(OwnedFd),
+    /// `StandardIO`: reads this (stdin, or a pipe a thread fills from it) and
+    /// writes descriptor 1.
+    Stdio(OwnedFd, StdioFlags),
+}
+
+/// A child's exit, as the reactor watches it: a pidfd when there is one,
+/// `SIGCHLD` otherwise.
+pub(crate) trait ExitWatch {
+    /// The child's pidfd, if it has one.
+    fn pidfd(&self) -> Option<RawFd>;
+    /// Something happened (the pidfd became readable, or a `SIGCHLD`
+    /// arrived): reap the child if it exited, and report it.
+    fn check(&mut self, core: &mut Core);
+    /// Whether the child was reaped: the watcher is then removed.
+    fn is_done(&self) -> bool;
+}
+
+/// What `Op::Pipes` carries: descriptors with their protocols, what to call
+/// once they are registered (with which ones could be), and an exit watcher.
+pub(crate) struct PipeRequest {
+    pub(crate) pipes: Vec<(PipeEndFd, Box<dyn Protocol>)>,
+    pub(crate) started: Option<Box<dyn FnOnce(&mut Core, &[bool])>>,
+    pub(crate) watch: Option<Box<dyn ExitWatch>>,
 }
 
 /// A child's exit watcher: its pidfd (or `SIGCHLD` signals) as a source.
 struct ChildWatch {
     fd: WatchFd,
-    reaping: Reaping,
+    watch: Box<dyn ExitWatch>,
 }
 
 enum WatchFd {
@@ -210,49 +234,37 @@ impl ExtraSource for ChildWatch {
             // Drain: any child's exit wakes every watcher; ours checks its own.
             for _ in s.pending() {}
         }
-        self.reaping.check(core);
+        self.watch.check(core);
     }
     fn done(&self) -> bool {
-        self.reaping.is_reaped()
+        self.watch.is_done()
     }
 }
 
 impl Net {
-    pub(crate) fn add_pipes(&mut self, core: &mut Core, p: PendingPipes) {
-        match p {
-            PendingPipes::Process(s) => self.add_process(core, *s),
-            PendingPipes::Stdio(setup, protocol) => {
-                let pipe = Pipe::Stdio(Receiver::from(setup.reader), setup.flags);
-                if self
-                    .add_connection(core, Stream::Pipe(pipe), pipe_peer(), protocol, 0)
-                    .is_none()
-                {
-                    tracing::error!("standard I/O could not be registered with the reactor");
-                }
-            }
-        }
-    }
-
-    /// Registers each pipe of a spawned child as a connection, then its exit
-    /// watcher, then tells the protocol the process started.
-    fn add_process(&mut self, core: &mut Core, s: Spawned) {
-        let Spawned { pipes, reaping } = s;
-        let pidfd = reaping.state().pidfd();
-        for (fd, pipe) in pipes {
-            let stream = Stream::Pipe(match pipe {
-                PipeFd::Reader(f) => Pipe::Reader(Receiver::from(f)),
-                PipeFd::Writer(f) => Pipe::Writer(Sender::from(f)),
+    /// Registers each pipe as a connection (its protocol hears
+    /// `connection_made`), calls `started`, then registers the exit watcher.
+    pub(crate) fn add_pipes(&mut self, core: &mut Core, req: PipeRequest) {
+        let PipeRequest {
+            pipes,
+            started,
+            watch,
+        } = req;
+        let mut registered = Vec::with_capacity(pipes.len());
+        for (fd, protocol) in pipes {
+            let stream = Stream::Pipe(match fd {
+                PipeEndFd::Reader(f) => Pipe::Reader(Receiver::from(f)),
+                PipeEndFd::Writer(f) => Pipe::Writer(Sender::from(f)),
+                PipeEndFd::Stdio(f, flags) => Pipe::Stdio(Receiver::from(f), flags),
             });
-            let adapter = reaping.state().pipe_protocol(fd);
-            if self
-                .add_connection(core, stream, pipe_peer(), adapter, 0)
-                .is_none()
-            {
-                reaping.state().pipe_failed(core, fd);
-            }
+            let h = self.add_connection(core, stream, pipe_peer(), protocol, 0);
+            registered.push(h.is_some());
         }
-        reaping.state().started(core);
-        let fd = match pidfd {
+        if let Some(started) = started {
+            started(core, &registered);
+        }
+        let Some(watch) = watch else { return };
+        let fd = match watch.pidfd() {
             Some(fd) => WatchFd::Pidfd(fd),
             None => match signal_hook_mio::v1_0::Signals::new([libc::SIGCHLD]) {
                 Ok(s) => WatchFd::Sigchld(s),
@@ -262,7 +274,7 @@ impl Net {
                 }
             },
         };
-        let mut w: Box<dyn ExtraSource> = Box::new(ChildWatch { fd, reaping });
+        let mut w: Box<dyn ExtraSource> = Box::new(ChildWatch { fd, watch });
         let entry = self.entries.vacant_entry();
         let key = entry.key();
         if let Err(e) = self

@@ -12,8 +12,8 @@ use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
 use super::pipe::{pipe_peer, Pipe};
-use crate::address::{Address, UnixAddr};
-use crate::context::HostAddr;
+use crate::address::{no_ip, Address, UnixAddr};
+use crate::transport::HostAddr;
 
 /// A connected stream socket, or a pipe (a child's, or stdin/stdout).
 #[derive(Debug)]
@@ -102,14 +102,6 @@ impl Source for Stream {
             Stream::Pipe(p) => p.deregister(r),
         }
     }
-}
-
-/// No IP address on a Unix socket.
-pub(crate) fn no_ip() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::Unsupported,
-        "a Unix socket has no IP address (use Context::host)",
-    )
 }
 
 impl HostAddr for Stream {

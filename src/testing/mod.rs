@@ -107,7 +107,6 @@
 mod clock;
 mod conn;
 mod faults;
-mod process;
 mod pump;
 mod transport;
 mod wire;
@@ -117,7 +116,6 @@ use std::time::Duration;
 
 pub use clock::Clock;
 pub use faults::{Direction, Faults};
-pub use process::FakeChild;
 pub use pump::{Link, NeverQuiet, Pump, PumpConfig, DEFAULT_MAX_ROUNDS, DEFAULT_WIRE_CAPACITY};
 pub use transport::{RecordingTransport, DEFAULT_HOST, DEFAULT_PEER};
 

@@ -1,19 +1,20 @@
 //! [`FakeChild`]: a stand-in for a child process, so a
 //! [`ProcessProtocol`](crate::process::ProcessProtocol) is unit-tested on the
-//! [`Pump`] through the same engine as over real pipes.
+//! [`Pump`] through the same engine as over real pipes. (It lives here, not
+//! in `testing`, because the test tools sit below the process layer.)
 
 use std::cell::Ref;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::rc::Rc;
 
-use super::{Link, Pump};
-use crate::context::Context;
 use crate::error::DisconnectReason;
 use crate::process::{
     ChildFd, Dir, PipeEnd, Process, ProcessProtocol, ProcessState, ProcessStatus, Slot,
 };
 use crate::protocol::Protocol;
+use crate::testing::{Link, Pump};
+use crate::transport::Context;
 
 /// The child's end of one pipe: records what the protocol wrote to it.
 #[derive(Default)]
@@ -37,6 +38,7 @@ impl Protocol for ChildEnd {
 /// ```
 /// use torsion::process::{ChildFd, ProcessContext, ProcessProtocol, ProcessStatus};
 /// use torsion::testing::Pump;
+/// use torsion::process::FakeChild;
 ///
 /// /// Sends a command, then waits for the child to answer and exit.
 /// #[derive(Default)]
