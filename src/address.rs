@@ -176,6 +176,14 @@ impl fmt::Display for UnixAddr {
     }
 }
 
+/// No IP address on a Unix socket.
+pub(crate) fn no_ip() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "a Unix socket has no IP address (use Context::host)",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,12 +213,4 @@ mod tests {
         let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
         assert!(UnixAddr::from_std(&a.local_addr().unwrap()).is_unnamed());
     }
-}
-
-/// No IP address on a Unix socket.
-pub(crate) fn no_ip() -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::Unsupported,
-        "a Unix socket has no IP address (use Context::host)",
-    )
 }

@@ -184,11 +184,14 @@ pub(crate) trait ExitWatch {
     fn is_done(&self) -> bool;
 }
 
+/// Called once the pipes are registered, with which ones could be.
+pub(crate) type StartedFn = Box<dyn FnOnce(&mut Core, &[bool])>;
+
 /// What `Op::Pipes` carries: descriptors with their protocols, what to call
 /// once they are registered (with which ones could be), and an exit watcher.
 pub(crate) struct PipeRequest {
     pub(crate) pipes: Vec<(PipeEndFd, Box<dyn Protocol>)>,
-    pub(crate) started: Option<Box<dyn FnOnce(&mut Core, &[bool])>>,
+    pub(crate) started: Option<StartedFn>,
     pub(crate) watch: Option<Box<dyn ExitWatch>>,
 }
 
