@@ -97,6 +97,7 @@ pub mod datagram;
 pub mod defer;
 pub mod endpoints;
 pub mod error;
+pub mod http;
 mod local;
 pub mod multi;
 pub mod policies;
