@@ -31,6 +31,10 @@
 //!   `sleep` and `timeout` on the reactor's timers. Each is a built-in
 //!   protocol underneath, so it has the same flow control and runs on the
 //!   in-memory pump; the [`aio`] guide says when to use which style.
+//! * Child processes ([`Core::spawn_process`], a
+//!   [`ProcessProtocol`](process::ProcessProtocol)) and the process's own
+//!   stdin/stdout ([`Core::standard_io`]) are transports too: their pipes run
+//!   on the same connection code as sockets (module [`process`]).
 //! * A panic in a callback costs that connection, not the reactor
 //!   ([`PanicPolicy`]).
 //! * TLS (module `tls`, cargo feature `tls`, on by default) is a protocol
@@ -86,7 +90,7 @@
 //! # Ok::<(), torsion::Error>(())
 //! ```
 #![deny(missing_docs, missing_debug_implementations)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod address;
 pub mod aio;
@@ -103,6 +107,7 @@ pub mod http;
 mod local;
 pub mod multi;
 pub mod policies;
+pub mod process;
 pub mod promises;
 pub mod protocol;
 pub mod protocols;

@@ -1,6 +1,7 @@
-//! Writing to a reset peer is an error for that connection, never a SIGPIPE,
-//! even with SIGPIPE at its default action (as in a C host or a `sig_dfl` binary).
-//! One test in its own binary: it changes the process's signal disposition.
+//! Writing to a reset peer, or to a child whose stdin reader is gone, is an
+//! error for that connection, never a SIGPIPE, even with SIGPIPE at its
+//! default action (as in a C host or a `sig_dfl` binary). In their own binary:
+//! they change the process's signal disposition.
 mod util;
 
 use std::cell::RefCell;
@@ -8,6 +9,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use torsion::process::{ProcessContext, ProcessProtocol, ProcessSpec, ProcessStatus};
 use torsion::Address;
 use torsion::{Context, DisconnectReason, Factory, Protocol, Reactor};
 use util::*;
@@ -76,4 +78,71 @@ fn write_to_reset_peer_is_an_error_not_sigpipe() {
     run_until(&mut r, || lost.borrow().is_some());
     // We are still alive (a SIGPIPE would have killed the process).
     assert_eq!(*lost.borrow(), Some(DisconnectReason::Reset));
+}
+
+/// Writes 1 MiB to the child's stdin as soon as it starts.
+struct Pusher {
+    lost: Rc<RefCell<Vec<(i32, DisconnectReason)>>>,
+    ended: Rc<RefCell<Option<ProcessStatus>>>,
+}
+impl ProcessProtocol for Pusher {
+    fn connection_made(&mut self, ctx: &mut ProcessContext<'_, '_>) {
+        ctx.write_bytes(Bytes::from(vec![1u8; 1 << 20]));
+    }
+    fn child_connection_lost(
+        &mut self,
+        _ctx: &mut ProcessContext<'_, '_>,
+        fd: i32,
+        reason: &DisconnectReason,
+    ) {
+        self.lost.borrow_mut().push((fd, reason.clone()));
+    }
+    fn process_ended(&mut self, _ctx: &mut ProcessContext<'_, '_>, status: ProcessStatus) {
+        *self.ended.borrow_mut() = Some(status);
+    }
+}
+
+/// Whether `pid` is a zombie (exited, not yet reaped).
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn write_to_a_child_that_exited_is_an_error_not_sigpipe() {
+    // SAFETY: resetting a disposition to its default; no handler involved.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let mut r = Reactor::new().unwrap();
+    let lost = Rc::new(RefCell::new(Vec::new()));
+    let ended = Rc::new(RefCell::new(None));
+    let p = r
+        .spawn_process(
+            ProcessSpec::new("true"),
+            Pusher {
+                lost: lost.clone(),
+                ended: ended.clone(),
+            },
+        )
+        .unwrap();
+    // Let the child exit before the reactor registers its pipes, so that the
+    // first write of `connection_made` meets a pipe without a reader (EPIPE).
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !is_zombie(p.pid()) {
+        assert!(std::time::Instant::now() < deadline, "child never exited");
+        std::thread::yield_now();
+    }
+    run_until(&mut r, || ended.borrow().is_some());
+    // Still alive: a SIGPIPE would have killed the test binary.
+    assert_eq!(*ended.borrow(), Some(ProcessStatus::Exited(0)));
+    assert!(lost
+        .borrow()
+        .iter()
+        .any(|(fd, reason)| *fd == 0 && *reason == DisconnectReason::Reset));
 }

@@ -61,6 +61,8 @@ pub(crate) trait Driver {
     /// One of the driver's own timers (connects, lingering closes, accept
     /// retries, reconnects, the shutdown deadline).
     fn own_timer(&mut self, core: &mut Core, t: InternalTimer);
+    /// Register a child's pipes or standard I/O (only the reactor can).
+    fn pipes(&mut self, core: &mut Core, req: Erased);
 }
 
 /// Carries out `core.ops` until none are left (operations queue more).
@@ -101,6 +103,7 @@ pub(crate) fn apply(core: &mut Core, d: &mut impl Driver, op: Op) {
             Err(_) => debug_assert!(false, "Op::Wrap without a WrapFn"),
         },
         Op::Produce(h) => d.conns().produce(core, h),
+        Op::Pipes(req) => d.pipes(core, req),
         Op::Listen(req) => d.listen(core, req),
         Op::ListenDatagram(req) => d.listen_datagram(core, req),
         Op::DatagramCall(id, f) => d.datagram_call(core, id, f),

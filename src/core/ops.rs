@@ -111,4 +111,7 @@ pub(crate) enum Op {
     /// the wrapper's `connection_made` (`start_tls`; a `WrapFn`).
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     Wrap(ConnectionHandle, Erased),
+    /// Register a child's pipes and exit watcher, or standard I/O (the
+    /// reactor's `PipeRequest`).
+    Pipes(Erased),
 }

@@ -60,9 +60,16 @@ const SEND_FLAGS: libc::c_int = 0;
 
 impl io::Write for NoSigPipe<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if let Stream::Pipe(p) = self.0 {
+            return p.write_vectored(&[io::IoSlice::new(buf)]);
+        }
         socket2::SockRef::from(self.0).send_with_flags(buf, SEND_FLAGS)
     }
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        // Pipes have no MSG_NOSIGNAL: their write blocks SIGPIPE instead.
+        if let Stream::Pipe(p) = self.0 {
+            return p.write_vectored(bufs);
+        }
         socket2::SockRef::from(self.0).send_vectored_with_flags(bufs, SEND_FLAGS)
     }
     fn flush(&mut self) -> io::Result<()> {

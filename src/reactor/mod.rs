@@ -26,7 +26,9 @@ mod conn;
 mod connect;
 mod flow;
 mod ops;
+mod pipe;
 mod stream;
+pub(crate) mod sys;
 mod tcp;
 mod udp;
 mod unix;
@@ -48,6 +50,7 @@ use crate::error::{Error, Result};
 use crate::protocol::{ClientFactory, Factory};
 
 pub(crate) use conn::Connection;
+pub(crate) use pipe::{ExitWatch, PipeEndFd, PipeRequest, StdioFlags, StdoutMode};
 pub use tcp::{Connector, ListeningPort, TcpOptions};
 pub use udp::UdpOptions;
 pub use unix::{UnixListeningPort, UnixOptions};
@@ -88,6 +91,11 @@ pub(crate) enum Entry {
 pub(crate) trait ExtraSource {
     fn source(&mut self) -> &mut dyn mio::event::Source;
     fn ready(&mut self, core: &mut Core);
+    /// Whether the source has nothing more to say: it is then deregistered
+    /// and dropped after its handler returns (a reaped child's exit watcher).
+    fn done(&self) -> bool {
+        false
+    }
 }
 
 struct Watch<S, F> {
@@ -518,15 +526,24 @@ impl Net {
             Some(Entry::Listener(_)) => self.accept(core, key),
             Some(Entry::Connecting(_)) => self.on_connect_ready(core, key),
             Some(Entry::Lingering(_)) => self.on_linger_readable(core, key),
-            Some(Entry::Source(_)) => {
-                if let Some(Entry::Source(x)) = self.entries.get_mut(key) {
-                    if let Err(p) = catch_unwind(AssertUnwindSafe(|| x.ready(core))) {
-                        core.caught_panic(p, "source handler");
-                    }
-                }
-            }
+            Some(Entry::Source(_)) => self.on_source_ready(core, key),
             Some(Entry::Datagram(_)) => self.on_datagram_readable(core, key),
             Some(Entry::Vacant) | None => {}
+        }
+    }
+
+    /// Runs a watched source's handler; removes the source once it is done.
+    pub(crate) fn on_source_ready(&mut self, core: &mut Core, key: usize) {
+        let Some(Entry::Source(x)) = self.entries.get_mut(key) else {
+            return;
+        };
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| x.ready(core))) {
+            core.caught_panic(p, "source handler");
+        }
+        if x.done() {
+            if let Entry::Source(mut x) = self.vacate(key) {
+                let _ = self.registry.deregister(x.source());
+            }
         }
     }
 

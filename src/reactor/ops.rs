@@ -78,6 +78,12 @@ impl Driver for Net {
     fn listen(&mut self, core: &mut Core, req: ListenRequest) {
         self.start_listening(core, req);
     }
+    fn pipes(&mut self, core: &mut Core, req: Erased) {
+        match req.downcast::<super::PipeRequest>() {
+            Ok(req) => self.add_pipes(core, *req),
+            Err(_) => debug_assert!(false, "Op::Pipes without a PipeRequest"),
+        }
+    }
     fn listen_datagram(&mut self, core: &mut Core, req: Erased) {
         self.start_datagram(core, req);
     }

@@ -11,14 +11,16 @@ use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
+use super::pipe::{pipe_peer, Pipe};
 use crate::address::{no_ip, Address, UnixAddr};
 use crate::transport::HostAddr;
 
-/// A connected stream socket.
+/// A connected stream socket, or a pipe (a child's, or stdin/stdout).
 #[derive(Debug)]
 pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    Pipe(Pipe),
 }
 
 impl Stream {
@@ -26,6 +28,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.shutdown(how),
             Stream::Unix(s) => s.shutdown(how),
+            Stream::Pipe(p) => p.shutdown(),
         }
     }
 
@@ -39,6 +42,7 @@ impl Stream {
                 let mut s: &UnixStream = s;
                 s.read(buf)
             }
+            Stream::Pipe(p) => p.read(buf),
         }
     }
 
@@ -46,6 +50,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.take_error(),
             Stream::Unix(s) => s.take_error(),
+            Stream::Pipe(_) => Ok(None),
         }
     }
 
@@ -54,6 +59,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.peer_addr().map(Address::Inet),
             Stream::Unix(s) => s.peer_addr().map(|a| Address::Unix(UnixAddr::from_std(&a))),
+            Stream::Pipe(_) => Ok(pipe_peer()),
         }
     }
 
@@ -69,6 +75,7 @@ impl AsFd for Stream {
         match self {
             Stream::Tcp(s) => s.as_fd(),
             Stream::Unix(s) => s.as_fd(),
+            Stream::Pipe(p) => p.as_fd(),
         }
     }
 }
@@ -78,18 +85,21 @@ impl Source for Stream {
         match self {
             Stream::Tcp(s) => s.register(r, t, i),
             Stream::Unix(s) => s.register(r, t, i),
+            Stream::Pipe(p) => p.register(r, t, i),
         }
     }
     fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.reregister(r, t, i),
             Stream::Unix(s) => s.reregister(r, t, i),
+            Stream::Pipe(p) => p.reregister(r, t, i),
         }
     }
     fn deregister(&mut self, r: &Registry) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.deregister(r),
             Stream::Unix(s) => s.deregister(r),
+            Stream::Pipe(p) => p.deregister(r),
         }
     }
 }
@@ -98,7 +108,7 @@ impl HostAddr for Stream {
     fn host_addr(&self) -> io::Result<std::net::SocketAddr> {
         match self {
             Stream::Tcp(s) => s.local_addr(),
-            Stream::Unix(_) => Err(no_ip()),
+            Stream::Unix(_) | Stream::Pipe(_) => Err(no_ip()),
         }
     }
     fn host(&self) -> io::Result<Address> {
@@ -107,12 +117,13 @@ impl HostAddr for Stream {
             Stream::Unix(s) => s
                 .local_addr()
                 .map(|a| Address::Unix(UnixAddr::from_std(&a))),
+            Stream::Pipe(_) => Ok(pipe_peer()),
         }
     }
     fn nodelay(&self) -> Option<bool> {
         match self {
             Stream::Tcp(s) => s.nodelay().ok(),
-            Stream::Unix(_) => None,
+            Stream::Unix(_) | Stream::Pipe(_) => None,
         }
     }
 }

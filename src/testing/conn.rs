@@ -111,6 +111,9 @@ impl<C: Connections> Driver for OpsDriver<'_, C> {
     fn listen(&mut self, _: &mut Core, req: ListenRequest) {
         self.requests.push(Request::Listen { addr: req.addr });
     }
+    fn pipes(&mut self, _: &mut Core, _: Erased) {
+        tracing::warn!("process pipes and standard I/O need a reactor: request dropped");
+    }
     fn listen_datagram(&mut self, _: &mut Core, _: Erased) {
         tracing::warn!("datagram ports are not simulated in memory: request dropped");
     }

@@ -1,0 +1,256 @@
+//! The few system calls that std does not offer safely on stable Rust, for
+//! child processes and pipes. This is the crate's only `unsafe` code:
+//!
+//! * `pidfd_open` and `pidfd_send_signal` (std's `PidFd` is unstable,
+//!   `linux_pidfd`, rust-lang/rust#82971), and `kill` for the fallback;
+//! * `writev` with `SIGPIPE` blocked on this thread: a pipe has no
+//!   `MSG_NOSIGNAL`, and a write to a pipe whose reader is gone must be an
+//!   `EPIPE` error for that pipe, never a signal for the process;
+//! * `poll` of a pipe's write end, to tell that its reader closed;
+//! * `fcntl` for the `O_NONBLOCK` flag of the process's own stdin and stdout
+//!   (read, set, and restored afterwards);
+//! * a `pre_exec` hook that puts extra pipes at child descriptors 3 and up
+//!   (`dup2`; std's `Command` places only 0, 1 and 2).
+//!
+//! Each call passes only integers or pointers to locals that outlive it.
+#![allow(unsafe_code)]
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// A descriptor that refers to the child `pid` (Linux >= 5.3), close-on-exec.
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    #[cfg(target_os = "linux")]
+    {
+        let pid =
+            libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: pidfd_open(2) takes two integers and returns a new descriptor
+        // or -1; no memory is shared with the kernel.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_uint) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the kernel just created this descriptor for us; nothing else
+        // owns or closes it.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}
+
+/// Sends `signal` to the process behind `pidfd` (race-free: the descriptor
+/// names that process even after its pid is reused).
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: integers only; the siginfo pointer is null, which the call
+        // documents as "as if sent by kill(2)".
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                pidfd.as_raw_fd(),
+                signal,
+                std::ptr::null::<libc::siginfo_t>(),
+                0 as libc::c_uint,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (pidfd, signal);
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}
+
+/// `kill(pid, signal)`. Only called for a child that is not reaped yet, so the
+/// pid cannot have been reused.
+pub(crate) fn kill(pid: u32, signal: i32) -> io::Result<()> {
+    let pid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: integers only.
+    if unsafe { libc::kill(pid, signal) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `writev` to a pipe without `SIGPIPE`: the signal is blocked on this thread
+/// for the call, and one raised by it is consumed, so a reader that went away
+/// is an `EPIPE` error, whatever the process's disposition for the signal.
+pub(crate) fn write_vectored(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    // IOV_MAX on Linux; a longer list is written in more calls by the caller.
+    let count = bufs.len().min(1024) as libc::c_int;
+    // SAFETY: `set` and `old` are locals initialised by sigemptyset /
+    // pthread_sigmask before use; `IoSlice` is documented to be ABI-compatible
+    // with `iovec`, and the slices outlive the call.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        let n = libc::writev(fd.as_raw_fd(), bufs.as_ptr().cast::<libc::iovec>(), count);
+        let err = io::Error::last_os_error();
+        // If SIGPIPE was not blocked before, nothing could have been pending:
+        // a pending one is ours. Consume it before unblocking.
+        if n < 0
+            && err.raw_os_error() == Some(libc::EPIPE)
+            && libc::sigismember(&old, libc::SIGPIPE) == 0
+        {
+            consume_sigpipe(&set);
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        if n < 0 {
+            return Err(err);
+        }
+        Ok(n as usize)
+    }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+unsafe fn consume_sigpipe(set: &libc::sigset_t) {
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY (caller): `set` is an initialised signal set.
+    unsafe {
+        while libc::sigtimedwait(set, std::ptr::null_mut(), &zero) < 0
+            && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+        {}
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+unsafe fn consume_sigpipe(set: &libc::sigset_t) {
+    // SAFETY (caller): `set` is an initialised signal set. Only pending
+    // signals are waited for, so sigwait returns at once.
+    unsafe {
+        let mut pending: libc::sigset_t = std::mem::zeroed();
+        libc::sigpending(&mut pending);
+        if libc::sigismember(&pending, libc::SIGPIPE) == 1 {
+            let mut sig = 0;
+            libc::sigwait(set, &mut sig);
+        }
+    }
+}
+
+/// Whether the reader of the pipe whose write end is `fd` has gone (`POLLERR`).
+pub(crate) fn reader_gone(fd: BorrowedFd<'_>) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one initialised pollfd, count 1, no waiting.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & libc::POLLERR != 0
+}
+
+/// Whether `O_NONBLOCK` is set on `fd`'s open file description.
+pub(crate) fn nonblocking(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    // SAFETY: integers only.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(flags & libc::O_NONBLOCK != 0)
+}
+
+/// Sets or clears `O_NONBLOCK` on `fd`'s open file description.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    // SAFETY: integers only.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        if flags < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let new = if on {
+            flags | libc::O_NONBLOCK
+        } else {
+            flags & !libc::O_NONBLOCK
+        };
+        if new != flags && libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, new) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Makes the child see each `(fd, target)` at descriptor `target` (>= 3). The
+/// descriptors stay open in the parent until `cmd` is dropped.
+///
+/// The caller makes sure no descriptor numbered `3..=max target` is free in
+/// the parent when `cmd` spawns, so std's own exec-error pipe cannot sit at a
+/// target number and be overwritten.
+pub(crate) fn place_fds(cmd: &mut Command, fds: Vec<(OwnedFd, RawFd)>) {
+    let max = fds.iter().map(|(_, t)| *t).max().unwrap_or(2);
+    let pairs: Vec<(RawFd, RawFd)> = fds.iter().map(|(f, t)| (f.as_raw_fd(), *t)).collect();
+    let mut moved: Vec<RawFd> = vec![-1; pairs.len()];
+    let hook = move || -> io::Result<()> {
+        let _keep = &fds;
+        // First move every source above all targets (close-on-exec copies), so
+        // that placing one cannot overwrite another's source.
+        for (i, &(src, _)) in pairs.iter().enumerate() {
+            // SAFETY: integers only; async-signal-safe.
+            let fd = unsafe { libc::fcntl(src, libc::F_DUPFD_CLOEXEC, max + 1) };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            moved[i] = fd;
+        }
+        for (i, &(_, target)) in pairs.iter().enumerate() {
+            // SAFETY: integers only; async-signal-safe. dup2 clears
+            // close-on-exec on `target`, so the child keeps it.
+            if unsafe { libc::dup2(moved[i], target) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs in the child between fork and exec. It only calls
+    // fcntl and dup2 (async-signal-safe) and writes into a vector allocated
+    // before the fork, without allocating.
+    unsafe {
+        cmd.pre_exec(hook);
+    }
+}
+
+/// A new pipe, both ends close-on-exec: `(read end, write end)`.
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two descriptors into the two-element array.
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    let r = unsafe {
+        let r = libc::pipe(fds.as_mut_ptr());
+        if r == 0 {
+            libc::fcntl(fds[0], libc::F_SETFD, libc::FD_CLOEXEC);
+            libc::fcntl(fds[1], libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+        r
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just created both descriptors; we are their only owner.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// The process's stdout, descriptor 1.
+pub(crate) fn stdout_fd() -> BorrowedFd<'static> {
+    // SAFETY: descriptor 1 is the process's stdout for its whole life, as std's
+    // own `Stdout` assumes (it writes to the number too). `standard_io` checks
+    // that it is open before using it.
+    unsafe { BorrowedFd::borrow_raw(1) }
+}
