@@ -132,7 +132,8 @@ pub use error::{DisconnectReason, Error, Result};
 pub use local::LocalHandle;
 pub use protocol::{ClientFactory, Factory, Protocol, Reconnect};
 pub use reactor::{
-    Connector, ListeningPort, Reactor, TcpOptions, UdpOptions, UnixListeningPort, UnixOptions,
+    Connector, Keepalive, ListeningPort, Reactor, TcpOptions, UdpOptions, UnixListeningPort,
+    UnixOptions,
 };
 pub use reconnect::ReconnectingClientFactory;
 pub use transport::{

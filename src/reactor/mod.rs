@@ -55,7 +55,7 @@ use crate::protocol::{ClientFactory, Factory};
 
 pub(crate) use conn::Connection;
 pub(crate) use stream::no_ip;
-pub use tcp::{Connector, ListeningPort, TcpOptions};
+pub use tcp::{Connector, Keepalive, ListeningPort, TcpOptions};
 pub(crate) use tcp::{PendingConnect, PendingListen};
 pub use udp::UdpOptions;
 pub(crate) use udp::{DatagramFn, PendingDatagram};

@@ -508,11 +508,9 @@ pub fn check_tls_peer(data: &[u8]) {
             "the wrapper sent too much"
         );
     }
-    match mode >> 1 & 1 {
-        0 => {
-            let _ = pump.with_client(link, |_, ctx| ctx.lose_connection());
-        }
-        _ => {}
+    // Bit 1: stay silent until the handshake times out; else close.
+    if mode & 2 == 0 {
+        let _ = pump.with_client(link, |_, ctx| ctx.lose_connection());
     }
     pump.flush();
     pump.advance(DEFAULT_HANDSHAKE_TIMEOUT + Duration::from_secs(1));
