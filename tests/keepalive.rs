@@ -9,7 +9,6 @@ mod util;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use torsion::reconnect::FnClientFactory;
 use torsion::{Context, Keepalive, Protocol, Reactor, TcpOptions};
 use util::*;
 
@@ -61,9 +60,9 @@ fn keepalive_options_reach_accepted_and_connected_sockets() {
         let c = conns.clone();
         reactor.connect_tcp_with(
             addr,
-            FnClientFactory(move |_| {
+            torsion::client_factory(move |_: &torsion::Address| {
                 c.borrow_mut().push(addr);
-                Some(Idle)
+                Idle
             }),
             Duration::from_secs(5),
             options,

@@ -33,7 +33,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use torsion::reconnect::{BackoffPolicy, ReconnectingClientFactory};
-use torsion::{Context, DisconnectReason, Factory, Keepalive, Protocol, Reactor, TcpOptions};
+use torsion::{Context, DisconnectReason, Keepalive, Protocol, Reactor, TcpOptions};
 
 /// One test at a time: they measure outages in seconds and share 2 cores.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -314,16 +314,6 @@ impl Protocol for Sender {
     }
 }
 
-/// Builds a server protocol per connection from a closure.
-struct Serve<F>(F);
-
-impl<P: Protocol, F: FnMut() -> P + 'static> Factory for Serve<F> {
-    type Protocol = P;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<P> {
-        Some((self.0)())
-    }
-}
-
 /// A reactor thread in `ns` with `setup` run first, turning until `stop`.
 fn reactor_in(
     ns: &str,
@@ -380,10 +370,14 @@ fn listen(
     reactor: &mut Reactor,
     port: u16,
     options: TcpOptions,
-    build: impl FnMut() -> Verify + 'static,
+    mut build: impl FnMut() -> Verify + 'static,
 ) {
     reactor
-        .listen_tcp_with(server_addr(port), Serve(build), options)
+        .listen_tcp_with(
+            server_addr(port),
+            torsion::factory(move |_| build()),
+            options,
+        )
         .expect("listen in the server namespace");
 }
 
@@ -867,7 +861,7 @@ fn reconnecting_client_recovers_within_its_backoff_after_the_link_returns() {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     threads.reactor(&net.ns("s"), Duration::from_secs(60), move |reactor| {
         reactor
-            .listen_tcp(server_addr(7000), Serve(|| Beat))
+            .listen_tcp(server_addr(7000), torsion::factory(|_| Beat))
             .expect("listen");
         ready_tx.send(()).expect("the test waits");
     });
