@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for SECONDS each (default 60), one after the other,
-# one job each, and prints each target's final figures. Needs a nightly
+# one job each, and prints each target's final figures. Built with debug
+# assertions and overflow checks (-a), as the stable replay of the corpora
+# runs: without them an overflow wraps silently. Needs a nightly
 # toolchain and cargo-fuzz (`cargo install cargo-fuzz`). New inputs go to
 # fuzz/corpus/<target>/ (minimise with `cargo +nightly fuzz cmin <target>`
 # before committing); a crash stops the run and leaves its input under
@@ -20,12 +22,12 @@ targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(cargo +nightly fuzz list)
 fi
-cargo +nightly fuzz build -O
+cargo +nightly fuzz build -O -a
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   echo "== $t: ${seconds}s"
   log="fuzz-$t.log"
-  cargo +nightly fuzz run -O "$t" -- -max_total_time="$seconds" -max_len=4096 \
+  cargo +nightly fuzz run -O -a "$t" -- -max_total_time="$seconds" -max_len=4096 \
     -rss_limit_mb=1024 -print_final_stats=1 >"$log" 2>&1 || {
     echo "== $t FAILED; see fuzz/$log and fuzz/artifacts/$t/" >&2
     tail -30 "$log" >&2

@@ -32,6 +32,45 @@ fn replay(target: &str, check: fn(&[u8])) -> usize {
     files.len()
 }
 
+/// Found by replaying the `engine` corpus on stable (the fuzzer's release
+/// build has no overflow checks, so it wrapped silently): a reset point
+/// below what a pipe had already delivered underflowed in the pump. Its
+/// input is `fuzz/corpus/engine/crash-reset-at-a-byte-already-delivered`.
+#[test]
+fn pump_reset_at_a_byte_already_delivered_resets_at_the_next_delivery() {
+    use torsion::testing::{Direction, Pump};
+    use torsion::{Context, DisconnectReason, Protocol};
+
+    #[derive(Default)]
+    struct P {
+        got: usize,
+        lost: Option<DisconnectReason>,
+    }
+    impl Protocol for P {
+        fn data_received(&mut self, _: &mut Context<'_>, data: &[u8]) {
+            self.got += data.len();
+        }
+        fn connection_lost(&mut self, _: &mut Context<'_>, reason: &DisconnectReason) {
+            self.lost = Some(reason.clone());
+        }
+    }
+    let mut pump = Pump::new();
+    let link = pump.connect(P::default(), P::default());
+    pump.with_client(link, |_, ctx| ctx.write(&[7; 100]));
+    pump.flush();
+    assert_eq!(pump.server(link).got, 100);
+    pump.reset_at(link, Direction::ClientToServer, 10);
+    pump.with_client(link, |_, ctx| ctx.write(&[7; 5]));
+    pump.flush();
+    assert_eq!(
+        pump.server(link).got,
+        100,
+        "bytes past the reset point arrived"
+    );
+    assert_eq!(pump.server(link).lost, Some(DisconnectReason::Reset));
+    assert_eq!(pump.client(link).lost, Some(DisconnectReason::Reset));
+}
+
 #[test]
 fn endpoint_corpus_round_trips() {
     let n = replay("endpoint", fuzzing::check_endpoint);
