@@ -9,7 +9,7 @@
 //! | `tcp:8000:interface=127.0.0.1:backlog=128` | on one interface, with a backlog |
 //! | `tcp6:8000` / `tcp6:8000:interface=\:\:1` | IPv6 (`interface=[::1]` works too) |
 //! | `unix:/run/app.sock:mode=660:lockfile=1` | a Unix socket, its file mode (octal), removing a stale socket file |
-//! | `tls:8443:cert=chain.pem:key=key.pem` | TLS over TCP (`interface`, `backlog`, `alpn=h2,http/1.1` as for TCP) |
+//! | `tls:8443:cert=chain.pem:key=key.pem` | TLS over TCP (`interface`, IPv4 or IPv6, `backlog`, `alpn=h2,http/1.1` as for TCP); `certkey=both.pem` is the chain and the key in one file |
 //!
 //! Client strings:
 //!
