@@ -4,6 +4,8 @@
 //! with the time left in hundredths of a second). That a blackholed peer
 //! is then found is `netfault::blackhole_is_detected_by_idle_timeout_and_by_keepalive`.
 
+#![cfg(target_os = "linux")]
+
 mod util;
 
 use std::net::SocketAddr;

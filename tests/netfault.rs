@@ -23,6 +23,8 @@
 //!   connection with `TimedOut`, a connection with neither stays up.
 //! * `reconnecting_client_recovers_within_its_backoff_after_the_link_returns`.
 
+#![cfg(target_os = "linux")]
+
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
