@@ -135,7 +135,8 @@ pub use protocol::{
     Reconnect, Wrapper,
 };
 pub use reactor::{
-    Connector, ListeningPort, Reactor, TcpOptions, UdpOptions, UnixListeningPort, UnixOptions,
+    Connector, Keepalive, ListeningPort, Reactor, TcpOptions, UdpOptions, UnixListeningPort,
+    UnixOptions,
 };
 pub use reconnect::ReconnectingClientFactory;
 pub use transport::{

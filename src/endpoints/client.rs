@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::parse::{host, Parts};
+use super::parse::{seconds_str, Parts};
 use super::{alpn_str, esc, EndpointError, DEFAULT_CONNECT_TIMEOUT};
 use crate::context::{ConnectionHandle, Core};
 use crate::defer::Deferred;
@@ -59,15 +59,12 @@ impl FromStr for ClientEndpoint {
         let mut p = Parts::parse(s)?;
         let ep = match p.kind.as_str() {
             "tcp" | "tcp6" | "tls" | "ssl" => {
-                let h = host(&p.require("host", Some(0))?);
-                if h.is_empty() {
-                    return Err(p.invalid("host", "", "empty"));
-                }
+                let h = p.host(Some(0))?;
                 let port = p.port(Some(1))?;
                 let timeout = p.timeout(DEFAULT_CONNECT_TIMEOUT)?;
                 if p.kind == "tls" || p.kind == "ssl" {
-                    let ca = p.get("ca", None).map(PathBuf::from);
-                    let sni = p.get("sni", None);
+                    let ca = p.get("ca", None)?.map(PathBuf::from);
+                    let sni = p.get("sni", None)?;
                     let alpn = p.alpn()?;
                     ClientEndpoint::Tls {
                         host: h,
@@ -86,31 +83,37 @@ impl FromStr for ClientEndpoint {
                 }
             }
             "unix" => {
-                let path = match p.get("path", Some(0)) {
+                let path = match p.get_any(&["path", "address"], Some(0))? {
                     Some(a) => PathBuf::from(a),
-                    None => p.path("address", None)?,
+                    None => {
+                        return Err(EndpointError::Missing {
+                            kind: p.kind,
+                            name: "address",
+                        })
+                    }
                 };
                 let timeout = p.timeout(DEFAULT_CONNECT_TIMEOUT)?;
                 ClientEndpoint::Unix { path, timeout }
             }
             _ => return Err(EndpointError::UnknownType(p.kind)),
         };
-        p.finish(2)?;
+        p.finish()?;
         Ok(ep)
     }
 }
 
+/// A host as the parser reads it back: an IPv6 address in brackets,
+/// anything else escaped.
 fn host_str(h: &str) -> String {
-    if h.contains(':') {
+    if h.parse::<std::net::Ipv6Addr>().is_ok() {
         format!("[{h}]")
     } else {
-        h.to_owned()
+        esc(h)
     }
 }
 
 fn secs(d: &Duration) -> String {
-    let s = d.as_secs_f64();
-    format!("{s}")
+    seconds_str(*d)
 }
 
 impl fmt::Display for ClientEndpoint {

@@ -9,7 +9,7 @@
 //! | `tcp:8000:interface=127.0.0.1:backlog=128` | on one interface, with a backlog |
 //! | `tcp6:8000` / `tcp6:8000:interface=\:\:1` | IPv6 (`interface=[::1]` works too) |
 //! | `unix:/run/app.sock:mode=660:lockfile=1` | a Unix socket, its file mode (octal), removing a stale socket file |
-//! | `tls:8443:cert=chain.pem:key=key.pem` | TLS over TCP (`interface`, `backlog`, `alpn=h2,http/1.1` as for TCP) |
+//! | `tls:8443:cert=chain.pem:key=key.pem` | TLS over TCP (`interface`, IPv4 or IPv6, `backlog`, `alpn=h2,http/1.1` as for TCP); `certkey=both.pem` is the chain and the key in one file |
 //!
 //! Client strings:
 //!
@@ -20,9 +20,14 @@
 //! | `tls:host=example.org:port=443` | TLS, verified against the system's roots; `ca=ca.pem` trusts only that CA, `sni=name` checks another name, `alpn=h2` |
 //!
 //! A client host name is resolved on the reactor's thread pool and connected
-//! to with Happy Eyeballs ([`Core::connect_happy_eyeballs`]). A `\` escapes a
-//! `:` or a `\` in a value. Unknown types, unknown or repeated parameters and
-//! bad values are [`EndpointError`]s, never silently ignored.
+//! to with Happy Eyeballs ([`Core::connect_happy_eyeballs`]). A `\` makes the
+//! next character literal: `\:`, `\\`, `\=`, `\[`, `\]` in a value. Unknown
+//! types, unknown parameters, a value given twice (`unix:/a:/b`,
+//! `tcp:example.org:80:host=other`, `cert` and `certkey`), empty values and
+//! bad values are [`EndpointError`]s, never silently ignored. A timeout is a
+//! decimal number of seconds from 0.001 to 86400 (`timeout=0.25`), exact to
+//! the nanosecond. What an endpoint prints (`to_string`) parses back to the
+//! same endpoint.
 //!
 //! ```
 //! use torsion::endpoints::{ClientEndpoint, ServerEndpoint};
@@ -53,6 +58,7 @@ use crate::address::Address;
 use crate::context::Core;
 use crate::protocol::Factory;
 use crate::reactor::{ListeningPort, TcpOptions, UnixListeningPort, UnixOptions};
+pub(crate) use parse::esc;
 use parse::{host, Parts};
 
 /// Connect timeout of a client endpoint without `timeout=` (Twisted's).
@@ -171,14 +177,15 @@ pub enum ServerEndpoint {
     },
 }
 
-fn interface(p: &mut Parts, default: IpAddr) -> Result<IpAddr, EndpointError> {
-    let Some(v) = p.get("interface", Some(1)) else {
+/// `interface=`: an IP address of `default`'s family (`any_family`: either).
+fn interface(p: &mut Parts, default: IpAddr, any_family: bool) -> Result<IpAddr, EndpointError> {
+    let Some(v) = p.get("interface", Some(1))? else {
         return Ok(default);
     };
     let ip: IpAddr = host(&v)
         .parse()
         .map_err(|_| p.invalid("interface", &v, "not an IP address"))?;
-    if ip.is_ipv6() != default.is_ipv6() {
+    if !any_family && ip.is_ipv6() != default.is_ipv6() {
         let want = if default.is_ipv6() {
             "an IPv6"
         } else {
@@ -205,20 +212,31 @@ impl FromStr for ServerEndpoint {
                 } else {
                     Ipv4Addr::UNSPECIFIED.into()
                 };
+                let tls = p.kind == "tls" || p.kind == "ssl";
                 let port = p.port(Some(0))?;
-                let addr = SocketAddr::new(interface(&mut p, any)?, port);
+                let addr = SocketAddr::new(interface(&mut p, any, tls)?, port);
                 let backlog = p.backlog()?;
-                if p.kind == "tls" || p.kind == "ssl" {
-                    let cert = match p.get("cert", None) {
-                        Some(c) => PathBuf::from(c),
-                        None => p.path("certkey", None)?,
-                    };
-                    let key = match p.get("key", None) {
-                        Some(k) => PathBuf::from(k),
-                        None => match p.get("privatekey", None) {
-                            Some(k) => PathBuf::from(k),
-                            None => p.path("key", None)?,
-                        },
+                if tls {
+                    // Twisted's names: `certKey` (the chain, and the key
+                    // too unless `privateKey` is given).
+                    let certkey = p.has("certkey");
+                    let cert = p.get_any(&["cert", "certkey"], None)?;
+                    let key = p.get_any(&["key", "privatekey"], None)?;
+                    let (cert, key) = match (cert, key) {
+                        (Some(c), Some(k)) => (PathBuf::from(c), PathBuf::from(k)),
+                        (Some(c), None) if certkey => (PathBuf::from(&c), PathBuf::from(c)),
+                        (None, _) => {
+                            return Err(EndpointError::Missing {
+                                kind: p.kind,
+                                name: "certkey",
+                            })
+                        }
+                        (Some(_), None) => {
+                            return Err(EndpointError::Missing {
+                                kind: p.kind,
+                                name: "key",
+                            })
+                        }
                     };
                     let alpn = p.alpn()?;
                     ServerEndpoint::Tls {
@@ -233,11 +251,16 @@ impl FromStr for ServerEndpoint {
                 }
             }
             "unix" => {
-                let path = match p.get("address", Some(0)) {
+                let path = match p.get_any(&["address", "path"], Some(0))? {
                     Some(a) => PathBuf::from(a),
-                    None => p.path("path", None)?,
+                    None => {
+                        return Err(EndpointError::Missing {
+                            kind: p.kind,
+                            name: "address",
+                        })
+                    }
                 };
-                let mode = match p.get("mode", None) {
+                let mode = match p.get("mode", None)? {
                     None => None,
                     Some(m) => Some(
                         u32::from_str_radix(m.trim(), 8)
@@ -257,14 +280,9 @@ impl FromStr for ServerEndpoint {
             }
             _ => return Err(EndpointError::UnknownType(p.kind)),
         };
-        p.finish(2)?;
+        p.finish()?;
         Ok(ep)
     }
-}
-
-/// Escapes `:` and `\` for an endpoint string.
-fn esc(s: &str) -> String {
-    s.replace('\\', r"\\").replace(':', r"\:")
 }
 
 fn alpn_str(alpn: &[Vec<u8>]) -> String {

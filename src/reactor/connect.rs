@@ -179,7 +179,7 @@ impl Net {
         let Some(ce) = self.connectors.get_mut(&id) else {
             return;
         };
-        stream.set_nodelay(ce.options.nodelay);
+        stream.apply_options(&ce.options);
         let factory = &mut ce.factory;
         let proto = match catch_unwind(AssertUnwindSafe(|| factory.build(&peer))) {
             Ok(Some(p)) => p,

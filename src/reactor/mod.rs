@@ -51,7 +51,7 @@ use crate::protocol::{ClientFactory, Factory};
 
 pub(crate) use conn::Connection;
 pub(crate) use pipe::{ExitWatch, PipeEndFd, PipeRequest, StdioFlags, StdoutMode};
-pub use tcp::{Connector, ListeningPort, TcpOptions};
+pub use tcp::{Connector, Keepalive, ListeningPort, TcpOptions};
 pub use udp::UdpOptions;
 pub use unix::{UnixListeningPort, UnixOptions};
 

@@ -68,6 +68,22 @@ impl Stream {
             let _ = s.set_nodelay(on);
         }
     }
+
+    /// Applies a connection's [`TcpOptions`](super::TcpOptions): `TCP_NODELAY`
+    /// and keepalive. A failure is logged, not fatal (the connection works
+    /// without them).
+    pub(crate) fn apply_options(&self, options: &super::TcpOptions) {
+        self.set_nodelay(options.nodelay);
+        if let (Stream::Tcp(s), Some(k)) = (self, options.keepalive) {
+            let ka = socket2::TcpKeepalive::new()
+                .with_time(k.idle)
+                .with_interval(k.interval)
+                .with_retries(k.count);
+            if let Err(e) = socket2::SockRef::from(s).set_tcp_keepalive(&ka) {
+                tracing::debug!(error = %e, "cannot set TCP keepalive");
+            }
+        }
+    }
 }
 
 impl AsFd for Stream {

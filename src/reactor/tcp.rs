@@ -36,6 +36,68 @@ pub struct TcpOptions {
     pub backlog: i32,
     /// Set `SO_REUSEPORT` on listeners, so several reactors can share a port.
     pub reuse_port: bool,
+    /// TCP keepalive on every connection (`SO_KEEPALIVE` with `TCP_KEEPIDLE`,
+    /// `TCP_KEEPINTVL`, `TCP_KEEPCNT`). Default off. It finds a peer that
+    /// vanished (a blackhole, a host that lost power) on a connection with
+    /// nothing to send: after `idle + interval * count` without an answer
+    /// the kernel drops the connection and the protocol hears
+    /// `connection_lost` with [`DisconnectReason::TimedOut`](crate::DisconnectReason::TimedOut).
+    /// While data is unacknowledged, retransmission timeouts apply instead
+    /// (minutes); an idle timeout
+    /// ([`Context::set_idle_timeout`](crate::Context::set_idle_timeout))
+    /// bounds both.
+    pub keepalive: Option<Keepalive>,
+}
+
+/// TCP keepalive settings (see [`TcpOptions::keepalive`]).
+///
+/// ```
+/// use std::time::Duration;
+/// use torsion::{Keepalive, TcpOptions};
+///
+/// // Probe after 30 s of silence, every 5 s; give up after 3 unanswered.
+/// let options = TcpOptions::default().keepalive(Keepalive::new(Duration::from_secs(30)));
+/// assert_eq!(options.keepalive.unwrap().interval, Duration::from_secs(5));
+/// let fast = Keepalive::new(Duration::from_secs(1))
+///     .interval(Duration::from_secs(1))
+///     .count(2);
+/// assert_eq!(fast.count, 2);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Keepalive {
+    /// Silence before the first probe (`TCP_KEEPIDLE`; whole seconds, at
+    /// least one).
+    pub idle: Duration,
+    /// Time between probes (`TCP_KEEPINTVL`; whole seconds, at least one).
+    /// Default 5 s.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is dropped (`TCP_KEEPCNT`).
+    /// Default 3.
+    pub count: u32,
+}
+
+impl Keepalive {
+    /// Probes after `idle` of silence, every 5 s, 3 times.
+    pub fn new(idle: Duration) -> Keepalive {
+        Keepalive {
+            idle,
+            interval: Duration::from_secs(5),
+            count: 3,
+        }
+    }
+
+    /// With probes `interval` apart.
+    pub fn interval(mut self, interval: Duration) -> Keepalive {
+        self.interval = interval;
+        self
+    }
+
+    /// Giving up after `count` unanswered probes (at least 1).
+    pub fn count(mut self, count: u32) -> Keepalive {
+        self.count = count.max(1);
+        self
+    }
 }
 
 impl Default for TcpOptions {
@@ -44,6 +106,7 @@ impl Default for TcpOptions {
             nodelay: true,
             backlog: 1024,
             reuse_port: false,
+            keepalive: None,
         }
     }
 }
@@ -58,6 +121,12 @@ impl TcpOptions {
     /// Options with the given listen backlog.
     pub fn backlog(mut self, backlog: i32) -> Self {
         self.backlog = backlog;
+        self
+    }
+
+    /// Options with TCP keepalive on, as `keepalive` says.
+    pub fn keepalive(mut self, keepalive: Keepalive) -> Self {
+        self.keepalive = Some(keepalive);
         self
     }
 
@@ -378,7 +447,7 @@ impl Net {
         let Some(Entry::Listener(l)) = self.entries.get_mut(key) else {
             return;
         };
-        stream.set_nodelay(l.options.nodelay);
+        stream.apply_options(&l.options);
         let factory = &mut l.factory;
         let proto = match catch_unwind(AssertUnwindSafe(|| factory.build(&peer))) {
             Ok(Some(p)) => p,

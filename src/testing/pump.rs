@@ -403,7 +403,9 @@ impl Pump {
     /// Resets `link` once `byte` bytes (counted from the start of the
     /// connection) went `direction`: bytes `0..byte` arrive, then both
     /// protocols hear `connection_lost` with [`DisconnectReason::Reset`].
-    /// Replaces the reset point [`Faults`] chose for this link.
+    /// A `byte` already passed resets the link at the next delivery that
+    /// way, with nothing more delivered. Replaces the reset point [`Faults`]
+    /// chose for this link.
     pub fn reset_at<C, S>(&mut self, link: Link<C, S>, direction: Direction, byte: u64) {
         let (at, other) = match direction {
             Direction::ClientToServer => (link.client(), link.server()),

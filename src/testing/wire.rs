@@ -183,7 +183,9 @@ impl Net {
                     let cut = pipe
                         .reset_at
                         .filter(|at| pipe.delivered + d.len() as u64 > *at)
-                        .map(|at| (at - pipe.delivered) as usize);
+                        // A point already passed (set by `Pump::reset_at`
+                        // after more had gone by) resets at this delivery.
+                        .map(|at| at.saturating_sub(pipe.delivered) as usize);
                     if let Some(keep) = cut {
                         d.truncate(keep);
                     }
