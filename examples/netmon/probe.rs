@@ -119,6 +119,11 @@ impl Probe {
         }
         let Some(send) = &self.spec.send else { return };
         let now = Instant::now();
+        if self.waiting.is_some() {
+            // The last probe is still within its deadline (timeout > interval):
+            // that deadline stands; a new probe would only move it.
+            return self.schedule_probe(ctx, now + self.interval);
+        }
         self.probes += 1;
         let n = self.probes;
         self.waiting = Some((now, n));
