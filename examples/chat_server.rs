@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use torsion::protocols::{LineHandler, LineReceiver, Lines};
+use torsion::Address;
 use torsion::{ConnectionHandle, Context, Core, DisconnectReason, Factory};
 
 /// Named clients, by name (sorted, so broadcasts go out in a fixed order).
@@ -40,7 +41,7 @@ impl Chat {
         let bytes = bytes::Bytes::from(bytes);
         for (name, handle) in users.borrow().iter() {
             if name != except {
-                core.write_to(*handle, bytes.clone());
+                core.connection(*handle).write_bytes(bytes.clone());
             }
         }
     }
@@ -95,7 +96,7 @@ pub struct ChatFactory {
 impl Factory for ChatFactory {
     type Protocol = LineReceiver<Chat>;
 
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<LineReceiver<Chat>> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<LineReceiver<Chat>> {
         Some(LineReceiver::new(Chat {
             users: self.users.clone(),
             name: None,

@@ -16,7 +16,7 @@
 //!
 //! `--threads N` runs N reactors on N threads ([`torsion::multi::ReactorPool`]),
 //! each with its own `SO_REUSEPORT` listener on the same address and its own
-//! `EchoFactory`; the kernel spreads connections over them. Given port 0, the
+//! `Echo` factory; the kernel spreads connections over them. Given port 0, the
 //! first reactor picks the port and the others join it.
 
 use std::io::IsTerminal;
@@ -29,13 +29,13 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use torsion::multi::ReactorPool;
 use torsion::service::{AppError, Application, ServerService};
-use torsion::TcpOptions;
+use torsion::{factory, TcpOptions};
 use tracing_subscriber::EnvFilter;
 
 #[path = "echo_common/server.rs"]
 mod echo_server_common;
 
-use echo_server_common::EchoFactory;
+use echo_server_common::Echo;
 
 /// Where the server listens when no address is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
@@ -110,7 +110,7 @@ fn main() -> ExitCode {
     let options = TcpOptions::default().reuse_port(threads > 1);
     let pool = ReactorPool::spawn(threads, move |_index, reactor| {
         let at = shared.get().copied().unwrap_or(addr);
-        let port = reactor.listen_tcp_with(at, EchoFactory, options)?;
+        let port = reactor.listen_tcp_with(at, factory(|_peer| Echo), options)?;
         let _ = shared.set(port.local_addr());
         Ok(())
     });
@@ -171,7 +171,7 @@ fn run_one(addr: SocketAddr) -> ExitCode {
     app.add(ServerService::from_fn(
         format!("echo on {addr}"),
         move |core| {
-            let port = core.listen_tcp(addr, EchoFactory)?;
+            let port = core.listen_tcp(addr, factory(|_peer| Echo))?;
             tracing::info!("echo server listening on {}", port.local_addr());
             Ok::<_, torsion::Error>(port)
         },

@@ -292,7 +292,7 @@ fn serve(args: &Args) -> ExitCode {
         role.name()
     );
     let _ = std::io::stdout().flush();
-    let handle = reactor.handle();
+    let handle = reactor.reactor_handle();
     let udp = ports.udp.clone();
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {

@@ -23,13 +23,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use torsion::service::{Application, ServerService};
-use torsion::tls;
+use torsion::{factory, tls};
 use tracing_subscriber::EnvFilter;
 
 #[path = "echo_common/server.rs"]
 mod echo_server_common;
 
-use echo_server_common::EchoFactory;
+use echo_server_common::Echo;
 
 /// Where the server listens when no address is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8443";
@@ -121,7 +121,7 @@ fn main() -> ExitCode {
     app.add(ServerService::from_fn(
         format!("tls echo on {addr}"),
         move |core| {
-            let port = core.listen_tls(addr, config.clone(), EchoFactory)?;
+            let port = core.listen_tls(addr, config.clone(), factory(|_peer| Echo))?;
             tracing::info!("tls echo server listening on {}", port.local_addr());
             Ok::<_, torsion::Error>(port)
         },

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::defer::Deferred;
 use crate::error::{Error, Result};
 use crate::protocol::Protocol;
 use crate::reactor::timers::{TimerId, TimerQueue};
@@ -102,7 +103,7 @@ impl fmt::Debug for Shared {
 /// use torsion::Reactor;
 ///
 /// let mut reactor = Reactor::new().unwrap();
-/// let handle = reactor.handle();
+/// let handle = reactor.reactor_handle();
 /// std::thread::spawn(move || {
 ///     handle.call_from_thread(|core| {
 ///         core.stop().unwrap();
@@ -254,8 +255,9 @@ impl Core {
         Ok(())
     }
 
-    /// A `Send + Clone` handle for other threads.
-    pub fn handle(&self) -> ReactorHandle {
+    /// A `Send + Clone` handle for other threads (not to be confused with a
+    /// connection's [`ConnectionHandle`], [`Context::handle`]).
+    pub fn reactor_handle(&self) -> ReactorHandle {
         ReactorHandle {
             shared: self.shared.clone(),
         }
@@ -277,12 +279,15 @@ impl Core {
     /// });
     /// reactor.run().unwrap();
     /// ```
+    ///
+    /// A delay past the clock's range (`Duration::MAX`) means "never": the
+    /// call stays pending, about a thousand years away, until cancelled.
     pub fn call_later(
         &mut self,
         delay: Duration,
         f: impl FnOnce(&mut Core) + 'static,
     ) -> DelayedCall {
-        let deadline = self.now() + delay;
+        let deadline = later(self.now(), delay);
         DelayedCall {
             id: self.timers.schedule(deadline, Timed::Call(Box::new(f))),
         }
@@ -293,82 +298,78 @@ impl Core {
         delay: Duration,
         t: crate::reactor::InternalTimer,
     ) -> TimerId {
-        let deadline = self.now() + delay;
+        let deadline = later(self.now(), delay);
         self.timers.schedule(deadline, Timed::Internal(t))
     }
 
-    /// Writes `data` to another connection (or this one) by handle. The write
-    /// happens when the current callback returns. Writes to a connection that is
-    /// gone or closing are dropped, as [`Context::write`] drops them.
-    pub fn write_to(&mut self, conn: ConnectionHandle, data: impl Into<Bytes>) {
-        self.ops.push(Op::Write(conn, data.into()));
+    /// Another connection (or this one), by handle: write to it, close it,
+    /// pause it, or call into its protocol. Each operation is carried out
+    /// once the current callback returns; a handle of a connection that is
+    /// gone is ignored (see each method).
+    ///
+    /// ```
+    /// use torsion::{ConnectionHandle, Context, Protocol};
+    ///
+    /// /// Forwards what it reads to another connection.
+    /// struct Relay {
+    ///     to: ConnectionHandle,
+    /// }
+    /// impl Protocol for Relay {
+    ///     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+    ///         ctx.connection(self.to).write(data);
+    ///     }
+    ///     fn connection_lost(&mut self, ctx: &mut Context<'_>, _: &torsion::DisconnectReason) {
+    ///         ctx.connection(self.to).lose_connection();
+    ///     }
+    /// }
+    /// ```
+    pub fn connection(&mut self, conn: ConnectionHandle) -> ConnectionRef<'_> {
+        ConnectionRef { core: self, conn }
     }
 
-    /// Closes a connection by handle after flushing it (see
-    /// [`Context::lose_connection`]).
-    pub fn lose_connection(&mut self, conn: ConnectionHandle) {
-        self.ops.push(Op::Lose(conn));
-    }
-
-    /// Aborts a connection by handle (see [`Context::abort_connection`]).
-    pub fn abort_connection(&mut self, conn: ConnectionHandle) {
-        self.ops.push(Op::Abort(conn));
-    }
-
-    /// Pauses reading on a connection by handle.
-    pub fn pause_reading(&mut self, conn: ConnectionHandle) {
-        self.ops.push(Op::PauseReading(conn));
-    }
-
-    /// Resumes reading on a connection by handle.
-    pub fn resume_reading(&mut self, conn: ConnectionHandle) {
-        // Through the connection's own context, so the flag is cleared in
-        // order with any pause the protocol makes afterwards.
-        self.ops.push(Op::Call(
-            conn,
-            Box::new(|p, ctx| crate::wrap::innermost(p, ctx, |_, ctx| ctx.resume_reading())),
-        ));
-    }
-
-    /// Runs `f` with the protocol of `conn`, if it still exists and is a `P`, once
-    /// the current callback has returned. This is how a timer or another
-    /// connection calls into a protocol.
-    pub fn with_protocol<P: Protocol>(
+    /// Queues `f` to run with the first `P` of `conn` (through wrappers), and
+    /// `done` with the outcome. `done` hears [`Error::NoSuchHandle`] when the
+    /// connection is gone and [`Error::WrongProtocol`] when it runs no `P`.
+    pub(crate) fn call_protocol<P: Protocol, R: 'static>(
         &mut self,
         conn: ConnectionHandle,
-        f: impl FnOnce(&mut P, &mut Context<'_>) + 'static,
+        f: impl FnOnce(&mut P, &mut Context<'_>) -> R + 'static,
+        done: impl FnOnce(Result<R>) + 'static,
     ) {
+        let mut guard = Settle(Some(done), std::marker::PhantomData);
         self.ops.push(Op::Call(
             conn,
             Box::new(move |p: &mut dyn Protocol, ctx: &mut Context<'_>| {
+                let mut out = None;
                 // The first `P` from the outside in: a protocol wrapped in TLS
                 // is reached through its wrapper, with its own context.
-                let found = crate::wrap::reach(p, ctx, &crate::wrap::is::<P>, |p, ctx| {
-                    let any: &mut dyn std::any::Any = p;
-                    if let Some(p) = any.downcast_mut::<P>() {
-                        f(p, ctx);
-                    }
+                let call = std::panic::AssertUnwindSafe(|| {
+                    crate::wrap::reach(p, ctx, &crate::wrap::is::<P>, |p, ctx| {
+                        let any: &mut dyn std::any::Any = p;
+                        if let Some(p) = any.downcast_mut::<P>() {
+                            out = Some(f(p, ctx));
+                        }
+                    })
                 });
-                if !found {
-                    tracing::warn!(
-                        "with_protocol: connection {:?} does not run a {}",
-                        ctx.handle(),
-                        std::any::type_name::<P>()
-                    );
+                let panic = std::panic::catch_unwind(call).err();
+                let result = match (&panic, out) {
+                    (Some(_), _) => {
+                        Err(Error::Panicked("the with_protocol closure panicked".into()))
+                    }
+                    (None, Some(r)) => Ok(r),
+                    (None, None) => Err(Error::WrongProtocol {
+                        expected: std::any::type_name::<P>(),
+                    }),
+                };
+                if let Some(done) = guard.0.take() {
+                    done(result);
+                }
+                if let Some(payload) = panic {
+                    // On to the reactor, which aborts this connection.
+                    std::panic::resume_unwind(payload);
                 }
             }),
         ));
-    }
-
-    /// Schedules `f` to run with the protocol of `conn` after `delay` (nothing
-    /// happens if the connection is gone by then).
-    pub fn call_later_on<P: Protocol>(
-        &mut self,
-        conn: ConnectionHandle,
-        delay: Duration,
-        f: impl FnOnce(&mut P, &mut Context<'_>) + 'static,
-    ) -> DelayedCall {
-        self.call_later(delay, move |core| core.with_protocol(conn, f))
     }
 
     /// Sets what happens when a callback panics.
@@ -417,6 +418,27 @@ impl Core {
     }
 }
 
+/// How far away "never" is: a delay that would take a deadline past the
+/// clock's range (`Duration::MAX`, for example) puts it this far from now
+/// instead (about a thousand years), so it does not come.
+pub(crate) const NEVER: Duration = Duration::from_secs(1000 * 365 * 24 * 3600);
+
+/// `from + delay`, or, past the clock's range, `NEVER` from `from` (or the
+/// latest instant the clock can hold). Never panics.
+pub(crate) fn later(from: Instant, delay: Duration) -> Instant {
+    if let Some(t) = from.checked_add(delay) {
+        return t;
+    }
+    let mut d = NEVER;
+    while !d.is_zero() {
+        if let Some(t) = from.checked_add(d) {
+            return t;
+        }
+        d /= 2;
+    }
+    from
+}
+
 /// A call scheduled with [`Core::call_later`] (Twisted's `IDelayedCall`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DelayedCall {
@@ -435,25 +457,25 @@ impl DelayedCall {
             .map_err(|_| Error::AlreadyCalled)
     }
 
-    /// Moves the call to `delay` from now.
+    /// Moves the call to `delay` from now (`Duration::MAX`: never).
     ///
     /// # Errors
     /// [`Error::AlreadyCalled`] if it already ran or was cancelled.
     pub fn reset(&self, core: &mut Core, delay: Duration) -> Result<()> {
-        let deadline = core.now() + delay;
+        let deadline = later(core.now(), delay);
         core.timers
             .reset(self.id, deadline)
             .map_err(|_| Error::AlreadyCalled)
     }
 
-    /// Pushes the call `by` later than it was due.
+    /// Pushes the call `by` later than it was due (`Duration::MAX`: never).
     ///
     /// # Errors
     /// [`Error::AlreadyCalled`] if it already ran or was cancelled.
     pub fn delay(&self, core: &mut Core, by: Duration) -> Result<()> {
         let due = core.timers.deadline(self.id).ok_or(Error::AlreadyCalled)?;
         core.timers
-            .reset(self.id, due + by)
+            .reset(self.id, later(due, by))
             .map_err(|_| Error::AlreadyCalled)
     }
 
@@ -465,6 +487,159 @@ impl DelayedCall {
     /// When the call is due, while it is pending.
     pub fn time(&self, core: &Core) -> Option<Instant> {
         core.timers.deadline(self.id)
+    }
+}
+
+/// Settles a queued call with [`Error::NoSuchHandle`] if it is dropped unrun
+/// (its connection was gone).
+struct Settle<R, F: FnOnce(Result<R>)>(Option<F>, std::marker::PhantomData<fn(R)>);
+
+impl<R, F: FnOnce(Result<R>)> Drop for Settle<R, F> {
+    fn drop(&mut self) {
+        let Some(done) = self.0.take() else {
+            return;
+        };
+        if std::thread::panicking() {
+            // Dropped while something else unwinds: running the Deferred's
+            // callbacks now could panic again, which aborts the process.
+            return;
+        }
+        // Dropped unrun, outside any callback: a stage that panics costs
+        // that chain only.
+        let run = std::panic::AssertUnwindSafe(|| done(Err(Error::NoSuchHandle)));
+        if std::panic::catch_unwind(run).is_err() {
+            tracing::error!("a callback on a with_protocol Deferred panicked");
+        }
+    }
+}
+
+/// Another connection, by handle: what [`Core::connection`] returns.
+///
+/// Every operation is queued and carried out once the current callback
+/// returns, on the innermost protocol's transport (through TLS, a write is
+/// encrypted). Operations on a connection that is gone are ignored, except
+/// [`with_protocol`](Self::with_protocol), whose result says so.
+pub struct ConnectionRef<'a> {
+    core: &'a mut Core,
+    conn: ConnectionHandle,
+}
+
+impl fmt::Debug for ConnectionRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ConnectionRef").field(&self.conn).finish()
+    }
+}
+
+impl ConnectionRef<'_> {
+    /// The handle this names.
+    pub fn handle(&self) -> ConnectionHandle {
+        self.conn
+    }
+
+    /// Writes (a copy of) `data` to the connection. Dropped, as
+    /// [`Context::write`] drops it, if the connection is gone or closing.
+    pub fn write(&mut self, data: &[u8]) {
+        self.write_bytes(Bytes::copy_from_slice(data));
+    }
+
+    /// Writes a `Bytes` to the connection without copying it (one buffer
+    /// sent to many connections is shared). Dropped like
+    /// [`write`](Self::write).
+    pub fn write_bytes(&mut self, data: Bytes) {
+        self.core.ops.push(Op::Write(self.conn, data));
+    }
+
+    /// Closes the connection after flushing it (see [`Context::lose_connection`]).
+    pub fn lose_connection(&mut self) {
+        self.core.ops.push(Op::Lose(self.conn));
+    }
+
+    /// Aborts the connection (see [`Context::abort_connection`]).
+    pub fn abort_connection(&mut self) {
+        self.core.ops.push(Op::Abort(self.conn));
+    }
+
+    /// Stops delivering `data_received` to the connection (see
+    /// [`Context::pause_reading`]).
+    pub fn pause_reading(&mut self) {
+        self.core.ops.push(Op::PauseReading(self.conn));
+    }
+
+    /// Delivers data to the connection again (see [`Context::resume_reading`]).
+    pub fn resume_reading(&mut self) {
+        // Through the connection's own context, so the flag is cleared in
+        // order with any pause the protocol makes afterwards.
+        self.core.ops.push(Op::Call(
+            self.conn,
+            Box::new(|p, ctx| crate::wrap::innermost(p, ctx, |_, ctx| ctx.resume_reading())),
+        ));
+    }
+
+    /// Runs `f` with the connection's protocol, once the current callback has
+    /// returned: how a timer or another connection calls into a protocol. The
+    /// protocol asked for is the first `P` from the outside in, so a protocol
+    /// inside a [`Wrapper`](crate::protocol::Wrapper) (TLS, policies, yours)
+    /// is found, and so is the wrapper itself.
+    ///
+    /// The returned [`Deferred`] fires with what `f` returned, or with
+    /// [`Error::NoSuchHandle`] if the connection is gone,
+    /// [`Error::WrongProtocol`] if it runs no `P` (`f` is then not called), or
+    /// [`Error::Panicked`] if `f` panicked (the connection is then aborted).
+    /// Dropping the Deferred is fine; an error nobody looked at is logged.
+    ///
+    /// ```
+    /// use torsion::testing::RecordingTransport;
+    /// use torsion::{Context, Error, Protocol};
+    ///
+    /// #[derive(Default)]
+    /// struct Counter(u32);
+    /// impl Protocol for Counter {
+    ///     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+    /// }
+    /// struct Other;
+    /// impl Protocol for Other {
+    ///     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+    /// }
+    ///
+    /// let mut t = RecordingTransport::new(Counter::default());
+    /// let h = t.handle();
+    /// let mut n = t.core_mut().connection(h).with_protocol(|c: &mut Counter, _ctx| {
+    ///     c.0 += 1;
+    ///     c.0
+    /// });
+    /// let mut wrong = t.core_mut().connection(h).with_protocol(|_: &mut Other, _ctx| ());
+    /// t.advance(std::time::Duration::ZERO); // carries out what was queued
+    /// assert_eq!(n.take_result().unwrap().unwrap(), 1);
+    /// assert!(matches!(wrong.take_result().unwrap(), Err(Error::WrongProtocol { .. })));
+    /// ```
+    pub fn with_protocol<P: Protocol, R: 'static>(
+        &mut self,
+        f: impl FnOnce(&mut P, &mut Context<'_>) -> R + 'static,
+    ) -> Deferred<R, Error> {
+        let (d, trigger) = Deferred::new();
+        self.core.call_protocol(self.conn, f, move |r| {
+            let _ = trigger.fire(r);
+        });
+        d
+    }
+
+    /// Runs `f` with the connection's protocol (found as by
+    /// [`with_protocol`](Self::with_protocol)) after `delay`. Nothing happens
+    /// if the connection is gone by then; a connection that runs no `P` is
+    /// logged at `WARN`.
+    pub fn call_later<P: Protocol>(
+        &mut self,
+        delay: Duration,
+        f: impl FnOnce(&mut P, &mut Context<'_>) + 'static,
+    ) -> DelayedCall {
+        let conn = self.conn;
+        self.core.call_later(delay, move |core| {
+            core.call_protocol(conn, f, move |r| {
+                if let Err(e @ Error::WrongProtocol { .. }) = r {
+                    tracing::warn!(?conn, "call_later on a connection: {e}");
+                }
+            });
+        })
     }
 }
 

@@ -1,9 +1,7 @@
 //! The echo protocol the echo servers (`echo_server`, `tls_echo_server`) share:
 //! TLS is a protocol wrapper, so the same protocol serves both.
 
-use std::net::SocketAddr;
-
-use torsion::{Context, DisconnectReason, Factory, Protocol};
+use torsion::{Context, DisconnectReason, Protocol};
 
 /// Echoes every byte back to its sender (Twisted's tutorial `Echo`), and stops
 /// reading while the peer is not reading its echo, so a client that only sends
@@ -30,17 +28,5 @@ impl Protocol for Echo {
 
     fn connection_lost(&mut self, ctx: &mut Context<'_>, reason: &DisconnectReason) {
         tracing::info!(peer = %ctx.peer_addr(), %reason, "client disconnected");
-    }
-}
-
-/// Builds one [`Echo`] per connection.
-#[derive(Debug)]
-pub struct EchoFactory;
-
-impl Factory for EchoFactory {
-    type Protocol = Echo;
-
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
-        Some(Echo)
     }
 }

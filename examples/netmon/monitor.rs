@@ -293,7 +293,7 @@ impl Monitor {
             s.slots.iter_mut().filter_map(|x| x.kept.take()).collect()
         };
         for h in kept {
-            core.lose_connection(h);
+            core.connection(h).lose_connection();
         }
     }
 

@@ -4,10 +4,10 @@
 //! the probe again every interval with a read deadline, has TCP keepalive on,
 //! and reports at once when it goes quiet or goes away.
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
+use torsion::Address;
 use torsion::{ClientFactory, Connector, Context, Core, DisconnectReason, Protocol, Reconnect};
 
 use super::keepalive::{self, Keepalive};
@@ -265,7 +265,7 @@ pub struct ProbeFactory {
 impl ClientFactory for ProbeFactory {
     type Protocol = Probe;
 
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Probe> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Probe> {
         Some(Probe {
             target: self.target,
             monitor: self.monitor.clone(),

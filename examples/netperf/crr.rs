@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use torsion::{ClientFactory, Connector, Context, Core, DisconnectReason, Protocol, Reconnect};
+use torsion::{
+    Address, ClientFactory, Connector, Context, Core, DisconnectReason, Protocol, Reconnect,
+};
 
 use super::client::{pattern, stamp, Schedule, Stats};
 use super::config::Config;
@@ -173,7 +175,7 @@ pub struct CrrFactory {
 impl ClientFactory for CrrFactory {
     type Protocol = CrrClient;
 
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<CrrClient> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<CrrClient> {
         Some(CrrClient {
             slot: self.slot.clone(),
             started: self.started,

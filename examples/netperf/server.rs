@@ -202,7 +202,7 @@ impl ServerFactory {
 impl Factory for ServerFactory {
     type Protocol = ServerConn;
 
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<ServerConn> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<ServerConn> {
         Some(ServerConn {
             default: self.default,
             totals: self.totals.clone(),

@@ -2,12 +2,13 @@
 //! bidir, sinks the client's); the client checks every byte it receives and
 //! counts what it sent. Needs `netperf --server`.
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use torsion::{ClientFactory, Connector, Context, Core, DisconnectReason, Protocol, Reconnect};
+use torsion::{
+    Address, ClientFactory, Connector, Context, Core, DisconnectReason, Protocol, Reconnect,
+};
 
 use super::client::{Schedule, Stats};
 use super::watch::WatchRef;
@@ -162,7 +163,7 @@ pub struct StreamFactory {
 impl ClientFactory for StreamFactory {
     type Protocol = StreamClient;
 
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<StreamClient> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<StreamClient> {
         let watch = self.stats.borrow_mut().watch(self.id);
         Some(StreamClient {
             id: self.id,

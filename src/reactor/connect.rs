@@ -31,7 +31,7 @@ impl<F: ClientFactory> AnyClientFactory for F {
         self.started_connecting(core, c)
     }
     fn build(&mut self, peer: &Address) -> Option<Box<dyn Protocol>> {
-        self.build_protocol_for(peer)
+        self.build_protocol(peer)
             .map(|p| Box::new(p) as Box<dyn Protocol>)
     }
     fn made(&mut self, core: &mut Core, c: Connector, conn: ConnectionHandle) {
@@ -152,7 +152,10 @@ impl Net {
         }
         let peer = match c.stream.peer() {
             Ok(peer) => peer,
-            Err(e) if e.kind() == io::ErrorKind::NotConnected || e.raw_os_error() == Some(115) => {
+            Err(e)
+                if e.kind() == io::ErrorKind::NotConnected
+                    || e.raw_os_error() == Some(libc::EINPROGRESS) =>
+            {
                 return
             }
             Err(e) => return self.connect_failed(core, key, DisconnectReason::from_io(&e)),
@@ -276,6 +279,45 @@ impl Net {
                 self.connectors.remove(&id);
             }
             ConnectorState::Connected(_) => {}
+        }
+    }
+
+    /// The reactor is going away: no connector tries again, and each one that
+    /// is not connected hears `client_connection_failed` with
+    /// [`DisconnectReason::Cancelled`] (a connected one ends with its
+    /// connection).
+    pub(crate) fn end_connectors(&mut self, core: &mut Core) {
+        for ce in self.connectors.values_mut() {
+            ce.stopped = true;
+        }
+        let ids: Vec<u64> = self.connectors.keys().copied().collect();
+        for id in ids {
+            let Some(ce) = self.connectors.get(&id) else {
+                continue;
+            };
+            match ce.state {
+                ConnectorState::Connected(_) => {}
+                ConnectorState::Connecting(_) => self.stop_connecting(core, id),
+                ConnectorState::Waiting(t) => {
+                    let _ = core.timers.cancel(t);
+                    self.attempt_failed(core, id, DisconnectReason::Cancelled);
+                }
+                ConnectorState::Idle => self.attempt_failed(core, id, DisconnectReason::Cancelled),
+            }
+        }
+    }
+
+    /// A connect that was queued but never started, while the reactor goes
+    /// away: its factory hears `started_connecting`, then
+    /// `client_connection_failed` with [`DisconnectReason::Cancelled`].
+    pub(crate) fn cancel_pending_connect(&mut self, core: &mut Core, p: PendingConnect) {
+        let mut factory = p.factory;
+        let c = Connector::from_id(p.id);
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| {
+            factory.started(core, c);
+            let _ = factory.failed(core, c, &DisconnectReason::Cancelled);
+        })) {
+            core.caught_panic(panic, "client factory callback");
         }
     }
 

@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! use std::net::SocketAddr;
-//! use torsion::{Context, Factory, Protocol, Reactor};
+//! use torsion::{factory, Context, Protocol, Reactor};
 //!
 //! struct Echo;
 //! impl Protocol for Echo {
@@ -11,16 +11,9 @@
 //!         ctx.write(data);
 //!     }
 //! }
-//! struct EchoFactory;
-//! impl Factory for EchoFactory {
-//!     type Protocol = Echo;
-//!     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
-//!         Some(Echo)
-//!     }
-//! }
 //!
 //! let mut reactor = Reactor::new()?;
-//! let port = reactor.listen_tcp("127.0.0.1:8000".parse().unwrap(), EchoFactory)?;
+//! let port = reactor.listen_tcp("127.0.0.1:8000".parse().unwrap(), factory(|_peer| Echo))?;
 //! println!("listening on {}", port.local_addr());
 //! reactor.run()?;
 //! # Ok::<(), torsion::Error>(())
@@ -49,7 +42,7 @@ use mio::{Events, Poll, Registry, Token, Waker};
 use slab::Slab;
 
 use crate::buf::WriteBuf;
-use crate::context::Core;
+use crate::context::{Core, Op};
 use crate::error::{Error, Result};
 use crate::protocol::{ClientFactory, Factory};
 
@@ -243,8 +236,8 @@ impl Reactor {
         res.and_then(|()| self.panic_result())
     }
 
-    /// Runs turns until `done` returns true or `timeout` passes. Returns whether
-    /// `done` held.
+    /// Runs turns until `done` returns true or `timeout` passes
+    /// (`Duration::MAX`: no limit). Returns whether `done` held.
     ///
     /// # Errors
     /// As [`run`](Self::run).
@@ -253,7 +246,7 @@ impl Reactor {
         timeout: Duration,
         mut done: impl FnMut(&mut Reactor) -> bool,
     ) -> Result<bool> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::context::later(Instant::now(), timeout);
         loop {
             if done(self) {
                 return Ok(true);
@@ -402,12 +395,43 @@ impl DerefMut for Reactor {
     }
 }
 
+/// Dropping a reactor ends what it runs: queued operations are carried out
+/// (a queued connect fails with [`DisconnectReason::Cancelled`](crate::DisconnectReason::Cancelled)),
+/// listeners stop, every pending connect hears `client_connection_failed`
+/// (`Cancelled`) and every live connection `connection_lost`
+/// ([`Aborted`](crate::DisconnectReason::Aborted)), once.
 impl Drop for Reactor {
     fn drop(&mut self) {
         let core = &mut self.core;
-        let keys: Vec<u64> = self.net.listeners.keys().copied().collect();
-        for id in keys {
-            self.net.stop_listening(core, id);
+        let net = &mut self.net;
+        // Callbacks run here may queue more work or connect again: a few
+        // rounds settle it (a protocol that reconnects forever from
+        // `connection_lost` is cut off).
+        for _ in 0..8 {
+            for op in std::mem::take(&mut core.ops) {
+                match op {
+                    Op::Connect(p) => net.cancel_pending_connect(core, p),
+                    op => net.apply(core, op),
+                }
+            }
+            let ids: Vec<u64> = net.listeners.keys().copied().collect();
+            for id in ids {
+                net.stop_listening(core, id);
+            }
+            net.end_connectors(core);
+            let conns: Vec<usize> = net
+                .entries
+                .iter()
+                .filter(|(_, e)| matches!(e, Entry::Conn(_)))
+                .map(|(k, _)| k)
+                .collect();
+            for key in conns {
+                net.close(core, key, crate::DisconnectReason::Aborted);
+            }
+            net.free_dead();
+            if core.ops.is_empty() && net.connectors.is_empty() && net.live_conns == 0 {
+                break;
+            }
         }
     }
 }

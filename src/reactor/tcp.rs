@@ -156,7 +156,7 @@ pub(crate) trait AnyFactory {
 
 impl<F: Factory> AnyFactory for F {
     fn build(&mut self, peer: &Address) -> Option<Box<dyn Protocol>> {
-        self.build_protocol_for(peer)
+        self.build_protocol(peer)
             .map(|p| Box::new(p) as Box<dyn Protocol>)
     }
     fn start(&mut self, core: &mut Core) {
@@ -268,10 +268,13 @@ impl Core {
     }
 }
 
-/// Starts a non-blocking connect to `addr`.
+/// Whether an accept failed for want of descriptors or memory: the listener
+/// then sheds a connection or retries on a timer instead of spinning.
 fn is_descriptor_exhaustion(e: &io::Error) -> bool {
-    // EMFILE, ENFILE, ENOBUFS, ENOMEM
-    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 fn is_transient_accept_error(e: &io::Error) -> bool {
@@ -280,7 +283,7 @@ fn is_transient_accept_error(e: &io::Error) -> bool {
         io::ErrorKind::Interrupted
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::ConnectionReset
-    ) || matches!(e.raw_os_error(), Some(1 | 71)) // EPERM (firewall), EPROTO
+    ) || matches!(e.raw_os_error(), Some(libc::EPERM | libc::EPROTO)) // EPERM: a firewall
 }
 
 impl Net {
@@ -464,5 +467,29 @@ impl Net {
         self.live_conns += 1;
         self.invoke(core, key, |p, ctx| p.connection_made(ctx));
         Some(handle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(code: i32) -> io::Error {
+        io::Error::from_raw_os_error(code)
+    }
+
+    #[test]
+    fn accept_errors_are_classified_by_the_platform_errno_names() {
+        for code in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            assert!(is_descriptor_exhaustion(&os(code)), "{code}");
+            assert!(!is_transient_accept_error(&os(code)), "{code}");
+        }
+        for code in [libc::EPERM, libc::EPROTO, libc::ECONNABORTED, libc::EINTR] {
+            assert!(is_transient_accept_error(&os(code)), "{code}");
+            assert!(!is_descriptor_exhaustion(&os(code)), "{code}");
+        }
+        for code in [libc::EBADF, libc::EINVAL] {
+            assert!(!is_transient_accept_error(&os(code)) && !is_descriptor_exhaustion(&os(code)));
+        }
     }
 }

@@ -251,12 +251,12 @@ impl Core {
     /// Binds the Unix socket `path` now (so errors are known at once) and starts
     /// accepting when the loop next runs (Twisted's `listenUNIX`). Connections
     /// behave as TCP ones: same callbacks, back-pressure and close semantics.
-    /// The factory's [`build_protocol_for`](Factory::build_protocol_for) sees
+    /// The factory's [`build_protocol`](Factory::build_protocol) sees
     /// the peer's [`Address::Unix`] (usually unnamed).
     ///
     /// ```
     /// use std::net::SocketAddr;
-    /// use torsion::{Context, Factory, Protocol, Reactor, UnixOptions};
+    /// use torsion::{factory, Context, Factory, Protocol, Reactor, UnixOptions};
     ///
     /// struct Echo;
     /// impl Protocol for Echo {
@@ -264,19 +264,12 @@ impl Core {
     ///         ctx.write(data);
     ///     }
     /// }
-    /// struct EchoFactory;
-    /// impl Factory for EchoFactory {
-    ///     type Protocol = Echo;
-    ///     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
-    ///         Some(Echo)
-    ///     }
-    /// }
     ///
     /// let dir = std::env::temp_dir().join(format!("torsion-doc-{}", std::process::id()));
     /// std::fs::create_dir_all(&dir)?;
     /// let mut reactor = Reactor::new()?;
     /// let options = UnixOptions::default().mode(0o600).remove_stale(true);
-    /// let port = reactor.listen_unix_with(dir.join("echo.sock"), EchoFactory, options)?;
+    /// let port = reactor.listen_unix_with(dir.join("echo.sock"), factory(|_peer| Echo), options)?;
     /// assert!(port.path().exists());
     /// drop(reactor); // stops listening: the socket file is removed
     /// assert!(!port.path().exists());

@@ -28,7 +28,7 @@
 //! let policy = BackoffPolicy::default()
 //!     .initial_delay(Duration::from_millis(200))
 //!     .max_delay(Duration::from_secs(30));
-//! let factory = ReconnectingClientFactory::from_fn(policy, |_peer: SocketAddr| Some(Tail))?;
+//! let factory = ReconnectingClientFactory::from_fn(policy, |_peer| Some(Tail))?;
 //! let handle = factory.handle();
 //!
 //! let mut reactor = Reactor::new()?;
@@ -46,7 +46,6 @@ mod backoff;
 
 use std::cell::RefCell;
 use std::fmt;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -182,10 +181,10 @@ impl<F: ClientFactory> ReconnectingClientFactory<F> {
     }
 }
 
-impl<P, B> ReconnectingClientFactory<FnClientFactory<B>>
+impl<P, B> ReconnectingClientFactory<FromFn<B>>
 where
     P: Protocol,
-    B: FnMut(SocketAddr) -> Option<P> + 'static,
+    B: FnMut(&crate::Address) -> Option<P> + 'static,
 {
     /// A reconnecting factory whose protocols come from `build` (no inner factory
     /// to write).
@@ -193,7 +192,7 @@ where
     /// # Errors
     /// As [`new`](Self::new).
     pub fn from_fn(policy: BackoffPolicy, build: B) -> Result<Self, PolicyError> {
-        Self::new(FnClientFactory(build), policy)
+        Self::new(FromFn(build), policy)
     }
 }
 
@@ -217,12 +216,8 @@ impl<F: ClientFactory> ClientFactory for ReconnectingClientFactory<F> {
         self.inner.started_connecting(core, connector);
     }
 
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<F::Protocol> {
-        self.build_protocol_for(&crate::Address::Inet(peer))
-    }
-
-    fn build_protocol_for(&mut self, peer: &crate::Address) -> Option<F::Protocol> {
-        let p = self.inner.build_protocol_for(peer)?;
+    fn build_protocol(&mut self, peer: &crate::Address) -> Option<F::Protocol> {
+        let p = self.inner.build_protocol(peer)?;
         let mut s = self.shared.borrow_mut();
         s.backoff.reset();
         s.connections += 1;
@@ -345,22 +340,22 @@ impl ReconnectHandle {
 
 /// A [`ClientFactory`] made from a closure that builds protocols; it never asks to
 /// reconnect by itself. See [`ReconnectingClientFactory::from_fn`].
-pub struct FnClientFactory<B>(pub B);
+pub struct FromFn<B>(pub B);
 
-impl<B> fmt::Debug for FnClientFactory<B> {
+impl<B> fmt::Debug for FromFn<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("FnClientFactory")
+        f.write_str("FromFn")
     }
 }
 
-impl<P, B> ClientFactory for FnClientFactory<B>
+impl<P, B> ClientFactory for FromFn<B>
 where
     P: Protocol,
-    B: FnMut(SocketAddr) -> Option<P> + 'static,
+    B: FnMut(&crate::Address) -> Option<P> + 'static,
 {
     type Protocol = P;
 
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<P> {
+    fn build_protocol(&mut self, peer: &crate::Address) -> Option<P> {
         (self.0)(peer)
     }
 }
@@ -385,7 +380,7 @@ mod clock_tests {
 
     fn factory(
         max_retries: Option<u32>,
-    ) -> ReconnectingClientFactory<FnClientFactory<impl FnMut(SocketAddr) -> Option<Nop>>> {
+    ) -> ReconnectingClientFactory<FromFn<impl FnMut(&crate::Address) -> Option<Nop>>> {
         let policy = BackoffPolicy::default()
             .initial_delay(secs(1))
             .factor(2.0)
@@ -393,7 +388,7 @@ mod clock_tests {
             .max_delay(secs(8))
             .max_retries(max_retries);
         ReconnectingClientFactory::with_backoff(
-            FnClientFactory(|_peer: SocketAddr| Some(Nop)),
+            FromFn(|_peer: &crate::Address| Some(Nop)),
             Backoff::with_seed(policy, 7).unwrap(),
         )
     }
@@ -419,7 +414,9 @@ mod clock_tests {
         assert_eq!(h.retries(), 6);
         // A connection resets the back-off: the next loss waits the initial delay.
         f.started_connecting(&mut clock, c);
-        assert!(f.build_protocol("127.0.0.1:1".parse().unwrap()).is_some());
+        assert!(f
+            .build_protocol(&crate::Address::Inet("127.0.0.1:1".parse().unwrap()))
+            .is_some());
         assert_eq!(h.state(), ReconnectState::Connected);
         let lost = f.client_connection_lost(&mut clock, c, &DisconnectReason::Reset);
         assert_eq!(lost, Reconnect::After(secs(1)));

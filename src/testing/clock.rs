@@ -137,7 +137,7 @@ impl Clock {
 
     /// Advances, processing operations against `conns`.
     pub(crate) fn advance_with(&mut self, by: Duration, conns: &mut impl Conns) -> usize {
-        let now = self.core.now() + by;
+        let now = crate::context::later(self.core.now(), by);
         self.core.set_now(now);
         self.run_due(conns)
     }

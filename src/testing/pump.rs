@@ -90,7 +90,7 @@ impl<C, S> Link<C, S> {
 ///
 /// A pump holds any number of connections ([`connect`](Self::connect) returns
 /// a typed [`Link`]) sharing one [`Clock`]'s core, so protocols reach each
-/// other by handle (`core.write_to`, `with_protocol`) as under the reactor;
+/// other by handle ([`Core::connection`](crate::Core::connection)) as under the reactor;
 /// a chat server's clients can all be pumped together.
 ///
 /// Nothing moves until the test says so: [`step`](Self::step) runs one round
@@ -282,7 +282,7 @@ impl Pump {
         factory: &mut F,
     ) -> Option<Link<C, F::Protocol>> {
         let (caddr, _) = Self::addresses(self.net.conns.len() / 2);
-        let server = factory.build_protocol(caddr)?;
+        let server = factory.build_protocol(&crate::Address::Inet(caddr))?;
         Some(self.connect(client, server))
     }
 

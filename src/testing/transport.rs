@@ -325,7 +325,7 @@ impl<P: Protocol> RecordingTransport<P> {
         self.one.conn.lost.as_ref()
     }
 
-    /// This connection's handle (for `write_to`, `with_protocol` and such).
+    /// This connection's handle (for [`Core::connection`]).
     pub fn handle(&self) -> ConnectionHandle {
         self.one.conn.state.handle
     }

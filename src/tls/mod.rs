@@ -23,19 +23,12 @@
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //! use torsion::tls;
-//! use torsion::{ClientFactory, Context, DisconnectReason, Factory, Protocol, Reactor};
+//! use torsion::{client_factory, factory, Context, DisconnectReason, Protocol, Reactor};
 //!
 //! struct Echo;
 //! impl Protocol for Echo {
 //!     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
 //!         ctx.write(data);
-//!     }
-//! }
-//! struct EchoFactory;
-//! impl Factory for EchoFactory {
-//!     type Protocol = Echo;
-//!     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
-//!         Some(Echo)
 //!     }
 //! }
 //!
@@ -56,13 +49,6 @@
 //!         ctx.stop().unwrap();
 //!     }
 //! }
-//! struct GreeterFactory;
-//! impl ClientFactory for GreeterFactory {
-//!     type Protocol = Greeter;
-//!     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Greeter> {
-//!         Some(Greeter)
-//!     }
-//! }
 //!
 //! // A certificate for "localhost", made on the spot (rcgen); in production,
 //! // `tls::server_config_from_files("chain.pem", "key.pem")`.
@@ -77,12 +63,12 @@
 //! client.alpn_protocols = vec![b"echo/1".to_vec()];
 //!
 //! let mut reactor = Reactor::new()?;
-//! let port = reactor.listen_tls("127.0.0.1:0".parse().unwrap(), Arc::new(server), EchoFactory)?;
+//! let port = reactor.listen_tls("127.0.0.1:0".parse().unwrap(), Arc::new(server), factory(|_peer| Echo))?;
 //! reactor.connect_tls(
 //!     port.local_addr(),
 //!     tls::server_name("localhost")?,
 //!     Arc::new(client),
-//!     GreeterFactory,
+//!     client_factory(|_peer| Greeter),
 //!     Duration::from_secs(5),
 //! );
 //! reactor.run()?;
@@ -441,7 +427,7 @@ impl Context<'_> {
     /// goes out in the clear; writes made from here on, in this callback and
     /// later, are encrypted and go out once the handshake is done. The
     /// protocol keeps its state and callbacks, and can be reached as before
-    /// (with [`Core::with_protocol`]); a failed handshake ends the connection
+    /// (with [`ConnectionRef::with_protocol`](crate::ConnectionRef::with_protocol)); a failed handshake ends the connection
     /// with [`DisconnectReason::Tls`](crate::DisconnectReason::Tls).
     ///
     /// # Errors

@@ -426,7 +426,7 @@ impl<'a> Context<'a> {
             return false;
         };
         idle.timer = None;
-        let due = idle.last_activity + idle.timeout;
+        let due = crate::context::later(idle.last_activity, idle.timeout);
         if now < due {
             let t = crate::reactor::InternalTimer::Idle {
                 key: h.key as usize,
@@ -462,13 +462,16 @@ impl<'a> Context<'a> {
     }
 
     /// Runs `f` with this connection's protocol after `delay` (a connection's own
-    /// timer). Nothing happens if the connection is gone by then.
+    /// timer): the first `P` from the outside in, so a protocol inside a
+    /// [`Wrapper`](crate::protocol::Wrapper) is found. Nothing happens if the
+    /// connection is gone by then. The same as
+    /// `ctx.connection(ctx.handle()).call_later(delay, f)`.
     pub fn call_later_self<P: Protocol>(
         &mut self,
         delay: Duration,
         f: impl FnOnce(&mut P, &mut Context<'_>) + 'static,
     ) -> DelayedCall {
         let h = self.conn.handle;
-        self.core.call_later_on(h, delay, f)
+        self.core.connection(h).call_later(delay, f)
     }
 }

@@ -2,7 +2,6 @@
 //! each scenario states only what differs.
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::rc::Rc;
 
 use torsion::{
@@ -173,10 +172,7 @@ impl ScriptFactory {
 
 impl Factory for ScriptFactory {
     type Protocol = Script;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Script> {
-        unreachable!("the reactor calls build_protocol_for")
-    }
-    fn build_protocol_for(&mut self, peer: &Address) -> Option<Script> {
+    fn build_protocol(&mut self, peer: &Address) -> Option<Script> {
         self.rec.borrow_mut().peer = Some(peer.clone());
         Some(self.build())
     }
@@ -187,10 +183,7 @@ impl ClientFactory for ScriptFactory {
     fn started_connecting(&mut self, _core: &mut Core, _c: Connector) {
         self.rec.borrow_mut().events.push("started".into());
     }
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Script> {
-        unreachable!("the reactor calls build_protocol_for")
-    }
-    fn build_protocol_for(&mut self, _peer: &Address) -> Option<Script> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Script> {
         Some(self.build())
     }
     fn client_connection_failed(

@@ -82,7 +82,7 @@ impl HostAddr for InnerHost {
 /// [`lose_connection`](Context::lose_connection) flushes, sends `close_notify`,
 /// then closes; pausing, half-close, water marks, streaming and idle timeouts
 /// work as on a plain connection. A failed handshake ends the connection with
-/// [`DisconnectReason::Tls`]. [`Core::with_protocol`] and
+/// [`DisconnectReason::Tls`]. [`ConnectionRef::with_protocol`](crate::ConnectionRef::with_protocol) and
 /// [`Context::call_later_self`] reach the wrapped protocol through the wrapper.
 ///
 /// [`Core::listen_tls`], [`Core::connect_tls`] and [`Context::start_tls`] build
@@ -460,6 +460,12 @@ fn swap_shaping(outer: &mut ConnState, inner: &mut ConnState) {
 }
 
 impl Protocol for TlsProtocol {
+    fn as_wrapper(&mut self) -> Option<&mut dyn Wrapper> {
+        Some(self)
+    }
+    fn as_wrapper_ref(&self) -> Option<&dyn Wrapper> {
+        Some(self)
+    }
     fn connection_made(&mut self, ctx: &mut Context<'_>) {
         let mut st = ConnState::new(ctx.conn.handle, ctx.conn.peer.clone());
         self.host.local = ctx.host.host().ok();
@@ -573,10 +579,10 @@ impl Wrapper for TlsProtocol {
     ) {
         TlsProtocol::call_inner(self, ctx, f);
     }
-    fn inner_dyn(&self) -> &dyn Protocol {
+    fn inner(&self) -> &dyn Protocol {
         &*self.inner
     }
-    fn inner_dyn_mut(&mut self) -> &mut dyn Protocol {
+    fn inner_mut(&mut self) -> &mut dyn Protocol {
         &mut *self.inner
     }
 }
