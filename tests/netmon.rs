@@ -565,3 +565,160 @@ fn netns_a_link_cut_and_a_blackhole_are_reported_by_both_modes_with_their_timing
         );
     }
 }
+
+// ---- tls and udp probes, exit codes ----
+
+use std::sync::Arc;
+use torsion::{DatagramContext, DatagramProtocol};
+
+/// Days since 1970-01-01 to (year, month, day).
+fn civil(z: i64) -> (i32, u8, u8) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    ((yoe + era * 400 + i64::from(m <= 2)) as i32, m, d)
+}
+
+/// A CA, and a certificate for localhost it signed that ends `days` from today
+/// (at midnight UTC), as (CA PEM, server config).
+fn tls_server_config(days: i64) -> (String, Arc<torsion::tls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let today = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        / 86_400;
+    let (y, m, d) = civil(today + days);
+    params.not_after = rcgen::date_time_ymd(y, m, d);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let config =
+        torsion::tls::server_config_from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+            .unwrap();
+    (ca.pem(), Arc::new(config))
+}
+
+fn tls_target(addr: SocketAddr, ca_pem: &str, warn: f64) -> Target {
+    let config = torsion::tls::client_config_with_ca(ca_pem.as_bytes()).unwrap();
+    let mut spec = spec();
+    spec.kind = Kind::Tls;
+    spec.cert_warn_days = Some(warn);
+    spec.tls = Some(netmon::target::TlsSettings {
+        server_name: torsion::tls::server_name("localhost").unwrap(),
+        config: Arc::new(config),
+    });
+    target_with(addr, spec)
+}
+
+#[test]
+fn tls_probes_report_certificate_days_and_warn_below_the_threshold() {
+    let mut r = Reactor::new().unwrap();
+    let (ca_near, near) = tls_server_config(5);
+    let (ca_far, far) = tls_server_config(400);
+    let near_addr = r
+        .listen_tls(localhost(), near, EchoFactory)
+        .unwrap()
+        .local_addr();
+    let far_addr = r
+        .listen_tls(localhost(), far, EchoFactory)
+        .unwrap()
+        .local_addr();
+    let targets = vec![
+        tls_target(near_addr, &ca_near, 14.0),
+        tls_target(far_addr, &ca_far, 14.0),
+        // The far server's certificate, checked against the wrong CA.
+        tls_target(far_addr, &ca_near, 14.0),
+    ];
+    let events = Events::default();
+    let e = events.clone();
+    let config = Config {
+        targets,
+        persistent: false,
+        count: None,
+    };
+    let m = Monitor::new(config, move |ev| e.borrow_mut().push(ev.clone()));
+    round(&mut r, &m);
+    let health: Vec<_> = (0..3).map(|i| m.with_record(i, |rec| rec.health)).collect();
+    use netmon::status::Health;
+    assert_eq!(
+        health,
+        [Some(Health::Warning), Some(Health::Up), Some(Health::Down)]
+    );
+    let days = |i| m.with_record(i, |rec| rec.last_up.as_ref().and_then(|u| u.cert_days));
+    let near_days = days(0).expect("days left");
+    assert!((4.0..=6.0).contains(&near_days), "{near_days}");
+    assert!(days(1).is_some_and(|d| (399.0..=401.0).contains(&d)));
+    let reason = m.with_record(2, |rec| rec.down_reason.clone());
+    assert!(matches!(reason, Some(Reason::Tls(_))), "{reason:?}");
+    let line = events.borrow()[0].to_string();
+    assert!(
+        line.contains("warning (") && line.contains("below 14"),
+        "{line}"
+    );
+    assert_eq!(m.worst(), Health::Down);
+}
+
+struct UdpEcho;
+
+impl DatagramProtocol for UdpEcho {
+    fn datagram_received(&mut self, ctx: &mut DatagramContext<'_>, data: &[u8], from: &Address) {
+        let _ = ctx.send_to(data, from.clone());
+    }
+}
+
+#[test]
+fn udp_probes_tell_an_answer_a_refusal_and_silence_apart() {
+    let mut r = Reactor::new().unwrap();
+    let echo = r.listen_udp(localhost(), UdpEcho).unwrap().local_addr();
+    let silent_socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent = silent_socket.local_addr().unwrap();
+    let closed = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let mut spec = spec_with(Some(b"ping"), Some(b"ping"), Duration::from_millis(300));
+    spec.kind = Kind::Udp;
+    let (m, events) = monitor(vec![echo, closed, silent], spec, false);
+    round(&mut r, &m);
+    assert_eq!(history(&events, &echo.to_string()), [Ok(())]);
+    assert_eq!(
+        history(&events, &closed.to_string()),
+        [Err(Reason::Refused)]
+    );
+    assert_eq!(
+        history(&events, &silent.to_string()),
+        [Err(Reason::TimedOut)]
+    );
+}
+
+#[test]
+fn count_runs_exit_with_nagios_codes() {
+    let bin = example_binary("netmon");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = listener.local_addr().unwrap().to_string();
+    let down = closed_port().to_string();
+    let code = |args: &[&str]| {
+        Command::new(&bin)
+            .args(args)
+            .args(["--count", "2", "--interval", "0.1", "--timeout", "1"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .code()
+    };
+    assert_eq!(code(&[&up]), Some(0));
+    assert_eq!(code(&[&up, &down]), Some(2));
+    // Bad arguments are usage errors.
+    assert_eq!(code(&["--probe", "udp", &up]), Some(2), "udp needs --send");
+}
