@@ -409,16 +409,7 @@ fn netmon_child(target: &str, extra: &[&str]) -> Proc {
     let bin = example_binary("netmon");
     let child = Command::new(bin)
         .arg(target)
-        .args([
-            "--interval",
-            "0.5",
-            "--timeout",
-            "1",
-            "--send",
-            "PING\\n",
-            "--expect",
-            "PING",
-        ])
+        .args(["--interval", "0.5", "--timeout", "1"])
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -450,13 +441,17 @@ fn netns_a_link_cut_and_a_blackhole_are_reported_by_both_modes_with_their_timing
         .expect("the server starts");
     eprintln!("server up after {:?}", t0.elapsed());
 
-    let mut interval_mode = netmon_child(&server_addr, &[]);
-    let mut persistent = netmon_child(&server_addr, &["--persistent"]);
+    let probe = ["--send", "PING\\n", "--expect", "PING"];
+    let mut interval_mode = netmon_child(&server_addr, &probe);
+    let mut persistent = netmon_child(&server_addr, &[&probe[..], &["--persistent"]].concat());
+    // Persistent without a probe: only TCP keepalive can tell.
+    let mut keepalive = netmon_child(&server_addr, &["--persistent"]);
     let modes = [
         ("interval", netns::lines(&mut interval_mode.0)),
         ("persistent", netns::lines(&mut persistent.0)),
+        ("keepalive", netns::lines(&mut keepalive.0)),
     ];
-    let mut out: Vec<Vec<String>> = vec![Vec::new(), Vec::new()];
+    let mut out: Vec<Vec<String>> = vec![Vec::new(), Vec::new(), Vec::new()];
     let up = |l: &str| l.contains(&format!("{server_addr} up ("));
     for (i, (_, rx)) in modes.iter().enumerate() {
         netns::wait_line(rx, &mut out[i], DEADLINE, up).expect("up at first");
@@ -491,7 +486,7 @@ fn netns_a_link_cut_and_a_blackhole_are_reported_by_both_modes_with_their_timing
             netns::secs_between(end, SystemTime::now())
         );
     }
-    for p in [&mut interval_mode, &mut persistent] {
+    for p in [&mut interval_mode, &mut persistent, &mut keepalive] {
         // SAFETY: kill(2) on our own child's pid.
         unsafe { libc::kill(p.0.id() as i32, libc::SIGTERM) };
     }
@@ -503,9 +498,15 @@ fn netns_a_link_cut_and_a_blackhole_are_reported_by_both_modes_with_their_timing
     // Tolerances from the settings: an outage is seen within one interval plus
     // the timeout; its start and its end are each placed within one interval.
     // One more interval covers a loaded machine's late timers.
-    let slack = INTERVAL;
     for (i, (mode, _)) in modes.iter().enumerate() {
         eprintln!("{mode}:\n{}", out[i].join("\n"));
+        // Keepalive counts whole seconds: its steps are the interval rounded up.
+        let step = if *mode == "keepalive" {
+            INTERVAL.ceil()
+        } else {
+            INTERVAL
+        };
+        let slack = INTERVAL;
         let lines: Vec<Line> = out[i]
             .iter()
             .filter_map(|l| parse_line(l, &server_addr))
@@ -528,13 +529,13 @@ fn netns_a_link_cut_and_a_blackhole_are_reported_by_both_modes_with_their_timing
             let (d, u) = (downs[k], ups[k]);
             let seen_after = netns::secs_between(*start, d.at);
             assert!(
-                (0.0..=INTERVAL + TIMEOUT + slack).contains(&seen_after),
+                (0.0..=step + TIMEOUT + slack).contains(&seen_after),
                 "{mode} {kind}: down reported {seen_after:.3} s after the fault began: {:#?}",
                 out[i]
             );
             let since = netns::secs_between(*start, d.since.expect("down since"));
             assert!(
-                (-slack..=INTERVAL + slack).contains(&since),
+                (-step - slack..=step + slack).contains(&since),
                 "{mode} {kind}: down since {since:.3} s from the fault's start"
             );
             let back_after = netns::secs_between(*end, u.at);
@@ -544,7 +545,7 @@ fn netns_a_link_cut_and_a_blackhole_are_reported_by_both_modes_with_their_timing
             );
             let downtime = u.after_down.expect("after X down");
             assert!(
-                (downtime - secs).abs() <= INTERVAL + slack,
+                (downtime - secs).abs() <= step + slack,
                 "{mode} {kind}: reported {downtime:.1} s down for a {secs} s outage: {:#?}",
                 out[i]
             );
