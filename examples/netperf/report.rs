@@ -55,7 +55,8 @@ pub fn table(r: &Report) -> String {
     let c = &r.config;
     let mut out = String::new();
     let depth = match c.mode {
-        Mode::Pipeline | Mode::Bulk => format!(", depth {}", c.window()),
+        Mode::Pipeline => format!(", depth {}", c.window()),
+        Mode::Bulk if !(c.reverse || c.bidir) => format!(", depth {}", c.window()),
         _ => String::new(),
     };
     let direction = if c.mode == Mode::Bulk {
