@@ -176,6 +176,14 @@ impl fmt::Display for UnixAddr {
     }
 }
 
+/// No IP address on a Unix socket.
+pub(crate) fn no_ip() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "a Unix socket has no IP address (use Context::host)",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use crate::address::Address;
 use crate::context::{ConnectionHandle, Core};
+use crate::core::handles::Connector;
 use crate::defer::{Deferred, Trigger};
 use crate::error::DisconnectReason;
 use crate::protocol::{ClientFactory, Protocol, Reconnect};
-use crate::reactor::Connector;
 
 /// The one-shot client factory behind [`Core::connect_protocol`].
 struct OneShot<P> {

@@ -6,62 +6,14 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
-use crate::defer::Deferred;
+use crate::core::timers::{TimerId, TimerQueue};
+use crate::core::Wake;
 use crate::error::{Error, Result};
-use crate::protocol::Protocol;
-use crate::reactor::timers::{TimerId, TimerQueue};
 
-/// A callback scheduled with [`Core::call_later`].
-pub(crate) type TimerFn = Box<dyn FnOnce(&mut Core)>;
 /// A closure sent from another thread with [`ReactorHandle::call_from_thread`].
 pub(crate) type ThreadFn = Box<dyn FnOnce(&mut Core) + Send>;
-/// A closure run against one connection's protocol.
-pub(crate) type ProtoFn = Box<dyn FnOnce(&mut dyn Protocol, &mut Context<'_>)>;
-/// Puts a wrapper (TLS) around a live connection's protocol.
-pub(crate) type WrapFn = Box<dyn FnOnce(Box<dyn Protocol>) -> Box<dyn Protocol>>;
 
-/// What a timer entry does when it expires.
-pub(crate) enum Timed {
-    /// A user callback.
-    Call(TimerFn),
-    /// Something the driver handles itself (connect timeouts, lingering closes...).
-    Internal(crate::reactor::InternalTimer),
-}
-
-impl fmt::Debug for Timed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Timed::Call(_) => f.write_str("Call"),
-            Timed::Internal(t) => write!(f, "Internal({t:?})"),
-        }
-    }
-}
-
-/// Work a callback asked for that the driver carries out once the callback returns.
-pub(crate) enum Op {
-    Write(ConnectionHandle, Bytes),
-    Lose(ConnectionHandle),
-    Abort(ConnectionHandle),
-    PauseReading(ConnectionHandle),
-    ResumeReading(ConnectionHandle),
-    Call(ConnectionHandle, ProtoFn),
-    Listen(crate::reactor::PendingListen),
-    ListenDatagram(crate::reactor::PendingDatagram),
-    DatagramCall(u64, crate::reactor::DatagramFn),
-    StopListening(u64),
-    Connect(crate::reactor::PendingConnect),
-    StopConnecting(u64),
-    Disconnect(u64),
-    Shutdown(Duration),
-    /// Pull from the connection's stream source.
-    Produce(ConnectionHandle),
-    /// Replace the connection's protocol with a wrapper around it, then call
-    /// the wrapper's `connection_made` (`start_tls`).
-    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
-    Wrap(ConnectionHandle, WrapFn),
-}
+pub(crate) use crate::core::ops::{InternalTimer, Op, Timed};
 
 /// What happens when a callback panics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -84,7 +36,7 @@ pub(crate) struct Shared {
     /// Set after a push to `queue`: the reactor checks it every turn instead of
     /// taking the lock.
     pub(crate) queued: std::sync::atomic::AtomicBool,
-    pub(crate) waker: Option<mio::Waker>,
+    pub(crate) waker: Option<Box<dyn Wake>>,
     pub(crate) running: std::sync::atomic::AtomicBool,
 }
 
@@ -158,7 +110,7 @@ impl ReactorHandle {
 /// operations on listeners, connectors and connections by handle.
 ///
 /// A [`Reactor`](crate::Reactor) dereferences to its `Core`, and so does every
-/// [`Context`], so `reactor.call_later(..)` and `ctx.call_later(..)` are the same
+/// [`Context`](crate::Context), so `reactor.call_later(..)` and `ctx.call_later(..)` are the same
 /// call.
 pub struct Core {
     now: Instant,
@@ -187,7 +139,7 @@ impl fmt::Debug for Core {
 }
 
 impl Core {
-    pub(crate) fn new(now: Instant, waker: Option<mio::Waker>) -> Core {
+    pub(crate) fn new(now: Instant, waker: Option<Box<dyn Wake>>) -> Core {
         let real_clock = waker.is_some();
         let shared = Arc::new(Shared {
             queue: Mutex::new(VecDeque::new()),
@@ -226,6 +178,12 @@ impl Core {
         }
     }
 
+    /// Whether this core runs under the fake clock of the test tools (whose
+    /// listen and connect requests bind nothing).
+    pub(crate) fn is_simulated(&self) -> bool {
+        !self.real_clock
+    }
+
     /// The time the current turn started at (what expiring timers compare with).
     pub(crate) fn turn_time(&self) -> Instant {
         self.now
@@ -256,7 +214,7 @@ impl Core {
     }
 
     /// A `Send + Clone` handle for other threads (not to be confused with a
-    /// connection's [`ConnectionHandle`], [`Context::handle`]).
+    /// connection's [`ConnectionHandle`], [`Context::handle`](crate::Context::handle)).
     pub fn reactor_handle(&self) -> ReactorHandle {
         ReactorHandle {
             shared: self.shared.clone(),
@@ -293,83 +251,9 @@ impl Core {
         }
     }
 
-    pub(crate) fn schedule_internal(
-        &mut self,
-        delay: Duration,
-        t: crate::reactor::InternalTimer,
-    ) -> TimerId {
+    pub(crate) fn schedule_internal(&mut self, delay: Duration, t: InternalTimer) -> TimerId {
         let deadline = later(self.now(), delay);
         self.timers.schedule(deadline, Timed::Internal(t))
-    }
-
-    /// Another connection (or this one), by handle: write to it, close it,
-    /// pause it, or call into its protocol. Each operation is carried out
-    /// once the current callback returns; a handle of a connection that is
-    /// gone is ignored (see each method).
-    ///
-    /// ```
-    /// use torsion::{ConnectionHandle, Context, Protocol};
-    ///
-    /// /// Forwards what it reads to another connection.
-    /// struct Relay {
-    ///     to: ConnectionHandle,
-    /// }
-    /// impl Protocol for Relay {
-    ///     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
-    ///         ctx.connection(self.to).write(data);
-    ///     }
-    ///     fn connection_lost(&mut self, ctx: &mut Context<'_>, _: &torsion::DisconnectReason) {
-    ///         ctx.connection(self.to).lose_connection();
-    ///     }
-    /// }
-    /// ```
-    pub fn connection(&mut self, conn: ConnectionHandle) -> ConnectionRef<'_> {
-        ConnectionRef { core: self, conn }
-    }
-
-    /// Queues `f` to run with the first `P` of `conn` (through wrappers), and
-    /// `done` with the outcome. `done` hears [`Error::NoSuchHandle`] when the
-    /// connection is gone and [`Error::WrongProtocol`] when it runs no `P`.
-    pub(crate) fn call_protocol<P: Protocol, R: 'static>(
-        &mut self,
-        conn: ConnectionHandle,
-        f: impl FnOnce(&mut P, &mut Context<'_>) -> R + 'static,
-        done: impl FnOnce(Result<R>) + 'static,
-    ) {
-        let mut guard = Settle(Some(done), std::marker::PhantomData);
-        self.ops.push(Op::Call(
-            conn,
-            Box::new(move |p: &mut dyn Protocol, ctx: &mut Context<'_>| {
-                let mut out = None;
-                // The first `P` from the outside in: a protocol wrapped in TLS
-                // is reached through its wrapper, with its own context.
-                let call = std::panic::AssertUnwindSafe(|| {
-                    crate::wrap::reach(p, ctx, &crate::wrap::is::<P>, |p, ctx| {
-                        let any: &mut dyn std::any::Any = p;
-                        if let Some(p) = any.downcast_mut::<P>() {
-                            out = Some(f(p, ctx));
-                        }
-                    })
-                });
-                let panic = std::panic::catch_unwind(call).err();
-                let result = match (&panic, out) {
-                    (Some(_), _) => {
-                        Err(Error::Panicked("the with_protocol closure panicked".into()))
-                    }
-                    (None, Some(r)) => Ok(r),
-                    (None, None) => Err(Error::WrongProtocol {
-                        expected: std::any::type_name::<P>(),
-                    }),
-                };
-                if let Some(done) = guard.0.take() {
-                    done(result);
-                }
-                if let Some(payload) = panic {
-                    // On to the reactor, which aborts this connection.
-                    std::panic::resume_unwind(payload);
-                }
-            }),
-        ));
     }
 
     /// Sets what happens when a callback panics.
@@ -490,159 +374,6 @@ impl DelayedCall {
     }
 }
 
-/// Settles a queued call with [`Error::NoSuchHandle`] if it is dropped unrun
-/// (its connection was gone).
-struct Settle<R, F: FnOnce(Result<R>)>(Option<F>, std::marker::PhantomData<fn(R)>);
-
-impl<R, F: FnOnce(Result<R>)> Drop for Settle<R, F> {
-    fn drop(&mut self) {
-        let Some(done) = self.0.take() else {
-            return;
-        };
-        if std::thread::panicking() {
-            // Dropped while something else unwinds: running the Deferred's
-            // callbacks now could panic again, which aborts the process.
-            return;
-        }
-        // Dropped unrun, outside any callback: a stage that panics costs
-        // that chain only.
-        let run = std::panic::AssertUnwindSafe(|| done(Err(Error::NoSuchHandle)));
-        if std::panic::catch_unwind(run).is_err() {
-            tracing::error!("a callback on a with_protocol Deferred panicked");
-        }
-    }
-}
-
-/// Another connection, by handle: what [`Core::connection`] returns.
-///
-/// Every operation is queued and carried out once the current callback
-/// returns, on the innermost protocol's transport (through TLS, a write is
-/// encrypted). Operations on a connection that is gone are ignored, except
-/// [`with_protocol`](Self::with_protocol), whose result says so.
-pub struct ConnectionRef<'a> {
-    core: &'a mut Core,
-    conn: ConnectionHandle,
-}
-
-impl fmt::Debug for ConnectionRef<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("ConnectionRef").field(&self.conn).finish()
-    }
-}
-
-impl ConnectionRef<'_> {
-    /// The handle this names.
-    pub fn handle(&self) -> ConnectionHandle {
-        self.conn
-    }
-
-    /// Writes (a copy of) `data` to the connection. Dropped, as
-    /// [`Context::write`] drops it, if the connection is gone or closing.
-    pub fn write(&mut self, data: &[u8]) {
-        self.write_bytes(Bytes::copy_from_slice(data));
-    }
-
-    /// Writes a `Bytes` to the connection without copying it (one buffer
-    /// sent to many connections is shared). Dropped like
-    /// [`write`](Self::write).
-    pub fn write_bytes(&mut self, data: Bytes) {
-        self.core.ops.push(Op::Write(self.conn, data));
-    }
-
-    /// Closes the connection after flushing it (see [`Context::lose_connection`]).
-    pub fn lose_connection(&mut self) {
-        self.core.ops.push(Op::Lose(self.conn));
-    }
-
-    /// Aborts the connection (see [`Context::abort_connection`]).
-    pub fn abort_connection(&mut self) {
-        self.core.ops.push(Op::Abort(self.conn));
-    }
-
-    /// Stops delivering `data_received` to the connection (see
-    /// [`Context::pause_reading`]).
-    pub fn pause_reading(&mut self) {
-        self.core.ops.push(Op::PauseReading(self.conn));
-    }
-
-    /// Delivers data to the connection again (see [`Context::resume_reading`]).
-    pub fn resume_reading(&mut self) {
-        // Through the connection's own context, so the flag is cleared in
-        // order with any pause the protocol makes afterwards.
-        self.core.ops.push(Op::Call(
-            self.conn,
-            Box::new(|p, ctx| crate::wrap::innermost(p, ctx, |_, ctx| ctx.resume_reading())),
-        ));
-    }
-
-    /// Runs `f` with the connection's protocol, once the current callback has
-    /// returned: how a timer or another connection calls into a protocol. The
-    /// protocol asked for is the first `P` from the outside in, so a protocol
-    /// inside a [`Wrapper`](crate::protocol::Wrapper) (TLS, policies, yours)
-    /// is found, and so is the wrapper itself.
-    ///
-    /// The returned [`Deferred`] fires with what `f` returned, or with
-    /// [`Error::NoSuchHandle`] if the connection is gone,
-    /// [`Error::WrongProtocol`] if it runs no `P` (`f` is then not called), or
-    /// [`Error::Panicked`] if `f` panicked (the connection is then aborted).
-    /// Dropping the Deferred is fine; an error nobody looked at is logged.
-    ///
-    /// ```
-    /// use torsion::testing::RecordingTransport;
-    /// use torsion::{Context, Error, Protocol};
-    ///
-    /// #[derive(Default)]
-    /// struct Counter(u32);
-    /// impl Protocol for Counter {
-    ///     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
-    /// }
-    /// struct Other;
-    /// impl Protocol for Other {
-    ///     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
-    /// }
-    ///
-    /// let mut t = RecordingTransport::new(Counter::default());
-    /// let h = t.handle();
-    /// let mut n = t.core_mut().connection(h).with_protocol(|c: &mut Counter, _ctx| {
-    ///     c.0 += 1;
-    ///     c.0
-    /// });
-    /// let mut wrong = t.core_mut().connection(h).with_protocol(|_: &mut Other, _ctx| ());
-    /// t.advance(std::time::Duration::ZERO); // carries out what was queued
-    /// assert_eq!(n.take_result().unwrap().unwrap(), 1);
-    /// assert!(matches!(wrong.take_result().unwrap(), Err(Error::WrongProtocol { .. })));
-    /// ```
-    pub fn with_protocol<P: Protocol, R: 'static>(
-        &mut self,
-        f: impl FnOnce(&mut P, &mut Context<'_>) -> R + 'static,
-    ) -> Deferred<R, Error> {
-        let (d, trigger) = Deferred::new();
-        self.core.call_protocol(self.conn, f, move |r| {
-            let _ = trigger.fire(r);
-        });
-        d
-    }
-
-    /// Runs `f` with the connection's protocol (found as by
-    /// [`with_protocol`](Self::with_protocol)) after `delay`. Nothing happens
-    /// if the connection is gone by then; a connection that runs no `P` is
-    /// logged at `WARN`.
-    pub fn call_later<P: Protocol>(
-        &mut self,
-        delay: Duration,
-        f: impl FnOnce(&mut P, &mut Context<'_>) + 'static,
-    ) -> DelayedCall {
-        let conn = self.conn;
-        self.core.call_later(delay, move |core| {
-            core.call_protocol(conn, f, move |r| {
-                if let Err(e @ Error::WrongProtocol { .. }) = r {
-                    tracing::warn!(?conn, "call_later on a connection: {e}");
-                }
-            });
-        })
-    }
-}
-
 /// Names one connection, from anywhere on the reactor thread (another
 /// connection's callback, a timer). Stale handles, of connections that closed,
 /// are recognised and ignored, even after their slot is reused.
@@ -651,5 +382,3 @@ pub struct ConnectionHandle {
     pub(crate) key: u32,
     pub(crate) gen: u32,
 }
-
-pub(crate) use crate::transport::{flags, ConnState, Context, HostAddr};

@@ -85,13 +85,15 @@
 
 pub mod address;
 mod buf;
+mod conn;
 mod connect;
 mod context;
+mod core;
 pub mod datagram;
 pub mod defer;
-mod drive;
 pub mod endpoints;
 pub mod error;
+pub mod http;
 mod local;
 pub mod multi;
 pub mod policies;
@@ -110,7 +112,7 @@ mod transport;
 mod wrap;
 
 pub use address::{Address, UnixAddr};
-pub use context::{ConnectionHandle, ConnectionRef, Core, DelayedCall, PanicPolicy, ReactorHandle};
+pub use context::{ConnectionHandle, Core, DelayedCall, PanicPolicy, ReactorHandle};
 pub use datagram::{
     DatagramContext, DatagramError, DatagramPort, DatagramProtocol, MulticastInterface,
 };
@@ -126,7 +128,7 @@ pub use reactor::{
 };
 pub use reconnect::ReconnectingClientFactory;
 pub use transport::{
-    read_chunks, Context, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, DEFAULT_WRITE_CAP,
+    read_chunks, ConnectionRef, Context, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, DEFAULT_WRITE_CAP,
 };
 
 /// The README's examples, compiled and run as doctests.

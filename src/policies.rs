@@ -38,10 +38,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::address::Address;
-use crate::context::{Context, Core};
+use crate::context::Core;
 use crate::error::DisconnectReason;
 use crate::protocol::Wrapper;
 use crate::protocol::{Factory, Protocol};
+use crate::transport::Context;
 
 #[derive(Debug, Default)]
 struct Counts {

@@ -52,9 +52,10 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::address::Address;
-use crate::context::{ConnectionHandle, Context, Core};
+use crate::context::{ConnectionHandle, Core};
+use crate::core::handles::Connector;
 use crate::error::DisconnectReason;
-use crate::reactor::Connector;
+use crate::transport::Context;
 pub use crate::wrap::Wrapper;
 
 /// One connection's behaviour. See the [module docs](self) for the call order.

@@ -18,8 +18,8 @@
 
 use std::any::Any;
 
-use crate::context::Context;
 use crate::protocol::Protocol;
+use crate::transport::Context;
 
 /// A protocol that runs another protocol: TLS,
 /// [`PolicedProtocol`](crate::policies::PolicedProtocol), the service watcher,

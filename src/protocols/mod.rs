@@ -57,9 +57,9 @@ use std::ops::{Deref, DerefMut};
 
 use bytes::BytesMut;
 
-use crate::context::{flags, Context};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
+use crate::transport::{flags, Context};
 
 pub use length_prefixed::{LengthPrefixed, LengthPrefixedError, PrefixLen};
 pub use line::{LineCodec, LineError, LineHandler, LineReceiver, Lines};

@@ -10,13 +10,14 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 
 use super::stream::Stream;
-use super::tcp::{Connector, PendingConnect, TcpOptions};
+use super::tcp::{ConnectParts, Connector, TcpOptions};
 use super::{Entry, InternalTimer, Net};
 use crate::address::Address;
 use crate::context::{ConnectionHandle, Core};
+use crate::core::ops::ConnectRequest;
+use crate::core::timers::TimerId;
 use crate::error::DisconnectReason;
 use crate::protocol::{ClientFactory, Protocol, Reconnect};
-use crate::reactor::timers::TimerId;
 
 pub(crate) trait AnyClientFactory {
     fn started(&mut self, core: &mut Core, c: Connector);
@@ -85,19 +86,23 @@ fn connect_stream(addr: &Address) -> io::Result<Stream> {
 }
 
 impl Net {
-    pub(crate) fn add_connector(&mut self, core: &mut Core, p: PendingConnect) {
+    pub(crate) fn add_connector(&mut self, core: &mut Core, req: ConnectRequest) {
+        let Ok(p) = req.rest.downcast::<ConnectParts>() else {
+            return;
+        };
+        let id = req.id;
         self.connectors.insert(
-            p.id,
+            id,
             ConnectorEntry {
                 factory: p.factory,
-                addr: p.addr,
-                timeout: p.timeout,
+                addr: req.addr,
+                timeout: req.timeout,
                 options: p.options,
                 state: ConnectorState::Idle,
                 stopped: false,
             },
         );
-        self.start_attempt(core, p.id);
+        self.start_attempt(core, id);
     }
 
     pub(crate) fn start_attempt(&mut self, core: &mut Core, id: u64) {
@@ -310,9 +315,12 @@ impl Net {
     /// A connect that was queued but never started, while the reactor goes
     /// away: its factory hears `started_connecting`, then
     /// `client_connection_failed` with [`DisconnectReason::Cancelled`].
-    pub(crate) fn cancel_pending_connect(&mut self, core: &mut Core, p: PendingConnect) {
+    pub(crate) fn cancel_pending_connect(&mut self, core: &mut Core, req: ConnectRequest) {
+        let Ok(p) = req.rest.downcast::<ConnectParts>() else {
+            return;
+        };
         let mut factory = p.factory;
-        let c = Connector::from_id(p.id);
+        let c = Connector::from_id(req.id);
         if let Err(panic) = catch_unwind(AssertUnwindSafe(|| {
             factory.started(core, c);
             let _ = factory.failed(core, c, &DisconnectReason::Cancelled);

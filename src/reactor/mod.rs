@@ -19,8 +19,9 @@
 //! # Ok::<(), torsion::Error>(())
 //! ```
 
-pub mod timers;
+pub use crate::core::timers;
 
+mod complete;
 mod conn;
 mod connect;
 mod flow;
@@ -47,29 +48,24 @@ use crate::error::{Error, Result};
 use crate::protocol::{ClientFactory, Factory};
 
 pub(crate) use conn::Connection;
-pub(crate) use stream::no_ip;
 pub use tcp::{Connector, ListeningPort, TcpOptions};
-pub(crate) use tcp::{PendingConnect, PendingListen};
 pub use udp::UdpOptions;
-pub(crate) use udp::{DatagramFn, PendingDatagram};
 pub use unix::{UnixListeningPort, UnixOptions};
 
 const WAKER: Token = Token(usize::MAX);
-/// Size of the reactor-wide read buffer.
-pub(crate) const READ_BUF: usize = 64 * 1024;
+pub(crate) use crate::conn::READ_BUF;
 /// Reads (or accepts) per readiness event before yielding to other sources.
 pub(crate) const READ_BUDGET: usize = 16;
 
-/// Timers the reactor handles itself.
-#[derive(Debug)]
-pub(crate) enum InternalTimer {
-    ConnectTimeout { key: usize, gen: u32 },
-    Reconnect { id: u64 },
-    AcceptRetry { key: usize, gen: u32 },
-    LingerTimeout { key: usize, gen: u32 },
-    Idle { key: usize, gen: u32 },
-    Throttle { key: usize, gen: u32 },
-    ShutdownDeadline,
+pub(crate) use crate::core::ops::InternalTimer;
+
+/// The poll's waker, for other threads (`ReactorHandle`).
+struct PollWaker(Waker);
+
+impl crate::core::Wake for PollWaker {
+    fn wake(&self) -> io::Result<()> {
+        self.0.wake()
+    }
 }
 
 /// One registered source.
@@ -145,6 +141,8 @@ pub(crate) struct Net {
     pub(crate) spare_fd: Option<std::fs::File>,
     pub(crate) live_conns: usize,
     pub(crate) shutting_down: Option<timers::TimerId>,
+    /// Why the connection being reaped ended (for its connector).
+    pub(crate) lost_reason: Option<crate::DisconnectReason>,
 }
 
 impl Reactor {
@@ -158,7 +156,7 @@ impl Reactor {
         let waker = Waker::new(poll.registry(), WAKER)?;
         let registry = poll.registry().try_clone()?;
         Ok(Reactor {
-            core: Core::new(Instant::now(), Some(waker)),
+            core: Core::new(Instant::now(), Some(Box::new(PollWaker(waker)))),
             poll,
             events: Events::with_capacity(1024),
             net: Net {
@@ -174,6 +172,7 @@ impl Reactor {
                 spare_fd: std::fs::File::open("/dev/null").ok(),
                 live_conns: 0,
                 shutting_down: None,
+                lost_reason: None,
             },
         })
     }
@@ -411,7 +410,7 @@ impl Drop for Reactor {
             for op in std::mem::take(&mut core.ops) {
                 match op {
                     Op::Connect(p) => net.cancel_pending_connect(core, p),
-                    op => net.apply(core, op),
+                    op => crate::conn::ops::apply(core, net, op),
                 }
             }
             let ids: Vec<u64> = net.listeners.keys().copied().collect();
@@ -436,9 +435,9 @@ impl Drop for Reactor {
     }
 }
 
-impl crate::drive::TimerDriver for Net {
+impl crate::core::TimerDriver for Net {
     fn internal_timer(&mut self, core: &mut Core, t: InternalTimer) {
-        self.on_internal_timer(core, t);
+        crate::conn::ops::on_timer(core, self, t);
     }
     fn process_ops(&mut self, core: &mut Core) {
         Net::process_ops(self, core);
@@ -542,9 +541,9 @@ impl Net {
             }
             match self.entries.get_mut(key) {
                 Some(Entry::Conn(c)) => {
-                    let again = c.state.has(crate::context::flags::READ_AGAIN);
-                    let produce = c.state.has(crate::context::flags::PRODUCE);
-                    c.state.clear(crate::context::flags::READ_AGAIN);
+                    let again = c.state.has(crate::transport::flags::READ_AGAIN);
+                    let produce = c.state.has(crate::transport::flags::PRODUCE);
+                    c.state.clear(crate::transport::flags::READ_AGAIN);
                     if produce {
                         self.produce(core, key);
                     }
@@ -570,12 +569,7 @@ impl Net {
 
     #[inline(never)]
     fn process_ops_now(&mut self, core: &mut Core) {
-        while !core.ops.is_empty() {
-            let ops = std::mem::take(&mut core.ops);
-            for op in ops {
-                self.apply(core, op);
-            }
-        }
+        crate::conn::ops::process_ops(core, self);
         if self.live_conns == 0 && core.running {
             if let Some(t) = self.shutting_down.take() {
                 let _ = core.timers.cancel(t);

@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mio::net::{UnixListener, UnixStream};
+use mio::net::UnixStream;
 
-use super::stream::Acceptor;
-use super::tcp::{Connector, PendingConnect, PendingListen, TcpOptions};
+use super::tcp::{ConnectParts, Connector, ListenParts, TcpOptions};
 use crate::address::{Address, UnixAddr};
 use crate::context::{Core, Op};
+use crate::core::ops::{BoundListener, ConnectRequest, ListenRequest};
 use crate::error::Result;
 use crate::protocol::{ClientFactory, Factory};
 
@@ -289,19 +289,28 @@ impl Core {
         options: UnixOptions,
     ) -> Result<UnixListeningPort> {
         let path = path.as_ref();
-        let (socket, file) = bind(path, socket2::Type::STREAM, &options)?;
-        if let Err(e) = socket.listen(options.backlog) {
-            drop(file); // removes it
-            return Err(e.into());
-        }
-        let listener: std::os::unix::net::UnixListener = socket.into();
         let id = self.next_id();
-        self.ops.push(Op::Listen(PendingListen {
-            id,
-            listener: Acceptor::Unix(UnixListener::from_std(listener)),
+        let mut parts = ListenParts {
             factory: Box::new(factory),
             options: TcpOptions::default(),
-            socket_file: file.map(Box::new),
+            socket_file: None,
+        };
+        let socket = if self.is_simulated() {
+            None // the fake clock binds nothing
+        } else {
+            let (socket, file) = bind(path, socket2::Type::STREAM, &options)?;
+            if let Err(e) = socket.listen(options.backlog) {
+                drop(file); // removes it
+                return Err(e.into());
+            }
+            parts.socket_file = file.map(Box::new);
+            Some(BoundListener::Unix(socket.into()))
+        };
+        self.ops.push(Op::Listen(ListenRequest {
+            id,
+            addr: None,
+            socket,
+            rest: Box::new(parts),
         }));
         Ok(UnixListeningPort {
             id,
@@ -332,12 +341,14 @@ impl Core {
         timeout: Duration,
     ) -> Connector {
         let id = self.next_id();
-        self.ops.push(Op::Connect(PendingConnect {
+        self.ops.push(Op::Connect(ConnectRequest {
             id,
             addr,
             timeout,
-            factory: Box::new(factory),
-            options: TcpOptions::default(),
+            rest: Box::new(ConnectParts {
+                factory: Box::new(factory),
+                options: TcpOptions::default(),
+            }),
         }));
         Connector::from_id(id)
     }

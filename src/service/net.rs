@@ -8,12 +8,13 @@ use std::rc::Rc;
 
 use super::{fired, Service, ServiceError};
 use crate::address::Address;
-use crate::context::{ConnectionHandle, Context, Core, DelayedCall};
+use crate::context::{ConnectionHandle, Core, DelayedCall};
 use crate::defer::{Deferred, Trigger};
 use crate::endpoints::{ClientEndpoint, EndpointError, Port, ServerEndpoint};
 use crate::error::DisconnectReason;
 use crate::protocol::{Factory, Protocol};
 use crate::reconnect::{Backoff, BackoffPolicy};
+use crate::transport::Context;
 
 type Listen = Box<dyn FnMut(&mut Core) -> Result<Port, String>>;
 

@@ -4,9 +4,11 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use super::conn::{process_ops, Conns, NoConns, OpsDriver};
+use super::conn::{NoConns, OpsDriver};
 use super::Request;
+use crate::conn::ops::Connections;
 use crate::context::Core;
+use crate::core::TimerDriver;
 
 /// A clock that only moves when the test moves it (Twisted's `task.Clock`),
 /// wrapping a real [`Core`], so timers behave exactly as under the reactor.
@@ -136,14 +138,14 @@ impl Clock {
     }
 
     /// Advances, processing operations against `conns`.
-    pub(crate) fn advance_with(&mut self, by: Duration, conns: &mut impl Conns) -> usize {
+    pub(crate) fn advance_with(&mut self, by: Duration, conns: &mut impl Connections) -> usize {
         let now = crate::context::later(self.core.now(), by);
         self.core.set_now(now);
         self.run_due(conns)
     }
 
     /// Runs what is due at the current time, processing operations against `conns`.
-    pub(crate) fn run_due(&mut self, conns: &mut impl Conns) -> usize {
+    pub(crate) fn run_due(&mut self, conns: &mut impl Connections) -> usize {
         self.ops(conns);
         let mut driver = OpsDriver {
             conns,
@@ -153,8 +155,12 @@ impl Clock {
     }
 
     /// Carries out queued operations against `conns`.
-    pub(crate) fn ops(&mut self, conns: &mut impl Conns) {
-        process_ops(&mut self.core, conns, &mut self.requests);
+    pub(crate) fn ops(&mut self, conns: &mut impl Connections) {
+        OpsDriver {
+            conns,
+            requests: &mut self.requests,
+        }
+        .process_ops(&mut self.core);
     }
 
     /// Whether a call is due now (it would run on the next turn).

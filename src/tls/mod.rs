@@ -91,10 +91,11 @@ pub use client::{TlsClientFactory, TlsServerFactory};
 pub(crate) use protocol::ClientHooks;
 pub use protocol::TlsProtocol;
 
-use crate::context::{Context, Core, Op};
+use crate::context::Core;
 use crate::error::{Error, Result};
 use crate::protocol::{ClientFactory, Factory};
 use crate::reactor::{Connector, ListeningPort, TcpOptions};
+use crate::transport::Context;
 
 /// How long a server waits for a client to complete the handshake before
 /// closing the connection (a client that connects and says nothing must not
@@ -481,20 +482,20 @@ impl Context<'_> {
         .map_err(|e| Error::Tls(e.to_string()))?;
         self.conn.extra().diverted = Some(crate::buf::WriteBuf::new());
         let h = self.conn.handle;
-        self.core.ops.push(Op::Wrap(
+        self.core.wrap_on(
             h,
             Box::new(move |inner| {
                 Box::new(
                     TlsProtocol::live(tls, inner).with_handshake_timeout(DEFAULT_HANDSHAKE_TIMEOUT),
                 )
             }),
-        ));
+        );
         Ok(())
     }
 
     /// What the TLS layer under this protocol negotiated, once its handshake
     /// is done (`None` on a plain connection).
     pub fn tls_info(&self) -> Option<&TlsInfo> {
-        self.host.tls()
+        self.host.tls()?.downcast_ref()
     }
 }

@@ -37,6 +37,7 @@ pub struct Hooks {
     pub write_lost: Option<Hook>,
     pub pause: Option<Hook>,
     pub resume: Option<Hook>,
+    pub streamed: Option<Hook>,
 }
 
 impl Hooks {
@@ -62,6 +63,10 @@ impl Hooks {
     }
     pub fn on_resume(mut self, f: impl Fn(&mut Context<'_>, &Rec) + 'static) -> Self {
         self.resume = Some(Rc::new(f));
+        self
+    }
+    pub fn on_streamed(mut self, f: impl Fn(&mut Context<'_>, &Rec) + 'static) -> Self {
+        self.streamed = Some(Rc::new(f));
         self
     }
 }
@@ -142,6 +147,16 @@ impl Protocol for Script {
             h(ctx, &self.rec);
         }
     }
+    fn streaming_finished(&mut self, ctx: &mut Context<'_>, result: std::io::Result<()>) {
+        self.event(if result.is_ok() {
+            "streamed"
+        } else {
+            "stream_failed"
+        });
+        if let Some(h) = self.hooks.streamed.clone() {
+            h(ctx, &self.rec);
+        }
+    }
 }
 
 /// Builds one [`Script`] per connection; all share one [`Record`] (scenarios
@@ -162,7 +177,9 @@ impl ScriptFactory {
             rec,
         )
     }
-    fn build(&mut self) -> Script {
+    /// A protocol recording into this factory's record (for transports
+    /// without a factory, such as the pump).
+    pub fn script(&mut self) -> Script {
         Script {
             rec: self.rec.clone(),
             hooks: self.hooks.clone(),
@@ -174,7 +191,7 @@ impl Factory for ScriptFactory {
     type Protocol = Script;
     fn build_protocol(&mut self, peer: &Address) -> Option<Script> {
         self.rec.borrow_mut().peer = Some(peer.clone());
-        Some(self.build())
+        Some(self.script())
     }
 }
 
@@ -184,7 +201,7 @@ impl ClientFactory for ScriptFactory {
         self.rec.borrow_mut().events.push("started".into());
     }
     fn build_protocol(&mut self, _peer: &Address) -> Option<Script> {
-        Some(self.build())
+        Some(self.script())
     }
     fn client_connection_failed(
         &mut self,
