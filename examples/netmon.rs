@@ -51,6 +51,8 @@ enum ProbeArg {
     Tls,
     /// Send a datagram (--send), expect a reply (--expect).
     Udp,
+    /// GET the target (a URL); 2xx, and the body contains --expect.
+    Http,
 }
 
 /// Watches services: checks each target every interval (or keeps one
@@ -114,6 +116,12 @@ struct Args {
     #[arg(short = 'n', long)]
     count: Option<u64>,
 
+    /// Serve blackbox_exporter-style metrics (probe_success,
+    /// probe_duration_seconds, probe_ssl_earliest_cert_expiry, with a target
+    /// label) at http://ADDR/metrics.
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
+
     /// Keep one connection per target; probe on it every interval with
     /// --send/--expect under a read deadline of --timeout, with TCP keepalive,
     /// and report a silent or noisy disconnect within one interval plus the
@@ -128,6 +136,7 @@ fn settings(args: &Args) -> Settings {
             ProbeArg::Tcp => Kind::Tcp,
             ProbeArg::Tls => Kind::Tls,
             ProbeArg::Udp => Kind::Udp,
+            ProbeArg::Http => Kind::Http,
         }),
         interval: args.interval,
         timeout: args.timeout,
@@ -230,7 +239,7 @@ fn main() -> ExitCode {
         }
     };
     let nagios = config.count.is_some();
-    match run(config) {
+    match run(config, args.metrics) {
         Ok(worst) if nagios => ExitCode::from(match worst {
             Health::Up => 0,
             Health::Warning => 1,
@@ -247,11 +256,25 @@ fn main() -> ExitCode {
 
 /// Monitors until the count is reached or a signal says stop; returns the
 /// worst state at the end.
-fn run(config: Config) -> Result<Health, String> {
+fn run(config: Config, metrics: Option<std::net::SocketAddr>) -> Result<Health, String> {
     let mut reactor = Reactor::new().map_err(|e| e.to_string())?;
     let requests = Arc::new(Requests::default());
     listen_for_requests(reactor.reactor_handle(), requests.clone())?;
     let monitor = Monitor::new(config, |event| println!("{event}"));
+    if let Some(addr) = metrics {
+        let m = monitor.clone();
+        let server = torsion::http::HttpServer::new(torsion::http::Router::new().get(
+            "/metrics",
+            move |_: &mut torsion::Core, _: torsion::http::Request| {
+                torsion::http::Response::ok(m.metrics())
+                    .with_header("Content-Type", "text/plain; version=0.0.4")
+            },
+        ));
+        let port = server
+            .listen_tcp(&mut reactor, addr)
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        eprintln!("netmon: metrics at http://{}/metrics", port.local_addr());
+    }
     monitor.start(&mut reactor);
     loop {
         reactor.run().map_err(|e| e.to_string())?;

@@ -668,6 +668,71 @@ fn tls_probes_report_certificate_days_and_warn_below_the_threshold() {
         "{line}"
     );
     assert_eq!(m.worst(), Health::Down);
+    let metrics = m.metrics();
+    let near_name = near_addr.to_string();
+    assert!(
+        metrics.contains(&format!(
+            "probe_ssl_earliest_cert_expiry{{target=\"{near_name}\"}} 1"
+        )) && metrics.contains(&format!("probe_success{{target=\"{near_name}\"}} 1")),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn http_probes_check_the_status_and_the_body_and_feed_the_metrics() {
+    use torsion::http::{HttpServer, Request, Response, Router};
+    let mut r = Reactor::new().unwrap();
+    let server = HttpServer::new(Router::new().get("/", |_: &mut torsion::Core, _: Request| {
+        Response::ok("hello world")
+    }));
+    let addr = server.listen_tcp(&mut r, localhost()).unwrap().local_addr();
+    let base = netmon::target::Settings {
+        probe: Some(Kind::Http),
+        timeout: Some(5.0),
+        ..Default::default()
+    };
+    let with = |url: String, expect: Option<&str>| {
+        let s = netmon::target::Settings {
+            expect: expect.map(String::from),
+            ..base.clone()
+        };
+        s.target(None, &url).unwrap()
+    };
+    let targets = vec![
+        with(format!("http://{addr}/"), Some("hello")),
+        with(format!("http://{addr}/"), Some("goodbye")),
+        with(format!("http://{addr}/missing"), None),
+        with(format!("http://{}/", closed_port()), None),
+    ];
+    let config = Config {
+        targets,
+        persistent: false,
+        count: None,
+    };
+    let m = Monitor::new(config, |_| {});
+    round(&mut r, &m);
+    let reasons: Vec<_> = (0..4)
+        .map(|i| m.with_record(i, |rec| rec.down_reason.clone()))
+        .collect();
+    assert!(m.with_record(0, |rec| rec.is_up()), "{reasons:?}");
+    assert!(
+        matches!(&reasons[1], Some(Reason::Http(t)) if t.contains("goodbye")),
+        "{reasons:?}"
+    );
+    assert!(
+        matches!(&reasons[2], Some(Reason::Http(t)) if t.contains("404")),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons[3], Some(Reason::Refused));
+    let metrics = m.metrics();
+    assert!(
+        metrics.contains(&format!("probe_success{{target=\"http://{addr}/\"}} 1"))
+            && metrics.contains(&format!(
+                "probe_success{{target=\"http://{addr}/missing\"}} 0"
+            ))
+            && metrics.contains("probe_duration_seconds{target="),
+        "{metrics}"
+    );
 }
 
 struct UdpEcho;

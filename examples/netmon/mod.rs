@@ -2,6 +2,7 @@
 //! their settings, records, the probes (tcp, tls, udp), the monitor and its
 //! summary.
 
+pub mod http;
 pub mod keepalive;
 pub mod monitor;
 pub mod probe;

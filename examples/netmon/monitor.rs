@@ -174,7 +174,7 @@ impl Monitor {
             spec: spec.clone(),
             interval,
             started,
-            keep: keep && spec.kind != Kind::Udp,
+            keep: keep && matches!(spec.kind, Kind::Tcp | Kind::Tls),
         };
         match (spec.kind, &spec.tls) {
             (Kind::Tcp, _) | (Kind::Tls, None) => {
@@ -190,6 +190,7 @@ impl Monitor {
                 );
             }
             (Kind::Udp, _) => super::udp::start(core, i, addr, self.clone(), spec),
+            (Kind::Http, _) => super::http::start(core, i, self.clone(), spec),
         }
     }
 
@@ -371,6 +372,58 @@ impl Monitor {
                 lat(50.0),
                 lat(99.0),
             );
+        }
+        out
+    }
+
+    /// The targets' figures in Prometheus' text format, with blackbox_exporter's
+    /// names: `probe_success`, `probe_duration_seconds` (the last check's),
+    /// `probe_ssl_earliest_cert_expiry` (Unix seconds, tls), each with a
+    /// `target` label.
+    pub fn metrics(&self) -> String {
+        let s = self.shared.borrow();
+        let label = |n: &str| n.replace('\\', "\\\\").replace('"', "\\\"");
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP probe_success Whether the target's last check succeeded."
+        );
+        let _ = writeln!(out, "# TYPE probe_success gauge");
+        for x in &s.slots {
+            let ok = u8::from(x.record.is_up());
+            let _ = writeln!(
+                out,
+                "probe_success{{target=\"{}\"}} {ok}",
+                label(&x.record.name)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP probe_duration_seconds How long the last check took."
+        );
+        let _ = writeln!(out, "# TYPE probe_duration_seconds gauge");
+        for x in &s.slots {
+            if let Some(d) = x.record.last_duration {
+                let _ = writeln!(
+                    out,
+                    "probe_duration_seconds{{target=\"{}\"}} {:.6}",
+                    label(&x.record.name),
+                    d.as_secs_f64()
+                );
+            }
+        }
+        let _ = writeln!(out, "# HELP probe_ssl_earliest_cert_expiry Unix time the earliest certificate of the chain expires.");
+        let _ = writeln!(out, "# TYPE probe_ssl_earliest_cert_expiry gauge");
+        for x in &s.slots {
+            let at = x.record.last_up.as_ref().and_then(|u| u.cert_expiry);
+            if let Some(t) = at.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()) {
+                let _ = writeln!(
+                    out,
+                    "probe_ssl_earliest_cert_expiry{{target=\"{}\"}} {}",
+                    label(&x.record.name),
+                    t.as_secs()
+                );
+            }
         }
         out
     }

@@ -19,6 +19,8 @@ pub enum Kind {
     Tls,
     /// A datagram sent, a reply expected.
     Udp,
+    /// An HTTP GET of the target's URL: 2xx, and the body contains `expect`.
+    Http,
 }
 
 impl Kind {
@@ -28,6 +30,7 @@ impl Kind {
             Kind::Tcp => "tcp",
             Kind::Tls => "tls",
             Kind::Udp => "udp",
+            Kind::Http => "http",
         }
     }
 }
@@ -54,8 +57,10 @@ pub struct Spec {
     pub timeout: Duration,
     /// Warn when the certificate expires in fewer days than this (tls).
     pub cert_warn_days: Option<f64>,
-    /// TLS settings (tls).
+    /// TLS settings (tls; https).
     pub tls: Option<TlsSettings>,
+    /// The URL (http).
+    pub url: Option<String>,
 }
 
 impl Spec {
@@ -68,6 +73,7 @@ impl Spec {
             timeout,
             cert_warn_days: None,
             tls: None,
+            url: None,
         }
     }
 }
@@ -205,12 +211,33 @@ impl Settings {
                 )));
             }
         }
-        let tls = if kind == Kind::Tls {
-            Some(self.tls_settings(address).map_err(err)?)
+        let (url, hostport) = if kind == Kind::Http {
+            let (https, rest) = match address.strip_prefix("https://") {
+                Some(r) => (true, r),
+                None => (false, address.strip_prefix("http://").unwrap_or(address)),
+            };
+            let host = rest.split('/').next().unwrap_or_default();
+            let hostport = if host.contains(':') && !host.ends_with(']') {
+                host.to_string()
+            } else {
+                format!("{host}:{}", if https { 443 } else { 80 })
+            };
+            let url = if address.contains("://") {
+                address.to_string()
+            } else {
+                format!("http://{address}")
+            };
+            (Some(url), hostport)
+        } else {
+            (None, address.to_string())
+        };
+        let tls = if kind == Kind::Tls || url.as_deref().is_some_and(|u| u.starts_with("https://"))
+        {
+            Some(self.tls_settings(&hostport).map_err(err)?)
         } else {
             None
         };
-        let addr = resolve(address)?;
+        let addr = resolve(&hostport)?;
         Ok(Target {
             name: label,
             addr,
@@ -222,6 +249,7 @@ impl Settings {
                 timeout,
                 cert_warn_days: self.cert_warn,
                 tls,
+                url,
             },
         })
     }
