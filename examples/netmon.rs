@@ -1,16 +1,28 @@
-//! netmon: watches many `host:port` targets and says when they go up or down.
+//! netmon: watches many targets (tcp, tls, udp) and says when they go up, down
+//! or into warning.
 //!
 //! ```text
-//! cargo run --release --example netmon -- 127.0.0.1:8000 db:5432 --file more.txt \
-//!     --interval 5 --timeout 2 [--send 'PING\r\n' --expect PONG] [--count N] [--persistent]
+//! netmon 127.0.0.1:8000 db:5432 --interval 5 --timeout 2 \
+//!     [--send 'PING\r\n' --expect PONG] [--count N] [--persistent]
+//! netmon example.com:443 --probe tls --cert-warn 14
+//! netmon --config targets.toml
 //! ```
 //!
-//! Prints a line on every status change (timestamp, target, `up` or `down`, the
-//! reason: refused, timed out, unreachable, wrong banner, closed by peer...), a
-//! summary table on SIGUSR1 or when Enter is pressed, and a final summary
-//! (uptime, connect latency p50/p99, failures) on exit, SIGINT and SIGTERM
-//! included. Exit status: 0 if every target was up at the end, 1 if not, 2 on
-//! bad arguments.
+//! Prints a line on every change of state (timestamp, target, `up`, `warning`
+//! or `down`, the reason: refused, timed out, unreachable, wrong banner, closed
+//! by peer, tls...; how long the previous state lasted; when a down state began),
+//! a summary table on SIGUSR1 or when Enter is pressed, and a final summary
+//! (uptime, downtime, outages, latency p50/p99, failures) on exit, SIGINT and
+//! SIGTERM included.
+//!
+//! Downtime rule: a down period runs from the send of the first failed check to
+//! the answer of the first successful one, so a reported outage is within one
+//! interval of the real one.
+//!
+//! Exit status: with `--count`, Nagios' codes: 0 every target up, 1 some target
+//! in warning (none down), 2 some target down, 3 a runtime error. Without it, 0
+//! if every target was up at the end, 1 if not or on a runtime error. Bad
+//! arguments: 2.
 
 // Some of the engine's API serves only its tests.
 #[allow(dead_code)]
@@ -18,20 +30,34 @@
 mod netmon;
 
 use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use clap::Parser;
-use netmon::monitor::{parse_targets, Config, Monitor, Target};
-use netmon::probe::Spec;
+use clap::{Parser, ValueEnum};
+use netmon::monitor::{Config, Monitor};
+use netmon::status::Health;
+use netmon::target::{self, parse_targets, Kind, Settings};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use torsion::{Reactor, ReactorHandle};
+use tracing_subscriber::EnvFilter;
 
-/// Watches TCP services: connects to each target every interval (or keeps one
-/// connection open with --persistent) and prints a line whenever one goes up or
-/// down, with the reason.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ProbeArg {
+    /// Connect (then --send/--expect if given).
+    Tcp,
+    /// Connect and a TLS handshake; certificate days left.
+    Tls,
+    /// Send a datagram (--send), expect a reply (--expect).
+    Udp,
+    /// GET the target (a URL); 2xx, and the body contains --expect.
+    Http,
+}
+
+/// Watches services: checks each target every interval (or keeps one
+/// connection open with --persistent and probes on it) and prints a line
+/// whenever one goes up, down or into warning, with the reason.
 #[derive(Debug, Parser)]
 #[command(name = "netmon", version)]
 struct Args {
@@ -40,17 +66,28 @@ struct Args {
 
     /// Read more targets from this file: one HOST:PORT per line, `#` comments.
     #[arg(short, long)]
-    file: Option<std::path::PathBuf>,
+    file: Option<PathBuf>,
 
-    /// Seconds between checks (fractions allowed).
-    #[arg(short, long, default_value_t = 5.0)]
-    interval: f64,
+    /// Read targets with their own settings from this TOML file (top-level keys
+    /// are defaults; `[[target]]` tables with `address` and any of probe,
+    /// interval, timeout, send, expect, cert_warn, server_name, ca, insecure).
+    #[arg(long)]
+    config: Option<PathBuf>,
 
-    /// Seconds to wait for a connection, and then for the expected reply.
-    #[arg(short, long, default_value_t = 2.0)]
-    timeout: f64,
+    /// The kind of check.
+    #[arg(long, value_enum)]
+    probe: Option<ProbeArg>,
 
-    /// Send this once connected. Escapes: \r \n \t \0 \\ \xHH.
+    /// Seconds between checks (fractions allowed). Default 5.
+    #[arg(short, long)]
+    interval: Option<f64>,
+
+    /// Seconds to wait for each step: connect, handshake, reply. Default 2.
+    #[arg(short, long)]
+    timeout: Option<f64>,
+
+    /// Send this once connected (persistent mode: every interval). Escapes:
+    /// \r \n \t \0 \\ \xHH.
     #[arg(short, long)]
     send: Option<String>,
 
@@ -58,60 +95,83 @@ struct Args {
     #[arg(short, long)]
     expect: Option<String>,
 
-    /// Stop after this many rounds (intervals, with --persistent).
+    /// tls: warn when the certificate expires in fewer days than this.
+    #[arg(long)]
+    cert_warn: Option<f64>,
+
+    /// tls: the name the certificate must be for (default: the target's host).
+    #[arg(long)]
+    server_name: Option<String>,
+
+    /// tls: trust this CA certificate (PEM) instead of the system's roots.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+
+    /// tls: accept any certificate (the expiry is still reported).
+    #[arg(long)]
+    insecure: bool,
+
+    /// Stop after this many checks per target (intervals, with --persistent);
+    /// the exit status is then Nagios': 0 up, 1 warning, 2 down.
     #[arg(short = 'n', long)]
     count: Option<u64>,
 
-    /// Keep one connection per target, reconnecting with back-off, and report a
-    /// disconnect the moment it happens.
+    /// Serve blackbox_exporter-style metrics (probe_success,
+    /// probe_duration_seconds, probe_ssl_earliest_cert_expiry, with a target
+    /// label) at http://ADDR/metrics.
+    #[arg(long)]
+    metrics: Option<std::net::SocketAddr>,
+
+    /// Keep one connection per target; probe on it every interval with
+    /// --send/--expect under a read deadline of --timeout, with TCP keepalive,
+    /// and report a silent or noisy disconnect within one interval plus the
+    /// timeout.
     #[arg(short, long)]
     persistent: bool,
 }
 
-fn seconds(name: &str, s: f64) -> Result<Duration, String> {
-    match Duration::try_from_secs_f64(s) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        _ => Err(format!(
-            "--{name} must be a number of seconds above 0, got {s}"
-        )),
+fn settings(args: &Args) -> Settings {
+    Settings {
+        probe: args.probe.map(|p| match p {
+            ProbeArg::Tcp => Kind::Tcp,
+            ProbeArg::Tls => Kind::Tls,
+            ProbeArg::Udp => Kind::Udp,
+            ProbeArg::Http => Kind::Http,
+        }),
+        interval: args.interval,
+        timeout: args.timeout,
+        send: args.send.clone(),
+        expect: args.expect.clone(),
+        cert_warn: args.cert_warn,
+        server_name: args.server_name.clone(),
+        ca: args.ca.clone(),
+        insecure: args.insecure.then_some(true),
     }
 }
 
 fn config(args: &Args) -> Result<Config, String> {
+    let base = settings(args);
     let mut names: Vec<String> = args.targets.clone();
     if let Some(path) = &args.file {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         names.extend(parse_targets(&text).into_iter().map(String::from));
     }
-    if names.is_empty() {
-        return Err("no targets: give HOST:PORT arguments or --file".into());
-    }
-    let targets = names
+    let mut targets = names
         .iter()
-        .map(|n| Target::resolve(n))
+        .map(|n| base.target(None, n))
         .collect::<Result<Vec<_>, _>>()?;
-    let escaped = |name: &str, v: &Option<String>| {
-        v.as_deref()
-            .map(netmon::unescape)
-            .transpose()
-            .map_err(|e| format!("--{name}: {e}"))
-    };
-    let expect = escaped("expect", &args.expect)?;
-    if expect.as_ref().is_some_and(|e| e.is_empty()) {
-        return Err("--expect must not be empty".into());
+    if let Some(path) = &args.config {
+        targets.extend(target::load(path, &base)?);
+    }
+    if targets.is_empty() {
+        return Err("no targets: give HOST:PORT arguments, --file or --config".into());
     }
     if args.count == Some(0) {
         return Err("--count must be at least 1".into());
     }
     Ok(Config {
         targets,
-        interval: seconds("interval", args.interval)?,
-        spec: Spec {
-            send: escaped("send", &args.send)?,
-            expect,
-            timeout: seconds("timeout", args.timeout)?,
-        },
         persistent: args.persistent,
         count: args.count,
     })
@@ -166,6 +226,10 @@ fn listen_for_requests(handle: ReactorHandle, requests: Arc<Requests>) -> Result
 }
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
     let config = match config(&args) {
         Ok(c) => c,
@@ -174,23 +238,43 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(config) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+    let nagios = config.count.is_some();
+    match run(config, args.metrics) {
+        Ok(worst) if nagios => ExitCode::from(match worst {
+            Health::Up => 0,
+            Health::Warning => 1,
+            Health::Down => 2,
+        }),
+        Ok(Health::Up | Health::Warning) => ExitCode::SUCCESS,
+        Ok(Health::Down) => ExitCode::from(1),
         Err(e) => {
             eprintln!("netmon: {e}");
-            ExitCode::from(1)
+            ExitCode::from(if nagios { 3 } else { 1 })
         }
     }
 }
 
-/// Monitors until the count is reached or a signal says stop; returns whether
-/// every target was up at the end.
-fn run(config: Config) -> Result<bool, String> {
+/// Monitors until the count is reached or a signal says stop; returns the
+/// worst state at the end.
+fn run(config: Config, metrics: Option<std::net::SocketAddr>) -> Result<Health, String> {
     let mut reactor = Reactor::new().map_err(|e| e.to_string())?;
     let requests = Arc::new(Requests::default());
     listen_for_requests(reactor.reactor_handle(), requests.clone())?;
     let monitor = Monitor::new(config, |event| println!("{event}"));
+    if let Some(addr) = metrics {
+        let m = monitor.clone();
+        let server = torsion::http::HttpServer::new(torsion::http::Router::new().get(
+            "/metrics",
+            move |_: &mut torsion::Core, _: torsion::http::Request| {
+                torsion::http::Response::ok(m.metrics())
+                    .with_header("Content-Type", "text/plain; version=0.0.4")
+            },
+        ));
+        let port = server
+            .listen_tcp(&mut reactor, addr)
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        eprintln!("netmon: metrics at http://{}/metrics", port.local_addr());
+    }
     monitor.start(&mut reactor);
     loop {
         reactor.run().map_err(|e| e.to_string())?;
@@ -203,5 +287,5 @@ fn run(config: Config) -> Result<bool, String> {
     }
     monitor.stop(&mut reactor);
     print!("{}", monitor.summary());
-    Ok(monitor.all_up())
+    Ok(monitor.worst())
 }

@@ -1,16 +1,25 @@
-//! netperf: measures an echo server's latency and throughput.
+//! netperf: measures a server's latency and throughput, and serves as that
+//! server (`--server`).
 //!
 //! ```text
-//! cargo run --release --example netperf -- 127.0.0.1:8000 --connections 100 \
-//!     --mode pingpong --size 64 --duration 10 --warmup 2
+//! netperf --server 0.0.0.0:5201                       # on one host
+//! netperf HOST:5201 --connections 100 --mode pingpong --size 64 --duration 10 --warmup 2
+//! netperf HOST:5201 --mode bulk --reverse             # the server streams
+//! netperf HOST:5201 --mode crr                        # connect, request, close
+//! netperf HOST:5201 --mode udp-stream --rate 20000    # loss, reordering, jitter
 //! ```
 //!
-//! Every echoed byte is checked against what was sent; round trips go into an
-//! HDR histogram. A progress line is printed every second (on stderr), the
-//! final report as a table or, with `--json`, as one JSON object (on stdout).
-//! Exits with status 1 on any error (a wrong byte, a lost connection, a failed
-//! connect) or when no connection could be made, 2 on bad arguments.
+//! Every echoed or streamed byte is checked; round trips go into an HDR
+//! histogram. An interval line is printed every `--interval` (on stderr), the
+//! final report as a table or, with `--json`, as one JSON object with the run's
+//! parameters and every interval (on stdout). CPU use of this process is in
+//! every report; against `netperf --server` the server's is too. A connection
+//! that makes no progress for `--stall` ms counts a stall. Exits with status 1
+//! on any error (a wrong byte, a lost connection, a failed connect, a stall) or
+//! when no connection could be made, 2 on bad arguments.
 
+// Some of the engine's API serves only its tests.
+#[allow(dead_code)]
 #[path = "netperf/mod.rs"]
 mod netperf;
 
@@ -21,6 +30,11 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use netperf::config::{Config, Mode};
+use netperf::wire::Role;
+use tracing_subscriber::EnvFilter;
+
+/// Where the server listens, and the client connects, unless told.
+const DEFAULT_ADDR: &str = "127.0.0.1:5201";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum ModeArg {
@@ -28,17 +42,67 @@ enum ModeArg {
     Pingpong,
     /// --depth messages in flight per connection; each echo releases the next.
     Pipeline,
-    /// Stream messages as fast as the connection takes them and read them back.
+    /// Stream messages as fast as the connection takes them and read them back
+    /// (with --reverse the server streams, with --bidir both do).
     Bulk,
+    /// Connect, one request and its response, close, again (TCP_CRR).
+    Crr,
+    /// UDP ping-pong: one datagram in flight per flow (UDP_RR).
+    Udp,
+    /// A paced UDP stream, echoed: loss, reordering, jitter.
+    UdpStream,
 }
 
-/// Measures an echo server: round-trip latency (p50, p90, p99, p99.9, max),
-/// messages per second and MiB per second, checking every echoed byte.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ServeArg {
+    /// Send back what arrives.
+    Echo,
+    /// Read and discard.
+    Sink,
+    /// Stream a known pattern.
+    Source,
+}
+
+/// Measures a server: round-trip latency (p50, p90, p99, p99.9, max), messages
+/// per second, MiB per second, UDP loss and jitter, CPU use, checking every
+/// byte; or, with --server, is that server.
 #[derive(Debug, Parser)]
 #[command(name = "netperf", version)]
 struct Args {
-    /// The echo server, as HOST:PORT.
+    /// The server, as HOST:PORT (with --server: where to listen).
+    #[arg(default_value = DEFAULT_ADDR)]
     address: String,
+
+    /// Serve instead of measuring: TCP echo (or --serve sink/source) and UDP
+    /// echo on the address, plus the control connection that reports this
+    /// process's CPU use to clients.
+    #[arg(long)]
+    server: bool,
+
+    /// With --server: what a connection that asks for nothing gets.
+    #[arg(long, value_enum, default_value_t = ServeArg::Echo)]
+    serve: ServeArg,
+
+    /// Bulk: the server streams to the client (needs netperf --server).
+    #[arg(short = 'R', long)]
+    reverse: bool,
+
+    /// Bulk: both ends stream at once (needs netperf --server).
+    #[arg(long)]
+    bidir: bool,
+
+    /// Milliseconds without progress on a connection that has something
+    /// outstanding that count as a stall (an error); 0 turns it off.
+    #[arg(long, default_value_t = 2000)]
+    stall: u64,
+
+    /// UDP: seconds before a datagram not echoed counts as lost.
+    #[arg(long, default_value_t = 1.0)]
+    timeout: f64,
+
+    /// Seconds between interval lines.
+    #[arg(short, long, default_value_t = 1.0)]
+    interval: f64,
 
     /// Connections to open, spread over the threads.
     #[arg(short, long, default_value_t = 1)]
@@ -88,7 +152,7 @@ struct Args {
     #[arg(long)]
     json: bool,
 
-    /// No progress lines.
+    /// No interval lines.
     #[arg(short, long)]
     quiet: bool,
 }
@@ -114,7 +178,15 @@ fn config(args: &Args) -> Result<Config, String> {
         ModeArg::Pingpong => Mode::PingPong,
         ModeArg::Pipeline => Mode::Pipeline,
         ModeArg::Bulk => Mode::Bulk,
+        ModeArg::Crr => Mode::Crr,
+        ModeArg::Udp => Mode::Udp,
+        ModeArg::UdpStream => Mode::UdpStream,
     };
+    c.reverse = args.reverse;
+    c.bidir = args.bidir;
+    c.stall = (args.stall > 0).then(|| Duration::from_millis(args.stall));
+    c.timeout = seconds("timeout", args.timeout)?;
+    c.interval = seconds("interval", args.interval)?;
     c.depth = args.depth;
     c.size = args.size;
     c.duration = seconds("duration", args.duration)?;
@@ -128,7 +200,14 @@ fn config(args: &Args) -> Result<Config, String> {
 }
 
 fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
     let args = Args::parse();
+    if args.server {
+        return serve(&args);
+    }
     let config = match config(&args) {
         Ok(c) => c,
         Err(e) => {
@@ -159,13 +238,75 @@ fn main() -> ExitCode {
     let _ = out.flush();
     if report.errors() > 0 {
         eprintln!(
-            "netperf: FAILED: {} errors ({} verification, {} lost connections, {} failed connects)",
+            "netperf: FAILED: {} errors ({} verification, {} lost connections, {} failed connects, {} stalls)",
             report.errors(),
             report.verify_errors,
             report.lost,
-            report.connect_failed
+            report.connect_failed,
+            report.stalls
         );
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
+}
+
+/// `--server`: listens until SIGINT or SIGTERM, then closes gracefully.
+fn serve(args: &Args) -> ExitCode {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let addr = match resolve(&args.address) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("netperf: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let role = match args.serve {
+        ServeArg::Echo => Role::Echo,
+        ServeArg::Sink => Role::Sink,
+        ServeArg::Source => Role::Source,
+    };
+    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("netperf: cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut reactor = match torsion::Reactor::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("netperf: cannot start the reactor: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let ports = match netperf::server::listen(&mut reactor, addr, role) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("netperf: cannot listen on {addr}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    println!(
+        "netperf server listening on {} (tcp: {} unless a connection asks otherwise; udp: echo)",
+        ports.tcp.local_addr(),
+        role.name()
+    );
+    let _ = std::io::stdout().flush();
+    let handle = reactor.reactor_handle();
+    let udp = ports.udp.clone();
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            handle.call_from_thread(move |core| {
+                udp.stop_listening(core);
+                core.shutdown(Duration::from_secs(2));
+            });
+        }
+    });
+    match reactor.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("netperf: the reactor failed: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

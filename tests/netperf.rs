@@ -146,7 +146,12 @@ fn pingpong_counts_every_message_exactly() {
     let c = config(server.addr, Mode::PingPong, 4, 300);
     let r = run_ok(&c);
     assert_exact(&r, &c);
-    assert_eq!(server.received.load(Ordering::Relaxed), 4 * 300 * 64);
+    // Plus the control connection's hello, which an echo server sends back.
+    let hello = netperf::wire::CONTROL_HELLO.len() as u64;
+    assert_eq!(
+        server.received.load(Ordering::Relaxed),
+        4 * 300 * 64 + hello
+    );
 }
 
 #[test]
@@ -306,4 +311,305 @@ fn a_timed_run_reports_progress_and_excludes_the_warm_up() {
             "{field} missing: {json}"
         );
     }
+}
+
+// ---- netperf's own server, the new modes, and faults ----
+
+mod util;
+
+#[path = "netns/mod.rs"]
+mod netns;
+
+use netperf::wire::Role;
+use std::net::UdpSocket;
+use util::{example_binary, DEADLINE};
+
+/// `netperf::server` on its own thread; stopped and joined on drop.
+struct NetperfServer {
+    addr: SocketAddr,
+    handle: ReactorHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl NetperfServer {
+    fn start() -> NetperfServer {
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut reactor = Reactor::new().unwrap();
+            let ports =
+                netperf::server::listen(&mut reactor, "127.0.0.1:0".parse().unwrap(), Role::Echo)
+                    .unwrap();
+            tx.send((ports.tcp.local_addr(), reactor.reactor_handle()))
+                .unwrap();
+            reactor.run().unwrap();
+        });
+        let (addr, handle) = rx.recv().unwrap();
+        NetperfServer {
+            addr,
+            handle,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for NetperfServer {
+    fn drop(&mut self) {
+        self.handle.call_from_thread(|core| {
+            let _ = core.stop();
+        });
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn crr_counts_every_transaction_exactly_with_a_connection_each() {
+    let server = NetperfServer::start();
+    let mut c = config(server.addr, Mode::Crr, 3, 40);
+    c.size = 100;
+    let r = run_ok(&c);
+    assert_exact(&r, &c);
+    assert!(r.remote.is_some(), "the netperf server reports its CPU");
+    assert!(r.cpu.wall_s > 0.0);
+}
+
+#[test]
+fn the_server_reports_its_cpu_and_an_echo_server_is_told_apart() {
+    let server = NetperfServer::start();
+    let r = run_ok(&config(server.addr, Mode::PingPong, 1, 200));
+    let remote = r.remote.expect("remote figures");
+    assert!(remote.wall_s > 0.0 && remote.cpu_percent() >= 0.0);
+    assert_eq!(r.remote_kind, "netperf server");
+    let json = netperf::report::json(&r);
+    for field in [
+        "\"remote_total\":",
+        "\"host_total\":",
+        "\"params\":{",
+        "\"intervals\":[",
+    ] {
+        assert!(json.contains(field), "{field} missing: {json}");
+    }
+    let echo = TestServer::start(Behaviour::Echo);
+    let r = run_ok(&config(echo.addr, Mode::PingPong, 1, 20));
+    assert!(r.remote.is_none());
+    assert!(
+        r.remote_kind.starts_with("echo server"),
+        "{}",
+        r.remote_kind
+    );
+    // Reverse needs netperf's server; an echo server is refused by name.
+    let mut c = config(echo.addr, Mode::Bulk, 1, 10);
+    c.reverse = true;
+    match run(&c, |_| {}) {
+        Err(e @ RunError::NeedsServer(_)) => assert!(e.to_string().contains("echo server")),
+        other => panic!("expected NeedsServer, got {other:?}"),
+    }
+}
+
+#[test]
+fn reverse_and_bidir_stream_and_verify_both_ways() {
+    let server = NetperfServer::start();
+    for bidir in [false, true] {
+        let mut c = Config::new(server.addr);
+        c.mode = Mode::Bulk;
+        c.connections = 2;
+        c.reverse = !bidir;
+        c.bidir = bidir;
+        c.duration = Duration::from_millis(500);
+        let r = run_ok(&c);
+        assert!(r.bytes > 1_000_000, "received {} bytes", r.bytes);
+        let remote = r.remote.expect("server figures");
+        if bidir {
+            assert!(r.tx_bytes > 1_000_000, "sent {}", r.tx_bytes);
+            // The server got what the client sent (it also counts the warm-up-free
+            // whole run, so at least the measured part).
+            assert!(
+                remote.rx_bytes >= r.tx_bytes / 2,
+                "{remote:?} vs {}",
+                r.tx_bytes
+            );
+        } else {
+            assert!(remote.tx_bytes >= r.bytes, "{remote:?}");
+        }
+    }
+}
+
+/// A UDP forwarder between the client and the server that drops every
+/// `nth` datagram from the client; counts what it dropped.
+struct Forwarder {
+    addr: SocketAddr,
+    dropped: Arc<AtomicU64>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Forwarder {
+    fn start(server: SocketAddr, nth: u64) -> Forwarder {
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        back.connect(server).unwrap();
+        // Blocking reads that wake now and then to see the stop flag.
+        for s in [&front, &back] {
+            s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        }
+        let addr = front.local_addr().unwrap();
+        let dropped = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let client: Arc<std::sync::Mutex<Option<SocketAddr>>> = Arc::default();
+        let (f, b, d, s, c) = (
+            front.clone(),
+            back.clone(),
+            dropped.clone(),
+            stop.clone(),
+            client.clone(),
+        );
+        let upstream = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            let mut seen = 0u64;
+            while !s.load(Ordering::Relaxed) {
+                let Ok((n, from)) = f.recv_from(&mut buf) else {
+                    continue;
+                };
+                *c.lock().unwrap() = Some(from);
+                seen += 1;
+                if seen % nth == 0 {
+                    d.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    let _ = b.send(&buf[..n]);
+                }
+            }
+        });
+        let s = stop.clone();
+        let downstream = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while !s.load(Ordering::Relaxed) {
+                let Ok(n) = back.recv(&mut buf) else { continue };
+                if let Some(to) = *client.lock().unwrap() {
+                    let _ = front.send_to(&buf[..n], to);
+                }
+            }
+        });
+        Forwarder {
+            addr,
+            dropped,
+            stop,
+            threads: vec![upstream, downstream],
+        }
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn udp_ping_pong_counts_the_datagrams_a_forwarder_drops_as_lost() {
+    let server = NetperfServer::start();
+    let fwd = Forwarder::start(server.addr, 10);
+    let mut c = config(fwd.addr, Mode::Udp, 1, 50);
+    c.timeout = Duration::from_millis(200);
+    let r = run(&c, |_| {}).unwrap();
+    assert_eq!(r.errors(), 0, "{:?}", r.details);
+    assert_eq!(fwd.dropped.load(Ordering::Relaxed), 5);
+    assert_eq!(
+        (r.udp.sent, r.udp.lost, r.udp.received, r.messages),
+        (50, 5, 45, 45)
+    );
+    let table = netperf::report::table(&r);
+    assert!(table.contains("5/50 (10.00%)"), "{table}");
+}
+
+#[test]
+fn udp_stream_reports_the_loss_a_forwarder_injects() {
+    let server = NetperfServer::start();
+    let fwd = Forwarder::start(server.addr, 20);
+    let mut c = Config::new(fwd.addr);
+    c.mode = Mode::UdpStream;
+    c.rate = Some(2000.0);
+    c.duration = Duration::from_millis(800);
+    c.timeout = Duration::from_millis(300);
+    let r = run(&c, |_| {}).unwrap();
+    let dropped = fwd.dropped.load(Ordering::Relaxed);
+    assert!(dropped >= 50, "the forwarder dropped {dropped}");
+    assert_eq!(r.udp.lost, dropped, "{:?}", r.udp);
+    assert_eq!(r.udp.received + r.udp.lost, r.udp.sent);
+    assert_eq!(r.udp.duplicates, 0);
+    let json = netperf::report::json(&r);
+    assert!(json.contains(&format!("\"lost\":{dropped},")), "{json}");
+    assert!(json.contains("\"jitter_ms\":"), "{json}");
+}
+
+#[test]
+fn netns_a_blackhole_is_counted_as_a_stall_and_fails_the_run() {
+    let name = "netns_a_blackhole_is_counted_as_a_stall_and_fails_the_run";
+    let Some(mut net) = netns::net_or_skip(name) else {
+        return;
+    };
+    if !netns::Net::has_nft() {
+        eprintln!("SKIP {name}: nft is not installed (apt-get install nftables)");
+        return;
+    }
+    let addr = format!("{}:5201", net.ns_ip);
+    let bin = example_binary("netperf");
+    let server = net.spawn_inside(&bin, &["--server", &addr]);
+    let ready = netns::lines(server);
+    let mut seen = Vec::new();
+    netns::wait_line(&ready, &mut seen, DEADLINE, |l| l.contains("listening on"))
+        .expect("the server starts");
+    let mut client = std::process::Command::new(&bin)
+        .args([
+            &addr,
+            "--duration",
+            "4",
+            "--stall",
+            "500",
+            "--interval",
+            "0.5",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn netperf");
+    // The first interval line says traffic flows; then 1.5 s of blackhole.
+    let err = client.stderr.take().unwrap();
+    let (tx, progress) = mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    netns::wait_line(&progress, &mut seen, DEADLINE, |l| l.contains("measure"))
+        .expect("an interval line");
+    net.blackhole(true);
+    std::thread::sleep(Duration::from_millis(1500)); // the fault itself
+    net.blackhole(false);
+    let out = client.wait_with_output().expect("netperf ends");
+    let json = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "a stalled run fails: {json}");
+    let field = |name: &str| -> u64 {
+        let at = json
+            .find(&format!("\"{name}\":"))
+            .unwrap_or_else(|| panic!("{name}: {json}"));
+        let rest = &json[at + name.len() + 3..];
+        rest[..rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len())]
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}: {json}"))
+    };
+    assert_eq!(field("stalls"), 1, "one connection, one stall: {json}");
+    // No progress from the blackhole's start to its end at least, less the
+    // threshold's check period.
+    assert!(field("longest_stall_ms") >= 1500 - 500 / 4, "{json}");
+    assert!(json.contains("\"result\":\"FAILED\""), "{json}");
+    assert!(json.contains("stalled: no progress for"), "{json}");
+    assert!(json.contains("\"stall_ms\":500"), "{json}");
 }

@@ -1,9 +1,15 @@
 //! netmon's engine, shared by the example binary and its tests: targets and
-//! records, the probe connection, the monitor and its summary.
+//! their settings, records, the probes (tcp, tls, udp), the monitor and its
+//! summary.
 
+pub mod http;
+pub mod keepalive;
 pub mod monitor;
 pub mod probe;
 pub mod status;
+pub mod target;
+pub mod udp;
+pub mod x509;
 
 /// Turns `\r`, `\n`, `\t`, `\0`, `\\` and `\xHH` escapes into bytes, so probes
 /// like `PING\r\n` can be given on a command line.

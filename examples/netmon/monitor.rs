@@ -1,87 +1,71 @@
-//! The monitor: targets, rounds of checks (or persistent connections), the
-//! records they update, and the summary table.
+//! The monitor: a ticker per target, the checks (or kept connections) each tick
+//! starts, the records they update, and the summary table.
+//!
+//! Interval mode starts a check every interval, even while the previous one is
+//! still waiting for its timeout, so an outage's end is seen within one
+//! interval. Persistent mode does the same while a target has no kept
+//! connection; the first check that succeeds keeps its connection, which then
+//! probes (with `--send`/`--expect`, under a read deadline of `--timeout`) every
+//! interval and has TCP keepalive on.
 
 use std::cell::RefCell;
 use std::fmt::{self, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use torsion::reconnect::{BackoffPolicy, ReconnectHandle};
-use torsion::{Core, ReconnectingClientFactory};
+use torsion::{ConnectionHandle, Core};
 
-use super::probe::{ProbeFactory, Spec};
-use super::status::{human, Event, Reason, Record};
-
-/// One `host:port` to watch.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Target {
-    /// As given (shown in reports).
-    pub name: String,
-    /// Where it resolved to.
-    pub addr: SocketAddr,
-}
-
-impl Target {
-    /// Resolves `name` (`host:port`, `[v6]:port`).
-    ///
-    /// # Errors
-    /// A message when the name does not resolve.
-    pub fn resolve(name: &str) -> Result<Target, String> {
-        let name = name.trim();
-        let addr = name
-            .to_socket_addrs()
-            .map_err(|e| format!("{name}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{name}: resolves to no address"))?;
-        Ok(Target {
-            name: name.to_string(),
-            addr,
-        })
-    }
-}
-
-/// Reads targets from a file's text: one per line; blank lines and `#` comments
-/// are skipped.
-pub fn parse_targets(text: &str) -> Vec<&str> {
-    text.lines()
-        .map(|l| l.split('#').next().unwrap_or_default().trim())
-        .filter(|l| !l.is_empty())
-        .collect()
-}
+use super::probe::ProbeFactory;
+use super::status::{human, Event, Health, Record, Status};
+use super::target::{Kind, Spec, Target};
 
 /// The monitor's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// What to watch.
+    /// What to watch, each with its interval and probe.
     pub targets: Vec<Target>,
-    /// Time between rounds (persistent mode: between summaries of the count).
-    pub interval: Duration,
-    /// What each check sends and expects, and its timeout.
-    pub spec: Spec,
-    /// Keep one connection per target and report disconnects at once.
+    /// Keep one connection per target and probe on it.
     pub persistent: bool,
-    /// Stop after this many rounds (intervals, in persistent mode).
+    /// Stop after this many checks per target (intervals, in persistent mode).
     pub count: Option<u64>,
 }
 
+/// Where a result comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A check started by a tick (counted against `--count`).
+    Check,
+    /// A kept connection's probe or its loss.
+    Kept,
+}
+
+struct Slot {
+    target: Target,
+    spec: Rc<Spec>,
+    record: Record,
+    /// Checks started and finished.
+    started: u64,
+    finished: u64,
+    /// Persistent mode: intervals elapsed.
+    ticks: u64,
+    kept: Option<ConnectionHandle>,
+}
+
+type Sink = Box<dyn FnMut(&Event, &Record)>;
+
 struct Shared {
-    config: Config,
-    records: Vec<Record>,
-    sink: Box<dyn FnMut(&Event)>,
-    /// Checks still running, per round started.
-    remaining: Vec<usize>,
-    rounds_started: u64,
-    rounds_done: u64,
+    persistent: bool,
+    count: Option<u64>,
+    slots: Vec<Slot>,
+    sink: Sink,
     started: Option<Instant>,
-    handles: Vec<ReconnectHandle>,
+    stopping: bool,
 }
 
 /// Watches the targets; cheap to clone (reactor thread only).
 #[derive(Clone)]
 pub struct Monitor {
     shared: Rc<RefCell<Shared>>,
-    spec: Rc<Spec>,
 }
 
 impl fmt::Debug for Monitor {
@@ -91,161 +75,169 @@ impl fmt::Debug for Monitor {
 }
 
 impl Monitor {
-    /// A monitor that hands every status change to `sink`.
-    pub fn new(config: Config, sink: impl FnMut(&Event) + 'static) -> Monitor {
-        let records = config
+    /// A monitor that hands every change of state to `sink`.
+    pub fn new(config: Config, mut sink: impl FnMut(&Event) + 'static) -> Monitor {
+        Monitor::with_sink(config, move |e, _| sink(e))
+    }
+
+    /// A monitor whose sink also sees the target's record after the change.
+    pub fn with_sink(config: Config, sink: impl FnMut(&Event, &Record) + 'static) -> Monitor {
+        let slots = config
             .targets
-            .iter()
-            .map(|t| Record::new(t.name.clone()))
+            .into_iter()
+            .map(|t| Slot {
+                record: Record::new(t.name.clone()),
+                spec: Rc::new(t.spec.clone()),
+                target: t,
+                started: 0,
+                finished: 0,
+                ticks: 0,
+                kept: None,
+            })
             .collect();
-        let spec = Rc::new(config.spec.clone());
         Monitor {
             shared: Rc::new(RefCell::new(Shared {
-                config,
-                records,
+                persistent: config.persistent,
+                count: config.count,
+                slots,
                 sink: Box::new(sink),
-                remaining: Vec::new(),
-                rounds_started: 0,
-                rounds_done: 0,
                 started: None,
-                handles: Vec::new(),
+                stopping: false,
             })),
-            spec,
         }
     }
 
-    /// Starts monitoring: rounds every interval from now, or persistent
-    /// connections plus an interval ticker. With a count, the reactor is stopped
-    /// once it is reached.
+    /// Starts monitoring: every target's ticker, from now. With a count, the
+    /// reactor is stopped once it is reached.
     pub fn start(&self, core: &mut Core) {
-        let persistent = {
+        let n = {
             let mut s = self.shared.borrow_mut();
             s.started = Some(Instant::now());
-            s.config.persistent
+            s.slots.len()
         };
-        if persistent {
-            self.connect_persistent(core);
-        } else {
-            self.start_round(core);
+        for i in 0..n {
+            self.tick(core, i, 0);
         }
-        self.schedule_tick(core, 1);
     }
 
-    fn schedule_tick(&self, core: &mut Core, k: u32) {
-        let (start, interval) = {
-            let s = self.shared.borrow();
-            (s.started.unwrap_or_else(Instant::now), s.config.interval)
-        };
-        let wait = (start + interval * k).saturating_duration_since(Instant::now());
-        let me = self.clone();
-        core.call_later(wait, move |core| {
-            let (persistent, more) = {
-                let s = me.shared.borrow();
-                let more = s.config.count.is_none_or(|c| u64::from(k) < c);
-                (s.config.persistent, more)
-            };
-            if persistent {
-                me.shared.borrow_mut().rounds_done += 1;
-                me.check_finished(core);
-            } else if more {
-                me.start_round(core);
-            }
-            if more {
-                me.schedule_tick(core, k + 1);
-            }
-        });
-    }
-
-    /// Starts one round: a check of every target that has none running. Returns
-    /// how many checks started.
-    pub fn start_round(&self, core: &mut Core) -> usize {
-        let (round, targets) = {
+    fn tick(&self, core: &mut Core, i: usize, k: u32) {
+        let (persistent, count, kept, interval, start) = {
             let mut s = self.shared.borrow_mut();
-            let round = s.rounds_started;
-            s.rounds_started += 1;
-            let mut targets = Vec::new();
-            for (i, r) in s.records.iter_mut().enumerate() {
-                if !r.busy {
-                    r.busy = true;
-                    targets.push(i);
-                }
+            if s.stopping {
+                return;
             }
-            s.remaining.push(targets.len());
-            let addrs: Vec<_> = targets
-                .iter()
-                .map(|&i| (i, s.config.targets[i].addr))
-                .collect();
-            (round, addrs)
+            let (persistent, count, start) = (s.persistent, s.count, s.started);
+            let slot = &mut s.slots[i];
+            if persistent && k > 0 {
+                slot.ticks = u64::from(k);
+            }
+            (
+                persistent,
+                count,
+                slot.kept.is_some(),
+                slot.target.interval,
+                start.unwrap_or_else(Instant::now),
+            )
         };
-        let n = targets.len();
-        for (i, addr) in targets {
-            let f = ProbeFactory {
-                target: i,
-                round: Some(round),
-                monitor: self.clone(),
-                spec: self.spec.clone(),
-                started: Instant::now(),
-            };
-            core.connect_tcp(addr, f, self.spec.timeout);
+        let more = count.is_none_or(|c| u64::from(k) < c);
+        if more && !(persistent && kept) {
+            self.check(core, i, persistent);
         }
-        if n == 0 {
-            self.round_finished(core);
-        }
-        n
-    }
-
-    fn connect_persistent(&self, core: &mut Core) {
-        let (targets, interval) = {
-            let s = self.shared.borrow();
-            (s.config.targets.clone(), s.config.interval)
-        };
-        let max = interval.max(Duration::from_millis(1));
-        let policy = BackoffPolicy::default()
-            .initial_delay(Duration::from_millis(500).min(max))
-            .factor(2.0)
-            .jitter(0.1)
-            .max_delay(max);
-        for (i, t) in targets.iter().enumerate() {
-            let inner = ProbeFactory {
-                target: i,
-                round: None,
-                monitor: self.clone(),
-                spec: self.spec.clone(),
-                started: Instant::now(),
-            };
-            let f = ReconnectingClientFactory::new(inner, policy)
-                .expect("a policy built from a valid interval is valid");
-            self.shared.borrow_mut().handles.push(f.handle());
-            core.connect_tcp(t.addr, f, self.spec.timeout);
+        self.check_finished(core);
+        if more {
+            let wait = (start + interval * (k + 1)).saturating_duration_since(Instant::now());
+            let me = self.clone();
+            core.call_later(wait, move |core| me.tick(core, i, k + 1));
         }
     }
 
-    /// A check (or a persistent connection) says `status` for `target`.
+    /// Starts one check of every target now (tests use this to drive rounds).
+    pub fn check_all(&self, core: &mut Core) {
+        let n = self.shared.borrow().slots.len();
+        for i in 0..n {
+            self.check(core, i, false);
+        }
+    }
+
+    /// Starts a check of target `i`; `keep`: keep its connection if it succeeds.
+    fn check(&self, core: &mut Core, i: usize, keep: bool) {
+        let (addr, spec, interval) = {
+            let mut s = self.shared.borrow_mut();
+            let slot = &mut s.slots[i];
+            slot.started += 1;
+            (slot.target.addr, slot.spec.clone(), slot.target.interval)
+        };
+        let started = Instant::now();
+        let factory = ProbeFactory {
+            target: i,
+            monitor: self.clone(),
+            spec: spec.clone(),
+            interval,
+            started,
+            keep: keep && matches!(spec.kind, Kind::Tcp | Kind::Tls),
+        };
+        match (spec.kind, &spec.tls) {
+            (Kind::Tcp, _) | (Kind::Tls, None) => {
+                core.connect_tcp(addr, factory, spec.timeout);
+            }
+            (Kind::Tls, Some(tls)) => {
+                core.connect_tls(
+                    addr,
+                    tls.server_name.clone(),
+                    tls.config.clone(),
+                    factory,
+                    spec.timeout,
+                );
+            }
+            (Kind::Udp, _) => super::udp::start(core, i, addr, self.clone(), spec),
+            (Kind::Http, _) => super::http::start(core, i, self.clone(), spec),
+        }
+    }
+
+    /// A check or a kept connection says `status` for target `i`, from a check
+    /// (or probe) that started at `started`.
     pub(crate) fn report(
         &self,
         core: &mut Core,
-        target: usize,
-        round: Option<u64>,
-        status: Result<Duration, Reason>,
+        i: usize,
+        origin: Origin,
+        started: Instant,
+        status: Status,
     ) {
         let mut s = self.shared.borrow_mut();
-        let event = s.records[target].observe(Instant::now(), status);
-        if let Some(e) = &event {
-            (s.sink)(e);
+        let Shared { slots, sink, .. } = &mut *s;
+        let slot = &mut slots[i];
+        if origin == Origin::Check {
+            slot.finished += 1;
         }
-        let Some(round) = round else { return };
-        s.records[target].busy = false;
-        let left = &mut s.remaining[round as usize];
-        *left -= 1;
-        if *left == 0 {
-            drop(s);
-            self.round_finished(core);
+        if let Some(e) = slot.record.observe(started, Instant::now(), status) {
+            sink(&e, &slot.record);
+        }
+        drop(s);
+        self.check_finished(core);
+    }
+
+    /// Persistent mode: keeps `h` as target `i`'s connection unless it has one.
+    pub(crate) fn adopt(&self, i: usize, h: ConnectionHandle) -> bool {
+        let mut s = self.shared.borrow_mut();
+        let ok = s.persistent && !s.stopping && s.slots[i].kept.is_none();
+        if ok {
+            s.slots[i].kept = Some(h);
+        }
+        ok
+    }
+
+    /// Target `i`'s kept connection `h` is gone.
+    pub(crate) fn release(&self, i: usize, h: ConnectionHandle) {
+        let mut s = self.shared.borrow_mut();
+        if s.slots[i].kept == Some(h) {
+            s.slots[i].kept = None;
         }
     }
 
-    fn round_finished(&self, core: &mut Core) {
-        self.shared.borrow_mut().rounds_done += 1;
-        self.check_finished(core);
+    /// Whether the monitor is stopping (closes are expected).
+    pub fn stopping(&self) -> bool {
+        self.shared.borrow().stopping
     }
 
     fn check_finished(&self, core: &mut Core) {
@@ -254,47 +246,79 @@ impl Monitor {
         }
     }
 
-    /// Rounds (persistent mode: intervals) completed.
+    /// Checks finished on every target (persistent mode: intervals elapsed),
+    /// the smallest over the targets.
     pub fn rounds_done(&self) -> u64 {
-        self.shared.borrow().rounds_done
+        let s = self.shared.borrow();
+        s.slots
+            .iter()
+            .map(|x| if s.persistent { x.ticks } else { x.finished })
+            .min()
+            .unwrap_or(0)
     }
 
-    /// Whether the count of rounds is reached.
+    /// Whether the count is reached (and every check it started is back).
     pub fn finished(&self) -> bool {
         let s = self.shared.borrow();
-        s.config.count.is_some_and(|c| s.rounds_done >= c)
+        let Some(c) = s.count else { return false };
+        s.slots.iter().all(|x| {
+            if s.persistent {
+                x.ticks >= c
+            } else {
+                x.finished >= c && x.finished >= x.started
+            }
+        })
     }
 
-    /// Whether every target is up now.
+    /// Whether every target is up (warning included) now.
     pub fn all_up(&self) -> bool {
+        self.shared.borrow().slots.iter().all(|x| x.record.is_up())
+    }
+
+    /// The worst state over the targets (a target never checked is down).
+    pub fn worst(&self) -> Health {
         self.shared
             .borrow()
-            .records
+            .slots
             .iter()
-            .all(|r| r.up == Some(true))
+            .map(|x| x.record.health.unwrap_or(Health::Down))
+            .max()
+            .unwrap_or(Health::Up)
     }
 
-    /// Stops persistent connections from reconnecting.
+    /// Stops checking and closes kept connections.
     pub fn stop(&self, core: &mut Core) {
-        for h in &self.shared.borrow().handles {
-            h.stop_trying(core);
+        let kept: Vec<ConnectionHandle> = {
+            let mut s = self.shared.borrow_mut();
+            s.stopping = true;
+            s.slots.iter_mut().filter_map(|x| x.kept.take()).collect()
+        };
+        for h in kept {
+            core.connection(h).lose_connection();
         }
     }
 
     /// Runs `f` on a target's record (for tests and reports).
     pub fn with_record<T>(&self, target: usize, f: impl FnOnce(&Record) -> T) -> T {
-        f(&self.shared.borrow().records[target])
+        f(&self.shared.borrow().slots[target].record)
     }
 
-    /// The summary table, as of now.
+    /// Runs `f` on every target and its record.
+    pub fn each<T>(&self, mut f: impl FnMut(&Target, &Record) -> T) -> Vec<T> {
+        let s = self.shared.borrow();
+        s.slots.iter().map(|x| f(&x.target, &x.record)).collect()
+    }
+
+    /// The summary table, as of now. Its words are the event lines' words: the
+    /// state, and the reason the last outage was reported with.
     pub fn summary(&self) -> String {
         let s = self.shared.borrow();
         let now = Instant::now();
-        let persistent = s.config.persistent;
+        let persistent = s.persistent;
         let width = s
-            .records
+            .slots
             .iter()
-            .map(|r| r.name.len())
+            .map(|x| x.record.name.len())
             .max()
             .unwrap_or(6)
             .max(6);
@@ -302,44 +326,110 @@ impl Monitor {
         let ran = s.started.map(|t| human(now - t)).unwrap_or_default();
         let _ = writeln!(
             out,
-            "netmon summary after {ran}: {} target{}, {}",
-            s.records.len(),
-            if s.records.len() == 1 { "" } else { "s" },
+            "netmon summary after {ran}: {} target{}, {} (uptime = share of time up; downtime from the first failed check's send to the first answer)",
+            s.slots.len(),
+            if s.slots.len() == 1 { "" } else { "s" },
             if persistent {
-                "persistent connections (uptime = share of time connected)"
+                "persistent connections"
             } else {
-                "checks every interval (uptime = share of checks up)"
+                "a check every interval"
             }
         );
         let _ = writeln!(
             out,
-            "{:<width$}  {:<6} {:>6} {:>8} {:>10} {:>10} {:>9}  last failure",
-            "target", "status", "checks", "uptime", "p50 ms", "p99 ms", "failures"
+            "{:<width$}  {:<5} {:<7} {:>6} {:>8} {:>9} {:>7} {:>9} {:>9} {:>9}  last outage",
+            "target",
+            "probe",
+            "status",
+            "checks",
+            "uptime",
+            "downtime",
+            "outages",
+            "p50 ms",
+            "p99 ms",
+            "failures"
         );
-        for r in &s.records {
-            let status = match r.up {
-                Some(true) => "up",
-                Some(false) => "down",
-                None => "-",
-            };
-            let uptime = if persistent {
-                r.time_uptime(now)
-            } else {
-                r.check_uptime()
-            };
-            let pct = uptime.map_or("-".into(), |u| format!("{u:.1}%"));
+        for x in &s.slots {
+            let r = &x.record;
+            let status = r.health.map_or("-", Health::word);
+            let pct = r
+                .time_uptime(now)
+                .map_or("-".into(), |u| format!("{u:.1}%"));
+            let down = human(r.times(now).1);
             let lat = |p| r.latency_ms(p).map_or("-".into(), |v| format!("{v:.3}"));
             let fails = format!("{}/{}", r.failures, r.total_failures);
-            let last = r.last_reason.as_ref().map_or("-".into(), |x| x.to_string());
+            let mut last = r.down_reason.as_ref().map_or("-".into(), |x| x.to_string());
+            if let Some(days) = r.last_up.as_ref().and_then(|u| u.cert_days) {
+                last += &format!("; certificate expires in {days:.1} days");
+            }
             let _ = writeln!(
                 out,
-                "{:<width$}  {status:<6} {:>6} {pct:>8} {:>10} {:>10} {fails:>9}  {last}",
+                "{:<width$}  {:<5} {status:<7} {:>6} {pct:>8} {down:>9} {:>7} {:>9} {:>9} {fails:>9}  {last}",
                 r.name,
+                x.spec.kind.name(),
                 r.checks,
+                r.outages,
                 lat(50.0),
                 lat(99.0),
             );
         }
         out
+    }
+
+    /// The targets' figures in Prometheus' text format, with blackbox_exporter's
+    /// names: `probe_success`, `probe_duration_seconds` (the last check's),
+    /// `probe_ssl_earliest_cert_expiry` (Unix seconds, tls), each with a
+    /// `target` label.
+    pub fn metrics(&self) -> String {
+        let s = self.shared.borrow();
+        let label = |n: &str| n.replace('\\', "\\\\").replace('"', "\\\"");
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP probe_success Whether the target's last check succeeded."
+        );
+        let _ = writeln!(out, "# TYPE probe_success gauge");
+        for x in &s.slots {
+            let ok = u8::from(x.record.is_up());
+            let _ = writeln!(
+                out,
+                "probe_success{{target=\"{}\"}} {ok}",
+                label(&x.record.name)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP probe_duration_seconds How long the last check took."
+        );
+        let _ = writeln!(out, "# TYPE probe_duration_seconds gauge");
+        for x in &s.slots {
+            if let Some(d) = x.record.last_duration {
+                let _ = writeln!(
+                    out,
+                    "probe_duration_seconds{{target=\"{}\"}} {:.6}",
+                    label(&x.record.name),
+                    d.as_secs_f64()
+                );
+            }
+        }
+        let _ = writeln!(out, "# HELP probe_ssl_earliest_cert_expiry Unix time the earliest certificate of the chain expires.");
+        let _ = writeln!(out, "# TYPE probe_ssl_earliest_cert_expiry gauge");
+        for x in &s.slots {
+            let at = x.record.last_up.as_ref().and_then(|u| u.cert_expiry);
+            if let Some(t) = at.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()) {
+                let _ = writeln!(
+                    out,
+                    "probe_ssl_earliest_cert_expiry{{target=\"{}\"}} {}",
+                    label(&x.record.name),
+                    t.as_secs()
+                );
+            }
+        }
+        out
+    }
+
+    /// The interval of target `i`.
+    pub fn interval(&self, i: usize) -> Duration {
+        self.shared.borrow().slots[i].target.interval
     }
 }

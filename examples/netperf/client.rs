@@ -17,6 +17,7 @@ use torsion::Address;
 use torsion::{ClientFactory, Connector, Context, Core, DisconnectReason, Protocol, Reconnect};
 
 use super::config::{Config, Mode};
+use super::watch::{Watch, WatchRef};
 
 /// Largest latency the histograms hold (longer ones are recorded as this).
 pub const MAX_LATENCY: Duration = Duration::from_secs(600);
@@ -82,6 +83,71 @@ pub struct ThreadStats {
     pub stopping: bool,
     /// When the thread stopped loading the server.
     pub ended_at: Option<Instant>,
+    /// Waits past the stall threshold (each an error).
+    pub stalls: u64,
+    /// Stalls since the last progress tick.
+    pub interval_stalls: u64,
+    /// The longest stall.
+    pub longest_stall: Duration,
+    /// Bytes the client sent in the measurement (bidir).
+    pub tx_bytes: u64,
+    /// UDP figures.
+    pub udp: UdpTotals,
+    /// Datagrams lost since the last progress tick.
+    pub interval_lost: u64,
+}
+
+/// What the UDP modes count.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UdpTotals {
+    /// Datagrams sent in the measurement.
+    pub sent: u64,
+    /// Of those, echoed back (each once).
+    pub received: u64,
+    /// Of those, not echoed back in time.
+    pub lost: u64,
+    /// Echoes that came after one with a higher number.
+    pub reordered: u64,
+    /// Echoes of a datagram already echoed.
+    pub duplicates: u64,
+    /// Echoes that came after their datagram was counted lost (ping-pong).
+    pub late: u64,
+    /// Sum over flows of each flow's jitter, nanoseconds.
+    pub jitter_sum_ns: f64,
+    /// Flows with a jitter figure.
+    pub jitter_flows: u64,
+}
+
+impl UdpTotals {
+    /// Adds another thread's figures.
+    pub fn add(&mut self, o: &UdpTotals) {
+        self.sent += o.sent;
+        self.received += o.received;
+        self.lost += o.lost;
+        self.reordered += o.reordered;
+        self.duplicates += o.duplicates;
+        self.late += o.late;
+        self.jitter_sum_ns += o.jitter_sum_ns;
+        self.jitter_flows += o.jitter_flows;
+    }
+
+    /// Lost datagrams in percent of those sent.
+    pub fn loss_percent(&self) -> f64 {
+        if self.sent == 0 {
+            0.0
+        } else {
+            self.lost as f64 * 100.0 / self.sent as f64
+        }
+    }
+
+    /// Mean jitter over the flows, milliseconds.
+    pub fn jitter_ms(&self) -> f64 {
+        if self.jitter_flows == 0 {
+            0.0
+        } else {
+            self.jitter_sum_ns / self.jitter_flows as f64 / 1e6
+        }
+    }
 }
 
 impl ThreadStats {
@@ -104,21 +170,83 @@ impl ThreadStats {
             connect_reasons: Vec::new(),
             stopping: false,
             ended_at: None,
+            stalls: 0,
+            interval_stalls: 0,
+            longest_stall: Duration::ZERO,
+            tx_bytes: 0,
+            udp: UdpTotals::default(),
+            interval_lost: 0,
         }
     }
 
     /// All errors of every kind.
     pub fn errors(&self) -> u64 {
-        self.verify_errors + self.lost + self.connect_failed
+        self.verify_errors + self.lost + self.connect_failed + self.stalls
     }
 
-    fn detail(&mut self, text: String) {
+    /// A new connection's watch, known to this thread's watchdog.
+    pub fn watch(&mut self, id: usize) -> WatchRef {
+        let w = Watch::new(id);
+        WATCHES.with(|ws| ws.borrow_mut().push(w.clone()));
+        w
+    }
+
+    /// Forgets this thread's watches (at the start and end of a run).
+    pub fn clear_watches() {
+        WATCHES.with(|ws| ws.borrow_mut().clear());
+    }
+
+    /// A wait that had counted as a stall ended after `d`.
+    pub fn stall_ended(&mut self, d: Option<Duration>) {
+        if let Some(d) = d {
+            self.longest_stall = self.longest_stall.max(d);
+        }
+    }
+
+    /// Counts the stalls of every connection waiting past `threshold` at `now`.
+    pub fn check_stalls(&mut self, now: Instant, threshold: Duration, start: Instant) {
+        let mut found = Vec::new();
+        WATCHES.with(|ws| {
+            for w in ws.borrow().iter() {
+                let mut w = w.borrow_mut();
+                if let Some(waited) = w.check(now, threshold) {
+                    found.push((w.id, waited));
+                }
+            }
+        });
+        for (id, waited) in found {
+            self.stalls += 1;
+            self.interval_stalls += 1;
+            self.longest_stall = self.longest_stall.max(waited);
+            let at = now.saturating_duration_since(start).saturating_sub(waited);
+            self.detail(format!(
+                "connection {id}: stalled: no progress for {} ms from {:.3} s into the run",
+                waited.as_millis(),
+                at.as_secs_f64()
+            ));
+        }
+    }
+
+    /// Stalls still open at `now` count with their length so far.
+    pub fn close_stalls(&mut self, now: Instant) {
+        let longest = WATCHES.with(|ws| {
+            ws.borrow()
+                .iter()
+                .filter_map(|w| w.borrow().open_stall(now))
+                .max()
+        });
+        self.stall_ended(longest);
+    }
+
+    /// Records an error's details (the first few only).
+    pub fn detail(&mut self, text: String) {
         if self.details.len() < ERROR_DETAILS {
             self.details.push(text);
         }
     }
 
-    fn connect_failure(&mut self, reason: &DisconnectReason) {
+    /// Counts a failed connect and its reason.
+    pub fn connect_failure(&mut self, reason: &DisconnectReason) {
         self.connect_failed += 1;
         self.finished += 1;
         let text = reason.to_string();
@@ -135,16 +263,22 @@ impl Default for ThreadStats {
     }
 }
 
+thread_local! {
+    /// The connections of this thread's run, for the stall watchdog (kept out
+    /// of [`ThreadStats`], which goes back to the main thread).
+    static WATCHES: RefCell<Vec<WatchRef>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Stats shared by the connections of one thread.
 pub type Stats = Rc<RefCell<ThreadStats>>;
 
 /// The byte at `offset` of every message (before the message number is stamped).
-fn pattern(offset: usize) -> u8 {
+pub fn pattern(offset: usize) -> u8 {
     (offset as u8).wrapping_mul(31).wrapping_add(7)
 }
 
 /// Writes message number `seq` into the first bytes of `msg`.
-fn stamp(msg: &mut [u8], seq: u64) {
+pub fn stamp(msg: &mut [u8], seq: u64) {
     let n = msg.len().min(8);
     msg[..n].copy_from_slice(&seq.to_le_bytes()[..n]);
 }
@@ -188,6 +322,7 @@ pub struct LoadClient {
     pacer: Option<Pacer>,
     paused: bool,
     done: bool,
+    watch: WatchRef,
 }
 
 impl LoadClient {
@@ -214,8 +349,10 @@ impl LoadClient {
         } else {
             refill_at
         };
+        let watch = stats.borrow_mut().watch(id);
         LoadClient {
             id,
+            watch,
             stats,
             schedule,
             size,
@@ -263,6 +400,9 @@ impl LoadClient {
             self.tx_seq += 1;
             self.in_flight.push_back(sent_at);
         }
+        if !self.in_flight.is_empty() {
+            self.watch.borrow_mut().busy(now);
+        }
         self.arm_pacer(ctx, now);
     }
 
@@ -298,6 +438,7 @@ impl LoadClient {
     }
 
     fn finish(&mut self) {
+        self.watch.borrow_mut().idle();
         if !self.done {
             self.done = true;
             self.stats.borrow_mut().finished += 1;
@@ -364,6 +505,9 @@ impl Protocol for LoadClient {
         }
         stats.messages += msgs;
         stats.bytes += bytes;
+        let more = !self.in_flight.is_empty() || self.rx_off > 0;
+        let ended = self.watch.borrow_mut().progress(now, more);
+        stats.stall_ended(ended);
         drop(stats);
         if self.limit.is_some_and(|l| self.rx_seq >= l) {
             self.finish();
@@ -373,6 +517,7 @@ impl Protocol for LoadClient {
     }
 
     fn connection_lost(&mut self, _ctx: &mut Context<'_>, reason: &DisconnectReason) {
+        self.watch.borrow_mut().idle();
         let mut s = self.stats.borrow_mut();
         s.open -= 1;
         if !self.done && !s.stopping {

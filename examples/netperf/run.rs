@@ -9,13 +9,16 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use torsion::{Core, Reactor};
 
-use super::client::{new_histogram, LoadFactory, Schedule, Stats, ThreadStats};
-use super::config::Config;
+use super::client::{new_histogram, LoadFactory, Schedule, Stats, ThreadStats, UdpTotals};
+use super::config::{Config, Mode};
+use super::control::Remote;
+use super::cpu::{CpuSample, CpuUse};
+use super::wire::{self, Role, ServerStats};
 
 /// How long the end of a run waits for connections to close gracefully.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
-/// How often progress is reported.
-pub const TICK: Duration = Duration::from_secs(1);
+/// Shortest period of the stall watchdog.
+const MIN_WATCH: Duration = Duration::from_millis(10);
 
 /// One second of one thread, sent to the main thread.
 #[derive(Debug)]
@@ -25,6 +28,8 @@ struct Tick {
     bytes: u64,
     errors: u64,
     open: u64,
+    lost: u64,
+    stalls: u64,
     latency: Histogram<u64>,
 }
 
@@ -34,11 +39,15 @@ enum Msg {
     Failed(String),
 }
 
-/// The whole run's progress during one second.
+/// The whole run's progress during one interval.
 #[derive(Debug)]
 pub struct Progress {
-    /// Seconds since the start.
+    /// Which interval (1 for the first).
     pub second: u64,
+    /// When it ended, since the start.
+    pub at: Duration,
+    /// Its length.
+    pub length: Duration,
     /// Whether this second was in the warm-up.
     pub warmup: bool,
     /// Round trips completed in this second.
@@ -49,8 +58,66 @@ pub struct Progress {
     pub errors: u64,
     /// Connections open.
     pub open: u64,
-    /// Latency of this second's round trips.
+    /// Datagrams lost in this interval (udp modes; udp-stream counts at the end).
+    pub lost: u64,
+    /// Stalls that began in this interval.
+    pub stalls: u64,
+    /// This process's CPU use in this interval, percent of one core.
+    pub cpu_percent: f64,
+    /// Latency of this interval's round trips.
     pub latency: Histogram<u64>,
+}
+
+/// One interval, as kept for the JSON report.
+#[derive(Debug, Clone)]
+pub struct Interval {
+    /// End of the interval since the start, seconds.
+    pub end_s: f64,
+    /// Length, seconds.
+    pub seconds: f64,
+    /// In the warm-up.
+    pub warmup: bool,
+    /// Round trips (or transactions, or datagrams echoed).
+    pub messages: u64,
+    /// Bytes received.
+    pub bytes: u64,
+    /// Errors so far.
+    pub errors: u64,
+    /// Stalls begun.
+    pub stalls: u64,
+    /// Datagrams lost.
+    pub lost: u64,
+    /// Latency p50, microseconds.
+    pub p50_us: f64,
+    /// Latency p99, microseconds.
+    pub p99_us: f64,
+    /// Client CPU, percent.
+    pub cpu_percent: f64,
+}
+
+impl Interval {
+    fn of(p: &Progress) -> Interval {
+        let q = |x| {
+            if p.latency.is_empty() {
+                0.0
+            } else {
+                p.latency.value_at_percentile(x) as f64 / 1000.0
+            }
+        };
+        Interval {
+            end_s: p.at.as_secs_f64(),
+            seconds: p.length.as_secs_f64(),
+            warmup: p.warmup,
+            messages: p.messages,
+            bytes: p.bytes,
+            errors: p.errors,
+            stalls: p.stalls,
+            lost: p.lost,
+            p50_us: q(50.0),
+            p99_us: q(99.0),
+            cpu_percent: p.cpu_percent,
+        }
+    }
 }
 
 /// The final result.
@@ -80,12 +147,33 @@ pub struct Report {
     pub details: Vec<String>,
     /// Why connects failed, with counts.
     pub connect_reasons: Vec<(String, u64)>,
+    /// Stalls: waits past the threshold with something outstanding.
+    pub stalls: u64,
+    /// The longest stall.
+    pub longest_stall: Duration,
+    /// Bytes the client sent in the measurement (bidir).
+    pub tx_bytes: u64,
+    /// UDP loss, reordering, duplicates, jitter.
+    pub udp: UdpTotals,
+    /// This process's CPU use over the run.
+    pub cpu: CpuUse,
+    /// What answered the control hello.
+    pub remote_kind: String,
+    /// The netperf server's figures, when there is one.
+    pub remote: Option<ServerStats>,
+    /// Every interval report.
+    pub intervals: Vec<Interval>,
 }
 
 impl Report {
-    /// Every error: verification, lost connections, failed connects.
+    /// Every error: verification, lost connections, failed connects, stalls.
     pub fn errors(&self) -> u64 {
-        self.verify_errors + self.lost + self.connect_failed
+        self.verify_errors + self.lost + self.connect_failed + self.stalls
+    }
+
+    /// Bytes sent per second (bidir), MiB.
+    pub fn tx_mib_per_sec(&self) -> f64 {
+        per_sec(self.tx_bytes as f64 / (1024.0 * 1024.0), self.measured)
     }
 
     /// Round trips per second.
@@ -134,6 +222,8 @@ pub enum RunError {
     },
     /// A reactor thread failed.
     Thread(String),
+    /// `--reverse`/`--bidir` need `netperf --server` at the other end.
+    NeedsServer(String),
 }
 
 impl std::fmt::Display for RunError {
@@ -153,6 +243,10 @@ impl std::fmt::Display for RunError {
                 f.write_str(")")
             }
             RunError::Thread(e) => write!(f, "a reactor thread failed: {e}"),
+            RunError::NeedsServer(what) => write!(
+                f,
+                "--reverse and --bidir need netperf --server at the other end, found: {what}"
+            ),
         }
     }
 }
@@ -172,6 +266,16 @@ pub fn run(config: &Config, mut progress: impl FnMut(&Progress)) -> Result<Repor
         .validate()
         .map_err(|e| RunError::Config(e.to_string()))?;
     let threads = config.threads_used();
+    // The UDP modes need no control connection: their figures are the client's.
+    let mut remote = if config.mode.is_udp() {
+        Remote::Unknown("udp mode".into())
+    } else {
+        Remote::open(config.addr, config.connect_timeout)
+    };
+    if (config.reverse || config.bidir) && !remote.is_netperf() {
+        return Err(RunError::NeedsServer(remote.describe()));
+    }
+    let cpu_start = CpuSample::now();
     let start = Instant::now();
     let schedule = Schedule {
         start,
@@ -202,6 +306,8 @@ pub fn run(config: &Config, mut progress: impl FnMut(&Progress)) -> Result<Repor
     let mut live = threads;
     let mut ticks: Vec<(u64, Vec<Tick>)> = Vec::new();
     let mut ended_at: Option<Instant> = None;
+    let mut intervals = Vec::new();
+    let mut cpu_mark = cpu_start;
     while live > 0 {
         let Ok(msg) = rx.recv() else { break };
         match msg {
@@ -225,7 +331,12 @@ pub fn run(config: &Config, mut progress: impl FnMut(&Progress)) -> Result<Repor
         ticks.sort_by_key(|(i, _)| *i);
         while ticks.first().is_some_and(|(_, v)| v.len() >= live.max(1)) {
             let (index, v) = ticks.remove(0);
-            progress(&merge_ticks(index, v, &schedule));
+            let mut p = merge_ticks(index, v, &schedule, config.interval);
+            let now = CpuSample::now();
+            p.cpu_percent = cpu_mark.until(&now).percent();
+            cpu_mark = now;
+            intervals.push(Interval::of(&p));
+            progress(&p);
         }
     }
     for j in joins {
@@ -236,12 +347,14 @@ pub fn run(config: &Config, mut progress: impl FnMut(&Progress)) -> Result<Repor
     if let Some(e) = failure {
         return Err(RunError::Thread(e));
     }
+    let cpu = cpu_start.until(&CpuSample::now());
     if merged.connected == 0 {
         return Err(RunError::NoConnection {
             reasons: merged.connect_reasons,
             attempts: config.connections,
         });
     }
+    let remote_stats = remote.stats().ok();
     let end = ended_at.unwrap_or(schedule.end).min(schedule.end);
     Ok(Report {
         config: config.clone(),
@@ -256,6 +369,14 @@ pub fn run(config: &Config, mut progress: impl FnMut(&Progress)) -> Result<Repor
         connected: merged.connected,
         details: merged.details,
         connect_reasons: merged.connect_reasons,
+        stalls: merged.stalls,
+        longest_stall: merged.longest_stall,
+        tx_bytes: merged.tx_bytes,
+        udp: merged.udp,
+        cpu,
+        remote_kind: remote.describe(),
+        remote: remote_stats,
+        intervals,
     })
 }
 
@@ -270,14 +391,19 @@ impl Config {
     }
 }
 
-fn merge_ticks(index: u64, ticks: Vec<Tick>, schedule: &Schedule) -> Progress {
+fn merge_ticks(index: u64, ticks: Vec<Tick>, schedule: &Schedule, tick: Duration) -> Progress {
     let mut p = Progress {
         second: index,
-        warmup: schedule.start + TICK * index as u32 <= schedule.measure_from,
+        at: tick * index as u32,
+        length: tick,
+        warmup: schedule.start + tick * index as u32 <= schedule.measure_from,
         messages: 0,
         bytes: 0,
         errors: 0,
         open: 0,
+        lost: 0,
+        stalls: 0,
+        cpu_percent: 0.0,
         latency: new_histogram(),
     };
     for t in ticks {
@@ -285,6 +411,8 @@ fn merge_ticks(index: u64, ticks: Vec<Tick>, schedule: &Schedule) -> Progress {
         p.bytes += t.bytes;
         p.errors += t.errors;
         p.open += t.open;
+        p.lost += t.lost;
+        p.stalls += t.stalls;
         let _ = p.latency.add(&t.latency);
     }
     p
@@ -298,6 +426,10 @@ fn merge_stats(into: &mut ThreadStats, s: ThreadStats) {
     into.lost += s.lost;
     into.connect_failed += s.connect_failed;
     into.connected += s.connected;
+    into.stalls += s.stalls;
+    into.longest_stall = into.longest_stall.max(s.longest_stall);
+    into.tx_bytes += s.tx_bytes;
+    into.udp.add(&s.udp);
     for d in s.details {
         if into.details.len() < 16 {
             into.details.push(d);
@@ -319,15 +451,58 @@ fn run_thread(
     tx: &mpsc::Sender<Msg>,
 ) -> Result<ThreadStats, torsion::Error> {
     let mut reactor = Reactor::new()?;
+    ThreadStats::clear_watches();
     let stats: Stats = Rc::new(RefCell::new(ThreadStats::new()));
+    let chunk = Rc::new(wire::stream_chunk());
     for &id in ids {
-        let f = LoadFactory::new(id, config, schedule, stats.clone());
-        reactor.connect_tcp(config.addr, f, config.connect_timeout);
+        match config.mode {
+            Mode::Crr => super::crr::start(&mut reactor, id, config, schedule, stats.clone()),
+            Mode::Udp | Mode::UdpStream => {
+                let flow = super::udp::UdpClient::new(id, config, schedule, stats.clone());
+                stats.borrow_mut().open += 1;
+                if let Err(e) = flow.open(&mut reactor) {
+                    let mut s = stats.borrow_mut();
+                    s.open -= 1;
+                    s.finished += 1;
+                    s.connect_failed += 1;
+                    s.detail(format!("flow {id}: cannot open a UDP socket: {e}"));
+                }
+            }
+            Mode::Bulk if config.reverse || config.bidir => {
+                let f = super::stream::StreamFactory {
+                    id,
+                    role: if config.reverse {
+                        Role::Source
+                    } else {
+                        Role::Bidir
+                    },
+                    stats: stats.clone(),
+                    schedule,
+                    chunk: chunk.clone(),
+                };
+                reactor.connect_tcp(config.addr, f, config.connect_timeout);
+            }
+            _ => {
+                let f = LoadFactory::new(id, config, schedule, stats.clone());
+                reactor.connect_tcp(config.addr, f, config.connect_timeout);
+            }
+        }
     }
-    schedule_tick(&mut reactor, 1, schedule, stats.clone(), tx.clone());
+    if let Some(stall) = config.stall {
+        schedule_watchdog(&mut reactor, stall, schedule.start, stats.clone());
+    }
+    schedule_tick(
+        &mut reactor,
+        1,
+        schedule,
+        config.interval,
+        stats.clone(),
+        tx.clone(),
+    );
     let end_stats = stats.clone();
     let wait = schedule.end.saturating_duration_since(Instant::now());
-    reactor.call_later(wait, move |core| end_run(core, &end_stats));
+    let udp = config.mode.is_udp();
+    reactor.call_later(wait, move |core| end_run(core, &end_stats, udp));
     // Stop early once every connection has failed or finished its quota.
     let total = ids.len() as u64;
     let watch = stats.clone();
@@ -339,16 +514,34 @@ fn run_thread(
         }
         if !s.stopping && s.finished >= total {
             drop(s);
-            end_run(&mut reactor, &watch);
+            end_run(&mut reactor, &watch, udp);
         }
     }
     drop(reactor);
-    let s = std::mem::take(&mut *stats.borrow_mut());
+    let mut s = std::mem::take(&mut *stats.borrow_mut());
+    s.close_stalls(Instant::now());
+    ThreadStats::clear_watches();
     Ok(s)
 }
 
+/// Checks every connection for a stall a few times per threshold.
+fn schedule_watchdog(core: &mut Core, stall: Duration, start: Instant, stats: Stats) {
+    let period = (stall / 4).max(MIN_WATCH);
+    core.call_later(period, move |core| {
+        let mut s = stats.borrow_mut();
+        if s.stopping {
+            return;
+        }
+        s.check_stalls(Instant::now(), stall, start);
+        drop(s);
+        schedule_watchdog(core, stall, start, stats);
+    });
+}
+
 /// The run is over: close every connection gracefully.
-fn end_run(core: &mut Core, stats: &Stats) {
+/// UDP flows end by themselves (after their stragglers' time), so they are not
+/// shut down.
+fn end_run(core: &mut Core, stats: &Stats, udp: bool) {
     let mut s = stats.borrow_mut();
     if s.stopping {
         return;
@@ -356,17 +549,20 @@ fn end_run(core: &mut Core, stats: &Stats) {
     s.stopping = true;
     s.ended_at = Some(Instant::now());
     drop(s);
-    core.shutdown(CLOSE_GRACE);
+    if !udp {
+        core.shutdown(CLOSE_GRACE);
+    }
 }
 
 fn schedule_tick(
     core: &mut Core,
     index: u64,
     schedule: Schedule,
+    tick: Duration,
     stats: Stats,
     tx: mpsc::Sender<Msg>,
 ) {
-    let due = schedule.start + TICK * index as u32;
+    let due = schedule.start + tick * index as u32;
     let wait = due.saturating_duration_since(Instant::now());
     core.call_later(wait, move |core| {
         let mut s = stats.borrow_mut();
@@ -374,17 +570,19 @@ fn schedule_tick(
             return;
         }
         let latency = std::mem::replace(&mut s.interval, new_histogram());
-        let tick = Tick {
+        let t = Tick {
             index,
             messages: std::mem::take(&mut s.interval_messages),
             bytes: std::mem::take(&mut s.interval_bytes),
             errors: s.errors(),
             open: s.open,
+            lost: std::mem::take(&mut s.interval_lost),
+            stalls: std::mem::take(&mut s.interval_stalls),
             latency,
         };
         drop(s);
-        if tx.send(Msg::Tick(tick)).is_ok() {
-            schedule_tick(core, index + 1, schedule, stats, tx);
+        if tx.send(Msg::Tick(t)).is_ok() {
+            schedule_tick(core, index + 1, schedule, tick, stats, tx);
         }
     });
 }
