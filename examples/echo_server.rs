@@ -19,7 +19,6 @@
 //! `EchoFactory`; the kernel spreads connections over them. Given port 0, the
 //! first reactor picks the port and the others join it.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
@@ -30,7 +29,10 @@ use signal_hook::iterator::Signals;
 use torsion::multi::ReactorPool;
 use torsion::service::{AppError, Application, ServerService};
 use torsion::TcpOptions;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+
+#[path = "cli/mod.rs"]
+mod cli;
 
 #[path = "echo_common/server.rs"]
 mod echo_server_common;
@@ -76,11 +78,7 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<(SocketAddr, usize),
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    cli::init_logging(&cli::Verbosity::default(), LevelFilter::INFO);
 
     let (addr, threads) = match parse_args(std::env::args().skip(1)) {
         Ok(parsed) => parsed,

@@ -15,7 +15,6 @@
 //! listening, closes every connection after flushing it (with `close_notify`),
 //! and exits 0; a second signal aborts what is left at once.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,7 +23,10 @@ use std::time::Duration;
 
 use torsion::service::{Application, ServerService};
 use torsion::tls;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+
+#[path = "cli/mod.rs"]
+mod cli;
 
 #[path = "echo_common/server.rs"]
 mod echo_server_common;
@@ -88,11 +90,7 @@ fn server_config(args: &Args) -> Result<tls::ServerConfig, String> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    cli::init_logging(&cli::Verbosity::default(), LevelFilter::INFO);
 
     let args = match parse_args() {
         Ok(a) => a,

@@ -9,7 +9,6 @@
 //! Ctrl-C (SIGINT) or SIGTERM closes the port and exits 0. Try it with the
 //! `udp_echo_client` example or `nc -u 127.0.0.1 8000`.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,7 +16,10 @@ use std::time::Duration;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use torsion::{Address, DatagramContext, DatagramError, DatagramProtocol, Reactor};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+
+#[path = "cli/mod.rs"]
+mod cli;
 
 /// Where the server listens when no address is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
@@ -50,11 +52,7 @@ impl DatagramProtocol for Echo {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    cli::init_logging(&cli::Verbosity::default(), LevelFilter::INFO);
 
     let arg = std::env::args().nth(1);
     let text = arg.as_deref().unwrap_or(DEFAULT_ADDR);

@@ -20,6 +20,7 @@
 
 mod app;
 mod net;
+mod signals;
 
 use std::cell::RefCell;
 use std::fmt;
