@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --example netmon -- 127.0.0.1:8000 db:5432 --file more.txt \
 //!     --interval 5 --timeout 2 [--send 'PING\r\n' --expect PONG] [--count N] [--persistent]
+//! cargo run --release --example netmon -- --help
 //! ```
 //!
 //! Prints a line on every status change (timestamp, target, `up` or `down`, the
@@ -12,6 +13,8 @@
 //! included. Exit status: 0 if every target was up at the end, 1 if not, 2 on
 //! bad arguments.
 
+#[path = "cli/mod.rs"]
+mod cli;
 // Some of the engine's API serves only its tests.
 #[allow(dead_code)]
 #[path = "netmon/mod.rs"]
@@ -26,8 +29,9 @@ use std::time::Duration;
 use clap::Parser;
 use netmon::monitor::{parse_targets, Config, Monitor, Target};
 use netmon::probe::Spec;
-use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::consts::SIGUSR1;
 use torsion::{Reactor, ReactorHandle};
+use tracing_subscriber::filter::LevelFilter;
 
 /// Watches TCP services: connects to each target every interval (or keeps one
 /// connection open with --persistent) and prints a line whenever one goes up or
@@ -51,7 +55,7 @@ struct Args {
     timeout: f64,
 
     /// Send this once connected. Escapes: \r \n \t \0 \\ \xHH.
-    #[arg(short, long)]
+    #[arg(long)]
     send: Option<String>,
 
     /// The reply must start with this (banner check); same escapes as --send.
@@ -66,6 +70,9 @@ struct Args {
     /// disconnect the moment it happens.
     #[arg(short, long)]
     persistent: bool,
+
+    #[command(flatten)]
+    log: cli::Verbosity,
 }
 
 fn seconds(name: &str, s: f64) -> Result<Duration, String> {
@@ -131,22 +138,15 @@ fn wake(handle: &ReactorHandle) {
 }
 
 fn listen_for_requests(handle: ReactorHandle, requests: Arc<Requests>) -> Result<(), String> {
-    let mut signals = signal_hook::iterator::Signals::new([SIGUSR1, SIGINT, SIGTERM])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let (h, r) = (handle.clone(), requests.clone());
-    std::thread::Builder::new()
-        .name("netmon-signals".into())
-        .spawn(move || {
-            for sig in signals.forever() {
-                if sig == SIGUSR1 {
-                    r.summary.store(true, Ordering::SeqCst);
-                } else {
-                    r.quit.store(true, Ordering::SeqCst);
-                }
-                wake(&h);
-            }
-        })
-        .map_err(|e| e.to_string())?;
+    cli::on_signals(&[SIGUSR1], move |sig| {
+        if sig == SIGUSR1 {
+            r.summary.store(true, Ordering::SeqCst);
+        } else {
+            r.quit.store(true, Ordering::SeqCst);
+        }
+        wake(&h);
+    })?;
     if std::io::stdin().is_terminal() {
         eprintln!("netmon: press Enter for a summary, Ctrl-C to stop");
         std::thread::Builder::new()
@@ -167,20 +167,18 @@ fn listen_for_requests(handle: ReactorHandle, requests: Arc<Requests>) -> Result
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    cli::init_logging(&args.log, LevelFilter::WARN);
     let config = match config(&args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("netmon: {e}");
-            return ExitCode::from(2);
+            eprintln!("{e}");
+            return ExitCode::from(cli::USAGE_ERROR);
         }
     };
     match run(config) {
         Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("netmon: {e}");
-            ExitCode::from(1)
-        }
+        Ok(false) => ExitCode::from(cli::RUNTIME_ERROR),
+        Err(e) => cli::fail(e),
     }
 }
 

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --example netperf -- 127.0.0.1:8000 --connections 100 \
 //!     --mode pingpong --size 64 --duration 10 --warmup 2
+//! cargo run --release --example netperf -- --help
 //! ```
 //!
 //! Every echoed byte is checked against what was sent; round trips go into an
@@ -11,16 +12,18 @@
 //! Exits with status 1 on any error (a wrong byte, a lost connection, a failed
 //! connect) or when no connection could be made, 2 on bad arguments.
 
+#[path = "cli/mod.rs"]
+mod cli;
 #[path = "netperf/mod.rs"]
 mod netperf;
 
 use std::io::Write;
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use netperf::config::{Config, Mode};
+use tracing_subscriber::filter::LevelFilter;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum ModeArg {
@@ -38,6 +41,7 @@ enum ModeArg {
 #[command(name = "netperf", version)]
 struct Args {
     /// The echo server, as HOST:PORT.
+    #[arg(default_value = "127.0.0.1:8000", value_parser = cli::host_port)]
     address: String,
 
     /// Connections to open, spread over the threads.
@@ -58,7 +62,7 @@ struct Args {
     size: usize,
 
     /// Seconds to measure, after the warm-up (fractions allowed).
-    #[arg(short = 't', long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0)]
     duration: f64,
 
     /// Seconds to load the server before measuring; not counted in the report.
@@ -72,25 +76,25 @@ struct Args {
     rate: Option<f64>,
 
     /// Reactor threads (one event loop each); connections are spread over them.
-    #[arg(short = 'T', long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1)]
     threads: usize,
 
     /// Each connection stops after this many round trips (warm-up included); the
     /// run ends when all have, or when the duration is over.
-    #[arg(short = 'n', long)]
+    #[arg(long)]
     messages: Option<u64>,
 
     /// Seconds to wait for each connection to be established.
-    #[arg(long, default_value_t = 5.0)]
-    connect_timeout: f64,
+    #[arg(long, alias = "connect-timeout", default_value_t = 5.0)]
+    timeout: f64,
 
     /// Print the final report as one JSON object instead of a table.
     #[arg(long)]
     json: bool,
 
-    /// No progress lines.
-    #[arg(short, long)]
-    quiet: bool,
+    /// -q: no progress lines (and warnings only in the log); -v: more log.
+    #[command(flatten)]
+    log: cli::Verbosity,
 }
 
 fn seconds(name: &str, s: f64) -> Result<Duration, String> {
@@ -98,17 +102,8 @@ fn seconds(name: &str, s: f64) -> Result<Duration, String> {
         .map_err(|_| format!("--{name} must be a number of seconds >= 0, got {s}"))
 }
 
-fn resolve(address: &str) -> Result<SocketAddr, String> {
-    let mut addrs = address
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {address}: {e}"))?;
-    addrs
-        .next()
-        .ok_or_else(|| format!("{address} resolves to no address"))
-}
-
-fn config(args: &Args) -> Result<Config, String> {
-    let mut c = Config::new(resolve(&args.address)?);
+fn config(args: &Args, addr: std::net::SocketAddr) -> Result<Config, String> {
+    let mut c = Config::new(addr);
     c.connections = args.connections;
     c.mode = match args.mode {
         ModeArg::Pingpong => Mode::PingPong,
@@ -122,21 +117,28 @@ fn config(args: &Args) -> Result<Config, String> {
     c.rate = args.rate;
     c.threads = args.threads;
     c.messages = args.messages;
-    c.connect_timeout = seconds("connect-timeout", args.connect_timeout)?;
+    c.connect_timeout = seconds("timeout", args.timeout)?;
     c.validate().map_err(|e| e.to_string())?;
     Ok(c)
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let config = match config(&args) {
+    cli::init_logging(&args.log, LevelFilter::WARN);
+    // A name that does not resolve is a runtime error (1), bad settings a
+    // usage error (2).
+    let addr = match cli::resolve(&args.address) {
+        Ok(a) => a,
+        Err(e) => return cli::fail(e),
+    };
+    let config = match config(&args, addr) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("netperf: {e}");
-            return ExitCode::from(2);
+            eprintln!("{e}");
+            return ExitCode::from(cli::USAGE_ERROR);
         }
     };
-    let quiet = args.quiet;
+    let quiet = args.log.is_quiet();
     let result = netperf::run::run(&config, |p| {
         if !quiet {
             eprintln!("{}", netperf::report::progress_line(p));
@@ -144,10 +146,7 @@ fn main() -> ExitCode {
     });
     let report = match result {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("netperf: {}: {e}", config.addr);
-            return ExitCode::from(1);
-        }
+        Err(e) => return cli::fail(format!("{}: {}", config.addr, cli::plain(e))),
     };
     let text = if args.json {
         netperf::report::json(&report) + "\n"
@@ -158,14 +157,13 @@ fn main() -> ExitCode {
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
     if report.errors() > 0 {
-        eprintln!(
-            "netperf: FAILED: {} errors ({} verification, {} lost connections, {} failed connects)",
+        return cli::fail(format!(
+            "FAILED: {} errors ({} verification, {} lost connections, {} failed connects)",
             report.errors(),
             report.verify_errors,
             report.lost,
             report.connect_failed
-        );
-        return ExitCode::from(1);
+        ));
     }
     ExitCode::SUCCESS
 }

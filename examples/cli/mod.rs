@@ -33,8 +33,8 @@ pub const DEFAULT_IDLE_TIMEOUT: &str = "5m";
 /// arguments (`#[command(flatten)] log: cli::Verbosity`).
 #[derive(Debug, Clone, Copy, Default, clap::Args)]
 pub struct Verbosity {
-    /// More log output: -v debug (every connection), -vv trace. RUST_LOG, when
-    /// set, chooses instead (e.g. RUST_LOG=torsion=debug).
+    /// More log output: -v debug (a line per connection), -vv trace. Without
+    /// -v or -q, RUST_LOG chooses when set (e.g. RUST_LOG=torsion=debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
     /// Less output: warnings and errors only (-qq: errors only).
@@ -131,6 +131,31 @@ pub fn service_error(error: &torsion::service::AppError) -> String {
     }
 }
 
+/// For clap's `value_parser`: a `HOST:PORT` (its form only; it is resolved
+/// later, and a name that does not resolve is a runtime error).
+pub fn host_port(text: &str) -> Result<String, String> {
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            Ok(text.to_owned())
+        }
+        _ => Err("expected HOST:PORT, e.g. 127.0.0.1:8000".into()),
+    }
+}
+
+/// Resolves a `HOST:PORT` to its first address.
+///
+/// # Errors
+/// The sentence to print.
+pub fn resolve(target: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    match target.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("{target} resolves to no address")),
+        Err(e) => Err(format!("cannot resolve {target}: {}", plain(e))),
+    }
+}
+
 /// Calls `on_signal` on a thread of its own at every SIGINT or SIGTERM (and at
 /// every signal of `more`), with the signal's number. For the programs that do
 /// not run under `torsion::service::Application`, which handles them itself.
@@ -167,9 +192,34 @@ pub fn signal_name(sig: i32) -> &'static str {
     }
 }
 
+/// A duration that may be "none" (`--idle-timeout off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaybeDuration(pub Option<Duration>);
+
+/// For clap's `value_parser`: [`parse_duration`].
+pub fn maybe_duration(text: &str) -> Result<MaybeDuration, String> {
+    parse_duration(text).map(MaybeDuration)
+}
+
+/// The `--idle-timeout` every example server takes.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct IdleTimeout {
+    /// Close a connection after this long without traffic, so that idle or
+    /// slowloris clients do not hold a descriptor each for ever (30s, 5m, 1h;
+    /// 0 or off: never).
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_IDLE_TIMEOUT, value_parser = maybe_duration)]
+    pub idle_timeout: MaybeDuration,
+}
+
+impl IdleTimeout {
+    /// The timeout, `None` for never.
+    pub fn get(&self) -> Option<Duration> {
+        self.idle_timeout.0
+    }
+}
+
 /// Parses a duration such as `300`, `300s`, `5m`, `1.5s`, `250ms` or `1h`
-/// (plain numbers are seconds); `0` or `off` means none. For clap's
-/// `value_parser`.
+/// (plain numbers are seconds); `0` or `off` means none.
 pub fn parse_duration(text: &str) -> Result<Option<Duration>, String> {
     let t = text.trim();
     if t == "off" || t == "none" {

@@ -367,7 +367,11 @@ impl Net {
                 let _ = core.timers.cancel(t);
             }
         }
-        tracing::debug!(peer = %state.peer, %reason, "connection lost");
+        // The same span as the other callbacks', so connection_lost (and the
+        // client factory's client_connection_lost) log under it too.
+        let _span =
+            tracing::debug_span!("conn", id = state.handle.key, peer = %state.peer).entered();
+        tracing::debug!(%reason, "connection lost");
         // FIN now for a graceful close (then drain input until the peer's EOF:
         // a lingering close); SO_LINGER 0 so that closing resets otherwise.
         let linger = graceful
@@ -445,7 +449,7 @@ pub(crate) fn call(
     f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
 ) {
     let _span =
-        tracing::trace_span!("conn", key = c.state.handle.key, peer = %c.state.peer).entered();
+        tracing::debug_span!("conn", id = c.state.handle.key, peer = %c.state.peer).entered();
     crate::drive::call_protocol_with_input(
         core,
         &mut c.state,

@@ -186,7 +186,9 @@ impl Service for MultiService {
         for i in 0..n {
             let res = self.children.borrow_mut()[i].start(core);
             if let Err(e) = res {
-                tracing::error!(service = %self.children.borrow()[i].name(), error = %e, "could not start");
+                // DEBUG: the error is returned, and whoever started the service
+                // reports it (an ERROR here printed it twice).
+                tracing::debug!(service = %self.children.borrow()[i].name(), error = %e, "could not start");
                 let t = Deferred::<(), ServiceError>::new().1;
                 let local = core.local();
                 stop_from(self.children.clone(), i, core, local, t, None);
