@@ -93,6 +93,8 @@
 //! assert_eq!(&*got.borrow(), b"hello");
 //! # Ok::<(), torsion::Error>(())
 //! ```
+// docs.rs builds with nightly and `--cfg docsrs`: feature-gated items say so.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 
@@ -118,6 +120,7 @@ pub mod task;
 pub mod testing;
 pub mod threads;
 #[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
 mod transport;
 mod wrap;

@@ -118,6 +118,7 @@ pub enum EndpointError {
     Unsupported(&'static str),
     /// Loading the TLS certificate, key or roots failed.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
     /// Listening failed (the address is in use...).
