@@ -1,5 +1,10 @@
 //! torsion: Twisted's networking model in Rust, on `mio`.
 //!
+//! Coming from Twisted? [`from_twisted`] maps its names to torsion's and puts
+//! the seed programs (echo server and client, a retrying client, an
+//! availability monitor) side by side; [`promises`] lists what the library
+//! guarantees and the tests that check it.
+//!
 //! # Concepts
 //!
 //! * A [`Reactor`] is one value that owns one event loop on one thread. It waits
@@ -107,6 +112,7 @@ pub mod defer;
 mod drive;
 pub mod endpoints;
 pub mod error;
+pub mod from_twisted;
 mod local;
 pub mod multi;
 pub mod policies;
