@@ -22,6 +22,37 @@ pub const DEFAULT_DELIMITER: &[u8] = b"\r\n";
 
 /// What a [`LineReceiver`] does with lines. Only
 /// [`line_received`](Self::line_received) is required.
+///
+/// ```
+/// use torsion::protocols::{LineHandler, LineReceiver, Lines};
+/// use torsion::testing::RecordingTransport;
+/// use torsion::DisconnectReason;
+///
+/// /// A tiny command protocol: `PING` gets `PONG`, `QUIT` closes, anything else
+/// /// an error line; a line over 64 bytes is answered and closed.
+/// struct Commands;
+///
+/// impl LineHandler for Commands {
+///     fn line_received(&mut self, lines: &mut Lines<'_, '_>, line: &[u8]) {
+///         match line {
+///             b"PING" => drop(lines.send_line(b"PONG")),
+///             b"QUIT" => lines.lose_connection(),
+///             _ => drop(lines.send_line(b"ERR unknown command")),
+///         }
+///     }
+///
+///     fn line_length_exceeded(&mut self, lines: &mut Lines<'_, '_>, _data: &[u8]) {
+///         let _ = lines.send_line(b"ERR line too long");
+///         lines.lose_connection_with(DisconnectReason::protocol("line too long"));
+///     }
+/// }
+///
+/// let mut t = RecordingTransport::new(LineReceiver::new(Commands).with_max_line_length(64));
+/// // `\n` (nc) and `\r\n` (telnet) both end a line; replies end in `\r\n`.
+/// t.receive(b"PING\nHELLO\r\nQUIT\r\n");
+/// assert_eq!(t.written(), b"PONG\r\nERR unknown command\r\n");
+/// assert_eq!(t.lost(), Some(&DisconnectReason::Done));
+/// ```
 pub trait LineHandler: 'static {
     /// The connection is established.
     fn connection_made(&mut self, lines: &mut Lines<'_, '_>) {

@@ -101,6 +101,28 @@ struct Shared {
 /// It wraps an inner client factory, which builds the protocols and hears every
 /// callback as usual. The inner factory's own [`Reconnect`] answers are ignored:
 /// the back-off decides.
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use std::time::Duration;
+/// use torsion::reconnect::{BackoffPolicy, ReconnectState, ReconnectingClientFactory};
+/// use torsion::{Context, Protocol};
+///
+/// struct Client;
+/// impl Protocol for Client {
+///     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+/// }
+///
+/// let policy = BackoffPolicy::default()
+///     .initial_delay(Duration::from_millis(100))
+///     .max_delay(Duration::from_secs(30));
+/// let factory = ReconnectingClientFactory::from_fn(policy, |_peer: SocketAddr| Some(Client))?;
+/// // Keep a handle: the factory itself goes to `reactor.connect_tcp(addr,
+/// // factory, timeout)`, which it then keeps connected.
+/// let handle = factory.handle();
+/// assert_eq!(handle.state(), ReconnectState::Idle);
+/// # Ok::<(), torsion::reconnect::PolicyError>(())
+/// ```
 pub struct ReconnectingClientFactory<F> {
     inner: F,
     shared: Rc<RefCell<Shared>>,
@@ -345,6 +367,21 @@ impl ReconnectHandle {
 
 /// A [`ClientFactory`] made from a closure that builds protocols; it never asks to
 /// reconnect by itself. See [`ReconnectingClientFactory::from_fn`].
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use torsion::reconnect::FnClientFactory;
+/// use torsion::{ClientFactory, Context, Protocol};
+///
+/// struct Client;
+/// impl Protocol for Client {
+///     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+/// }
+///
+/// // Any closure that builds the protocol is a client factory.
+/// let mut factory = FnClientFactory(|_peer: SocketAddr| Some(Client));
+/// assert!(factory.build_protocol("127.0.0.1:1".parse().unwrap()).is_some());
+/// ```
 pub struct FnClientFactory<B>(pub B);
 
 impl<B> fmt::Debug for FnClientFactory<B> {
