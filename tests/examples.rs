@@ -485,7 +485,7 @@ fn chat_server_works_with_nc_and_telnet_line_endings_and_stops_on_sigterm() {
 }
 
 #[test]
-fn echo_server_closes_an_idle_connection_after_idle_timeout() {
+fn echo_server_closes_idle_connections_after_idle_timeout() {
     let mut server = Server::start_example("echo_server", &["--idle-timeout", "200ms"]);
     let mut conn = TcpStream::connect(server.addr).unwrap();
     conn.set_read_timeout(Some(DEADLINE)).unwrap();
@@ -495,6 +495,15 @@ fn echo_server_closes_an_idle_connection_after_idle_timeout() {
     // Then silence: the server closes the connection (an orderly EOF).
     let mut rest = Vec::new();
     assert_eq!(conn.read_to_end(&mut rest).expect("EOF, not a reset"), 0);
+    // Slowloris: many connections that never send a byte do not stay open.
+    let idle: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(server.addr).unwrap())
+        .collect();
+    for mut c in idle {
+        c.set_read_timeout(Some(DEADLINE)).unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(c.read_to_end(&mut rest).expect("closed by the server"), 0);
+    }
     assert!(
         server.log_has_soon("timed out"),
         "{:?}",

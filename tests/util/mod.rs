@@ -144,9 +144,11 @@ pub fn fd_count() -> usize {
 
 /// The path of example `name`'s binary for this test binary's profile, built if
 /// needed. `cargo test` builds the examples already; asking cargo again is a
-/// no-op then, and makes `cargo test --test NAME` alone work too.
+/// no-op then, and makes `cargo test --test NAME` alone work too. The first
+/// call builds every example of the workspace in one cargo run (one run per
+/// example cost seconds each on a loaded machine).
 pub fn example_binary(name: &str) -> std::path::PathBuf {
-    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
     let profile_dir = std::env::current_exe()
         .unwrap()
         .parent() // deps/
@@ -154,15 +156,16 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
         .expect("test binary lives in <target>/<profile>/deps")
         .to_path_buf();
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if !built.iter().any(|b| b == name) {
+    if !*built {
         let mut cmd = std::process::Command::new(env!("CARGO"));
-        cmd.args(["build", "--quiet", "--example", name]);
+        // The examples are the workspace's member crates (examples/, examples/more/).
+        cmd.args(["build", "--quiet", "--workspace", "--examples"]);
         if profile_dir.ends_with("release") {
             cmd.arg("--release");
         }
         let status = cmd.status().expect("run cargo");
-        assert!(status.success(), "building example {name} failed");
-        built.push(name.to_owned());
+        assert!(status.success(), "building the examples failed");
+        *built = true;
     }
     let path = profile_dir.join("examples").join(name);
     assert!(path.exists(), "{} was not built", path.display());
