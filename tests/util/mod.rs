@@ -160,6 +160,22 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
         let mut cmd = std::process::Command::new(env!("CARGO"));
         // The examples are the workspace's member crates (examples/, examples/more/).
         cmd.args(["build", "--quiet", "--workspace", "--examples"]);
+        // Not the variables cargo set for this test process: build scripts
+        // (ring's) rerun when CARGO_MANIFEST_DIR, CARGO_PKG_* or OUT_DIR
+        // differ, which rebuilt half the tree on each nested build.
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if k == "OUT_DIR"
+                || k.starts_with("CARGO_PKG_")
+                || k.starts_with("CARGO_MANIFEST_")
+                || k.starts_with("CARGO_CRATE_")
+                || k.starts_with("CARGO_BIN_")
+                || k == "CARGO_PRIMARY_PACKAGE"
+                || k == "CARGO_TARGET_TMPDIR"
+            {
+                cmd.env_remove(&key);
+            }
+        }
         if profile_dir.ends_with("release") {
             cmd.arg("--release");
         }
