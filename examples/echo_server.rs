@@ -20,7 +20,7 @@
 //!
 //! `--threads N` runs N reactors on N threads ([`torsion::multi::ReactorPool`]),
 //! each with its own `SO_REUSEPORT` listener on the same address and its own
-//! `EchoFactory`; the kernel spreads connections over them. Given port 0, the
+//! `Echo` factory; the kernel spreads connections over them. Given port 0, the
 //! first reactor picks the port and the others join it.
 
 use std::net::SocketAddr;
@@ -31,7 +31,7 @@ use std::time::Duration;
 use clap::Parser;
 use torsion::multi::ReactorPool;
 use torsion::service::{Application, ServerService};
-use torsion::TcpOptions;
+use torsion::{factory, TcpOptions};
 use tracing_subscriber::filter::LevelFilter;
 
 #[path = "cli/mod.rs"]
@@ -39,7 +39,7 @@ mod cli;
 #[path = "echo_common/server.rs"]
 mod echo_server_common;
 
-use echo_server_common::EchoFactory;
+use echo_server_common::Echo;
 
 /// Where the server listens when no address is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
@@ -72,19 +72,17 @@ fn main() -> ExitCode {
     let args = Args::parse();
     cli::init_logging(&args.log, LevelFilter::INFO);
     cli::raise_descriptor_limit();
-    let factory = EchoFactory {
-        idle_timeout: args.idle.get(),
-    };
+    let idle = args.idle.get();
     match args.threads {
-        1 => run_one(args.address, factory),
-        n => run_pool(args.address, usize::from(n), factory),
+        1 => run_one(args.address, idle),
+        n => run_pool(args.address, usize::from(n), idle),
     }
 }
 
 /// One reactor under the application runner: SIGINT/SIGTERM stop listening,
 /// close every connection after its flush (aborting what is left after the
 /// grace period), and `run` returns; a second signal aborts at once.
-fn run_one(addr: SocketAddr, factory: EchoFactory) -> ExitCode {
+fn run_one(addr: SocketAddr, idle: Option<Duration>) -> ExitCode {
     let mut app = match Application::new() {
         Ok(a) => a,
         Err(e) => return cli::fail(format!("cannot start the reactor: {}", cli::plain(e))),
@@ -92,7 +90,7 @@ fn run_one(addr: SocketAddr, factory: EchoFactory) -> ExitCode {
     app.add(ServerService::from_fn(
         format!("echo on {addr}"),
         move |core| {
-            let port = core.listen_tcp(addr, factory)?;
+            let port = core.listen_tcp(addr, factory(move |_peer| Echo::new(idle)))?;
             tracing::info!("echo server listening on {}", port.local_addr());
             Ok::<_, torsion::Error>(port)
         },
@@ -112,7 +110,7 @@ fn run_one(addr: SocketAddr, factory: EchoFactory) -> ExitCode {
 
 /// Several reactors, one per thread: a signal shuts each down gracefully; a
 /// second one exits at once.
-fn run_pool(addr: SocketAddr, threads: usize, factory: EchoFactory) -> ExitCode {
+fn run_pool(addr: SocketAddr, threads: usize, idle: Option<Duration>) -> ExitCode {
     // One reactor per thread; each sets SO_REUSEPORT on the address the first
     // bound (port 0 picks one for all).
     let bound: Arc<OnceLock<SocketAddr>> = Arc::new(OnceLock::new());
@@ -120,7 +118,7 @@ fn run_pool(addr: SocketAddr, threads: usize, factory: EchoFactory) -> ExitCode 
     let options = TcpOptions::default().reuse_port(true);
     let pool = ReactorPool::spawn(threads, move |_index, reactor| {
         let at = shared.get().copied().unwrap_or(addr);
-        let port = reactor.listen_tcp_with(at, factory, options)?;
+        let port = reactor.listen_tcp_with(at, factory(move |_peer| Echo::new(idle)), options)?;
         let _ = shared.set(port.local_addr());
         Ok(())
     });

@@ -187,7 +187,7 @@ fn main() -> ExitCode {
 fn run(config: Config) -> Result<bool, String> {
     let mut reactor = Reactor::new().map_err(|e| e.to_string())?;
     let requests = Arc::new(Requests::default());
-    listen_for_requests(reactor.handle(), requests.clone())?;
+    listen_for_requests(reactor.reactor_handle(), requests.clone())?;
     let monitor = Monitor::new(config, |event| println!("{event}"));
     monitor.start(&mut reactor);
     loop {

@@ -33,7 +33,7 @@ mod cli;
 #[path = "echo_common/server.rs"]
 mod echo_server_common;
 
-use echo_server_common::EchoFactory;
+use echo_server_common::Echo;
 
 /// Where the server listens when no address is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8443";
@@ -100,13 +100,15 @@ fn main() -> ExitCode {
         Err(e) => return cli::fail(format!("cannot start the reactor: {}", cli::plain(e))),
     };
     let addr = args.address;
-    let factory = EchoFactory {
-        idle_timeout: args.idle.get(),
-    };
+    let idle = args.idle.get();
     app.add(ServerService::from_fn(
         format!("tls echo on {addr}"),
         move |core| {
-            let port = core.listen_tls(addr, config.clone(), factory)?;
+            let port = core.listen_tls(
+                addr,
+                config.clone(),
+                torsion::factory(move |_peer| Echo::new(idle)),
+            )?;
             tracing::info!("tls echo server listening on {}", port.local_addr());
             Ok::<_, torsion::Error>(port)
         },

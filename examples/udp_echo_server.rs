@@ -74,7 +74,7 @@ fn main() -> ExitCode {
     if let Err(e) = reactor.listen_udp(addr, Echo::default()) {
         return cli::fail(cli::cannot_listen(addr, e));
     }
-    let handle = reactor.handle();
+    let handle = reactor.reactor_handle();
     let mut seen = 0;
     let installed = cli::on_signals(&[], move |sig| {
         seen += 1;

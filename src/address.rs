@@ -2,11 +2,10 @@
 //! Unix-domain [`UnixAddr`] (Twisted's `IPv4Address`, `IPv6Address` and
 //! `UNIXAddress` behind one `IAddress`).
 //!
-//! TCP code keeps using [`SocketAddr`] ([`Context::peer_addr`](crate::Context::peer_addr),
-//! [`Factory::build_protocol`](crate::Factory::build_protocol)); code that also
-//! serves Unix sockets asks for the [`Address`]
-//! ([`Context::peer`](crate::Context::peer),
-//! [`Factory::build_protocol_for`](crate::Factory::build_protocol_for)).
+//! Factories see the peer's [`Address`]
+//! ([`Factory::build_protocol`](crate::Factory::build_protocol)), and so does
+//! [`Context::peer`](crate::Context::peer); TCP-only code may use
+//! [`Context::peer_addr`](crate::Context::peer_addr), a [`SocketAddr`].
 //!
 //! ```
 //! use std::net::SocketAddr;
@@ -24,9 +23,9 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// What [`Context::peer_addr`](crate::Context::peer_addr) and
-/// [`Factory::build_protocol`](crate::Factory::build_protocol) see for a peer
+/// What [`Context::peer_addr`](crate::Context::peer_addr) returns for a peer
 /// without an IP address (a Unix-domain peer): `0.0.0.0:0`.
+/// [`Context::peer`](crate::Context::peer) tells the real address.
 pub const NO_IP: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
 
 /// The address of one end of a connection or of a datagram's sender.
@@ -198,6 +197,14 @@ impl fmt::Display for UnixAddr {
             UnixAddr::Abstract(name) => write!(f, "@{}", String::from_utf8_lossy(name)),
         }
     }
+}
+
+/// No IP address on a Unix socket.
+pub(crate) fn no_ip() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "a Unix socket has no IP address (use Context::host)",
+    )
 }
 
 #[cfg(test)]

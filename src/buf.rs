@@ -147,6 +147,7 @@ impl WriteBuf {
     /// Writes as much as `w` takes, until it returns `WouldBlock` or everything is
     /// gone. Returns the number of bytes written; `Ok` with data left means the
     /// kernel refused the rest (`WouldBlock`).
+    #[cfg(test)]
     pub(crate) fn write_to<W: io::Write>(&mut self, w: &mut W) -> io::Result<usize> {
         self.write_to_limited(w, usize::MAX)
     }

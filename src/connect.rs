@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use crate::address::Address;
 use crate::context::{ConnectionHandle, Core};
+use crate::core::handles::Connector;
 use crate::defer::{Deferred, Trigger};
 use crate::error::DisconnectReason;
 use crate::protocol::{ClientFactory, Protocol, Reconnect};
-use crate::reactor::Connector;
 
 /// The one-shot client factory behind [`Core::connect_protocol`].
 struct OneShot<P> {
@@ -22,7 +22,7 @@ struct OneShot<P> {
 impl<P: Protocol> ClientFactory for OneShot<P> {
     type Protocol = P;
 
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<P> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<P> {
         if self.trigger.is_called() {
             return None; // cancelled meanwhile
         }
@@ -32,7 +32,7 @@ impl<P: Protocol> ClientFactory for OneShot<P> {
     fn client_connection_made(&mut self, core: &mut Core, _c: Connector, conn: ConnectionHandle) {
         if self.trigger.is_called() {
             // Cancelled while the connect completed: nobody wants it.
-            core.abort_connection(conn);
+            core.connection(conn).abort_connection();
             return;
         }
         let _ = self.trigger.callback(conn);
@@ -66,7 +66,7 @@ impl Core {
     /// Connects `protocol` to `addr` and returns a Deferred that fires with the
     /// connection's handle once `connection_made` has run (Twisted's
     /// `connectProtocol`). Reach the protocol later with
-    /// [`with_protocol`](Core::with_protocol).
+    /// [`connection(handle).with_protocol`](crate::ConnectionRef::with_protocol).
     ///
     /// # Errors
     /// The Deferred fails with the reason the attempt failed

@@ -6,61 +6,14 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-
+use crate::core::timers::{TimerId, TimerQueue};
+use crate::core::Wake;
 use crate::error::{Error, Result};
-use crate::protocol::Protocol;
-use crate::reactor::timers::{TimerId, TimerQueue};
 
-/// A callback scheduled with [`Core::call_later`].
-pub(crate) type TimerFn = Box<dyn FnOnce(&mut Core)>;
 /// A closure sent from another thread with [`ReactorHandle::call_from_thread`].
 pub(crate) type ThreadFn = Box<dyn FnOnce(&mut Core) + Send>;
-/// A closure run against one connection's protocol.
-pub(crate) type ProtoFn = Box<dyn FnOnce(&mut dyn Protocol, &mut Context<'_>)>;
-/// Puts a wrapper (TLS) around a live connection's protocol.
-pub(crate) type WrapFn = Box<dyn FnOnce(Box<dyn Protocol>) -> Box<dyn Protocol>>;
 
-/// What a timer entry does when it expires.
-pub(crate) enum Timed {
-    /// A user callback.
-    Call(TimerFn),
-    /// Something the driver handles itself (connect timeouts, lingering closes...).
-    Internal(crate::reactor::InternalTimer),
-}
-
-impl fmt::Debug for Timed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Timed::Call(_) => f.write_str("Call"),
-            Timed::Internal(t) => write!(f, "Internal({t:?})"),
-        }
-    }
-}
-
-/// Work a callback asked for that the driver carries out once the callback returns.
-pub(crate) enum Op {
-    Write(ConnectionHandle, Bytes),
-    Lose(ConnectionHandle),
-    Abort(ConnectionHandle),
-    PauseReading(ConnectionHandle),
-    ResumeReading(ConnectionHandle),
-    Call(ConnectionHandle, ProtoFn),
-    Listen(crate::reactor::PendingListen),
-    ListenDatagram(crate::reactor::PendingDatagram),
-    DatagramCall(u64, crate::reactor::DatagramFn),
-    StopListening(u64),
-    Connect(crate::reactor::PendingConnect),
-    StopConnecting(u64),
-    Disconnect(u64),
-    Shutdown(Duration),
-    /// Pull from the connection's stream source.
-    Produce(ConnectionHandle),
-    /// Replace the connection's protocol with a wrapper around it, then call
-    /// the wrapper's `connection_made` (`start_tls`).
-    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
-    Wrap(ConnectionHandle, WrapFn),
-}
+pub(crate) use crate::core::ops::{InternalTimer, Op, Timed};
 
 /// What happens when a callback panics.
 ///
@@ -94,7 +47,7 @@ pub(crate) struct Shared {
     /// Set after a push to `queue`: the reactor checks it every turn instead of
     /// taking the lock.
     pub(crate) queued: std::sync::atomic::AtomicBool,
-    pub(crate) waker: Option<mio::Waker>,
+    pub(crate) waker: Option<Box<dyn Wake>>,
     pub(crate) running: std::sync::atomic::AtomicBool,
 }
 
@@ -113,7 +66,7 @@ impl fmt::Debug for Shared {
 /// use torsion::Reactor;
 ///
 /// let mut reactor = Reactor::new().unwrap();
-/// let handle = reactor.handle();
+/// let handle = reactor.reactor_handle();
 /// std::thread::spawn(move || {
 ///     handle.call_from_thread(|core| {
 ///         core.stop().unwrap();
@@ -197,7 +150,7 @@ impl fmt::Debug for Core {
 }
 
 impl Core {
-    pub(crate) fn new(now: Instant, waker: Option<mio::Waker>) -> Core {
+    pub(crate) fn new(now: Instant, waker: Option<Box<dyn Wake>>) -> Core {
         let real_clock = waker.is_some();
         let shared = Arc::new(Shared {
             queue: Mutex::new(VecDeque::new()),
@@ -236,6 +189,12 @@ impl Core {
         }
     }
 
+    /// Whether this core runs under the fake clock of the test tools (whose
+    /// listen and connect requests bind nothing).
+    pub(crate) fn is_simulated(&self) -> bool {
+        !self.real_clock
+    }
+
     /// The time the current turn started at (what expiring timers compare with).
     pub(crate) fn turn_time(&self) -> Instant {
         self.now
@@ -265,8 +224,9 @@ impl Core {
         Ok(())
     }
 
-    /// A `Send + Clone` handle for other threads.
-    pub fn handle(&self) -> ReactorHandle {
+    /// A `Send + Clone` handle for other threads (not to be confused with a
+    /// connection's [`ConnectionHandle`], [`Context::handle`]).
+    pub fn reactor_handle(&self) -> ReactorHandle {
         ReactorHandle {
             shared: self.shared.clone(),
         }
@@ -288,98 +248,23 @@ impl Core {
     /// });
     /// reactor.run().unwrap();
     /// ```
+    ///
+    /// A delay past the clock's range (`Duration::MAX`) means "never": the
+    /// call stays pending, about a thousand years away, until cancelled.
     pub fn call_later(
         &mut self,
         delay: Duration,
         f: impl FnOnce(&mut Core) + 'static,
     ) -> DelayedCall {
-        let deadline = self.now() + delay;
+        let deadline = later(self.now(), delay);
         DelayedCall {
             id: self.timers.schedule(deadline, Timed::Call(Box::new(f))),
         }
     }
 
-    pub(crate) fn schedule_internal(
-        &mut self,
-        delay: Duration,
-        t: crate::reactor::InternalTimer,
-    ) -> TimerId {
-        let deadline = self.now() + delay;
+    pub(crate) fn schedule_internal(&mut self, delay: Duration, t: InternalTimer) -> TimerId {
+        let deadline = later(self.now(), delay);
         self.timers.schedule(deadline, Timed::Internal(t))
-    }
-
-    /// Writes `data` to another connection (or this one) by handle. The write
-    /// happens when the current callback returns. Writes to a connection that is
-    /// gone or closing are dropped, as [`Context::write`] drops them.
-    pub fn write_to(&mut self, conn: ConnectionHandle, data: impl Into<Bytes>) {
-        self.ops.push(Op::Write(conn, data.into()));
-    }
-
-    /// Closes a connection by handle after flushing it (see
-    /// [`Context::lose_connection`]).
-    pub fn lose_connection(&mut self, conn: ConnectionHandle) {
-        self.ops.push(Op::Lose(conn));
-    }
-
-    /// Aborts a connection by handle (see [`Context::abort_connection`]).
-    pub fn abort_connection(&mut self, conn: ConnectionHandle) {
-        self.ops.push(Op::Abort(conn));
-    }
-
-    /// Pauses reading on a connection by handle.
-    pub fn pause_reading(&mut self, conn: ConnectionHandle) {
-        self.ops.push(Op::PauseReading(conn));
-    }
-
-    /// Resumes reading on a connection by handle.
-    pub fn resume_reading(&mut self, conn: ConnectionHandle) {
-        // Through the connection's own context, so the flag is cleared in
-        // order with any pause the protocol makes afterwards.
-        self.ops.push(Op::Call(
-            conn,
-            Box::new(|p, ctx| crate::wrap::innermost(p, ctx, |_, ctx| ctx.resume_reading())),
-        ));
-    }
-
-    /// Runs `f` with the protocol of `conn`, if it still exists and is a `P`, once
-    /// the current callback has returned. This is how a timer or another
-    /// connection calls into a protocol.
-    pub fn with_protocol<P: Protocol>(
-        &mut self,
-        conn: ConnectionHandle,
-        f: impl FnOnce(&mut P, &mut Context<'_>) + 'static,
-    ) {
-        self.ops.push(Op::Call(
-            conn,
-            Box::new(move |p: &mut dyn Protocol, ctx: &mut Context<'_>| {
-                // The first `P` from the outside in: a protocol wrapped in TLS
-                // is reached through its wrapper, with its own context.
-                let found = crate::wrap::reach(p, ctx, &crate::wrap::is::<P>, |p, ctx| {
-                    let any: &mut dyn std::any::Any = p;
-                    if let Some(p) = any.downcast_mut::<P>() {
-                        f(p, ctx);
-                    }
-                });
-                if !found {
-                    tracing::warn!(
-                        "with_protocol: connection {:?} does not run a {}",
-                        ctx.handle(),
-                        std::any::type_name::<P>()
-                    );
-                }
-            }),
-        ));
-    }
-
-    /// Schedules `f` to run with the protocol of `conn` after `delay` (nothing
-    /// happens if the connection is gone by then).
-    pub fn call_later_on<P: Protocol>(
-        &mut self,
-        conn: ConnectionHandle,
-        delay: Duration,
-        f: impl FnOnce(&mut P, &mut Context<'_>) + 'static,
-    ) -> DelayedCall {
-        self.call_later(delay, move |core| core.with_protocol(conn, f))
     }
 
     /// Sets what happens when a callback panics.
@@ -428,6 +313,27 @@ impl Core {
     }
 }
 
+/// How far away "never" is: a delay that would take a deadline past the
+/// clock's range (`Duration::MAX`, for example) puts it this far from now
+/// instead (about a thousand years), so it does not come.
+pub(crate) const NEVER: Duration = Duration::from_secs(1000 * 365 * 24 * 3600);
+
+/// `from + delay`, or, past the clock's range, `NEVER` from `from` (or the
+/// latest instant the clock can hold). Never panics.
+pub(crate) fn later(from: Instant, delay: Duration) -> Instant {
+    if let Some(t) = from.checked_add(delay) {
+        return t;
+    }
+    let mut d = NEVER;
+    while !d.is_zero() {
+        if let Some(t) = from.checked_add(d) {
+            return t;
+        }
+        d /= 2;
+    }
+    from
+}
+
 /// A call scheduled with [`Core::call_later`] (Twisted's `IDelayedCall`).
 ///
 /// ```
@@ -459,25 +365,25 @@ impl DelayedCall {
             .map_err(|_| Error::AlreadyCalled)
     }
 
-    /// Moves the call to `delay` from now.
+    /// Moves the call to `delay` from now (`Duration::MAX`: never).
     ///
     /// # Errors
     /// [`Error::AlreadyCalled`] if it already ran or was cancelled.
     pub fn reset(&self, core: &mut Core, delay: Duration) -> Result<()> {
-        let deadline = core.now() + delay;
+        let deadline = later(core.now(), delay);
         core.timers
             .reset(self.id, deadline)
             .map_err(|_| Error::AlreadyCalled)
     }
 
-    /// Pushes the call `by` later than it was due.
+    /// Pushes the call `by` later than it was due (`Duration::MAX`: never).
     ///
     /// # Errors
     /// [`Error::AlreadyCalled`] if it already ran or was cancelled.
     pub fn delay(&self, core: &mut Core, by: Duration) -> Result<()> {
         let due = core.timers.deadline(self.id).ok_or(Error::AlreadyCalled)?;
         core.timers
-            .reset(self.id, due + by)
+            .reset(self.id, later(due, by))
             .map_err(|_| Error::AlreadyCalled)
     }
 
@@ -500,5 +406,3 @@ pub struct ConnectionHandle {
     pub(crate) key: u32,
     pub(crate) gen: u32,
 }
-
-pub(crate) use crate::transport::{flags, ConnState, Context, HostAddr};

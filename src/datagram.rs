@@ -232,29 +232,31 @@ impl DatagramPort {
         core: &mut Core,
         f: impl FnOnce(&mut P, &mut DatagramContext<'_>) + 'static,
     ) {
-        core.ops.push(Op::DatagramCall(
-            self.id,
-            Box::new(
-                move |p: &mut dyn DatagramProtocol, ctx: &mut DatagramContext<'_>| {
-                    let any: &mut dyn Any = p;
-                    match any.downcast_mut::<P>() {
-                        Some(p) => f(p, ctx),
-                        None => tracing::warn!(
-                            "DatagramPort::with_protocol: the port does not run a {}",
-                            std::any::type_name::<P>()
-                        ),
-                    }
-                },
-            ),
-        ));
+        let f: DatagramFn = Box::new(
+            move |p: &mut dyn DatagramProtocol, ctx: &mut DatagramContext<'_>| {
+                let any: &mut dyn Any = p;
+                match any.downcast_mut::<P>() {
+                    Some(p) => f(p, ctx),
+                    None => tracing::warn!(
+                        "DatagramPort::with_protocol: the port does not run a {}",
+                        std::any::type_name::<P>()
+                    ),
+                }
+            },
+        );
+        core.ops.push(Op::DatagramCall(self.id, Box::new(f)));
     }
 }
 
-/// A datagram socket of either kind.
+/// A closure run against a datagram port's protocol.
+pub(crate) type DatagramFn = Box<dyn FnOnce(&mut dyn DatagramProtocol, &mut DatagramContext<'_>)>;
+
+/// A datagram socket of either kind (non-blocking `std` sockets; the reactor
+/// registers their descriptors).
 #[derive(Debug)]
 pub(crate) enum DatagramSocket {
-    Udp(mio::net::UdpSocket),
-    Unix(mio::net::UnixDatagram),
+    Udp(std::net::UdpSocket),
+    Unix(std::os::unix::net::UnixDatagram),
 }
 
 impl DatagramSocket {

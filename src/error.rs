@@ -20,6 +20,14 @@ pub enum Error {
     /// The handle names a connection, listener or connector that no longer exists.
     #[error("no such connection, listener or connector")]
     NoSuchHandle,
+    /// [`ConnectionRef::with_protocol`](crate::ConnectionRef::with_protocol)
+    /// asked for a protocol type the connection does not run (not even inside
+    /// a wrapper).
+    #[error("the connection does not run a {expected}")]
+    WrongProtocol {
+        /// The type asked for.
+        expected: &'static str,
+    },
     /// The reactor was stopped before the Deferred it was running for fired
     /// (`Reactor::run_until_complete`).
     #[error("the reactor stopped before the Deferred fired")]
@@ -66,9 +74,11 @@ pub enum DisconnectReason {
     Refused,
     /// The host or network could not be reached.
     Unreachable,
-    /// This side called `abort_connection`: buffered data was dropped.
+    /// This side called `abort_connection`, or the reactor was dropped with
+    /// the connection open: buffered data was dropped.
     Aborted,
-    /// A pending connection attempt was cancelled with `stop_connecting`.
+    /// A pending connection attempt was cancelled with `stop_connecting`, or
+    /// the reactor was dropped before it completed.
     Cancelled,
     /// The peer stopped reading and the write buffer reached its hard cap.
     WriteBufferFull,

@@ -69,10 +69,11 @@
 //! ```
 //!
 //! torsion (the `echo_server` example adds back-pressure, logging, signals and
-//! options to this):
+//! options to this). The factory struct mirrors Twisted's class; a closure is
+//! a factory too: `reactor.listen_tcp(addr, torsion::factory(|_peer| Echo))`.
 //!
 //! ```no_run
-//! use std::net::SocketAddr;
+//! use torsion::Address;
 //! use torsion::{Context, Factory, Protocol, Reactor};
 //!
 //! struct Echo;
@@ -87,7 +88,7 @@
 //!
 //! impl Factory for EchoFactory {
 //!     type Protocol = Echo;
-//!     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
+//!     fn build_protocol(&mut self, _peer: &Address) -> Option<Echo> {
 //!         Some(Echo)
 //!     }
 //! }
@@ -133,7 +134,7 @@
 //! ([`Reconnect`](crate::Reconnect)), which Twisted leaves to `connector.connect()`.
 //!
 //! ```no_run
-//! use std::net::SocketAddr;
+//! use torsion::Address;
 //! use std::time::Duration;
 //! use torsion::{ClientFactory, Connector, Context, Core, DisconnectReason, Protocol, Reactor, Reconnect};
 //!
@@ -155,7 +156,7 @@
 //! impl ClientFactory for EchoFactory {
 //!     type Protocol = EchoClient;
 //!
-//!     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<EchoClient> {
+//!     fn build_protocol(&mut self, _peer: &Address) -> Option<EchoClient> {
 //!         Some(EchoClient)
 //!     }
 //!
@@ -228,7 +229,7 @@
 //! [`ReconnectingClientFactory`](crate::ReconnectingClientFactory) instead.
 //!
 //! ```no_run
-//! use std::net::SocketAddr;
+//! use torsion::Address;
 //! use std::time::Duration;
 //! use torsion::{ClientFactory, Connector, Context, Core, DisconnectReason, Protocol, Reactor, Reconnect};
 //!
@@ -250,7 +251,7 @@
 //! impl ClientFactory for RetryingFactory {
 //!     type Protocol = Greeter;
 //!
-//!     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Greeter> {
+//!     fn build_protocol(&mut self, _peer: &Address) -> Option<Greeter> {
 //!         Some(Greeter)
 //!     }
 //!
@@ -341,6 +342,7 @@
 //! use std::cell::RefCell;
 //! use std::collections::HashMap;
 //! use std::net::SocketAddr;
+//! use torsion::Address;
 //! use std::rc::Rc;
 //! use std::time::Duration;
 //! use torsion::defer::Failure;
@@ -375,7 +377,7 @@
 //! impl ClientFactory for ProbeFactory {
 //!     type Protocol = Probe;
 //!
-//!     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Probe> {
+//!     fn build_protocol(&mut self, _peer: &Address) -> Option<Probe> {
 //!         report(&self.status, self.target, "up".into());
 //!         Some(Probe)
 //!     }

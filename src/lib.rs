@@ -16,9 +16,10 @@
 //!   `connection_made`, `data_received` and, exactly once, `connection_lost`. It
 //!   does not own its transport: every callback gets a [`Context`] through which
 //!   it writes, closes, pauses, and reaches the reactor (`Context` dereferences to
-//!   [`Core`]: timers, stop, other connections by [`ConnectionHandle`]).
+//!   [`Core`]: timers, stop, other connections through
+//!   [`Core::connection`]`(handle)`).
 //! * A [`Factory`] builds a protocol per accepted connection
-//!   ([`Core::listen_tcp`]); a [`ClientFactory`] builds the protocol of an
+//!   ([`Core::listen_tcp`]; a closure is one: [`factory`]`(|peer| Echo)`); a [`ClientFactory`] builds the protocol of an
 //!   outgoing connection ([`Core::connect_tcp`]) and hears how the attempt went,
 //!   deciding whether to [`Reconnect`].
 //! * Transports gather the writes a callback makes and hand them to the kernel in
@@ -44,22 +45,14 @@
 //!
 //! ```
 //! use std::cell::RefCell;
-//! use std::net::SocketAddr;
 //! use std::rc::Rc;
 //! use std::time::Duration;
-//! use torsion::{ClientFactory, Context, DisconnectReason, Factory, Protocol, Reactor};
+//! use torsion::{client_factory, factory, Context, DisconnectReason, Protocol, Reactor};
 //!
 //! struct Echo;
 //! impl Protocol for Echo {
 //!     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
 //!         ctx.write(data);
-//!     }
-//! }
-//! struct EchoFactory;
-//! impl Factory for EchoFactory {
-//!     type Protocol = Echo;
-//!     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
-//!         Some(Echo)
 //!     }
 //! }
 //!
@@ -82,20 +75,14 @@
 //!         ctx.stop().unwrap(); // Context derefs to Core
 //!     }
 //! }
-//! struct GreeterFactory(Rc<RefCell<Vec<u8>>>);
-//! impl ClientFactory for GreeterFactory {
-//!     type Protocol = Greeter;
-//!     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Greeter> {
-//!         Some(Greeter { got: self.0.clone() })
-//!     }
-//! }
-//!
 //! let mut reactor = Reactor::new()?;
-//! let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), EchoFactory)?;
+//! let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), factory(|_peer| Echo))?;
 //! let got = Rc::new(RefCell::new(Vec::new()));
-//! reactor.connect_tcp(port.local_addr(), GreeterFactory(got.clone()), Duration::from_secs(5));
+//! let seen = got.clone();
+//! let greeter = client_factory(move |_peer| Greeter { got: got.clone() });
+//! reactor.connect_tcp(port.local_addr(), greeter, Duration::from_secs(5));
 //! reactor.run()?;
-//! assert_eq!(&*got.borrow(), b"hello");
+//! assert_eq!(&*seen.borrow(), b"hello");
 //! # Ok::<(), torsion::Error>(())
 //! ```
 // docs.rs builds with nightly and `--cfg docsrs`: feature-gated items say so.
@@ -105,11 +92,12 @@
 
 pub mod address;
 mod buf;
+mod conn;
 mod connect;
 mod context;
+mod core;
 pub mod datagram;
 pub mod defer;
-mod drive;
 pub mod endpoints;
 pub mod error;
 pub mod from_twisted;
@@ -139,13 +127,16 @@ pub use datagram::{
 pub use defer::{Deferred, Trigger};
 pub use error::{DisconnectReason, Error, Result};
 pub use local::LocalHandle;
-pub use protocol::{ClientFactory, Factory, Protocol, Reconnect};
+pub use protocol::{
+    client_factory, factory, ClientFactory, Factory, FnClientFactory, FnFactory, Protocol,
+    Reconnect, Wrapper,
+};
 pub use reactor::{
     Connector, ListeningPort, Reactor, TcpOptions, UdpOptions, UnixListeningPort, UnixOptions,
 };
 pub use reconnect::ReconnectingClientFactory;
 pub use transport::{
-    read_chunks, Context, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, DEFAULT_WRITE_CAP,
+    read_chunks, ConnectionRef, Context, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, DEFAULT_WRITE_CAP,
 };
 
 /// The README's examples, compiled and run as doctests.

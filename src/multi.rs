@@ -19,19 +19,12 @@
 //! use std::sync::{Arc, OnceLock};
 //! use std::time::Duration;
 //! use torsion::multi::ReactorPool;
-//! use torsion::{Context, Factory, Protocol, TcpOptions};
+//! use torsion::{factory, Context, Protocol, TcpOptions};
 //!
 //! struct Echo;
 //! impl Protocol for Echo {
 //!     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
 //!         ctx.write(data);
-//!     }
-//! }
-//! struct EchoFactory;
-//! impl Factory for EchoFactory {
-//!     type Protocol = Echo;
-//!     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
-//!         Some(Echo)
 //!     }
 //! }
 //!
@@ -41,7 +34,7 @@
 //! let pool = ReactorPool::spawn(2, move |_index, reactor| {
 //!     let addr = *seen.get().unwrap_or(&"127.0.0.1:0".parse().unwrap());
 //!     let options = TcpOptions::default().reuse_port(true);
-//!     let port = reactor.listen_tcp_with(addr, EchoFactory, options)?;
+//!     let port = reactor.listen_tcp_with(addr, factory(|_peer| Echo), options)?;
 //!     let _ = seen.set(port.local_addr());
 //!     Ok(())
 //! })
@@ -77,6 +70,7 @@ use crate::reactor::Reactor;
 ///
 /// ```no_run
 /// use std::net::SocketAddr;
+/// use torsion::Address;
 /// use torsion::multi::ReactorPool;
 /// use torsion::{Context, Factory, Protocol, TcpOptions};
 ///
@@ -89,7 +83,7 @@ use crate::reactor::Reactor;
 /// struct EchoFactory;
 /// impl Factory for EchoFactory {
 ///     type Protocol = Echo;
-///     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
+///     fn build_protocol(&mut self, _peer: &Address) -> Option<Echo> {
 ///         Some(Echo)
 ///     }
 /// }
@@ -270,7 +264,7 @@ fn run_one(
         let _ = ready.send(Err(e));
         return Ok(());
     }
-    let _ = ready.send(Ok(reactor.handle()));
+    let _ = ready.send(Ok(reactor.reactor_handle()));
     drop(ready);
     reactor.run()
 }

@@ -9,7 +9,7 @@
 //! use std::net::SocketAddr;
 //! use std::time::Duration;
 //! use torsion::policies::Policed;
-//! use torsion::{Context, Factory, Protocol, Reactor};
+//! use torsion::{factory, Context, Factory, Protocol, Reactor};
 //!
 //! struct Echo;
 //! impl Protocol for Echo {
@@ -17,15 +17,8 @@
 //!         ctx.write(data);
 //!     }
 //! }
-//! struct EchoFactory;
-//! impl Factory for EchoFactory {
-//!     type Protocol = Echo;
-//!     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
-//!         Some(Echo)
-//!     }
-//! }
 //!
-//! let factory = Policed::new(EchoFactory)
+//! let factory = Policed::new(factory(|_peer| Echo))
 //!     .max_connections(10_000)
 //!     .max_per_peer(100)
 //!     .idle_timeout(Duration::from_secs(300))
@@ -40,14 +33,16 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
 use crate::address::Address;
-use crate::context::{Context, Core};
+use crate::context::Core;
 use crate::error::DisconnectReason;
+use crate::protocol::Wrapper;
 use crate::protocol::{Factory, Protocol};
+use crate::transport::Context;
 
 #[derive(Debug, Default)]
 struct Counts {
@@ -82,7 +77,7 @@ impl PolicyStats {
 /// A factory wrapper that applies connection policies. See the [module docs](self).
 ///
 /// ```
-/// use std::net::SocketAddr;
+/// use torsion::Address;
 /// use std::time::Duration;
 /// use torsion::policies::Policed;
 /// use torsion::{Context, Factory, Protocol};
@@ -96,7 +91,7 @@ impl PolicyStats {
 /// struct EchoFactory;
 /// impl Factory for EchoFactory {
 ///     type Protocol = Echo;
-///     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
+///     fn build_protocol(&mut self, _peer: &Address) -> Option<Echo> {
 ///         Some(Echo)
 ///     }
 /// }
@@ -178,23 +173,21 @@ impl<F: Factory> Policed<F> {
 impl<F: Factory> Factory for Policed<F> {
     type Protocol = PolicedProtocol<F::Protocol>;
 
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Self::Protocol> {
-        self.build_protocol_for(&Address::Inet(peer))
-    }
-
     /// Unix-domain peers have no IP: they all count as one peer, `0.0.0.0`,
     /// for `max_per_peer`.
-    fn build_protocol_for(&mut self, address: &Address) -> Option<Self::Protocol> {
-        let peer = address.inet_or_unspecified();
+    fn build_protocol(&mut self, address: &Address) -> Option<Self::Protocol> {
+        let ip = address
+            .inet()
+            .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| a.ip());
         {
             let mut c = self.stats.counts.borrow_mut();
-            let from_peer = c.per_peer.get(&peer.ip()).copied().unwrap_or(0);
+            let from_peer = c.per_peer.get(&ip).copied().unwrap_or(0);
             let over_total = self.max_total.is_some_and(|m| c.open >= m);
             let over_peer = self.max_per_peer.is_some_and(|m| from_peer >= m);
             if over_total || over_peer {
                 c.refused += 1;
                 tracing::warn!(
-                    %peer,
+                    peer = %address,
                     open = c.open,
                     from_peer,
                     refused = c.refused,
@@ -204,13 +197,13 @@ impl<F: Factory> Factory for Policed<F> {
                 return None;
             }
         }
-        let inner = self.inner.build_protocol_for(address)?;
+        let inner = self.inner.build_protocol(address)?;
         let mut c = self.stats.counts.borrow_mut();
         c.open += 1;
-        *c.per_peer.entry(peer.ip()).or_insert(0) += 1;
+        *c.per_peer.entry(ip).or_insert(0) += 1;
         Some(PolicedProtocol {
             inner,
-            ip: peer.ip(),
+            ip,
             counts: self.stats.counts.clone(),
             read_rate: self.read_rate,
             write_rate: self.write_rate,
@@ -295,5 +288,21 @@ impl<P: Protocol> Protocol for PolicedProtocol<P> {
     }
     fn idle_timeout(&mut self, ctx: &mut Context<'_>) {
         self.inner.idle_timeout(ctx)
+    }
+    fn as_wrapper(&mut self) -> Option<&mut dyn Wrapper> {
+        Some(self)
+    }
+    fn as_wrapper_ref(&self) -> Option<&dyn Wrapper> {
+        Some(self)
+    }
+}
+
+/// `with_protocol` and `call_later_self` reach the policed protocol inside.
+impl<P: Protocol> Wrapper for PolicedProtocol<P> {
+    fn inner(&self) -> &dyn Protocol {
+        &self.inner
+    }
+    fn inner_mut(&mut self) -> &mut dyn Protocol {
+        &mut self.inner
     }
 }

@@ -17,9 +17,11 @@
 //! connections, stop). The same protocol therefore runs over TCP and over the
 //! in-memory transports of the `testing` module.
 //!
+//! A closure is a factory ([`factory`], [`client_factory`]); a factory that
+//! keeps state or refuses peers implements [`Factory`] itself.
+//!
 //! ```
-//! use torsion::{Context, Factory, Protocol};
-//! use std::net::SocketAddr;
+//! use torsion::{factory, Address, Context, Factory, Protocol, Reactor};
 //!
 //! /// Echoes every byte back.
 //! struct Echo;
@@ -30,24 +32,31 @@
 //!     }
 //! }
 //!
-//! struct EchoFactory;
+//! let mut reactor = Reactor::new().unwrap();
+//! reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), factory(|_peer| Echo)).unwrap();
 //!
-//! impl Factory for EchoFactory {
+//! /// Serves only loopback peers.
+//! struct LocalOnly;
+//!
+//! impl Factory for LocalOnly {
 //!     type Protocol = Echo;
-//!     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
-//!         Some(Echo)
+//!     fn build_protocol(&mut self, peer: &Address) -> Option<Echo> {
+//!         peer.inet().filter(|a| a.ip().is_loopback()).map(|_| Echo)
 //!     }
 //! }
+//! reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), LocalOnly).unwrap();
 //! ```
 
 use std::any::Any;
-use std::net::SocketAddr;
+use std::fmt;
 use std::time::Duration;
 
 use crate::address::Address;
-use crate::context::{ConnectionHandle, Context, Core};
+use crate::context::{ConnectionHandle, Core};
+use crate::core::handles::Connector;
 use crate::error::DisconnectReason;
-use crate::reactor::Connector;
+use crate::transport::Context;
+pub use crate::wrap::Wrapper;
 
 /// One connection's behaviour. See the [module docs](self) for the call order.
 ///
@@ -138,12 +147,26 @@ pub trait Protocol: Any {
     fn resume_writing(&mut self, ctx: &mut Context<'_>) {
         let _ = ctx;
     }
+
+    /// This protocol as a [`Wrapper`] of another one, if it is one: then
+    /// [`ConnectionRef::with_protocol`](crate::ConnectionRef::with_protocol),
+    /// [`Context::call_later_self`], operations by handle and the testing
+    /// tools reach the protocol inside it. The default says it wraps nothing.
+    /// See [`Wrapper`] for an example.
+    fn as_wrapper(&mut self) -> Option<&mut dyn Wrapper> {
+        None
+    }
+
+    /// [`as_wrapper`](Self::as_wrapper), shared. A wrapper implements both.
+    fn as_wrapper_ref(&self) -> Option<&dyn Wrapper> {
+        None
+    }
 }
 
 /// Builds one [`Protocol`] per accepted connection.
 ///
 /// ```
-/// use std::net::SocketAddr;
+/// use torsion::Address;
 /// use torsion::testing::Pump;
 /// use torsion::{Context, Factory, Protocol};
 ///
@@ -167,10 +190,10 @@ pub trait Protocol: Any {
 /// impl Factory for GreeterFactory {
 ///     type Protocol = Greeter;
 ///
-///     fn build_protocol(&mut self, peer: SocketAddr) -> Option<Greeter> {
+///     fn build_protocol(&mut self, peer: &Address) -> Option<Greeter> {
 ///         self.built += 1;
 ///         Some(Greeter {
-///             greeting: format!("hello, {}\n", peer.ip()),
+///             greeting: format!("hello, {}\n", peer.inet().map(|a| a.ip().to_string()).unwrap_or_default()),
 ///         })
 ///     }
 /// }
@@ -199,19 +222,10 @@ pub trait Factory: 'static {
     /// The protocol this factory builds.
     type Protocol: Protocol;
 
-    /// Builds the protocol for a connection from `peer`, or refuses it with
-    /// `None` (the socket is then closed at once).
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Self::Protocol>;
-
-    /// What the reactor calls, on every transport: builds the protocol for a
-    /// connection from `peer`. The default calls
-    /// [`build_protocol`](Self::build_protocol) with the peer's IP address, or
-    /// with [`NO_IP`](crate::address::NO_IP) for a Unix-domain peer, so one
-    /// factory serves TCP and Unix listeners alike; override it to see Unix
-    /// addresses.
-    fn build_protocol_for(&mut self, peer: &Address) -> Option<Self::Protocol> {
-        self.build_protocol(peer.inet_or_unspecified())
-    }
+    /// Builds the protocol for a connection from `peer` (an IP address on TCP,
+    /// usually [`UnixAddr::Unnamed`](crate::UnixAddr::Unnamed) on a Unix
+    /// listener), or refuses it with `None` (the socket is then closed at once).
+    fn build_protocol(&mut self, peer: &Address) -> Option<Self::Protocol>;
 
     /// Called when the listener starts, before the first connection.
     fn start_factory(&mut self, core: &mut Core) {
@@ -260,7 +274,7 @@ pub enum Reconnect {
 /// protocol's `connection_lost`. Both end callbacks say whether to connect again.
 ///
 /// ```no_run
-/// use std::net::SocketAddr;
+/// use torsion::Address;
 /// use std::time::Duration;
 /// use torsion::{ClientFactory, Connector, Context, Core, DisconnectReason, Protocol, Reactor, Reconnect};
 ///
@@ -286,7 +300,7 @@ pub enum Reconnect {
 /// impl ClientFactory for AskFactory {
 ///     type Protocol = Ask;
 ///
-///     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Ask> {
+///     fn build_protocol(&mut self, _peer: &Address) -> Option<Ask> {
 ///         Some(Ask)
 ///     }
 ///
@@ -335,17 +349,10 @@ pub trait ClientFactory: 'static {
     /// with `None` (the socket is closed and
     /// [`client_connection_failed`](Self::client_connection_failed) is called with
     /// [`DisconnectReason::Cancelled`]).
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Self::Protocol>;
-
-    /// What the reactor calls, on every transport; the default calls
-    /// [`build_protocol`](Self::build_protocol) as
-    /// [`Factory::build_protocol_for`] does.
-    fn build_protocol_for(&mut self, peer: &Address) -> Option<Self::Protocol> {
-        self.build_protocol(peer.inet_or_unspecified())
-    }
+    fn build_protocol(&mut self, peer: &Address) -> Option<Self::Protocol>;
 
     /// The connection is established and its protocol's `connection_made` has
-    /// run; `conn` names it (for [`Core::with_protocol`], `write_to`...).
+    /// run; `conn` names it (for [`Core::connection`]).
     fn client_connection_made(
         &mut self,
         core: &mut Core,
@@ -374,6 +381,199 @@ pub trait ClientFactory: 'static {
         reason: &DisconnectReason,
     ) -> Reconnect {
         let _ = (core, connector, reason);
+        Reconnect::Never
+    }
+}
+
+/// A [`Factory`] that builds every protocol with a closure: see [`factory`].
+pub struct FnFactory<F> {
+    build: F,
+}
+
+impl<F> fmt::Debug for FnFactory<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FnFactory").finish_non_exhaustive()
+    }
+}
+
+/// A closure as a server [`Factory`] (Twisted's `Factory.forProtocol`): it is
+/// called with the peer's address for each accepted connection and returns
+/// that connection's protocol.
+///
+/// ```
+/// use torsion::{factory, Context, Protocol, Reactor};
+///
+/// struct Echo;
+/// impl Protocol for Echo {
+///     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+///         ctx.write(data);
+///     }
+/// }
+///
+/// let mut reactor = Reactor::new().unwrap();
+/// let port = reactor.listen_tcp("127.0.0.1:0".parse().unwrap(), factory(|_peer| Echo)).unwrap();
+/// # let _ = port;
+/// ```
+pub fn factory<P, F>(build: F) -> FnFactory<F>
+where
+    P: Protocol,
+    F: FnMut(&Address) -> P + 'static,
+{
+    FnFactory { build }
+}
+
+impl<P, F> Factory for FnFactory<F>
+where
+    P: Protocol,
+    F: FnMut(&Address) -> P + 'static,
+{
+    type Protocol = P;
+    fn build_protocol(&mut self, peer: &Address) -> Option<P> {
+        Some((self.build)(peer))
+    }
+}
+
+/// What a [`FnClientFactory`] calls when an attempt fails or a connection ends.
+type EndFn = Box<dyn FnMut(&mut Core, &DisconnectReason)>;
+/// What a [`FnClientFactory`] calls when the connection is made.
+type MadeFn = Box<dyn FnMut(&mut Core, ConnectionHandle)>;
+
+/// A [`ClientFactory`] that builds its protocol with a closure: see
+/// [`client_factory`].
+pub struct FnClientFactory<F> {
+    build: F,
+    on_connected: Option<MadeFn>,
+    on_failure: Option<EndFn>,
+    on_lost: Option<EndFn>,
+}
+
+impl<F> fmt::Debug for FnClientFactory<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FnClientFactory")
+            .field("on_connected", &self.on_connected.is_some())
+            .field("on_failure", &self.on_failure.is_some())
+            .field("on_lost", &self.on_lost.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A closure as a [`ClientFactory`]: it is called with the server's address
+/// once the connection is established and returns the protocol.
+///
+/// By default a failed attempt is logged (at `WARN`) and nothing else happens;
+/// nothing reconnects (for that see
+/// [`ReconnectingClientFactory`](crate::ReconnectingClientFactory)).
+/// [`on_failure`](FnClientFactory::on_failure),
+/// [`on_lost`](FnClientFactory::on_lost) and
+/// [`on_connected`](FnClientFactory::on_connected) add callbacks.
+///
+/// ```
+/// use std::time::Duration;
+/// use torsion::{client_factory, Context, Protocol, Reactor};
+///
+/// struct Hello;
+/// impl Protocol for Hello {
+///     fn connection_made(&mut self, ctx: &mut Context<'_>) {
+///         ctx.write(b"hello");
+///         ctx.lose_connection();
+///     }
+///     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+/// }
+///
+/// let mut reactor = Reactor::new().unwrap();
+/// let addr = "127.0.0.1:9".parse().unwrap();
+/// let client = client_factory(|_peer| Hello)
+///     .on_failure(|core, reason| {
+///         eprintln!("no connection: {reason}");
+///         core.stop().unwrap();
+///     })
+///     .on_lost(|core, _reason| core.stop().unwrap());
+/// reactor.connect_tcp(addr, client, Duration::from_secs(5));
+/// reactor.run().unwrap();
+/// ```
+pub fn client_factory<P, F>(build: F) -> FnClientFactory<F>
+where
+    P: Protocol,
+    F: FnMut(&Address) -> P + 'static,
+{
+    FnClientFactory {
+        build,
+        on_connected: None,
+        on_failure: None,
+        on_lost: None,
+    }
+}
+
+impl<F> FnClientFactory<F> {
+    /// Calls `f` when the connection is established (after the protocol's
+    /// `connection_made`), with its handle.
+    #[must_use]
+    pub fn on_connected(mut self, f: impl FnMut(&mut Core, ConnectionHandle) + 'static) -> Self {
+        self.on_connected = Some(Box::new(f));
+        self
+    }
+
+    /// Calls `f` when the attempt fails (refused, timed out, cancelled...),
+    /// instead of logging it.
+    #[must_use]
+    pub fn on_failure(mut self, f: impl FnMut(&mut Core, &DisconnectReason) + 'static) -> Self {
+        self.on_failure = Some(Box::new(f));
+        self
+    }
+
+    /// Calls `f` when the established connection ends (after the protocol's
+    /// `connection_lost`).
+    #[must_use]
+    pub fn on_lost(mut self, f: impl FnMut(&mut Core, &DisconnectReason) + 'static) -> Self {
+        self.on_lost = Some(Box::new(f));
+        self
+    }
+}
+
+impl<P, F> ClientFactory for FnClientFactory<F>
+where
+    P: Protocol,
+    F: FnMut(&Address) -> P + 'static,
+{
+    type Protocol = P;
+
+    fn build_protocol(&mut self, peer: &Address) -> Option<P> {
+        Some((self.build)(peer))
+    }
+
+    fn client_connection_made(
+        &mut self,
+        core: &mut Core,
+        _connector: Connector,
+        conn: ConnectionHandle,
+    ) {
+        if let Some(f) = &mut self.on_connected {
+            f(core, conn);
+        }
+    }
+
+    fn client_connection_failed(
+        &mut self,
+        core: &mut Core,
+        _connector: Connector,
+        reason: &DisconnectReason,
+    ) -> Reconnect {
+        match &mut self.on_failure {
+            Some(f) => f(core, reason),
+            None => tracing::warn!(%reason, "connection attempt failed"),
+        }
+        Reconnect::Never
+    }
+
+    fn client_connection_lost(
+        &mut self,
+        core: &mut Core,
+        _connector: Connector,
+        reason: &DisconnectReason,
+    ) -> Reconnect {
+        if let Some(f) = &mut self.on_lost {
+            f(core, reason);
+        }
         Reconnect::Never
     }
 }

@@ -153,7 +153,7 @@ impl Core {
                 }
             },
         ));
-        let handle = self.handle();
+        let handle = self.reactor_handle();
         let job: Job = Box::new(move || {
             let r = catch_unwind(AssertUnwindSafe(f))
                 .unwrap_or_else(|p| Err(E::from(Panicked::from_payload(&*p))));

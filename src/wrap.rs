@@ -1,63 +1,101 @@
-//! Protocols that wrap other protocols (TLS): how operations addressed to a
+//! Protocols that wrap other protocols: how operations addressed to a
 //! connection by handle find the protocol they mean.
 //!
-//! A wrapper (such as [`TlsProtocol`](crate::tls::TlsProtocol)) sits between
-//! the transport and the user's protocol and gives the inner protocol its own
-//! [`Context`]. Writes, closes and pauses made by handle (`Core::write_to`,
-//! `Core::lose_connection`, ...) belong to the innermost protocol (they must be
-//! encrypted); [`Core::with_protocol`](crate::Core::with_protocol) looks for the
-//! first protocol of the requested type from the outside in, so both the user's
-//! protocol and the wrapper itself can be reached.
+//! A wrapper (TLS, [`PolicedProtocol`](crate::policies::PolicedProtocol), the
+//! service watcher, or one of yours) sits between the transport and another
+//! protocol. It says so through [`Protocol::as_wrapper`] and
+//! [`Protocol::as_wrapper_ref`], returning itself as a [`Wrapper`]. Then:
+//!
+//! * [`ConnectionRef::with_protocol`](crate::ConnectionRef::with_protocol)
+//!   and [`Context::call_later_self`] look for the first protocol of the
+//!   requested type from the outside in, so both a wrapper and what it wraps
+//!   can be reached;
+//! * writes, closes and pauses made by handle
+//!   ([`Core::connection`](crate::Core::connection)) belong to the innermost
+//!   protocol (through TLS they must be encrypted);
+//! * the testing tools (`Pump::server`, `RecordingTransport::protocol`...) find
+//!   the protocol type they are asked for through every wrapper.
 
 use std::any::Any;
 
-use crate::context::Context;
 use crate::protocol::Protocol;
+use crate::transport::Context;
 
-/// A protocol that runs another one over its own context.
-pub(crate) trait Wrapper {
-    /// Runs `f` with the inner protocol and its context, then settles what it
-    /// did (its writes go through the wrapper). Does nothing once the inner
-    /// protocol's connection is lost.
+/// A protocol that runs another protocol: TLS,
+/// [`PolicedProtocol`](crate::policies::PolicedProtocol), the service watcher,
+/// or one of yours. A wrapper returns itself from [`Protocol::as_wrapper`] and
+/// [`Protocol::as_wrapper_ref`]; then
+/// [`ConnectionRef::with_protocol`](crate::ConnectionRef::with_protocol) and
+/// [`Context::call_later_self`] find the first protocol of the requested type
+/// from the outside in (the wrapper or what it wraps), operations by handle
+/// ([`Core::connection`](crate::Core::connection)) reach the innermost
+/// protocol, and the testing tools find protocols inside wrappers.
+///
+/// A wrapper that hands its inner protocol the connection's own [`Context`]
+/// (it forwards callbacks, perhaps after looking at them) implements only
+/// [`inner`](Self::inner) and [`inner_mut`](Self::inner_mut). One that gives
+/// its inner protocol a context of its own (TLS does: the inner protocol's
+/// writes must be encrypted) also overrides [`call_inner`](Self::call_inner).
+///
+/// ```
+/// use torsion::protocol::Wrapper;
+/// use torsion::{Context, Protocol};
+///
+/// /// Counts the bytes its inner protocol receives.
+/// struct Counted<P> {
+///     inner: P,
+///     bytes: usize,
+/// }
+///
+/// impl<P: Protocol> Protocol for Counted<P> {
+///     fn connection_made(&mut self, ctx: &mut Context<'_>) {
+///         self.inner.connection_made(ctx);
+///     }
+///     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+///         self.bytes += data.len();
+///         self.inner.data_received(ctx, data);
+///     }
+///     // ... forward the other callbacks the same way ...
+///     fn as_wrapper(&mut self) -> Option<&mut dyn Wrapper> {
+///         Some(self)
+///     }
+///     fn as_wrapper_ref(&self) -> Option<&dyn Wrapper> {
+///         Some(self)
+///     }
+/// }
+///
+/// impl<P: Protocol> Wrapper for Counted<P> {
+///     fn inner(&self) -> &dyn Protocol {
+///         &self.inner
+///     }
+///     fn inner_mut(&mut self) -> &mut dyn Protocol {
+///         &mut self.inner
+///     }
+/// }
+/// ```
+pub trait Wrapper {
+    /// The inner protocol, to look at.
+    fn inner(&self) -> &dyn Protocol;
+
+    /// The inner protocol, to change.
+    fn inner_mut(&mut self) -> &mut dyn Protocol;
+
+    /// Runs `f` with the inner protocol and the context it sees, then settles
+    /// what `f` did (for TLS: encrypts its writes). The default hands over
+    /// `ctx` itself. A wrapper whose inner protocol's connection is already
+    /// lost does not call `f`.
     fn call_inner(
         &mut self,
         ctx: &mut Context<'_>,
         f: &mut dyn FnMut(&mut dyn Protocol, &mut Context<'_>),
-    );
-
-    /// The inner protocol, to look at (testing tools).
-    fn inner_dyn(&self) -> &dyn Protocol;
-
-    /// The inner protocol, to change (testing tools).
-    fn inner_dyn_mut(&mut self) -> &mut dyn Protocol;
+    ) {
+        f(self.inner_mut(), ctx);
+    }
 }
 
 /// `p` as a wrapper, if it is one.
 pub(crate) fn as_wrapper(p: &mut dyn Protocol) -> Option<&mut dyn Wrapper> {
-    let any: &mut dyn Any = p;
-    if any.is::<crate::service::Watched>() {
-        return any
-            .downcast_mut::<crate::service::Watched>()
-            .map(|w| w as &mut dyn Wrapper);
-    }
-    #[cfg(feature = "tls")]
-    if let Some(t) = any.downcast_mut::<crate::tls::TlsProtocol>() {
-        return Some(t);
-    }
-    None
-}
-
-/// `p` as a wrapper, if it is one (shared).
-pub(crate) fn as_wrapper_ref(p: &dyn Protocol) -> Option<&dyn Wrapper> {
-    let any: &dyn Any = p;
-    if let Some(w) = any.downcast_ref::<crate::service::Watched>() {
-        return Some(w);
-    }
-    #[cfg(feature = "tls")]
-    if let Some(t) = any.downcast_ref::<crate::tls::TlsProtocol>() {
-        return Some(t);
-    }
-    None
+    p.as_wrapper()
 }
 
 /// Runs `f` on the first protocol, from the outside in, that `pick` accepts.
@@ -111,7 +149,7 @@ pub(crate) fn find_ref<P: Protocol>(mut p: &dyn Protocol) -> Option<&P> {
         if let Some(found) = any.downcast_ref::<P>() {
             return Some(found);
         }
-        p = as_wrapper_ref(p)?.inner_dyn();
+        p = p.as_wrapper_ref()?.inner();
     }
 }
 
@@ -121,7 +159,7 @@ pub(crate) fn find_mut<P: Protocol>(p: &mut dyn Protocol) -> Option<&mut P> {
         let any: &mut dyn Any = p;
         return any.downcast_mut::<P>();
     }
-    find_mut(as_wrapper(p)?.inner_dyn_mut())
+    find_mut(p.as_wrapper()?.inner_mut())
 }
 
 /// Stands in for a protocol for the moment it is moved into its wrapper.

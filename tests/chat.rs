@@ -6,13 +6,13 @@ mod chat_server;
 mod util;
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
 use chat_server::ChatFactory;
 use torsion::protocols::{LineHandler, LineReceiver, Lines};
 use torsion::testing::{assert_no_panics, Direction, Faults, Link, Pump};
+use torsion::Address;
 use torsion::{ClientFactory, ConnectionHandle, Context, DisconnectReason, Reactor};
 
 /// What a chat client saw.
@@ -195,7 +195,7 @@ fn chat_over_real_sockets() {
     struct Connect(Shared);
     impl ClientFactory for Connect {
         type Protocol = LineReceiver<Client>;
-        fn build_protocol(&mut self, _: SocketAddr) -> Option<LineReceiver<Client>> {
+        fn build_protocol(&mut self, _: &Address) -> Option<LineReceiver<Client>> {
             Some(LineReceiver::new(Client(self.0.clone())))
         }
     }
@@ -210,9 +210,12 @@ fn chat_over_real_sockets() {
     };
     let send = |r: &mut Reactor, seen: &Shared, line: &'static str| {
         let h = seen.borrow().handle.unwrap();
-        r.with_protocol::<LineReceiver<Client>>(h, move |c, ctx| {
-            c.send_line(ctx, line.as_bytes()).unwrap()
-        });
+        drop(
+            r.connection(h)
+                .with_protocol(move |c: &mut LineReceiver<Client>, ctx| {
+                    c.send_line(ctx, line.as_bytes()).unwrap()
+                }),
+        );
     };
     let has = |seen: &Shared, n: usize| {
         let s = seen.clone();
@@ -232,7 +235,7 @@ fn chat_over_real_sockets() {
     send(&mut reactor, &b, "hello over TCP");
     util::run_until(&mut reactor, has(&a, 4));
     let h = b.borrow().handle.unwrap();
-    reactor.lose_connection(h);
+    reactor.connection(h).lose_connection();
     util::run_until(&mut reactor, has(&a, 5));
 
     assert_eq!(

@@ -200,13 +200,12 @@ fn connect_protocol_fires_with_the_connection() {
     let port = r.listen_tcp(localhost(), EchoFactory).unwrap();
     let d = r.connect_protocol(port.local_addr(), Greeter, Duration::from_secs(5));
     let conn = r.run_until_complete(d).unwrap().unwrap();
-    let reached = Rc::new(Cell::new(false));
-    let flag = reached.clone();
-    r.with_protocol::<Greeter>(conn, move |_, ctx| {
-        flag.set(true);
+    let reached = r.connection(conn).with_protocol(|_: &mut Greeter, ctx| {
         ctx.lose_connection();
+        "reached"
     });
-    until(&mut r, |r| reached.get() && r.connection_count() == 0);
+    assert_eq!(r.run_until_complete(reached).unwrap().unwrap(), "reached");
+    until(&mut r, |r| r.connection_count() == 0);
 }
 
 fn until(r: &mut Reactor, mut done: impl FnMut(&mut Reactor) -> bool) {
@@ -291,7 +290,7 @@ fn a_task_woken_from_another_thread_wakes_the_reactor() {
     });
     // `run` sleeps in its poll without a timeout: only the wake can end it.
     // A watchdog turns a missed wake into a failure instead of a hang.
-    let handle = r.handle();
+    let handle = r.reactor_handle();
     let done = Arc::new(AtomicBool::new(false));
     let bit = Arc::new(AtomicBool::new(false));
     let (dn, b) = (done.clone(), bit.clone());

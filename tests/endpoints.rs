@@ -252,11 +252,11 @@ fn happy_eyeballs_a_hanging_first_address_loses_to_the_second() {
     );
     // The winner is the working address, and the hanging attempt is gone:
     // listener + the two ends of the winning connection, nothing connecting.
-    let peer = Rc::new(RefCell::new(None));
-    let p2 = peer.clone();
-    reactor.with_protocol::<Quiet>(h, move |_, ctx| *p2.borrow_mut() = Some(ctx.peer_addr()));
-    run_until(&mut reactor, || peer.borrow().is_some());
-    assert_eq!(*peer.borrow(), Some(port.local_addr()));
+    let peer = reactor
+        .connection(h)
+        .with_protocol(|_: &mut Quiet, ctx| ctx.peer_addr());
+    let peer = reactor.run_until_complete(peer).unwrap().unwrap();
+    assert_eq!(peer, port.local_addr());
     assert!(reactor
         .run_until(DEADLINE, |r| r.source_count() == 3)
         .unwrap());

@@ -4,7 +4,7 @@ mod util;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use torsion::{Context, DisconnectReason, Factory, Protocol, Reactor};
+use torsion::{factory, Context, DisconnectReason, Protocol, Reactor};
 use util::*;
 
 /// Server protocol: the first byte says what to do.
@@ -21,18 +21,11 @@ impl Protocol for Mixed {
         }
     }
 }
-struct MixedF;
-impl Factory for MixedF {
-    type Protocol = Mixed;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Mixed> {
-        Some(Mixed)
-    }
-}
 
 #[test]
 fn descriptor_count_unchanged_after_a_thousand_cycles() {
     let mut r = Reactor::new().unwrap();
-    let port = r.listen_tcp(localhost(), MixedF).unwrap();
+    let port = r.listen_tcp(localhost(), factory(|_peer| Mixed)).unwrap();
     let refused: SocketAddr = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap()

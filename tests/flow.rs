@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use torsion::policies::Policed;
+use torsion::Address;
 use torsion::{Context, DisconnectReason, Factory, Protocol, Reactor};
 use util::*;
 
@@ -63,7 +64,7 @@ struct ServerF {
 }
 impl Factory for ServerF {
     type Protocol = Server;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Server> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Server> {
         Some(Server {
             log: self.log.clone(),
             on_made: self.on_made.clone(),
@@ -395,7 +396,7 @@ impl Protocol for Ticker {
 struct TickerF(Option<Ticker>);
 impl torsion::ClientFactory for TickerF {
     type Protocol = Ticker;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Ticker> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Ticker> {
         self.0.take()
     }
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use torsion::multi::ReactorPool;
+use torsion::Address;
 use torsion::{Context, Error, Factory, Protocol, Reactor, TcpOptions};
 
 /// Generous: only catches hangs.
@@ -26,7 +27,7 @@ struct CountingFactory(Arc<AtomicUsize>);
 
 impl Factory for CountingFactory {
     type Protocol = Echo;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Echo> {
         self.0.fetch_add(1, Ordering::Relaxed);
         Some(Echo)
     }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use netmon::monitor::{Config, Monitor, Target};
 use netmon::probe::Spec;
 use netmon::status::{Event, Reason};
+use torsion::Address;
 use torsion::{ConnectionHandle, Context, Factory, Protocol, Reactor};
 use util::*;
 
@@ -158,7 +159,7 @@ impl Protocol for BannerProto {
 
 impl Factory for Banner {
     type Protocol = BannerProto;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<BannerProto> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<BannerProto> {
         Some(BannerProto(self.text, self.hang_up))
     }
 }
@@ -255,7 +256,7 @@ impl Protocol for TrackedProto {
 
 impl Factory for Tracked {
     type Protocol = TrackedProto;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<TrackedProto> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<TrackedProto> {
         Some(TrackedProto(self.clone()))
     }
 }
@@ -274,7 +275,7 @@ fn persistent_mode_reports_a_disconnect_at_once_and_the_reconnect() {
     // The service goes away: its connection is closed and it refuses new ones.
     port.stop_listening(&mut r);
     let h = conns.0.borrow()[0];
-    r.lose_connection(h);
+    r.connection(h).lose_connection();
     run_until(&mut r, || events.borrow().len() == 2);
     // Reported as the connection closed, before any reconnect attempt.
     assert_eq!(events.borrow()[1].status, Err(Reason::Closed));

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use netperf::config::{Config, Mode};
 use netperf::run::{run, Report, RunError};
+use torsion::Address;
 use torsion::{Context, Factory, Protocol, Reactor, ReactorHandle};
 
 /// What the test server does to the stream.
@@ -62,7 +63,7 @@ struct ServerFactory(Behaviour, Arc<AtomicU64>);
 
 impl Factory for ServerFactory {
     type Protocol = Server;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Server> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Server> {
         Some(Server {
             behaviour: self.0,
             seen: 0,
@@ -89,7 +90,8 @@ impl TestServer {
             let port = reactor
                 .listen_tcp("127.0.0.1:0".parse().unwrap(), ServerFactory(behaviour, r2))
                 .unwrap();
-            tx.send((port.local_addr(), reactor.handle())).unwrap();
+            tx.send((port.local_addr(), reactor.reactor_handle()))
+                .unwrap();
             reactor.run().unwrap();
         });
         let (addr, handle) = rx.recv().unwrap();

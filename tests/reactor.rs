@@ -11,7 +11,7 @@ use torsion::{Error, Reactor};
 fn stop_when_not_running_is_an_error() {
     let mut r = Reactor::new().unwrap();
     assert!(matches!(r.stop(), Err(Error::NotRunning)));
-    assert!(matches!(r.handle().stop(), Err(Error::NotRunning)));
+    assert!(matches!(r.reactor_handle().stop(), Err(Error::NotRunning)));
 }
 
 #[test]
@@ -126,7 +126,7 @@ fn timers_respect_their_delay_on_a_monotonic_clock() {
 #[test]
 fn call_from_thread_wakes_a_sleeping_reactor_and_keeps_order() {
     let mut r = Reactor::new().unwrap();
-    let handle = r.handle();
+    let handle = r.reactor_handle();
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let l = log.clone();
     let t = std::thread::spawn(move || {
@@ -145,7 +145,7 @@ fn call_from_thread_wakes_a_sleeping_reactor_and_keeps_order() {
 #[test]
 fn handle_stop_from_another_thread() {
     let mut r = Reactor::new().unwrap();
-    let handle = r.handle();
+    let handle = r.reactor_handle();
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     r.call_later(Duration::ZERO, move |_| tx.send(()).unwrap());
     let t = std::thread::spawn(move || {

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use torsion::reconnect::{Backoff, BackoffPolicy, ReconnectHandle, ReconnectState};
+use torsion::Address;
 use torsion::{
     ClientFactory, ConnectionHandle, Connector, Context, Core, DisconnectReason, Factory, Protocol,
     Reactor, Reconnect, ReconnectingClientFactory,
@@ -47,7 +48,7 @@ impl ClientFactory for Inner {
     fn started_connecting(&mut self, _core: &mut Core, _c: Connector) {
         self.log.borrow_mut().push("started".into());
     }
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Recorder> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Recorder> {
         Some(Recorder {
             log: self.log.clone(),
         })
@@ -97,7 +98,7 @@ impl Protocol for TrackedProto {
 
 impl Factory for Tracked {
     type Protocol = TrackedProto;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<TrackedProto> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<TrackedProto> {
         Some(TrackedProto(self.0.clone()))
     }
 }
@@ -155,7 +156,7 @@ fn reconnects_when_the_server_goes_away_and_comes_back() {
     // The server goes away: stop listening and close the connection.
     port.stop_listening(&mut r);
     let h = conns.0.borrow()[0];
-    r.lose_connection(h);
+    r.connection(h).lose_connection();
     // Retries are refused until the listener is back; the delays grow.
     run_until(&mut r, || count(&log, "failed:") >= 3);
     assert!(handle.retries() >= 3);
@@ -208,7 +209,7 @@ fn the_back_off_restarts_from_the_initial_delay_after_a_connection() {
     assert_eq!(handle.state(), ReconnectState::Connected);
 
     let h = conns.0.borrow()[0];
-    r.lose_connection(h);
+    r.connection(h).lose_connection();
     run_until(&mut r, || count(&log, "lost:") == 1);
     assert_eq!(
         handle.state(),
@@ -276,7 +277,7 @@ fn stop_trying_while_connected_keeps_the_connection_but_does_not_replace_it() {
     assert_eq!(count(&log, "protocol_lost"), 0);
 
     let h = conns.0.borrow()[0];
-    r.lose_connection(h);
+    r.connection(h).lose_connection();
     run_until(&mut r, || handle.state().is_finished());
     assert_eq!(handle.state(), ReconnectState::Stopped);
     run_for(&mut r, Duration::from_millis(100));
@@ -311,7 +312,7 @@ fn stop_trying_from_inside_a_callback_is_honoured_at_once() {
     }
     impl ClientFactory for StopOnFailure {
         type Protocol = Silent;
-        fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Silent> {
+        fn build_protocol(&mut self, _peer: &Address) -> Option<Silent> {
             Some(Silent)
         }
         fn client_connection_failed(

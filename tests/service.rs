@@ -193,18 +193,16 @@ fn client_service_reconnects_after_a_loss_and_stops_cleanly() {
     assert_eq!(*made.borrow(), 1);
     // The peer goes away: the service connects again.
     let h = client.connection().unwrap();
-    reactor.abort_connection(h);
+    reactor.connection(h).abort_connection();
     run_until(&mut reactor, || {
         *made.borrow() == 2 && client.connection().is_some()
     });
     assert_eq!(lost.borrow()[0], DisconnectReason::Aborted);
     // with_protocol reaches the user's protocol through the service's watcher.
-    let seen = Rc::new(RefCell::new(false));
-    let s2 = seen.clone();
-    reactor.with_protocol::<Counter>(client.connection().unwrap(), move |_, _| {
-        *s2.borrow_mut() = true
-    });
-    run_until(&mut reactor, || *seen.borrow());
+    let seen = reactor
+        .connection(client.connection().unwrap())
+        .with_protocol(|_: &mut Counter, _| true);
+    assert!(reactor.run_until_complete(seen).unwrap().unwrap());
     // Stopping closes the connection gracefully and waits for it.
     let d = client.stop(&mut reactor);
     reactor.run_until_complete(d).unwrap().unwrap();

@@ -4,11 +4,11 @@
 mod util;
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use torsion::Address;
 use torsion::{Context, DisconnectReason, Factory, Protocol, Reactor};
 use util::*;
 
@@ -44,7 +44,7 @@ impl Firehose {
 struct FirehoseF(Rc<RefCell<Option<DisconnectReason>>>, Rc<RefCell<bool>>);
 impl Factory for FirehoseF {
     type Protocol = Firehose;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Firehose> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Firehose> {
         Some(Firehose {
             lost: self.0.clone(),
             eof: self.1.clone(),

@@ -5,11 +5,11 @@
 mod util;
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use torsion::Address;
 use torsion::{ClientFactory, Context, DisconnectReason, Factory, Protocol, Reactor};
 use util::*;
 
@@ -67,7 +67,7 @@ impl Protocol for Streamer {
 struct StreamerF;
 impl Factory for StreamerF {
     type Protocol = Streamer;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Streamer> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Streamer> {
         Some(Streamer { req: Vec::new() })
     }
 }
@@ -208,7 +208,7 @@ impl Protocol for Client {
 struct ClientF(Option<Client>);
 impl ClientFactory for ClientF {
     type Protocol = Client;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Client> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Client> {
         self.0.take()
     }
     fn client_connection_failed(

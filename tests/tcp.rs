@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use torsion::Address;
 use torsion::{
     ClientFactory, ConnectionHandle, Connector, Context, Core, DisconnectReason, Factory, Protocol,
     Reactor, Reconnect,
@@ -80,7 +81,7 @@ struct RecorderFactory {
 
 impl Factory for RecorderFactory {
     type Protocol = Recorder;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Recorder> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Recorder> {
         self.log.borrow_mut().push("build".into());
         Some(Recorder {
             log: self.log.clone(),
@@ -208,7 +209,10 @@ impl Streamer {
             if ctx.buffered_len() > 256 * 1024 {
                 // Let the callback return so the reactor can flush and maybe pause us.
                 let h = ctx.handle();
-                ctx.with_protocol::<Streamer>(h, |s, ctx| s.pump(ctx));
+                drop(
+                    ctx.connection(h)
+                        .with_protocol(|s: &mut Streamer, ctx| s.pump(ctx)),
+                );
                 return;
             }
         }
@@ -251,7 +255,7 @@ impl Protocol for Streamer {
 struct StreamerF(Option<Streamer>);
 impl ClientFactory for StreamerF {
     type Protocol = Streamer;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Streamer> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Streamer> {
         self.0.take()
     }
 }
@@ -277,7 +281,7 @@ impl Protocol for Sink {
 struct SinkF(Rc<RefCell<(u64, bool, Option<DisconnectReason>)>>);
 impl Factory for SinkF {
     type Protocol = Sink;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Sink> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Sink> {
         Some(Sink {
             got: self.0.clone(),
         })
@@ -424,7 +428,7 @@ impl Protocol for Aborter {
 struct AborterF(Rc<RefCell<Option<DisconnectReason>>>);
 impl Factory for AborterF {
     type Protocol = Aborter;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Aborter> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Aborter> {
         Some(Aborter {
             done: self.0.clone(),
         })
@@ -485,7 +489,7 @@ impl Protocol for PanickyWrap {
 }
 impl Factory for PanickyF {
     type Protocol = PanickyWrap;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<PanickyWrap> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<PanickyWrap> {
         Some(PanickyWrap(Panicky, self.0.clone()))
     }
 }
@@ -535,7 +539,7 @@ fn a_factory_may_refuse_a_connection() {
     struct Refuser;
     impl Factory for Refuser {
         type Protocol = Echo;
-        fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
+        fn build_protocol(&mut self, _peer: &Address) -> Option<Echo> {
             None
         }
     }
@@ -566,7 +570,7 @@ fn writing_to_another_connection_by_handle() {
         fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
             let me = ctx.handle();
             for &h in self.peers.borrow().iter().filter(|&&h| h != me) {
-                ctx.write_to(h, data.to_vec());
+                ctx.connection(h).write(data);
             }
         }
         fn connection_lost(&mut self, ctx: &mut Context<'_>, _r: &DisconnectReason) {
@@ -577,7 +581,7 @@ fn writing_to_another_connection_by_handle() {
     struct RelayF(Rc<RefCell<Vec<ConnectionHandle>>>);
     impl Factory for RelayF {
         type Protocol = Relay;
-        fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Relay> {
+        fn build_protocol(&mut self, _peer: &Address) -> Option<Relay> {
             Some(Relay {
                 peers: self.0.clone(),
             })
@@ -610,7 +614,7 @@ fn client_factory_can_reconnect_and_stop_connecting_cancels() {
     }
     impl ClientFactory for Retry {
         type Protocol = Echo;
-        fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
+        fn build_protocol(&mut self, _peer: &Address) -> Option<Echo> {
             Some(Echo)
         }
         fn client_connection_failed(
@@ -662,7 +666,7 @@ fn nodelay_is_on_by_default_and_configurable() {
     struct CheckF(Rc<RefCell<Vec<Option<bool>>>>);
     impl Factory for CheckF {
         type Protocol = Check;
-        fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Check> {
+        fn build_protocol(&mut self, _peer: &Address) -> Option<Check> {
             Some(Check(self.0.clone()))
         }
     }

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tls_util::certs;
 use torsion::tls;
+use torsion::Address;
 use torsion::{
     ClientFactory, Connector, Context, Core, DisconnectReason, Protocol, Reactor, Reconnect,
 };
@@ -27,7 +28,7 @@ struct TlsClientF {
 
 impl ClientFactory for TlsClientF {
     type Protocol = Client;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Client> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Client> {
         self.seen.borrow_mut().built += 1;
         Some(Client {
             seen: self.seen.clone(),
@@ -143,7 +144,7 @@ fn a_server_that_never_answers_the_handshake_times_out() {
     struct MuteF;
     impl torsion::Factory for MuteF {
         type Protocol = Mute;
-        fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Mute> {
+        fn build_protocol(&mut self, _peer: &Address) -> Option<Mute> {
             Some(Mute)
         }
     }
@@ -180,7 +181,7 @@ fn with_protocol_and_call_later_self_reach_the_wrapped_protocol() {
     struct CounterF(Rc<RefCell<Option<torsion::ConnectionHandle>>>);
     impl ClientFactory for CounterF {
         type Protocol = Counter;
-        fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Counter> {
+        fn build_protocol(&mut self, _peer: &Address) -> Option<Counter> {
             Some(Counter::default())
         }
         fn client_connection_made(
@@ -205,7 +206,7 @@ fn with_protocol_and_call_later_self_reach_the_wrapped_protocol() {
     struct SinkF(Rc<RefCell<Vec<u8>>>);
     impl torsion::Factory for SinkF {
         type Protocol = Sink;
-        fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Sink> {
+        fn build_protocol(&mut self, _peer: &Address) -> Option<Sink> {
             Some(Sink(self.0.clone()))
         }
     }
@@ -222,12 +223,15 @@ fn with_protocol_and_call_later_self_reach_the_wrapped_protocol() {
     );
     run_until(&mut reactor, || got.borrow().len() >= 6);
     let h = conn.borrow().unwrap();
-    reactor.with_protocol::<Counter>(h, |c, ctx| {
-        assert_eq!(c.hits, 1);
-        assert!(ctx.tls_info().is_some());
+    let reached = reactor.connection(h).with_protocol(|c: &mut Counter, ctx| {
         ctx.write(b"with_protocol ");
+        (c.hits, ctx.tls_info().is_some())
     });
-    reactor.write_to(h, &b"write_to"[..]);
+    assert_eq!(
+        reactor.run_until_complete(reached).unwrap().unwrap(),
+        (1, true)
+    );
+    reactor.connection(h).write(b"write_to");
     run_until(&mut reactor, || got.borrow().len() >= 28);
     assert_eq!(&*got.borrow(), b"timer with_protocol write_to");
 }
@@ -247,7 +251,7 @@ fn an_idle_timeout_closes_with_close_notify_and_the_peer_sees_a_clean_end() {
     struct SleepyF(Rc<RefCell<Option<DisconnectReason>>>);
     impl torsion::Factory for SleepyF {
         type Protocol = Sleepy;
-        fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Sleepy> {
+        fn build_protocol(&mut self, _peer: &Address) -> Option<Sleepy> {
             Some(Sleepy(self.0.clone()))
         }
     }
@@ -283,7 +287,7 @@ impl Protocol for LineEcho {
 struct LineEchoF;
 impl torsion::Factory for LineEchoF {
     type Protocol = LineEcho;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<LineEcho> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<LineEcho> {
         Some(LineEcho)
     }
 }
@@ -348,7 +352,7 @@ struct Retry {
 }
 impl ClientFactory for Retry {
     type Protocol = Client;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Client> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Client> {
         Some(Client {
             seen: self.seen.clone(),
             payload: b"hello openssl\n".to_vec(),

@@ -8,10 +8,10 @@ mod tls_util;
 mod util;
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use torsion::Address;
 use torsion::{ClientFactory, Context, DisconnectReason, Error, Factory, Protocol, Reactor};
 use util::*;
 
@@ -91,14 +91,14 @@ impl Script {
 
 impl Factory for Script {
     type Protocol = Scripted;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Scripted> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Scripted> {
         Some(self.protocol())
     }
 }
 
 impl ClientFactory for Script {
     type Protocol = Scripted;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Scripted> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Scripted> {
         Some(self.protocol())
     }
 }

@@ -312,11 +312,15 @@ fn start_tls_upgrades_a_live_connection() {
     assert_eq!(client.secure_got, b"secure echo: hello over tls");
     // Reaching the protocol by handle goes through the wrapper too.
     let h = pump.client_handle(link);
-    pump.core_mut().with_protocol::<Starter>(h, |_, ctx| {
-        assert!(ctx.tls_info().is_some());
-        ctx.write(b"via handle");
-    });
+    let mut tls = pump
+        .core_mut()
+        .connection(h)
+        .with_protocol(|_: &mut Starter, ctx| {
+            ctx.write(b"via handle");
+            ctx.tls_info().is_some()
+        });
     pump.flush();
+    assert!(tls.take_result().unwrap().unwrap());
     assert_eq!(pump.server(link).secure_got, b"hello over tlsvia handle");
 }
 
@@ -327,8 +331,8 @@ fn write_to_by_handle_is_encrypted_and_lose_by_handle_sends_close_notify() {
     let link = pump.connect(client(&c, Peer::default()), server(&c, Peer::default()));
     pump.flush();
     let h = pump.server_handle(link);
-    pump.core_mut().write_to(h, &b"by handle"[..]);
-    pump.core_mut().lose_connection(h);
+    pump.core_mut().connection(h).write(b"by handle");
+    pump.core_mut().connection(h).lose_connection();
     pump.flush();
     let peer = pump.client(link).inner::<Peer>().unwrap();
     assert_eq!(peer.got, b"by handle");

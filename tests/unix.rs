@@ -151,7 +151,7 @@ fn connecting_to_nothing_fails_without_building_a_protocol() {
 /// Records the addresses a SocketAddr-only factory and protocol see.
 #[derive(Default)]
 struct Seen {
-    factory_peer: Option<std::net::SocketAddr>,
+    factory_peer: Option<Address>,
     peer_addr: Option<std::net::SocketAddr>,
     peer: Option<Address>,
     host: Option<Address>,
@@ -173,8 +173,8 @@ impl torsion::Protocol for Looker {
 struct LookerF(Rc<RefCell<Seen>>);
 impl torsion::Factory for LookerF {
     type Protocol = Looker;
-    fn build_protocol(&mut self, peer: std::net::SocketAddr) -> Option<Looker> {
-        self.0.borrow_mut().factory_peer = Some(peer);
+    fn build_protocol(&mut self, peer: &Address) -> Option<Looker> {
+        self.0.borrow_mut().factory_peer = Some(peer.clone());
         Some(Looker(self.0.clone()))
     }
 }
@@ -191,7 +191,7 @@ fn unix_peers_through_the_tcp_shaped_api() {
     let _client = UnixStream::connect(&path).unwrap();
     run_until(&mut r, || seen.borrow().peer.is_some());
     let s = seen.borrow();
-    assert_eq!(s.factory_peer, Some(NO_IP));
+    assert_eq!(s.factory_peer, Some(Address::Unix(UnixAddr::Unnamed)));
     assert_eq!(s.peer_addr, Some(NO_IP));
     assert_eq!(s.peer, Some(Address::Unix(UnixAddr::Unnamed)));
     assert_eq!(s.host, Some(Address::unix(&path)));

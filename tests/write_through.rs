@@ -6,11 +6,12 @@ mod util;
 
 use std::cell::Cell;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::rc::Rc;
 use util::*;
 
-use torsion::{Context, DisconnectReason, Factory, Protocol, Reactor};
+use torsion::Address;
+use torsion::{factory, Context, DisconnectReason, Factory, Protocol, Reactor};
 
 fn pattern(seed: u32, len: usize) -> Vec<u8> {
     (0..len as u32)
@@ -63,7 +64,7 @@ struct WriterFactory {
 
 impl Factory for WriterFactory {
     type Protocol = Writer;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Writer> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Writer> {
         Some(Writer {
             lost: self.lost.clone(),
         })
@@ -118,18 +119,13 @@ impl Protocol for Shuffler {
         ctx.write(b"\n");
     }
 }
-struct ShufflerF;
-impl Factory for ShufflerF {
-    type Protocol = Shuffler;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Shuffler> {
-        Some(Shuffler)
-    }
-}
 
 #[test]
 fn writes_of_the_input_keep_their_order_with_other_writes() {
     let mut r = Reactor::new().unwrap();
-    let port = r.listen_tcp(localhost(), ShufflerF).unwrap();
+    let port = r
+        .listen_tcp(localhost(), factory(|_peer| Shuffler))
+        .unwrap();
     let mut c = TcpStream::connect(port.local_addr()).unwrap();
     // Letters only, so '|' and '\n' mark the shuffle unambiguously.
     let msg: Vec<u8> = (0..5000u32).map(|i| b'a' + (i * 7 % 26) as u8).collect();

@@ -14,7 +14,7 @@ use std::time::Duration;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
-use torsion::{Context, Factory, Protocol, Reactor};
+use torsion::{factory, Context, Protocol, Reactor};
 
 /// The torsion echo protocol: the same as `examples/echo_server.rs`, without
 /// the logging.
@@ -23,20 +23,6 @@ pub struct Echo;
 impl Protocol for Echo {
     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
         ctx.write(data);
-    }
-}
-
-/// Builds [`Echo`]s and counts them, so a bench can wait for its connections to
-/// be accepted.
-pub struct EchoFactory {
-    pub accepted: Arc<AtomicUsize>,
-}
-
-impl Factory for EchoFactory {
-    type Protocol = Echo;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
-        self.accepted.fetch_add(1, Ordering::Relaxed);
-        Some(Echo)
     }
 }
 
@@ -128,9 +114,16 @@ type Started = mpsc::Sender<(SocketAddr, Box<dyn FnOnce() + Send>)>;
 fn run_torsion(tx: Started, accepted: Arc<AtomicUsize>) {
     let mut reactor = Reactor::new().expect("reactor");
     let port = reactor
-        .listen_tcp("127.0.0.1:0".parse().unwrap(), EchoFactory { accepted })
+        .listen_tcp(
+            "127.0.0.1:0".parse().unwrap(),
+            // Counts the accepted connections, so a bench can wait for them.
+            factory(move |_peer| {
+                accepted.fetch_add(1, Ordering::Relaxed);
+                Echo
+            }),
+        )
         .expect("listen");
-    let handle = reactor.handle();
+    let handle = reactor.reactor_handle();
     tx.send((
         port.local_addr(),
         Box::new(move || {

@@ -13,12 +13,11 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
 use torsion::protocols::{LineHandler, LineReceiver, Lines};
-use torsion::{ConnectionHandle, Context, Core, DisconnectReason, Factory};
+use torsion::{Address, ConnectionHandle, Context, Core, DisconnectReason, Factory};
 
 /// Named clients, by name (sorted, so broadcasts go out in a fixed order).
 pub type Users = Rc<RefCell<BTreeMap<String, ConnectionHandle>>>;
@@ -44,7 +43,7 @@ impl Chat {
         let bytes = bytes::Bytes::from(bytes);
         for (name, handle) in users.borrow().iter() {
             if name != except {
-                core.write_to(*handle, bytes.clone());
+                core.connection(*handle).write_bytes(bytes.clone());
             }
         }
     }
@@ -111,7 +110,7 @@ pub struct ChatFactory {
 impl Factory for ChatFactory {
     type Protocol = LineReceiver<Chat>;
 
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<LineReceiver<Chat>> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<LineReceiver<Chat>> {
         let chat = Chat {
             users: self.users.clone(),
             name: None,

@@ -5,11 +5,11 @@
 #![allow(dead_code)]
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use torsion::Address;
 use torsion::Reconnect;
 use torsion::{ClientFactory, Connector, Context, Core, DisconnectReason, Protocol, Reactor};
 
@@ -105,7 +105,7 @@ pub struct EchoClientFactory {
 impl ClientFactory for EchoClientFactory {
     type Protocol = EchoClient;
 
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<EchoClient> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<EchoClient> {
         Some(EchoClient {
             message: self.message.clone(),
             received: Vec::new(),

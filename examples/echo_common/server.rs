@@ -1,10 +1,9 @@
 //! The echo protocol the echo servers (`echo_server`, `tls_echo_server`) share:
 //! TLS is a protocol wrapper, so the same protocol serves both.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use torsion::{Context, DisconnectReason, Factory, Protocol};
+use torsion::{Context, DisconnectReason, Protocol};
 
 /// Echoes every byte back to its sender (Twisted's tutorial `Echo`), and stops
 /// reading while the peer is not reading its echo, so a client that only sends
@@ -12,6 +11,15 @@ use torsion::{Context, DisconnectReason, Factory, Protocol};
 #[derive(Debug)]
 pub struct Echo {
     idle_timeout: Option<Duration>,
+}
+
+impl Echo {
+    /// An echo for one connection, closed after `idle_timeout` of silence
+    /// (`None`: never). A factory is a closure:
+    /// `torsion::factory(move |_peer| Echo::new(idle_timeout))`.
+    pub fn new(idle_timeout: Option<Duration>) -> Echo {
+        Echo { idle_timeout }
+    }
 }
 
 impl Protocol for Echo {
@@ -35,22 +43,5 @@ impl Protocol for Echo {
 
     fn connection_lost(&mut self, ctx: &mut Context<'_>, reason: &DisconnectReason) {
         tracing::debug!(peer = %ctx.peer_addr(), %reason, "client disconnected");
-    }
-}
-
-/// Builds one [`Echo`] per connection.
-#[derive(Debug, Clone, Copy)]
-pub struct EchoFactory {
-    /// Connections silent for this long are closed (`None`: never).
-    pub idle_timeout: Option<Duration>,
-}
-
-impl Factory for EchoFactory {
-    type Protocol = Echo;
-
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
-        Some(Echo {
-            idle_timeout: self.idle_timeout,
-        })
     }
 }

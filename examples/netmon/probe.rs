@@ -2,10 +2,10 @@
 //! check the reply's first bytes, report up or down once (or, in persistent
 //! mode, stay connected and report the disconnect at once).
 
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use torsion::Address;
 use torsion::{ClientFactory, Connector, Context, Core, DisconnectReason, Protocol, Reconnect};
 
 use super::monitor::Monitor;
@@ -148,7 +148,7 @@ impl ClientFactory for ProbeFactory {
         self.started = Instant::now();
     }
 
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Probe> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Probe> {
         Some(Probe {
             target: self.target,
             round: self.round,

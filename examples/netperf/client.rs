@@ -9,11 +9,11 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use torsion::Address;
 use torsion::{ClientFactory, Connector, Context, Core, DisconnectReason, Protocol, Reconnect};
 
 use super::config::{Config, Mode};
@@ -420,7 +420,7 @@ impl LoadFactory {
 impl ClientFactory for LoadFactory {
     type Protocol = LoadClient;
 
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<LoadClient> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<LoadClient> {
         Some(LoadClient::new(
             self.id,
             &self.config,

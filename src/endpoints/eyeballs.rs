@@ -37,7 +37,7 @@ pub fn interleave(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
 }
 
 /// Builds the winner's protocol from the address it connected to.
-pub(crate) type Maker<Q> = Box<dyn FnOnce(SocketAddr) -> Option<Q>>;
+pub(crate) type Maker<Q> = Box<dyn FnOnce(&crate::Address) -> Option<Q>>;
 
 /// One race between the attempts to one host.
 pub(crate) struct Race<Q> {
@@ -112,7 +112,7 @@ pub(crate) fn cancel<Q>(r: &RaceRef<Q>, core: &mut Core) {
         let _ = t.cancel(core);
     }
     if let Some(h) = conn {
-        core.abort_connection(h);
+        core.connection(h).abort_connection();
     }
     for (_, c) in live {
         c.stop_connecting(core);
@@ -161,7 +161,7 @@ struct Attempt<Q> {
 impl<Q: Protocol> ClientFactory for Attempt<Q> {
     type Protocol = Q;
 
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<Q> {
+    fn build_protocol(&mut self, peer: &crate::Address) -> Option<Q> {
         let maker = {
             let mut race = self.race.borrow_mut();
             if race.winner.is_some() || race.cancelled {

@@ -9,9 +9,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::line_codec::find;
 pub use super::line_codec::{LineCodec, LineError};
 use super::{stop_delivering, Codec};
-use crate::context::Context;
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
+use crate::transport::Context;
 
 /// The default maximum line length, delimiter excluded: 16 KiB (Twisted's).
 pub const DEFAULT_MAX_LINE_LENGTH: usize = 16 * 1024;

@@ -41,7 +41,8 @@
 //! more frames, even those already buffered, until it resumes. Resume with
 //! [`Framing::resume_reading`] from a callback of the handler or, from a timer
 //! or another connection, with [`Framed::resume_reading`] (reachable through
-//! [`Context::call_later_self`] or [`Core::with_protocol`](crate::Core::with_protocol)):
+//! [`Context::call_later_self`] or
+//! [`ConnectionRef::with_protocol`](crate::ConnectionRef::with_protocol)):
 //! both deliver the frames already buffered at once. A bare
 //! `Context::resume_reading` resumes the socket only, so buffered frames then
 //! wait for the next bytes.
@@ -56,9 +57,9 @@ use std::ops::{Deref, DerefMut};
 
 use bytes::BytesMut;
 
-use crate::context::{flags, Context};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
+use crate::transport::{flags, Context};
 
 pub use length_prefixed::{LengthPrefixed, LengthPrefixedError, PrefixLen};
 pub use line::{LineCodec, LineError, LineHandler, LineReceiver, Lines};

@@ -1,17 +1,17 @@
-//! Stream connections: the read, write and close logic every stream transport
-//! shares.
+//! Stream connections in the reactor: the socket as the engine's sink, the
+//! read loop, and reaping (slab removal, lingering closes). Everything else
+//! a connection does is the one engine's ([`crate::conn`]).
 
 use std::io;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 use super::stream::Stream;
 use super::{Entry, InternalTimer, Net, READ_BUDGET};
-use crate::buf::WriteBuf;
-use crate::context::{flags, ConnState, Context, Core};
-use crate::drive::{call_connection_lost, BufferStep, EofStep};
+use crate::conn::{Ending, Engine, Sink};
+use crate::context::{ConnectionHandle, Core};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
+use crate::transport::{flags, ConnState, Context, HostAddr};
 
 /// How long a gracefully closed socket keeps draining input, waiting for the
 /// peer's EOF, before it is closed anyway.
@@ -70,176 +70,115 @@ impl io::Write for NoSigPipe<'_> {
     }
 }
 
+/// The socket as the engine's sink, with the reactor's ready list (for stream
+/// sources that continue after the other events) and the place the reason of
+/// a connector's connection is kept for `client_connection_lost`.
+pub(crate) struct SocketSink<'a> {
+    stream: &'a Stream,
+    ready: &'a mut Vec<(usize, u32)>,
+    reason: Option<&'a mut Option<DisconnectReason>>,
+}
+
+impl Sink for SocketSink<'_> {
+    #[inline]
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        io::Write::write(&mut NoSigPipe(self.stream), buf)
+    }
+    #[inline]
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        io::Write::write_vectored(&mut NoSigPipe(self.stream), bufs)
+    }
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.stream.shutdown(std::net::Shutdown::Write)
+    }
+    fn close(&mut self, end: &Ending<'_>) -> bool {
+        if let Some(r) = &mut self.reason {
+            **r = Some(end.reason.clone());
+        }
+        if !end.graceful {
+            // SO_LINGER 0: closing the socket resets the connection.
+            let _ = socket2::SockRef::from(self.stream).set_linger(Some(Duration::ZERO));
+            return false;
+        }
+        // FIN now, then drain input until the peer's EOF (a lingering close).
+        !end.peer_done && self.stream.shutdown(std::net::Shutdown::Write).is_ok()
+    }
+    #[inline]
+    fn host(&self) -> &dyn HostAddr {
+        // The socket stays open during callbacks, so `host_addr` is looked up
+        // only if the protocol asks (no system call per connection otherwise).
+        self.stream
+    }
+    #[inline]
+    fn produce_later(&mut self, h: ConnectionHandle) -> bool {
+        self.ready.push((h.key as usize, h.gen));
+        true
+    }
+}
+
+/// The engine for connection `c` of `net`, borrowing only the fields it needs
+/// (so `net.read_buf` stays free for the input).
+macro_rules! engine {
+    ($net:expr, $core:expr, $c:expr, $sink:ident, $e:ident) => {
+        let mut $sink = SocketSink {
+            stream: &$c.stream,
+            ready: &mut $net.ready,
+            reason: ($c.connector != 0).then_some(&mut $net.lost_reason),
+        };
+        let mut $e = Engine {
+            core: $core,
+            state: &mut $c.state,
+            protocol: &mut *$c.protocol,
+            out: &mut $net.out,
+            sink: &mut $sink,
+        };
+    };
+}
+
 impl Net {
+    /// Runs `f` with the engine of connection `key`, then reaps the
+    /// connection if it ended. `None` if `key` is no live connection.
+    #[inline]
+    pub(crate) fn with_engine<R>(
+        &mut self,
+        core: &mut Core,
+        key: usize,
+        f: impl FnOnce(&mut Engine<'_, SocketSink<'_>>) -> R,
+    ) -> Option<R> {
+        let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
+            return None;
+        };
+        engine!(self, core, c, sink, e);
+        let r = f(&mut e);
+        if c.state.has(flags::DEAD) {
+            self.reap(core, key);
+        }
+        Some(r)
+    }
+
     /// Runs `f` on the protocol of connection `key` under `catch_unwind`, then
     /// settles what it did: flushes its writes, applies close requests.
+    #[inline]
     pub(crate) fn invoke(
         &mut self,
         core: &mut Core,
         key: usize,
         f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
     ) {
-        let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
-            return;
-        };
-        call(core, c, &mut self.out, &[], f);
-        self.settle(core, key);
+        self.with_engine(core, key, |e| e.invoke(f));
     }
 
-    /// After a callback: move gathered writes to the socket, apply close,
-    /// abort and back-pressure.
-    pub(crate) fn settle(&mut self, core: &mut Core, key: usize) {
-        let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
-            return;
-        };
-        if let Some(reason) = c.state.abort_requested() {
-            self.out.clear();
-            return self.close(core, key, reason);
-        }
-        if !self.out.is_empty() {
-            if let Err(e) = self.write_out(core, key) {
-                return self.close(core, key, DisconnectReason::from_io(&e));
-            }
-        }
-        if let Some(Entry::Conn(c)) = self.entries.get(key) {
-            if c.state.pending.is_none() && c.state.flags == flags::MADE && c.state.extra.is_none()
-            {
-                return; // nothing buffered and nothing to close: no step to take
-            }
-        }
-        self.check_buffer(core, key);
+    /// Ends connection `key` (see [`Engine::close`]).
+    pub(crate) fn close(&mut self, core: &mut Core, key: usize, reason: DisconnectReason) {
+        self.with_engine(core, key, |e| e.close(reason));
     }
 
-    /// Hands the gathered writes to the kernel, keeping what it refuses.
-    fn write_out(&mut self, core: &mut Core, key: usize) -> io::Result<()> {
-        let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
-            self.out.clear();
-            return Ok(());
-        };
-        // Pending bytes exist only while the kernel refuses more (every write goes
-        // on until WouldBlock or empty) or the write rate holds them back; either
-        // way a writable edge or a timer will come for them. Otherwise write now.
-        // The common case: nothing buffered, no rate limit or idle timer, and all
-        // the gathered bytes in one piece: one send.
-        if c.state.pending.is_none() && c.state.extra.is_none() {
-            match self.out.write_contiguous(&mut NoSigPipe(&c.stream)) {
-                Some(Ok(())) => return Ok(()),
-                Some(Err(e)) => {
-                    self.out.clear();
-                    return Err(e);
-                }
-                None => {}
-            }
-        }
-        let waiting = c.state.pending.as_ref().is_some_and(|p| !p.is_empty())
-            || c.state.has(flags::WRITE_THROTTLED);
-        if !waiting {
-            let res = write_buf(&mut self.out, &c.stream, &mut c.state, core);
-            if let Err(e) = res {
-                self.out.clear();
-                return Err(e);
-            }
-        }
-        if !self.out.is_empty() {
-            c.state
-                .pending
-                .get_or_insert_with(Default::default)
-                .append(&mut self.out);
-        }
-        self.out.clear();
-        Ok(())
-    }
-
-    /// Water marks, hard cap, the stream source, and the closes that wait for an
-    /// empty buffer (the decision is [`ConnState::buffer_step`], shared with the
-    /// in-memory transports).
-    pub(crate) fn check_buffer(&mut self, core: &mut Core, key: usize) {
-        let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
-            return;
-        };
-        match c.state.buffer_step() {
-            BufferStep::Idle => {}
-            BufferStep::Close { reason, graceful } => self.finish(core, key, reason, graceful),
-            BufferStep::PauseWriting => self.invoke(core, key, |p, ctx| p.pause_writing(ctx)),
-            BufferStep::ResumeWriting => self.invoke(core, key, |p, ctx| p.resume_writing(ctx)),
-            BufferStep::Produce => self.ready.push((key, c.state.handle.gen)),
-            BufferStep::ShutdownWrite { close_after } => {
-                if let Err(e) = c.stream.shutdown(std::net::Shutdown::Write) {
-                    return self.close(core, key, DisconnectReason::from_io(&e));
-                }
-                if close_after {
-                    return self.close(core, key, DisconnectReason::Done);
-                }
-                self.invoke(core, key, |p, ctx| p.write_connection_lost(ctx));
-            }
-        }
-    }
-
-    /// Pulls chunks from the connection's stream source while its buffer is
-    /// below the high water mark (a bounded number per turn, for fairness).
     pub(crate) fn produce(&mut self, core: &mut Core, key: usize) {
-        for _ in 0..READ_BUDGET {
-            let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
-                return;
-            };
-            c.state.clear(flags::PRODUCE);
-            if c.state.has(flags::DEAD | flags::ABORT | flags::WRITE_SHUT) {
-                return;
-            }
-            if c.state.pending_len() >= c.state.limits().high {
-                return self.check_buffer(core, key);
-            }
-            let Some(source) = c.state.extra.as_mut().and_then(|x| x.source.as_mut()) else {
-                return;
-            };
-            let next = match catch_unwind(AssertUnwindSafe(|| source.next())) {
-                Ok(n) => n,
-                Err(p) => Some(Err(io::Error::other(
-                    core.caught_panic(p, "stream source").to_string(),
-                ))),
-            };
-            match next {
-                Some(Ok(chunk)) => {
-                    self.out.push_bytes(chunk);
-                    if let Err(e) = self.write_out(core, key) {
-                        return self.close(core, key, DisconnectReason::from_io(&e));
-                    }
-                }
-                end => {
-                    if let Some(x) = &mut c.state.extra {
-                        x.source = None;
-                    }
-                    let result = match end {
-                        Some(Err(e)) => Err(e),
-                        _ => Ok(()),
-                    };
-                    return self.invoke(core, key, move |p, ctx| p.streaming_finished(ctx, result));
-                }
-            }
-        }
-        // Budget spent: continue after the other sources had their turn.
-        if let Some(Entry::Conn(c)) = self.entries.get_mut(key) {
-            c.state.set(flags::PRODUCE);
-            self.ready.push((key, c.state.handle.gen));
-        }
+        self.with_engine(core, key, |e| e.produce());
     }
 
     pub(crate) fn on_writable(&mut self, core: &mut Core, key: usize) {
-        let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
-            return;
-        };
-        if c.state.has(flags::WRITE_THROTTLED) {
-            return;
-        }
-        let Some(mut p) = c.state.pending.take() else {
-            return;
-        };
-        let res = write_buf(&mut p, &c.stream, &mut c.state, core);
-        c.state.pending = Some(p);
-        if let Err(e) = res {
-            return self.close(core, key, DisconnectReason::from_io(&e));
-        }
-        self.check_buffer(core, key);
+        self.with_engine(core, key, |e| e.writable());
     }
 
     /// Reads until `WouldBlock`, a short read, or the budget runs out.
@@ -253,11 +192,7 @@ impl Net {
             let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
                 return;
             };
-            if c.state.has(flags::READ_PAUSED | flags::READ_THROTTLED) {
-                c.state.set(flags::READ_PENDING);
-                return;
-            }
-            if c.state.has(flags::READ_EOF) {
+            if !c.state.wants_input() {
                 return;
             }
             let mut cap = self.read_buf.len();
@@ -271,25 +206,21 @@ impl Net {
                 cap = cap.min(allowed);
             }
             match c.stream.read(&mut self.read_buf[..cap]) {
-                Ok(0) => return self.on_eof(core, key),
+                Ok(0) => {
+                    self.with_engine(core, key, |e| e.eof());
+                    return;
+                }
                 Ok(n) => {
                     let short = n < cap;
-                    let now = core.turn_time();
-                    c.state.touch(now);
                     if let Some(rate) = c.state.extra.as_mut().and_then(|x| x.read_rate.as_mut()) {
                         rate.used += n;
                     }
-                    if !c.state.has(flags::CLOSING) {
-                        let data = &self.read_buf[..n];
-                        call(core, c, &mut self.out, data, |p, ctx| {
-                            p.data_received(ctx, data)
-                        });
-                        if let Some((off, len)) = self.out.take_input_ref() {
-                            // Echoed input: send it from the read buffer, copying
-                            // only what the kernel refuses.
-                            send_input(c, &mut self.out, &self.read_buf[off..off + len]);
-                        }
-                        self.settle(core, key);
+                    {
+                        engine!(self, core, c, sink, e);
+                        e.data(&self.read_buf[..n]);
+                    }
+                    if c.state.has(flags::DEAD) {
+                        return self.reap(core, key);
                     }
                     // On epoll a short read proves the socket is drained, unless
                     // the peer's FIN is waiting behind the data.
@@ -297,7 +228,7 @@ impl Net {
                     if short
                         && cap == self.read_buf.len()
                         && cfg!(any(target_os = "linux", target_os = "android"))
-                        && !matches!(self.entries.get(key), Some(Entry::Conn(c)) if c.state.has(flags::PEER_FIN))
+                        && !c.state.has(flags::PEER_FIN)
                     {
                         return;
                     }
@@ -314,89 +245,29 @@ impl Net {
         }
     }
 
-    fn on_eof(&mut self, core: &mut Core, key: usize) {
-        let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
-            return;
-        };
-        match c.state.eof_step() {
-            EofStep::Close => self.close(core, key, DisconnectReason::Done),
-            EofStep::ReadConnectionLost => {
-                self.invoke(core, key, |p, ctx| p.read_connection_lost(ctx))
-            }
-            // Not half-closeable: flush what was written, then close cleanly.
-            EofStep::FlushThenClose => self.check_buffer(core, key),
-        }
-    }
-
-    /// Ends connection `key`: the socket is reset (abort, errors) or its write side
-    /// shut and left to linger (clean close), and the protocol hears
-    /// `connection_lost` exactly once, then the client factory, if any, hears
+    /// Removes connection `key`, which the engine ended: the socket is closed
+    /// or left to linger, then the connector, if any, hears
     /// `client_connection_lost`.
-    pub(crate) fn close(&mut self, core: &mut Core, key: usize, reason: DisconnectReason) {
-        let graceful = reason.is_clean();
-        self.finish(core, key, reason, graceful)
-    }
-
-    /// Like [`close`](Self::close); `graceful` says whether the socket gets a FIN
-    /// and a lingering drain (everything was flushed) or a reset.
-    pub(crate) fn finish(
-        &mut self,
-        core: &mut Core,
-        key: usize,
-        reason: DisconnectReason,
-        graceful: bool,
-    ) {
+    fn reap(&mut self, core: &mut Core, key: usize) {
         let Entry::Conn(c) = self.vacate(key) else {
             return;
         };
         let Connection {
             mut stream,
-            mut state,
-            mut protocol,
+            state,
+            protocol,
             connector,
         } = c;
         self.live_conns -= 1;
         let _ = self.registry.deregister(&mut stream);
-        state.set(flags::DEAD);
-        state.pending = None;
-        if let Some(x) = state.extra.take() {
-            for t in [x.idle.and_then(|i| i.timer), x.throttle_timer]
-                .into_iter()
-                .flatten()
-            {
-                let _ = core.timers.cancel(t);
-            }
-        }
-        // The same span as the other callbacks', so connection_lost (and the
-        // client factory's client_connection_lost) log under it too.
-        let _span =
-            tracing::debug_span!("conn", id = state.handle.key, peer = %state.peer).entered();
-        tracing::debug!(%reason, "connection lost");
-        // FIN now for a graceful close (then drain input until the peer's EOF:
-        // a lingering close); SO_LINGER 0 so that closing resets otherwise.
-        let linger = graceful
-            && !state.has(flags::READ_EOF)
-            && stream.shutdown(std::net::Shutdown::Write).is_ok();
-        if !graceful {
-            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-        }
-        // The socket stays open during the callback, so `host_addr` is looked up
-        // only if the protocol asks (no system call per connection otherwise).
-        call_connection_lost(
-            core,
-            &mut state,
-            &mut self.out,
-            &stream,
-            &mut *protocol,
-            &reason,
-        );
-        if linger {
+        if state.has(flags::LINGER) {
             self.linger(core, stream);
         } else {
             drop(stream);
         }
         drop(protocol);
         if connector != 0 {
+            let reason = self.lost_reason.take().unwrap_or(DisconnectReason::Done);
             self.connector_lost(core, connector, reason);
         }
     }
@@ -438,88 +309,4 @@ impl Net {
             let _ = self.registry.deregister(&mut l.stream);
         }
     }
-}
-
-/// Calls `f` on the connection's protocol with a fresh context, catching panics.
-pub(crate) fn call(
-    core: &mut Core,
-    c: &mut Connection,
-    out: &mut crate::buf::WriteBuf,
-    input: &[u8],
-    f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
-) {
-    let _span =
-        tracing::debug_span!("conn", id = c.state.handle.key, peer = %c.state.peer).entered();
-    crate::drive::call_protocol_with_input(
-        core,
-        &mut c.state,
-        out,
-        &c.stream,
-        input,
-        &mut *c.protocol,
-        f,
-    );
-}
-
-/// Writes `buf` to the socket within the write rate, noting traffic for the idle
-/// timeout. Leaves in `buf` what the kernel refused or the rate held back (and
-/// then arms the throttle timer).
-fn write_buf(
-    buf: &mut WriteBuf,
-    stream: &Stream,
-    state: &mut ConnState,
-    core: &mut Core,
-) -> io::Result<()> {
-    let now = core.turn_time();
-    let mut limit = usize::MAX;
-    if let Some(rate) = state.extra.as_mut().and_then(|x| x.write_rate.as_mut()) {
-        limit = rate.allowance(now);
-    }
-    let n = if limit == 0 {
-        0
-    } else {
-        buf.write_to_limited(&mut NoSigPipe(stream), limit)?
-    };
-    if n > 0 {
-        state.touch(now);
-    }
-    if let Some(x) = state.extra.as_mut() {
-        if let Some(rate) = x.write_rate.as_mut() {
-            rate.used += n;
-            if !buf.is_empty() && n >= limit {
-                state.flags |= flags::WRITE_THROTTLED;
-                let at = rate.window_end();
-                if x.throttle_timer.is_none() {
-                    let h = state.handle;
-                    x.throttle_timer = Some(core.schedule_internal(
-                        at.saturating_duration_since(core.now()),
-                        InternalTimer::Throttle {
-                            key: h.key as usize,
-                            gen: h.gen,
-                        },
-                    ));
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Sends bytes of the read buffer that the protocol wrote back (gathered by
-/// reference), when nothing is buffered ahead of them; gathers a copy of
-/// whatever the kernel did not take. A hard error is left for `settle` to meet
-/// on its next write of the same connection (the copy keeps the order).
-fn send_input(c: &mut Connection, out: &mut WriteBuf, bytes: &[u8]) {
-    let mut sent = 0;
-    if c.state.pending.is_none() && c.state.extra.is_none() {
-        while sent < bytes.len() {
-            match io::Write::write(&mut NoSigPipe(&c.stream), &bytes[sent..]) {
-                Ok(0) => break,
-                Ok(n) => sent += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-    }
-    out.push_slice(&bytes[sent..]);
 }

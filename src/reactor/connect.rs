@@ -10,13 +10,14 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 
 use super::stream::Stream;
-use super::tcp::{Connector, PendingConnect, TcpOptions};
+use super::tcp::{ConnectParts, Connector, TcpOptions};
 use super::{Entry, InternalTimer, Net};
 use crate::address::Address;
 use crate::context::{ConnectionHandle, Core};
+use crate::core::ops::ConnectRequest;
+use crate::core::timers::TimerId;
 use crate::error::DisconnectReason;
 use crate::protocol::{ClientFactory, Protocol, Reconnect};
-use crate::reactor::timers::TimerId;
 
 pub(crate) trait AnyClientFactory {
     fn started(&mut self, core: &mut Core, c: Connector);
@@ -31,7 +32,7 @@ impl<F: ClientFactory> AnyClientFactory for F {
         self.started_connecting(core, c)
     }
     fn build(&mut self, peer: &Address) -> Option<Box<dyn Protocol>> {
-        self.build_protocol_for(peer)
+        self.build_protocol(peer)
             .map(|p| Box::new(p) as Box<dyn Protocol>)
     }
     fn made(&mut self, core: &mut Core, c: Connector, conn: ConnectionHandle) {
@@ -85,19 +86,23 @@ fn connect_stream(addr: &Address) -> io::Result<Stream> {
 }
 
 impl Net {
-    pub(crate) fn add_connector(&mut self, core: &mut Core, p: PendingConnect) {
+    pub(crate) fn add_connector(&mut self, core: &mut Core, req: ConnectRequest) {
+        let Ok(p) = req.rest.downcast::<ConnectParts>() else {
+            return;
+        };
+        let id = req.id;
         self.connectors.insert(
-            p.id,
+            id,
             ConnectorEntry {
                 factory: p.factory,
-                addr: p.addr,
-                timeout: p.timeout,
+                addr: req.addr,
+                timeout: req.timeout,
                 options: p.options,
                 state: ConnectorState::Idle,
                 stopped: false,
             },
         );
-        self.start_attempt(core, p.id);
+        self.start_attempt(core, id);
     }
 
     pub(crate) fn start_attempt(&mut self, core: &mut Core, id: u64) {
@@ -152,7 +157,10 @@ impl Net {
         }
         let peer = match c.stream.peer() {
             Ok(peer) => peer,
-            Err(e) if e.kind() == io::ErrorKind::NotConnected || e.raw_os_error() == Some(115) => {
+            Err(e)
+                if e.kind() == io::ErrorKind::NotConnected
+                    || e.raw_os_error() == Some(libc::EINPROGRESS) =>
+            {
                 return
             }
             Err(e) => return self.connect_failed(core, key, DisconnectReason::from_io(&e)),
@@ -276,6 +284,48 @@ impl Net {
                 self.connectors.remove(&id);
             }
             ConnectorState::Connected(_) => {}
+        }
+    }
+
+    /// The reactor is going away: no connector tries again, and each one that
+    /// is not connected hears `client_connection_failed` with
+    /// [`DisconnectReason::Cancelled`] (a connected one ends with its
+    /// connection).
+    pub(crate) fn end_connectors(&mut self, core: &mut Core) {
+        for ce in self.connectors.values_mut() {
+            ce.stopped = true;
+        }
+        let ids: Vec<u64> = self.connectors.keys().copied().collect();
+        for id in ids {
+            let Some(ce) = self.connectors.get(&id) else {
+                continue;
+            };
+            match ce.state {
+                ConnectorState::Connected(_) => {}
+                ConnectorState::Connecting(_) => self.stop_connecting(core, id),
+                ConnectorState::Waiting(t) => {
+                    let _ = core.timers.cancel(t);
+                    self.attempt_failed(core, id, DisconnectReason::Cancelled);
+                }
+                ConnectorState::Idle => self.attempt_failed(core, id, DisconnectReason::Cancelled),
+            }
+        }
+    }
+
+    /// A connect that was queued but never started, while the reactor goes
+    /// away: its factory hears `started_connecting`, then
+    /// `client_connection_failed` with [`DisconnectReason::Cancelled`].
+    pub(crate) fn cancel_pending_connect(&mut self, core: &mut Core, req: ConnectRequest) {
+        let Ok(p) = req.rest.downcast::<ConnectParts>() else {
+            return;
+        };
+        let mut factory = p.factory;
+        let c = Connector::from_id(req.id);
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| {
+            factory.started(core, c);
+            let _ = factory.failed(core, c, &DisconnectReason::Cancelled);
+        })) {
+            core.caught_panic(panic, "client factory callback");
         }
     }
 

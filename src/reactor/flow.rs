@@ -3,7 +3,8 @@
 use std::time::Instant;
 
 use super::{Entry, InternalTimer, Net};
-use crate::context::{flags, Core};
+use crate::context::Core;
+use crate::transport::flags;
 
 impl Net {
     /// Arms the connection's throttle timer for `at`, unless one is armed.
@@ -23,18 +24,8 @@ impl Net {
 
     /// A rate window ended: lift throttling and resume what it held back.
     pub(crate) fn on_throttle_timer(&mut self, core: &mut Core, key: usize) {
-        let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
-            return;
-        };
-        c.state.extra().throttle_timer = None;
-        let read = c.state.has(flags::READ_THROTTLED);
-        let write = c.state.has(flags::WRITE_THROTTLED);
-        c.state
-            .clear(flags::READ_THROTTLED | flags::WRITE_THROTTLED);
-        if write {
-            self.on_writable(core, key);
-        }
-        if read {
+        let read = self.with_engine(core, key, |e| e.throttle_expired());
+        if read == Some(true) {
             if let Some(Entry::Conn(c)) = self.entries.get_mut(key) {
                 if c.state.has(flags::READ_PENDING) && !c.state.has(flags::READ_PAUSED) {
                     c.state.clear(flags::READ_PENDING);
@@ -42,16 +33,5 @@ impl Net {
                 }
             }
         }
-    }
-
-    /// The idle timer fired: time out if there was no traffic since, else re-arm
-    /// for the rest of the period.
-    pub(crate) fn on_idle_timer(&mut self, core: &mut Core, key: usize) {
-        self.invoke(core, key, |p, ctx| {
-            if ctx.idle_expired() {
-                tracing::debug!(peer = %ctx.peer_addr(), "idle timeout");
-                p.idle_timeout(ctx);
-            }
-        });
     }
 }

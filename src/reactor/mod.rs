@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! use std::net::SocketAddr;
-//! use torsion::{Context, Factory, Protocol, Reactor};
+//! use torsion::{factory, Context, Protocol, Reactor};
 //!
 //! struct Echo;
 //! impl Protocol for Echo {
@@ -11,23 +11,17 @@
 //!         ctx.write(data);
 //!     }
 //! }
-//! struct EchoFactory;
-//! impl Factory for EchoFactory {
-//!     type Protocol = Echo;
-//!     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
-//!         Some(Echo)
-//!     }
-//! }
 //!
 //! let mut reactor = Reactor::new()?;
-//! let port = reactor.listen_tcp("127.0.0.1:8000".parse().unwrap(), EchoFactory)?;
+//! let port = reactor.listen_tcp("127.0.0.1:8000".parse().unwrap(), factory(|_peer| Echo))?;
 //! println!("listening on {}", port.local_addr());
 //! reactor.run()?;
 //! # Ok::<(), torsion::Error>(())
 //! ```
 
-pub mod timers;
+pub use crate::core::timers;
 
+mod complete;
 mod conn;
 mod connect;
 mod flow;
@@ -49,34 +43,29 @@ use mio::{Events, Poll, Registry, Token, Waker};
 use slab::Slab;
 
 use crate::buf::WriteBuf;
-use crate::context::Core;
+use crate::context::{Core, Op};
 use crate::error::{Error, Result};
 use crate::protocol::{ClientFactory, Factory};
 
 pub(crate) use conn::Connection;
-pub(crate) use stream::no_ip;
 pub use tcp::{Connector, ListeningPort, TcpOptions};
-pub(crate) use tcp::{PendingConnect, PendingListen};
 pub use udp::UdpOptions;
-pub(crate) use udp::{DatagramFn, PendingDatagram};
 pub use unix::{UnixListeningPort, UnixOptions};
 
 const WAKER: Token = Token(usize::MAX);
-/// Size of the reactor-wide read buffer.
-pub(crate) const READ_BUF: usize = 64 * 1024;
+pub(crate) use crate::conn::READ_BUF;
 /// Reads (or accepts) per readiness event before yielding to other sources.
 pub(crate) const READ_BUDGET: usize = 16;
 
-/// Timers the reactor handles itself.
-#[derive(Debug)]
-pub(crate) enum InternalTimer {
-    ConnectTimeout { key: usize, gen: u32 },
-    Reconnect { id: u64 },
-    AcceptRetry { key: usize, gen: u32 },
-    LingerTimeout { key: usize, gen: u32 },
-    Idle { key: usize, gen: u32 },
-    Throttle { key: usize, gen: u32 },
-    ShutdownDeadline,
+pub(crate) use crate::core::ops::InternalTimer;
+
+/// The poll's waker, for other threads (`ReactorHandle`).
+struct PollWaker(Waker);
+
+impl crate::core::Wake for PollWaker {
+    fn wake(&self) -> io::Result<()> {
+        self.0.wake()
+    }
 }
 
 /// One registered source.
@@ -166,6 +155,8 @@ pub(crate) struct Net {
     pub(crate) spare_fd: Option<std::fs::File>,
     pub(crate) live_conns: usize,
     pub(crate) shutting_down: Option<timers::TimerId>,
+    /// Why the connection being reaped ended (for its connector).
+    pub(crate) lost_reason: Option<crate::DisconnectReason>,
 }
 
 impl Reactor {
@@ -179,7 +170,7 @@ impl Reactor {
         let waker = Waker::new(poll.registry(), WAKER)?;
         let registry = poll.registry().try_clone()?;
         Ok(Reactor {
-            core: Core::new(Instant::now(), Some(waker)),
+            core: Core::new(Instant::now(), Some(Box::new(PollWaker(waker)))),
             poll,
             events: Events::with_capacity(1024),
             net: Net {
@@ -195,6 +186,7 @@ impl Reactor {
                 spare_fd: std::fs::File::open("/dev/null").ok(),
                 live_conns: 0,
                 shutting_down: None,
+                lost_reason: None,
             },
         })
     }
@@ -257,8 +249,8 @@ impl Reactor {
         res.and_then(|()| self.panic_result())
     }
 
-    /// Runs turns until `done` returns true or `timeout` passes. Returns whether
-    /// `done` held.
+    /// Runs turns until `done` returns true or `timeout` passes
+    /// (`Duration::MAX`: no limit). Returns whether `done` held.
     ///
     /// # Errors
     /// As [`run`](Self::run).
@@ -267,7 +259,7 @@ impl Reactor {
         timeout: Duration,
         mut done: impl FnMut(&mut Reactor) -> bool,
     ) -> Result<bool> {
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::context::later(Instant::now(), timeout);
         loop {
             if done(self) {
                 return Ok(true);
@@ -416,19 +408,50 @@ impl DerefMut for Reactor {
     }
 }
 
+/// Dropping a reactor ends what it runs: queued operations are carried out
+/// (a queued connect fails with [`DisconnectReason::Cancelled`](crate::DisconnectReason::Cancelled)),
+/// listeners stop, every pending connect hears `client_connection_failed`
+/// (`Cancelled`) and every live connection `connection_lost`
+/// ([`Aborted`](crate::DisconnectReason::Aborted)), once.
 impl Drop for Reactor {
     fn drop(&mut self) {
         let core = &mut self.core;
-        let keys: Vec<u64> = self.net.listeners.keys().copied().collect();
-        for id in keys {
-            self.net.stop_listening(core, id);
+        let net = &mut self.net;
+        // Callbacks run here may queue more work or connect again: a few
+        // rounds settle it (a protocol that reconnects forever from
+        // `connection_lost` is cut off).
+        for _ in 0..8 {
+            for op in std::mem::take(&mut core.ops) {
+                match op {
+                    Op::Connect(p) => net.cancel_pending_connect(core, p),
+                    op => crate::conn::ops::apply(core, net, op),
+                }
+            }
+            let ids: Vec<u64> = net.listeners.keys().copied().collect();
+            for id in ids {
+                net.stop_listening(core, id);
+            }
+            net.end_connectors(core);
+            let conns: Vec<usize> = net
+                .entries
+                .iter()
+                .filter(|(_, e)| matches!(e, Entry::Conn(_)))
+                .map(|(k, _)| k)
+                .collect();
+            for key in conns {
+                net.close(core, key, crate::DisconnectReason::Aborted);
+            }
+            net.free_dead();
+            if core.ops.is_empty() && net.connectors.is_empty() && net.live_conns == 0 {
+                break;
+            }
         }
     }
 }
 
-impl crate::drive::TimerDriver for Net {
+impl crate::core::TimerDriver for Net {
     fn internal_timer(&mut self, core: &mut Core, t: InternalTimer) {
-        self.on_internal_timer(core, t);
+        crate::conn::ops::on_timer(core, self, t);
     }
     fn process_ops(&mut self, core: &mut Core) {
         Net::process_ops(self, core);
@@ -532,9 +555,9 @@ impl Net {
             }
             match self.entries.get_mut(key) {
                 Some(Entry::Conn(c)) => {
-                    let again = c.state.has(crate::context::flags::READ_AGAIN);
-                    let produce = c.state.has(crate::context::flags::PRODUCE);
-                    c.state.clear(crate::context::flags::READ_AGAIN);
+                    let again = c.state.has(crate::transport::flags::READ_AGAIN);
+                    let produce = c.state.has(crate::transport::flags::PRODUCE);
+                    c.state.clear(crate::transport::flags::READ_AGAIN);
                     if produce {
                         self.produce(core, key);
                     }
@@ -560,12 +583,7 @@ impl Net {
 
     #[inline(never)]
     fn process_ops_now(&mut self, core: &mut Core) {
-        while !core.ops.is_empty() {
-            let ops = std::mem::take(&mut core.ops);
-            for op in ops {
-                self.apply(core, op);
-            }
-        }
+        crate::conn::ops::process_ops(core, self);
         if self.live_conns == 0 && core.running {
             if let Some(t) = self.shutting_down.take() {
                 let _ = core.timers.cancel(t);

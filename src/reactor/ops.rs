@@ -1,14 +1,105 @@
-//! Work that reaches the loop other than readiness: operations queued by
-//! callbacks on `Core`, the reactor's own timers, and graceful shutdown.
+//! Work that reaches the loop other than readiness: what the one interpreter
+//! of queued operations ([`crate::conn::ops`]) asks of the reactor, the
+//! reactor's own timers, and graceful shutdown.
 
 use std::time::Duration;
 
 use super::{Entry, InternalTimer, Net};
-use crate::context::{Core, Op};
-use crate::wrap::innermost;
+use crate::conn::ops::Driver;
+use crate::context::{ConnectionHandle, Core};
+use crate::core::ops::{ConnectRequest, Erased, ListenRequest};
+use crate::protocol::Protocol;
+use crate::transport::{flags, Context, WrapFn};
+
+impl Driver for Net {
+    #[inline]
+    fn invoke(
+        &mut self,
+        core: &mut Core,
+        h: ConnectionHandle,
+        f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
+    ) {
+        if let Some(key) = self.conn_key(h) {
+            Net::invoke(self, core, key, f);
+        }
+    }
+    fn resume_reading(&mut self, _core: &mut Core, h: ConnectionHandle) {
+        let Some(key) = self.conn_key(h) else {
+            return;
+        };
+        if let Entry::Conn(c) = &mut self.entries[key] {
+            // `Context::resume_reading` cleared the pause; a pause made since
+            // then must stand. Reading goes on after the current event.
+            if !c.state.has(flags::READ_PAUSED)
+                && c.state.has(flags::READ_PENDING)
+                && !c.state.has(flags::READ_THROTTLED)
+            {
+                c.state.clear(flags::READ_PENDING);
+                c.state.set(flags::READ_AGAIN);
+                self.ready.push((key, h.gen));
+            }
+        }
+    }
+    fn produce(&mut self, core: &mut Core, h: ConnectionHandle) {
+        if let Some(key) = self.conn_key(h) {
+            Net::produce(self, core, key);
+        }
+    }
+    fn throttle_expired(&mut self, core: &mut Core, h: ConnectionHandle) {
+        if let Some(key) = self.conn_key(h) {
+            self.on_throttle_timer(core, key);
+        }
+    }
+    fn wrap(&mut self, core: &mut Core, h: ConnectionHandle, wrap: WrapFn) {
+        if let Some(key) = self.conn_key(h) {
+            if let Entry::Conn(c) = &mut self.entries[key] {
+                crate::conn::rewrap(&mut c.protocol, wrap);
+            }
+            Net::invoke(self, core, key, |p, ctx| p.connection_made(ctx));
+        }
+    }
+    fn live(&self) -> Vec<ConnectionHandle> {
+        self.entries
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Entry::Conn(c) => Some(c.state.handle),
+                _ => None,
+            })
+            .collect()
+    }
+    fn listen(&mut self, core: &mut Core, req: ListenRequest) {
+        self.start_listening(core, req);
+    }
+    fn listen_datagram(&mut self, core: &mut Core, req: Erased) {
+        self.start_datagram(core, req);
+    }
+    fn datagram_call(&mut self, core: &mut Core, id: u64, f: Erased) {
+        Net::datagram_call(self, core, id, f);
+    }
+    fn stop_listening(&mut self, core: &mut Core, id: u64) {
+        Net::stop_listening(self, core, id);
+    }
+    fn connect(&mut self, core: &mut Core, req: ConnectRequest) {
+        self.add_connector(core, req);
+    }
+    fn stop_connecting(&mut self, core: &mut Core, id: u64) {
+        Net::stop_connecting(self, core, id);
+    }
+    fn disconnect(&mut self, core: &mut Core, id: u64) {
+        Net::disconnect(self, core, id);
+    }
+    /// Stops every listener and connector and arms the deadline; the
+    /// interpreter then asks every connection to close.
+    fn shutdown(&mut self, core: &mut Core, timeout: Duration) {
+        Net::shutdown(self, core, timeout);
+    }
+    fn own_timer(&mut self, core: &mut Core, t: InternalTimer) {
+        self.on_internal_timer(core, t);
+    }
+}
 
 impl Net {
-    pub(super) fn on_internal_timer(&mut self, core: &mut Core, t: InternalTimer) {
+    fn on_internal_timer(&mut self, core: &mut Core, t: InternalTimer) {
         match t {
             InternalTimer::ConnectTimeout { key, gen } => {
                 if self.gen_of(key) == Some(gen) {
@@ -24,21 +115,13 @@ impl Net {
                     self.accept(core, key);
                 }
             }
-            InternalTimer::Idle { key, gen } => {
-                if self.gen_of(key) == Some(gen) {
-                    self.on_idle_timer(core, key);
-                }
-            }
-            InternalTimer::Throttle { key, gen } => {
-                if self.gen_of(key) == Some(gen) {
-                    self.on_throttle_timer(core, key);
-                }
-            }
             InternalTimer::LingerTimeout { key, gen } => {
                 if self.gen_of(key) == Some(gen) {
                     self.vacate(key);
                 }
             }
+            // A connection's own timers: the interpreter's (`conn::ops::on_timer`).
+            InternalTimer::Idle { .. } | InternalTimer::Throttle { .. } => {}
             InternalTimer::ShutdownDeadline => {
                 self.shutting_down = None;
                 let keys: Vec<usize> = self
@@ -60,85 +143,8 @@ impl Net {
         }
     }
 
-    pub(super) fn apply(&mut self, core: &mut Core, op: Op) {
-        match op {
-            // Operations by handle belong to the innermost protocol: through a
-            // TLS wrapper, a write is encrypted and a close sends close_notify.
-            Op::Write(h, data) => {
-                if let Some(key) = self.conn_key(h) {
-                    self.invoke(core, key, |p, ctx| {
-                        innermost(p, ctx, |_, ctx| ctx.write_bytes(data))
-                    });
-                }
-            }
-            Op::Lose(h) => {
-                if let Some(key) = self.conn_key(h) {
-                    self.invoke(core, key, |p, ctx| {
-                        innermost(p, ctx, |_, ctx| ctx.lose_connection())
-                    });
-                }
-            }
-            Op::Abort(h) => {
-                if let Some(key) = self.conn_key(h) {
-                    self.invoke(core, key, |p, ctx| {
-                        innermost(p, ctx, |_, ctx| ctx.abort_connection())
-                    });
-                }
-            }
-            Op::PauseReading(h) => {
-                if let Some(key) = self.conn_key(h) {
-                    self.invoke(core, key, |p, ctx| {
-                        innermost(p, ctx, |_, ctx| ctx.pause_reading())
-                    });
-                }
-            }
-            Op::ResumeReading(h) => {
-                if let Some(key) = self.conn_key(h) {
-                    if let Entry::Conn(c) = &mut self.entries[key] {
-                        // `Context::resume_reading` cleared the pause; a pause
-                        // made since then must stand.
-                        if !c.state.has(crate::context::flags::READ_PAUSED)
-                            && c.state.has(crate::context::flags::READ_PENDING)
-                            && !c.state.has(crate::context::flags::READ_THROTTLED)
-                        {
-                            c.state.clear(crate::context::flags::READ_PENDING);
-                            c.state.set(crate::context::flags::READ_AGAIN);
-                            self.ready.push((key, h.gen));
-                        }
-                    }
-                }
-            }
-            Op::Call(h, f) => {
-                if let Some(key) = self.conn_key(h) {
-                    self.invoke(core, key, f);
-                }
-            }
-            Op::Listen(p) => self.start_listening(core, p),
-            Op::ListenDatagram(p) => self.start_datagram(core, p),
-            Op::DatagramCall(id, f) => self.datagram_call(core, id, f),
-            Op::StopListening(id) => self.stop_listening(core, id),
-            Op::Connect(p) => self.add_connector(core, p),
-            Op::StopConnecting(id) => self.stop_connecting(core, id),
-            Op::Disconnect(id) => self.disconnect(core, id),
-            Op::Shutdown(timeout) => self.shutdown(core, timeout),
-            Op::Produce(h) => {
-                if let Some(key) = self.conn_key(h) {
-                    self.produce(core, key);
-                }
-            }
-            Op::Wrap(h, wrap) => {
-                if let Some(key) = self.conn_key(h) {
-                    if let Entry::Conn(c) = &mut self.entries[key] {
-                        let p =
-                            std::mem::replace(&mut c.protocol, Box::new(crate::wrap::Unwrapped));
-                        c.protocol = wrap(p);
-                    }
-                    self.invoke(core, key, |p, ctx| p.connection_made(ctx));
-                }
-            }
-        }
-    }
-
+    /// Stops every listener and connector and arms the deadline; the
+    /// interpreter then asks every connection to close.
     fn shutdown(&mut self, core: &mut Core, timeout: Duration) {
         let ids: Vec<u64> = self.listeners.keys().copied().collect();
         for id in ids {
@@ -147,17 +153,6 @@ impl Net {
         let ids: Vec<u64> = self.connectors.keys().copied().collect();
         for id in ids {
             self.stop_connecting(core, id);
-        }
-        let keys: Vec<usize> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| matches!(e, Entry::Conn(_)))
-            .map(|(k, _)| k)
-            .collect();
-        for key in keys {
-            self.invoke(core, key, |p, ctx| {
-                innermost(p, ctx, |_, ctx| ctx.lose_connection())
-            });
         }
         if let Some(t) = self.shutting_down.take() {
             let _ = core.timers.cancel(t);

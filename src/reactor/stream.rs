@@ -11,8 +11,8 @@ use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 
-use crate::address::{Address, UnixAddr};
-use crate::context::HostAddr;
+use crate::address::{no_ip, Address, UnixAddr};
+use crate::transport::HostAddr;
 
 /// A connected stream socket.
 #[derive(Debug)]
@@ -92,14 +92,6 @@ impl Source for Stream {
             Stream::Unix(s) => s.deregister(r),
         }
     }
-}
-
-/// No IP address on a Unix socket.
-pub(crate) fn no_ip() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::Unsupported,
-        "a Unix socket has no IP address (use Context::host)",
-    )
 }
 
 impl HostAddr for Stream {

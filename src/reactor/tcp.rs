@@ -13,10 +13,13 @@ use super::connect::AnyClientFactory;
 use super::stream::{Acceptor, Stream};
 use super::{Connection, Entry, InternalTimer, Net, READ_BUDGET};
 use crate::address::Address;
-use crate::context::{flags, ConnState, ConnectionHandle, Core, Op};
+use crate::context::{ConnectionHandle, Core, Op};
+pub use crate::core::handles::{Connector, ListeningPort};
+use crate::core::ops::{BoundListener, ConnectRequest, ListenRequest};
+use crate::core::timers::TimerId;
 use crate::error::Result;
 use crate::protocol::{ClientFactory, Factory, Protocol};
-use crate::reactor::timers::TimerId;
+use crate::transport::{flags, ConnState};
 
 /// How long the accept loop waits before trying again when it could not even
 /// shed connections (no descriptor left at all), or after an unexpected error.
@@ -74,87 +77,20 @@ impl TcpOptions {
     }
 }
 
-/// A listening TCP port (Twisted's `IListeningPort`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ListeningPort {
-    id: u64,
-    addr: SocketAddr,
-}
-
-impl ListeningPort {
-    /// The bound address, with the real port when 0 was asked for.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops accepting: the socket is closed and the factory hears `stop_factory`
-    /// once the current callback returns. Open connections are not touched.
-    pub fn stop_listening(&self, core: &mut Core) {
-        core.ops.push(Op::StopListening(self.id));
-    }
-}
-
-/// An outgoing connection attempt and the connection it makes (Twisted's
-/// `IConnector`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Connector {
-    id: u64,
-}
-
-impl Connector {
-    pub(crate) fn from_id(id: u64) -> Connector {
-        Connector { id }
-    }
-
-    /// Stops trying: a pending attempt is cancelled (the factory hears
-    /// `client_connection_failed` with [`DisconnectReason::Cancelled`](crate::DisconnectReason::Cancelled)), a pending
-    /// reconnect is dropped, and an established connection will not be
-    /// reconnected when it ends.
-    pub fn stop_connecting(&self, core: &mut Core) {
-        core.ops.push(Op::StopConnecting(self.id));
-    }
-
-    /// Closes the established connection gracefully (the factory may still
-    /// reconnect), or stops a pending attempt.
-    pub fn disconnect(&self, core: &mut Core) {
-        core.ops.push(Op::Disconnect(self.id));
-    }
-}
-
-/// A listen request, bound already, waiting for the loop to register it.
-pub(crate) struct PendingListen {
-    pub(crate) id: u64,
-    pub(crate) listener: Acceptor,
+/// What the reactor needs of a listen request besides its socket (the
+/// erased part of a [`ListenRequest`]).
+pub(crate) struct ListenParts {
     pub(crate) factory: Box<dyn AnyFactory>,
     pub(crate) options: TcpOptions,
     /// A Unix listener's socket file, removed when it stops.
     pub(crate) socket_file: Option<Box<super::unix::SocketFile>>,
 }
 
-/// A connect request waiting for the loop.
-pub(crate) struct PendingConnect {
-    pub(crate) id: u64,
-    pub(crate) addr: Address,
-    pub(crate) timeout: Duration,
+/// What the reactor needs of a connect request besides where and how long
+/// (the erased part of a [`ConnectRequest`]).
+pub(crate) struct ConnectParts {
     pub(crate) factory: Box<dyn AnyClientFactory>,
     pub(crate) options: TcpOptions,
-}
-
-impl PendingListen {
-    /// The bound address (for in-memory drivers that record the request).
-    pub(crate) fn local_addr(&self) -> Option<SocketAddr> {
-        match &self.listener {
-            Acceptor::Tcp(l) => l.local_addr().ok(),
-            Acceptor::Unix(_) => None,
-        }
-    }
-}
-
-impl PendingConnect {
-    /// Where and how long to try (for in-memory drivers that record the request).
-    pub(crate) fn target(&self) -> (SocketAddr, Duration) {
-        (self.addr.inet_or_unspecified(), self.timeout)
-    }
 }
 
 pub(crate) trait AnyFactory {
@@ -165,7 +101,7 @@ pub(crate) trait AnyFactory {
 
 impl<F: Factory> AnyFactory for F {
     fn build(&mut self, peer: &Address) -> Option<Box<dyn Protocol>> {
-        self.build_protocol_for(peer)
+        self.build_protocol(peer)
             .map(|p| Box::new(p) as Box<dyn Protocol>)
     }
     fn start(&mut self, core: &mut Core) {
@@ -214,6 +150,27 @@ impl Core {
         options: TcpOptions,
     ) -> Result<ListeningPort> {
         use socket2::{Domain, Socket, Type};
+        let id = self.next_id();
+        let parts = ListenParts {
+            factory: Box::new(factory),
+            options,
+            socket_file: None,
+        };
+        if self.is_simulated() {
+            // The fake clock binds nothing: the request is recorded with the
+            // address asked for (a made-up port for port 0).
+            let mut local = addr;
+            if local.port() == 0 {
+                local.set_port(20000 + (id % 40000) as u16);
+            }
+            self.ops.push(Op::Listen(ListenRequest {
+                id,
+                addr: Some(local),
+                socket: None,
+                rest: Box::new(parts),
+            }));
+            return Ok(ListeningPort { id, addr: local });
+        }
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         socket.set_reuse_address(true)?;
         if options.reuse_port {
@@ -227,13 +184,11 @@ impl Core {
         socket.listen(options.backlog)?;
         let listener: std::net::TcpListener = socket.into();
         let local = listener.local_addr()?;
-        let id = self.next_id();
-        self.ops.push(Op::Listen(PendingListen {
+        self.ops.push(Op::Listen(ListenRequest {
             id,
-            listener: Acceptor::Tcp(TcpListener::from_std(listener)),
-            factory: Box::new(factory),
-            options,
-            socket_file: None,
+            addr: Some(local),
+            socket: Some(BoundListener::Tcp(listener)),
+            rest: Box::new(parts),
         }));
         Ok(ListeningPort { id, addr: local })
     }
@@ -259,12 +214,14 @@ impl Core {
         options: TcpOptions,
     ) -> Connector {
         let id = self.next_id();
-        self.ops.push(Op::Connect(PendingConnect {
+        self.ops.push(Op::Connect(ConnectRequest {
             id,
             addr: Address::Inet(addr),
             timeout,
-            factory: Box::new(factory),
-            options,
+            rest: Box::new(ConnectParts {
+                factory: Box::new(factory),
+                options,
+            }),
         }));
         Connector { id }
     }
@@ -277,10 +234,13 @@ impl Core {
     }
 }
 
-/// Starts a non-blocking connect to `addr`.
+/// Whether an accept failed for want of descriptors or memory: the listener
+/// then sheds a connection or retries on a timer instead of spinning.
 fn is_descriptor_exhaustion(e: &io::Error) -> bool {
-    // EMFILE, ENFILE, ENOBUFS, ENOMEM
-    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 fn is_transient_accept_error(e: &io::Error) -> bool {
@@ -289,12 +249,18 @@ fn is_transient_accept_error(e: &io::Error) -> bool {
         io::ErrorKind::Interrupted
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::ConnectionReset
-    ) || matches!(e.raw_os_error(), Some(1 | 71)) // EPERM (firewall), EPROTO
+    ) || matches!(e.raw_os_error(), Some(libc::EPERM | libc::EPROTO)) // EPERM: a firewall
 }
 
 impl Net {
-    pub(crate) fn start_listening(&mut self, core: &mut Core, p: PendingListen) {
-        let mut listener = p.listener;
+    pub(crate) fn start_listening(&mut self, core: &mut Core, req: ListenRequest) {
+        let (Some(socket), Ok(p)) = (req.socket, req.rest.downcast::<ListenParts>()) else {
+            return;
+        };
+        let mut listener = match socket {
+            BoundListener::Tcp(l) => Acceptor::Tcp(TcpListener::from_std(l)),
+            BoundListener::Unix(l) => Acceptor::Unix(mio::net::UnixListener::from_std(l)),
+        };
         let gen = self.next_gen();
         let entry = self.entries.vacant_entry();
         let key = entry.key();
@@ -315,7 +281,7 @@ impl Net {
             exhausted: false,
             shed: 0,
         })));
-        self.listeners.insert(p.id, key);
+        self.listeners.insert(req.id, key);
         if let Entry::Listener(l) = &mut self.entries[key] {
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| l.factory.start(core))) {
                 core.caught_panic(panic, "start_factory");
@@ -473,5 +439,29 @@ impl Net {
         self.live_conns += 1;
         self.invoke(core, key, |p, ctx| p.connection_made(ctx));
         Some(handle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(code: i32) -> io::Error {
+        io::Error::from_raw_os_error(code)
+    }
+
+    #[test]
+    fn accept_errors_are_classified_by_the_platform_errno_names() {
+        for code in [libc::EMFILE, libc::ENFILE, libc::ENOBUFS, libc::ENOMEM] {
+            assert!(is_descriptor_exhaustion(&os(code)), "{code}");
+            assert!(!is_transient_accept_error(&os(code)), "{code}");
+        }
+        for code in [libc::EPERM, libc::EPROTO, libc::ECONNABORTED, libc::EINTR] {
+            assert!(is_transient_accept_error(&os(code)), "{code}");
+            assert!(!is_descriptor_exhaustion(&os(code)), "{code}");
+        }
+        for code in [libc::EBADF, libc::EINVAL] {
+            assert!(!is_transient_accept_error(&os(code)) && !is_descriptor_exhaustion(&os(code)));
+        }
     }
 }

@@ -75,7 +75,7 @@ impl UdpOptions {
 }
 
 /// A closure run against a datagram port's protocol.
-pub(crate) type DatagramFn = Box<dyn FnOnce(&mut dyn DatagramProtocol, &mut DatagramContext<'_>)>;
+use crate::datagram::DatagramFn;
 
 /// A bound datagram socket waiting for the loop to register it.
 pub(crate) struct PendingDatagram {
@@ -148,7 +148,7 @@ impl Core {
         socket.bind(&addr.into())?;
         let socket: std::net::UdpSocket = socket.into();
         let local = Address::Inet(socket.local_addr()?);
-        let socket = DatagramSocket::Udp(mio::net::UdpSocket::from_std(socket));
+        let socket = DatagramSocket::Udp(socket);
         Ok(self.open_datagram(local, socket, Box::new(protocol), None))
     }
 
@@ -183,7 +183,7 @@ impl Core {
         let path = path.as_ref();
         let (socket, file) = super::unix::bind(path, socket2::Type::DGRAM, &options)?;
         let socket: std::os::unix::net::UnixDatagram = socket.into();
-        let socket = DatagramSocket::Unix(mio::net::UnixDatagram::from_std(socket));
+        let socket = DatagramSocket::Unix(socket);
         Ok(self.open_datagram(Address::unix(path), socket, Box::new(protocol), file))
     }
 
@@ -198,12 +198,12 @@ impl Core {
             id: self.next_id(),
             local,
         };
-        self.ops.push(Op::ListenDatagram(PendingDatagram {
+        self.ops.push(Op::ListenDatagram(Box::new(PendingDatagram {
             port: port.clone(),
             socket,
             protocol,
             socket_file,
-        }));
+        })));
         port
     }
 }
@@ -218,22 +218,44 @@ impl DatagramSocket {
         }
     }
 
-    fn source(&mut self) -> &mut dyn mio::event::Source {
-        match self {
-            DatagramSocket::Udp(s) => s,
-            DatagramSocket::Unix(s) => s,
-        }
+    /// The descriptor, to register with the poll.
+    fn source(&self) -> FdSource {
+        use std::os::fd::AsRawFd;
+        FdSource(match self {
+            DatagramSocket::Udp(s) => s.as_raw_fd(),
+            DatagramSocket::Unix(s) => s.as_raw_fd(),
+        })
+    }
+}
+
+/// A datagram socket's descriptor as a `mio` source (the socket itself is a
+/// `std` one, so the layers under the reactor never name `mio`).
+struct FdSource(std::os::fd::RawFd);
+
+impl mio::event::Source for FdSource {
+    fn register(&mut self, r: &mio::Registry, t: Token, i: Interest) -> io::Result<()> {
+        mio::unix::SourceFd(&self.0).register(r, t, i)
+    }
+    fn reregister(&mut self, r: &mio::Registry, t: Token, i: Interest) -> io::Result<()> {
+        mio::unix::SourceFd(&self.0).reregister(r, t, i)
+    }
+    fn deregister(&mut self, r: &mio::Registry) -> io::Result<()> {
+        mio::unix::SourceFd(&self.0).deregister(r)
     }
 }
 
 impl Net {
-    pub(crate) fn start_datagram(&mut self, core: &mut Core, mut p: PendingDatagram) {
+    pub(crate) fn start_datagram(&mut self, core: &mut Core, p: crate::core::ops::Erased) {
+        let Ok(p) = p.downcast::<PendingDatagram>() else {
+            return;
+        };
+        let p = *p;
         let gen = self.next_gen();
         let entry = self.entries.vacant_entry();
         let key = entry.key();
-        if let Err(e) = self
-            .registry
-            .register(p.socket.source(), Token(key), Interest::READABLE)
+        if let Err(e) =
+            self.registry
+                .register(&mut p.socket.source(), Token(key), Interest::READABLE)
         {
             tracing::error!(error = %e, "could not register a datagram port");
             return;
@@ -273,7 +295,11 @@ impl Net {
     }
 
     /// Runs a [`DatagramPort::with_protocol`] call.
-    pub(crate) fn datagram_call(&mut self, core: &mut Core, id: u64, f: DatagramFn) {
+    pub(crate) fn datagram_call(&mut self, core: &mut Core, id: u64, f: crate::core::ops::Erased) {
+        let Ok(f) = f.downcast::<DatagramFn>() else {
+            return;
+        };
+        let f = *f;
         if let Some(&key) = self.listeners.get(&id) {
             self.invoke_datagram(core, key, f);
         }
@@ -325,7 +351,7 @@ impl Net {
     /// Closes datagram port `entry` (already out of the slab): `stop_protocol`,
     /// then the socket, then its file.
     pub(crate) fn close_datagram(&mut self, core: &mut Core, mut d: DatagramEntry) {
-        let _ = self.registry.deregister(d.socket.source());
+        let _ = self.registry.deregister(&mut d.socket.source());
         let mut ctx = DatagramContext {
             core: &mut *core,
             socket: &d.socket,

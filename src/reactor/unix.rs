@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mio::net::{UnixListener, UnixStream};
+use mio::net::UnixStream;
 
-use super::stream::Acceptor;
-use super::tcp::{Connector, PendingConnect, PendingListen, TcpOptions};
+use super::tcp::{ConnectParts, Connector, ListenParts, TcpOptions};
 use crate::address::{Address, UnixAddr};
 use crate::context::{Core, Op};
+use crate::core::ops::{BoundListener, ConnectRequest, ListenRequest};
 use crate::error::Result;
 use crate::protocol::{ClientFactory, Factory};
 
@@ -251,12 +251,12 @@ impl Core {
     /// Binds the Unix socket `path` now (so errors are known at once) and starts
     /// accepting when the loop next runs (Twisted's `listenUNIX`). Connections
     /// behave as TCP ones: same callbacks, back-pressure and close semantics.
-    /// The factory's [`build_protocol_for`](Factory::build_protocol_for) sees
+    /// The factory's [`build_protocol`](Factory::build_protocol) sees
     /// the peer's [`Address::Unix`] (usually unnamed).
     ///
     /// ```
     /// use std::net::SocketAddr;
-    /// use torsion::{Context, Factory, Protocol, Reactor, UnixOptions};
+    /// use torsion::{factory, Context, Factory, Protocol, Reactor, UnixOptions};
     ///
     /// struct Echo;
     /// impl Protocol for Echo {
@@ -264,19 +264,12 @@ impl Core {
     ///         ctx.write(data);
     ///     }
     /// }
-    /// struct EchoFactory;
-    /// impl Factory for EchoFactory {
-    ///     type Protocol = Echo;
-    ///     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
-    ///         Some(Echo)
-    ///     }
-    /// }
     ///
     /// let dir = std::env::temp_dir().join(format!("torsion-doc-{}", std::process::id()));
     /// std::fs::create_dir_all(&dir)?;
     /// let mut reactor = Reactor::new()?;
     /// let options = UnixOptions::default().mode(0o600).remove_stale(true);
-    /// let port = reactor.listen_unix_with(dir.join("echo.sock"), EchoFactory, options)?;
+    /// let port = reactor.listen_unix_with(dir.join("echo.sock"), factory(|_peer| Echo), options)?;
     /// assert!(port.path().exists());
     /// drop(reactor); // stops listening: the socket file is removed
     /// assert!(!port.path().exists());
@@ -296,19 +289,28 @@ impl Core {
         options: UnixOptions,
     ) -> Result<UnixListeningPort> {
         let path = path.as_ref();
-        let (socket, file) = bind(path, socket2::Type::STREAM, &options)?;
-        if let Err(e) = socket.listen(options.backlog) {
-            drop(file); // removes it
-            return Err(e.into());
-        }
-        let listener: std::os::unix::net::UnixListener = socket.into();
         let id = self.next_id();
-        self.ops.push(Op::Listen(PendingListen {
-            id,
-            listener: Acceptor::Unix(UnixListener::from_std(listener)),
+        let mut parts = ListenParts {
             factory: Box::new(factory),
             options: TcpOptions::default(),
-            socket_file: file.map(Box::new),
+            socket_file: None,
+        };
+        let socket = if self.is_simulated() {
+            None // the fake clock binds nothing
+        } else {
+            let (socket, file) = bind(path, socket2::Type::STREAM, &options)?;
+            if let Err(e) = socket.listen(options.backlog) {
+                drop(file); // removes it
+                return Err(e.into());
+            }
+            parts.socket_file = file.map(Box::new);
+            Some(BoundListener::Unix(socket.into()))
+        };
+        self.ops.push(Op::Listen(ListenRequest {
+            id,
+            addr: None,
+            socket,
+            rest: Box::new(parts),
         }));
         Ok(UnixListeningPort {
             id,
@@ -339,12 +341,14 @@ impl Core {
         timeout: Duration,
     ) -> Connector {
         let id = self.next_id();
-        self.ops.push(Op::Connect(PendingConnect {
+        self.ops.push(Op::Connect(ConnectRequest {
             id,
             addr,
             timeout,
-            factory: Box::new(factory),
-            options: TcpOptions::default(),
+            rest: Box::new(ConnectParts {
+                factory: Box::new(factory),
+                options: TcpOptions::default(),
+            }),
         }));
         Connector::from_id(id)
     }

@@ -28,7 +28,7 @@
 //! let policy = BackoffPolicy::default()
 //!     .initial_delay(Duration::from_millis(200))
 //!     .max_delay(Duration::from_secs(30));
-//! let factory = ReconnectingClientFactory::from_fn(policy, |_peer: SocketAddr| Some(Tail))?;
+//! let factory = ReconnectingClientFactory::from_fn(policy, |_peer| Some(Tail))?;
 //! let handle = factory.handle();
 //!
 //! let mut reactor = Reactor::new()?;
@@ -46,7 +46,6 @@ mod backoff;
 
 use std::cell::RefCell;
 use std::fmt;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -103,7 +102,7 @@ struct Shared {
 /// the back-off decides.
 ///
 /// ```
-/// use std::net::SocketAddr;
+/// use torsion::Address;
 /// use std::time::Duration;
 /// use torsion::reconnect::{BackoffPolicy, ReconnectState, ReconnectingClientFactory};
 /// use torsion::{Context, Protocol};
@@ -116,7 +115,7 @@ struct Shared {
 /// let policy = BackoffPolicy::default()
 ///     .initial_delay(Duration::from_millis(100))
 ///     .max_delay(Duration::from_secs(30));
-/// let factory = ReconnectingClientFactory::from_fn(policy, |_peer: SocketAddr| Some(Client))?;
+/// let factory = ReconnectingClientFactory::from_fn(policy, |_peer: &Address| Some(Client))?;
 /// // Keep a handle: the factory itself goes to `reactor.connect_tcp(addr,
 /// // factory, timeout)`, which it then keeps connected.
 /// let handle = factory.handle();
@@ -204,10 +203,10 @@ impl<F: ClientFactory> ReconnectingClientFactory<F> {
     }
 }
 
-impl<P, B> ReconnectingClientFactory<FnClientFactory<B>>
+impl<P, B> ReconnectingClientFactory<FromFn<B>>
 where
     P: Protocol,
-    B: FnMut(SocketAddr) -> Option<P> + 'static,
+    B: FnMut(&crate::Address) -> Option<P> + 'static,
 {
     /// A reconnecting factory whose protocols come from `build` (no inner factory
     /// to write).
@@ -215,7 +214,7 @@ where
     /// # Errors
     /// As [`new`](Self::new).
     pub fn from_fn(policy: BackoffPolicy, build: B) -> Result<Self, PolicyError> {
-        Self::new(FnClientFactory(build), policy)
+        Self::new(FromFn(build), policy)
     }
 }
 
@@ -239,12 +238,8 @@ impl<F: ClientFactory> ClientFactory for ReconnectingClientFactory<F> {
         self.inner.started_connecting(core, connector);
     }
 
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<F::Protocol> {
-        self.build_protocol_for(&crate::Address::Inet(peer))
-    }
-
-    fn build_protocol_for(&mut self, peer: &crate::Address) -> Option<F::Protocol> {
-        let p = self.inner.build_protocol_for(peer)?;
+    fn build_protocol(&mut self, peer: &crate::Address) -> Option<F::Protocol> {
+        let p = self.inner.build_protocol(peer)?;
         let mut s = self.shared.borrow_mut();
         s.backoff.reset();
         s.connections += 1;
@@ -369,35 +364,35 @@ impl ReconnectHandle {
 /// reconnect by itself. See [`ReconnectingClientFactory::from_fn`].
 ///
 /// ```
-/// use std::net::SocketAddr;
-/// use torsion::reconnect::FnClientFactory;
-/// use torsion::{ClientFactory, Context, Protocol};
+/// use torsion::reconnect::FromFn;
+/// use torsion::{Address, ClientFactory, Context, Protocol};
 ///
 /// struct Client;
 /// impl Protocol for Client {
 ///     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
 /// }
 ///
-/// // Any closure that builds the protocol is a client factory.
-/// let mut factory = FnClientFactory(|_peer: SocketAddr| Some(Client));
-/// assert!(factory.build_protocol("127.0.0.1:1".parse().unwrap()).is_some());
+/// // A closure that builds the protocol, as the factory the back-off wraps.
+/// let mut factory = FromFn(|_peer: &Address| Some(Client));
+/// let peer = Address::from("127.0.0.1:1".parse::<std::net::SocketAddr>().unwrap());
+/// assert!(factory.build_protocol(&peer).is_some());
 /// ```
-pub struct FnClientFactory<B>(pub B);
+pub struct FromFn<B>(pub B);
 
-impl<B> fmt::Debug for FnClientFactory<B> {
+impl<B> fmt::Debug for FromFn<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("FnClientFactory")
+        f.write_str("FromFn")
     }
 }
 
-impl<P, B> ClientFactory for FnClientFactory<B>
+impl<P, B> ClientFactory for FromFn<B>
 where
     P: Protocol,
-    B: FnMut(SocketAddr) -> Option<P> + 'static,
+    B: FnMut(&crate::Address) -> Option<P> + 'static,
 {
     type Protocol = P;
 
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<P> {
+    fn build_protocol(&mut self, peer: &crate::Address) -> Option<P> {
         (self.0)(peer)
     }
 }
@@ -422,7 +417,7 @@ mod clock_tests {
 
     fn factory(
         max_retries: Option<u32>,
-    ) -> ReconnectingClientFactory<FnClientFactory<impl FnMut(SocketAddr) -> Option<Nop>>> {
+    ) -> ReconnectingClientFactory<FromFn<impl FnMut(&crate::Address) -> Option<Nop>>> {
         let policy = BackoffPolicy::default()
             .initial_delay(secs(1))
             .factor(2.0)
@@ -430,7 +425,7 @@ mod clock_tests {
             .max_delay(secs(8))
             .max_retries(max_retries);
         ReconnectingClientFactory::with_backoff(
-            FnClientFactory(|_peer: SocketAddr| Some(Nop)),
+            FromFn(|_peer: &crate::Address| Some(Nop)),
             Backoff::with_seed(policy, 7).unwrap(),
         )
     }
@@ -456,7 +451,9 @@ mod clock_tests {
         assert_eq!(h.retries(), 6);
         // A connection resets the back-off: the next loss waits the initial delay.
         f.started_connecting(&mut clock, c);
-        assert!(f.build_protocol("127.0.0.1:1".parse().unwrap()).is_some());
+        assert!(f
+            .build_protocol(&crate::Address::Inet("127.0.0.1:1".parse().unwrap()))
+            .is_some());
         assert_eq!(h.state(), ReconnectState::Connected);
         let lost = f.client_connection_lost(&mut clock, c, &DisconnectReason::Reset);
         assert_eq!(lost, Reconnect::After(secs(1)));

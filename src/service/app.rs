@@ -41,20 +41,15 @@ pub enum AppError {
 /// ```no_run
 /// use torsion::service::{Application, ServerService};
 /// # use std::net::SocketAddr;
-/// # use torsion::{Context, Factory, Protocol};
+/// # use torsion::{factory, Context, Protocol};
 /// # struct Echo;
 /// # impl Protocol for Echo {
 /// #     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) { ctx.write(data); }
 /// # }
-/// # struct EchoFactory;
-/// # impl Factory for EchoFactory {
-/// #     type Protocol = Echo;
-/// #     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> { Some(Echo) }
-/// # }
 ///
 /// fn main() -> Result<(), Box<dyn std::error::Error>> {
 ///     let mut app = Application::new()?;
-///     app.add(ServerService::new("tcp:8000:interface=127.0.0.1", || EchoFactory)?);
+///     app.add(ServerService::new("tcp:8000:interface=127.0.0.1", || factory(|_peer| Echo))?);
 ///     app.run()?; // returns after SIGINT/SIGTERM and a graceful shutdown: exit 0
 ///     Ok(())
 /// }
@@ -156,7 +151,7 @@ fn on_signal(
         return;
     }
     tracing::info!(?timeout, "{}: shutting down gracefully", signal_name(sig));
-    let deadline = core.now() + timeout;
+    let deadline = crate::context::later(core.now(), timeout);
     // Whatever happens, nothing outlives the deadline.
     core.call_later(timeout, |core| core.shutdown(Duration::ZERO));
     let running = services.borrow().is_running();

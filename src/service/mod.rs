@@ -28,7 +28,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 pub use app::{AppError, Application, DEFAULT_SHUTDOWN_TIMEOUT};
-pub(crate) use net::Watched;
 pub use net::{ClientService, ServerService};
 
 use crate::context::Core;

@@ -8,12 +8,13 @@ use std::rc::Rc;
 
 use super::{fired, Service, ServiceError};
 use crate::address::Address;
-use crate::context::{ConnectionHandle, Context, Core, DelayedCall};
+use crate::context::{ConnectionHandle, Core, DelayedCall};
 use crate::defer::{Deferred, Trigger};
 use crate::endpoints::{ClientEndpoint, EndpointError, Port, ServerEndpoint};
 use crate::error::DisconnectReason;
 use crate::protocol::{Factory, Protocol};
 use crate::reconnect::{Backoff, BackoffPolicy};
+use crate::transport::Context;
 
 type Listen = Box<dyn FnMut(&mut Core) -> Result<Port, String>>;
 
@@ -22,7 +23,7 @@ type Listen = Box<dyn FnMut(&mut Core) -> Result<Port, String>>;
 /// already accepted stay until the application shuts down.
 ///
 /// ```
-/// use std::net::SocketAddr;
+/// use torsion::Address;
 /// use torsion::service::{Application, ServerService};
 /// use torsion::{Context, Factory, Protocol};
 ///
@@ -35,7 +36,7 @@ type Listen = Box<dyn FnMut(&mut Core) -> Result<Port, String>>;
 /// struct EchoFactory;
 /// impl Factory for EchoFactory {
 ///     type Protocol = Echo;
-///     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
+///     fn build_protocol(&mut self, _peer: &Address) -> Option<Echo> {
 ///         Some(Echo)
 ///     }
 /// }
@@ -92,22 +93,17 @@ impl ServerService {
     ///
     /// ```
     /// # use std::net::SocketAddr;
-    /// # use torsion::{Context, Factory, Protocol};
+    /// # use torsion::{factory, Context, Protocol};
     /// # struct Echo;
     /// # impl Protocol for Echo {
     /// #     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) { ctx.write(data); }
-    /// # }
-    /// # struct EchoFactory;
-    /// # impl Factory for EchoFactory {
-    /// #     type Protocol = Echo;
-    /// #     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> { Some(Echo) }
     /// # }
     /// use torsion::service::ServerService;
     /// use torsion::TcpOptions;
     ///
     /// let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     /// let service = ServerService::from_fn("echo", move |core| {
-    ///     core.listen_tcp_with(addr, EchoFactory, TcpOptions::default().reuse_port(true))
+    ///     core.listen_tcp_with(addr, factory(|_peer| Echo), TcpOptions::default().reuse_port(true))
     /// });
     /// ```
     pub fn from_fn<P: Into<Port>, E: fmt::Display>(
@@ -177,7 +173,7 @@ impl Service for ServerService {
 
 /// A protocol with a hook run after its `connection_lost` (how a
 /// [`ClientService`] hears that its connection ended). Transparent: it is
-/// looked through by [`Core::with_protocol`] and the testing tools, and its
+/// looked through by [`ConnectionRef::with_protocol`](crate::ConnectionRef::with_protocol) and the testing tools, and its
 /// protocol gets the connection's own context.
 pub(crate) struct Watched {
     inner: Box<dyn Protocol>,
@@ -229,20 +225,19 @@ impl Protocol for Watched {
     fn idle_timeout(&mut self, ctx: &mut Context<'_>) {
         self.inner.idle_timeout(ctx);
     }
+    fn as_wrapper(&mut self) -> Option<&mut dyn crate::protocol::Wrapper> {
+        Some(self)
+    }
+    fn as_wrapper_ref(&self) -> Option<&dyn crate::protocol::Wrapper> {
+        Some(self)
+    }
 }
 
-impl crate::wrap::Wrapper for Watched {
-    fn call_inner(
-        &mut self,
-        ctx: &mut Context<'_>,
-        f: &mut dyn FnMut(&mut dyn Protocol, &mut Context<'_>),
-    ) {
-        f(&mut *self.inner, ctx);
-    }
-    fn inner_dyn(&self) -> &dyn Protocol {
+impl crate::protocol::Wrapper for Watched {
+    fn inner(&self) -> &dyn Protocol {
         &*self.inner
     }
-    fn inner_dyn_mut(&mut self) -> &mut dyn Protocol {
+    fn inner_mut(&mut self) -> &mut dyn Protocol {
         &mut *self.inner
     }
 }
@@ -490,7 +485,7 @@ impl Service for ClientService {
             Some(h) => {
                 let (d, t) = Deferred::new();
                 self.state.borrow_mut().stopped = Some(t);
-                core.lose_connection(h);
+                core.connection(h).lose_connection();
                 d
             }
             None => fired(Ok(())),

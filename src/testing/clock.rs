@@ -4,9 +4,10 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use super::conn::{process_ops, Conns, NoConns, OpsDriver};
+use super::conn::{Conns, NoConns, OpsDriver};
 use super::Request;
 use crate::context::Core;
+use crate::core::TimerDriver;
 
 /// A clock that only moves when the test moves it (Twisted's `task.Clock`),
 /// wrapping a real [`Core`], so timers behave exactly as under the reactor.
@@ -137,7 +138,7 @@ impl Clock {
 
     /// Advances, processing operations against `conns`.
     pub(crate) fn advance_with(&mut self, by: Duration, conns: &mut impl Conns) -> usize {
-        let now = self.core.now() + by;
+        let now = crate::context::later(self.core.now(), by);
         self.core.set_now(now);
         self.run_due(conns)
     }
@@ -154,7 +155,11 @@ impl Clock {
 
     /// Carries out queued operations against `conns`.
     pub(crate) fn ops(&mut self, conns: &mut impl Conns) {
-        process_ops(&mut self.core, conns, &mut self.requests);
+        OpsDriver {
+            conns,
+            requests: &mut self.requests,
+        }
+        .process_ops(&mut self.core);
     }
 
     /// Whether a call is due now (it would run on the next turn).

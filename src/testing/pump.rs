@@ -11,9 +11,10 @@ use super::faults::{Direction, Faults, Rng};
 use super::wire::{Net, Pipe};
 use super::{downcast, downcast_mut, Clock};
 use crate::buf::WriteBuf;
-use crate::context::{ConnectionHandle, Context, Core};
+use crate::context::{ConnectionHandle, Core};
 use crate::error::DisconnectReason;
 use crate::protocol::{Factory, Protocol};
+use crate::transport::Context;
 
 /// Bytes in flight one way before the sender's writes stay in its own buffer
 /// (the two socket buffers of a loopback connection, roughly).
@@ -103,7 +104,7 @@ impl<C, S> Link<C, S> {
 ///
 /// A pump holds any number of connections ([`connect`](Self::connect) returns
 /// a typed [`Link`]) sharing one [`Clock`]'s core, so protocols reach each
-/// other by handle (`core.write_to`, `with_protocol`) as under the reactor;
+/// other by handle ([`Core::connection`](crate::Core::connection)) as under the reactor;
 /// a chat server's clients can all be pumped together.
 ///
 /// Nothing moves until the test says so: [`step`](Self::step) runs one round
@@ -258,7 +259,7 @@ impl Pump {
                 key: i as u32,
                 gen: 1,
             };
-            self.net.conns.push(MemConn::new(handle, proto, host, peer));
+            self.net.conns.push(MemConn::new(handle, proto, peer));
             let dir = if i % 2 == 0 {
                 Direction::ClientToServer
             } else {
@@ -276,11 +277,16 @@ impl Pump {
                 max_delay: self.config.faults.max_delay,
                 round: self.round,
                 last_ready: 0,
+                host,
+                lost: None,
+                lost_gracefully: false,
             });
         }
         for i in [link.server(), link.client()] {
             let Net { conns, pipes, out } = &mut self.net;
-            conns[i].make(&mut self.clock.core, out, &mut pipes[i]);
+            conns[i]
+                .engine(&mut self.clock.core, out, &mut pipes[i])
+                .make();
             self.clock.ops(&mut self.net);
         }
         link
@@ -295,7 +301,7 @@ impl Pump {
         factory: &mut F,
     ) -> Option<Link<C, F::Protocol>> {
         let (caddr, _) = Self::addresses(self.net.conns.len() / 2);
-        let server = factory.build_protocol(caddr)?;
+        let server = factory.build_protocol(&crate::Address::Inet(caddr))?;
         Some(self.connect(client, server))
     }
 
@@ -364,12 +370,12 @@ impl Pump {
 
     /// Why the client of `link` ended, once it did.
     pub fn client_lost<C, S>(&self, link: Link<C, S>) -> Option<&DisconnectReason> {
-        self.net.conns[link.client()].lost.as_ref()
+        self.net.pipes[link.client()].lost.as_ref()
     }
 
     /// Why the server of `link` ended, once it did.
     pub fn server_lost<C, S>(&self, link: Link<C, S>) -> Option<&DisconnectReason> {
-        self.net.conns[link.server()].lost.as_ref()
+        self.net.pipes[link.server()].lost.as_ref()
     }
 
     /// The handle of the client connection of `link`.

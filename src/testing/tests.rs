@@ -259,7 +259,7 @@ fn timers_and_operations_by_handle_reach_pumped_protocols() {
     let hb = pump.server_handle(b);
     pump.with_server(a, move |_, ctx| {
         ctx.call_later_self(Duration::from_secs(5), move |_: &mut Rec, ctx| {
-            ctx.write_to(hb, &b"relayed"[..]);
+            ctx.connection(hb).write(b"relayed");
             ctx.lose_connection();
         });
     });
@@ -316,14 +316,14 @@ fn reactor_requests_are_recorded() {
     struct NoFactory;
     impl crate::Factory for NoFactory {
         type Protocol = Dialer;
-        fn build_protocol(&mut self, _: std::net::SocketAddr) -> Option<Dialer> {
+        fn build_protocol(&mut self, _: &crate::Address) -> Option<Dialer> {
             None
         }
     }
     struct NoClient;
     impl crate::ClientFactory for NoClient {
         type Protocol = Dialer;
-        fn build_protocol(&mut self, _: std::net::SocketAddr) -> Option<Dialer> {
+        fn build_protocol(&mut self, _: &crate::Address) -> Option<Dialer> {
             None
         }
     }

@@ -7,13 +7,15 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::conn::{Conns, MemConn, Sink};
+use super::conn::{Conns, MemConn};
 use super::{downcast, downcast_mut, Clock};
 use crate::buf::WriteBuf;
-use crate::context::{flags, ConnectionHandle, Context, Core, ProtoFn, WrapFn};
+use crate::conn::READ_BUF;
+use crate::conn::{Ending, Sink};
+use crate::context::{ConnectionHandle, Core};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
-use crate::reactor::READ_BUF;
+use crate::transport::{flags, Context, HostAddr, WrapFn};
 
 /// The peer address a [`RecordingTransport`] reports by default (Twisted's).
 pub const DEFAULT_PEER: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -80,22 +82,23 @@ impl<P> fmt::Debug for RecordingTransport<P> {
             .field("written", &self.one.rec.written.len())
             .field("buffered", &self.one.conn.state.pending_len())
             .field("flags", &self.one.conn.state.flags)
-            .field("lost", &self.one.conn.lost)
+            .field("lost", &self.one.rec.lost)
             .finish_non_exhaustive()
     }
 }
 
-/// What the peer would have seen.
-#[derive(Default)]
+/// What the peer would have seen: the engine's sink.
 struct Recorder {
     written: Vec<u8>,
     stalled: bool,
     eof_sent: bool,
     reset_sent: bool,
     peer_reset: bool,
+    host: SocketAddr,
+    lost: Option<DisconnectReason>,
 }
 
-impl io::Write for Recorder {
+impl Sink for Recorder {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.peer_reset {
             return Err(io::ErrorKind::ConnectionReset.into());
@@ -106,17 +109,21 @@ impl io::Write for Recorder {
         self.written.extend_from_slice(buf);
         Ok(buf.len())
     }
-    fn flush(&mut self) -> io::Result<()> {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.eof_sent = true;
         Ok(())
     }
-}
-
-impl Sink for Recorder {
-    fn shutdown_write(&mut self) {
-        self.eof_sent = true;
+    fn close(&mut self, end: &Ending<'_>) -> bool {
+        self.lost = Some(end.reason.clone());
+        if !end.graceful {
+            self.reset_sent = true;
+        } else if !end.write_shut {
+            self.eof_sent = true;
+        }
+        false
     }
-    fn reset(&mut self) {
-        self.reset_sent = true;
+    fn host(&self) -> &dyn HostAddr {
+        &self.host
     }
 }
 
@@ -136,12 +143,13 @@ struct One {
 
 impl One {
     fn deliver(&mut self, core: &mut Core) {
-        while !self.input.is_empty() && self.conn.wants_input() {
-            let (conn, out, rec) = (&mut self.conn, &mut self.out, &mut self.rec);
-            match self.input.pop_front() {
-                Some(Input::Data(d)) => conn.data(core, out, rec, &d),
-                Some(Input::Eof) => conn.eof(core, out, rec),
-                Some(Input::Reset) => conn.close(core, out, rec, DisconnectReason::Reset),
+        while !self.input.is_empty() && self.conn.state.wants_input() {
+            let input = self.input.pop_front();
+            let mut e = self.conn.engine(core, &mut self.out, &mut self.rec);
+            match input {
+                Some(Input::Data(d)) => e.data(&d),
+                Some(Input::Eof) => e.eof(),
+                Some(Input::Reset) => e.close(DisconnectReason::Reset),
                 None => {}
             }
         }
@@ -152,9 +160,23 @@ impl One {
 }
 
 impl Conns for One {
-    fn invoke(&mut self, core: &mut Core, h: ConnectionHandle, f: ProtoFn) {
+    fn invoke(
+        &mut self,
+        core: &mut Core,
+        h: ConnectionHandle,
+        f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
+    ) {
         if h == self.conn.state.handle {
-            self.conn.invoke(core, &mut self.out, &mut self.rec, f);
+            self.conn
+                .engine(core, &mut self.out, &mut self.rec)
+                .invoke(f);
+        }
+    }
+    fn produce(&mut self, core: &mut Core, h: ConnectionHandle) {
+        if h == self.conn.state.handle {
+            self.conn
+                .engine(core, &mut self.out, &mut self.rec)
+                .produce();
         }
     }
     fn resume_reading(&mut self, core: &mut Core, h: ConnectionHandle) {
@@ -162,6 +184,13 @@ impl Conns for One {
         if h == self.conn.state.handle && !self.conn.state.has(flags::READ_PAUSED) {
             self.conn.state.clear(flags::READ_PENDING);
             self.deliver(core);
+        }
+    }
+    fn throttle_expired(&mut self, core: &mut Core, h: ConnectionHandle) {
+        if h == self.conn.state.handle {
+            self.conn
+                .engine(core, &mut self.out, &mut self.rec)
+                .throttle_expired();
         }
     }
     fn live(&self) -> Vec<ConnectionHandle> {
@@ -191,15 +220,23 @@ impl<P: Protocol> RecordingTransport<P> {
         let mut t = RecordingTransport {
             clock: Clock::new(),
             one: One {
-                conn: MemConn::new(handle, Box::new(protocol), host, peer),
+                conn: MemConn::new(handle, Box::new(protocol), peer),
                 out: WriteBuf::new(),
-                rec: Recorder::default(),
+                rec: Recorder {
+                    written: Vec::new(),
+                    stalled: false,
+                    eof_sent: false,
+                    reset_sent: false,
+                    peer_reset: false,
+                    host,
+                    lost: None,
+                },
                 input: VecDeque::new(),
             },
             _protocol: PhantomData,
         };
         let One { conn, out, rec, .. } = &mut t.one;
-        conn.make(&mut t.clock.core, out, rec);
+        conn.engine(&mut t.clock.core, out, rec).make();
         t.after();
         t
     }
@@ -230,9 +267,10 @@ impl<P: Protocol> RecordingTransport<P> {
         }
         let mut result = None;
         let One { conn, out, rec, .. } = &mut self.one;
-        conn.invoke(&mut self.clock.core, out, rec, |p, ctx| {
-            result = Some(f(downcast_mut(p), ctx));
-        });
+        conn.engine(&mut self.clock.core, out, rec)
+            .invoke(|p, ctx| {
+                result = Some(f(downcast_mut(p), ctx));
+            });
         self.after();
         result
     }
@@ -283,7 +321,7 @@ impl<P: Protocol> RecordingTransport<P> {
         self.one.rec.stalled = stalled;
         if !stalled {
             let One { conn, out, rec, .. } = &mut self.one;
-            conn.writable(&mut self.clock.core, out, rec);
+            conn.engine(&mut self.clock.core, out, rec).writable();
             self.after();
         }
     }
@@ -322,10 +360,10 @@ impl<P: Protocol> RecordingTransport<P> {
 
     /// Why the connection ended, once `connection_lost` ran.
     pub fn lost(&self) -> Option<&DisconnectReason> {
-        self.one.conn.lost.as_ref()
+        self.one.rec.lost.as_ref()
     }
 
-    /// This connection's handle (for `write_to`, `with_protocol` and such).
+    /// This connection's handle (for [`Core::connection`]).
     pub fn handle(&self) -> ConnectionHandle {
         self.one.conn.state.handle
     }

@@ -5,13 +5,15 @@
 use std::collections::VecDeque;
 use std::io;
 
-use super::conn::{Conns, MemConn, Sink};
+use super::conn::{Conns, MemConn};
 use super::faults::Rng;
 use super::Clock;
 use crate::buf::WriteBuf;
-use crate::context::{flags, ConnectionHandle, Context, Core, ProtoFn, WrapFn};
+use crate::conn::{Ending, Sink};
+use crate::context::{ConnectionHandle, Core};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
+use crate::transport::{flags, Context, HostAddr, WrapFn};
 
 pub(crate) enum Seg {
     Data(Vec<u8>),
@@ -35,6 +37,12 @@ pub(crate) struct Pipe {
     pub(crate) max_delay: u32,
     pub(crate) round: u64,
     pub(crate) last_ready: u64,
+    /// The sender's local address.
+    pub(crate) host: std::net::SocketAddr,
+    /// How the sender's connection ended, once it did.
+    pub(crate) lost: Option<DisconnectReason>,
+    /// Whether that end was graceful (the peer saw a clean end of stream).
+    pub(crate) lost_gracefully: bool,
 }
 
 impl Pipe {
@@ -58,7 +66,7 @@ impl Pipe {
     }
 }
 
-impl io::Write for Pipe {
+impl Sink for Pipe {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.peer_reset {
             return Err(io::ErrorKind::ConnectionReset.into());
@@ -84,17 +92,23 @@ impl io::Write for Pipe {
         self.in_flight += n;
         Ok(n)
     }
-    fn flush(&mut self) -> io::Result<()> {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.push(Seg::Eof);
         Ok(())
     }
-}
-
-impl Sink for Pipe {
-    fn shutdown_write(&mut self) {
-        self.push(Seg::Eof);
+    fn close(&mut self, end: &Ending<'_>) -> bool {
+        self.lost = Some(end.reason.clone());
+        self.lost_gracefully = end.graceful;
+        if !end.graceful {
+            self.push(Seg::Reset);
+        } else if !end.write_shut {
+            self.push(Seg::Eof);
+        }
+        // The receiving side drains what still comes (see `Net::deliver`).
+        false
     }
-    fn reset(&mut self) {
-        self.push(Seg::Reset);
+    fn host(&self) -> &dyn HostAddr {
+        &self.host
     }
 }
 
@@ -119,7 +133,9 @@ impl Net {
         i: usize,
         f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
     ) {
-        self.conns[i].invoke(core, &mut self.out, &mut self.pipes[i], f);
+        self.conns[i]
+            .engine(core, &mut self.out, &mut self.pipes[i])
+            .invoke(f);
     }
 
     /// Resets connection pair `link` at once: both ends hear `Reset`.
@@ -130,12 +146,9 @@ impl Net {
             self.pipes[i].peer_reset = true;
         }
         for i in [link * 2, link * 2 + 1] {
-            self.conns[i].close(
-                core,
-                &mut self.out,
-                &mut self.pipes[i],
-                DisconnectReason::Reset,
-            );
+            self.conns[i]
+                .engine(core, &mut self.out, &mut self.pipes[i])
+                .close(DisconnectReason::Reset);
             self.pipes[i].segs.clear();
         }
     }
@@ -154,7 +167,7 @@ impl Net {
                 progress = true;
                 continue;
             }
-            if !self.conns[rx].wants_input() {
+            if !self.conns[rx].state.wants_input() {
                 break;
             }
             let Some((_, seg)) = self.pipes[i].segs.pop_front() else {
@@ -175,7 +188,9 @@ impl Net {
                     }
                     pipe.delivered += d.len() as u64;
                     if !d.is_empty() {
-                        self.conns[rx].data(core, &mut self.out, &mut self.pipes[rx], &d);
+                        self.conns[rx]
+                            .engine(core, &mut self.out, &mut self.pipes[rx])
+                            .data(&d);
                         clock.ops(self);
                     }
                     if cut.is_some() {
@@ -185,31 +200,32 @@ impl Net {
                     }
                 }
                 Seg::Eof => {
-                    self.conns[rx].eof(core, &mut self.out, &mut self.pipes[rx]);
+                    self.conns[rx]
+                        .engine(core, &mut self.out, &mut self.pipes[rx])
+                        .eof();
                     clock.ops(self);
                 }
                 Seg::Reset => {
                     self.pipes[rx].peer_reset = true;
-                    self.conns[rx].close(
-                        core,
-                        &mut self.out,
-                        &mut self.pipes[rx],
-                        DisconnectReason::Reset,
-                    );
+                    self.conns[rx]
+                        .engine(core, &mut self.out, &mut self.pipes[rx])
+                        .close(DisconnectReason::Reset);
                     clock.ops(self);
                 }
             }
         }
         // An unclean end of the receiver fails the sender's next write (a
         // graceful close with another reason, e.g. an idle timeout, does not).
-        if self.conns[rx].lost.is_some() && !self.conns[rx].lost_gracefully {
+        if self.pipes[rx].lost.is_some() && !self.pipes[rx].lost_gracefully {
             self.pipes[i].peer_reset = true;
         }
         // Room again: the sender flushes what its buffer holds.
         if self.conns[i].state.pending.is_some() && self.pipes[i].in_flight < self.pipes[i].capacity
         {
             let before = self.conns[i].state.pending_len();
-            self.conns[i].writable(&mut clock.core, &mut self.out, &mut self.pipes[i]);
+            self.conns[i]
+                .engine(&mut clock.core, &mut self.out, &mut self.pipes[i])
+                .writable();
             clock.ops(self);
             progress |= self.conns[i].state.pending_len() != before || self.conns[i].is_dead();
         }
@@ -225,9 +241,21 @@ impl Net {
 }
 
 impl Conns for Net {
-    fn invoke(&mut self, core: &mut Core, h: ConnectionHandle, f: ProtoFn) {
+    fn invoke(
+        &mut self,
+        core: &mut Core,
+        h: ConnectionHandle,
+        f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
+    ) {
         if let Some(i) = self.index(h) {
             self.invoke_at(core, i, f);
+        }
+    }
+    fn produce(&mut self, core: &mut Core, h: ConnectionHandle) {
+        if let Some(i) = self.index(h) {
+            self.conns[i]
+                .engine(core, &mut self.out, &mut self.pipes[i])
+                .produce();
         }
     }
     fn resume_reading(&mut self, _core: &mut Core, h: ConnectionHandle) {
@@ -238,6 +266,13 @@ impl Conns for Net {
             if !self.conns[i].state.has(flags::READ_PAUSED) {
                 self.conns[i].state.clear(flags::READ_PENDING);
             }
+        }
+    }
+    fn throttle_expired(&mut self, core: &mut Core, h: ConnectionHandle) {
+        if let Some(i) = self.index(h) {
+            self.conns[i]
+                .engine(core, &mut self.out, &mut self.pipes[i])
+                .throttle_expired();
         }
     }
     fn live(&self) -> Vec<ConnectionHandle> {

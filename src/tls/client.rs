@@ -2,7 +2,6 @@
 //! `insecure_client_config`.
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,22 +27,17 @@ use crate::reactor::Connector;
 /// ```no_run
 /// use std::sync::Arc;
 /// use torsion::tls::{self, TlsServerFactory};
-/// # use torsion::{Context, Factory, Protocol, Reactor, UnixOptions};
+/// # use torsion::{factory, Context, Factory, Protocol, Reactor, UnixOptions};
 /// # struct Echo;
 /// # impl Protocol for Echo {
 /// #     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) { ctx.write(data); }
-/// # }
-/// # struct EchoFactory;
-/// # impl Factory for EchoFactory {
-/// #     type Protocol = Echo;
-/// #     fn build_protocol(&mut self, _peer: std::net::SocketAddr) -> Option<Echo> { Some(Echo) }
 /// # }
 ///
 /// let config = Arc::new(tls::server_config_from_files("chain.pem", "key.pem")?);
 /// let mut reactor = Reactor::new()?;
 /// reactor.listen_unix_with(
 ///     "/run/app.sock",
-///     TlsServerFactory::new(config, EchoFactory),
+///     TlsServerFactory::new(config, factory(|_peer| Echo)),
 ///     UnixOptions::default(),
 /// )?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -64,12 +58,8 @@ impl<F: Factory> TlsServerFactory<F> {
 impl<F: Factory> Factory for TlsServerFactory<F> {
     type Protocol = TlsProtocol;
 
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<TlsProtocol> {
-        self.build_protocol_for(&Address::Inet(peer))
-    }
-
-    fn build_protocol_for(&mut self, peer: &Address) -> Option<TlsProtocol> {
-        let inner = self.factory.build_protocol_for(peer)?;
+    fn build_protocol(&mut self, peer: &Address) -> Option<TlsProtocol> {
+        let inner = self.factory.build_protocol(peer)?;
         match TlsProtocol::server(self.config.clone(), inner) {
             Ok(p) => Some(p.with_handshake_timeout(DEFAULT_HANDSHAKE_TIMEOUT)),
             Err(e) => {
@@ -106,10 +96,9 @@ struct Shared<F> {
 /// these.
 ///
 /// ```no_run
-/// use std::net::SocketAddr;
+/// use torsion::{client_factory, Address};
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use torsion::reconnect::FnClientFactory;
 /// use torsion::tls::{self, TlsClientFactory};
 /// use torsion::{Context, Protocol, Reactor};
 ///
@@ -125,7 +114,7 @@ struct Shared<F> {
 /// let config = Arc::new(tls::client_config()?);
 /// let name = tls::server_name("localhost")?;
 /// let timeout = Duration::from_secs(10);
-/// let factory = TlsClientFactory::new(FnClientFactory(|_: SocketAddr| Some(Hello)), config, name, timeout);
+/// let factory = TlsClientFactory::new(client_factory(|_peer: &Address| Hello), config, name, timeout);
 /// let mut reactor = Reactor::new()?;
 /// reactor.connect_unix("/tmp/app.sock", factory, Duration::from_secs(5));
 /// reactor.run()?;
@@ -174,7 +163,7 @@ struct Hooks<F>(Rc<RefCell<Shared<F>>>);
 impl<F: ClientFactory> ClientHooks for Hooks<F> {
     fn build(&mut self, peer: &Address) -> Option<Box<dyn Protocol>> {
         let mut s = self.0.borrow_mut();
-        let p = s.factory.build_protocol_for(peer)?;
+        let p = s.factory.build_protocol(peer)?;
         s.built = true;
         Some(Box::new(p))
     }
@@ -197,11 +186,7 @@ impl<F: ClientFactory> ClientFactory for TlsClientFactory<F> {
         s.factory.started_connecting(core, connector);
     }
 
-    fn build_protocol(&mut self, peer: SocketAddr) -> Option<TlsProtocol> {
-        self.build_protocol_for(&Address::Inet(peer))
-    }
-
-    fn build_protocol_for(&mut self, peer: &Address) -> Option<TlsProtocol> {
+    fn build_protocol(&mut self, peer: &Address) -> Option<TlsProtocol> {
         let hooks = Box::new(Hooks(self.shared.clone()));
         match TlsProtocol::client_after_handshake(
             self.config.clone(),

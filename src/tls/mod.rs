@@ -23,19 +23,12 @@
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //! use torsion::tls;
-//! use torsion::{ClientFactory, Context, DisconnectReason, Factory, Protocol, Reactor};
+//! use torsion::{client_factory, factory, Context, DisconnectReason, Protocol, Reactor};
 //!
 //! struct Echo;
 //! impl Protocol for Echo {
 //!     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
 //!         ctx.write(data);
-//!     }
-//! }
-//! struct EchoFactory;
-//! impl Factory for EchoFactory {
-//!     type Protocol = Echo;
-//!     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
-//!         Some(Echo)
 //!     }
 //! }
 //!
@@ -56,13 +49,6 @@
 //!         ctx.stop().unwrap();
 //!     }
 //! }
-//! struct GreeterFactory;
-//! impl ClientFactory for GreeterFactory {
-//!     type Protocol = Greeter;
-//!     fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Greeter> {
-//!         Some(Greeter)
-//!     }
-//! }
 //!
 //! // A certificate for "localhost", made on the spot (rcgen); in production,
 //! // `tls::server_config_from_files("chain.pem", "key.pem")`.
@@ -77,12 +63,12 @@
 //! client.alpn_protocols = vec![b"echo/1".to_vec()];
 //!
 //! let mut reactor = Reactor::new()?;
-//! let port = reactor.listen_tls("127.0.0.1:0".parse().unwrap(), Arc::new(server), EchoFactory)?;
+//! let port = reactor.listen_tls("127.0.0.1:0".parse().unwrap(), Arc::new(server), factory(|_peer| Echo))?;
 //! reactor.connect_tls(
 //!     port.local_addr(),
 //!     tls::server_name("localhost")?,
 //!     Arc::new(client),
-//!     GreeterFactory,
+//!     client_factory(|_peer| Greeter),
 //!     Duration::from_secs(5),
 //! );
 //! reactor.run()?;
@@ -105,10 +91,11 @@ pub use client::{TlsClientFactory, TlsServerFactory};
 pub(crate) use protocol::ClientHooks;
 pub use protocol::TlsProtocol;
 
-use crate::context::{Context, Core, Op};
+use crate::context::Core;
 use crate::error::{Error, Result};
 use crate::protocol::{ClientFactory, Factory};
 use crate::reactor::{Connector, ListeningPort, TcpOptions};
+use crate::transport::Context;
 
 /// How long a server waits for a client to complete the handshake before
 /// closing the connection (a client that connects and says nothing must not
@@ -465,7 +452,7 @@ impl Context<'_> {
     /// goes out in the clear; writes made from here on, in this callback and
     /// later, are encrypted and go out once the handshake is done. The
     /// protocol keeps its state and callbacks, and can be reached as before
-    /// (with [`Core::with_protocol`]); a failed handshake ends the connection
+    /// (with [`ConnectionRef::with_protocol`](crate::ConnectionRef::with_protocol)); a failed handshake ends the connection
     /// with [`DisconnectReason::Tls`](crate::DisconnectReason::Tls).
     ///
     /// # Errors
@@ -519,20 +506,20 @@ impl Context<'_> {
         .map_err(|e| Error::Tls(e.to_string()))?;
         self.conn.extra().diverted = Some(crate::buf::WriteBuf::new());
         let h = self.conn.handle;
-        self.core.ops.push(Op::Wrap(
+        self.core.wrap_on(
             h,
             Box::new(move |inner| {
                 Box::new(
                     TlsProtocol::live(tls, inner).with_handshake_timeout(DEFAULT_HANDSHAKE_TIMEOUT),
                 )
             }),
-        ));
+        );
         Ok(())
     }
 
     /// What the TLS layer under this protocol negotiated, once its handshake
     /// is done (`None` on a plain connection).
     pub fn tls_info(&self) -> Option<&TlsInfo> {
-        self.host.tls()
+        self.host.tls()?.downcast_ref()
     }
 }

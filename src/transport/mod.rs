@@ -14,12 +14,34 @@ use crate::context::{ConnectionHandle, Core, DelayedCall, Op};
 use crate::error::{DisconnectReason, Error, Result};
 use crate::protocol::Protocol;
 
+mod by_handle;
 mod source;
 mod state;
+
+pub use by_handle::ConnectionRef;
 
 pub use source::read_chunks;
 pub(crate) use state::*;
 pub use state::{DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER, DEFAULT_WRITE_CAP};
+
+/// A closure run against one connection's protocol.
+pub(crate) type ProtoFn = Box<dyn FnOnce(&mut dyn Protocol, &mut Context<'_>)>;
+/// Puts a wrapper (TLS) around a live connection's protocol.
+pub(crate) type WrapFn = Box<dyn FnOnce(Box<dyn Protocol>) -> Box<dyn Protocol>>;
+
+impl Core {
+    /// Queues `f` to run with connection `h`'s protocol once the current
+    /// callback has returned.
+    pub(crate) fn call_on(&mut self, h: ConnectionHandle, f: ProtoFn) {
+        self.ops.push(Op::Call(h, Box::new(f)));
+    }
+
+    /// Queues wrapping connection `h`'s protocol (`start_tls`).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    pub(crate) fn wrap_on(&mut self, h: ConnectionHandle, f: WrapFn) {
+        self.ops.push(Op::Wrap(h, Box::new(f)));
+    }
+}
 
 /// Source of a connection's local address (a socket, or a fixed test address).
 pub(crate) trait HostAddr {
@@ -32,9 +54,9 @@ pub(crate) trait HostAddr {
     fn nodelay(&self) -> Option<bool> {
         None
     }
-    /// What the TLS layer under this context negotiated, if there is one.
-    #[cfg(feature = "tls")]
-    fn tls(&self) -> Option<&crate::tls::TlsInfo> {
+    /// What the TLS layer under this context negotiated, if there is one
+    /// (a `TlsInfo`, opened by the `tls` module, which sits above this one).
+    fn tls(&self) -> Option<&dyn std::any::Any> {
         None
     }
 }
@@ -47,7 +69,7 @@ impl HostAddr for SocketAddr {
 
 impl HostAddr for Address {
     fn host_addr(&self) -> std::io::Result<SocketAddr> {
-        self.inet().ok_or_else(crate::reactor::no_ip)
+        self.inet().ok_or_else(crate::address::no_ip)
     }
     fn host(&self) -> std::io::Result<Address> {
         Ok(self.clone())
@@ -404,7 +426,7 @@ impl<'a> Context<'a> {
         if let Some(timeout) = timeout {
             let timer = self.core.schedule_internal(
                 timeout,
-                crate::reactor::InternalTimer::Idle {
+                crate::core::ops::InternalTimer::Idle {
                     key: h.key as usize,
                     gen: h.gen,
                 },
@@ -426,9 +448,9 @@ impl<'a> Context<'a> {
             return false;
         };
         idle.timer = None;
-        let due = idle.last_activity + idle.timeout;
+        let due = crate::context::later(idle.last_activity, idle.timeout);
         if now < due {
-            let t = crate::reactor::InternalTimer::Idle {
+            let t = crate::core::ops::InternalTimer::Idle {
                 key: h.key as usize,
                 gen: h.gen,
             };
@@ -462,13 +484,16 @@ impl<'a> Context<'a> {
     }
 
     /// Runs `f` with this connection's protocol after `delay` (a connection's own
-    /// timer). Nothing happens if the connection is gone by then.
+    /// timer): the first `P` from the outside in, so a protocol inside a
+    /// [`Wrapper`](crate::protocol::Wrapper) is found. Nothing happens if the
+    /// connection is gone by then. The same as
+    /// `ctx.connection(ctx.handle()).call_later(delay, f)`.
     pub fn call_later_self<P: Protocol>(
         &mut self,
         delay: Duration,
         f: impl FnOnce(&mut P, &mut Context<'_>) + 'static,
     ) -> DelayedCall {
         let h = self.conn.handle;
-        self.core.call_later_on(h, delay, f)
+        self.core.connection(h).call_later(delay, f)
     }
 }

@@ -9,43 +9,46 @@ use bytes::Bytes;
 use crate::address::Address;
 use crate::buf::WriteBuf;
 use crate::context::ConnectionHandle;
+use crate::core::timers::TimerId;
 use crate::error::DisconnectReason;
-use crate::reactor::timers::TimerId;
 
 pub(crate) mod flags {
     /// `lose_connection` was called: close after the flush.
-    pub const CLOSING: u16 = 1 << 0;
+    pub const CLOSING: u32 = 1 << 0;
     /// The connection is finished: aborted, or `connection_lost` is due.
-    pub const DEAD: u16 = 1 << 1;
+    pub const DEAD: u32 = 1 << 1;
     /// The protocol asked not to be fed data.
-    pub const READ_PAUSED: u16 = 1 << 2;
+    pub const READ_PAUSED: u32 = 1 << 2;
     /// `pause_writing` was delivered and `resume_writing` not yet.
-    pub const PRODUCER_PAUSED: u16 = 1 << 3;
+    pub const PRODUCER_PAUSED: u32 = 1 << 3;
     /// The protocol opted into half-close.
-    pub const HALF_CLOSE: u16 = 1 << 4;
+    pub const HALF_CLOSE: u32 = 1 << 4;
     /// `lose_write_connection` was called.
-    pub const WRITE_CLOSING: u16 = 1 << 5;
+    pub const WRITE_CLOSING: u32 = 1 << 5;
     /// The write side is shut down.
-    pub const WRITE_SHUT: u16 = 1 << 6;
+    pub const WRITE_SHUT: u32 = 1 << 6;
     /// The peer's EOF was seen.
-    pub const READ_EOF: u16 = 1 << 7;
+    pub const READ_EOF: u32 = 1 << 7;
     /// `abort_connection` was called.
-    pub const ABORT: u16 = 1 << 8;
+    pub const ABORT: u32 = 1 << 8;
     /// Readable while paused: read when resumed.
-    pub const READ_PENDING: u16 = 1 << 9;
+    pub const READ_PENDING: u32 = 1 << 9;
     /// `connection_made` has run (so `connection_lost` is owed).
-    pub const MADE: u16 = 1 << 10;
+    pub const MADE: u32 = 1 << 10;
     /// The read budget ran out with data possibly left: read again soon.
-    pub const READ_AGAIN: u16 = 1 << 11;
+    pub const READ_AGAIN: u32 = 1 << 11;
     /// A producer has room to fill: pull from it soon.
-    pub const PRODUCE: u16 = 1 << 12;
+    pub const PRODUCE: u32 = 1 << 12;
     /// Reading is held back by the read rate limit.
-    pub const READ_THROTTLED: u16 = 1 << 13;
+    pub const READ_THROTTLED: u32 = 1 << 13;
     /// Writing is held back by the write rate limit.
-    pub const WRITE_THROTTLED: u16 = 1 << 14;
+    pub const WRITE_THROTTLED: u32 = 1 << 14;
     /// The poller hinted that the peer's FIN arrived: read to EOF, do not trust a
     /// short read to mean "drained" (the hint's edge will not come again).
-    pub const PEER_FIN: u16 = 1 << 15;
+    pub const PEER_FIN: u32 = 1 << 15;
+    /// The connection ended gracefully with input possibly still coming: the
+    /// owner drains it until the peer's EOF (a lingering close).
+    pub const LINGER: u32 = 1 << 16;
 }
 
 /// Default high water mark of a write buffer.
@@ -73,7 +76,7 @@ pub(crate) const DEFAULT_LIMITS: Limits = Limits {
 #[derive(Debug)]
 pub(crate) struct ConnState {
     pub(crate) handle: ConnectionHandle,
-    pub(crate) flags: u16,
+    pub(crate) flags: u32,
     /// The peer (the same size as a `SocketAddr`).
     pub(crate) peer: Address,
     /// Bytes the kernel (or the in-memory peer) refused, in order.
@@ -174,15 +177,15 @@ impl ConnState {
         }
     }
 
-    pub(crate) fn has(&self, f: u16) -> bool {
+    pub(crate) fn has(&self, f: u32) -> bool {
         self.flags & f != 0
     }
 
-    pub(crate) fn set(&mut self, f: u16) {
+    pub(crate) fn set(&mut self, f: u32) {
         self.flags |= f;
     }
 
-    pub(crate) fn clear(&mut self, f: u16) {
+    pub(crate) fn clear(&mut self, f: u32) {
         self.flags &= !f;
     }
 
@@ -214,6 +217,21 @@ impl ConnState {
 
     pub(crate) fn pending_len(&self) -> usize {
         self.pending.as_ref().map_or(0, |p| p.len())
+    }
+
+    /// Whether the connection takes input now (on any transport). Marks a
+    /// paused or throttled connection as having input waiting: it is read
+    /// when reading resumes.
+    #[inline]
+    pub(crate) fn wants_input(&mut self) -> bool {
+        if self.has(flags::DEAD | flags::READ_EOF) {
+            return false;
+        }
+        if self.has(flags::READ_PAUSED | flags::READ_THROTTLED) {
+            self.set(flags::READ_PENDING);
+            return false;
+        }
+        true
     }
 
     /// Whether writes are refused.

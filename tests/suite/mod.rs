@@ -5,6 +5,8 @@
 //! `#[test]` per scenario in a module `name`.
 #![allow(dead_code)]
 
+#[cfg(feature = "tls")]
+pub mod parity;
 pub mod scenarios;
 pub mod script;
 #[cfg(feature = "tls")]

@@ -262,7 +262,7 @@ pub fn back_pressure<T: Transport>() {
         "a paused reader got data"
     );
     let handle = p.client.borrow().handle.unwrap();
-    p.reactor.resume_reading(handle);
+    p.reactor.connection(handle).resume_reading();
     p.run_to_end();
     assert_eq!(
         events(&p.server),

@@ -2,7 +2,6 @@
 //! each scenario states only what differs.
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::rc::Rc;
 
 use torsion::{
@@ -38,6 +37,7 @@ pub struct Hooks {
     pub write_lost: Option<Hook>,
     pub pause: Option<Hook>,
     pub resume: Option<Hook>,
+    pub streamed: Option<Hook>,
 }
 
 impl Hooks {
@@ -63,6 +63,10 @@ impl Hooks {
     }
     pub fn on_resume(mut self, f: impl Fn(&mut Context<'_>, &Rec) + 'static) -> Self {
         self.resume = Some(Rc::new(f));
+        self
+    }
+    pub fn on_streamed(mut self, f: impl Fn(&mut Context<'_>, &Rec) + 'static) -> Self {
+        self.streamed = Some(Rc::new(f));
         self
     }
 }
@@ -143,6 +147,16 @@ impl Protocol for Script {
             h(ctx, &self.rec);
         }
     }
+    fn streaming_finished(&mut self, ctx: &mut Context<'_>, result: std::io::Result<()>) {
+        self.event(if result.is_ok() {
+            "streamed"
+        } else {
+            "stream_failed"
+        });
+        if let Some(h) = self.hooks.streamed.clone() {
+            h(ctx, &self.rec);
+        }
+    }
 }
 
 /// Builds one [`Script`] per connection; all share one [`Record`] (scenarios
@@ -163,7 +177,9 @@ impl ScriptFactory {
             rec,
         )
     }
-    fn build(&mut self) -> Script {
+    /// A protocol recording into this factory's record (for transports
+    /// without a factory, such as the pump).
+    pub fn script(&mut self) -> Script {
         Script {
             rec: self.rec.clone(),
             hooks: self.hooks.clone(),
@@ -173,12 +189,9 @@ impl ScriptFactory {
 
 impl Factory for ScriptFactory {
     type Protocol = Script;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Script> {
-        unreachable!("the reactor calls build_protocol_for")
-    }
-    fn build_protocol_for(&mut self, peer: &Address) -> Option<Script> {
+    fn build_protocol(&mut self, peer: &Address) -> Option<Script> {
         self.rec.borrow_mut().peer = Some(peer.clone());
-        Some(self.build())
+        Some(self.script())
     }
 }
 
@@ -187,11 +200,8 @@ impl ClientFactory for ScriptFactory {
     fn started_connecting(&mut self, _core: &mut Core, _c: Connector) {
         self.rec.borrow_mut().events.push("started".into());
     }
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Script> {
-        unreachable!("the reactor calls build_protocol_for")
-    }
-    fn build_protocol_for(&mut self, _peer: &Address) -> Option<Script> {
-        Some(self.build())
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Script> {
+        Some(self.script())
     }
     fn client_connection_failed(
         &mut self,

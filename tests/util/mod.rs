@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use torsion::Address;
 use torsion::{ClientFactory, Context, DisconnectReason, Factory, Protocol, Reactor, Reconnect};
 
 /// Generous: only catches hangs.
@@ -42,7 +43,7 @@ pub struct EchoFactory;
 
 impl Factory for EchoFactory {
     type Protocol = Echo;
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Echo> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Echo> {
         Some(Echo)
     }
 }
@@ -102,7 +103,7 @@ impl ClientFactory for ClientF {
     fn started_connecting(&mut self, _core: &mut torsion::Core, _c: torsion::Connector) {
         self.seen.borrow_mut().events.push("started".into());
     }
-    fn build_protocol(&mut self, _peer: SocketAddr) -> Option<Client> {
+    fn build_protocol(&mut self, _peer: &Address) -> Option<Client> {
         self.seen.borrow_mut().built += 1;
         Some(Client {
             seen: self.seen.clone(),

@@ -1,129 +1,14 @@
-//! The engine of [`TlsProtocol`]: ciphertext in, plaintext out, the wrapped
-//! protocol's buffer steps, the handshake's completion and failure.
+//! The read side of [`TlsProtocol`]: ciphertext in, plaintext to the wrapped
+//! connection's engine, the handshake's completion and failure.
 
 use std::io::{self, Read};
 
-use super::{abort, flush_tls, Mode, TlsProtocol, PLAINTEXT_CHUNK};
-use crate::context::{flags, Context};
-use crate::drive::{BufferStep, EofStep};
+use super::{flush_tls, Mode, TlsProtocol, PLAINTEXT_CHUNK};
 use crate::error::DisconnectReason;
 use crate::tls::TlsInfo;
+use crate::transport::{flags, Context};
 
 impl TlsProtocol {
-    /// Encrypts buffered plaintext while the transport has room, and carries
-    /// out what the wrapped protocol's buffer asks for (the reactor's
-    /// `check_buffer`, with the TLS engine as the socket).
-    pub(super) fn pump_out(&mut self, ctx: &mut Context<'_>) {
-        loop {
-            if ctx.conn.has(flags::DEAD | flags::ABORT) {
-                return;
-            }
-            let Some(st) = self.state.as_mut() else {
-                return;
-            };
-            if st.has(flags::DEAD) {
-                return;
-            }
-            if self.handshake_done && !self.close_notify_sent {
-                if let Some(p) = st.pending.as_mut().filter(|p| !p.is_empty()) {
-                    // Fill the transport just past its high water mark: then
-                    // either the kernel takes it all (and the continuation
-                    // below moves more) or the transport pauses us (and
-                    // resume_writing does). Each pass moves at least a byte.
-                    let high = ctx.conn.limits().high;
-                    let room = (high + 1).saturating_sub(ctx.buffered_len());
-                    if room > 0 && !self.outer_paused {
-                        let _ = p.write_to_limited(&mut self.tls.writer(), room);
-                        flush_tls(&mut self.tls, ctx);
-                    }
-                    if !p.is_empty() && !self.outer_paused {
-                        // The transport may take it all when this callback
-                        // returns, and then no resume_writing would come.
-                        self.queue_continue(ctx);
-                    }
-                }
-            }
-            let st = self.state.as_mut().expect("checked above");
-            match st.buffer_step() {
-                BufferStep::Idle => return,
-                BufferStep::Close { reason, graceful } => {
-                    if graceful {
-                        self.send_close_notify(ctx);
-                        ctx.lose_connection_with(reason);
-                    } else {
-                        abort(ctx, reason);
-                    }
-                    return;
-                }
-                BufferStep::PauseWriting => {
-                    return self.call_inner(ctx, |p, ctx| p.pause_writing(ctx))
-                }
-                BufferStep::ResumeWriting => {
-                    return self.call_inner(ctx, |p, ctx| p.resume_writing(ctx))
-                }
-                BufferStep::Produce => {
-                    if !self.produce_one(ctx) {
-                        return;
-                    }
-                }
-                BufferStep::ShutdownWrite { close_after } => {
-                    self.send_close_notify(ctx);
-                    if close_after {
-                        ctx.lose_connection();
-                    } else {
-                        ctx.lose_write_connection();
-                    }
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Pulls one chunk from the wrapped protocol's stream source. Returns
-    /// whether to go on (false when the source ended and the protocol heard it).
-    pub(super) fn produce_one(&mut self, ctx: &mut Context<'_>) -> bool {
-        let Some(st) = self.state.as_mut() else {
-            return false;
-        };
-        st.clear(flags::PRODUCE);
-        let Some(source) = st.extra.as_mut().and_then(|x| x.source.as_mut()) else {
-            return false;
-        };
-        let next = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source.next())) {
-            Ok(n) => n,
-            Err(p) => Some(Err(io::Error::other(
-                ctx.core.caught_panic(p, "stream source").to_string(),
-            ))),
-        };
-        match next {
-            Some(Ok(chunk)) => {
-                st.pending
-                    .get_or_insert_with(Default::default)
-                    .push_bytes(chunk);
-                true
-            }
-            end => {
-                if let Some(x) = &mut st.extra {
-                    x.source = None;
-                }
-                let result = match end {
-                    Some(Err(e)) => Err(e),
-                    _ => Ok(()),
-                };
-                self.call_inner(ctx, move |p, ctx| p.streaming_finished(ctx, result));
-                false
-            }
-        }
-    }
-
-    pub(super) fn send_close_notify(&mut self, ctx: &mut Context<'_>) {
-        if !self.close_notify_sent {
-            self.close_notify_sent = true;
-            self.tls.send_close_notify();
-            flush_tls(&mut self.tls, ctx);
-        }
-    }
-
     /// Mirrors the wrapped protocol's read pause onto the transport (once the
     /// handshake is done: the handshake itself must be read), and delivers
     /// what waited when it resumes.
@@ -163,11 +48,7 @@ impl TlsProtocol {
                     }
                     Ok(n) => {
                         let data = &scratch[..n];
-                        self.call_inner(ctx, |p, ctx| {
-                            if !ctx.conn.has(flags::CLOSING) {
-                                p.data_received(ctx, data)
-                            }
-                        });
+                        self.run(ctx, |e| e.data(data));
                         continue;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -235,19 +116,7 @@ impl TlsProtocol {
     /// The peer's `close_notify` (or the transport's end) reached the wrapped
     /// protocol's read side.
     pub(super) fn inner_eof(&mut self, ctx: &mut Context<'_>) {
-        let Some(st) = self.state.as_mut() else {
-            return;
-        };
-        match st.eof_step() {
-            EofStep::Close => {
-                let reason = st.take_close_reason().unwrap_or(DisconnectReason::Done);
-                ctx.lose_connection_with(reason);
-            }
-            EofStep::ReadConnectionLost => {
-                self.call_inner(ctx, |p, ctx| p.read_connection_lost(ctx))
-            }
-            EofStep::FlushThenClose => self.pump_out(ctx),
-        }
+        self.run(ctx, |e| e.eof());
     }
 
     /// The handshake just completed: note what it negotiated, let the wrapped
@@ -269,10 +138,7 @@ impl TlsProtocol {
                 return self.fail(ctx, DisconnectReason::Cancelled);
             };
             self.inner = inner;
-            if let Some(st) = self.state.as_mut() {
-                st.set(flags::MADE);
-            }
-            self.call_inner(ctx, |p, ctx| p.connection_made(ctx));
+            self.run(ctx, |e| e.make());
             let alive = self
                 .state
                 .as_ref()
@@ -284,8 +150,8 @@ impl TlsProtocol {
                 }
             }
         }
-        self.pump_out(ctx);
-        self.sync_reading(ctx);
+        // What the wrapped protocol wrote meanwhile goes out now.
+        self.run(ctx, |e| e.resume_output());
     }
 
     /// Gives up on the connection: the alert (if any) is flushed, then the

@@ -1,7 +1,8 @@
 //! [`TlsProtocol`]: TLS as a protocol wrapper. The transport under it carries
-//! ciphertext; the wrapped protocol gets a context of its own whose writes are
-//! encrypted and whose flags (close, pause, half-close, water marks) are
-//! interpreted here with the same `drive` helpers the reactor uses.
+//! ciphertext; the wrapped protocol is a connection of its own, run by the one
+//! engine ([`crate::conn::Engine`]) with the TLS engine's plaintext side as
+//! its sink ([`sink`]), so its flags (close, pause, half-close, water marks,
+//! streaming) mean what they mean on every transport.
 
 use std::fmt;
 use std::io;
@@ -14,14 +15,17 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
 
 mod flow;
+mod sink;
 
 use super::{TlsError, TlsInfo};
 use crate::buf::WriteBuf;
-use crate::context::{flags, ConnState, Context, Core, DelayedCall, HostAddr, Op};
-use crate::drive::{call_connection_lost, call_protocol};
+use crate::conn::Engine;
+use crate::context::{Core, DelayedCall};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
+use crate::transport::{flags, ConnState, Context, HostAddr};
 use crate::wrap::{reach, Unwrapped, Wrapper};
+use sink::{abort_outer, flush_records, TlsSink};
 
 /// Size of the buffer decrypted data is read into (one TLS record).
 const PLAINTEXT_CHUNK: usize = 16 * 1024;
@@ -58,7 +62,7 @@ struct InnerHost {
 
 impl HostAddr for InnerHost {
     fn host_addr(&self) -> io::Result<SocketAddr> {
-        self.host()?.inet().ok_or_else(crate::reactor::no_ip)
+        self.host()?.inet().ok_or_else(crate::address::no_ip)
     }
     fn host(&self) -> io::Result<crate::Address> {
         self.local
@@ -68,8 +72,8 @@ impl HostAddr for InnerHost {
     fn nodelay(&self) -> Option<bool> {
         self.nodelay
     }
-    fn tls(&self) -> Option<&TlsInfo> {
-        self.info.as_ref()
+    fn tls(&self) -> Option<&dyn std::any::Any> {
+        self.info.as_ref().map(|i| i as &dyn std::any::Any)
     }
 }
 
@@ -82,7 +86,7 @@ impl HostAddr for InnerHost {
 /// [`lose_connection`](Context::lose_connection) flushes, sends `close_notify`,
 /// then closes; pausing, half-close, water marks, streaming and idle timeouts
 /// work as on a plain connection. A failed handshake ends the connection with
-/// [`DisconnectReason::Tls`]. [`Core::with_protocol`] and
+/// [`DisconnectReason::Tls`]. [`ConnectionRef::with_protocol`](crate::ConnectionRef::with_protocol) and
 /// [`Context::call_later_self`] reach the wrapped protocol through the wrapper.
 ///
 /// [`Core::listen_tls`], [`Core::connect_tls`] and [`Context::start_tls`] build
@@ -211,7 +215,7 @@ impl TlsProtocol {
 
     fn new(tls: Connection, inner: Box<dyn Protocol>, mode: Mode) -> TlsProtocol {
         let mut tls = tls;
-        // Plaintext goes in only while the transport has room (see `pump_out`),
+        // Plaintext goes in only while the transport has room (see `sink`),
         // so the engine's own limit would only split writes.
         tls.set_buffer_limit(None);
         TlsProtocol {
@@ -299,6 +303,46 @@ impl TlsProtocol {
         any.downcast_mut::<P>()
     }
 
+    /// Runs `f` with the wrapped connection's engine, then keeps its output
+    /// moving (a continuation when the transport may take more once this
+    /// callback returns, or the stream source wants another turn) and
+    /// mirrors its read pause onto the transport.
+    fn run(&mut self, ctx: &mut Context<'_>, f: impl FnOnce(&mut Engine<'_, TlsSink<'_>>)) {
+        let Some(st) = self.state.as_mut() else {
+            return;
+        };
+        let mut produce = false;
+        let mut sink = TlsSink {
+            tls: &mut self.tls,
+            outer: &mut *ctx.conn,
+            outer_out: &mut *ctx.out,
+            host: &self.host,
+            handshake_done: self.handshake_done,
+            outer_paused: self.outer_paused,
+            close_notify_sent: &mut self.close_notify_sent,
+            produce: &mut produce,
+        };
+        f(&mut Engine {
+            core: &mut *ctx.core,
+            state: &mut *st,
+            protocol: &mut *self.inner,
+            out: &mut self.out,
+            sink: &mut sink,
+        });
+        if ctx.conn.has(flags::DEAD | flags::ABORT) {
+            return;
+        }
+        let waiting = st.pending.as_ref().is_some_and(|p| !p.is_empty())
+            && !st.has(flags::DEAD)
+            && self.handshake_done
+            && !self.close_notify_sent
+            && !self.outer_paused;
+        if produce || waiting {
+            self.queue_continue(ctx);
+        }
+        self.sync_reading(ctx);
+    }
+
     /// Runs `f` with the wrapped protocol and its context, then settles what it
     /// did, as after any callback.
     fn call_inner(
@@ -306,44 +350,11 @@ impl TlsProtocol {
         ctx: &mut Context<'_>,
         f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
     ) {
-        let Some(st) = self.state.as_mut() else {
-            return;
-        };
-        // Before a `connect_tls` handshake the protocol is a placeholder; an
-        // operation by handle (a close, an abort) still applies to the
-        // connection.
-        if st.has(flags::DEAD) {
-            return;
-        }
-        // Idle timeouts and rate limits live on the transport between calls
-        // (it sees the traffic and runs their timers), here during the call.
-        swap_shaping(ctx.conn, st);
-        call_protocol(ctx.core, st, &mut self.out, &self.host, &mut *self.inner, f);
-        swap_shaping(ctx.conn, st);
-        self.settle(ctx);
+        self.run(ctx, |e| e.invoke(f));
     }
 
-    /// After a call of the wrapped protocol: abort, gathered writes, the
-    /// buffer's steps, reading.
-    fn settle(&mut self, ctx: &mut Context<'_>) {
-        let Some(st) = self.state.as_mut() else {
-            return;
-        };
-        if let Some(reason) = st.abort_requested() {
-            self.out.clear();
-            st.pending = None;
-            return abort(ctx, reason);
-        }
-        if !self.out.is_empty() {
-            st.pending
-                .get_or_insert_with(Default::default)
-                .append(&mut self.out);
-        }
-        self.pump_out(ctx);
-        self.sync_reading(ctx);
-    }
-
-    /// Queues a call to [`resume`](Self::resume) after the current callback.
+    /// Queues a continuation after the current callback: the stream source's
+    /// next turn, what the transport may take now, what waits to be read.
     fn queue_continue(&mut self, ctx: &mut Context<'_>) {
         if self.continue_queued {
             return;
@@ -351,7 +362,12 @@ impl TlsProtocol {
         self.continue_queued = true;
         self.on_self(ctx.core, ctx.conn.handle, move |tls, ctx| {
             tls.continue_queued = false;
-            tls.pump_out(ctx);
+            tls.run(ctx, |e| {
+                if e.state.has(flags::PRODUCE) {
+                    e.produce();
+                }
+                e.resume_output();
+            });
             tls.pump_in(ctx);
         });
     }
@@ -395,7 +411,7 @@ impl Probe {
         f: impl FnOnce(&mut TlsProtocol, &mut Context<'_>) + 'static,
     ) {
         let id = self.0;
-        core.ops.push(Op::Call(
+        core.call_on(
             h,
             Box::new(move |p, ctx| {
                 let pick = move |p: &mut dyn Protocol| {
@@ -410,7 +426,7 @@ impl Probe {
                     }
                 });
             }),
-        ));
+        );
     }
 }
 
@@ -420,46 +436,21 @@ fn abort(ctx: &mut Context<'_>, reason: DisconnectReason) {
     if x.close_reason.is_none() {
         x.close_reason = Some(reason);
     }
-    ctx.abort_connection();
+    abort_outer(ctx.conn, ctx.out);
 }
 
 /// Moves what the engine has to send into the transport's gather buffer.
 fn flush_tls(tls: &mut Connection, ctx: &mut Context<'_>) {
-    while tls.wants_write() {
-        match tls.write_tls(&mut Outer(ctx)) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
-}
-
-/// The transport as the engine's `io::Write`.
-struct Outer<'c, 'a>(&'c mut Context<'a>);
-
-impl io::Write for Outer<'_, '_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // Refused once the transport closes: the bytes have nowhere to go.
-        let _ = self.0.try_write(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Exchanges the traffic-shaping state (idle timeout, rate limits) between
-/// the transport's state and the wrapped protocol's.
-fn swap_shaping(outer: &mut ConnState, inner: &mut ConnState) {
-    if outer.extra.is_none() && inner.extra.is_none() {
-        return;
-    }
-    let (o, i) = (outer.extra(), inner.extra());
-    std::mem::swap(&mut o.idle, &mut i.idle);
-    std::mem::swap(&mut o.read_rate, &mut i.read_rate);
-    std::mem::swap(&mut o.write_rate, &mut i.write_rate);
+    flush_records(tls, ctx.conn, ctx.out);
 }
 
 impl Protocol for TlsProtocol {
+    fn as_wrapper(&mut self) -> Option<&mut dyn Wrapper> {
+        Some(self)
+    }
+    fn as_wrapper_ref(&self) -> Option<&dyn Wrapper> {
+        Some(self)
+    }
     fn connection_made(&mut self, ctx: &mut Context<'_>) {
         let mut st = ConnState::new(ctx.conn.handle, ctx.conn.peer.clone());
         self.host.local = ctx.host.host().ok();
@@ -482,10 +473,7 @@ impl Protocol for TlsProtocol {
         self.state = Some(st);
         self.start_handshake_timer(ctx);
         if self.mode == Mode::Fresh {
-            if let Some(st) = self.state.as_mut() {
-                st.set(flags::MADE);
-            }
-            self.call_inner(ctx, |p, ctx| p.connection_made(ctx));
+            self.run(ctx, |e| e.make());
         }
         flush_tls(&mut self.tls, ctx);
         // start_tls on the server side: the client's hello may be waiting.
@@ -509,15 +497,8 @@ impl Protocol for TlsProtocol {
         }
     }
 
-    fn write_connection_lost(&mut self, ctx: &mut Context<'_>) {
-        let shut = self
-            .state
-            .as_ref()
-            .is_some_and(|st| st.has(flags::WRITE_SHUT) && !st.has(flags::DEAD));
-        if shut {
-            self.call_inner(ctx, |p, ctx| p.write_connection_lost(ctx));
-        }
-    }
+    // `write_connection_lost` of the transport: the wrapped protocol heard
+    // its own when close_notify went (its engine shut its write side).
 
     fn pause_writing(&mut self, _ctx: &mut Context<'_>) {
         self.outer_paused = true;
@@ -525,7 +506,7 @@ impl Protocol for TlsProtocol {
 
     fn resume_writing(&mut self, ctx: &mut Context<'_>) {
         self.outer_paused = false;
-        self.pump_out(ctx);
+        self.run(ctx, |e| e.resume_output());
     }
 
     fn idle_timeout(&mut self, ctx: &mut Context<'_>) {
@@ -540,28 +521,10 @@ impl Protocol for TlsProtocol {
         if let Some(t) = self.handshake_timer.take() {
             let _ = t.cancel(ctx.core);
         }
+        // The transport ended first (or after the wrapped connection's own
+        // close): the wrapped protocol hears why, once.
         let reason = self.failed.clone().unwrap_or_else(|| reason.clone());
-        let Some(st) = self.state.as_mut() else {
-            return;
-        };
-        if st.has(flags::DEAD) {
-            return;
-        }
-        st.set(flags::DEAD);
-        st.pending = None;
-        if let Some(x) = st.extra.take() {
-            if let Some(t) = x.idle.and_then(|i| i.timer) {
-                let _ = ctx.core.timers.cancel(t);
-            }
-        }
-        call_connection_lost(
-            ctx.core,
-            st,
-            &mut self.out,
-            &self.host,
-            &mut *self.inner,
-            &reason,
-        );
+        self.run(ctx, |e| e.close(reason));
     }
 }
 
@@ -573,10 +536,10 @@ impl Wrapper for TlsProtocol {
     ) {
         TlsProtocol::call_inner(self, ctx, f);
     }
-    fn inner_dyn(&self) -> &dyn Protocol {
+    fn inner(&self) -> &dyn Protocol {
         &*self.inner
     }
-    fn inner_dyn_mut(&mut self) -> &mut dyn Protocol {
+    fn inner_mut(&mut self) -> &mut dyn Protocol {
         &mut *self.inner
     }
 }

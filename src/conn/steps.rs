@@ -4,13 +4,8 @@
 //! `catch_unwind`, and how due timers run. Keeping these in one place is what
 //! lets tests promise production semantics.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
-use crate::buf::WriteBuf;
-use crate::context::{flags, ConnState, Context, Core, HostAddr, Timed};
 use crate::error::DisconnectReason;
-use crate::protocol::Protocol;
-use crate::reactor::InternalTimer;
+use crate::transport::{flags, ConnState};
 
 /// What a connection's write buffer asks for once a callback (or a flush) is done.
 #[derive(Debug)]
@@ -131,104 +126,5 @@ impl ConnState {
         }
         self.set(flags::CLOSING);
         EofStep::FlushThenClose
-    }
-}
-
-/// Calls `f` on `protocol` with a fresh context, catching panics: a panic is
-/// recorded by the panic policy and turns into an abort with
-/// [`DisconnectReason::Panicked`].
-pub(crate) fn call_protocol(
-    core: &mut Core,
-    state: &mut ConnState,
-    out: &mut WriteBuf,
-    host: &dyn HostAddr,
-    protocol: &mut dyn Protocol,
-    f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
-) {
-    call_protocol_with_input(core, state, out, host, &[], protocol, f)
-}
-
-/// [`call_protocol`] for a `data_received` of `input`: writes of (part of) the
-/// input may be gathered by reference (`WriteBuf::take_input_ref` then says
-/// which bytes of `input` to send).
-pub(crate) fn call_protocol_with_input(
-    core: &mut Core,
-    state: &mut ConnState,
-    out: &mut WriteBuf,
-    host: &dyn HostAddr,
-    input: &[u8],
-    protocol: &mut dyn Protocol,
-    f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
-) {
-    let mut ctx = Context::new(core, state, out, host).with_input(input);
-    if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(protocol, &mut ctx))) {
-        let msg = core.caught_panic(p, "protocol callback");
-        state.set(flags::ABORT);
-        state.extra().close_reason = Some(DisconnectReason::Panicked(msg));
-    }
-}
-
-/// Calls `connection_lost` on a protocol whose connection just died (flags
-/// already `DEAD`), catching panics. Writes it makes are dropped.
-pub(crate) fn call_connection_lost(
-    core: &mut Core,
-    state: &mut ConnState,
-    out: &mut WriteBuf,
-    host: &dyn HostAddr,
-    protocol: &mut dyn Protocol,
-    reason: &DisconnectReason,
-) {
-    if !state.has(flags::MADE) {
-        return;
-    }
-    let mut ctx = Context::new(core, state, out, host);
-    if let Err(p) = catch_unwind(AssertUnwindSafe(|| {
-        protocol.connection_lost(&mut ctx, reason)
-    })) {
-        core.caught_panic(p, "connection_lost");
-    }
-    out.clear();
-}
-
-/// What runs timers needs from whoever owns the connections.
-pub(crate) trait TimerDriver {
-    /// A timer the driver scheduled for itself expired.
-    fn internal_timer(&mut self, core: &mut Core, t: InternalTimer);
-    /// Carry out what the last callback queued on `core.ops`.
-    fn process_ops(&mut self, core: &mut Core);
-}
-
-impl Core {
-    /// Runs the timers due at `now()` that were scheduled before this call, in
-    /// deadline order, then scheduling order, processing queued operations
-    /// after each, then the local calls and woken futures. A zero-delay call
-    /// scheduled by one of them waits for the next call. Returns how many user
-    /// timer calls ran. The reactor calls this once
-    /// per turn; the fake clock once per advance.
-    pub(crate) fn run_due_timers(&mut self, driver: &mut impl TimerDriver) -> usize {
-        let now = self.turn_time();
-        if self.timers.next_deadline().is_none_or(|d| d > now) && !self.has_local_work() {
-            return 0;
-        }
-        let mark = self.timers.mark();
-        let mut ran = 0;
-        while let Some(t) = self.timers.pop_expired_before(now, mark) {
-            match t {
-                Timed::Call(f) => {
-                    ran += 1;
-                    if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(self))) {
-                        self.caught_panic(p, "timer callback");
-                    }
-                }
-                Timed::Internal(t) => driver.internal_timer(self, t),
-            }
-            driver.process_ops(self);
-        }
-        // Calls queued by cancellers and futures woken by what just ran
-        // (Deferreds, `spawn_local`): the same end of turn for the reactor and
-        // the fake clock.
-        self.run_local();
-        driver.process_ops(self);
-        ran
     }
 }

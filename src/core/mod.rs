@@ -1,0 +1,62 @@
+//! The mio-free core: the clock, the timer queue, handles, the queue of
+//! operations callbacks ask for (plain `std` data), the panic policy and the
+//! local futures. Nothing here knows a socket, a poller or a protocol; the
+//! reactor and the test tools both drive it.
+
+pub(crate) mod handles;
+pub(crate) mod ops;
+pub mod timers;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+pub(crate) use crate::context::{ConnectionHandle, Core};
+use ops::{InternalTimer, Timed};
+
+/// Wakes a sleeping driver from another thread (the reactor's poll).
+pub(crate) trait Wake: Send + Sync {
+    /// Interrupts the driver's wait.
+    fn wake(&self) -> std::io::Result<()>;
+}
+
+/// What runs timers needs from whoever owns the connections.
+pub(crate) trait TimerDriver {
+    /// A timer the driver scheduled for itself expired.
+    fn internal_timer(&mut self, core: &mut Core, t: InternalTimer);
+    /// Carry out what the last callback queued on `core.ops`.
+    fn process_ops(&mut self, core: &mut Core);
+}
+
+impl Core {
+    /// Runs the timers due at `now()` that were scheduled before this call, in
+    /// deadline order, then scheduling order, processing queued operations
+    /// after each, then the local calls and woken futures. A zero-delay call
+    /// scheduled by one of them waits for the next call. Returns how many user
+    /// timer calls ran. The reactor calls this once
+    /// per turn; the fake clock once per advance.
+    pub(crate) fn run_due_timers(&mut self, driver: &mut impl TimerDriver) -> usize {
+        let now = self.turn_time();
+        if self.timers.next_deadline().is_none_or(|d| d > now) && !self.has_local_work() {
+            return 0;
+        }
+        let mark = self.timers.mark();
+        let mut ran = 0;
+        while let Some(t) = self.timers.pop_expired_before(now, mark) {
+            match t {
+                Timed::Call(f) => {
+                    ran += 1;
+                    if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(self))) {
+                        self.caught_panic(p, "timer callback");
+                    }
+                }
+                Timed::Internal(t) => driver.internal_timer(self, t),
+            }
+            driver.process_ops(self);
+        }
+        // Calls queued by cancellers and futures woken by what just ran
+        // (Deferreds, `spawn_local`): the same end of turn for the reactor and
+        // the fake clock.
+        self.run_local();
+        driver.process_ops(self);
+        ran
+    }
+}
