@@ -121,7 +121,7 @@ impl ReactorHandle {
 /// operations on listeners, connectors and connections by handle.
 ///
 /// A [`Reactor`](crate::Reactor) dereferences to its `Core`, and so does every
-/// [`Context`], so `reactor.call_later(..)` and `ctx.call_later(..)` are the same
+/// [`Context`](crate::Context), so `reactor.call_later(..)` and `ctx.call_later(..)` are the same
 /// call.
 pub struct Core {
     now: Instant,
@@ -225,7 +225,7 @@ impl Core {
     }
 
     /// A `Send + Clone` handle for other threads (not to be confused with a
-    /// connection's [`ConnectionHandle`], [`Context::handle`]).
+    /// connection's [`ConnectionHandle`], [`Context::handle`](crate::Context::handle)).
     pub fn reactor_handle(&self) -> ReactorHandle {
         ReactorHandle {
             shared: self.shared.clone(),
