@@ -101,6 +101,7 @@ pub mod defer;
 pub mod endpoints;
 pub mod error;
 pub mod from_twisted;
+pub mod http;
 mod local;
 pub mod multi;
 pub mod policies;

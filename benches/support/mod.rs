@@ -273,7 +273,7 @@ fn flush(c: &mut Conn) -> bool {
 }
 
 /// The CPU clock of another thread.
-fn thread_clock(join: &JoinHandle<()>) -> libc::clockid_t {
+pub fn thread_clock(join: &JoinHandle<()>) -> libc::clockid_t {
     let mut clock: libc::clockid_t = 0;
     // SAFETY: the thread is alive (it is only joined on drop) and `clock` is a
     // valid out-pointer.
@@ -287,7 +287,8 @@ pub fn own_cpu_time() -> Duration {
     clock_time(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
-fn clock_time(clock: libc::clockid_t) -> Duration {
+/// CPU time used so far on `clock`.
+pub fn clock_time(clock: libc::clockid_t) -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

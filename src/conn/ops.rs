@@ -12,8 +12,8 @@ use crate::protocol::Protocol;
 use crate::transport::{Context, ProtoFn, WrapFn};
 use crate::wrap::innermost;
 
-/// What the interpreter needs from whoever owns the connections.
-pub(crate) trait Driver {
+/// The connections of a driver, as the interpreter reaches them.
+pub(crate) trait Connections {
     /// Runs `f` on the live connection `h` and settles it (the engine's
     /// `invoke`); ignores stale handles.
     fn invoke(
@@ -33,6 +33,15 @@ pub(crate) trait Driver {
     fn wrap(&mut self, core: &mut Core, h: ConnectionHandle, wrap: WrapFn);
     /// Every live connection (for shutdown).
     fn live(&self) -> Vec<ConnectionHandle>;
+}
+
+/// What the interpreter needs from a driver: its connections, and what it
+/// does with the requests that are not about one connection.
+pub(crate) trait Driver {
+    /// The driver's connections.
+    type Conns: Connections;
+    /// Its connections (the reactor is its own).
+    fn conns(&mut self) -> &mut Self::Conns;
     /// A listen request.
     fn listen(&mut self, core: &mut Core, req: ListenRequest);
     /// A datagram port request.
@@ -68,30 +77,30 @@ pub(crate) fn process_ops(core: &mut Core, d: &mut impl Driver) {
 /// wrapper, a write is encrypted and a close sends close_notify.
 pub(crate) fn apply(core: &mut Core, d: &mut impl Driver, op: Op) {
     match op {
-        Op::Write(h, data) => d.invoke(core, h, |p, ctx| {
+        Op::Write(h, data) => d.conns().invoke(core, h, |p, ctx| {
             innermost(p, ctx, |_, ctx| ctx.write_bytes(data))
         }),
-        Op::Lose(h) => d.invoke(core, h, |p, ctx| {
+        Op::Lose(h) => d.conns().invoke(core, h, |p, ctx| {
             innermost(p, ctx, |_, ctx| ctx.lose_connection())
         }),
-        Op::Abort(h) => d.invoke(core, h, |p, ctx| {
+        Op::Abort(h) => d.conns().invoke(core, h, |p, ctx| {
             innermost(p, ctx, |_, ctx| ctx.abort_connection())
         }),
-        Op::PauseReading(h) => d.invoke(core, h, |p, ctx| {
+        Op::PauseReading(h) => d.conns().invoke(core, h, |p, ctx| {
             innermost(p, ctx, |_, ctx| ctx.pause_reading())
         }),
-        Op::ResumeReading(h) => d.resume_reading(core, h),
+        Op::ResumeReading(h) => d.conns().resume_reading(core, h),
         // Queued only by `Core::call_on` and `Core::wrap_on`, which erase
         // exactly these types.
         Op::Call(h, f) => match f.downcast::<ProtoFn>() {
-            Ok(f) => d.invoke(core, h, *f),
+            Ok(f) => d.conns().invoke(core, h, *f),
             Err(_) => debug_assert!(false, "Op::Call without a ProtoFn"),
         },
         Op::Wrap(h, w) => match w.downcast::<WrapFn>() {
-            Ok(w) => d.wrap(core, h, *w),
+            Ok(w) => d.conns().wrap(core, h, *w),
             Err(_) => debug_assert!(false, "Op::Wrap without a WrapFn"),
         },
-        Op::Produce(h) => d.produce(core, h),
+        Op::Produce(h) => d.conns().produce(core, h),
         Op::Listen(req) => d.listen(core, req),
         Op::ListenDatagram(req) => d.listen_datagram(core, req),
         Op::DatagramCall(id, f) => d.datagram_call(core, id, f),
@@ -101,8 +110,8 @@ pub(crate) fn apply(core: &mut Core, d: &mut impl Driver, op: Op) {
         Op::Disconnect(id) => d.disconnect(core, id),
         Op::Shutdown(timeout) => {
             d.shutdown(core, timeout);
-            for h in d.live() {
-                d.invoke(core, h, |p, ctx| {
+            for h in d.conns().live() {
+                d.conns().invoke(core, h, |p, ctx| {
                     innermost(p, ctx, |_, ctx| ctx.lose_connection())
                 });
             }
@@ -114,13 +123,13 @@ pub(crate) fn apply(core: &mut Core, d: &mut impl Driver, op: Op) {
 /// are handled here for every transport, the rest by the driver.
 pub(crate) fn on_timer(core: &mut Core, d: &mut impl Driver, t: InternalTimer) {
     match t {
-        InternalTimer::Idle { key, gen } => d.invoke(core, handle(key, gen), |p, ctx| {
+        InternalTimer::Idle { key, gen } => d.conns().invoke(core, handle(key, gen), |p, ctx| {
             if ctx.idle_expired() {
                 tracing::debug!(peer = %ctx.peer(), "idle timeout");
                 p.idle_timeout(ctx);
             }
         }),
-        InternalTimer::Throttle { key, gen } => d.throttle_expired(core, handle(key, gen)),
+        InternalTimer::Throttle { key, gen } => d.conns().throttle_expired(core, handle(key, gen)),
         t => d.own_timer(core, t),
     }
 }

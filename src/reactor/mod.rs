@@ -26,6 +26,7 @@ mod conn;
 mod connect;
 mod flow;
 mod ops;
+pub(crate) mod signals;
 mod stream;
 mod tcp;
 mod udp;

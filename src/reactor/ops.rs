@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use super::{Entry, InternalTimer, Net};
-use crate::conn::ops::Driver;
+use crate::conn::ops::{Connections, Driver};
 use crate::context::{ConnectionHandle, Core};
 use crate::core::ops::{ConnectRequest, Erased, ListenRequest};
 use crate::protocol::Protocol;
 use crate::transport::{flags, Context, WrapFn};
 
-impl Driver for Net {
+impl Connections for Net {
     #[inline]
     fn invoke(
         &mut self,
@@ -66,6 +66,14 @@ impl Driver for Net {
                 _ => None,
             })
             .collect()
+    }
+}
+
+impl Driver for Net {
+    type Conns = Net;
+    #[inline]
+    fn conns(&mut self) -> &mut Net {
+        self
     }
     fn listen(&mut self, core: &mut Core, req: ListenRequest) {
         self.start_listening(core, req);

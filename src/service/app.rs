@@ -6,10 +6,10 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::signals::Signals;
 use super::{MultiService, Service, ServiceError};
 use crate::context::Core;
 use crate::error::Error;
+use crate::reactor::signals::Signals;
 use crate::reactor::Reactor;
 
 /// How long a graceful shutdown may take before what is left is aborted.

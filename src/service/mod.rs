@@ -20,7 +20,6 @@
 
 mod app;
 mod net;
-mod signals;
 
 use std::cell::RefCell;
 use std::fmt;

@@ -4,8 +4,9 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use super::conn::{Conns, NoConns, OpsDriver};
+use super::conn::{NoConns, OpsDriver};
 use super::Request;
+use crate::conn::ops::Connections;
 use crate::context::Core;
 use crate::core::TimerDriver;
 
@@ -137,14 +138,14 @@ impl Clock {
     }
 
     /// Advances, processing operations against `conns`.
-    pub(crate) fn advance_with(&mut self, by: Duration, conns: &mut impl Conns) -> usize {
+    pub(crate) fn advance_with(&mut self, by: Duration, conns: &mut impl Connections) -> usize {
         let now = crate::context::later(self.core.now(), by);
         self.core.set_now(now);
         self.run_due(conns)
     }
 
     /// Runs what is due at the current time, processing operations against `conns`.
-    pub(crate) fn run_due(&mut self, conns: &mut impl Conns) -> usize {
+    pub(crate) fn run_due(&mut self, conns: &mut impl Connections) -> usize {
         self.ops(conns);
         let mut driver = OpsDriver {
             conns,
@@ -154,7 +155,7 @@ impl Clock {
     }
 
     /// Carries out queued operations against `conns`.
-    pub(crate) fn ops(&mut self, conns: &mut impl Conns) {
+    pub(crate) fn ops(&mut self, conns: &mut impl Connections) {
         OpsDriver {
             conns,
             requests: &mut self.requests,

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::buf::WriteBuf;
-use crate::conn::ops::{self, Driver};
+use crate::conn::ops::{self, Connections, Driver};
 use crate::conn::{Engine, Sink};
 use crate::context::{ConnectionHandle, Core, InternalTimer};
 use crate::core::ops::{ConnectRequest, Erased, ListenRequest};
@@ -72,31 +72,10 @@ impl MemConn {
     }
 }
 
-/// The in-memory connections the operations queued on [`Core`] can name.
-pub(crate) trait Conns {
-    /// Runs `f` on the live connection `h` and settles it; ignores stale handles.
-    fn invoke(
-        &mut self,
-        core: &mut Core,
-        h: ConnectionHandle,
-        f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
-    );
-    /// Reading is on again for `h`.
-    fn resume_reading(&mut self, core: &mut Core, h: ConnectionHandle);
-    /// Pull from `h`'s stream source.
-    fn produce(&mut self, core: &mut Core, h: ConnectionHandle);
-    /// `h`'s write-rate window ended.
-    fn throttle_expired(&mut self, core: &mut Core, h: ConnectionHandle);
-    /// Every live connection (for `shutdown`).
-    fn live(&self) -> Vec<ConnectionHandle>;
-    /// `h`'s protocol is wrapped (`start_tls`).
-    fn wrap(&mut self, core: &mut Core, h: ConnectionHandle, wrap: WrapFn);
-}
-
 /// No connections at all: the bare [`Clock`](super::Clock).
 pub(crate) struct NoConns;
 
-impl Conns for NoConns {
+impl Connections for NoConns {
     fn invoke(
         &mut self,
         _: &mut Core,
@@ -124,29 +103,10 @@ pub(crate) struct OpsDriver<'a, C> {
     pub(crate) requests: &'a mut Vec<Request>,
 }
 
-impl<C: Conns> Driver for OpsDriver<'_, C> {
-    fn invoke(
-        &mut self,
-        core: &mut Core,
-        h: ConnectionHandle,
-        f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
-    ) {
-        self.conns.invoke(core, h, f);
-    }
-    fn resume_reading(&mut self, core: &mut Core, h: ConnectionHandle) {
-        self.conns.resume_reading(core, h);
-    }
-    fn produce(&mut self, core: &mut Core, h: ConnectionHandle) {
-        self.conns.produce(core, h);
-    }
-    fn throttle_expired(&mut self, core: &mut Core, h: ConnectionHandle) {
-        self.conns.throttle_expired(core, h);
-    }
-    fn wrap(&mut self, core: &mut Core, h: ConnectionHandle, wrap: WrapFn) {
-        self.conns.wrap(core, h, wrap);
-    }
-    fn live(&self) -> Vec<ConnectionHandle> {
-        self.conns.live()
+impl<C: Connections> Driver for OpsDriver<'_, C> {
+    type Conns = C;
+    fn conns(&mut self) -> &mut C {
+        self.conns
     }
     fn listen(&mut self, _: &mut Core, req: ListenRequest) {
         self.requests.push(Request::Listen { addr: req.addr });
@@ -179,7 +139,7 @@ impl<C: Conns> Driver for OpsDriver<'_, C> {
     }
 }
 
-impl<C: Conns> TimerDriver for OpsDriver<'_, C> {
+impl<C: Connections> TimerDriver for OpsDriver<'_, C> {
     fn internal_timer(&mut self, core: &mut Core, t: InternalTimer) {
         ops::on_timer(core, self, t);
     }

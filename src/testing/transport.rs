@@ -7,9 +7,10 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::conn::{Conns, MemConn};
+use super::conn::MemConn;
 use super::{downcast, downcast_mut, Clock};
 use crate::buf::WriteBuf;
+use crate::conn::ops::Connections;
 use crate::conn::READ_BUF;
 use crate::conn::{Ending, Sink};
 use crate::context::{ConnectionHandle, Core};
@@ -159,7 +160,7 @@ impl One {
     }
 }
 
-impl Conns for One {
+impl Connections for One {
     fn invoke(
         &mut self,
         core: &mut Core,

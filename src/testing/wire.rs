@@ -5,10 +5,11 @@
 use std::collections::VecDeque;
 use std::io;
 
-use super::conn::{Conns, MemConn};
+use super::conn::MemConn;
 use super::faults::Rng;
 use super::Clock;
 use crate::buf::WriteBuf;
+use crate::conn::ops::Connections;
 use crate::conn::{Ending, Sink};
 use crate::context::{ConnectionHandle, Core};
 use crate::error::DisconnectReason;
@@ -240,7 +241,7 @@ impl Net {
     }
 }
 
-impl Conns for Net {
+impl Connections for Net {
     fn invoke(
         &mut self,
         core: &mut Core,

@@ -1,0 +1,610 @@
+//! The sans-IO codec: message heads parsed with `httparse`, framing decided
+//! by RFC 9112's rules (with its defences against request smuggling), and
+//! [`RequestDecoder`] / [`ResponseDecoder`], which turn bytes into
+//! [`Event`]s. "Need more bytes" is `Ok(None)`, never an error.
+//!
+//! These are the entry points a fuzz target drives: feed any bytes, in any
+//! split, and the decoder yields events or a typed [`HttpError`]; it never
+//! panics and never buffers more than the [`Limits`] allow.
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use torsion::http::codec::{Event, RequestDecoder};
+//! use torsion::http::Limits;
+//!
+//! let mut decoder = RequestDecoder::new(Limits::default());
+//! let mut buf = BytesMut::from(&b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"[..]);
+//! let Some(Event::Head(head)) = decoder.decode(&mut buf)? else { panic!() };
+//! assert_eq!(head.target, "/echo");
+//! assert!(matches!(decoder.decode(&mut buf)?, Some(Event::Data(d)) if &d[..] == b"hi"));
+//! assert!(matches!(decoder.decode(&mut buf)?, Some(Event::End)));
+//! assert!(decoder.decode(&mut buf)?.is_none()); // need more bytes
+//! # Ok::<(), torsion::http::HttpError>(())
+//! ```
+
+use std::mem::MaybeUninit;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use super::body::{BodyDecoder, BodyEvent};
+use super::error::{HttpError, Limits};
+use super::message::{status_has_no_body, Headers, Method, Version};
+
+/// How a message's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    None,
+    /// Exactly this many bytes (`Content-Length`).
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Until the peer closes (responses only).
+    UntilClose,
+}
+
+/// A parsed request head.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    /// The method.
+    pub method: Method,
+    /// The request target as sent (`/path?query`, or an absolute URL).
+    pub target: String,
+    /// The version.
+    pub version: Version,
+    /// The header fields.
+    pub headers: Headers,
+    /// How the body is delimited.
+    pub framing: Framing,
+    /// Whether the connection may carry another request after this one.
+    pub keep_alive: bool,
+    /// Whether the client sent `Expect: 100-continue`.
+    pub expect_continue: bool,
+}
+
+/// A parsed response head.
+#[derive(Debug, Clone)]
+pub struct ResponseHead {
+    /// The status code.
+    pub status: u16,
+    /// The reason phrase as sent.
+    pub reason: String,
+    /// The version.
+    pub version: Version,
+    /// The header fields.
+    pub headers: Headers,
+    /// How the body is delimited (given the request's method).
+    pub framing: Framing,
+    /// Whether the connection may carry another request after this one.
+    pub keep_alive: bool,
+}
+
+/// What a decoder produced.
+#[derive(Debug, Clone)]
+pub enum Event<H> {
+    /// A message head; body events follow (or `End` at once).
+    Head(H),
+    /// A piece of the body, in order.
+    Data(Bytes),
+    /// The message is complete.
+    End,
+}
+
+/// Where a head ends: the index just past the blank line, searching from
+/// `from` (an earlier search's stop, so that a head trickling in one byte at
+/// a time costs linear, not quadratic, work).
+fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
+    let start = from.saturating_sub(3);
+    let mut i = start;
+    while let Some(p) = buf
+        .get(i..)
+        .and_then(|s| s.iter().position(|&b| b == b'\n'))
+    {
+        let nl = i + p;
+        if buf.get(nl + 1) == Some(&b'\n') {
+            return Some(nl + 2);
+        }
+        if buf.get(nl + 1) == Some(&b'\r') && buf.get(nl + 2) == Some(&b'\n') {
+            return Some(nl + 3);
+        }
+        i = nl + 1;
+    }
+    None
+}
+
+/// Drops empty lines before a head (RFC 9112 §2.2: a server should ignore
+/// at least one, sent after a body by some clients); whether any were.
+fn skip_empty_lines(buf: &mut BytesMut) -> bool {
+    let mut n = 0;
+    loop {
+        if buf[n..].starts_with(b"\r\n") {
+            n += 2;
+        } else if buf[n..].starts_with(b"\n") {
+            n += 1;
+        } else {
+            break;
+        }
+    }
+    if n > 0 {
+        buf.advance(n);
+    }
+    n > 0
+}
+
+fn map_parse_error(e: httparse::Error, buf: &[u8], limits: &Limits) -> HttpError {
+    match e {
+        httparse::Error::TooManyHeaders => HttpError::TooManyHeaders(limits.max_headers),
+        httparse::Error::Version => {
+            // A well-formed `HTTP/x.y` we do not speak, or no version at all.
+            let line = buf.split(|&b| b == b'\n').next().unwrap_or(buf);
+            let named = line.starts_with(b"HTTP/") || line.windows(6).any(|w| w == b" HTTP/");
+            if named {
+                HttpError::UnsupportedVersion
+            } else {
+                HttpError::BadHead("invalid version")
+            }
+        }
+        httparse::Error::HeaderName => HttpError::BadHead("invalid header name or line folding"),
+        httparse::Error::HeaderValue => HttpError::BadHead("invalid header value"),
+        httparse::Error::Token => HttpError::BadHead("invalid method or request line"),
+        httparse::Error::Status => HttpError::BadHead("invalid status line"),
+        httparse::Error::NewLine => HttpError::BadHead("invalid line ending"),
+    }
+}
+
+/// Copies httparse's fields into [`Headers`].
+fn collect(raw: &[httparse::Header<'_>]) -> Headers {
+    let mut headers = Headers::with_capacity(raw.len());
+    for h in raw {
+        headers.append(h.name.to_owned(), Bytes::copy_from_slice(h.value));
+    }
+    headers
+}
+
+/// The one `Content-Length` value, if any: every field and every
+/// comma-separated element must be the same decimal number.
+fn content_length(headers: &Headers) -> Result<Option<u64>, HttpError> {
+    let mut found: Option<u64> = None;
+    for v in headers.get_all("content-length") {
+        for part in v.split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+                return Err(HttpError::BadContentLength);
+            }
+            let n: u64 = std::str::from_utf8(part)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or(HttpError::BadContentLength)?;
+            if found.is_some_and(|f| f != n) {
+                return Err(HttpError::BadContentLength);
+            }
+            found = Some(n);
+        }
+    }
+    Ok(found)
+}
+
+/// Whether a `Transfer-Encoding` is present and, if so, whether it ends in
+/// `chunked` (`Ok(Some(true))`), ends in something else (`Ok(Some(false))`),
+/// or lists a coding we cannot decode before `chunked`.
+fn transfer_encoding(headers: &Headers) -> Result<Option<bool>, HttpError> {
+    let mut codings: Vec<&[u8]> = Vec::new();
+    for v in headers.get_all("transfer-encoding") {
+        for part in v.split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            if part.is_empty() {
+                return Err(HttpError::BadTransferEncoding);
+            }
+            codings.push(part);
+        }
+    }
+    let Some(last) = codings.last() else {
+        if headers.contains("transfer-encoding") {
+            return Err(HttpError::BadTransferEncoding);
+        }
+        return Ok(None);
+    };
+    if !last.eq_ignore_ascii_case(b"chunked") {
+        return Ok(Some(false));
+    }
+    if codings.len() > 1 {
+        // `chunked` twice is malformed; anything else before it is a coding
+        // (gzip, deflate) this implementation does not undo.
+        if codings[..codings.len() - 1]
+            .iter()
+            .any(|c| c.eq_ignore_ascii_case(b"chunked"))
+        {
+            return Err(HttpError::BadTransferEncoding);
+        }
+        return Err(HttpError::UnsupportedTransferCoding);
+    }
+    Ok(Some(true))
+}
+
+fn persistent(version: Version, headers: &Headers) -> bool {
+    match version {
+        Version::Http11 => !headers.has_token("connection", "close"),
+        Version::Http10 => headers.has_token("connection", "keep-alive"),
+    }
+}
+
+fn version_of(v: Option<u8>) -> Result<Version, HttpError> {
+    match v {
+        Some(0) => Ok(Version::Http10),
+        Some(1) => Ok(Version::Http11),
+        _ => Err(HttpError::UnsupportedVersion),
+    }
+}
+
+/// Parses a complete request head at the start of `buf`: `Ok(None)` if more
+/// bytes are needed, else the head and its length in bytes. Applies the
+/// limits and RFC 9112's framing rules: both `Content-Length` and
+/// `Transfer-Encoding`, differing lengths, a final coding other than
+/// `chunked`, `Transfer-Encoding` in HTTP/1.0, obsolete line folding, and a
+/// missing or repeated `Host` in HTTP/1.1 are errors.
+///
+/// # Errors
+/// The [`HttpError`] that makes the head unacceptable.
+pub fn parse_request_head(
+    buf: &[u8],
+    limits: &Limits,
+) -> Result<Option<(RequestHead, usize)>, HttpError> {
+    let Some(end) = find_head_end(buf, 0) else {
+        if buf.len() > limits.max_head_size {
+            return Err(HttpError::HeadTooLarge(limits.max_head_size));
+        }
+        return Ok(None);
+    };
+    parse_request_at(buf, end, limits)
+}
+
+fn parse_request_at(
+    buf: &[u8],
+    end: usize,
+    limits: &Limits,
+) -> Result<Option<(RequestHead, usize)>, HttpError> {
+    if end > limits.max_head_size {
+        return Err(HttpError::HeadTooLarge(limits.max_head_size));
+    }
+    // Uninitialised slots: httparse fills only what it uses, so a request
+    // does not pay for clearing a hundred headers it does not have.
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
+    let mut heap;
+    let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if limits.max_headers <= storage.len() {
+        &mut storage[..limits.max_headers]
+    } else {
+        heap = Vec::with_capacity(limits.max_headers);
+        heap.resize_with(limits.max_headers, MaybeUninit::uninit);
+        &mut heap
+    };
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(&buf[..end], slots) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(map_parse_error(e, buf, limits)),
+    };
+    let version = version_of(req.version)?;
+    let method = Method::from_token(req.method.ok_or(HttpError::BadHead("no method"))?);
+    let target = req.path.ok_or(HttpError::BadHead("no target"))?.to_owned();
+    let headers = collect(req.headers);
+    let hosts = headers.get_all("host").count();
+    if hosts > 1 || (version == Version::Http11 && hosts == 0) {
+        return Err(HttpError::BadHost);
+    }
+    let length = content_length(&headers)?;
+    let te = transfer_encoding(&headers)?;
+    let framing = match (te, length) {
+        (Some(_), _) if version == Version::Http10 => return Err(HttpError::BadTransferEncoding),
+        (Some(_), Some(_)) => return Err(HttpError::LengthAndChunked),
+        (Some(true), None) => Framing::Chunked,
+        (Some(false), None) => return Err(HttpError::BadTransferEncoding),
+        (None, Some(0)) | (None, None) => Framing::None,
+        (None, Some(n)) => Framing::Length(n),
+    };
+    if let Framing::Length(n) = framing {
+        if n > limits.max_body_size {
+            return Err(HttpError::BodyTooLarge(limits.max_body_size));
+        }
+    }
+    let expect_continue = match headers.get_bytes("expect") {
+        None => false,
+        Some(v) if v.trim_ascii().eq_ignore_ascii_case(b"100-continue") => {
+            version == Version::Http11
+        }
+        Some(_) => return Err(HttpError::UnsupportedExpectation),
+    };
+    let keep_alive = persistent(version, &headers);
+    Ok(Some((
+        RequestHead {
+            method,
+            target,
+            version,
+            headers,
+            framing,
+            keep_alive,
+            expect_continue,
+        },
+        len,
+    )))
+}
+
+/// Parses a complete response head at the start of `buf`, for a request
+/// made with `method` (a `HEAD` request's response has no body): `Ok(None)`
+/// if more bytes are needed. `1xx` heads are returned too; the caller skips
+/// them.
+///
+/// # Errors
+/// The [`HttpError`] that makes the head unacceptable.
+pub fn parse_response_head(
+    buf: &[u8],
+    method: &Method,
+    limits: &Limits,
+) -> Result<Option<(ResponseHead, usize)>, HttpError> {
+    let Some(end) = find_head_end(buf, 0) else {
+        if buf.len() > limits.max_head_size {
+            return Err(HttpError::HeadTooLarge(limits.max_head_size));
+        }
+        return Ok(None);
+    };
+    parse_response_at(buf, end, method, limits)
+}
+
+fn parse_response_at(
+    buf: &[u8],
+    end: usize,
+    method: &Method,
+    limits: &Limits,
+) -> Result<Option<(ResponseHead, usize)>, HttpError> {
+    if end > limits.max_head_size {
+        return Err(HttpError::HeadTooLarge(limits.max_head_size));
+    }
+    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut res = httparse::Response::new(&mut slots);
+    let len = match res.parse(&buf[..end]) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(map_parse_error(e, buf, limits)),
+    };
+    let version = version_of(res.version)?;
+    let status = res.code.ok_or(HttpError::BadHead("no status"))?;
+    let reason = res.reason.unwrap_or("").to_owned();
+    let headers = collect(res.headers);
+    let length = content_length(&headers)?;
+    let te = transfer_encoding(&headers)?;
+    let mut keep_alive = persistent(version, &headers);
+    let framing = if status_has_no_body(method, status) {
+        Framing::None
+    } else {
+        match (te, length) {
+            (Some(_), Some(_)) => return Err(HttpError::LengthAndChunked),
+            (Some(true), None) => Framing::Chunked,
+            (Some(false), None) => Framing::UntilClose,
+            (None, Some(n)) => Framing::Length(n),
+            (None, None) => Framing::UntilClose,
+        }
+    };
+    if framing == Framing::UntilClose {
+        keep_alive = false;
+    }
+    if let Framing::Length(n) = framing {
+        if n > limits.max_body_size {
+            return Err(HttpError::BodyTooLarge(limits.max_body_size));
+        }
+    }
+    Ok(Some((
+        ResponseHead {
+            status,
+            reason,
+            version,
+            headers,
+            framing,
+            keep_alive,
+        },
+        len,
+    )))
+}
+
+#[derive(Debug)]
+enum State {
+    Head { scanned: usize },
+    Body(BodyDecoder),
+    Failed(HttpError),
+}
+
+/// Turns a byte stream into requests: heads, body pieces and ends, for any
+/// number of pipelined requests in a row.
+#[derive(Debug)]
+pub struct RequestDecoder {
+    limits: Limits,
+    state: State,
+    end_pending: bool,
+}
+
+impl RequestDecoder {
+    /// A decoder with these limits.
+    pub fn new(limits: Limits) -> RequestDecoder {
+        RequestDecoder {
+            limits,
+            state: State::Head { scanned: 0 },
+            end_pending: false,
+        }
+    }
+
+    /// Whether the decoder is between messages (no head begun in `buf`'s
+    /// consumed part, no body pending).
+    pub fn is_between_messages(&self) -> bool {
+        !self.end_pending && matches!(self.state, State::Head { .. })
+    }
+
+    /// Takes what it can from the front of `buf`: `Ok(None)` means more
+    /// bytes are needed (what is left in `buf` must be kept and extended).
+    /// After an error the decoder keeps returning it.
+    ///
+    /// # Errors
+    /// The [`HttpError`] that makes the input unacceptable.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Event<RequestHead>>, HttpError> {
+        let r = self.step(buf);
+        if let Err(e) = &r {
+            self.state = State::Failed(e.clone());
+        }
+        r
+    }
+
+    fn step(&mut self, buf: &mut BytesMut) -> Result<Option<Event<RequestHead>>, HttpError> {
+        if self.end_pending {
+            self.end_pending = false;
+            return Ok(Some(Event::End));
+        }
+        match &mut self.state {
+            State::Failed(e) => Err(e.clone()),
+            State::Head { scanned } => {
+                if skip_empty_lines(buf) {
+                    *scanned = 0;
+                }
+                let Some(end) = find_head_end(buf, *scanned) else {
+                    *scanned = buf.len();
+                    if buf.len() > self.limits.max_head_size {
+                        return Err(HttpError::HeadTooLarge(self.limits.max_head_size));
+                    }
+                    return Ok(None);
+                };
+                match parse_request_at(buf, end, &self.limits)? {
+                    None => {
+                        *scanned = end;
+                        Ok(None)
+                    }
+                    Some((head, len)) => {
+                        buf.advance(len);
+                        self.state = match head.framing {
+                            Framing::None => {
+                                self.end_pending = true;
+                                State::Head { scanned: 0 }
+                            }
+                            f => State::Body(BodyDecoder::new(f, &self.limits)),
+                        };
+                        Ok(Some(Event::Head(head)))
+                    }
+                }
+            }
+            State::Body(body) => match body.decode(buf)? {
+                None => Ok(None),
+                Some(BodyEvent::End) => {
+                    self.state = State::Head { scanned: 0 };
+                    Ok(Some(Event::End))
+                }
+                Some(BodyEvent::Data(data)) => Ok(Some(Event::Data(data))),
+            },
+        }
+    }
+}
+
+/// Turns a byte stream into responses, each for the request whose method is
+/// given with [`expect`](ResponseDecoder::expect). Interim (`1xx`) responses
+/// are skipped.
+#[derive(Debug)]
+pub struct ResponseDecoder {
+    limits: Limits,
+    method: Method,
+    state: State,
+    end_pending: bool,
+}
+
+impl ResponseDecoder {
+    /// A decoder with these limits, expecting the response to a `GET`.
+    pub fn new(limits: Limits) -> ResponseDecoder {
+        ResponseDecoder {
+            limits,
+            method: Method::Get,
+            state: State::Head { scanned: 0 },
+            end_pending: false,
+        }
+    }
+
+    /// The method of the request the next response answers.
+    pub fn expect(&mut self, method: Method) {
+        self.method = method;
+    }
+
+    /// As [`RequestDecoder::decode`], for responses.
+    ///
+    /// # Errors
+    /// The [`HttpError`] that makes the input unacceptable.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Event<ResponseHead>>, HttpError> {
+        let r = self.step(buf);
+        if let Err(e) = &r {
+            self.state = State::Failed(e.clone());
+        }
+        r
+    }
+
+    fn step(&mut self, buf: &mut BytesMut) -> Result<Option<Event<ResponseHead>>, HttpError> {
+        if self.end_pending {
+            self.end_pending = false;
+            return Ok(Some(Event::End));
+        }
+        loop {
+            match &mut self.state {
+                State::Failed(e) => return Err(e.clone()),
+                State::Head { scanned } => {
+                    if skip_empty_lines(buf) {
+                        *scanned = 0;
+                    }
+                    let Some(end) = find_head_end(buf, *scanned) else {
+                        *scanned = buf.len();
+                        if buf.len() > self.limits.max_head_size {
+                            return Err(HttpError::HeadTooLarge(self.limits.max_head_size));
+                        }
+                        return Ok(None);
+                    };
+                    let Some((head, len)) =
+                        parse_response_at(buf, end, &self.method, &self.limits)?
+                    else {
+                        *scanned = end;
+                        return Ok(None);
+                    };
+                    buf.advance(len);
+                    self.state = State::Head { scanned: 0 };
+                    if (100..200).contains(&head.status) && head.status != 101 {
+                        continue; // 100 Continue and friends: the real answer follows
+                    }
+                    match head.framing {
+                        Framing::None => self.end_pending = true,
+                        f => self.state = State::Body(BodyDecoder::new(f, &self.limits)),
+                    }
+                    return Ok(Some(Event::Head(head)));
+                }
+                State::Body(body) => {
+                    return match body.decode(buf)? {
+                        None => Ok(None),
+                        Some(BodyEvent::End) => {
+                            self.state = State::Head { scanned: 0 };
+                            Ok(Some(Event::End))
+                        }
+                        Some(BodyEvent::Data(data)) => Ok(Some(Event::Data(data))),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The peer closed: ends a body delimited by the close, else reports an
+    /// incomplete message (`Ok(None)` between messages).
+    ///
+    /// # Errors
+    /// [`HttpError::Incomplete`] if a message was cut short.
+    pub fn decode_eof(&mut self, buf: &BytesMut) -> Result<Option<Event<ResponseHead>>, HttpError> {
+        if self.end_pending {
+            self.end_pending = false;
+            return Ok(Some(Event::End));
+        }
+        match &mut self.state {
+            State::Head { .. } if buf.is_empty() => Ok(None),
+            State::Body(body) if body.ends_at_close() => {
+                self.state = State::Head { scanned: 0 };
+                Ok(Some(Event::End))
+            }
+            State::Failed(e) => Err(e.clone()),
+            _ => Err(HttpError::Incomplete),
+        }
+    }
+}

@@ -1,0 +1,612 @@
+//! One server connection: reads requests in order, runs the handler, writes
+//! each response before reading the next request (so pipelined requests are
+//! answered in order), and enforces the timeouts.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::codec::{Event, Framing, RequestDecoder, RequestHead};
+use super::handler::Reply;
+use super::message::{status_has_no_body, Method, Version};
+use super::request::{BodyPart, IncomingBody, Request};
+use super::response::{Body, Response};
+use super::server::Shared;
+use super::stream::{Framed, Wire};
+use super::write::{write_date, write_decimal, write_fields, write_status_line};
+use crate::address::Address;
+use crate::defer::Failure;
+use crate::error::DisconnectReason;
+use crate::protocol::Protocol;
+use crate::Context;
+
+/// Full bodies at least this large are written without a copy.
+const COPY_MAX: usize = 4096;
+
+/// What is known of the request being answered.
+struct Info {
+    id: u64,
+    method: Method,
+    target: String,
+    version: Version,
+    keep_alive: bool,
+    /// When the head arrived (kept for the access log only).
+    started: Option<Instant>,
+}
+
+enum BodyIn {
+    /// Collecting the body for a handler not called yet.
+    Buffering(Request, Vec<Bytes>),
+    /// Handing it to the handler's reader as it comes.
+    Streaming(IncomingBody),
+    /// Read completely.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// The handler has not been called (the body is being read).
+    NotYet,
+    /// The handler returned a Deferred that has not fired.
+    Pending,
+    /// A streamed body is being sent.
+    Sending,
+    /// Written.
+    Sent,
+}
+
+struct Current {
+    info: Info,
+    body: BodyIn,
+    answer: Answer,
+    status: u16,
+    bytes: u64,
+    /// Whether the connection closes after this answer.
+    close: bool,
+}
+
+/// The protocol of one server connection (built by
+/// [`HttpFactory`](super::HttpFactory)).
+pub struct ServerConnection {
+    shared: Rc<Shared>,
+    peer: Address,
+    buf: BytesMut,
+    decoder: RequestDecoder,
+    current: Option<Current>,
+    served: u64,
+    /// When the head being waited for must be complete.
+    header_deadline: Option<Instant>,
+    /// Whether a header timer is scheduled.
+    timer_armed: bool,
+    /// Reading paused because too much was read ahead.
+    read_ahead_paused: bool,
+    closing: bool,
+    shutdown: bool,
+    /// The head being written, kept between responses.
+    out: Vec<u8>,
+}
+
+impl std::fmt::Debug for ServerConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConnection")
+            .field("peer", &self.peer)
+            .field("served", &self.served)
+            .field("buffered", &self.buf.len())
+            .field("closing", &self.closing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerConnection {
+    pub(crate) fn new(shared: Rc<Shared>, peer: Address) -> ServerConnection {
+        let limits = shared.config.limits;
+        ServerConnection {
+            shared,
+            peer,
+            buf: BytesMut::new(),
+            decoder: RequestDecoder::new(limits),
+            current: None,
+            served: 0,
+            header_deadline: None,
+            timer_armed: false,
+            read_ahead_paused: false,
+            closing: false,
+            shutdown: false,
+            out: Vec::new(),
+        }
+    }
+
+    /// Requests answered on this connection.
+    pub fn served(&self) -> u64 {
+        self.served
+    }
+
+    fn start_header_clock(&mut self, ctx: &mut Context<'_>) {
+        if self.header_deadline.is_some() {
+            return;
+        }
+        let timeout = self.shared.config.header_timeout;
+        self.header_deadline = ctx.now().checked_add(timeout);
+        if !self.timer_armed && self.header_deadline.is_some() {
+            self.timer_armed = true;
+            ctx.call_later_self(timeout, |p: &mut ServerConnection, ctx| p.header_timer(ctx));
+        }
+    }
+
+    fn header_timer(&mut self, ctx: &mut Context<'_>) {
+        self.timer_armed = false;
+        let Some(deadline) = self.header_deadline else {
+            return;
+        };
+        let now = ctx.now();
+        if now < deadline {
+            self.timer_armed = true;
+            ctx.call_later_self(deadline - now, |p: &mut ServerConnection, ctx| {
+                p.header_timer(ctx)
+            });
+            return;
+        }
+        if self.closing {
+            return;
+        }
+        tracing::debug!(peer = %self.peer, "request head not complete in time: closing");
+        self.shared.count(|s| s.header_timeouts += 1);
+        self.reject(ctx, 408, "request head timeout");
+    }
+
+    /// Answers an unusable request with `status` and closes.
+    fn reject(&mut self, ctx: &mut Context<'_>, status: u16, why: &str) {
+        self.shared.count(|s| {
+            s.rejected += 1;
+            s.requests += 1;
+        });
+        tracing::debug!(peer = %self.peer, status, why, "refusing request");
+        let started = self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.answer == Answer::Sending || c.answer == Answer::Sent);
+        if !started {
+            let mut out = Vec::with_capacity(128);
+            write_status_line(
+                &mut out,
+                Version::Http11,
+                status,
+                super::reason_phrase(status),
+            );
+            write_date(&mut out);
+            let text = format!("{status} {}\n", super::reason_phrase(status));
+            out.extend_from_slice(
+                b"Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: ",
+            );
+            write_decimal(&mut out, text.len() as u64);
+            out.extend_from_slice(b"\r\n\r\n");
+            out.extend_from_slice(text.as_bytes());
+            ctx.write(&out);
+        }
+        self.close(ctx);
+    }
+
+    fn close(&mut self, ctx: &mut Context<'_>) {
+        self.closing = true;
+        self.header_deadline = None;
+        self.buf = BytesMut::new();
+        ctx.lose_connection();
+    }
+
+    /// Server shutdown: close now if idle, else after the current answer.
+    pub(crate) fn shut_down(&mut self, ctx: &mut Context<'_>) {
+        self.shutdown = true;
+        if self.closing {
+            return;
+        }
+        match &mut self.current {
+            None => self.close(ctx),
+            Some(c) => c.close = true,
+        }
+    }
+
+    /// Decodes and answers what the buffer holds, as far as it can.
+    fn process(&mut self, ctx: &mut Context<'_>) {
+        while !self.closing {
+            let Some(cur) = &mut self.current else {
+                if self.buf.is_empty() {
+                    break;
+                }
+                match self.decoder.decode(&mut self.buf) {
+                    Ok(None) => {
+                        self.start_header_clock(ctx);
+                        break;
+                    }
+                    Ok(Some(Event::Head(head))) => self.begin(ctx, head),
+                    Ok(Some(_)) => unreachable_event(),
+                    Err(e) => {
+                        self.reject(ctx, e.status(), &e.to_string());
+                        break;
+                    }
+                }
+                continue;
+            };
+            if matches!(cur.body, BodyIn::Done) {
+                if cur.answer != Answer::Sent {
+                    break; // waiting for the answer; later requests wait in `buf`
+                }
+                self.finish(ctx);
+                continue;
+            }
+            match self.decoder.decode(&mut self.buf) {
+                Ok(None) => break,
+                Ok(Some(Event::Data(data))) => self.body_data(ctx, data),
+                Ok(Some(Event::End)) => self.body_end(ctx),
+                Ok(Some(Event::Head(_))) => unreachable_event(),
+                Err(e) => {
+                    if let Some(Current {
+                        body: BodyIn::Streaming(inc),
+                        ..
+                    }) = &self.current
+                    {
+                        inc.clone().deliver(ctx, BodyPart::Aborted);
+                    }
+                    self.reject(ctx, e.status(), &e.to_string());
+                }
+            }
+        }
+        self.regulate_reading(ctx);
+    }
+
+    fn regulate_reading(&mut self, ctx: &mut Context<'_>) {
+        if self.closing {
+            return;
+        }
+        let waiting = self
+            .current
+            .as_ref()
+            .is_some_and(|c| matches!(c.body, BodyIn::Done));
+        let over = waiting && self.buf.len() > self.shared.config.max_pipeline_buffer;
+        if over && !self.read_ahead_paused {
+            self.read_ahead_paused = true;
+            ctx.pause_reading();
+        } else if !over && self.read_ahead_paused {
+            self.read_ahead_paused = false;
+            ctx.resume_reading();
+        }
+    }
+
+    fn begin(&mut self, ctx: &mut Context<'_>, head: RequestHead) {
+        self.header_deadline = None;
+        let reused = self.served > 0;
+        let expect = head.expect_continue && head.framing != Framing::None;
+        // The target is kept for the access log only when it is written.
+        let logged = tracing::enabled!(target: "torsion::http::access", tracing::Level::INFO);
+        let info = Info {
+            id: self.served,
+            method: head.method.clone(),
+            target: if logged {
+                head.target.clone()
+            } else {
+                String::new()
+            },
+            version: head.version,
+            keep_alive: head.keep_alive,
+            started: if logged { Some(ctx.now()) } else { None },
+        };
+        let close = !head.keep_alive || self.shutdown || self.shared.shutting_down.get();
+        let mut req = Request::from_head(head, self.peer.clone());
+        if reused {
+            self.shared.count(|s| s.reused += 1);
+        }
+        if expect {
+            ctx.write(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        let streams = self.shared.handler.borrow().streams_body(&req);
+        let mut current = Current {
+            info,
+            body: BodyIn::Done,
+            answer: Answer::NotYet,
+            status: 0,
+            bytes: 0,
+            close,
+        };
+        if streams {
+            // A streaming handler gets its request at once; the body follows.
+            let inc = IncomingBody::new(ctx.handle());
+            req.incoming = Some(inc.clone());
+            current.body = BodyIn::Streaming(inc);
+            self.current = Some(current);
+            self.dispatch(ctx, req);
+        } else {
+            current.body = BodyIn::Buffering(req, Vec::new());
+            self.current = Some(current);
+        }
+    }
+
+    fn body_data(&mut self, ctx: &mut Context<'_>, data: Bytes) {
+        let Some(cur) = &mut self.current else { return };
+        match &mut cur.body {
+            BodyIn::Buffering(_, parts) => parts.push(data),
+            BodyIn::Streaming(inc) => {
+                let inc = inc.clone();
+                if inc.deliver(ctx, BodyPart::Data(data)) {
+                    ctx.pause_reading();
+                }
+            }
+            BodyIn::Done => {}
+        }
+    }
+
+    fn body_end(&mut self, ctx: &mut Context<'_>) {
+        let Some(cur) = &mut self.current else { return };
+        match std::mem::replace(&mut cur.body, BodyIn::Done) {
+            BodyIn::Buffering(mut req, parts) => {
+                req.body = match parts.len() {
+                    0 => Bytes::new(),
+                    1 => parts.into_iter().next().unwrap_or_default(),
+                    _ => {
+                        let mut all = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
+                        for p in parts {
+                            all.extend_from_slice(&p);
+                        }
+                        all.freeze()
+                    }
+                };
+                self.dispatch(ctx, req);
+            }
+            BodyIn::Streaming(inc) => {
+                inc.deliver(ctx, BodyPart::End);
+            }
+            BodyIn::Done => {}
+        }
+    }
+
+    fn dispatch(&mut self, ctx: &mut Context<'_>, req: Request) {
+        let shared = self.shared.clone();
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            shared.handler.borrow_mut().handle(ctx.core(), req)
+        }));
+        match result {
+            Ok(Reply::Now(resp)) => self.respond(ctx, resp),
+            Ok(Reply::Later(mut d)) => {
+                if let Some(res) = d.take_result() {
+                    return self.answered(ctx, res);
+                }
+                if let Some(c) = &mut self.current {
+                    c.answer = Answer::Pending;
+                }
+                let id = self.served;
+                let conn = ctx.handle();
+                let local = ctx.local();
+                drop(d.add_both(move |res: Result<Response, Failure>| {
+                    local.call(move |core| {
+                        super::call_on(core, conn, move |p: &mut ServerConnection, ctx| {
+                            if p.current
+                                .as_ref()
+                                .is_some_and(|c| c.info.id == id && c.answer == Answer::Pending)
+                            {
+                                p.answered(ctx, res);
+                                p.process(ctx);
+                            }
+                        });
+                    });
+                    Ok::<(), Failure>(())
+                }));
+            }
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_owned());
+                tracing::error!(peer = %self.peer, panic = %msg, "HTTP handler panicked: answering 500");
+                self.shared.count(|s| s.panics += 1);
+                if let Some(c) = &mut self.current {
+                    c.close = true;
+                }
+                self.respond(ctx, Response::error(500));
+            }
+        }
+    }
+
+    fn answered(&mut self, ctx: &mut Context<'_>, res: Result<Response, Failure>) {
+        match res {
+            Ok(resp) => self.respond(ctx, resp),
+            Err(e) => {
+                tracing::error!(peer = %self.peer, error = %e, "HTTP handler failed: answering 500");
+                self.respond(ctx, Response::error(500));
+            }
+        }
+    }
+
+    /// Writes the head and body of the current request's answer.
+    fn respond(&mut self, ctx: &mut Context<'_>, resp: Response) {
+        let shutting = self.shutdown || self.shared.shutting_down.get();
+        let Some(cur) = &mut self.current else { return };
+        if cur.answer == Answer::Sending || cur.answer == Answer::Sent {
+            return;
+        }
+        let status = resp.status;
+        let head_only = cur.info.method == Method::Head;
+        let no_body = status_has_no_body(&cur.info.method, status);
+        let mut close = cur.close || shutting || resp.headers.has_token("connection", "close");
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        write_status_line(&mut out, Version::Http11, status, resp.reason());
+        write_date(&mut out);
+        write_fields(&mut out, &resp.headers, true);
+        let mut body_now: Option<Bytes> = None;
+        let mut stream = None;
+        let bodiless_status = (100..200).contains(&status) || status == 204 || status == 304;
+        match resp.body {
+            Body::Empty => {
+                if head_only {
+                    if let Some(v) = resp.headers.get_bytes("content-length") {
+                        out.extend_from_slice(b"Content-Length: ");
+                        out.extend_from_slice(v);
+                        out.extend_from_slice(b"\r\n");
+                    } else {
+                        out.extend_from_slice(b"Content-Length: 0\r\n");
+                    }
+                } else if !bodiless_status {
+                    out.extend_from_slice(b"Content-Length: 0\r\n");
+                }
+            }
+            Body::Full(b) => {
+                if !bodiless_status {
+                    out.extend_from_slice(b"Content-Length: ");
+                    write_decimal(&mut out, b.len() as u64);
+                    out.extend_from_slice(b"\r\n");
+                }
+                if !no_body {
+                    body_now = Some(b);
+                }
+            }
+            Body::Stream { source, length } => {
+                let wire = match length {
+                    Some(n) => Wire::Length(n),
+                    None if cur.info.version == Version::Http11 => Wire::Chunked,
+                    None => Wire::Raw,
+                };
+                match wire {
+                    Wire::Length(n) if !bodiless_status => {
+                        out.extend_from_slice(b"Content-Length: ");
+                        write_decimal(&mut out, n);
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    Wire::Chunked if !bodiless_status => {
+                        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                    }
+                    Wire::Raw if !no_body => close = true,
+                    _ => {}
+                }
+                if !no_body {
+                    cur.bytes = length.unwrap_or(0);
+                    stream = Some(Framed::new(source, wire));
+                }
+            }
+        }
+        if close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        } else if cur.info.version == Version::Http10 {
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        cur.close = close;
+        cur.status = status;
+        match body_now {
+            Some(b) if b.len() < COPY_MAX => {
+                cur.bytes = b.len() as u64;
+                out.extend_from_slice(&b);
+                ctx.write(&out);
+            }
+            Some(b) => {
+                cur.bytes = b.len() as u64;
+                ctx.write(&out);
+                ctx.write_bytes(b);
+            }
+            None => ctx.write(&out),
+        }
+        self.out = out;
+        if let Some(s) = stream {
+            cur.answer = Answer::Sending;
+            ctx.stream_from(s);
+        } else {
+            cur.answer = Answer::Sent;
+        }
+    }
+
+    /// The current request is answered and its body read: log it, then close
+    /// or go on to the next one.
+    fn finish(&mut self, ctx: &mut Context<'_>) {
+        let Some(cur) = self.current.take() else {
+            return;
+        };
+        self.served += 1;
+        self.shared.count(|s| s.requests += 1);
+        let elapsed = cur
+            .info
+            .started
+            .map_or(Duration::ZERO, |t| ctx.now().saturating_duration_since(t));
+        tracing::info!(
+            target: "torsion::http::access",
+            peer = %self.peer,
+            method = %cur.info.method,
+            path = %cur.info.target,
+            version = %cur.info.version,
+            status = cur.status,
+            bytes = cur.bytes,
+            micros = elapsed.as_micros() as u64,
+            "request"
+        );
+        if cur.close || !cur.info.keep_alive {
+            self.close(ctx);
+        }
+    }
+}
+
+fn unreachable_event() {
+    tracing::error!("HTTP decoder produced an event out of order");
+}
+
+impl Protocol for ServerConnection {
+    fn connection_made(&mut self, ctx: &mut Context<'_>) {
+        self.shared.opened(ctx.handle());
+        ctx.set_idle_timeout(Some(self.shared.config.idle_timeout));
+        // A client that connects and sends nothing is on the header clock too.
+        self.start_header_clock(ctx);
+        tracing::debug!(peer = %self.peer, "HTTP connection");
+    }
+
+    fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+        if self.closing {
+            return;
+        }
+        self.buf.extend_from_slice(data);
+        self.process(ctx);
+    }
+
+    fn connection_lost(&mut self, ctx: &mut Context<'_>, reason: &DisconnectReason) {
+        self.closing = true;
+        if let Some(Current {
+            body: BodyIn::Streaming(inc),
+            ..
+        }) = &self.current
+        {
+            inc.clone().deliver(ctx, BodyPart::Aborted);
+        }
+        self.current = None;
+        self.shared.closed(ctx.handle());
+        tracing::debug!(peer = %self.peer, %reason, served = self.served, "HTTP connection closed");
+    }
+
+    fn streaming_finished(&mut self, ctx: &mut Context<'_>, result: std::io::Result<()>) {
+        let Some(cur) = &mut self.current else { return };
+        if cur.answer != Answer::Sending {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                cur.answer = Answer::Sent;
+                self.process(ctx);
+            }
+            Err(e) => {
+                tracing::warn!(peer = %self.peer, error = %e, "response body failed: aborting the connection");
+                self.closing = true;
+                ctx.abort_connection();
+            }
+        }
+    }
+
+    fn idle_timeout(&mut self, ctx: &mut Context<'_>) {
+        let busy = self
+            .current
+            .as_ref()
+            .is_some_and(|c| c.answer == Answer::Pending);
+        if busy {
+            ctx.reset_idle_timeout();
+            return;
+        }
+        tracing::debug!(peer = %self.peer, "idle HTTP connection: closing");
+        self.closing = true;
+        ctx.lose_connection_with(DisconnectReason::TimedOut);
+    }
+}

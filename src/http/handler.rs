@@ -1,0 +1,220 @@
+//! Handlers (Twisted's `Resource`): [`Handler`], what one returns
+//! ([`Reply`]), and a small [`Router`] for matching paths.
+
+use std::fmt;
+
+use super::message::Method;
+use super::request::Request;
+use super::response::Response;
+use crate::context::Core;
+use crate::defer::{Deferred, Failure};
+
+/// What a handler returns: a response now, or a Deferred of one (an error
+/// from it is answered `500`).
+pub enum Reply {
+    /// The response.
+    Now(Response),
+    /// A response that is not ready yet.
+    Later(Deferred<Response, Failure>),
+}
+
+impl fmt::Debug for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reply::Now(r) => f.debug_tuple("Now").field(r).finish(),
+            Reply::Later(d) => f.debug_tuple("Later").field(d).finish(),
+        }
+    }
+}
+
+impl From<Response> for Reply {
+    fn from(r: Response) -> Reply {
+        Reply::Now(r)
+    }
+}
+
+impl From<Deferred<Response, Failure>> for Reply {
+    fn from(d: Deferred<Response, Failure>) -> Reply {
+        Reply::Later(d)
+    }
+}
+
+/// Answers requests (Twisted's `IResource.render`). A closure
+/// `FnMut(&mut Core, Request) -> R` with `R` a [`Response`] or a
+/// `Deferred<Response>` is a handler. A panic in a handler is answered `500`.
+///
+/// ```
+/// use torsion::http::{Handler, Request, Response};
+/// use torsion::Core;
+///
+/// fn hello() -> impl Handler {
+///     |_core: &mut Core, req: Request| Response::text(200, format!("you asked for {}\n", req.path()))
+/// }
+/// # let _ = hello();
+/// ```
+pub trait Handler: 'static {
+    /// Answers `req`.
+    fn handle(&mut self, core: &mut Core, req: Request) -> Reply;
+
+    /// Whether this request's body should stream in
+    /// ([`Request::take_incoming`]) instead of being read whole (up to
+    /// [`Limits::max_body_size`](super::Limits::max_body_size)) before
+    /// [`handle`](Self::handle) runs. Default: read whole.
+    fn streams_body(&self, req: &Request) -> bool {
+        let _ = req;
+        false
+    }
+}
+
+impl<F, R> Handler for F
+where
+    F: FnMut(&mut Core, Request) -> R + 'static,
+    R: Into<Reply>,
+{
+    fn handle(&mut self, core: &mut Core, req: Request) -> Reply {
+        self(core, req).into()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Pattern {
+    Exact(String),
+    Prefix(String),
+}
+
+impl Pattern {
+    fn matches(&self, path: &str) -> bool {
+        match self {
+            Pattern::Exact(p) => path == p,
+            Pattern::Prefix(p) => path.starts_with(p.as_str()),
+        }
+    }
+}
+
+struct Route {
+    method: Option<Method>,
+    pattern: Pattern,
+    handler: Box<dyn Handler>,
+}
+
+/// Sends each request to the first route whose method and path match
+/// (Twisted's `putChild` tree, flattened): exact paths, or prefixes ending
+/// the route with `*`. A path that matches with another method is answered
+/// `405`, one that matches nothing `404` (or the fallback). `HEAD` matches
+/// `GET` routes. Serving a metrics page is one line:
+///
+/// ```
+/// use torsion::http::{Request, Response, Router};
+/// use torsion::Core;
+///
+/// let router = Router::new()
+///     .get("/metrics", |_: &mut Core, _: Request| {
+///         Response::text(200, "requests_total 42\n")
+///     })
+///     .get("/files/*", |_: &mut Core, req: Request| Response::text(200, req.path().to_owned()));
+/// # let _ = router;
+/// ```
+#[derive(Default)]
+pub struct Router {
+    routes: Vec<Route>,
+    fallback: Option<Box<dyn Handler>>,
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let routes: Vec<String> = self
+            .routes
+            .iter()
+            .map(|r| {
+                let m = r.method.as_ref().map_or("*", Method::as_str);
+                match &r.pattern {
+                    Pattern::Exact(p) => format!("{m} {p}"),
+                    Pattern::Prefix(p) => format!("{m} {p}*"),
+                }
+            })
+            .collect();
+        f.debug_struct("Router")
+            .field("routes", &routes)
+            .field("fallback", &self.fallback.is_some())
+            .finish()
+    }
+}
+
+impl Router {
+    /// No routes: everything is `404`.
+    pub fn new() -> Router {
+        Router::default()
+    }
+
+    /// Adds a route for `method` (`None`: any) and `path` (a trailing `*`
+    /// makes it a prefix).
+    pub fn route(mut self, method: Option<Method>, path: &str, handler: impl Handler) -> Router {
+        let pattern = match path.strip_suffix('*') {
+            Some(prefix) => Pattern::Prefix(prefix.to_owned()),
+            None => Pattern::Exact(path.to_owned()),
+        };
+        self.routes.push(Route {
+            method,
+            pattern,
+            handler: Box::new(handler),
+        });
+        self
+    }
+
+    /// A `GET` (and `HEAD`) route.
+    pub fn get(self, path: &str, handler: impl Handler) -> Router {
+        self.route(Some(Method::Get), path, handler)
+    }
+
+    /// A `POST` route.
+    pub fn post(self, path: &str, handler: impl Handler) -> Router {
+        self.route(Some(Method::Post), path, handler)
+    }
+
+    /// What answers requests no route matches (default: `404`).
+    pub fn fallback(mut self, handler: impl Handler) -> Router {
+        self.fallback = Some(Box::new(handler));
+        self
+    }
+
+    fn method_matches(route: &Route, method: &Method) -> bool {
+        match &route.method {
+            None => true,
+            Some(m) => m == method || (*m == Method::Get && *method == Method::Head),
+        }
+    }
+
+    fn find(&self, req: &Request) -> Result<usize, bool> {
+        let path = req.path();
+        let mut path_matched = false;
+        for (i, r) in self.routes.iter().enumerate() {
+            if r.pattern.matches(path) {
+                if Self::method_matches(r, &req.method) {
+                    return Ok(i);
+                }
+                path_matched = true;
+            }
+        }
+        Err(path_matched)
+    }
+}
+
+impl Handler for Router {
+    fn handle(&mut self, core: &mut Core, req: Request) -> Reply {
+        match self.find(&req) {
+            Ok(i) => self.routes[i].handler.handle(core, req),
+            Err(true) => Reply::Now(Response::error(405)),
+            Err(false) => match &mut self.fallback {
+                Some(f) => f.handle(core, req),
+                None => Reply::Now(Response::not_found()),
+            },
+        }
+    }
+
+    fn streams_body(&self, req: &Request) -> bool {
+        match self.find(req) {
+            Ok(i) => self.routes[i].handler.streams_body(req),
+            Err(_) => self.fallback.as_ref().is_some_and(|f| f.streams_body(req)),
+        }
+    }
+}

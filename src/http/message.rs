@@ -1,0 +1,323 @@
+//! The pieces of a message: [`Method`], [`Version`], [`Headers`], [`Status`]
+//! reason phrases.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use bytes::Bytes;
+
+/// A request method. The common ones are variants; any other token is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// `GET`
+    Get,
+    /// `HEAD`: answered like `GET`, without the body.
+    Head,
+    /// `POST`
+    Post,
+    /// `PUT`
+    Put,
+    /// `DELETE`
+    Delete,
+    /// `OPTIONS`
+    Options,
+    /// `PATCH`
+    Patch,
+    /// `CONNECT`
+    Connect,
+    /// `TRACE`
+    Trace,
+    /// Any other method token.
+    Other(String),
+}
+
+impl Method {
+    /// The method for a token (case-sensitive, as RFC 9110 says).
+    pub fn from_token(token: &str) -> Method {
+        match token {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            "PATCH" => Method::Patch,
+            "CONNECT" => Method::Connect,
+            "TRACE" => Method::Trace,
+            other => Method::Other(other.to_owned()),
+        }
+    }
+
+    /// The token on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+            Method::Patch => "PATCH",
+            Method::Connect => "CONNECT",
+            Method::Trace => "TRACE",
+            Method::Other(s) => s,
+        }
+    }
+
+    /// Whether repeating the request is harmless (RFC 9110 §9.2.2): a client
+    /// may retry it on a fresh connection when a reused one closed first.
+    pub fn is_idempotent(&self) -> bool {
+        matches!(
+            self,
+            Method::Get
+                | Method::Head
+                | Method::Put
+                | Method::Delete
+                | Method::Options
+                | Method::Trace
+        )
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The protocol version of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Version {
+    /// HTTP/1.0: no chunked encoding, close after each response unless
+    /// `Connection: keep-alive`.
+    Http10,
+    /// HTTP/1.1: persistent connections by default.
+    Http11,
+}
+
+impl Version {
+    /// `HTTP/1.0` or `HTTP/1.1`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Header fields in the order received or added. Names compare
+/// case-insensitively; values are bytes (usually ASCII). Static names and
+/// values (`"Content-Type"`, `"text/plain"`) are kept without a copy.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    list: Vec<(Cow<'static, str>, Bytes)>,
+}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(
+                self.list
+                    .iter()
+                    .map(|(n, v)| (n, String::from_utf8_lossy(v))),
+            )
+            .finish()
+    }
+}
+
+impl Headers {
+    /// No fields.
+    pub fn new() -> Headers {
+        Headers::default()
+    }
+
+    /// No fields, with room for `n`.
+    pub fn with_capacity(n: usize) -> Headers {
+        Headers {
+            list: Vec::with_capacity(n),
+        }
+    }
+
+    /// Appends a field (another one with the same name stays). A `&'static
+    /// str` or `String` name; a `&'static str`, `String`, `Vec<u8>` or
+    /// [`Bytes`] value.
+    pub fn append(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Bytes>) {
+        self.list.push((name.into(), value.into()));
+    }
+
+    /// Replaces every field called `name` with one field.
+    pub fn set(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Bytes>) {
+        let name = name.into();
+        self.remove(&name);
+        self.append(name, value);
+    }
+
+    /// Removes every field called `name`; returns whether there was one.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let before = self.list.len();
+        self.list.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        before != self.list.len()
+    }
+
+    /// The first value of `name` as text (`None` if absent or not UTF-8).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.get_bytes(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The first value of `name` as bytes.
+    pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
+        self.list
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| &v[..])
+    }
+
+    /// Every value of `name`, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.list
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| &v[..])
+    }
+
+    /// Whether a field called `name` is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get_bytes(name).is_some()
+    }
+
+    /// Whether any comma-separated element of any `name` field equals `token`
+    /// (case-insensitively): `Connection: keep-alive, Upgrade` has `upgrade`.
+    pub fn has_token(&self, name: &str, token: &str) -> bool {
+        self.get_all(name).any(|v| {
+            v.split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        })
+    }
+
+    /// Every field, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.list.iter().map(|(n, v)| (n.as_ref(), &v[..]))
+    }
+
+    /// The number of fields.
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+}
+
+/// The reason phrase for a status code (empty for unknown codes).
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+/// Whether a response with this status to this request method has no body
+/// whatever its headers say (RFC 9112 §6.3: HEAD, 1xx, 204, 304).
+pub fn status_has_no_body(method: &Method, status: u16) -> bool {
+    *method == Method::Head || (100..200).contains(&status) || status == 204 || status == 304
+}
+
+/// Decodes `%XX` escapes in a URL path. `None` when an escape is malformed or
+/// decodes to `/`, `\` or NUL (an encoded separator must not change which
+/// file a path names), or when the result is not UTF-8.
+///
+/// ```
+/// use torsion::http::percent_decode_path;
+/// assert_eq!(percent_decode_path("/a%20b").as_deref(), Some("/a b"));
+/// assert_eq!(percent_decode_path("/a%2Fb"), None);
+/// ```
+pub fn percent_decode_path(path: &str) -> Option<String> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            let b = u8::from_str_radix(hex, 16).ok()?;
+            if b == b'/' || b == b'\\' || b == 0 {
+                return None;
+            }
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_are_case_insensitive_and_tokenised() {
+        let mut h = Headers::new();
+        h.append("Connection", "keep-alive, Upgrade");
+        h.append("X-A", "1");
+        h.append("x-a", "2");
+        assert!(h.has_token("connection", "upgrade"));
+        assert!(!h.has_token("connection", "close"));
+        assert_eq!(h.get("X-a"), Some("1"));
+        assert_eq!(h.get_all("X-A").count(), 2);
+        h.set("X-A", "3");
+        assert_eq!(h.get_all("x-a").collect::<Vec<_>>(), vec![b"3".as_slice()]);
+    }
+
+    #[test]
+    fn percent_decoding_refuses_separators() {
+        assert_eq!(percent_decode_path("/x%41").as_deref(), Some("/xA"));
+        assert_eq!(percent_decode_path("/x%5c"), None);
+        assert_eq!(percent_decode_path("/x%00"), None);
+        assert_eq!(percent_decode_path("/x%4"), None);
+        assert_eq!(percent_decode_path("/x%zz"), None);
+    }
+}

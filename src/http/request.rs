@@ -1,0 +1,225 @@
+//! [`Request`]: what a handler is given.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use super::codec::RequestHead;
+use super::message::{Headers, Method, Version};
+use crate::address::Address;
+use crate::context::{ConnectionHandle, Core};
+
+/// A request, as a server's handler sees it. Its body is [`body`](Self::body)
+/// (read whole before the handler runs), or, for a handler that asked to
+/// stream ([`Handler::streams_body`](super::Handler::streams_body)), arrives
+/// through [`take_incoming`](Self::take_incoming).
+pub struct Request {
+    /// The method.
+    pub method: Method,
+    /// The request target as sent (`/path?query`).
+    pub target: String,
+    /// The version.
+    pub version: Version,
+    /// The header fields.
+    pub headers: Headers,
+    /// The whole body (empty when streamed).
+    pub body: Bytes,
+    /// Who sent it.
+    pub peer: Address,
+    pub(crate) incoming: Option<IncomingBody>,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("target", &self.target)
+            .field("version", &self.version)
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.len())
+            .field("peer", &self.peer)
+            .field("streaming", &self.incoming.is_some())
+            .finish()
+    }
+}
+
+impl Request {
+    pub(crate) fn from_head(head: RequestHead, peer: Address) -> Request {
+        Request {
+            method: head.method,
+            target: head.target,
+            version: head.version,
+            headers: head.headers,
+            body: Bytes::new(),
+            peer,
+            incoming: None,
+        }
+    }
+
+    /// A request built by hand (for testing a handler without a server).
+    pub fn new(method: Method, target: impl Into<String>) -> Request {
+        Request {
+            method,
+            target: target.into(),
+            version: Version::Http11,
+            headers: Headers::new(),
+            body: Bytes::new(),
+            peer: Address::Inet(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+            incoming: None,
+        }
+    }
+
+    /// The path part of the target (before `?`), still percent-encoded.
+    pub fn path(&self) -> &str {
+        let t = self.target.as_str();
+        t.split_once('?').map_or(t, |(p, _)| p)
+    }
+
+    /// The query part of the target (after `?`), if any.
+    pub fn query(&self) -> Option<&str> {
+        self.target.split_once('?').map(|(_, q)| q)
+    }
+
+    /// The body as it arrives, for a handler that streams
+    /// ([`Handler::streams_body`](super::Handler::streams_body)); `None`
+    /// otherwise or when taken already.
+    pub fn take_incoming(&mut self) -> Option<IncomingBody> {
+        self.incoming.take()
+    }
+}
+
+/// What an [`IncomingBody`]'s reader hears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyPart {
+    /// The next bytes of the body.
+    Data(Bytes),
+    /// The body is complete.
+    End,
+    /// The body was cut short (the client closed or sent malformed framing).
+    Aborted,
+}
+
+type Reader = Box<dyn FnMut(&mut Core, BodyPart)>;
+
+pub(crate) struct IncomingState {
+    pub(crate) queued: Vec<BodyPart>,
+    pub(crate) queued_bytes: usize,
+    pub(crate) reader: Option<Reader>,
+    pub(crate) paused: bool,
+    pub(crate) conn: ConnectionHandle,
+    pub(crate) finished: bool,
+}
+
+/// A request body that streams in: set a reader with
+/// [`on_data`](Self::on_data) and it hears each piece as it arrives.
+/// [`pause`](Self::pause) stops reading from the client (its kernel buffer
+/// fills and TCP slows it down) until [`resume`](Self::resume): a large
+/// upload is consumed at the reader's pace in bounded memory. Pieces that
+/// arrive before a reader is set are kept, and reading from the client stops
+/// while more than 64 KiB wait.
+#[derive(Clone)]
+pub struct IncomingBody {
+    pub(crate) state: Rc<RefCell<IncomingState>>,
+}
+
+impl fmt::Debug for IncomingBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.state.borrow();
+        f.debug_struct("IncomingBody")
+            .field("queued_bytes", &s.queued_bytes)
+            .field("paused", &s.paused)
+            .field("finished", &s.finished)
+            .finish()
+    }
+}
+
+/// Pieces kept for a reader not set yet, before reading from the client stops.
+pub(crate) const INCOMING_QUEUE_MAX: usize = 64 * 1024;
+
+impl IncomingBody {
+    pub(crate) fn new(conn: ConnectionHandle) -> IncomingBody {
+        IncomingBody {
+            state: Rc::new(RefCell::new(IncomingState {
+                queued: Vec::new(),
+                queued_bytes: 0,
+                reader: None,
+                paused: false,
+                conn,
+                finished: false,
+            })),
+        }
+    }
+
+    /// Sets the reader; pieces that arrived already are handed to it now.
+    pub fn on_data(&self, core: &mut Core, reader: impl FnMut(&mut Core, BodyPart) + 'static) {
+        let mut reader: Reader = Box::new(reader);
+        let queued = {
+            let mut s = self.state.borrow_mut();
+            s.queued_bytes = 0;
+            std::mem::take(&mut s.queued)
+        };
+        for part in queued {
+            reader(core, part);
+        }
+        let conn = {
+            let mut s = self.state.borrow_mut();
+            s.reader = Some(reader);
+            s.conn
+        };
+        if !self.state.borrow().paused {
+            core.connection(conn).resume_reading();
+        }
+    }
+
+    /// Stops reading from the client until [`resume`](Self::resume).
+    pub fn pause(&self, core: &mut Core) {
+        let conn = {
+            let mut s = self.state.borrow_mut();
+            s.paused = true;
+            s.conn
+        };
+        core.connection(conn).pause_reading();
+    }
+
+    /// Reads from the client again.
+    pub fn resume(&self, core: &mut Core) {
+        let conn = {
+            let mut s = self.state.borrow_mut();
+            s.paused = false;
+            s.conn
+        };
+        core.connection(conn).resume_reading();
+    }
+
+    /// Hands a piece to the reader, or keeps it; whether reading from the
+    /// client should stop (nobody reads and too much waits, or paused).
+    pub(crate) fn deliver(&self, core: &mut Core, part: BodyPart) -> bool {
+        let reader = {
+            let mut s = self.state.borrow_mut();
+            if matches!(part, BodyPart::End | BodyPart::Aborted) {
+                s.finished = true;
+            }
+            match s.reader.take() {
+                Some(r) => Some(r),
+                None => {
+                    if let BodyPart::Data(d) = &part {
+                        s.queued_bytes += d.len();
+                    }
+                    s.queued.push(part.clone());
+                    None
+                }
+            }
+        };
+        if let Some(mut r) = reader {
+            r(core, part);
+            let mut s = self.state.borrow_mut();
+            if s.reader.is_none() {
+                s.reader = Some(r);
+            }
+        }
+        let s = self.state.borrow();
+        s.paused || s.queued_bytes > INCOMING_QUEUE_MAX
+    }
+}

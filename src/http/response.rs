@@ -1,0 +1,150 @@
+//! [`Response`]: what a handler returns and what the client gets.
+
+use std::fmt;
+use std::io;
+
+use bytes::Bytes;
+
+use super::message::{reason_phrase, Headers, Version};
+
+/// A source of body pieces pulled as the connection can take them.
+pub type BodyStream = Box<dyn Iterator<Item = io::Result<Bytes>>>;
+
+/// A response body.
+#[derive(Default)]
+pub enum Body {
+    /// No body.
+    #[default]
+    Empty,
+    /// The whole body.
+    Full(Bytes),
+    /// A body pulled piece by piece while the client keeps up (Twisted's
+    /// producer): the server asks for the next piece only while its write
+    /// buffer is below the high water mark, so a body of any size goes to a
+    /// slow client in bounded memory. Sent with `Content-Length` when the
+    /// length is known, else chunked (HTTP/1.1) or delimited by closing
+    /// (HTTP/1.0). A piece that fails aborts the connection.
+    Stream {
+        /// The pieces.
+        source: BodyStream,
+        /// The total length, if known in advance.
+        length: Option<u64>,
+    },
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Body::Empty => f.write_str("Empty"),
+            Body::Full(b) => f.debug_tuple("Full").field(&b.len()).finish(),
+            Body::Stream { length, .. } => {
+                f.debug_struct("Stream").field("length", length).finish()
+            }
+        }
+    }
+}
+
+/// A response. The server adds `Date`, `Content-Length` or
+/// `Transfer-Encoding` and, when it closes, `Connection: close`; framing
+/// fields a handler set are replaced (except a `Content-Length` on a bodiless
+/// answer to `HEAD`).
+#[derive(Debug)]
+pub struct Response {
+    /// The status code.
+    pub status: u16,
+    /// The reason phrase (the standard one when empty).
+    pub reason: String,
+    /// The version (what a server received, for a client).
+    pub version: Version,
+    /// The header fields.
+    pub headers: Headers,
+    /// The body.
+    pub body: Body,
+}
+
+impl Response {
+    /// An empty response with this status.
+    pub fn new(status: u16) -> Response {
+        Response {
+            status,
+            reason: String::new(),
+            version: Version::Http11,
+            headers: Headers::new(),
+            body: Body::Empty,
+        }
+    }
+
+    /// `200 OK` with a body.
+    pub fn ok(body: impl Into<Bytes>) -> Response {
+        Response::new(200).with_body(body)
+    }
+
+    /// A plain-text response (`Content-Type: text/plain; charset=utf-8`).
+    pub fn text(status: u16, text: impl Into<String>) -> Response {
+        Response::new(status)
+            .with_header("Content-Type", "text/plain; charset=utf-8")
+            .with_body(text.into())
+    }
+
+    /// `404 Not Found` with a short text body.
+    pub fn not_found() -> Response {
+        Response::text(404, "Not Found\n")
+    }
+
+    /// A response whose body is a text message naming the status.
+    pub fn error(status: u16) -> Response {
+        Response::text(status, format!("{status} {}\n", reason_phrase(status)))
+    }
+
+    /// Adds a header field.
+    pub fn with_header(
+        mut self,
+        name: impl Into<std::borrow::Cow<'static, str>>,
+        value: impl Into<Bytes>,
+    ) -> Response {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// Sets the whole body.
+    pub fn with_body(mut self, body: impl Into<Bytes>) -> Response {
+        self.body = Body::Full(body.into());
+        self
+    }
+
+    /// Sets a streamed body (see [`Body::Stream`]).
+    pub fn with_stream(
+        mut self,
+        source: impl Iterator<Item = io::Result<Bytes>> + 'static,
+        length: Option<u64>,
+    ) -> Response {
+        self.body = Body::Stream {
+            source: Box::new(source),
+            length,
+        };
+        self
+    }
+
+    /// The reason phrase: the one set, or the standard one.
+    pub fn reason(&self) -> &str {
+        if self.reason.is_empty() {
+            reason_phrase(self.status)
+        } else {
+            &self.reason
+        }
+    }
+
+    /// The whole body's bytes (empty for a stream): what a client response
+    /// holds.
+    pub fn body_bytes(&self) -> &[u8] {
+        match &self.body {
+            Body::Full(b) => b,
+            _ => &[],
+        }
+    }
+
+    /// The body as text, lossily.
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(self.body_bytes()).into_owned()
+    }
+}

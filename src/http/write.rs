@@ -1,0 +1,179 @@
+//! Writing heads: status and request lines, header fields (refusing any that
+//! would split a message), and the `Date` value.
+
+use std::cell::RefCell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::message::{Headers, Method, Version};
+
+/// Whether `name` is a valid field name (an RFC 9110 token).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Whether `value` may go on the wire as a field value (no CR, LF or NUL:
+/// they would let a value start a new field or a new message).
+pub fn valid_value(value: &[u8]) -> bool {
+    !value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
+}
+
+/// Fields managed by the codec, dropped from what a handler or caller set.
+fn is_framing(name: &str) -> bool {
+    name.eq_ignore_ascii_case("content-length")
+        || name.eq_ignore_ascii_case("transfer-encoding")
+        || name.eq_ignore_ascii_case("connection")
+        || name.eq_ignore_ascii_case("date")
+}
+
+/// Appends `headers` (skipping framing fields when `skip_framing`, and any
+/// field that is not valid, with a warning).
+pub(crate) fn write_fields(out: &mut Vec<u8>, headers: &Headers, skip_framing: bool) {
+    for (name, value) in headers.iter() {
+        if skip_framing && is_framing(name) {
+            continue;
+        }
+        if !valid_name(name) || !valid_value(value) {
+            tracing::warn!(
+                name,
+                "dropping a header field that is not valid on the wire"
+            );
+            continue;
+        }
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Appends a status line.
+pub(crate) fn write_status_line(out: &mut Vec<u8>, version: Version, status: u16, reason: &str) {
+    out.extend_from_slice(version.as_str().as_bytes());
+    out.push(b' ');
+    let code = [
+        b'0' + (status / 100 % 10) as u8,
+        b'0' + (status / 10 % 10) as u8,
+        b'0' + (status % 10) as u8,
+    ];
+    out.extend_from_slice(&code);
+    out.push(b' ');
+    let reason = if valid_value(reason.as_bytes()) {
+        reason
+    } else {
+        ""
+    };
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Appends a request line.
+pub(crate) fn write_request_line(out: &mut Vec<u8>, method: &Method, target: &str) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+}
+
+/// Appends a decimal number.
+pub(crate) fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// A time as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the `Date`
+/// format of RFC 9110 §5.6.7, for seconds since the Unix epoch.
+pub fn http_date(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (h, m, s) = (rem / 3600, rem / 60 % 60, rem % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        d,
+        MONTHS[(month - 1) as usize],
+        year,
+        h,
+        m,
+        s
+    )
+}
+
+thread_local! {
+    static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Appends `Date: <now>\r\n`, formatting the date once a second.
+pub(crate) fn write_date(out: &mut Vec<u8>) {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with(|cell| {
+        let mut c = cell.borrow_mut();
+        if c.0 != secs {
+            *c = (secs, http_date(secs));
+        }
+        out.extend_from_slice(b"Date: ");
+        out.extend_from_slice(c.1.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_imf_fixdate() {
+        assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
+    }
+
+    #[test]
+    fn invalid_fields_are_not_written() {
+        let mut h = Headers::new();
+        h.append("X-Ok", "1");
+        h.append("X-Bad", "a\r\nSet-Cookie: evil");
+        h.append("Bad Name", "x");
+        h.append("Content-Length", "5");
+        let mut out = Vec::new();
+        write_fields(&mut out, &h, true);
+        assert_eq!(out, b"X-Ok: 1\r\n");
+    }
+
+    #[test]
+    fn decimals() {
+        for n in [0u64, 7, 10, 12345, u64::MAX] {
+            let mut out = Vec::new();
+            write_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+    }
+}
