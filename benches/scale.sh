@@ -23,7 +23,7 @@ run() { # label server_taskset server_threads load_taskset load_threads port
   local pid=$!
   for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.05; done
   local c0=$(cpu_ticks $pid)
-  local out=$(taskset -c $lt $N 127.0.0.1:$port -c 100 -m pingpong -s 64 -t 4 -w 1 --threads $lth --json -q 2>/dev/null)
+  local out=$(taskset -c $lt $N 127.0.0.1:$port -c 100 -m pingpong -s 64 --duration 4 -w 1 --threads $lth --json -q 2>/dev/null)
   local c1=$(cpu_ticks $pid)
   kill -INT $pid; wait $pid; local rc=$?
   local msgs=$(echo "$out" | sed -n 's/.*"messages":\([0-9]*\).*/\1/p')

@@ -15,7 +15,9 @@
 //! level; `info` by default). Ctrl-C (SIGINT) or SIGTERM closes every
 //! connection after flushing it and exits 0; a second signal exits at once.
 
-use std::io::IsTerminal;
+#[path = "cli/mod.rs"]
+mod cli;
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -25,7 +27,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use torsion::aio::{self, Connection, StreamError};
 use torsion::Reactor;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 
 /// How long a graceful shutdown may take before what is left is aborted.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -38,15 +40,13 @@ struct Args {
     /// Where to listen.
     #[arg(default_value = "127.0.0.1:8000")]
     addr: SocketAddr,
+    #[command(flatten)]
+    log: cli::Verbosity,
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     let args = Args::parse();
+    cli::init_logging(&args.log, LevelFilter::INFO);
 
     // Signals first, so one arriving while the server starts is not lost.
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {

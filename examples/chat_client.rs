@@ -16,8 +16,10 @@
 //! closes, and exits 0. Ctrl-C (or SIGTERM) closes gracefully too. A refused
 //! or lost connection is reported on stderr; the exit status is then 1.
 
+#[path = "cli/mod.rs"]
+mod cli;
+
 use std::cell::RefCell;
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::rc::Rc;
@@ -27,7 +29,7 @@ use clap::Parser;
 use torsion::protocols::{LineHandler, LineReceiver, Lines};
 use torsion::service::Application;
 use torsion::{ClientFactory, ConnectionHandle, Context, DisconnectReason, Protocol};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 
 /// Chat with examples/chat_server from the terminal (or a pipe).
 #[derive(Parser, Debug)]
@@ -39,6 +41,8 @@ struct Args {
     /// How long to wait for the connection, in seconds.
     #[arg(long, default_value_t = 10.0)]
     timeout: f64,
+    #[command(flatten)]
+    log: cli::Verbosity,
 }
 
 /// What the two connections share.
@@ -213,12 +217,8 @@ impl ClientFactory for Connect {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     let args = Args::parse();
+    cli::init_logging(&args.log, LevelFilter::WARN);
     let timeout = match Duration::try_from_secs_f64(args.timeout) {
         Ok(t) => t,
         Err(_) => {

@@ -7,50 +7,57 @@
 //! ```
 //!
 //! Exits 0 once the echo has arrived intact; otherwise prints why (connection
-//! refused, timed out, closed early, echo differs) and exits 1.
+//! refused, timed out, closed early, echo differs) and exits 1; 2 on bad
+//! arguments.
+#[path = "cli/mod.rs"]
+mod cli;
 #[path = "echo_common/mod.rs"]
 mod echo_common;
 
-use std::net::ToSocketAddrs;
 use std::process::ExitCode;
 
+use clap::Parser;
 use echo_common::{report, run_exchange, CONNECT_TIMEOUT, DEFAULT_MESSAGE};
 use torsion::Reactor;
+use tracing_subscriber::filter::LevelFilter;
 
-/// Where the client connects when no address is given.
-const DEFAULT_ADDR: &str = "127.0.0.1:8000";
+/// Sends one message to an echo server, waits for the whole echo, prints it and
+/// the round-trip time.
+#[derive(Debug, Parser)]
+#[command(name = "echo_client", version)]
+struct Args {
+    /// The echo server, as HOST:PORT.
+    #[arg(default_value = "127.0.0.1:8000", value_parser = cli::host_port)]
+    address: String,
+
+    /// The message (the words joined by spaces) [default: "Hello, torsion!"].
+    message: Vec<String>,
+
+    #[command(flatten)]
+    log: cli::Verbosity,
+}
 
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let target = args.next().unwrap_or_else(|| DEFAULT_ADDR.to_owned());
-    let words: Vec<String> = args.collect();
-    let message = if words.is_empty() {
+    let args = Args::parse();
+    cli::init_logging(&args.log, LevelFilter::WARN);
+    let message = if args.message.is_empty() {
         DEFAULT_MESSAGE.to_owned()
     } else {
-        words.join(" ")
+        args.message.join(" ")
     };
-    let addr = match target.to_socket_addrs().map(|mut a| a.next()) {
-        Ok(Some(a)) => a,
-        _ => {
-            eprintln!("usage: echo_client [HOST:PORT [MESSAGE...]]   (cannot resolve {target:?})");
-            return ExitCode::from(2);
-        }
+    let addr = match cli::resolve(&args.address) {
+        Ok(a) => a,
+        Err(e) => return cli::fail(e),
     };
     let mut reactor = match Reactor::new() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("Could not start the reactor: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return cli::fail(format!("cannot start the reactor: {}", cli::plain(e))),
     };
     let exchange = run_exchange(&mut reactor, message.as_bytes(), |r, factory| {
         r.connect_tcp(addr, factory, CONNECT_TIMEOUT);
     });
     match exchange {
         Ok(outcome) => report(outcome, message.as_bytes(), &addr),
-        Err(e) => {
-            eprintln!("The reactor failed: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => cli::fail(format!("the reactor failed: {}", cli::plain(e))),
     }
 }

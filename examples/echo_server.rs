@@ -4,34 +4,38 @@
 //! cargo run --example echo_server                              # 127.0.0.1:8000
 //! cargo run --release --example echo_server -- 127.0.0.1:9000
 //! cargo run --release --example echo_server -- --threads 2     # a reactor per core
-//! RUST_LOG=warn cargo run --example echo_server                # quieter
+//! cargo run --example echo_server -- -v                        # every connection logged
+//! cargo run --example echo_server -- --help
 //! ```
 //!
-//! Connects and disconnects are logged through `tracing` (`RUST_LOG` picks the
-//! level; `info` by default). Ctrl-C (SIGINT) or SIGTERM stops listening, closes
-//! every connection after flushing what it still owes, and exits 0 (one
-//! reactor runs under the application runner, `torsion::service::Application`);
-//! a second signal aborts what is left (one reactor) or exits at once
-//! (several). Try it with `nc 127.0.0.1 8000` or the `echo_client` example.
+//! The log goes to stderr: INFO by default, `-v` for DEBUG (a line per
+//! connection opened and closed, with the library's `conn` span: peer and
+//! connection id), `-q` for warnings only; `RUST_LOG` chooses instead when set.
+//! Ctrl-C (SIGINT) or SIGTERM stops listening, closes every connection after
+//! flushing what it still owes, and exits 0 (one reactor runs under the
+//! application runner, `torsion::service::Application`); a second signal aborts
+//! what is left (one reactor) or exits at once (several). Connections silent for
+//! `--idle-timeout` (5 minutes) are closed. Try it with `nc 127.0.0.1 8000` or
+//! the `echo_client` example.
 //!
 //! `--threads N` runs N reactors on N threads ([`torsion::multi::ReactorPool`]),
 //! each with its own `SO_REUSEPORT` listener on the same address and its own
 //! `Echo` factory; the kernel spreads connections over them. Given port 0, the
 //! first reactor picks the port and the others join it.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
+use clap::Parser;
 use torsion::multi::ReactorPool;
-use torsion::service::{AppError, Application, ServerService};
+use torsion::service::{Application, ServerService};
 use torsion::{factory, TcpOptions};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 
+#[path = "cli/mod.rs"]
+mod cli;
 #[path = "echo_common/server.rs"]
 mod echo_server_common;
 
@@ -43,135 +47,50 @@ pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
 /// How long a graceful shutdown may take before what is left is aborted.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-const USAGE: &str = "usage: echo_server [--threads N] [ADDRESS:PORT]";
+/// An echo server: every byte a client sends comes straight back. Ctrl-C or
+/// SIGTERM closes every connection gracefully and exits.
+#[derive(Debug, Parser)]
+#[command(name = "echo_server", version)]
+struct Args {
+    /// Where to listen, as IP:PORT (port 0 picks a free one).
+    #[arg(default_value = DEFAULT_ADDR)]
+    address: SocketAddr,
 
-/// The command line: where to listen and how many reactors to run.
-fn parse_args(args: impl Iterator<Item = String>) -> Result<(SocketAddr, usize), String> {
-    let mut addr = None;
-    let mut threads = 1;
-    let mut args = args.peekable();
-    while let Some(arg) = args.next() {
-        if arg == "--threads" || arg == "-t" {
-            let n = args.next().ok_or("--threads needs a number")?;
-            threads = match n.parse::<usize>() {
-                Ok(n) if n > 0 => n,
-                _ => return Err(format!("not a thread count: {n:?}")),
-            };
-        } else if let Some(n) = arg.strip_prefix("--threads=") {
-            threads = match n.parse::<usize>() {
-                Ok(n) if n > 0 => n,
-                _ => return Err(format!("not a thread count: {n:?}")),
-            };
-        } else if addr.is_none() {
-            addr = Some(
-                arg.parse()
-                    .map_err(|_| format!("not an address: {arg:?}"))?,
-            );
-        } else {
-            return Err(format!("unexpected argument: {arg:?}"));
-        }
-    }
-    let addr = addr.unwrap_or_else(|| DEFAULT_ADDR.parse().expect("default address"));
-    Ok((addr, threads))
+    /// Reactors to run, one per thread, each with an SO_REUSEPORT listener on
+    /// the same port.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: u16,
+
+    #[command(flatten)]
+    idle: cli::IdleTimeout,
+
+    #[command(flatten)]
+    log: cli::Verbosity,
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-
-    let (addr, threads) = match parse_args(std::env::args().skip(1)) {
-        Ok(parsed) => parsed,
-        Err(e) => {
-            eprintln!("{USAGE}   ({e})");
-            return ExitCode::from(2);
-        }
-    };
-    raise_descriptor_limit();
-    if threads == 1 {
-        return run_one(addr);
-    }
-
-    // Signals first, so one arriving while the reactors start is not lost.
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("Could not install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-
-    // One reactor per thread. With a single thread the listener is an ordinary
-    // one; with several, each sets SO_REUSEPORT on the address the first bound.
-    let bound: Arc<OnceLock<SocketAddr>> = Arc::new(OnceLock::new());
-    let shared = bound.clone();
-    let options = TcpOptions::default().reuse_port(threads > 1);
-    let pool = ReactorPool::spawn(threads, move |_index, reactor| {
-        let at = shared.get().copied().unwrap_or(addr);
-        let port = reactor.listen_tcp_with(at, factory(|_peer| Echo), options)?;
-        let _ = shared.set(port.local_addr());
-        Ok(())
-    });
-    let pool = match pool {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("Could not listen on {addr}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let local = bound.get().copied().unwrap_or(addr);
-    if threads > 1 {
-        tracing::info!("{threads} reactors on {threads} threads, sharing the port");
-    }
-    tracing::info!("echo server listening on {local}");
-
-    let handles = pool.handles().to_vec();
-    std::thread::spawn(move || {
-        let mut signals = signals.forever();
-        if let Some(sig) = signals.next() {
-            tracing::info!(
-                signal = sig,
-                "shutting down: closing connections gracefully"
-            );
-            for h in &handles {
-                h.call_from_thread(|core| core.shutdown(SHUTDOWN_GRACE));
-            }
-        }
-        if let Some(sig) = signals.next() {
-            tracing::warn!(signal = sig, "second signal: exiting at once");
-            std::process::exit(130);
-        }
-    });
-
-    match pool.join() {
-        Ok(()) => {
-            tracing::info!("stopped");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("The reactor failed: {e}");
-            ExitCode::FAILURE
-        }
+    let args = Args::parse();
+    cli::init_logging(&args.log, LevelFilter::INFO);
+    cli::raise_descriptor_limit();
+    let idle = args.idle.get();
+    match args.threads {
+        1 => run_one(args.address, idle),
+        n => run_pool(args.address, usize::from(n), idle),
     }
 }
 
 /// One reactor under the application runner: SIGINT/SIGTERM stop listening,
 /// close every connection after its flush (aborting what is left after the
 /// grace period), and `run` returns; a second signal aborts at once.
-fn run_one(addr: SocketAddr) -> ExitCode {
+fn run_one(addr: SocketAddr, idle: Option<Duration>) -> ExitCode {
     let mut app = match Application::new() {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("Could not start the reactor: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return cli::fail(format!("cannot start the reactor: {}", cli::plain(e))),
     };
     app.add(ServerService::from_fn(
         format!("echo on {addr}"),
         move |core| {
-            let port = core.listen_tcp(addr, factory(|_peer| Echo))?;
+            let port = core.listen_tcp(addr, factory(move |_peer| Echo::new(idle)))?;
             tracing::info!("echo server listening on {}", port.local_addr());
             Ok::<_, torsion::Error>(port)
         },
@@ -182,31 +101,64 @@ fn run_one(addr: SocketAddr) -> ExitCode {
             tracing::info!("stopped");
             ExitCode::SUCCESS
         }
-        Err(AppError::Start(e)) => {
-            eprintln!("Could not listen on {addr}: {e}");
-            ExitCode::FAILURE
+        Err(e @ torsion::service::AppError::Start(_)) => {
+            cli::fail(cli::cannot_listen(addr, cli::service_error(&e)))
         }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => cli::fail(cli::plain(e)),
     }
 }
 
-/// Lifts the soft descriptor limit to the hard one, so the server can hold
-/// thousands of connections where the soft limit is a low default (often 1024).
-fn raise_descriptor_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+/// Several reactors, one per thread: a signal shuts each down gracefully; a
+/// second one exits at once.
+fn run_pool(addr: SocketAddr, threads: usize, idle: Option<Duration>) -> ExitCode {
+    // One reactor per thread; each sets SO_REUSEPORT on the address the first
+    // bound (port 0 picks one for all).
+    let bound: Arc<OnceLock<SocketAddr>> = Arc::new(OnceLock::new());
+    let shared = bound.clone();
+    let options = TcpOptions::default().reuse_port(true);
+    let pool = ReactorPool::spawn(threads, move |_index, reactor| {
+        let at = shared.get().copied().unwrap_or(addr);
+        let port = reactor.listen_tcp_with(at, factory(move |_peer| Echo::new(idle)), options)?;
+        let _ = shared.set(port.local_addr());
+        Ok(())
+    });
+    let pool = match pool {
+        Ok(p) => p,
+        Err(e) => return cli::fail(cli::cannot_listen(addr, e)),
     };
-    // SAFETY: getrlimit/setrlimit only read or write the struct we pass.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                tracing::warn!("could not raise the descriptor limit");
+    let local = bound.get().copied().unwrap_or(addr);
+    tracing::info!("{threads} reactors on {threads} threads, sharing the port");
+    tracing::info!("echo server listening on {local}");
+
+    let handles = pool.handles().to_vec();
+    let mut signals_seen = 0;
+    let installed = cli::on_signals(&[], move |sig| {
+        signals_seen += 1;
+        if signals_seen == 1 {
+            tracing::info!(
+                "{}: shutting down, closing connections gracefully",
+                cli::signal_name(sig)
+            );
+            for h in &handles {
+                h.call_from_thread(|core| core.shutdown(SHUTDOWN_GRACE));
             }
+        } else {
+            tracing::warn!("{} again: exiting at once", cli::signal_name(sig));
+            std::process::exit(130);
         }
+    });
+    if let Err(e) = installed {
+        for h in pool.handles() {
+            h.call_from_thread(|core| core.shutdown(Duration::ZERO));
+        }
+        let _ = pool.join();
+        return cli::fail(e);
+    }
+    match pool.join() {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => cli::fail(format!("the reactor failed: {}", cli::plain(e))),
     }
 }

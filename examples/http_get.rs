@@ -12,7 +12,7 @@
 //! stderr) for a network error or a status of 400 or more, 2 for a usage
 //! error.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -20,7 +20,10 @@ use std::time::Duration;
 use clap::Parser;
 use torsion::http::{ClientConfig, HttpClient};
 use torsion::Reactor;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+
+#[path = "cli/mod.rs"]
+mod cli;
 
 /// Fetch a URL over HTTP/1.1 and print the response.
 #[derive(Debug, Parser)]
@@ -37,15 +40,14 @@ struct Args {
     /// Follow up to 10 redirects.
     #[arg(short = 'L', long)]
     location: bool,
+
+    #[command(flatten)]
+    log: cli::Verbosity,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    cli::init_logging(&args.log, LevelFilter::WARN);
     let mut reactor = match Reactor::new() {
         Ok(r) => r,
         Err(e) => {

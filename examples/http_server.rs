@@ -18,7 +18,7 @@
 //! stderr through `tracing` (`RUST_LOG`, `info` by default).
 
 use std::fs::File;
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 use std::process::ExitCode;
@@ -32,7 +32,10 @@ use torsion::http::{
 };
 use torsion::service::Application;
 use torsion::Core;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+
+#[path = "cli/mod.rs"]
+mod cli;
 
 /// An HTTP/1.1 server: hello world, an echo, static files, metrics.
 #[derive(Debug, Parser)]
@@ -50,6 +53,9 @@ struct Args {
     /// Seconds a graceful shutdown may take before connections are aborted.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
+
+    #[command(flatten)]
+    log: cli::Verbosity,
 }
 
 fn content_type(path: &Path) -> &'static str {
@@ -171,11 +177,7 @@ fn router(root: PathBuf, server: Rc<std::cell::OnceCell<HttpServer>>) -> Router 
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    cli::init_logging(&args.log, LevelFilter::INFO);
     let root = match args.root.canonicalize() {
         Ok(r) if r.is_dir() => r,
         _ => {

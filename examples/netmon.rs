@@ -24,6 +24,8 @@
 //! if every target was up at the end, 1 if not or on a runtime error. Bad
 //! arguments: 2.
 
+#[path = "cli/mod.rs"]
+mod cli;
 // Some of the engine's API serves only its tests.
 #[allow(dead_code)]
 #[path = "netmon/mod.rs"]
@@ -41,7 +43,7 @@ use netmon::status::Health;
 use netmon::target::{self, parse_targets, Kind, Settings};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use torsion::{Reactor, ReactorHandle};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum ProbeArg {
@@ -128,6 +130,9 @@ struct Args {
     /// timeout.
     #[arg(short, long)]
     persistent: bool,
+
+    #[command(flatten)]
+    log: cli::Verbosity,
 }
 
 fn settings(args: &Args) -> Settings {
@@ -226,11 +231,8 @@ fn listen_for_requests(handle: ReactorHandle, requests: Arc<Requests>) -> Result
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    cli::init_logging(&args.log, LevelFilter::WARN);
     let config = match config(&args) {
         Ok(c) => c,
         Err(e) => {

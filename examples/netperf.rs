@@ -18,6 +18,8 @@
 //! on any error (a wrong byte, a lost connection, a failed connect, a stall) or
 //! when no connection could be made, 2 on bad arguments.
 
+#[path = "cli/mod.rs"]
+mod cli;
 // Some of the engine's API serves only its tests.
 #[allow(dead_code)]
 #[path = "netperf/mod.rs"]
@@ -31,7 +33,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use netperf::config::{Config, Mode};
 use netperf::wire::Role;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 
 /// Where the server listens, and the client connects, unless told.
 const DEFAULT_ADDR: &str = "127.0.0.1:5201";
@@ -153,8 +155,9 @@ struct Args {
     json: bool,
 
     /// No interval lines.
-    #[arg(short, long)]
-    quiet: bool,
+    /// -q: no interval lines (and warnings only in the log); -v: more log.
+    #[command(flatten)]
+    log: cli::Verbosity,
 }
 
 fn seconds(name: &str, s: f64) -> Result<Duration, String> {
@@ -200,11 +203,8 @@ fn config(args: &Args) -> Result<Config, String> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    cli::init_logging(&args.log, LevelFilter::WARN);
     if args.server {
         return serve(&args);
     }
@@ -215,7 +215,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let quiet = args.quiet;
+    let quiet = args.log.is_quiet();
     let result = netperf::run::run(&config, |p| {
         if !quiet {
             eprintln!("{}", netperf::report::progress_line(p));

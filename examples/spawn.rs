@@ -12,13 +12,15 @@
 //! The child gets this process's environment and stdin; its stdout and stderr
 //! are pipes read by the reactor.
 
-use std::io::IsTerminal;
+#[path = "cli/mod.rs"]
+mod cli;
+
 use std::process::ExitCode;
 
 use clap::Parser;
 use torsion::process::{ChildFd, ProcessContext, ProcessProtocol, ProcessSpec, ProcessStatus};
 use torsion::{DisconnectReason, Reactor};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 
 /// Run a command and print its output, prefixed by stream.
 #[derive(Parser, Debug)]
@@ -27,6 +29,8 @@ struct Args {
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
+    #[command(flatten)]
+    log: cli::Verbosity,
 }
 
 /// Splits each stream into lines and prints them with their prefix.
@@ -76,12 +80,8 @@ impl ProcessProtocol for Printer {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     let args = Args::parse();
+    cli::init_logging(&args.log, LevelFilter::WARN);
     let (program, rest) = args.command.split_first().expect("clap requires a command");
     let mut reactor = match Reactor::new() {
         Ok(r) => r,

@@ -13,57 +13,48 @@
 //! `--servername`). Exits 0 once the echo has arrived intact; otherwise prints
 //! why (refused, handshake failure, timed out, closed early, echo differs) and
 //! exits 1.
+#[path = "cli/mod.rs"]
+mod cli;
 #[path = "echo_common/mod.rs"]
 mod echo_common;
 
-use std::net::ToSocketAddrs;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use clap::Parser;
 use echo_common::{report, run_exchange, CONNECT_TIMEOUT, DEFAULT_MESSAGE};
 use torsion::tls;
 use torsion::Reactor;
+use tracing_subscriber::filter::LevelFilter;
 
-/// Where the client connects when no address is given.
-const DEFAULT_ADDR: &str = "127.0.0.1:8443";
-
+/// Sends one message over TLS to an echo server, waits for the whole echo,
+/// prints it and the round-trip time. The server's certificate is checked
+/// against the system's roots, or only the CA of --ca.
+#[derive(Debug, Parser)]
+#[command(name = "tls_echo_client", version)]
 struct Args {
-    target: String,
-    message: String,
-    ca: Option<String>,
-    insecure: bool,
-    server_name: Option<String>,
-}
+    /// The TLS echo server, as HOST:PORT.
+    #[arg(default_value = "127.0.0.1:8443", value_parser = cli::host_port)]
+    address: String,
 
-fn parse_args() -> Result<Args, String> {
-    let mut target = None;
-    let mut words = Vec::new();
-    let (mut ca, mut insecure, mut server_name) = (None, false, None);
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--ca" => ca = Some(it.next().ok_or("--ca needs a file")?),
-            "--insecure" => insecure = true,
-            "--servername" => server_name = Some(it.next().ok_or("--servername needs a name")?),
-            _ if a.starts_with("--") => return Err(format!("unknown option {a:?}")),
-            _ if target.is_none() => target = Some(a),
-            _ => words.push(a),
-        }
-    }
-    if insecure && ca.is_some() {
-        return Err("--ca and --insecure exclude each other".into());
-    }
-    Ok(Args {
-        target: target.unwrap_or_else(|| DEFAULT_ADDR.to_owned()),
-        message: if words.is_empty() {
-            DEFAULT_MESSAGE.to_owned()
-        } else {
-            words.join(" ")
-        },
-        ca,
-        insecure,
-        server_name,
-    })
+    /// The message (the words joined by spaces) [default: "Hello, torsion!"].
+    message: Vec<String>,
+
+    /// Trust only this CA certificate (PEM), e.g. the one tls_echo_server wrote.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    ca: Option<String>,
+
+    /// Do not check the server's certificate (encrypted, but anyone can
+    /// impersonate the server).
+    #[arg(long)]
+    insecure: bool,
+
+    /// The name to check the certificate against [default: the host given].
+    #[arg(long, value_name = "NAME")]
+    servername: Option<String>,
+
+    #[command(flatten)]
+    log: cli::Verbosity,
 }
 
 fn client_config(args: &Args) -> Result<tls::ClientConfig, String> {
@@ -80,56 +71,39 @@ fn client_config(args: &Args) -> Result<tls::ClientConfig, String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("usage: tls_echo_client [HOST:PORT [MESSAGE...]] [--ca FILE | --insecure] [--servername NAME]   ({e})");
-            return ExitCode::from(2);
-        }
+    let args = Args::parse();
+    cli::init_logging(&args.log, LevelFilter::WARN);
+    let message = if args.message.is_empty() {
+        DEFAULT_MESSAGE.to_owned()
+    } else {
+        args.message.join(" ")
     };
-    let addr = match args.target.to_socket_addrs().map(|mut a| a.next()) {
-        Ok(Some(a)) => a,
-        _ => {
-            eprintln!(
-                "usage: tls_echo_client [HOST:PORT [MESSAGE...]]   (cannot resolve {:?})",
-                args.target
-            );
-            return ExitCode::from(2);
-        }
+    let addr = match cli::resolve(&args.address) {
+        Ok(a) => a,
+        Err(e) => return cli::fail(e),
     };
     let host = args
-        .target
+        .address
         .rsplit_once(':')
-        .map_or(args.target.as_str(), |(h, _)| h);
-    let name = match tls::server_name(args.server_name.as_deref().unwrap_or(host)) {
+        .map_or(args.address.as_str(), |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let name = match tls::server_name(args.servername.as_deref().unwrap_or(host)) {
         Ok(n) => n,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
+        Err(e) => return cli::fail(cli::plain(e)),
     };
     let config = match client_config(&args) {
         Ok(c) => Arc::new(c),
-        Err(e) => {
-            eprintln!("TLS setup failed: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return cli::fail(format!("TLS setup failed: {e}")),
     };
     let mut reactor = match Reactor::new() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("Could not start the reactor: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return cli::fail(format!("cannot start the reactor: {}", cli::plain(e))),
     };
-    let exchange = run_exchange(&mut reactor, args.message.as_bytes(), |r, factory| {
+    let exchange = run_exchange(&mut reactor, message.as_bytes(), |r, factory| {
         r.connect_tls(addr, name, config, factory, CONNECT_TIMEOUT);
     });
     match exchange {
-        Ok(outcome) => report(outcome, args.message.as_bytes(), &addr),
-        Err(e) => {
-            eprintln!("The reactor failed: {e}");
-            ExitCode::FAILURE
-        }
+        Ok(outcome) => report(outcome, message.as_bytes(), &addr),
+        Err(e) => cli::fail(format!("the reactor failed: {}", cli::plain(e))),
     }
 }

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --example tls_echo_server                          # 127.0.0.1:8443, self-signed
 //! cargo run --example tls_echo_server -- 127.0.0.1:9443 --cert chain.pem --key key.pem
+//! cargo run --example tls_echo_server -- --help
 //! ```
 //!
 //! Without `--cert`/`--key` it generates a self-signed certificate for
@@ -15,16 +16,19 @@
 //! listening, closes every connection after flushing it (with `close_notify`),
 //! and exits 0; a second signal aborts what is left at once.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::Parser;
 use torsion::service::{Application, ServerService};
-use torsion::{factory, tls};
-use tracing_subscriber::EnvFilter;
+use torsion::tls;
+use tracing_subscriber::filter::LevelFilter;
+
+#[path = "cli/mod.rs"]
+mod cli;
 
 #[path = "echo_common/server.rs"]
 mod echo_server_common;
@@ -34,34 +38,30 @@ use echo_server_common::Echo;
 /// Where the server listens when no address is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8443";
 
+/// A TLS echo server: every byte a client sends comes straight back,
+/// encrypted. Without --cert/--key it makes a self-signed certificate for
+/// localhost and 127.0.0.1 and writes it out for clients to trust. Ctrl-C or
+/// SIGTERM closes every connection gracefully (close_notify) and exits.
+#[derive(Debug, Parser)]
+#[command(name = "tls_echo_server", version)]
 struct Args {
-    addr: SocketAddr,
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-}
+    /// Where to listen, as IP:PORT (port 0 picks a free one).
+    #[arg(default_value = DEFAULT_ADDR)]
+    address: SocketAddr,
 
-fn parse_args() -> Result<Args, String> {
-    let mut addr = None;
-    let (mut cert, mut key) = (None, None);
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--cert" => cert = Some(PathBuf::from(it.next().ok_or("--cert needs a file")?)),
-            "--key" => key = Some(PathBuf::from(it.next().ok_or("--key needs a file")?)),
-            _ if addr.is_none() && !a.starts_with('-') => {
-                addr = Some(a.parse().map_err(|_| format!("not an address: {a:?}"))?)
-            }
-            _ => return Err(format!("unexpected argument {a:?}")),
-        }
-    }
-    if cert.is_some() != key.is_some() {
-        return Err("--cert and --key go together".into());
-    }
-    Ok(Args {
-        addr: addr.unwrap_or_else(|| DEFAULT_ADDR.parse().expect("valid default")),
-        cert,
-        key,
-    })
+    /// The certificate chain, PEM (with --key).
+    #[arg(long, value_name = "CHAIN.pem", requires = "key")]
+    cert: Option<PathBuf>,
+
+    /// The certificate's private key, PEM (with --cert).
+    #[arg(long, value_name = "KEY.pem", requires = "cert")]
+    key: Option<PathBuf>,
+
+    #[command(flatten)]
+    idle: cli::IdleTimeout,
+
+    #[command(flatten)]
+    log: cli::Verbosity,
 }
 
 /// The configured certificate, or a fresh self-signed one (written out for
@@ -88,40 +88,27 @@ fn server_config(args: &Args) -> Result<tls::ServerConfig, String> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!(
-                "usage: tls_echo_server [ADDRESS:PORT] [--cert CHAIN.pem --key KEY.pem]   ({e})"
-            );
-            return ExitCode::from(2);
-        }
-    };
+    let args = Args::parse();
+    cli::init_logging(&args.log, LevelFilter::INFO);
+    cli::raise_descriptor_limit();
     let config = match server_config(&args) {
         Ok(c) => Arc::new(c),
-        Err(e) => {
-            eprintln!("TLS setup failed: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return cli::fail(format!("TLS setup failed: {e}")),
     };
     let mut app = match Application::new() {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("Could not start the reactor: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return cli::fail(format!("cannot start the reactor: {}", cli::plain(e))),
     };
-    let addr = args.addr;
+    let addr = args.address;
+    let idle = args.idle.get();
     app.add(ServerService::from_fn(
         format!("tls echo on {addr}"),
         move |core| {
-            let port = core.listen_tls(addr, config.clone(), factory(|_peer| Echo))?;
+            let port = core.listen_tls(
+                addr,
+                config.clone(),
+                torsion::factory(move |_peer| Echo::new(idle)),
+            )?;
             tracing::info!("tls echo server listening on {}", port.local_addr());
             Ok::<_, torsion::Error>(port)
         },
@@ -132,9 +119,9 @@ fn main() -> ExitCode {
             tracing::info!("stopped");
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
+        Err(e @ torsion::service::AppError::Start(_)) => {
+            cli::fail(cli::cannot_listen(addr, cli::service_error(&e)))
         }
+        Err(e) => cli::fail(cli::plain(e)),
     }
 }

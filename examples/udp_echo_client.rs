@@ -12,12 +12,17 @@
 //! [`REPLY_TIMEOUT`], echo differs) and exits 1.
 
 use std::cell::RefCell;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use torsion::{Address, DatagramContext, DatagramProtocol, Reactor};
+use tracing_subscriber::filter::LevelFilter;
+
+#[path = "cli/mod.rs"]
+mod cli;
 
 /// Where the client sends when no address is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
@@ -126,37 +131,41 @@ pub fn exchange(
     Ok(outcome.unwrap_or(Outcome::TimedOut))
 }
 
+/// Sends one datagram to a UDP echo server, waits for the echo, prints it and
+/// the round-trip time.
+#[derive(Debug, Parser)]
+#[command(name = "udp_echo_client", version)]
+struct Args {
+    /// The echo server, as HOST:PORT.
+    #[arg(default_value = DEFAULT_ADDR, value_parser = cli::host_port)]
+    address: String,
+
+    /// The message (the words joined by spaces) [default: "Hello, torsion!"].
+    message: Vec<String>,
+
+    #[command(flatten)]
+    log: cli::Verbosity,
+}
+
 fn main() -> ExitCode {
-    let mut args = std::env::args().skip(1);
-    let target = args.next().unwrap_or_else(|| DEFAULT_ADDR.to_owned());
-    let words: Vec<String> = args.collect();
-    let message = if words.is_empty() {
+    let args = Args::parse();
+    cli::init_logging(&args.log, LevelFilter::WARN);
+    let message = if args.message.is_empty() {
         DEFAULT_MESSAGE.to_owned()
     } else {
-        words.join(" ")
+        args.message.join(" ")
     };
-    let addr = match target.to_socket_addrs().map(|mut a| a.next()) {
-        Ok(Some(a)) => a,
-        _ => {
-            eprintln!(
-                "usage: udp_echo_client [HOST:PORT [MESSAGE...]]   (cannot resolve {target:?})"
-            );
-            return ExitCode::from(2);
-        }
+    let addr = match cli::resolve(&args.address) {
+        Ok(a) => a,
+        Err(e) => return cli::fail(e),
     };
     let mut reactor = match Reactor::new() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("Could not start the reactor: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return cli::fail(format!("cannot start the reactor: {}", cli::plain(e))),
     };
     let outcome = match exchange(&mut reactor, addr, message.as_bytes()) {
         Ok(o) => o,
-        Err(e) => {
-            eprintln!("Could not send: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return cli::fail(format!("cannot send to {addr}: {}", cli::plain(e))),
     };
     match outcome {
         Outcome::Echoed { data, rtt } => {
@@ -165,21 +174,13 @@ fn main() -> ExitCode {
             if data == message.as_bytes() {
                 ExitCode::SUCCESS
             } else {
-                eprintln!("The echo differs from the message sent");
-                ExitCode::FAILURE
+                cli::fail("the echo differs from the message sent")
             }
         }
-        Outcome::Refused => {
-            eprintln!("Connection refused: nothing listens on {addr}");
-            ExitCode::FAILURE
-        }
-        Outcome::SendFailed(e) => {
-            eprintln!("Could not send to {addr}: {e}");
-            ExitCode::FAILURE
-        }
-        Outcome::TimedOut => {
-            eprintln!("Timed out: no reply within {REPLY_TIMEOUT:?} ({addr})");
-            ExitCode::FAILURE
-        }
+        Outcome::Refused => cli::fail(format!("Connection refused: nothing listens on {addr}")),
+        Outcome::SendFailed(e) => cli::fail(format!("cannot send to {addr}: {}", cli::plain(e))),
+        Outcome::TimedOut => cli::fail(format!(
+            "Timed out: no reply within {REPLY_TIMEOUT:?} ({addr})"
+        )),
     }
 }

@@ -9,15 +9,16 @@
 //! Ctrl-C (SIGINT) or SIGTERM closes the port and exits 0. Try it with the
 //! `udp_echo_client` example or `nc -u 127.0.0.1 8000`.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
+use clap::Parser;
 use torsion::{Address, DatagramContext, DatagramError, DatagramProtocol, Reactor};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+
+#[path = "cli/mod.rs"]
+mod cli;
 
 /// Where the server listens when no address is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8000";
@@ -49,55 +50,47 @@ impl DatagramProtocol for Echo {
     }
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+/// A UDP echo server: every datagram goes back to its sender. Ctrl-C or
+/// SIGTERM closes the port and exits.
+#[derive(Debug, Parser)]
+#[command(name = "udp_echo_server", version)]
+struct Args {
+    /// Where to listen, as IP:PORT (port 0 picks a free one).
+    #[arg(default_value = DEFAULT_ADDR)]
+    address: SocketAddr,
 
-    let arg = std::env::args().nth(1);
-    let text = arg.as_deref().unwrap_or(DEFAULT_ADDR);
-    let addr: SocketAddr = match text.parse() {
-        Ok(a) => a,
-        Err(_) => {
-            eprintln!("usage: udp_echo_server [ADDRESS:PORT]   (not an address: {text:?})");
-            return ExitCode::from(2);
-        }
-    };
+    #[command(flatten)]
+    log: cli::Verbosity,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    cli::init_logging(&args.log, LevelFilter::INFO);
+    let addr = args.address;
     let mut reactor = match Reactor::new() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("Could not start the reactor: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return cli::fail(format!("cannot start the reactor: {}", cli::plain(e))),
     };
     if let Err(e) = reactor.listen_udp(addr, Echo::default()) {
-        eprintln!("Could not listen on {addr}: {e}");
-        return ExitCode::FAILURE;
+        return cli::fail(cli::cannot_listen(addr, e));
     }
-
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("Could not install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let handle = reactor.reactor_handle();
-    std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            tracing::info!(signal = sig, "shutting down");
+    let mut seen = 0;
+    let installed = cli::on_signals(&[], move |sig| {
+        seen += 1;
+        if seen == 1 {
+            tracing::info!("{}: shutting down", cli::signal_name(sig));
             // Stops the port (stop_protocol runs), then the reactor.
             handle.call_from_thread(|core| core.shutdown(Duration::from_secs(1)));
+        } else {
+            std::process::exit(130);
         }
     });
-
+    if let Err(e) = installed {
+        return cli::fail(e);
+    }
     match reactor.run() {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("The reactor failed: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => cli::fail(format!("the reactor failed: {}", cli::plain(e))),
     }
 }

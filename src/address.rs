@@ -32,6 +32,19 @@ pub const NO_IP: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECI
 ///
 /// Small (the size of a [`SocketAddr`]) and cheap to clone: a Unix path is
 /// shared, not copied.
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use torsion::Address;
+///
+/// let tcp: Address = "127.0.0.1:8000".parse::<SocketAddr>().unwrap().into();
+/// let unix = Address::unix("/tmp/app.sock");
+/// assert_eq!(tcp.inet().map(|a| a.port()), Some(8000));
+/// assert_eq!(
+///     unix.as_unix().and_then(|u| u.path()),
+///     Some(std::path::Path::new("/tmp/app.sock"))
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Address {
@@ -43,6 +56,16 @@ pub enum Address {
 
 /// A Unix-domain socket address: a file-system path, a Linux abstract name, or
 /// unnamed (a client socket that was never bound, the usual peer of a server).
+///
+/// ```
+/// use torsion::{Address, UnixAddr};
+///
+/// // Usually seen, not made: `ctx.peer()` of a Unix-socket connection. A
+/// // client that never bound its socket is unnamed.
+/// let addr = Address::unix("/run/app.sock");
+/// let unix: &UnixAddr = addr.as_unix().unwrap();
+/// assert!(!unix.is_unnamed());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum UnixAddr {
     /// No name: the socket was not bound.

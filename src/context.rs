@@ -16,6 +16,17 @@ pub(crate) type ThreadFn = Box<dyn FnOnce(&mut Core) + Send>;
 pub(crate) use crate::core::ops::{InternalTimer, Op, Timed};
 
 /// What happens when a callback panics.
+///
+/// ```
+/// use torsion::{PanicPolicy, Reactor};
+///
+/// let mut reactor = Reactor::new()?;
+/// // In a test: a panic in a callback stops the reactor, so `run` fails.
+/// reactor.set_panic_policy(PanicPolicy::StopReactor);
+/// reactor.call_later(std::time::Duration::ZERO, |_core| panic!("bug"));
+/// assert!(matches!(reactor.run(), Err(torsion::Error::Panicked(_))));
+/// # Ok::<(), torsion::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum PanicPolicy {
@@ -324,6 +335,19 @@ pub(crate) fn later(from: Instant, delay: Duration) -> Instant {
 }
 
 /// A call scheduled with [`Core::call_later`] (Twisted's `IDelayedCall`).
+///
+/// ```
+/// use std::time::Duration;
+/// use torsion::Reactor;
+///
+/// let mut reactor = Reactor::new()?;
+/// // Twisted's IDelayedCall: cancel it, or push it back, before it runs.
+/// let call = reactor.call_later(Duration::from_secs(3600), |_core| unreachable!());
+/// assert!(call.active(&reactor));
+/// call.cancel(&mut reactor)?;
+/// assert!(!call.active(&reactor));
+/// # Ok::<(), torsion::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DelayedCall {
     id: TimerId,

@@ -60,6 +60,35 @@ use crate::context::{Core, Op};
 
 /// One datagram socket's behaviour. Every method but
 /// [`datagram_received`](Self::datagram_received) has an empty default.
+///
+/// ```no_run
+/// use torsion::{Address, DatagramContext, DatagramProtocol, Reactor};
+///
+/// /// Echoes every datagram to its sender, counting them.
+/// #[derive(Default)]
+/// struct Echo {
+///     echoed: u64,
+/// }
+///
+/// impl DatagramProtocol for Echo {
+///     fn start_protocol(&mut self, ctx: &mut DatagramContext<'_>) {
+///         println!("listening on {}", ctx.local_address());
+///     }
+///
+///     fn datagram_received(&mut self, ctx: &mut DatagramContext<'_>, data: &[u8], from: &Address) {
+///         // A full send buffer drops the echo (an error value, not a panic),
+///         // as the network might have.
+///         if ctx.send_to(data, from).is_ok() {
+///             self.echoed += 1;
+///         }
+///     }
+/// }
+///
+/// let mut reactor = Reactor::new()?;
+/// reactor.listen_udp("127.0.0.1:8000".parse().unwrap(), Echo::default())?;
+/// reactor.run()?;
+/// # Ok::<(), torsion::Error>(())
+/// ```
 pub trait DatagramProtocol: Any {
     /// The port is open and registered (Twisted's `startProtocol`): join
     /// multicast groups, connect, send a first datagram here.
@@ -125,6 +154,17 @@ pub enum DatagramError {
 }
 
 /// Which interface a multicast option or membership applies to.
+///
+/// ```
+/// use std::net::Ipv4Addr;
+/// use torsion::MulticastInterface;
+///
+/// // For `ctx.join_group(group, interface)` in a DatagramProtocol.
+/// let on_lan = MulticastInterface::Address(Ipv4Addr::new(192, 168, 1, 10));
+/// let by_index = MulticastInterface::Index(2);
+/// assert_ne!(on_lan, MulticastInterface::default());
+/// # let _ = by_index;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum MulticastInterface {

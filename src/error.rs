@@ -48,6 +48,17 @@ pub enum Error {
 /// Passed to `Protocol::connection_lost`, `ClientFactory::client_connection_failed`
 /// and `ClientFactory::client_connection_lost`. [`is_clean`](Self::is_clean) tells a
 /// graceful end from every other.
+///
+/// ```
+/// use torsion::DisconnectReason;
+///
+/// // What a protocol closes with when the peer breaks the rules...
+/// let reason = DisconnectReason::protocol("bad greeting");
+/// assert_eq!(reason.to_string(), "protocol error: bad greeting");
+/// // ...and how `connection_lost` tells a clean end from the others.
+/// assert!(DisconnectReason::Done.is_clean());
+/// assert!(!DisconnectReason::Reset.is_clean());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DisconnectReason {

@@ -1,5 +1,10 @@
 //! torsion: Twisted's networking model in Rust, on `mio`.
 //!
+//! Coming from Twisted? [`from_twisted`] maps its names to torsion's and puts
+//! the seed programs (echo server and client, a retrying client, an
+//! availability monitor) side by side; [`promises`] lists what the library
+//! guarantees and the tests that check it.
+//!
 //! # Concepts
 //!
 //! * A [`Reactor`] is one value that owns one event loop on one thread. It waits
@@ -89,6 +94,8 @@
 //! assert_eq!(&*seen.borrow(), b"hello");
 //! # Ok::<(), torsion::Error>(())
 //! ```
+// docs.rs builds with nightly and `--cfg docsrs`: feature-gated items say so.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs, missing_debug_implementations)]
 #![deny(unsafe_code)]
 
@@ -103,6 +110,7 @@ pub mod datagram;
 pub mod defer;
 pub mod endpoints;
 pub mod error;
+pub mod from_twisted;
 pub mod http;
 mod local;
 pub mod multi;
@@ -118,6 +126,7 @@ pub mod task;
 pub mod testing;
 pub mod threads;
 #[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
 mod transport;
 mod wrap;

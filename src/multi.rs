@@ -67,6 +67,37 @@ use crate::reactor::Reactor;
 /// Dropping the pool without [`join`](Self::join) stops every reactor at once
 /// (as [`stop`](Self::stop)) and waits for the threads, so no reactor outlives
 /// its pool unnoticed.
+///
+/// ```no_run
+/// use std::net::SocketAddr;
+/// use torsion::Address;
+/// use torsion::multi::ReactorPool;
+/// use torsion::{Context, Factory, Protocol, TcpOptions};
+///
+/// struct Echo;
+/// impl Protocol for Echo {
+///     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+///         ctx.write(data);
+///     }
+/// }
+/// struct EchoFactory;
+/// impl Factory for EchoFactory {
+///     type Protocol = Echo;
+///     fn build_protocol(&mut self, _peer: &Address) -> Option<Echo> {
+///         Some(Echo)
+///     }
+/// }
+///
+/// // Two reactors on two threads, each with its own SO_REUSEPORT listener on
+/// // the same port; the kernel spreads the connections.
+/// let addr: SocketAddr = "127.0.0.1:8000".parse().unwrap();
+/// let pool = ReactorPool::spawn(2, move |_index, reactor| {
+///     reactor.listen_tcp_with(addr, EchoFactory, TcpOptions::default().reuse_port(true))?;
+///     Ok(())
+/// })?;
+/// pool.join()?;
+/// # Ok::<(), torsion::Error>(())
+/// ```
 pub struct ReactorPool {
     handles: Vec<ReactorHandle>,
     threads: Vec<JoinHandle<Result<()>>>,

@@ -75,6 +75,35 @@ impl PolicyStats {
 }
 
 /// A factory wrapper that applies connection policies. See the [module docs](self).
+///
+/// ```
+/// use torsion::Address;
+/// use std::time::Duration;
+/// use torsion::policies::Policed;
+/// use torsion::{Context, Factory, Protocol};
+///
+/// struct Echo;
+/// impl Protocol for Echo {
+///     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+///         ctx.write(data);
+///     }
+/// }
+/// struct EchoFactory;
+/// impl Factory for EchoFactory {
+///     type Protocol = Echo;
+///     fn build_protocol(&mut self, _peer: &Address) -> Option<Echo> {
+///         Some(Echo)
+///     }
+/// }
+///
+/// // Given to `listen_tcp` in place of the factory it wraps.
+/// let factory = Policed::new(EchoFactory)
+///     .max_connections(1000)
+///     .max_per_peer(10)
+///     .idle_timeout(Duration::from_secs(300));
+/// let stats = factory.stats();
+/// assert_eq!(stats.refused(), 0);
+/// ```
 #[derive(Debug)]
 pub struct Policed<F> {
     inner: F,

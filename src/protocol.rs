@@ -61,6 +61,39 @@ pub use crate::wrap::Wrapper;
 /// One connection's behaviour. See the [module docs](self) for the call order.
 ///
 /// Every method but [`data_received`](Self::data_received) has an empty default.
+///
+/// ```
+/// use torsion::testing::RecordingTransport;
+/// use torsion::{Context, DisconnectReason, Protocol};
+///
+/// /// Greets, then echoes in upper case; remembers how the connection ended.
+/// #[derive(Default)]
+/// struct Shout {
+///     ended: Option<DisconnectReason>,
+/// }
+///
+/// impl Protocol for Shout {
+///     fn connection_made(&mut self, ctx: &mut Context<'_>) {
+///         ctx.write(b"hello\n");
+///     }
+///
+///     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+///         ctx.write(&data.to_ascii_uppercase());
+///     }
+///
+///     fn connection_lost(&mut self, _ctx: &mut Context<'_>, reason: &DisconnectReason) {
+///         self.ended = Some(reason.clone());
+///     }
+/// }
+///
+/// // Driven here without a socket; over TCP (a Factory builds it per
+/// // connection) it runs the same way.
+/// let mut t = RecordingTransport::new(Shout::default());
+/// t.receive(b"abc");
+/// assert_eq!(t.written(), b"hello\nABC");
+/// t.receive_eof();
+/// assert_eq!(t.protocol().ended, Some(DisconnectReason::Done));
+/// ```
 pub trait Protocol: Any {
     /// The connection is established. Writes made here go out when it returns.
     fn connection_made(&mut self, ctx: &mut Context<'_>) {
@@ -131,6 +164,60 @@ pub trait Protocol: Any {
 }
 
 /// Builds one [`Protocol`] per accepted connection.
+///
+/// ```
+/// use torsion::Address;
+/// use torsion::testing::Pump;
+/// use torsion::{Context, Factory, Protocol};
+///
+/// /// Says hello to the peer by address.
+/// struct Greeter {
+///     greeting: String,
+/// }
+///
+/// impl Protocol for Greeter {
+///     fn connection_made(&mut self, ctx: &mut Context<'_>) {
+///         ctx.write(self.greeting.as_bytes());
+///     }
+///     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+/// }
+///
+/// /// One `Greeter` per connection; counts them.
+/// struct GreeterFactory {
+///     built: usize,
+/// }
+///
+/// impl Factory for GreeterFactory {
+///     type Protocol = Greeter;
+///
+///     fn build_protocol(&mut self, peer: &Address) -> Option<Greeter> {
+///         self.built += 1;
+///         Some(Greeter {
+///             greeting: format!("hello, {}\n", peer.inet().map(|a| a.ip().to_string()).unwrap_or_default()),
+///         })
+///     }
+/// }
+///
+/// /// The other end: keeps what it receives.
+/// #[derive(Default)]
+/// struct Collect(Vec<u8>);
+///
+/// impl Protocol for Collect {
+///     fn data_received(&mut self, _ctx: &mut Context<'_>, data: &[u8]) {
+///         self.0.extend_from_slice(data);
+///     }
+/// }
+///
+/// // With sockets: `reactor.listen_tcp(addr, GreeterFactory { built: 0 })?`.
+/// // Here the in-memory pump builds the server side as a listener would
+/// // (its clients are at 10.0.0.2 and up).
+/// let mut factory = GreeterFactory { built: 0 };
+/// let mut pump = Pump::new();
+/// let link = pump.connect_factory(Collect::default(), &mut factory).unwrap();
+/// pump.flush();
+/// assert_eq!(pump.client(link).0, b"hello, 10.0.0.2\n");
+/// assert_eq!(factory.built, 1);
+/// ```
 pub trait Factory: 'static {
     /// The protocol this factory builds.
     type Protocol: Protocol;
@@ -152,6 +239,24 @@ pub trait Factory: 'static {
 }
 
 /// What a [`ClientFactory`] wants after a failed or lost connection.
+///
+/// ```
+/// use std::time::Duration;
+/// use torsion::{DisconnectReason, Reconnect};
+///
+/// /// Try again soon after a refusal, later after a lost connection, never
+/// /// after a TLS failure (it will not fix itself).
+/// fn decide(reason: &DisconnectReason) -> Reconnect {
+///     match reason {
+///         DisconnectReason::Refused => Reconnect::After(Duration::from_secs(1)),
+///         DisconnectReason::Tls(_) => Reconnect::Never,
+///         _ => Reconnect::After(Duration::from_secs(10)),
+///     }
+/// }
+///
+/// assert_eq!(decide(&DisconnectReason::Refused), Reconnect::After(Duration::from_secs(1)));
+/// assert_eq!(decide(&DisconnectReason::Reset), Reconnect::After(Duration::from_secs(10)));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reconnect {
     /// Drop the connector and its factory.
@@ -167,6 +272,70 @@ pub enum Reconnect {
 /// built) or [`build_protocol`](Self::build_protocol), the protocol's whole life,
 /// and [`client_connection_lost`](Self::client_connection_lost) after the
 /// protocol's `connection_lost`. Both end callbacks say whether to connect again.
+///
+/// ```no_run
+/// use torsion::Address;
+/// use std::time::Duration;
+/// use torsion::{ClientFactory, Connector, Context, Core, DisconnectReason, Protocol, Reactor, Reconnect};
+///
+/// /// Sends a request and prints the answer.
+/// struct Ask;
+///
+/// impl Protocol for Ask {
+///     fn connection_made(&mut self, ctx: &mut Context<'_>) {
+///         ctx.write(b"status\r\n");
+///     }
+///     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+///         println!("{}", String::from_utf8_lossy(data));
+///         ctx.lose_connection();
+///     }
+/// }
+///
+/// /// Retries a refused connection three times, one second apart; stops the
+/// /// reactor when it is over either way.
+/// struct AskFactory {
+///     retries: u32,
+/// }
+///
+/// impl ClientFactory for AskFactory {
+///     type Protocol = Ask;
+///
+///     fn build_protocol(&mut self, _peer: &Address) -> Option<Ask> {
+///         Some(Ask)
+///     }
+///
+///     fn client_connection_failed(
+///         &mut self,
+///         core: &mut Core,
+///         _connector: Connector,
+///         reason: &DisconnectReason,
+///     ) -> Reconnect {
+///         if *reason == DisconnectReason::Refused && self.retries < 3 {
+///             self.retries += 1;
+///             return Reconnect::After(Duration::from_secs(1));
+///         }
+///         eprintln!("cannot connect: {reason}");
+///         let _ = core.stop();
+///         Reconnect::Never
+///     }
+///
+///     fn client_connection_lost(
+///         &mut self,
+///         core: &mut Core,
+///         _connector: Connector,
+///         _reason: &DisconnectReason,
+///     ) -> Reconnect {
+///         let _ = core.stop();
+///         Reconnect::Never
+///     }
+/// }
+///
+/// let mut reactor = Reactor::new()?;
+/// let addr = "127.0.0.1:8000".parse().unwrap();
+/// reactor.connect_tcp(addr, AskFactory { retries: 0 }, Duration::from_secs(5));
+/// reactor.run()?;
+/// # Ok::<(), torsion::Error>(())
+/// ```
 pub trait ClientFactory: 'static {
     /// The protocol this factory builds.
     type Protocol: Protocol;

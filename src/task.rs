@@ -60,6 +60,25 @@ where
 }
 
 /// Reactor-facing methods on [`Deferred`].
+///
+/// ```
+/// use std::time::Duration;
+/// use torsion::defer::{Deferred, Failure, TimedOut};
+/// use torsion::task::DeferredExt;
+/// use torsion::Reactor;
+///
+/// let mut reactor = Reactor::new()?;
+/// // An answer that comes in time passes through the timeout untouched...
+/// let (fast, trigger) = Deferred::<u32, Failure>::new();
+/// let fast = fast.add_timeout(&mut reactor, Duration::from_secs(5));
+/// trigger.callback(7).unwrap();
+/// assert_eq!(reactor.run_until_complete(fast)?.unwrap(), 7);
+/// // ...one that never comes fails with TimedOut.
+/// let (slow, _never) = Deferred::<u32, Failure>::new();
+/// let slow = slow.add_timeout(&mut reactor, Duration::from_millis(1));
+/// assert!(reactor.run_until_complete(slow)?.unwrap_err().is::<TimedOut>());
+/// # Ok::<(), torsion::Error>(())
+/// ```
 pub trait DeferredExt<T, E>: Sized {
     /// Fails the Deferred with [`TimedOut`] if it has not fired within
     /// `timeout` (Twisted's `addTimeout`): it is cancelled (running its

@@ -1,8 +1,7 @@
 //! The chat example, through the pump (with and without faults) and over
 //! real sockets.
 
-#[path = "../examples/chat_server.rs"]
-#[allow(dead_code)]
+#[path = "../examples/chat/mod.rs"]
 mod chat_server;
 mod util;
 

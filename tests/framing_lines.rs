@@ -34,6 +34,67 @@ fn same_lines_for_every_chunking_and_delimiter() {
 }
 
 #[test]
+fn by_default_lines_end_in_lf_or_crlf_and_are_sent_with_crlf() {
+    // nc sends \n, telnet \r\n; a lone \r inside a line stays.
+    let stream = b"nc\ntelnet\r\n\r\n\na\rb\r\nlast\r".to_vec();
+    every_chunking(
+        || LineReceiver::new(LineCollect::default()),
+        &stream,
+        |p| (p.handler().lines.clone(), p.buffered_len()),
+        &(lines(&["nc", "telnet", "", "", "a\rb"]), 5),
+        40,
+    );
+    // Exactly the maximum, with either ending, split anywhere: fine; one more
+    // byte is too long.
+    for ending in [&b"\n"[..], b"\r\n"] {
+        let mut stream = vec![b'a'; 10];
+        stream.extend_from_slice(ending);
+        stream.extend_from_slice(b"b\n");
+        every_chunking(
+            || LineReceiver::new(LineCollect::default()).with_max_line_length(10),
+            &stream,
+            |p| (p.handler().lines.clone(), p.handler().lost.clone()),
+            &(vec![vec![b'a'; 10], b"b".to_vec()], None),
+            10,
+        );
+    }
+    let mut t =
+        RecordingTransport::new(LineReceiver::new(LineCollect::default()).with_max_line_length(10));
+    t.receive(&[b'a'; 11]);
+    assert!(t.lost().is_none(), "10 + \\r could still be a legal line");
+    t.receive(b"a");
+    assert_eq!(
+        t.lost().cloned(),
+        Some(DisconnectReason::protocol("line longer than 10 bytes"))
+    );
+    // Sending: the configured delimiter, and a line with \n in it is refused
+    // (it would arrive as two).
+    let mut t = RecordingTransport::new(LineReceiver::new(LineCollect::default()));
+    t.with_protocol(|p, ctx| {
+        p.send_line(ctx, b"hello").unwrap();
+        assert_eq!(p.send_line(ctx, b"a\nb"), Err(LineError::ContainsDelimiter));
+    });
+    assert_eq!(t.written(), b"hello\r\n");
+}
+
+#[test]
+fn a_set_delimiter_is_exact_in_both_directions() {
+    let stream = b"a\nb\r\nc\r\n".to_vec();
+    every_chunking(
+        || LineReceiver::new(LineCollect::default()).with_delimiter(&b"\r\n"[..]),
+        &stream,
+        |p| p.handler().lines.clone(),
+        &lines(&["a\nb", "c"]),
+        20,
+    );
+    let mut t = RecordingTransport::new(
+        LineReceiver::new(LineCollect::default()).with_delimiter(&b"\n"[..]),
+    );
+    t.with_protocol(|p, ctx| p.send_line(ctx, b"x\ry").unwrap());
+    assert_eq!(t.written(), b"x\ry\n");
+}
+
+#[test]
 fn a_line_of_exactly_the_maximum_passes_even_with_a_split_delimiter() {
     let max = 10;
     let mut stream = vec![b'a'; max];

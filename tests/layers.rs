@@ -35,6 +35,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "multi",
             "connect",
             "promises",
+            "from_twisted",
             "http",
             "process",
         ],

@@ -195,7 +195,7 @@ pub fn report(outcome: Outcome, message: &[u8], target: &dyn std::fmt::Display) 
 }
 
 /// Says which TLS version and cipher suite were negotiated, on TLS connections.
-#[cfg(feature = "tls")]
+/// (The examples' torsion has its default features, `tls` among them.)
 fn print_tls_info(ctx: &mut Context<'_>) {
     if let Some(info) = ctx.tls_info() {
         if let (Some(v), Some(c)) = (info.protocol_version(), info.cipher_suite()) {
@@ -203,6 +203,3 @@ fn print_tls_info(ctx: &mut Context<'_>) {
         }
     }
 }
-
-#[cfg(not(feature = "tls"))]
-fn print_tls_info(_ctx: &mut Context<'_>) {}

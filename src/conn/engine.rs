@@ -60,7 +60,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
     #[inline]
     fn call(&mut self, input: &[u8], f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>)) {
         let _span =
-            tracing::trace_span!("conn", key = self.state.handle.key, peer = %self.state.peer)
+            tracing::debug_span!("conn", id = self.state.handle.key, peer = %self.state.peer)
                 .entered();
         self.sink.enter(self.state);
         let host = self.sink.host();
@@ -350,7 +350,12 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
                 let _ = self.core.timers.cancel(t);
             }
         }
-        tracing::debug!(peer = %self.state.peer, %reason, "connection lost");
+        // The same span as the other callbacks', so connection_lost logs under
+        // it too.
+        let _span =
+            tracing::debug_span!("conn", id = self.state.handle.key, peer = %self.state.peer)
+                .entered();
+        tracing::debug!(%reason, "connection lost");
         let end = Ending {
             reason: &reason,
             graceful,

@@ -109,6 +109,19 @@ use chain::{Chain, Next, Step};
 ///
 /// The default error type is [`Failure`] (any error). `E` must be `Debug` so an
 /// unhandled error can be logged.
+///
+/// ```
+/// use torsion::defer::{Deferred, Failure};
+///
+/// // `d` is where callbacks go, `trigger` fires it (once).
+/// let (d, trigger) = Deferred::<&str, Failure>::new();
+/// let mut d = d.add_callback(|s| Ok(s.len()));
+/// assert!(!d.has_result());
+/// trigger.callback("hello").unwrap();
+/// assert_eq!(d.take_result().unwrap().unwrap(), 5);
+/// // A second firing is an error value, not a panic.
+/// assert!(trigger.callback("again").is_err());
+/// ```
 #[must_use = "a Deferred does nothing unless callbacks are added or it is awaited; dropping one that failed logs the error"]
 pub struct Deferred<T, E = Failure> {
     chain: Rc<Chain<E>>,
@@ -116,6 +129,22 @@ pub struct Deferred<T, E = Failure> {
 }
 
 /// The producing end of a [`Deferred`]: fires it once. Cheap to clone.
+///
+/// ```
+/// use torsion::defer::{Deferred, Failure};
+///
+/// let (d, trigger) = Deferred::<u32, Failure>::new();
+/// // The trigger can go wherever the result will be known (a protocol, a
+/// // timer); clones fire the same Deferred.
+/// let other = trigger.clone();
+/// let mut d = d.add_errback(|e| {
+///     println!("failed: {e}");
+///     Ok(0)
+/// });
+/// other.errback(Failure::msg("no answer")).unwrap();
+/// assert_eq!(d.take_result().unwrap().unwrap(), 0);
+/// assert!(trigger.is_called());
+/// ```
 pub struct Trigger<T, E = Failure> {
     chain: Rc<Chain<E>>,
     _t: PhantomData<fn(T)>,
@@ -150,6 +179,19 @@ impl<T, E> Clone for Trigger<T, E> {
 /// What a callback may return: `Result<U, E>` (go on with a value or an error)
 /// or `Deferred<U, E>` (wait for it, then go on with its result). Implemented for
 /// those two only.
+///
+/// ```
+/// use torsion::defer::{succeed, Deferred, Failure};
+///
+/// let (d, trigger) = Deferred::<u32, Failure>::new();
+/// let mut d = d
+///     // A `Result`: go on at once (here with another type)...
+///     .add_callback(|n| Ok::<_, Failure>(n + 1))
+///     // ...or a `Deferred`: the chain waits for it.
+///     .add_callback(|n: u32| succeed::<String, Failure>(format!("#{n}")));
+/// trigger.callback(41).unwrap();
+/// assert_eq!(d.take_result().unwrap().unwrap(), "#42");
+/// ```
 pub trait IntoChain<E>: 'static {
     /// The value type the chain goes on with.
     type Value: 'static;

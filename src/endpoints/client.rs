@@ -15,6 +15,16 @@ use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
 
 /// Where to connect: a parsed client endpoint string (see the [module docs](crate::endpoints)).
+///
+/// ```
+/// use torsion::endpoints::ClientEndpoint;
+///
+/// let ep: ClientEndpoint = "tcp:host=example.org:port=80:timeout=5".parse()?;
+/// assert_eq!(ep.to_string().parse::<ClientEndpoint>()?, ep);
+/// // Then: `ep.connect(&mut reactor, protocol)` gives a Deferred of the
+/// // connection (host names are resolved and raced, Happy Eyeballs).
+/// # Ok::<(), torsion::endpoints::EndpointError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ClientEndpoint {

@@ -124,6 +124,7 @@ pub enum EndpointError {
     Unsupported(&'static str),
     /// Loading the TLS certificate, key or roots failed.
     #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
     /// Listening failed (the address is in use...).
@@ -141,6 +142,19 @@ impl EndpointError {
 }
 
 /// Where to listen: a parsed server endpoint string (see the [module docs](self)).
+///
+/// ```
+/// use torsion::endpoints::ServerEndpoint;
+///
+/// // Twisted's endpoint strings, checked when parsed; they print back the same.
+/// let tcp: ServerEndpoint = "tcp:8000:interface=127.0.0.1".parse()?;
+/// let unix: ServerEndpoint = "unix:/tmp/app.sock".parse()?;
+/// assert_eq!(tcp.to_string().parse::<ServerEndpoint>()?, tcp);
+/// assert!("tcp:port=not-a-port".parse::<ServerEndpoint>().is_err());
+/// // Then: `endpoint.listen(&mut reactor, factory)`.
+/// # let _ = unix;
+/// # Ok::<(), torsion::endpoints::EndpointError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ServerEndpoint {

@@ -10,6 +10,15 @@ use super::Codec;
 pub const DEFAULT_MAX_FRAME_LENGTH: usize = 1024 * 1024;
 
 /// The size of the length prefix.
+///
+/// ```
+/// use torsion::protocols::{LengthPrefixed, PrefixLen};
+///
+/// // Twisted's Int16StringReceiver: two-byte big-endian prefixes.
+/// let codec = LengthPrefixed::new(PrefixLen::U16);
+/// assert_eq!(PrefixLen::U16.size(), 2);
+/// # let _ = codec;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PrefixLen {
     /// One byte: frames up to 255 bytes.

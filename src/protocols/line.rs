@@ -15,11 +15,44 @@ use crate::transport::Context;
 
 /// The default maximum line length, delimiter excluded: 16 KiB (Twisted's).
 pub const DEFAULT_MAX_LINE_LENGTH: usize = 16 * 1024;
-/// The default delimiter.
+/// The default delimiter, the one lines are sent with. Received lines end at
+/// `\n` or `\r\n` unless a delimiter is set
+/// ([`LineReceiver::with_delimiter`]).
 pub const DEFAULT_DELIMITER: &[u8] = b"\r\n";
 
 /// What a [`LineReceiver`] does with lines. Only
 /// [`line_received`](Self::line_received) is required.
+///
+/// ```
+/// use torsion::protocols::{LineHandler, LineReceiver, Lines};
+/// use torsion::testing::RecordingTransport;
+/// use torsion::DisconnectReason;
+///
+/// /// A tiny command protocol: `PING` gets `PONG`, `QUIT` closes, anything else
+/// /// an error line; a line over 64 bytes is answered and closed.
+/// struct Commands;
+///
+/// impl LineHandler for Commands {
+///     fn line_received(&mut self, lines: &mut Lines<'_, '_>, line: &[u8]) {
+///         match line {
+///             b"PING" => drop(lines.send_line(b"PONG")),
+///             b"QUIT" => lines.lose_connection(),
+///             _ => drop(lines.send_line(b"ERR unknown command")),
+///         }
+///     }
+///
+///     fn line_length_exceeded(&mut self, lines: &mut Lines<'_, '_>, _data: &[u8]) {
+///         let _ = lines.send_line(b"ERR line too long");
+///         lines.lose_connection_with(DisconnectReason::protocol("line too long"));
+///     }
+/// }
+///
+/// let mut t = RecordingTransport::new(LineReceiver::new(Commands).with_max_line_length(64));
+/// // `\n` (nc) and `\r\n` (telnet) both end a line; replies end in `\r\n`.
+/// t.receive(b"PING\nHELLO\r\nQUIT\r\n");
+/// assert_eq!(t.written(), b"PONG\r\nERR unknown command\r\n");
+/// assert_eq!(t.lost(), Some(&DisconnectReason::Done));
+/// ```
 pub trait LineHandler: 'static {
     /// The connection is established.
     fn connection_made(&mut self, lines: &mut Lines<'_, '_>) {
@@ -236,7 +269,8 @@ impl<H> fmt::Debug for LineReceiver<H> {
 }
 
 impl<H: LineHandler> LineReceiver<H> {
-    /// A receiver with the default delimiter (`\r\n`) and limit (16 KiB).
+    /// A receiver with the default line endings (lines received ending in
+    /// `\n` or `\r\n`, sent with `\r\n`) and limit (16 KiB).
     pub fn new(handler: H) -> Self {
         LineReceiver {
             handler,
@@ -253,7 +287,9 @@ impl<H: LineHandler> LineReceiver<H> {
         }
     }
 
-    /// Sets the delimiter.
+    /// Sets one exact delimiter, for receiving and sending: a received line
+    /// then ends at it only (`with_delimiter(&b"\r\n"[..])` refuses a bare
+    /// `\n` as an ending).
     ///
     /// # Panics
     /// If `delimiter` is empty.
@@ -340,9 +376,10 @@ impl<H: LineHandler> LineReceiver<H> {
                 *scanned = 0;
                 handler.raw_data_received(&mut Lines { ctx, ctl }, rest);
             } else {
-                let dlen = ctl.codec.delimiter.len();
+                let dlen = ctl.codec.recv_delimiter().len();
+                let slack = ctl.codec.ending_len();
                 let max = ctl.codec.max;
-                let found = find(rest, *scanned, &ctl.codec.delimiter);
+                let found = find(rest, *scanned, ctl.codec.recv_delimiter());
                 if *discarding {
                     // Skipping the tail of an over-long line.
                     match found {
@@ -360,18 +397,18 @@ impl<H: LineHandler> LineReceiver<H> {
                         }
                     }
                 }
-                match found {
-                    Some(pos) if pos <= max => {
+                match found.map(|pos| (pos, ctl.codec.line_end(rest, pos))) {
+                    Some((pos, end)) if end <= max => {
                         off += pos + dlen;
                         *scanned = 0;
-                        handler.line_received(&mut Lines { ctx, ctl }, &rest[..pos]);
+                        handler.line_received(&mut Lines { ctx, ctl }, &rest[..end]);
                     }
-                    Some(pos) => {
+                    Some((pos, end)) => {
                         off += pos + dlen;
                         *scanned = 0;
-                        handler.line_length_exceeded(&mut Lines { ctx, ctl }, &rest[..pos]);
+                        handler.line_length_exceeded(&mut Lines { ctx, ctl }, &rest[..end]);
                     }
-                    None if rest.len() < max.saturating_add(dlen) => {
+                    None if rest.len() < max.saturating_add(slack) => {
                         *scanned = rest.len().saturating_sub(dlen - 1);
                         break;
                     }
@@ -421,12 +458,12 @@ impl<H: LineHandler> Protocol for LineReceiver<H> {
                 }
                 return;
             }
-            // Never buffer more than a maximal line plus its delimiter at once.
+            // Never buffer more than a maximal line plus its ending at once.
             let bound = self
                 .ctl
                 .codec
                 .max
-                .saturating_add(self.ctl.codec.delimiter.len());
+                .saturating_add(self.ctl.codec.ending_len());
             let take = bound.saturating_sub(self.buf.len()).max(1).min(data.len());
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];

@@ -15,7 +15,8 @@ pub enum LineError {
         /// The limit.
         max: usize,
     },
-    /// A line to send contains the delimiter, so it would arrive as two lines.
+    /// A line to send contains the delimiter (or, by default, a `\n`), so it
+    /// would arrive as two lines.
     #[error("line to send contains the delimiter")]
     ContainsDelimiter,
 }
@@ -38,6 +39,12 @@ pub(crate) fn find(hay: &[u8], from: usize, delim: &[u8]) -> Option<usize> {
 
 /// Delimited lines, sans-IO.
 ///
+/// By default a received line ends at `\n`, and a `\r` just before it is
+/// removed too, so lines ending in `\r\n` (telnet, most internet protocols)
+/// and in `\n` (`nc`, Unix tools) both work; lines are sent with `\r\n`.
+/// [`delimiter`](Self::delimiter) sets one exact delimiter for both directions
+/// instead (`.delimiter(&b"\r\n"[..])` to accept `\r\n` only).
+///
 /// A received line longer than the limit is an error as soon as it is
 /// certain: when its delimiter arrives, or when more than `max + delimiter
 /// length - 1` bytes are buffered without one (a line of exactly the maximum
@@ -48,14 +55,28 @@ pub(crate) fn find(hay: &[u8], from: usize, delim: &[u8]) -> Option<usize> {
 /// use torsion::protocols::{Codec, LineCodec, LineError};
 ///
 /// let mut codec = LineCodec::new().max_line_length(5);
-/// let mut buf = BytesMut::from(&b"hello\r\nworld!\r\n"[..]);
+/// let mut buf = BytesMut::from(&b"hello\r\nnc\nworld!\r\n"[..]);
 /// assert_eq!(codec.decode(&mut buf).unwrap().as_deref(), Some(&b"hello"[..]));
+/// assert_eq!(codec.decode(&mut buf).unwrap().as_deref(), Some(&b"nc"[..]));
 /// assert_eq!(codec.decode(&mut buf), Err(LineError::LineTooLong { max: 5 }));
+///
+/// // Sending: the line and `\r\n`.
+/// let mut out = BytesMut::new();
+/// codec.encode(b"hi", &mut out).unwrap();
+/// assert_eq!(&out[..], b"hi\r\n");
+///
+/// // One exact delimiter: a bare `\n` is then part of the line.
+/// let mut strict = LineCodec::new().delimiter(&b"\r\n"[..]);
+/// let mut buf = BytesMut::from(&b"a\nb\r\n"[..]);
+/// assert_eq!(strict.decode(&mut buf).unwrap().as_deref(), Some(&b"a\nb"[..]));
 /// ```
 #[derive(Debug, Clone)]
 pub struct LineCodec {
     pub(crate) delimiter: Bytes,
     pub(crate) max: usize,
+    /// Receiving: a line ends at `\n`, a `\r` before it removed (the default,
+    /// until a delimiter is set).
+    pub(crate) lenient: bool,
     /// Bytes of the buffer already known to hold no delimiter start.
     scanned: usize,
 }
@@ -67,16 +88,19 @@ impl Default for LineCodec {
 }
 
 impl LineCodec {
-    /// `\r\n`-delimited lines of at most [`DEFAULT_MAX_LINE_LENGTH`] bytes.
+    /// Lines of at most [`DEFAULT_MAX_LINE_LENGTH`] bytes, received ending in
+    /// `\n` or `\r\n`, sent ending in `\r\n`.
     pub fn new() -> Self {
         LineCodec {
             delimiter: Bytes::from_static(DEFAULT_DELIMITER),
             max: DEFAULT_MAX_LINE_LENGTH,
+            lenient: true,
             scanned: 0,
         }
     }
 
-    /// Sets the delimiter.
+    /// Sets one exact delimiter, for receiving and sending (so `\n` alone no
+    /// longer ends a received line unless it is the delimiter).
     ///
     /// # Panics
     /// If `delimiter` is empty.
@@ -84,7 +108,37 @@ impl LineCodec {
         let d = delimiter.into();
         assert!(!d.is_empty(), "the line delimiter must not be empty");
         self.delimiter = d;
+        self.lenient = false;
         self
+    }
+
+    /// What ends a received line: `\n` by default, else the delimiter.
+    pub(crate) fn recv_delimiter(&self) -> &[u8] {
+        if self.lenient {
+            b"\n"
+        } else {
+            &self.delimiter
+        }
+    }
+
+    /// Where the line that [`recv_delimiter`](Self::recv_delimiter) ends at
+    /// `pos` of `rest` ends: before a `\r` there, by default.
+    pub(crate) fn line_end(&self, rest: &[u8], pos: usize) -> usize {
+        if self.lenient && pos > 0 && rest[pos - 1] == b'\r' {
+            pos - 1
+        } else {
+            pos
+        }
+    }
+
+    /// How many bytes past the limit a line may take in the buffer with its
+    /// ending: the delimiter's length, or 2 (`\r\n`) by default.
+    pub(crate) fn ending_len(&self) -> usize {
+        if self.lenient {
+            2
+        } else {
+            self.delimiter.len()
+        }
     }
 
     /// Sets the maximum line length (delimiter excluded).
@@ -110,18 +164,19 @@ impl Codec for LineCodec {
     type Error = LineError;
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, LineError> {
-        let dlen = self.delimiter.len();
-        match find(buf, self.scanned, &self.delimiter) {
+        let dlen = self.recv_delimiter().len();
+        match find(buf, self.scanned, self.recv_delimiter()) {
             Some(pos) => {
                 self.scanned = 0;
-                if pos > self.max {
+                let end = self.line_end(buf, pos);
+                if end > self.max {
                     return Err(LineError::LineTooLong { max: self.max });
                 }
-                let line = buf.split_to(pos).freeze();
-                buf.advance(dlen);
+                let line = buf.split_to(end).freeze();
+                buf.advance(pos - end + dlen);
                 Ok(Some(line))
             }
-            None if buf.len() >= self.max.saturating_add(dlen) => {
+            None if buf.len() >= self.max.saturating_add(self.ending_len()) => {
                 Err(LineError::LineTooLong { max: self.max })
             }
             None => {
@@ -135,7 +190,7 @@ impl Codec for LineCodec {
         if line.len() > self.max {
             return Err(LineError::LineTooLong { max: self.max });
         }
-        if find(line, 0, &self.delimiter).is_some() {
+        if find(line, 0, &self.delimiter).is_some() || (self.lenient && line.contains(&b'\n')) {
             return Err(LineError::ContainsDelimiter);
         }
         dst.reserve(line.len() + self.delimiter.len());
@@ -145,7 +200,7 @@ impl Codec for LineCodec {
     }
 
     fn max_buffered(&self) -> usize {
-        self.max.saturating_add(self.delimiter.len() - 1)
+        self.max.saturating_add(self.ending_len() - 1)
     }
 }
 

@@ -115,6 +115,28 @@ pub trait Codec: 'static {
 /// What a [`Framed`] protocol does with frames.
 ///
 /// Every method but [`frame_received`](Self::frame_received) has a default.
+///
+/// ```
+/// use torsion::protocols::{Framed, FrameHandler, Framing, LengthPrefixed, PrefixLen};
+/// use torsion::testing::RecordingTransport;
+///
+/// /// Answers each length-prefixed frame with its reverse.
+/// struct Reverse;
+///
+/// impl FrameHandler<LengthPrefixed> for Reverse {
+///     fn frame_received(&mut self, ctx: &mut Framing<'_, '_, LengthPrefixed>, frame: bytes::Bytes) {
+///         let mut back = frame.to_vec();
+///         back.reverse();
+///         ctx.send(&back).unwrap();
+///     }
+/// }
+///
+/// let codec = LengthPrefixed::new(PrefixLen::U16);
+/// let mut t = RecordingTransport::new(Framed::new(codec, Reverse));
+/// t.receive(&[0, 3, b'a', b'b']); // half a frame: nothing yet
+/// t.receive(b"c");
+/// assert_eq!(t.written(), &[0, 3, b'c', b'b', b'a']);
+/// ```
 pub trait FrameHandler<C: Codec>: 'static {
     /// The connection is established.
     fn connection_made(&mut self, ctx: &mut Framing<'_, '_, C>) {

@@ -27,6 +27,7 @@ mod connect;
 mod flow;
 mod ops;
 mod pipe;
+pub(crate) mod signals;
 mod stream;
 pub(crate) mod sys;
 mod tcp;
@@ -116,6 +117,20 @@ impl<S: mio::event::Source, F: FnMut(&mut S, &mut Core)> ExtraSource for Watch<S
 ///
 /// `Reactor` dereferences to [`Core`], which holds what callbacks can reach too
 /// (timers, stop, connections by handle).
+///
+/// ```
+/// use std::time::Duration;
+/// use torsion::Reactor;
+///
+/// let mut reactor = Reactor::new()?;
+/// reactor.call_later(Duration::from_millis(1), |core| {
+///     println!("one millisecond later");
+///     core.stop().unwrap();
+/// });
+/// // Listen and connect here too (`listen_tcp`, `connect_tcp`, ...), then:
+/// reactor.run()?;
+/// # Ok::<(), torsion::Error>(())
+/// ```
 pub struct Reactor {
     core: Core,
     poll: Poll,

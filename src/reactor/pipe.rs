@@ -204,7 +204,7 @@ struct ChildWatch {
 enum WatchFd {
     /// The descriptor itself is owned by the process's state (signals use it).
     Pidfd(RawFd),
-    Sigchld(signal_hook_mio::v1_0::Signals),
+    Sigchld(super::signals::Signals),
 }
 
 impl Source for WatchFd {
@@ -269,7 +269,7 @@ impl Net {
         let Some(watch) = watch else { return };
         let fd = match watch.pidfd() {
             Some(fd) => WatchFd::Pidfd(fd),
-            None => match signal_hook_mio::v1_0::Signals::new([libc::SIGCHLD]) {
+            None => match super::signals::Signals::new(&[libc::SIGCHLD]) {
                 Ok(s) => WatchFd::Sigchld(s),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot watch for SIGCHLD; the child's exit will not be seen");

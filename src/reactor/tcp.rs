@@ -26,6 +26,15 @@ use crate::transport::{flags, ConnState};
 const ACCEPT_RETRY: Duration = Duration::from_millis(250);
 
 /// Socket options for listeners and connections.
+///
+/// ```
+/// use torsion::TcpOptions;
+///
+/// // For `listen_tcp_with` / `connect_tcp_with`: several reactors sharing a
+/// // port, a longer backlog, Nagle left on.
+/// let options = TcpOptions::default().reuse_port(true).backlog(4096).nodelay(false);
+/// assert!(options.reuse_port && !options.nodelay);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TcpOptions {

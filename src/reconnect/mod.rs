@@ -100,6 +100,28 @@ struct Shared {
 /// It wraps an inner client factory, which builds the protocols and hears every
 /// callback as usual. The inner factory's own [`Reconnect`] answers are ignored:
 /// the back-off decides.
+///
+/// ```
+/// use torsion::Address;
+/// use std::time::Duration;
+/// use torsion::reconnect::{BackoffPolicy, ReconnectState, ReconnectingClientFactory};
+/// use torsion::{Context, Protocol};
+///
+/// struct Client;
+/// impl Protocol for Client {
+///     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+/// }
+///
+/// let policy = BackoffPolicy::default()
+///     .initial_delay(Duration::from_millis(100))
+///     .max_delay(Duration::from_secs(30));
+/// let factory = ReconnectingClientFactory::from_fn(policy, |_peer: &Address| Some(Client))?;
+/// // Keep a handle: the factory itself goes to `reactor.connect_tcp(addr,
+/// // factory, timeout)`, which it then keeps connected.
+/// let handle = factory.handle();
+/// assert_eq!(handle.state(), ReconnectState::Idle);
+/// # Ok::<(), torsion::reconnect::PolicyError>(())
+/// ```
 pub struct ReconnectingClientFactory<F> {
     inner: F,
     shared: Rc<RefCell<Shared>>,
@@ -340,6 +362,21 @@ impl ReconnectHandle {
 
 /// A [`ClientFactory`] made from a closure that builds protocols; it never asks to
 /// reconnect by itself. See [`ReconnectingClientFactory::from_fn`].
+///
+/// ```
+/// use torsion::reconnect::FromFn;
+/// use torsion::{Address, ClientFactory, Context, Protocol};
+///
+/// struct Client;
+/// impl Protocol for Client {
+///     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+/// }
+///
+/// // A closure that builds the protocol, as the factory the back-off wraps.
+/// let mut factory = FromFn(|_peer: &Address| Some(Client));
+/// let peer = Address::from("127.0.0.1:1".parse::<std::net::SocketAddr>().unwrap());
+/// assert!(factory.build_protocol(&peer).is_some());
+/// ```
 pub struct FromFn<B>(pub B);
 
 impl<B> fmt::Debug for FromFn<B> {

@@ -6,11 +6,10 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
-use signal_hook_mio::v1_0::Signals;
-
 use super::{MultiService, Service, ServiceError};
 use crate::context::Core;
 use crate::error::Error;
+use crate::reactor::signals::Signals;
 use crate::reactor::Reactor;
 
 /// How long a graceful shutdown may take before what is left is aborted.
@@ -109,7 +108,7 @@ impl Application {
     /// if the handlers could not be installed, [`AppError::Reactor`] if the
     /// reactor failed.
     pub fn run(mut self) -> Result<(), AppError> {
-        let signals = Signals::new([libc::SIGINT, libc::SIGTERM]).map_err(AppError::Signals)?;
+        let signals = Signals::new(&[libc::SIGINT, libc::SIGTERM]).map_err(AppError::Signals)?;
         let services = self.services.clone();
         let timeout = self.shutdown_timeout;
         let shutting_down = Rc::new(Cell::new(false));

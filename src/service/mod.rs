@@ -75,6 +75,55 @@ impl From<Cancelled> for ServiceError {
 
 /// Something that starts and stops with the application (Twisted's
 /// `IService`).
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::rc::Rc;
+/// use torsion::defer::Deferred;
+/// use torsion::service::{MultiService, Service, ServiceError};
+/// use torsion::{Core, Reactor};
+///
+/// /// A service of your own: here it only counts its starts and stops; a real
+/// /// one would listen, connect or arm timers in `start` and undo it in `stop`.
+/// struct Counter {
+///     running: bool,
+///     starts: Rc<Cell<u32>>,
+/// }
+///
+/// impl Service for Counter {
+///     fn name(&self) -> &str {
+///         "counter"
+///     }
+///
+///     fn start(&mut self, _core: &mut Core) -> Result<(), ServiceError> {
+///         self.running = true;
+///         self.starts.set(self.starts.get() + 1);
+///         Ok(())
+///     }
+///
+///     fn stop(&mut self, _core: &mut Core) -> Deferred<(), ServiceError> {
+///         self.running = false;
+///         // Stopped at once; a service that must wait (connections to close)
+///         // returns a Deferred it fires later.
+///         torsion::defer::succeed(())
+///     }
+///
+///     fn is_running(&self) -> bool {
+///         self.running
+///     }
+/// }
+///
+/// let starts = Rc::new(Cell::new(0));
+/// let mut reactor = Reactor::new()?;
+/// let mut app = MultiService::new();
+/// app.add(Counter { running: false, starts: starts.clone() });
+/// app.start(&mut reactor).unwrap();
+/// assert_eq!(starts.get(), 1);
+/// let stopped = app.stop(&mut reactor);
+/// reactor.run_until_complete(stopped)?.unwrap();
+/// assert!(!app.is_running());
+/// # Ok::<(), torsion::Error>(())
+/// ```
 pub trait Service: 'static {
     /// A name for logs and errors.
     fn name(&self) -> &str;
@@ -105,6 +154,23 @@ type Children = Rc<RefCell<Vec<Box<dyn Service>>>>;
 /// Services started in the order added and stopped in reverse order, each
 /// stop waiting for the one before it to finish (Twisted's `MultiService`).
 /// A `MultiService` is itself a [`Service`], so trees nest.
+///
+/// ```
+/// use std::time::Duration;
+/// use torsion::service::{MultiService, Service, TimerService};
+/// use torsion::Reactor;
+///
+/// let mut reactor = Reactor::new()?;
+/// let mut inner = MultiService::new();
+/// inner.add(TimerService::new(Duration::from_secs(1), |_core| {}));
+/// let mut root = MultiService::new();
+/// root.add(inner); // trees nest: started in order, stopped in reverse
+/// root.start(&mut reactor).unwrap();
+/// assert!(root.is_running());
+/// let stopped = root.stop(&mut reactor);
+/// reactor.run_until_complete(stopped)?.unwrap();
+/// # Ok::<(), torsion::Error>(())
+/// ```
 pub struct MultiService {
     name: String,
     children: Children,
@@ -184,7 +250,9 @@ impl Service for MultiService {
         for i in 0..n {
             let res = self.children.borrow_mut()[i].start(core);
             if let Err(e) = res {
-                tracing::error!(service = %self.children.borrow()[i].name(), error = %e, "could not start");
+                // DEBUG: the error is returned, and whoever started the service
+                // reports it (an ERROR here printed it twice).
+                tracing::debug!(service = %self.children.borrow()[i].name(), error = %e, "could not start");
                 let t = Deferred::<(), ServiceError>::new().1;
                 let local = core.local();
                 stop_from(self.children.clone(), i, core, local, t, None);
@@ -247,6 +315,21 @@ fn stop_from(
 
 /// Calls a function every `interval` while running (Twisted's `TimerService`),
 /// the first call at start.
+///
+/// ```
+/// use std::time::Duration;
+/// use torsion::service::{MultiService, Service, TimerService};
+/// use torsion::Reactor;
+///
+/// let mut reactor = Reactor::new()?;
+/// let mut services = MultiService::new();
+/// // Every 10 ms while running (Twisted's TimerService).
+/// services.add(TimerService::new(Duration::from_millis(10), |_core| println!("tick")));
+/// services.start(&mut reactor).unwrap();
+/// let stopped = services.stop(&mut reactor);
+/// reactor.run_until_complete(stopped)?.unwrap();
+/// # Ok::<(), torsion::Error>(())
+/// ```
 pub struct TimerService {
     name: String,
     interval: Duration,

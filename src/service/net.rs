@@ -21,6 +21,33 @@ type Listen = Box<dyn FnMut(&mut Core) -> Result<Port, String>>;
 /// Listens on an endpoint while running (Twisted's
 /// `StreamServerEndpointService`). Stopping closes the listener; connections
 /// already accepted stay until the application shuts down.
+///
+/// ```
+/// use torsion::Address;
+/// use torsion::service::{Application, ServerService};
+/// use torsion::{Context, Factory, Protocol};
+///
+/// struct Echo;
+/// impl Protocol for Echo {
+///     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+///         ctx.write(data);
+///     }
+/// }
+/// struct EchoFactory;
+/// impl Factory for EchoFactory {
+///     type Protocol = Echo;
+///     fn build_protocol(&mut self, _peer: &Address) -> Option<Echo> {
+///         Some(Echo)
+///     }
+/// }
+///
+/// // An endpoint string, and a factory made at each start.
+/// let service = ServerService::new("tcp:8000:interface=127.0.0.1", || EchoFactory)?;
+/// let mut app = Application::new()?;
+/// app.add(service);
+/// // app.run() listens, and closes gracefully on SIGINT or SIGTERM.
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct ServerService {
     name: String,
     listen: Listen,
@@ -230,6 +257,25 @@ struct ClientState {
 /// jitter; [`with_backoff`](Self::with_backoff) changes it). Stopping cancels
 /// a pending attempt or closes the connection (gracefully), and its Deferred
 /// fires once the connection is gone.
+///
+/// ```
+/// use torsion::service::{ClientService, MultiService};
+/// use torsion::{Context, Protocol};
+///
+/// /// Logs what the server sends.
+/// struct Feed;
+/// impl Protocol for Feed {
+///     fn data_received(&mut self, _ctx: &mut Context<'_>, data: &[u8]) {
+///         println!("{}", String::from_utf8_lossy(data));
+///     }
+/// }
+///
+/// // Kept connected (reconnecting with back-off) while the service runs.
+/// let feed = ClientService::new("tcp:host=127.0.0.1:port=7000", || Feed)?;
+/// let mut services = MultiService::new();
+/// services.add(feed);
+/// # Ok::<(), torsion::endpoints::EndpointError>(())
+/// ```
 pub struct ClientService {
     name: String,
     endpoint: ClientEndpoint,

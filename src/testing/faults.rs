@@ -1,6 +1,31 @@
 //! Seeded fault injection for the [`Pump`](super::Pump).
 
 /// Which way bytes travel on a pumped connection.
+///
+/// ```
+/// use torsion::testing::{Direction, Pump};
+/// use torsion::{Context, Protocol};
+///
+/// struct Quiet;
+/// impl Protocol for Quiet {
+///     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+/// }
+/// struct Talker;
+/// impl Protocol for Talker {
+///     fn connection_made(&mut self, ctx: &mut Context<'_>) {
+///         ctx.write(b"hello");
+///     }
+///     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+/// }
+///
+/// let mut pump = Pump::new();
+/// let link = pump.connect(Talker, Quiet);
+/// // Bytes on the wire, one way: the client (Talker) has sent, the server not.
+/// assert_eq!(pump.in_flight(link, Direction::ClientToServer), 5);
+/// assert_eq!(pump.in_flight(link, Direction::ServerToClient), 0);
+/// pump.flush();
+/// assert_eq!(pump.in_flight(link, Direction::ClientToServer), 0);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
     /// From the client protocol to the server protocol.

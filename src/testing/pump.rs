@@ -23,6 +23,19 @@ pub const DEFAULT_WIRE_CAPACITY: usize = 256 * 1024;
 pub const DEFAULT_MAX_ROUNDS: u64 = 100_000;
 
 /// How a [`Pump`] behaves.
+///
+/// ```
+/// use torsion::testing::{Faults, Pump, PumpConfig};
+///
+/// // A tiny wire (so back-pressure shows at once) and seeded chaos.
+/// let config = PumpConfig {
+///     wire_capacity: 64,
+///     faults: Faults::chaos(7),
+///     ..PumpConfig::default()
+/// };
+/// let pump = Pump::with_config(config);
+/// assert_eq!(pump.seed(), 7);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PumpConfig {
     /// Faults to inject (default: none).

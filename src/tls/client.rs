@@ -94,6 +94,32 @@ struct Shared<F> {
 /// [`DisconnectReason::Tls`] or [`DisconnectReason::TimedOut`]).
 /// [`Core::connect_tls`](crate::Core::connect_tls) is `connect_tcp` with one of
 /// these.
+///
+/// ```no_run
+/// use torsion::{client_factory, Address};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use torsion::tls::{self, TlsClientFactory};
+/// use torsion::{Context, Protocol, Reactor};
+///
+/// struct Hello;
+/// impl Protocol for Hello {
+///     fn connection_made(&mut self, ctx: &mut Context<'_>) {
+///         ctx.write(b"hello over TLS\n");
+///     }
+///     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+/// }
+///
+/// // TLS over a Unix socket: the handshake runs first, then `Hello` is built.
+/// let config = Arc::new(tls::client_config()?);
+/// let name = tls::server_name("localhost")?;
+/// let timeout = Duration::from_secs(10);
+/// let factory = TlsClientFactory::new(client_factory(|_peer: &Address| Hello), config, name, timeout);
+/// let mut reactor = Reactor::new()?;
+/// reactor.connect_unix("/tmp/app.sock", factory, Duration::from_secs(5));
+/// reactor.run()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct TlsClientFactory<F> {
     shared: Rc<RefCell<Shared<F>>>,
     config: Arc<ClientConfig>,

@@ -414,6 +414,30 @@ impl Core {
 }
 
 /// Which side of TLS [`Context::start_tls`] takes.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use torsion::tls::{self, StartTls};
+/// use torsion::{Context, Protocol};
+///
+/// /// Upgrades to TLS when the server says `OK STARTTLS` (as SMTP or IMAP do).
+/// struct Upgrading {
+///     config: Arc<tls::ClientConfig>,
+/// }
+///
+/// impl Protocol for Upgrading {
+///     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
+///         if data.starts_with(b"OK STARTTLS") {
+///             let name = tls::server_name("mail.example.org").unwrap();
+///             ctx.start_tls(StartTls::Client(self.config.clone(), name));
+///         }
+///     }
+/// }
+///
+/// let config = Arc::new(tls::client_config()?);
+/// let _protocol = Upgrading { config };
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum StartTls {

@@ -145,9 +145,11 @@ pub fn fd_count() -> usize {
 
 /// The path of example `name`'s binary for this test binary's profile, built if
 /// needed. `cargo test` builds the examples already; asking cargo again is a
-/// no-op then, and makes `cargo test --test NAME` alone work too.
+/// no-op then, and makes `cargo test --test NAME` alone work too. The first
+/// call builds every example of the workspace in one cargo run (one run per
+/// example cost seconds each on a loaded machine).
 pub fn example_binary(name: &str) -> std::path::PathBuf {
-    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    static BUILT: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
     let profile_dir = std::env::current_exe()
         .unwrap()
         .parent() // deps/
@@ -155,15 +157,32 @@ pub fn example_binary(name: &str) -> std::path::PathBuf {
         .expect("test binary lives in <target>/<profile>/deps")
         .to_path_buf();
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if !built.iter().any(|b| b == name) {
+    if !*built {
         let mut cmd = std::process::Command::new(env!("CARGO"));
-        cmd.args(["build", "--quiet", "--example", name]);
+        // The examples are the workspace's member crates (examples/, examples/more/).
+        cmd.args(["build", "--quiet", "--workspace", "--examples"]);
+        // Not the variables cargo set for this test process: build scripts
+        // (ring's) rerun when CARGO_MANIFEST_DIR, CARGO_PKG_* or OUT_DIR
+        // differ, which rebuilt half the tree on each nested build.
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if k == "OUT_DIR"
+                || k.starts_with("CARGO_PKG_")
+                || k.starts_with("CARGO_MANIFEST_")
+                || k.starts_with("CARGO_CRATE_")
+                || k.starts_with("CARGO_BIN_")
+                || k == "CARGO_PRIMARY_PACKAGE"
+                || k == "CARGO_TARGET_TMPDIR"
+            {
+                cmd.env_remove(&key);
+            }
+        }
         if profile_dir.ends_with("release") {
             cmd.arg("--release");
         }
         let status = cmd.status().expect("run cargo");
-        assert!(status.success(), "building example {name} failed");
-        built.push(name.to_owned());
+        assert!(status.success(), "building the examples failed");
+        *built = true;
     }
     let path = profile_dir.join("examples").join(name);
     assert!(path.exists(), "{} was not built", path.display());

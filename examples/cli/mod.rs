@@ -1,0 +1,263 @@
+//! What every example and tool shares, so they behave alike: the `-v`/`-q`
+//! flags and the logging they set up (`RUST_LOG` honoured), one-sentence error
+//! messages with the exit statuses of the convention, and SIGINT/SIGTERM.
+//!
+//! Each example includes this file (`#[path = "cli/mod.rs"] mod cli;`); it is
+//! one module, not a copy per example.
+//!
+//! The convention: `--help` and `--version` exit 0; a usage error exits 2 (clap
+//! prints it); a runtime error prints one plain sentence to stderr and exits 1;
+//! servers stop cleanly on Ctrl-C and SIGTERM.
+
+#![allow(dead_code)] // Each example uses a part.
+
+use std::fmt::Display;
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::time::Duration;
+
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::prelude::*;
+
+/// The exit status of a runtime error.
+pub const RUNTIME_ERROR: u8 = 1;
+/// The exit status of a usage error (what clap uses too).
+pub const USAGE_ERROR: u8 = 2;
+
+/// How long an example server's connections may stay silent before they are
+/// closed (`--idle-timeout`), so that idle or slowloris clients do not hold a
+/// descriptor each for ever.
+pub const DEFAULT_IDLE_TIMEOUT: &str = "5m";
+
+/// `-v`/`--verbose` and `-q`/`--quiet`, flattened into every example's
+/// arguments (`#[command(flatten)] log: cli::Verbosity`).
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct Verbosity {
+    /// More log output: -v debug (a line per connection), -vv trace. Without
+    /// -v or -q, RUST_LOG chooses when set (e.g. RUST_LOG=torsion=debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less output: warnings and errors only (-qq: errors only).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "verbose")]
+    pub quiet: u8,
+}
+
+impl Verbosity {
+    /// The level the flags ask for, `default` without any.
+    pub fn level(&self, default: LevelFilter) -> LevelFilter {
+        match (self.verbose, self.quiet) {
+            (0, 0) => default,
+            (0, 1) => LevelFilter::WARN,
+            (0, _) => LevelFilter::ERROR,
+            (1, _) => LevelFilter::DEBUG,
+            _ => LevelFilter::TRACE,
+        }
+    }
+
+    /// Whether `-q` was given.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet > 0
+    }
+}
+
+/// Installs a `tracing-subscriber` that writes to stderr. The filter is
+/// `-v`/`-q` when given, else `RUST_LOG` when set (`info`,
+/// `torsion=debug,warn`, ...), else `default`.
+pub fn init_logging(flags: &Verbosity, default: LevelFilter) {
+    let from_flags = flags.verbose > 0 || flags.quiet > 0;
+    let mut filter = Targets::new().with_default(flags.level(default));
+    let mut bad_env = None;
+    if !from_flags {
+        if let Ok(env) = std::env::var("RUST_LOG") {
+            if !env.trim().is_empty() {
+                match Targets::from_str(&env) {
+                    Ok(t) => filter = t,
+                    Err(e) => bad_env = Some(format!("ignoring RUST_LOG={env:?}: {e}")),
+                }
+            }
+        }
+    }
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        .try_init();
+    if let Some(warning) = bad_env {
+        tracing::warn!("{warning}");
+    }
+}
+
+/// Prints `message` (one sentence) to stderr once and gives exit status 1.
+pub fn fail(message: impl Display) -> ExitCode {
+    eprintln!("{message}");
+    ExitCode::from(RUNTIME_ERROR)
+}
+
+/// An error's text as part of a sentence: `Address already in use (os error
+/// 98)` becomes `address already in use`.
+pub fn plain(error: impl Display) -> String {
+    let text = error.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => text[..at].to_owned(),
+        _ => text,
+    };
+    let mut chars = text.chars();
+    let first = chars.next();
+    let acronym = chars.clone().next().is_some_and(char::is_uppercase);
+    match first {
+        // Lower-case a capitalised first word, but not an acronym ("TLS: ...").
+        Some(c) if c.is_uppercase() && !acronym => {
+            let mut out: String = c.to_lowercase().collect();
+            out.push_str(chars.as_str());
+            out
+        }
+        _ => text,
+    }
+}
+
+/// `cannot listen on ADDR: REASON`, the sentence every server prints when it
+/// cannot bind; `error` is the library's (an `AppError`, an `io::Error`...).
+pub fn cannot_listen(addr: impl Display, error: impl Display) -> String {
+    format!("cannot listen on {addr}: {}", plain(error))
+}
+
+/// The library's error from a failed start of a service, without the
+/// service's name (which the sentence around it gives already).
+pub fn service_error(error: &torsion::service::AppError) -> String {
+    use torsion::service::{AppError, ServiceError};
+    match error {
+        AppError::Start(ServiceError::Failed { message, .. })
+        | AppError::Start(ServiceError::Endpoint { message, .. }) => plain(message),
+        other => plain(other),
+    }
+}
+
+/// For clap's `value_parser`: a `HOST:PORT` (its form only; it is resolved
+/// later, and a name that does not resolve is a runtime error).
+pub fn host_port(text: &str) -> Result<String, String> {
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            Ok(text.to_owned())
+        }
+        _ => Err("expected HOST:PORT, e.g. 127.0.0.1:8000".into()),
+    }
+}
+
+/// Resolves a `HOST:PORT` to its first address.
+///
+/// # Errors
+/// The sentence to print.
+pub fn resolve(target: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    match target.to_socket_addrs() {
+        Ok(mut addrs) => addrs
+            .next()
+            .ok_or_else(|| format!("{target} resolves to no address")),
+        Err(e) => Err(format!("cannot resolve {target}: {}", plain(e))),
+    }
+}
+
+/// Calls `on_signal` on a thread of its own at every SIGINT or SIGTERM (and at
+/// every signal of `more`), with the signal's number. For the programs that do
+/// not run under `torsion::service::Application`, which handles them itself.
+///
+/// # Errors
+/// The sentence to print when the handlers cannot be installed.
+pub fn on_signals(
+    more: &[i32],
+    mut on_signal: impl FnMut(i32) + Send + 'static,
+) -> Result<(), String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut which = vec![SIGINT, SIGTERM];
+    which.extend_from_slice(more);
+    let mut signals = signal_hook::iterator::Signals::new(&which)
+        .map_err(|e| format!("cannot install the signal handlers: {}", plain(e)))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                on_signal(sig);
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {}", plain(e)))?;
+    Ok(())
+}
+
+/// The name of a signal, for the log.
+pub fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        signal_hook::consts::SIGINT => "SIGINT",
+        signal_hook::consts::SIGTERM => "SIGTERM",
+        signal_hook::consts::SIGUSR1 => "SIGUSR1",
+        _ => "a signal",
+    }
+}
+
+/// A duration that may be "none" (`--idle-timeout off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaybeDuration(pub Option<Duration>);
+
+/// For clap's `value_parser`: [`parse_duration`].
+pub fn maybe_duration(text: &str) -> Result<MaybeDuration, String> {
+    parse_duration(text).map(MaybeDuration)
+}
+
+/// The `--idle-timeout` every example server takes.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct IdleTimeout {
+    /// Close a connection after this long without traffic, so that idle or
+    /// slowloris clients do not hold a descriptor each for ever (30s, 5m, 1h;
+    /// 0 or off: never).
+    #[arg(long, value_name = "DURATION", default_value = DEFAULT_IDLE_TIMEOUT, value_parser = maybe_duration)]
+    pub idle_timeout: MaybeDuration,
+}
+
+impl IdleTimeout {
+    /// The timeout, `None` for never.
+    pub fn get(&self) -> Option<Duration> {
+        self.idle_timeout.0
+    }
+}
+
+/// Parses a duration such as `300`, `300s`, `5m`, `1.5s`, `250ms` or `1h`
+/// (plain numbers are seconds); `0` or `off` means none.
+pub fn parse_duration(text: &str) -> Result<Option<Duration>, String> {
+    let t = text.trim();
+    if t == "off" || t == "none" {
+        return Ok(None);
+    }
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => return Err(format!("unknown unit {other:?} (use ms, s, m or h)")),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("not a duration: {text:?} (e.g. 30s, 5m)"))?;
+    let d = Duration::try_from_secs_f64(value * scale)
+        .map_err(|_| format!("not a duration: {text:?}"))?;
+    Ok(if d.is_zero() { None } else { Some(d) })
+}
+
+/// Lifts the soft descriptor limit to the hard one, so a server can hold
+/// thousands of connections where the soft limit is a low default (often 1024).
+pub fn raise_descriptor_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read or write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!("could not raise the descriptor limit");
+            }
+        }
+    }
+}
