@@ -90,7 +90,7 @@ struct Args {
 
     /// Send this once connected (persistent mode: every interval). Escapes:
     /// \r \n \t \0 \\ \xHH.
-    #[arg(short, long)]
+    #[arg(long)]
     send: Option<String>,
 
     /// The reply must start with this (banner check); same escapes as --send.

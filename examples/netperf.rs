@@ -124,7 +124,7 @@ struct Args {
     size: usize,
 
     /// Seconds to measure, after the warm-up (fractions allowed).
-    #[arg(short = 't', long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0)]
     duration: f64,
 
     /// Seconds to load the server before measuring; not counted in the report.
@@ -138,12 +138,12 @@ struct Args {
     rate: Option<f64>,
 
     /// Reactor threads (one event loop each); connections are spread over them.
-    #[arg(short = 'T', long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1)]
     threads: usize,
 
     /// Each connection stops after this many round trips (warm-up included); the
     /// run ends when all have, or when the duration is over.
-    #[arg(short = 'n', long)]
+    #[arg(long)]
     messages: Option<u64>,
 
     /// Seconds to wait for each connection to be established.

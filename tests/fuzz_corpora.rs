@@ -83,6 +83,12 @@ fn engine_corpus_keeps_the_invariants() {
     assert!(n >= 20, "only {n} engine corpus files");
 }
 
+#[test]
+fn http_corpus_decodes_alike_however_split() {
+    let n = replay("http", fuzzing::check_http);
+    assert!(n >= 6, "only {n} http corpus files");
+}
+
 #[cfg(feature = "tls")]
 #[test]
 fn tls_peer_corpus_ends_in_tls_errors() {

@@ -545,3 +545,90 @@ pub fn check_tls_peer(data: &[u8]) {
         "plaintext from a peer that never shook hands"
     );
 }
+
+// ---------------------------------------------------------------------------
+// HTTP codec.
+
+/// What a decoder made of a byte stream, normalised so that the way the input
+/// was split does not show: heads and ends as their debug form, the body bytes
+/// between them joined, and a refusal as its status code.
+fn http_events<H: std::fmt::Debug>(
+    data: &[u8],
+    chunk: usize,
+    mut decode: impl FnMut(
+        &mut bytes::BytesMut,
+    )
+        -> Result<Option<torsion::http::codec::Event<H>>, torsion::http::HttpError>,
+) -> Vec<String> {
+    use torsion::http::codec::Event;
+    let mut out: Vec<String> = Vec::new();
+    let mut body: Vec<u8> = Vec::new();
+    let mut buf = bytes::BytesMut::new();
+    let mut fed = 0;
+    let flush_body = |out: &mut Vec<String>, body: &mut Vec<u8>| {
+        if !body.is_empty() {
+            out.push(format!("data {:?}", String::from_utf8_lossy(body)));
+            body.clear();
+        }
+    };
+    // Bounded: every round either takes an event or feeds more input.
+    for _ in 0..(data.len() * 4 + 64) {
+        match decode(&mut buf) {
+            Ok(Some(Event::Head(h))) => {
+                flush_body(&mut out, &mut body);
+                out.push(format!("head {h:?}"));
+            }
+            Ok(Some(Event::Data(d))) => {
+                assert!(!d.is_empty(), "an empty Data event");
+                body.extend_from_slice(&d);
+            }
+            Ok(Some(Event::End)) => {
+                flush_body(&mut out, &mut body);
+                out.push("end".into());
+            }
+            Ok(None) => {
+                if fed == data.len() {
+                    break;
+                }
+                let next = (fed + chunk).min(data.len());
+                buf.extend_from_slice(&data[fed..next]);
+                fed = next;
+            }
+            Err(e) => {
+                flush_body(&mut out, &mut body);
+                out.push(format!("refused {}", e.status()));
+                break;
+            }
+        }
+    }
+    flush_body(&mut out, &mut body);
+    out
+}
+
+/// The HTTP request and response decoders: no panic on any input, and the same
+/// requests (heads, body bytes, ends, refusals) whether the bytes arrive at
+/// once or split into pieces of any size (the first byte picks the size).
+pub fn check_http(data: &[u8]) {
+    use torsion::http::codec::{RequestDecoder, ResponseDecoder};
+    use torsion::http::Limits;
+    let Some((&first, input)) = data.split_first() else {
+        return;
+    };
+    // Small limits, so that every limit is within the fuzzer's reach.
+    let limits = Limits {
+        max_head_size: 512,
+        max_headers: 8,
+        max_body_size: 1024,
+    };
+    let chunk = usize::from(first % 17) + 1;
+    let mut whole = RequestDecoder::new(limits);
+    let mut split = RequestDecoder::new(limits);
+    let a = http_events(input, input.len().max(1), |b| whole.decode(b));
+    let b = http_events(input, chunk, |b| split.decode(b));
+    assert_eq!(a, b, "requests split in pieces of {chunk} differ");
+    let mut whole = ResponseDecoder::new(limits);
+    let mut split = ResponseDecoder::new(limits);
+    let a = http_events(input, input.len().max(1), |b| whole.decode(b));
+    let b = http_events(input, chunk, |b| split.decode(b));
+    assert_eq!(a, b, "responses split in pieces of {chunk} differ");
+}
