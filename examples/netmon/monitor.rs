@@ -60,6 +60,7 @@ struct Shared {
     sink: Sink,
     started: Option<Instant>,
     stopping: bool,
+    on_change: Option<Rc<str>>,
 }
 
 /// Watches the targets; cheap to clone (reactor thread only).
@@ -103,8 +104,15 @@ impl Monitor {
                 sink: Box::new(sink),
                 started: None,
                 stopping: false,
+                on_change: None,
             })),
         }
+    }
+
+    /// Runs `sh -c cmd` on every change of state, with the change in its
+    /// environment (see [`hook`](super::hook)).
+    pub fn on_change(&self, cmd: impl Into<String>) {
+        self.shared.borrow_mut().on_change = Some(cmd.into().into());
     }
 
     /// Starts monitoring: every target's ticker, from now. With a count, the
@@ -210,10 +218,15 @@ impl Monitor {
         if origin == Origin::Check {
             slot.finished += 1;
         }
-        if let Some(e) = slot.record.observe(started, Instant::now(), status) {
-            sink(&e, &slot.record);
+        let event = slot.record.observe(started, Instant::now(), status);
+        if let Some(e) = &event {
+            sink(e, &slot.record);
         }
+        let cmd = s.on_change.clone();
         drop(s);
+        if let (Some(cmd), Some(e)) = (cmd, &event) {
+            super::hook::run(core, &cmd, e);
+        }
         self.check_finished(core);
     }
 
