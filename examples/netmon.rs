@@ -21,7 +21,7 @@
 //! `NETMON_SINCE` (RFC 3339 UTC) in an environment that otherwise holds only
 //! `PATH` and `HOME`; its output goes to netmon's stderr, and a command that
 //! cannot start or exits non-zero is logged as a warning without stopping the
-//! monitor.
+//! monitor. On exit netmon waits up to 10 s for commands still running.
 //!
 //! Downtime rule: a down period runs from the send of the first failed check to
 //! the answer of the first successful one, so a reported outage is within one
@@ -311,5 +311,18 @@ fn run(
     }
     monitor.stop(&mut reactor);
     print!("{}", monitor.summary());
+    // The last changes' --on-change commands finish (their output included),
+    // for up to 10 s (a signal ends the wait).
+    if monitor.hooks_running() > 0 {
+        monitor.wait_for_hooks();
+        let m = monitor.clone();
+        reactor.call_later(std::time::Duration::from_secs(10), move |core| {
+            if m.hooks_running() > 0 {
+                tracing::warn!("--on-change commands still running after 10 s; not waiting");
+            }
+            let _ = core.stop();
+        });
+        reactor.run().map_err(|e| e.to_string())?;
+    }
     Ok(monitor.worst())
 }

@@ -61,6 +61,7 @@ struct Shared {
     started: Option<Instant>,
     stopping: bool,
     on_change: Option<Rc<str>>,
+    hooks: Rc<super::hook::Hooks>,
 }
 
 /// Watches the targets; cheap to clone (reactor thread only).
@@ -105,6 +106,7 @@ impl Monitor {
                 started: None,
                 stopping: false,
                 on_change: None,
+                hooks: Rc::default(),
             })),
         }
     }
@@ -223,9 +225,10 @@ impl Monitor {
             sink(e, &slot.record);
         }
         let cmd = s.on_change.clone();
+        let hooks = s.hooks.clone();
         drop(s);
         if let (Some(cmd), Some(e)) = (cmd, &event) {
-            super::hook::run(core, &cmd, e);
+            super::hook::run(core, &cmd, e, hooks);
         }
         self.check_finished(core);
     }
@@ -309,6 +312,17 @@ impl Monitor {
         for h in kept {
             core.connection(h).lose_connection();
         }
+    }
+
+    /// `--on-change` commands started and not ended yet.
+    pub fn hooks_running(&self) -> usize {
+        self.shared.borrow().hooks.running.get()
+    }
+
+    /// From now on, the end of the last running `--on-change` command stops
+    /// the reactor (for a wait for them on exit).
+    pub fn wait_for_hooks(&self) {
+        self.shared.borrow().hooks.waiting.set(true);
     }
 
     /// Runs `f` on a target's record (for tests and reports).
