@@ -15,6 +15,14 @@
 //! (uptime, downtime, outages, latency p50/p99, failures) on exit, SIGINT and
 //! SIGTERM included.
 //!
+//! `--on-change CMD` runs `sh -c CMD` on every change of state, with
+//! `NETMON_TARGET`, `NETMON_STATE` (`up`, `warning`, `down`),
+//! `NETMON_PREVIOUS` (empty on the first result), `NETMON_REASON` and
+//! `NETMON_SINCE` (RFC 3339 UTC) in an environment that otherwise holds only
+//! `PATH` and `HOME`; its output goes to netmon's stderr, and a command that
+//! cannot start or exits non-zero is logged as a warning without stopping the
+//! monitor. On exit netmon waits up to 10 s for commands still running.
+//!
 //! Downtime rule: a down period runs from the send of the first failed check to
 //! the answer of the first successful one, so a reported outage is within one
 //! interval of the real one.
@@ -131,6 +139,13 @@ struct Args {
     #[arg(short, long)]
     persistent: bool,
 
+    /// Run `sh -c CMD` on every change of state, with NETMON_TARGET,
+    /// NETMON_STATE (up, warning, down), NETMON_PREVIOUS, NETMON_REASON and
+    /// NETMON_SINCE (RFC 3339) set, plus PATH and HOME; its output goes to
+    /// stderr; a failure is a warning and monitoring goes on.
+    #[arg(long, value_name = "CMD")]
+    on_change: Option<String>,
+
     #[command(flatten)]
     log: cli::Verbosity,
 }
@@ -241,7 +256,7 @@ fn main() -> ExitCode {
         }
     };
     let nagios = config.count.is_some();
-    match run(config, args.metrics) {
+    match run(config, args.metrics, args.on_change) {
         Ok(worst) if nagios => ExitCode::from(match worst {
             Health::Up => 0,
             Health::Warning => 1,
@@ -258,11 +273,18 @@ fn main() -> ExitCode {
 
 /// Monitors until the count is reached or a signal says stop; returns the
 /// worst state at the end.
-fn run(config: Config, metrics: Option<std::net::SocketAddr>) -> Result<Health, String> {
+fn run(
+    config: Config,
+    metrics: Option<std::net::SocketAddr>,
+    on_change: Option<String>,
+) -> Result<Health, String> {
     let mut reactor = Reactor::new().map_err(|e| e.to_string())?;
     let requests = Arc::new(Requests::default());
     listen_for_requests(reactor.reactor_handle(), requests.clone())?;
     let monitor = Monitor::new(config, |event| println!("{event}"));
+    if let Some(cmd) = on_change {
+        monitor.on_change(cmd);
+    }
     if let Some(addr) = metrics {
         let m = monitor.clone();
         let server = torsion::http::HttpServer::new(torsion::http::Router::new().get(
@@ -289,5 +311,18 @@ fn run(config: Config, metrics: Option<std::net::SocketAddr>) -> Result<Health, 
     }
     monitor.stop(&mut reactor);
     print!("{}", monitor.summary());
+    // The last changes' --on-change commands finish (their output included),
+    // for up to 10 s (a signal ends the wait).
+    if monitor.hooks_running() > 0 {
+        monitor.wait_for_hooks();
+        let m = monitor.clone();
+        reactor.call_later(std::time::Duration::from_secs(10), move |core| {
+            if m.hooks_running() > 0 {
+                tracing::warn!("--on-change commands still running after 10 s; not waiting");
+            }
+            let _ = core.stop();
+        });
+        reactor.run().map_err(|e| e.to_string())?;
+    }
     Ok(monitor.worst())
 }

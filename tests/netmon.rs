@@ -788,3 +788,54 @@ fn count_runs_exit_with_nagios_codes() {
     // Bad arguments are usage errors.
     assert_eq!(code(&["--probe", "udp", &up]), Some(2), "udp needs --send");
 }
+
+#[test]
+fn on_change_runs_the_command_with_the_change_in_its_environment() {
+    let mut r = Reactor::new().unwrap();
+    let dir = std::env::temp_dir().join(format!("netmon-on-change-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("changes");
+    let _ = std::fs::remove_file(&log);
+    let down = closed_port();
+    let (m, events) = monitor(vec![down], spec(), false);
+    // A failing command must not stop the monitor: it runs first, then the
+    // line is appended; `env` shows the environment holds nothing else.
+    m.on_change(format!(
+        "echo \"$NETMON_TARGET $NETMON_STATE prev=$NETMON_PREVIOUS \
+         reason=$NETMON_REASON since=${{NETMON_SINCE:+set}} home=${{HOME:+set}} \
+         n=$(env | grep -c '^NETMON_')\" >> '{}'; exit 3",
+        log.display()
+    ));
+    m.start(&mut r);
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    run_until(&mut r, || read().lines().count() >= 1);
+    let first = read();
+    assert_eq!(
+        first.lines().next().unwrap(),
+        format!(
+            "{down} down prev= reason=refused since=set home={} n=5",
+            if std::env::var_os("HOME").is_some() {
+                "set"
+            } else {
+                ""
+            }
+        ),
+        "{first}"
+    );
+    // The monitor carries on after the command failed: a listener on that
+    // port brings the target up, and the command runs again.
+    let _l = std::net::TcpListener::bind(down).unwrap();
+    run_until(&mut r, || read().lines().count() >= 2);
+    let text = read();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[1].starts_with(&format!("{down} up prev=down reason=latency ")),
+        "{text}"
+    );
+    assert_eq!(
+        history(&events, &down.to_string()),
+        vec![Err(Reason::Refused), Ok(())]
+    );
+    m.stop(&mut r);
+    let _ = std::fs::remove_dir_all(&dir);
+}

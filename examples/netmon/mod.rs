@@ -1,7 +1,8 @@
 //! netmon's engine, shared by the example binary and its tests: targets and
 //! their settings, records, the probes (tcp, tls, udp), the monitor and its
-//! summary.
+//! summary, and the `--on-change` command.
 
+pub mod hook;
 pub mod http;
 pub mod keepalive;
 pub mod monitor;

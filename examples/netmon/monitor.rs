@@ -60,6 +60,8 @@ struct Shared {
     sink: Sink,
     started: Option<Instant>,
     stopping: bool,
+    on_change: Option<Rc<str>>,
+    hooks: Rc<super::hook::Hooks>,
 }
 
 /// Watches the targets; cheap to clone (reactor thread only).
@@ -103,8 +105,16 @@ impl Monitor {
                 sink: Box::new(sink),
                 started: None,
                 stopping: false,
+                on_change: None,
+                hooks: Rc::default(),
             })),
         }
+    }
+
+    /// Runs `sh -c cmd` on every change of state, with the change in its
+    /// environment (see [`hook`](super::hook)).
+    pub fn on_change(&self, cmd: impl Into<String>) {
+        self.shared.borrow_mut().on_change = Some(cmd.into().into());
     }
 
     /// Starts monitoring: every target's ticker, from now. With a count, the
@@ -210,10 +220,16 @@ impl Monitor {
         if origin == Origin::Check {
             slot.finished += 1;
         }
-        if let Some(e) = slot.record.observe(started, Instant::now(), status) {
-            sink(&e, &slot.record);
+        let event = slot.record.observe(started, Instant::now(), status);
+        if let Some(e) = &event {
+            sink(e, &slot.record);
         }
+        let cmd = s.on_change.clone();
+        let hooks = s.hooks.clone();
         drop(s);
+        if let (Some(cmd), Some(e)) = (cmd, &event) {
+            super::hook::run(core, &cmd, e, hooks);
+        }
         self.check_finished(core);
     }
 
@@ -296,6 +312,17 @@ impl Monitor {
         for h in kept {
             core.connection(h).lose_connection();
         }
+    }
+
+    /// `--on-change` commands started and not ended yet.
+    pub fn hooks_running(&self) -> usize {
+        self.shared.borrow().hooks.running.get()
+    }
+
+    /// From now on, the end of the last running `--on-change` command stops
+    /// the reactor (for a wait for them on exit).
+    pub fn wait_for_hooks(&self) {
+        self.shared.borrow().hooks.waiting.set(true);
     }
 
     /// Runs `f` on a target's record (for tests and reports).

@@ -147,6 +147,8 @@ pub struct Event {
     /// How long the previous up-or-down period lasted, when there was one (a
     /// change between up and warning does not end a period: `None`).
     pub after: Option<Duration>,
+    /// The state before this change (`None` on the first result).
+    pub previous: Option<Health>,
 }
 
 impl Event {
@@ -358,7 +360,8 @@ impl Record {
             return None;
         }
         let was_up = self.is_up();
-        let known = self.health.is_some();
+        let previous = self.health;
+        let known = previous.is_some();
         self.health = Some(health);
         let now_up = self.is_up();
         let mut after = None;
@@ -385,6 +388,7 @@ impl Record {
             status,
             failures: self.failures,
             after,
+            previous,
         })
     }
 
