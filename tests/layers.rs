@@ -38,6 +38,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "from_twisted",
             "http",
             "process",
+            "aio",
         ],
     ),
 ];
