@@ -208,6 +208,9 @@ where
         for o in OTHER {
             let mut f = fields.clone();
             let part = format!("{name}{o}");
+            if part == fields[i] {
+                continue; // the same value: no change to see
+            }
             f[i] = &part;
             if let Ok(x) = f.join(":").parse::<E>() {
                 some_ok = true;
