@@ -63,20 +63,28 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
+        // The server logs its address (at INFO, on stderr); the rest of its
+        // log is drained by a thread so that it never blocks on a full pipe.
         let mut child = Command::new(example_binary("chat_server"))
             .arg("127.0.0.1:0")
-            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let addr = first
-            .trim()
-            .strip_prefix("chat server listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .to_owned();
+        let mut log = BufReader::new(child.stderr.take().unwrap());
+        let marker = "chat server listening on ";
+        let mut addr = None;
+        for _ in 0..100 {
+            let mut line = String::new();
+            if log.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            if let Some(at) = line.find(marker) {
+                addr = Some(line[at + marker.len()..].trim().to_owned());
+                break;
+            }
+        }
+        let addr = addr.expect("the chat server logged no address");
+        std::thread::spawn(move || std::io::copy(&mut log, &mut std::io::sink()));
         Server { child, addr }
     }
 }
