@@ -72,7 +72,7 @@ impl Drop for Server {
     }
 }
 
-type Started = mpsc::Sender<(SocketAddr, Box<dyn FnOnce() + Send>)>;
+use support::Started;
 
 fn spawn_thread(kind: Kind, core: Option<core_affinity::CoreId>) -> Server {
     let (tx, rx) = mpsc::channel();
@@ -107,17 +107,7 @@ fn run_torsion(tx: Started) {
     let port = server
         .listen_tcp(&mut reactor, "127.0.0.1:0".parse().unwrap())
         .expect("listen");
-    let handle = reactor.reactor_handle();
-    tx.send((
-        port.local_addr(),
-        Box::new(move || {
-            handle.call_from_thread(|core| {
-                let _ = core.stop();
-            })
-        }),
-    ))
-    .unwrap();
-    reactor.run().expect("torsion server failed");
+    support::run_announced(reactor, port.local_addr(), &tx);
 }
 
 const LISTENER: Token = Token(usize::MAX - 1);

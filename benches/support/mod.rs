@@ -109,7 +109,8 @@ impl Drop for ServerThread {
     }
 }
 
-type Started = mpsc::Sender<(SocketAddr, Box<dyn FnOnce() + Send>)>;
+/// Where a server listens, and how to stop it.
+pub type Started = mpsc::Sender<(SocketAddr, Box<dyn FnOnce() + Send>)>;
 
 fn run_torsion(tx: Started, accepted: Arc<AtomicUsize>) {
     let mut reactor = Reactor::new().expect("reactor");
@@ -123,9 +124,15 @@ fn run_torsion(tx: Started, accepted: Arc<AtomicUsize>) {
             }),
         )
         .expect("listen");
+    run_announced(reactor, port.local_addr(), &tx);
+}
+
+/// Tells the load side where a torsion server listens and how to stop it,
+/// then runs the reactor until it is stopped.
+pub fn run_announced(mut reactor: Reactor, addr: SocketAddr, tx: &Started) {
     let handle = reactor.reactor_handle();
     tx.send((
-        port.local_addr(),
+        addr,
         Box::new(move || {
             handle.call_from_thread(|core| {
                 let _ = core.stop();
