@@ -255,38 +255,67 @@ pub fn parse_request_head(
         }
         return Ok(None);
     };
-    parse_request_at(buf, end, limits)
+    let mut head = BytesMut::from(&buf[..end]);
+    let parsed = parse_request_at(&mut head, end, limits)?;
+    Ok(parsed.map(|h| (h, end - head.len())))
 }
 
+/// Where `part` (a slice of the buffer starting at `base`) lies in it.
+fn span(base: *const u8, part: &[u8]) -> (u32, u32) {
+    let start = (part.as_ptr() as usize).wrapping_sub(base as usize);
+    // Heads are at most `u32::MAX` bytes (checked before parsing); a slice
+    // that is not in the buffer (an empty value) reads as empty.
+    (
+        u32::try_from(start).unwrap_or(u32::MAX),
+        u32::try_from(part.len()).unwrap_or(0),
+    )
+}
+
+/// Parses the complete head that ends at `end` in `buf` and, when it is
+/// complete, takes it off the front of `buf`: the head's fields are ranges
+/// of those bytes (no copy). `Ok(None)` if httparse wants more bytes (`buf`
+/// untouched).
 fn parse_request_at(
-    buf: &[u8],
+    buf: &mut BytesMut,
     end: usize,
     limits: &Limits,
-) -> Result<Option<(RequestHead, usize)>, HttpError> {
-    if end > limits.max_head_size {
+) -> Result<Option<RequestHead>, HttpError> {
+    if end > limits.max_head_size || u32::try_from(end).is_err() {
         return Err(HttpError::HeadTooLarge(limits.max_head_size));
     }
-    // Uninitialised slots: httparse fills only what it uses, so a request
-    // does not pay for clearing a hundred headers it does not have.
-    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
-    let mut heap;
-    let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if limits.max_headers <= storage.len() {
-        &mut storage[..limits.max_headers]
-    } else {
-        heap = Vec::with_capacity(limits.max_headers);
-        heap.resize_with(limits.max_headers, MaybeUninit::uninit);
-        &mut heap
+    let (len, version, method, target, mut headers) = {
+        // Uninitialised slots: httparse fills only what it uses, so a request
+        // does not pay for clearing a hundred headers it does not have.
+        let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
+        let mut heap;
+        let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if limits.max_headers <= storage.len()
+        {
+            &mut storage[..limits.max_headers]
+        } else {
+            heap = Vec::with_capacity(limits.max_headers);
+            heap.resize_with(limits.max_headers, MaybeUninit::uninit);
+            &mut heap
+        };
+        let head = &buf[..end];
+        let mut req = httparse::Request::new(&mut []);
+        let len = match req.parse_with_uninit_headers(head, slots) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(map_parse_error(e, head, limits)),
+        };
+        let version = version_of(req.version)?;
+        let method = Method::from_token(req.method.ok_or(HttpError::BadHead("no method"))?);
+        let target = req.path.ok_or(HttpError::BadHead("no target"))?.to_owned();
+        let base = head.as_ptr();
+        let mut headers = Headers::with_capacity(req.headers.len());
+        for h in req.headers.iter() {
+            headers.push_received(span(base, h.name.as_bytes()), span(base, h.value));
+        }
+        (len, version, method, target, headers)
     };
-    let mut req = httparse::Request::new(&mut []);
-    let len = match req.parse_with_uninit_headers(&buf[..end], slots) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(map_parse_error(e, buf, limits)),
-    };
-    let version = version_of(req.version)?;
-    let method = Method::from_token(req.method.ok_or(HttpError::BadHead("no method"))?);
-    let target = req.path.ok_or(HttpError::BadHead("no target"))?.to_owned();
-    let headers = collect(req.headers);
+    // The head's bytes become the fields' storage: shared with the read
+    // buffer, which gets its space back once the request is dropped.
+    headers.set_block(buf.split_to(len).freeze());
     let hosts = headers.get_all("host").count();
     if hosts > 1 || (version == Version::Http11 && hosts == 0) {
         return Err(HttpError::BadHost);
@@ -314,18 +343,15 @@ fn parse_request_at(
         Some(_) => return Err(HttpError::UnsupportedExpectation),
     };
     let keep_alive = persistent(version, &headers);
-    Ok(Some((
-        RequestHead {
-            method,
-            target,
-            version,
-            headers,
-            framing,
-            keep_alive,
-            expect_continue,
-        },
-        len,
-    )))
+    Ok(Some(RequestHead {
+        method,
+        target,
+        version,
+        headers,
+        framing,
+        keep_alive,
+        expect_continue,
+    }))
 }
 
 /// Parses a complete response head at the start of `buf`, for a request
@@ -436,6 +462,13 @@ impl RequestDecoder {
         !self.end_pending && matches!(self.state, State::Head { .. })
     }
 
+    /// Takes the `End` that follows a bodiless head, for a caller that acts
+    /// on it at once instead of asking [`decode`](Self::decode) for it;
+    /// whether one was pending.
+    pub(crate) fn take_end(&mut self) -> bool {
+        std::mem::take(&mut self.end_pending)
+    }
+
     /// Takes what it can from the front of `buf`: `Ok(None)` means more
     /// bytes are needed (what is left in `buf` must be kept and extended).
     /// After an error the decoder keeps returning it.
@@ -473,8 +506,7 @@ impl RequestDecoder {
                         *scanned = end;
                         Ok(None)
                     }
-                    Some((head, len)) => {
-                        buf.advance(len);
+                    Some(head) => {
                         self.state = match head.framing {
                             Framing::None => {
                                 self.end_pending = true;
