@@ -276,7 +276,8 @@ impl ServerConnection {
     fn begin(&mut self, ctx: &mut Context<'_>, head: RequestHead) {
         self.header_deadline = None;
         let reused = self.served > 0;
-        let expect = head.expect_continue && head.framing != Framing::None;
+        let framing = head.framing;
+        let expect = head.expect_continue && framing != Framing::None;
         // The target is kept for the access log only when it is written.
         let logged = tracing::enabled!(target: "torsion::http::access", tracing::Level::INFO);
         let info = Info {
@@ -313,6 +314,11 @@ impl ServerConnection {
             let inc = IncomingBody::new(ctx.handle());
             req.incoming = Some(inc.clone());
             current.body = BodyIn::Streaming(inc);
+            self.current = Some(current);
+            self.dispatch(ctx, req);
+        } else if framing == Framing::None && self.decoder.take_end() {
+            // No body to wait for: the handler runs now (the decoder's `End`
+            // for this request is taken here, not through `decode`).
             self.current = Some(current);
             self.dispatch(ctx, req);
         } else {

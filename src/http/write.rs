@@ -1,17 +1,43 @@
 //! Writing heads: status and request lines, header fields (refusing any that
 //! would split a message), and the `Date` value.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::message::{Headers, Method, Version};
 
+/// Which bytes may appear in an RFC 9110 token.
+const TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    t
+};
+
 /// Whether `name` is a valid field name (an RFC 9110 token).
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty() && name.bytes().all(|b| TOKEN[b as usize])
 }
 
 /// Whether `value` may go on the wire as a field value (no CR, LF or NUL:
@@ -42,6 +68,7 @@ pub(crate) fn write_fields(out: &mut Vec<u8>, headers: &Headers, skip_framing: b
             );
             continue;
         }
+        out.reserve(name.len() + value.len() + 4);
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value);
@@ -125,8 +152,13 @@ pub fn http_date(secs: u64) -> String {
     )
 }
 
+/// `Date: ` and an IMF-fixdate: the bytes [`write_date`] appends before CRLF.
+const DATE_LINE: usize = 6 + 29;
+
 thread_local! {
-    static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    /// The second the cached line is for, and the line (one per thread, so
+    /// one per reactor: formatted once a second however many responses).
+    static DATE: Cell<(u64, [u8; DATE_LINE])> = const { Cell::new((u64::MAX, [0; DATE_LINE])) };
 }
 
 /// Appends `Date: <now>\r\n`, formatting the date once a second.
@@ -134,15 +166,24 @@ pub(crate) fn write_date(out: &mut Vec<u8>) {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    DATE.with(|cell| {
-        let mut c = cell.borrow_mut();
-        if c.0 != secs {
-            *c = (secs, http_date(secs));
+    let (cached, mut line) = DATE.get();
+    if cached != secs {
+        let date = http_date(secs);
+        line[..6].copy_from_slice(b"Date: ");
+        // IMF-fixdate is 29 bytes for years 1000 to 9999; another length is
+        // written as formatted, uncached.
+        if date.len() != DATE_LINE - 6 {
+            out.extend_from_slice(b"Date: ");
+            out.extend_from_slice(date.as_bytes());
+            out.extend_from_slice(b"\r\n");
+            return;
         }
-        out.extend_from_slice(b"Date: ");
-        out.extend_from_slice(c.1.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    });
+        line[6..].copy_from_slice(date.as_bytes());
+        DATE.set((secs, line));
+    }
+    out.reserve(DATE_LINE + 2);
+    out.extend_from_slice(&line);
+    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
