@@ -161,71 +161,166 @@ fn collect(raw: &[httparse::Header<'_>]) -> Headers {
     headers
 }
 
-/// The one `Content-Length` value, if any: every field and every
-/// comma-separated element must be the same decimal number.
-fn content_length(headers: &Headers) -> Result<Option<u64>, HttpError> {
-    let mut found: Option<u64> = None;
-    for v in headers.get_all("content-length") {
-        for part in v.split(|&b| b == b',') {
-            let part = part.trim_ascii();
-            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-                return Err(HttpError::BadContentLength);
-            }
-            let n: u64 = std::str::from_utf8(part)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or(HttpError::BadContentLength)?;
-            if found.is_some_and(|f| f != n) {
-                return Err(HttpError::BadContentLength);
-            }
-            found = Some(n);
-        }
-    }
-    Ok(found)
+/// Gathers `Content-Length` values: every field and every comma-separated
+/// element must be the same decimal number.
+#[derive(Debug, Default)]
+struct Lengths {
+    found: Option<u64>,
+    bad: bool,
 }
 
-/// Whether a `Transfer-Encoding` is present and, if so, whether it ends in
-/// `chunked` (`Ok(Some(true))`), ends in something else (`Ok(Some(false))`),
-/// or lists a coding we cannot decode before `chunked`.
-fn transfer_encoding(headers: &Headers) -> Result<Option<bool>, HttpError> {
-    let mut codings: Vec<&[u8]> = Vec::new();
-    for v in headers.get_all("transfer-encoding") {
-        for part in v.split(|&b| b == b',') {
+impl Lengths {
+    fn add(&mut self, value: &[u8]) {
+        if self.bad {
+            return;
+        }
+        for part in value.split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            let n = (!part.is_empty() && part.len() <= 19 && part.iter().all(u8::is_ascii_digit))
+                .then(|| std::str::from_utf8(part).ok()?.parse::<u64>().ok())
+                .flatten();
+            match n {
+                Some(n) if self.found.is_none_or(|f| f == n) => self.found = Some(n),
+                _ => {
+                    self.bad = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The one `Content-Length` value, if any.
+    fn finish(&self) -> Result<Option<u64>, HttpError> {
+        if self.bad {
+            return Err(HttpError::BadContentLength);
+        }
+        Ok(self.found)
+    }
+}
+
+/// Gathers the codings of `Transfer-Encoding` fields, in order.
+#[derive(Debug, Default)]
+struct Codings {
+    /// Whether a `Transfer-Encoding` field was seen.
+    present: bool,
+    count: usize,
+    last_chunked: bool,
+    /// Whether a coding before the last one is `chunked`.
+    chunked_before_last: bool,
+    /// An empty element.
+    bad: bool,
+}
+
+impl Codings {
+    fn add(&mut self, value: &[u8]) {
+        self.present = true;
+        for part in value.split(|&b| b == b',') {
             let part = part.trim_ascii();
             if part.is_empty() {
+                self.bad = true;
+            }
+            self.chunked_before_last |= self.last_chunked;
+            self.last_chunked = part.eq_ignore_ascii_case(b"chunked");
+            self.count += 1;
+        }
+    }
+
+    /// Whether a `Transfer-Encoding` is present and, if so, whether it ends
+    /// in `chunked` (`Ok(Some(true))`) or in something else
+    /// (`Ok(Some(false))`); an error for an empty element, `chunked` twice,
+    /// or a coding we cannot decode before `chunked`.
+    fn finish(&self) -> Result<Option<bool>, HttpError> {
+        if self.bad || (self.present && self.count == 0) {
+            return Err(HttpError::BadTransferEncoding);
+        }
+        if !self.present {
+            return Ok(None);
+        }
+        if !self.last_chunked {
+            return Ok(Some(false));
+        }
+        if self.count > 1 {
+            // `chunked` twice is malformed; anything else before it is a
+            // coding (gzip, deflate) this implementation does not undo.
+            if self.chunked_before_last {
                 return Err(HttpError::BadTransferEncoding);
             }
-            codings.push(part);
+            return Err(HttpError::UnsupportedTransferCoding);
+        }
+        Ok(Some(true))
+    }
+}
+
+/// `close` and `keep-alive` in `Connection` fields.
+#[derive(Debug, Default)]
+struct ConnectionTokens {
+    close: bool,
+    keep_alive: bool,
+}
+
+impl ConnectionTokens {
+    fn add(&mut self, value: &[u8]) {
+        for t in value.split(|&b| b == b',') {
+            let t = t.trim_ascii();
+            self.close |= t.eq_ignore_ascii_case(b"close");
+            self.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
         }
     }
-    let Some(last) = codings.last() else {
-        if headers.contains("transfer-encoding") {
-            return Err(HttpError::BadTransferEncoding);
+
+    fn persistent(&self, version: Version) -> bool {
+        match version {
+            Version::Http11 => !self.close,
+            Version::Http10 => self.keep_alive,
         }
-        return Ok(None);
-    };
-    if !last.eq_ignore_ascii_case(b"chunked") {
-        return Ok(Some(false));
     }
-    if codings.len() > 1 {
-        // `chunked` twice is malformed; anything else before it is a coding
-        // (gzip, deflate) this implementation does not undo.
-        if codings[..codings.len() - 1]
-            .iter()
-            .any(|c| c.eq_ignore_ascii_case(b"chunked"))
-        {
-            return Err(HttpError::BadTransferEncoding);
+}
+
+/// What RFC 9112's rules need from a request's fields, gathered in one pass
+/// over them.
+#[derive(Debug, Default)]
+struct Facts {
+    hosts: usize,
+    lengths: Lengths,
+    codings: Codings,
+    connection: ConnectionTokens,
+    /// The first `Expect` field: `Some(true)` for `100-continue`.
+    expect: Option<bool>,
+}
+
+impl Facts {
+    fn add(&mut self, name: &[u8], value: &[u8]) {
+        // The length picks the one name worth comparing.
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => self.hosts += 1,
+            6 if name.eq_ignore_ascii_case(b"expect") => {
+                if self.expect.is_none() {
+                    self.expect = Some(value.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
+                }
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => self.connection.add(value),
+            14 if name.eq_ignore_ascii_case(b"content-length") => self.lengths.add(value),
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => self.codings.add(value),
+            _ => {}
         }
-        return Err(HttpError::UnsupportedTransferCoding);
     }
-    Ok(Some(true))
+}
+
+fn content_length(headers: &Headers) -> Result<Option<u64>, HttpError> {
+    let mut l = Lengths::default();
+    headers.get_all("content-length").for_each(|v| l.add(v));
+    l.finish()
+}
+
+fn transfer_encoding(headers: &Headers) -> Result<Option<bool>, HttpError> {
+    let mut c = Codings::default();
+    headers.get_all("transfer-encoding").for_each(|v| c.add(v));
+    c.finish()
 }
 
 fn persistent(version: Version, headers: &Headers) -> bool {
-    match version {
-        Version::Http11 => !headers.has_token("connection", "close"),
-        Version::Http10 => headers.has_token("connection", "keep-alive"),
-    }
+    let mut t = ConnectionTokens::default();
+    headers.get_all("connection").for_each(|v| t.add(v));
+    t.persistent(version)
 }
 
 fn version_of(v: Option<u8>) -> Result<Version, HttpError> {
@@ -283,7 +378,7 @@ fn parse_request_at(
     if end > limits.max_head_size || u32::try_from(end).is_err() {
         return Err(HttpError::HeadTooLarge(limits.max_head_size));
     }
-    let (len, version, method, target, mut headers) = {
+    let (len, version, method, target, mut headers, facts) = {
         // Uninitialised slots: httparse fills only what it uses, so a request
         // does not pay for clearing a hundred headers it does not have.
         let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
@@ -308,20 +403,21 @@ fn parse_request_at(
         let target = req.path.ok_or(HttpError::BadHead("no target"))?.to_owned();
         let base = head.as_ptr();
         let mut headers = Headers::with_capacity(req.headers.len());
+        let mut facts = Facts::default();
         for h in req.headers.iter() {
             headers.push_received(span(base, h.name.as_bytes()), span(base, h.value));
+            facts.add(h.name.as_bytes(), h.value);
         }
-        (len, version, method, target, headers)
+        (len, version, method, target, headers, facts)
     };
     // The head's bytes become the fields' storage: shared with the read
     // buffer, which gets its space back once the request is dropped.
     headers.set_block(buf.split_to(len).freeze());
-    let hosts = headers.get_all("host").count();
-    if hosts > 1 || (version == Version::Http11 && hosts == 0) {
+    if facts.hosts > 1 || (version == Version::Http11 && facts.hosts == 0) {
         return Err(HttpError::BadHost);
     }
-    let length = content_length(&headers)?;
-    let te = transfer_encoding(&headers)?;
+    let length = facts.lengths.finish()?;
+    let te = facts.codings.finish()?;
     let framing = match (te, length) {
         (Some(_), _) if version == Version::Http10 => return Err(HttpError::BadTransferEncoding),
         (Some(_), Some(_)) => return Err(HttpError::LengthAndChunked),
@@ -335,14 +431,12 @@ fn parse_request_at(
             return Err(HttpError::BodyTooLarge(limits.max_body_size));
         }
     }
-    let expect_continue = match headers.get_bytes("expect") {
+    let expect_continue = match facts.expect {
         None => false,
-        Some(v) if v.trim_ascii().eq_ignore_ascii_case(b"100-continue") => {
-            version == Version::Http11
-        }
-        Some(_) => return Err(HttpError::UnsupportedExpectation),
+        Some(true) => version == Version::Http11,
+        Some(false) => return Err(HttpError::UnsupportedExpectation),
     };
-    let keep_alive = persistent(version, &headers);
+    let keep_alive = facts.connection.persistent(version);
     Ok(Some(RequestHead {
         method,
         target,

@@ -175,7 +175,7 @@ impl ServerConnection {
                 status,
                 super::reason_phrase(status),
             );
-            write_date(&mut out);
+            write_date(&mut out, turn_of(ctx));
             let text = format!("{status} {}\n", super::reason_phrase(status));
             out.extend_from_slice(
                 b"Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: ",
@@ -437,7 +437,7 @@ impl ServerConnection {
         let mut out = std::mem::take(&mut self.out);
         out.clear();
         write_status_line(&mut out, Version::Http11, status, resp.reason());
-        write_date(&mut out);
+        write_date(&mut out, turn_of(ctx));
         write_fields(&mut out, &resp.headers, true);
         let mut body_now: Option<Bytes> = None;
         let mut stream = None;
@@ -547,6 +547,13 @@ impl ServerConnection {
             self.close(ctx);
         }
     }
+}
+
+/// The reactor turn a response is made in, for the `Date` cache (none under
+/// the test tools' fake clock, whose time need not move with the wall clock).
+fn turn_of(ctx: &mut Context<'_>) -> Option<std::time::Instant> {
+    let core = ctx.core();
+    (!core.is_simulated()).then(|| core.turn_time())
 }
 
 fn unreachable_event() {
