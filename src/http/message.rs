@@ -199,6 +199,11 @@ impl Headers {
     /// str` or `String` name; a `&'static str`, `String`, `Vec<u8>` or
     /// [`Bytes`] value.
     pub fn append(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Bytes>) {
+        if self.list.capacity() == 0 {
+            // Room for a few at once (what the first push would grow to,
+            // without going through the growth path).
+            self.list = Vec::with_capacity(4);
+        }
         self.list.push(Field::Owned(name.into(), value.into()));
     }
 
