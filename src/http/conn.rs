@@ -37,8 +37,10 @@ struct Info {
 }
 
 enum BodyIn {
-    /// Collecting the body for a handler not called yet.
-    Buffering(Request, Vec<Bytes>),
+    /// Collecting the body for a handler not called yet (boxed: a whole
+    /// `Request` inline would make every move of `Current` a large copy,
+    /// and bodiless requests, the common case, never come here).
+    Buffering(Box<Request>, Vec<Bytes>),
     /// Handing it to the handler's reader as it comes.
     Streaming(IncomingBody),
     /// Read completely.
@@ -322,7 +324,7 @@ impl ServerConnection {
             self.current = Some(current);
             self.dispatch(ctx, req);
         } else {
-            current.body = BodyIn::Buffering(req, Vec::new());
+            current.body = BodyIn::Buffering(Box::new(req), Vec::new());
             self.current = Some(current);
         }
     }
@@ -356,7 +358,7 @@ impl ServerConnection {
                         all.freeze()
                     }
                 };
-                self.dispatch(ctx, req);
+                self.dispatch(ctx, *req);
             }
             BodyIn::Streaming(inc) => {
                 inc.deliver(ctx, BodyPart::End);
