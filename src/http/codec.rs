@@ -292,10 +292,8 @@ impl Facts {
         // The length picks the one name worth comparing.
         match name.len() {
             4 if name.eq_ignore_ascii_case(b"host") => self.hosts += 1,
-            6 if name.eq_ignore_ascii_case(b"expect") => {
-                if self.expect.is_none() {
-                    self.expect = Some(value.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
-                }
+            6 if self.expect.is_none() && name.eq_ignore_ascii_case(b"expect") => {
+                self.expect = Some(value.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
             }
             10 if name.eq_ignore_ascii_case(b"connection") => self.connection.add(value),
             14 if name.eq_ignore_ascii_case(b"content-length") => self.lengths.add(value),
