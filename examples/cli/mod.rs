@@ -5,9 +5,10 @@
 //! Each example includes this file (`#[path = "cli/mod.rs"] mod cli;`); it is
 //! one module, not a copy per example.
 //!
-//! The convention: `--help` and `--version` exit 0; a usage error exits 2 (clap
-//! prints it); a runtime error prints one plain sentence to stderr and exits 1;
-//! servers stop cleanly on Ctrl-C and SIGTERM.
+//! The convention: `--help` and `--version` exit 0; a usage error is one line
+//! and exits 2 ([`parse`]); a runtime error prints one plain sentence to stderr
+//! and exits 1 ([`fail`]); servers stop cleanly on Ctrl-C and SIGTERM
+//! ([`serve`]). `tests/examples.rs` checks every example against it.
 
 #![allow(dead_code)] // Each example uses a part.
 
