@@ -7,6 +7,15 @@ use std::fmt;
 use bytes::Bytes;
 
 /// A request method. The common ones are variants; any other token is kept.
+///
+/// ```
+/// use torsion::http::Method;
+///
+/// assert_eq!(Method::from_token("GET"), Method::Get);
+/// assert_eq!(Method::from_token("PURGE"), Method::Other("PURGE".into()));
+/// assert_eq!(Method::Delete.as_str(), "DELETE");
+/// assert!(Method::Put.is_idempotent() && !Method::Post.is_idempotent());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Method {
     /// `GET`
@@ -117,6 +126,18 @@ impl fmt::Display for Version {
 /// the fields of a received head are ranges of that head's bytes (shared
 /// with the connection's read buffer): parsing a request allocates no
 /// string per field.
+///
+/// ```
+/// use torsion::http::Headers;
+///
+/// let mut headers = Headers::new();
+/// headers.set("Content-Type", "text/plain");
+/// headers.append("Vary", "Accept");
+/// headers.append("Vary", "Accept-Encoding");
+/// assert_eq!(headers.get("content-type"), Some("text/plain"));
+/// assert_eq!(headers.get_all("vary").count(), 2);
+/// assert!(headers.has_token("Vary", "accept-encoding"));
+/// ```
 #[derive(Clone, Default)]
 pub struct Headers {
     /// The bytes received fields point into (empty when there are none).
