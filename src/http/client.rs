@@ -6,10 +6,11 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::client_body::{Marks, StreamingResponse};
 use super::client_conn::ClientConnection;
 use super::error::{HttpError, Limits};
 use super::message::{Headers, Method};
@@ -20,7 +21,7 @@ use crate::context::{ConnectionHandle, Core};
 use crate::defer::{Cancelled, Deferred, Trigger};
 use crate::error::DisconnectReason;
 use crate::protocol::{ClientFactory, Reconnect};
-use crate::reactor::Connector;
+use crate::reactor::{Connector, TcpOptions};
 
 /// Why a request got no response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,6 +92,14 @@ pub struct ClientConfig {
     pub pool_idle_timeout: Duration,
     /// Idle connections kept per host. Default 8.
     pub max_idle_per_host: usize,
+    /// The largest body a streamed response
+    /// ([`HttpClient::request_streaming`]) may have; `None` (the default):
+    /// no limit, since the consumer decides what it keeps
+    /// ([`Limits::max_body_size`] is for whole bodies).
+    pub max_streamed_body: Option<u64>,
+    /// Socket options of new connections, `https` ones included (keepalive,
+    /// `TCP_USER_TIMEOUT`, `TCP_NODELAY`).
+    pub tcp: TcpOptions,
     /// The TLS configuration for `https` (default: the system's roots,
     /// certificates checked).
     #[cfg(feature = "tls")]
@@ -106,6 +115,8 @@ impl fmt::Debug for ClientConfig {
             .field("follow_redirects", &self.follow_redirects)
             .field("pool_idle_timeout", &self.pool_idle_timeout)
             .field("max_idle_per_host", &self.max_idle_per_host)
+            .field("max_streamed_body", &self.max_streamed_body)
+            .field("tcp", &self.tcp)
             .finish_non_exhaustive()
     }
 }
@@ -119,6 +130,8 @@ impl Default for ClientConfig {
             follow_redirects: 0,
             pool_idle_timeout: Duration::from_secs(30),
             max_idle_per_host: 8,
+            max_streamed_body: None,
+            tcp: TcpOptions::default(),
             #[cfg(feature = "tls")]
             tls: None,
         }
@@ -134,16 +147,36 @@ pub struct ClientStats {
     pub reused: u64,
 }
 
+/// Where a job's answer goes.
+pub(crate) enum Answer {
+    /// The whole response, body included.
+    Whole(Trigger<Response, ClientError>),
+    /// The head, with the body to follow.
+    Stream(Trigger<StreamingResponse, ClientError>),
+}
+
+impl Answer {
+    fn fail(self, e: ClientError) {
+        match self {
+            Answer::Whole(t) => drop(t.errback(e)),
+            Answer::Stream(t) => drop(t.errback(e)),
+        }
+    }
+}
+
 /// One request on its way, with where its answer goes.
 pub(crate) struct Job {
     pub(crate) method: Method,
     pub(crate) url: Url,
     pub(crate) headers: Headers,
     pub(crate) body: Bytes,
-    pub(crate) trigger: Trigger<Response, ClientError>,
+    /// `None` once a streamed head was handed over.
+    pub(crate) answer: Option<Answer>,
     pub(crate) redirects: usize,
     /// Sent once already on a reused connection that closed unanswered.
     pub(crate) retried: bool,
+    /// When its phases ended (restarted by each attempt).
+    pub(crate) marks: Marks,
 }
 
 impl Job {
@@ -156,7 +189,13 @@ impl Job {
     }
 
     pub(crate) fn fail(self, e: ClientError) {
-        let _ = self.trigger.errback(e);
+        if let Some(a) = self.answer {
+            a.fail(e);
+        }
+    }
+
+    pub(crate) fn streams(&self) -> bool {
+        matches!(self.answer, Some(Answer::Stream(_)))
     }
 }
 
@@ -250,7 +289,8 @@ impl HttpClient {
 
     /// Any request. `Host`, `Content-Length` and `Connection` are set by the
     /// client. The Deferred fires with the whole response (its body read up
-    /// to [`Limits::max_body_size`]) or a [`ClientError`].
+    /// to [`Limits::max_body_size`], its [`Response::timings`] set) or a
+    /// [`ClientError`].
     pub fn request(
         &self,
         core: &mut Core,
@@ -260,6 +300,52 @@ impl HttpClient {
         body: Bytes,
     ) -> Deferred<Response, ClientError> {
         let (d, trigger) = Deferred::new();
+        self.submit(core, method, url, headers, body, Answer::Whole(trigger));
+        d
+    }
+
+    /// Any request, with the response's body streamed: the Deferred fires
+    /// as soon as the head has arrived, with a [`ResponseBody`] that hands
+    /// the body on as it comes, with back-pressure (see there), so a body
+    /// of any size is read in bounded memory. [`Limits::max_body_size`] does
+    /// not apply to it; [`ClientConfig::max_streamed_body`] does. Redirects
+    /// are followed as for [`request`](Self::request) (their bodies are
+    /// skipped). The response timeout runs until the head arrives, then as
+    /// the longest silence allowed while the consumer reads.
+    ///
+    /// [`ResponseBody`]: super::ResponseBody
+    pub fn request_streaming(
+        &self,
+        core: &mut Core,
+        method: Method,
+        url: &str,
+        headers: Headers,
+        body: Bytes,
+    ) -> Deferred<StreamingResponse, ClientError> {
+        let (d, trigger) = Deferred::new();
+        self.submit(core, method, url, headers, body, Answer::Stream(trigger));
+        d
+    }
+
+    /// `GET url`, its body streamed (see
+    /// [`request_streaming`](Self::request_streaming)).
+    pub fn get_streaming(
+        &self,
+        core: &mut Core,
+        url: &str,
+    ) -> Deferred<StreamingResponse, ClientError> {
+        self.request_streaming(core, Method::Get, url, Headers::new(), Bytes::new())
+    }
+
+    fn submit(
+        &self,
+        core: &mut Core,
+        method: Method,
+        url: &str,
+        headers: Headers,
+        body: Bytes,
+        answer: Answer,
+    ) {
         match Url::parse(url) {
             Ok(url) => {
                 let job = Job {
@@ -267,27 +353,29 @@ impl HttpClient {
                     url,
                     headers,
                     body,
-                    trigger,
+                    answer: Some(answer),
                     redirects: 0,
                     retried: false,
+                    marks: Marks::new(),
                 };
                 self.shared.clone().start(core, job, false);
             }
-            Err(e) => {
-                let _ = trigger.errback(e);
-            }
+            Err(e) => answer.fail(e),
         }
-        d
     }
 }
 
 impl ClientShared {
     /// Sends `job` on a pooled connection, or a new one (`fresh`: always new).
-    pub(crate) fn start(self: Rc<Self>, core: &mut Core, job: Job, fresh: bool) {
+    pub(crate) fn start(self: Rc<Self>, core: &mut Core, mut job: Job, fresh: bool) {
+        job.marks = Marks::new();
         if !fresh {
             let pooled = self.pool.borrow_mut().take(&job.key());
             if let Some(conn) = pooled {
                 self.count(|s| s.reused += 1);
+                job.marks.reused = true;
+                job.marks.resolved = Some(job.marks.start);
+                job.marks.connected = Some(job.marks.start);
                 self.pool.borrow_mut().assign(conn, job);
                 super::call_on(core, conn, |p: &mut ClientConnection, ctx| p.take_job(ctx));
                 return;
@@ -295,12 +383,14 @@ impl ClientShared {
         }
         let host = job.url.host.clone();
         if let Ok(ip) = host.parse::<IpAddr>() {
+            job.marks.resolved = Some(job.marks.start);
             self.connect(core, SocketAddr::new(ip, job.url.port), job);
             return;
         }
         let local = core.local();
         let me = self.clone();
         drop(core.resolve(&host).add_both(move |res| {
+            job.marks.resolved = Some(Instant::now());
             local.call(move |core| match res {
                 Ok(ips) => match ips.first() {
                     Some(&ip) => {
@@ -326,13 +416,15 @@ impl ClientShared {
         let timeout = self.config.connect_timeout;
         let https = job.url.https;
         let host = job.url.host.clone();
-        let factory = ConnFactory {
+        let options = self.config.tcp;
+        let mut factory = ConnFactory {
             shared: self.clone(),
             job: Some(job),
             addr,
+            tcp_at: None,
         };
         if !https {
-            core.connect_tcp(addr, factory, timeout);
+            core.connect_tcp_with(addr, factory, timeout, options);
             return;
         }
         #[cfg(feature = "tls")]
@@ -345,11 +437,14 @@ impl ClientShared {
                 Ok(n) => n,
                 Err(e) => return factory.fail(ClientError::Tls(e.to_string())),
             };
-            core.connect_tls(addr, name, config, factory, timeout);
+            let at = Rc::new(Cell::new(None));
+            factory.tcp_at = Some(at.clone());
+            let tls = crate::tls::TlsClientFactory::new(factory, config, name, timeout);
+            core.connect_tcp_with(addr, MarkTcp { inner: tls, at }, timeout, options);
         }
         #[cfg(not(feature = "tls"))]
         {
-            let _ = host;
+            let _ = (host, &mut factory.tcp_at);
             factory.fail(ClientError::Tls("built without the `tls` feature".into()));
         }
     }
@@ -385,6 +480,51 @@ struct ConnFactory {
     shared: Rc<ClientShared>,
     job: Option<Job>,
     addr: SocketAddr,
+    /// Under TLS: when TCP connected (this factory builds after the
+    /// handshake).
+    tcp_at: Option<Rc<Cell<Option<Instant>>>>,
+}
+
+/// Notes when TCP connected, under the TLS factory (which builds the
+/// connection's protocol only after the handshake).
+struct MarkTcp<F> {
+    inner: F,
+    at: Rc<Cell<Option<Instant>>>,
+}
+
+impl<F: ClientFactory> ClientFactory for MarkTcp<F> {
+    type Protocol = F::Protocol;
+
+    fn started_connecting(&mut self, core: &mut Core, connector: Connector) {
+        self.inner.started_connecting(core, connector);
+    }
+
+    fn build_protocol(&mut self, peer: &crate::Address) -> Option<F::Protocol> {
+        self.at.set(Some(Instant::now()));
+        self.inner.build_protocol(peer)
+    }
+
+    fn client_connection_made(&mut self, core: &mut Core, c: Connector, conn: ConnectionHandle) {
+        self.inner.client_connection_made(core, c, conn);
+    }
+
+    fn client_connection_failed(
+        &mut self,
+        core: &mut Core,
+        c: Connector,
+        reason: &DisconnectReason,
+    ) -> Reconnect {
+        self.inner.client_connection_failed(core, c, reason)
+    }
+
+    fn client_connection_lost(
+        &mut self,
+        core: &mut Core,
+        c: Connector,
+        reason: &DisconnectReason,
+    ) -> Reconnect {
+        self.inner.client_connection_lost(core, c, reason)
+    }
 }
 
 impl ConnFactory {
@@ -399,7 +539,15 @@ impl ClientFactory for ConnFactory {
     type Protocol = ClientConnection;
 
     fn build_protocol(&mut self, _peer: &crate::Address) -> Option<ClientConnection> {
-        let job = self.job.take()?;
+        let mut job = self.job.take()?;
+        let now = Instant::now();
+        match &self.tcp_at {
+            None => job.marks.connected = Some(now),
+            Some(at) => {
+                job.marks.connected = Some(at.get().unwrap_or(now));
+                job.marks.tls_done = Some(now);
+            }
+        }
         Some(ClientConnection::new(self.shared.clone(), job))
     }
 

@@ -38,6 +38,7 @@
 
 mod body;
 mod client;
+mod client_body;
 mod client_conn;
 pub mod codec;
 mod conn;
@@ -56,7 +57,10 @@ mod write;
 pub use body::{
     chunk_header, encode_chunk, BodyDecoder, BodyEvent, CHUNK_END, LAST_CHUNK, MAX_CHUNK_LINE,
 };
-pub use client::{ClientConfig, ClientError, HttpClient};
+pub use client::{ClientConfig, ClientError, ClientStats, HttpClient};
+pub use client_body::{
+    BodyChunk, BodyReader, ResponseBody, StreamingResponse, Timings, STREAM_QUEUE_MAX,
+};
 pub use error::{
     HttpError, Limits, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEAD_SIZE,
 };
