@@ -4,7 +4,6 @@
 
 pub mod hook;
 pub mod http;
-pub mod keepalive;
 pub mod monitor;
 pub mod probe;
 pub mod status;

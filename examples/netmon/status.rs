@@ -83,6 +83,8 @@ pub struct Up {
     pub cert_expiry: Option<SystemTime>,
     /// Why the target is up but in warning (a certificate near its end).
     pub warning: Option<String>,
+    /// http: how long each phase of the exchange took.
+    pub phases: Option<Phases>,
 }
 
 impl Up {
@@ -93,7 +95,53 @@ impl Up {
             cert_days: None,
             cert_expiry: None,
             warning: None,
+            phases: None,
         }
+    }
+}
+
+/// The phases of an http check, as blackbox_exporter names them
+/// (`probe_http_duration_seconds{phase=...}`), from the client's
+/// [`Timings`](torsion::http::Timings): `resolve` (the host name), `connect`
+/// (TCP), `tls` (the handshake; zero for `http://`), `processing` (from the
+/// ready connection to the response's first byte: the request and the
+/// server's work), `transfer` (from the first byte to the body's end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Phases {
+    /// Resolving the name.
+    pub resolve: Duration,
+    /// Connecting TCP.
+    pub connect: Duration,
+    /// The TLS handshake (`None`: no TLS).
+    pub tls: Option<Duration>,
+    /// Request sent to first byte.
+    pub processing: Duration,
+    /// First byte to the end of the body.
+    pub transfer: Duration,
+}
+
+impl Phases {
+    /// From the client's timings of a complete response.
+    pub fn of(t: &torsion::http::Timings) -> Phases {
+        Phases {
+            resolve: t.resolve(),
+            connect: t.connect(),
+            tls: t.tls(),
+            processing: t.processing(),
+            transfer: t.transfer().unwrap_or_default(),
+        }
+    }
+
+    /// The phases with blackbox_exporter's names, in order (`tls` is zero
+    /// without TLS, as there).
+    pub fn named(&self) -> [(&'static str, Duration); 5] {
+        [
+            ("resolve", self.resolve),
+            ("connect", self.connect),
+            ("tls", self.tls.unwrap_or_default()),
+            ("processing", self.processing),
+            ("transfer", self.transfer),
+        ]
     }
 }
 
@@ -168,6 +216,16 @@ pub fn describe(status: &Status) -> String {
     match status {
         Ok(u) => {
             let mut s = format!("latency {:.2} ms", ms(u.latency));
+            if let Some(p) = &u.phases {
+                s += &format!(
+                    ": resolve {:.2}, connect {:.2}, tls {}, processing {:.2}, transfer {:.2} ms",
+                    ms(p.resolve),
+                    ms(p.connect),
+                    p.tls.map_or("-".into(), |t| format!("{:.2}", ms(t))),
+                    ms(p.processing),
+                    ms(p.transfer)
+                );
+            }
             if let Some(d) = u.cert_days {
                 s += &format!(", certificate expires in {d:.1} days");
             }
@@ -199,6 +257,113 @@ impl fmt::Display for Event {
         }
         Ok(())
     }
+}
+
+impl Event {
+    /// The event as one line of JSON (for `--json`): `at`, `since` (RFC 3339
+    /// UTC), `target`, `state`, `previous`, `failures`, `after_s` (the
+    /// previous period, seconds), and `latency_ms`, `cert_days`, `warning`
+    /// and `phases_ms` (http: resolve, connect, tls, processing, transfer)
+    /// when up, or `reason` when down. Absent values are `null`.
+    pub fn to_json(&self) -> String {
+        let mut o = Json::default();
+        o.str("at", &timestamp(self.at));
+        o.str("since", &timestamp(self.since));
+        o.str("target", &self.target);
+        o.str("state", self.health().word());
+        o.opt_str("previous", self.previous.map(Health::word));
+        o.num("failures", f64::from(self.failures));
+        o.opt_num("after_s", self.after.map(|d| d.as_secs_f64()));
+        match &self.status {
+            Ok(u) => {
+                o.num("latency_ms", ms(u.latency));
+                o.opt_num("cert_days", u.cert_days);
+                o.opt_str("warning", u.warning.as_deref());
+                match &u.phases {
+                    Some(p) => {
+                        let mut inner = Json::default();
+                        for (name, d) in p.named() {
+                            if name == "tls" && p.tls.is_none() {
+                                inner.raw(name, "null");
+                            } else {
+                                inner.num(name, ms(d));
+                            }
+                        }
+                        o.raw("phases_ms", &inner.finish());
+                    }
+                    None => o.raw("phases_ms", "null"),
+                }
+            }
+            Err(r) => o.str("reason", &r.to_string()),
+        }
+        o.finish()
+    }
+}
+
+/// A flat JSON object, written by hand (netmon needs no JSON library).
+#[derive(Default)]
+struct Json {
+    out: String,
+}
+
+impl Json {
+    fn key(&mut self, k: &str) {
+        self.out.push(if self.out.is_empty() { '{' } else { ',' });
+        quote(&mut self.out, k);
+        self.out.push(':');
+    }
+    fn str(&mut self, k: &str, v: &str) {
+        self.key(k);
+        quote(&mut self.out, v);
+    }
+    fn opt_str(&mut self, k: &str, v: Option<&str>) {
+        match v {
+            Some(v) => self.str(k, v),
+            None => self.raw(k, "null"),
+        }
+    }
+    fn num(&mut self, k: &str, v: f64) {
+        self.key(k);
+        if v.is_finite() {
+            self.out += &format!("{}", (v * 1000.0).round() / 1000.0);
+        } else {
+            self.out += "null";
+        }
+    }
+    fn opt_num(&mut self, k: &str, v: Option<f64>) {
+        match v {
+            Some(v) => self.num(k, v),
+            None => self.raw(k, "null"),
+        }
+    }
+    fn raw(&mut self, k: &str, v: &str) {
+        self.key(k);
+        self.out += v;
+    }
+    fn finish(mut self) -> String {
+        if self.out.is_empty() {
+            self.out.push('{');
+        }
+        self.out.push('}');
+        self.out
+    }
+}
+
+/// Appends `s` as a JSON string.
+fn quote(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 fn ms(d: Duration) -> f64 {
