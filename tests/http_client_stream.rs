@@ -533,3 +533,132 @@ fn streams_from_python_http_server() {
     assert!(s.intact);
     assert!(peak <= 4 * STREAM_QUEUE_MAX, "peak {peak}");
 }
+
+/// Streams an upload in, checking the pattern, pausing every 4 MiB until the
+/// next turn; answers with the count.
+struct Sink(Rc<std::cell::Cell<u64>>);
+
+impl torsion::http::Handler for Sink {
+    fn handle(&mut self, core: &mut Core, mut req: Request) -> torsion::http::Reply {
+        let incoming = req.take_incoming().expect("streamed");
+        let (d, t) = Deferred::<Response, torsion::defer::Failure>::new();
+        let received = self.0.clone();
+        let mut t = Some(t);
+        let mut intact = true;
+        let mut since_pause = 0;
+        let inc = incoming.clone();
+        incoming.on_data(core, move |core, part| match part {
+            torsion::http::BodyPart::Data(b) => {
+                let at = received.get();
+                intact &= b
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &x)| x == pattern(at + i as u64));
+                received.set(at + b.len() as u64);
+                since_pause += b.len();
+                if since_pause >= 4 << 20 {
+                    since_pause = 0;
+                    inc.pause(core);
+                    let i = inc.clone();
+                    core.call_later(Duration::ZERO, move |core| i.resume(core));
+                }
+            }
+            torsion::http::BodyPart::End => {
+                if let Some(t) = t.take() {
+                    let _ = t.callback(Response::ok(format!("{} {intact}", received.get())));
+                }
+            }
+            torsion::http::BodyPart::Aborted => {}
+        });
+        torsion::http::Reply::Later(d)
+    }
+
+    fn streams_body(&self, _req: &Request) -> bool {
+        true
+    }
+}
+
+#[test]
+fn uploads_stream_from_a_source_with_back_pressure() {
+    use std::cell::Cell;
+    use torsion::http::{Headers, Method, ServerConfig};
+    let mut reactor = Reactor::new().unwrap();
+    let received = Rc::new(Cell::new(0u64));
+    let server = HttpServer::with_config(
+        Router::new()
+            .post("/up", Sink(received.clone()))
+            .get("/temp", |_: &mut Core, _: Request| {
+                Response::new(307).with_header("Location", "/up")
+            }),
+        ServerConfig {
+            limits: torsion::http::Limits {
+                max_body_size: u64::MAX,
+                ..Default::default()
+            },
+            ..ServerConfig::default()
+        },
+    );
+    let addr = serve(&mut reactor, &server);
+    let client = HttpClient::new();
+    let url = format!("http://{addr}/up");
+    for length in [None, Some(BIG)] {
+        received.set(0);
+        let ahead = Rc::new(Cell::new(0u64));
+        let (a, r) = (ahead.clone(), received.clone());
+        let mut pulled = 0u64;
+        let source = pieces(BIG, 256 * 1024).inspect(move |p| {
+            if let Ok(b) = p {
+                pulled += b.len() as u64;
+                a.set(a.get().max(pulled - r.get()));
+            }
+        });
+        let resp = head(&mut reactor, |r| {
+            client.upload(r, Method::Post, &url, Headers::new(), source, length)
+        })
+        .unwrap();
+        assert_eq!(resp.body_text(), format!("{BIG} true"), "{length:?}");
+        // Pulled only as the server took it: far less than the body ahead.
+        let ahead = ahead.get();
+        assert!(
+            ahead <= 24 << 20,
+            "{length:?}: {ahead} bytes ahead of the server"
+        );
+        let t = resp.timings().unwrap();
+        assert!(t.request_written <= t.first_byte, "{t:?}");
+    }
+    // A source that fails, and one shorter than its announced length.
+    let failing = pieces(1 << 20, 64 * 1024)
+        .chain(std::iter::once(Err(std::io::Error::other("disk on fire"))));
+    let e = head(&mut reactor, |r| {
+        client.upload(r, Method::Post, &url, Headers::new(), failing, None)
+    })
+    .unwrap_err();
+    assert!(
+        matches!(&e, ClientError::RequestBody(m) if m.contains("disk on fire")),
+        "{e}"
+    );
+    let short = pieces(1000, 100);
+    let e = head(&mut reactor, |r| {
+        client.upload(r, Method::Post, &url, Headers::new(), short, Some(5000))
+    })
+    .unwrap_err();
+    assert!(matches!(e, ClientError::RequestBody(_)), "{e}");
+    // A 307 would need the body again: it is the answer.
+    let follower = HttpClient::with_config(ClientConfig {
+        follow_redirects: 3,
+        ..ClientConfig::default()
+    });
+    let temp = format!("http://{addr}/temp");
+    let r = head(&mut reactor, |r| {
+        follower.upload(
+            r,
+            Method::Get,
+            &temp,
+            Headers::new(),
+            pieces(10, 10),
+            Some(10),
+        )
+    })
+    .unwrap();
+    assert_eq!(r.status, 307);
+}

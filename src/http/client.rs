@@ -15,7 +15,7 @@ use super::client_conn::ClientConnection;
 use super::error::{HttpError, Limits};
 use super::message::{Headers, Method};
 use super::pool::{Pool, PoolKey};
-use super::response::Response;
+use super::response::{BodyStream, Response};
 use super::url::Url;
 use crate::context::{ConnectionHandle, Core};
 use crate::defer::{Cancelled, Deferred, Trigger};
@@ -67,6 +67,10 @@ pub enum ClientError {
     /// The request could not be written (an invalid header field).
     #[error("invalid request: {0}")]
     BadRequest(String),
+    /// The source of a streamed request body failed, or gave more or fewer
+    /// bytes than the length announced.
+    #[error("the request body failed: {0}")]
+    RequestBody(String),
 }
 
 impl From<Cancelled> for ClientError {
@@ -177,6 +181,18 @@ pub(crate) struct Job {
     pub(crate) retried: bool,
     /// When its phases ended (restarted by each attempt).
     pub(crate) marks: Marks,
+    /// A request body pulled from a source as the connection takes it
+    /// (then `body` is empty). Taken when sent.
+    pub(crate) upload: Option<Upload>,
+    /// The body is (or was) streamed: it cannot be sent twice, so no retry
+    /// and no redirect that keeps the method.
+    pub(crate) streamed_body: bool,
+}
+
+/// A streamed request body.
+pub(crate) struct Upload {
+    pub(crate) source: BodyStream,
+    pub(crate) length: Option<u64>,
 }
 
 impl Job {
@@ -300,7 +316,70 @@ impl HttpClient {
         body: Bytes,
     ) -> Deferred<Response, ClientError> {
         let (d, trigger) = Deferred::new();
-        self.submit(core, method, url, headers, body, Answer::Whole(trigger));
+        self.submit(
+            core,
+            method,
+            url,
+            headers,
+            body,
+            None,
+            Answer::Whole(trigger),
+        );
+        d
+    }
+
+    /// A request whose body is pulled from `source` as the connection can
+    /// take it (Twisted's `IBodyProducer`): the next piece is asked for only
+    /// while the transport's write buffer is below its high water mark, so a
+    /// body of any size goes out in bounded memory. Sent with
+    /// `Content-Length: length` when the length is known (the source must
+    /// then give exactly that many bytes), else chunked. A source that fails
+    /// fails the request ([`ClientError::RequestBody`]) and aborts the
+    /// connection. Such a request is never sent twice: it is not retried on
+    /// a kept-alive connection the server closed, and a `307`/`308`
+    /// redirect is returned, not followed. The response is read whole.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use torsion::http::{Headers, HttpClient, HttpServer, Method, Request, Response, Router};
+    /// use torsion::{Core, Reactor};
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// let server = HttpServer::new(Router::new().post("/len", |_: &mut Core, req: Request| {
+    ///     Response::ok(req.body.len().to_string())
+    /// }));
+    /// let port = server.listen_tcp(&mut reactor, "127.0.0.1:0".parse().unwrap())?;
+    /// let url = format!("http://{}/len", port.local_addr());
+    /// let pieces = (0..100).map(|_| Ok(Bytes::from(vec![b'x'; 1000])));
+    /// let client = HttpClient::new();
+    /// let d = client.upload(&mut reactor, Method::Post, &url, Headers::new(), pieces, None);
+    /// let response = reactor.run_until_complete(d)?.expect("a response");
+    /// assert_eq!(response.body_text(), "100000");
+    /// # Ok::<(), torsion::Error>(())
+    /// ```
+    pub fn upload(
+        &self,
+        core: &mut Core,
+        method: Method,
+        url: &str,
+        headers: Headers,
+        source: impl Iterator<Item = std::io::Result<Bytes>> + 'static,
+        length: Option<u64>,
+    ) -> Deferred<Response, ClientError> {
+        let (d, trigger) = Deferred::new();
+        let upload = Upload {
+            source: Box::new(source),
+            length,
+        };
+        self.submit(
+            core,
+            method,
+            url,
+            headers,
+            Bytes::new(),
+            Some(upload),
+            Answer::Whole(trigger),
+        );
         d
     }
 
@@ -323,7 +402,15 @@ impl HttpClient {
         body: Bytes,
     ) -> Deferred<StreamingResponse, ClientError> {
         let (d, trigger) = Deferred::new();
-        self.submit(core, method, url, headers, body, Answer::Stream(trigger));
+        self.submit(
+            core,
+            method,
+            url,
+            headers,
+            body,
+            None,
+            Answer::Stream(trigger),
+        );
         d
     }
 
@@ -344,6 +431,7 @@ impl HttpClient {
         url: &str,
         headers: Headers,
         body: Bytes,
+        upload: Option<Upload>,
         answer: Answer,
     ) {
         match Url::parse(url) {
@@ -357,6 +445,8 @@ impl HttpClient {
                     redirects: 0,
                     retried: false,
                     marks: Marks::new(),
+                    streamed_body: upload.is_some(),
+                    upload,
                 };
                 self.shared.clone().start(core, job, false);
             }

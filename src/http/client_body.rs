@@ -435,7 +435,7 @@ fn release(state: &Shared) {
 ///     BodyChunk::Data(d) => seen.borrow_mut().0 += d.len(),
 ///     BodyChunk::End(_) => {
 ///         seen.borrow_mut().1 = true;
-///         core.stop();
+///         let _ = core.stop();
 ///     }
 ///     BodyChunk::Failed(e) => panic!("{e}"),
 /// });

@@ -13,6 +13,7 @@ use super::codec::{Event, ResponseDecoder, ResponseHead};
 use super::message::Method;
 use super::pool::PoolKey;
 use super::response::{Body, Response};
+use super::stream::{Framed, Wire};
 use super::write::{valid_name, valid_value, write_decimal, write_fields, write_request_line};
 use crate::context::DelayedCall;
 use crate::error::DisconnectReason;
@@ -32,6 +33,8 @@ pub(crate) struct ClientConnection {
     stream: Option<stream::Shared>,
     /// The current response is a redirect to follow: its body is skipped.
     discard: bool,
+    /// A streamed request body is still being sent.
+    uploading: bool,
     /// Whether any byte of the current response arrived.
     got_bytes: bool,
     /// Whether the current request went out on a connection used before.
@@ -59,6 +62,7 @@ impl ClientConnection {
             body: BytesMut::new(),
             stream: None,
             discard: false,
+            uploading: false,
             got_bytes: false,
             reused: false,
             sent: 0,
@@ -114,7 +118,20 @@ impl ClientConnection {
         write_fields(&mut out, &job.headers, true);
         let wants_length = !job.body.is_empty()
             || matches!(job.method, Method::Post | Method::Put | Method::Patch);
-        if wants_length {
+        let wire = job.upload.as_ref().map(|u| match u.length {
+            Some(n) => Wire::Length(n),
+            None => Wire::Chunked,
+        });
+        if let Some(wire) = wire {
+            match wire {
+                Wire::Length(n) => {
+                    out.extend_from_slice(b"Content-Length: ");
+                    write_decimal(&mut out, n);
+                    out.extend_from_slice(b"\r\n");
+                }
+                _ => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+            }
+        } else if wants_length {
             out.extend_from_slice(b"Content-Length: ");
             write_decimal(&mut out, job.body.len() as u64);
             out.extend_from_slice(b"\r\n");
@@ -136,10 +153,27 @@ impl ClientConnection {
         ctx.write(&out);
         if let Some(job) = &mut self.job {
             job.marks.reused = self.reused;
-            job.marks.written = Some(Instant::now());
+            match (job.upload.take(), wire) {
+                (Some(up), Some(wire)) => {
+                    // Written once the source is done (`streaming_finished`).
+                    self.uploading = true;
+                    ctx.stream_from(Framed::new(up.source, wire));
+                }
+                _ => job.marks.written = Some(Instant::now()),
+            }
         }
         ctx.reset_idle_timeout();
         self.sent += 1;
+        if self.uploading {
+            // The response timeout starts once the body is out; meanwhile it
+            // is the longest the connection may take nothing of it.
+            ctx.set_idle_timeout(Some(self.shared.config.response_timeout));
+        } else {
+            self.arm_response_timer(ctx);
+        }
+    }
+
+    fn arm_response_timer(&mut self, ctx: &mut Context<'_>) {
         let seq = self.sent;
         let timeout = self.shared.config.response_timeout;
         self.timer = Some(
@@ -279,6 +313,13 @@ impl ClientConnection {
         };
         job.marks.complete = Some(Instant::now());
         let body = std::mem::take(&mut self.body).freeze();
+        if self.uploading {
+            // Answered before the whole body went out (a 413, say): the rest
+            // is not sent, and the connection cannot carry another request.
+            self.uploading = false;
+            self.closing = true;
+            ctx.abort_connection();
+        }
         let keep = head.keep_alive && self.buf.is_empty() && !self.closing;
         if keep && self.shared.keep(self.key.clone(), ctx.handle()) {
             self.idle = true;
@@ -316,9 +357,14 @@ impl ClientConnection {
                 };
                 tracing::debug!(from = %job.url, to = %url, status = response.status, "following a redirect");
                 let keep_method = matches!(response.status, 307 | 308);
+                if keep_method && job.streamed_body {
+                    // The body cannot be sent again: the redirect is the answer.
+                    return self.answer(ctx, job, response);
+                }
                 if !keep_method && job.method != Method::Head {
                     job.method = Method::Get;
                     job.body = Bytes::new();
+                    job.streamed_body = false;
                 }
                 if url.host != job.url.host || url.https != job.url.https {
                     // Credentials are not for another origin.
@@ -331,25 +377,31 @@ impl ClientConnection {
                 job.retried = false;
                 self.shared.clone().start(ctx.core(), job, false);
             }
-            _ => match job.answer {
-                Some(Answer::Whole(t)) => drop(t.callback(response)),
-                Some(Answer::Stream(t)) => {
-                    // Not reached: a streamed response's head is handed over
-                    // when it arrives, unless it is a redirect to follow.
-                    let st = stream::new_stream(ctx.handle(), self.sent, ctx.local());
-                    let timings = response.timings.unwrap_or_default();
-                    let head = Response {
-                        body: Body::Empty,
-                        ..response
-                    };
-                    stream::push(&st, ctx.core(), BodyChunk::End(timings));
-                    let _ = t.callback(StreamingResponse {
-                        head,
-                        body: ResponseBody::new(st),
-                    });
-                }
-                None => {}
-            },
+            _ => self.answer(ctx, job, response),
+        }
+    }
+
+    /// Hands the response to whoever asked.
+    fn answer(&mut self, ctx: &mut Context<'_>, job: Job, response: Response) {
+        match job.answer {
+            Some(Answer::Whole(t)) => drop(t.callback(response)),
+            Some(Answer::Stream(t)) => {
+                // A streamed response's head is handed over when it arrives,
+                // unless it is a redirect to follow (its body skipped): one
+                // not followed after all ends here, empty.
+                let st = stream::new_stream(ctx.handle(), self.sent, ctx.local());
+                let timings = response.timings.unwrap_or_default();
+                let head = Response {
+                    body: Body::Empty,
+                    ..response
+                };
+                stream::push(&st, ctx.core(), BodyChunk::End(timings));
+                let _ = t.callback(StreamingResponse {
+                    head,
+                    body: ResponseBody::new(st),
+                });
+            }
+            None => {}
         }
     }
 }
@@ -411,7 +463,12 @@ impl Protocol for ClientConnection {
         let Some(mut job) = self.job.take() else {
             return;
         };
-        if self.reused && !self.got_bytes && !job.retried && job.method.is_idempotent() {
+        if self.reused
+            && !self.got_bytes
+            && !job.retried
+            && !job.streamed_body
+            && job.method.is_idempotent()
+        {
             // The server closed a kept-alive connection as we reused it: the
             // request was not processed, so send it again on a new one.
             job.retried = true;
@@ -429,12 +486,32 @@ impl Protocol for ClientConnection {
         job.fail(e);
     }
 
+    fn streaming_finished(&mut self, ctx: &mut Context<'_>, result: std::io::Result<()>) {
+        if !self.uploading {
+            return;
+        }
+        self.uploading = false;
+        match result {
+            Ok(()) => {
+                if let Some(job) = &mut self.job {
+                    job.marks.written = Some(Instant::now());
+                    self.arm_response_timer(ctx);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "a streamed HTTP request body failed: aborting");
+                self.cancel_timer(ctx);
+                self.fail(ctx, ClientError::RequestBody(e.to_string()));
+            }
+        }
+    }
+
     fn idle_timeout(&mut self, ctx: &mut Context<'_>) {
         if self.idle {
             self.close(ctx);
             return;
         }
-        let silent = self.stream.as_ref().is_some_and(|st| !stream::is_held(st));
+        let silent = self.uploading || self.stream.as_ref().is_some_and(|st| !stream::is_held(st));
         if silent {
             let timeout = self.shared.config.response_timeout;
             self.fail(ctx, ClientError::Timeout(timeout));
