@@ -201,6 +201,8 @@ fn http_get_saves_a_large_body_in_bounded_memory() {
     let dir = std::env::temp_dir().join(format!("torsion-http-get-big-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let saved = dir.join("big.bin");
+    // Reaped by wait4 below, which std's Child does not know about.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(example_binary("http_get"))
         .arg(format!("http://{addr}/big"))
         .arg("-o")

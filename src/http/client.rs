@@ -316,13 +316,11 @@ impl HttpClient {
         body: Bytes,
     ) -> Deferred<Response, ClientError> {
         let (d, trigger) = Deferred::new();
+        let payload = (body, None);
         self.submit(
             core,
-            method,
-            url,
-            headers,
-            body,
-            None,
+            (method, url, headers),
+            payload,
             Answer::Whole(trigger),
         );
         d
@@ -371,13 +369,11 @@ impl HttpClient {
             source: Box::new(source),
             length,
         };
+        let payload = (Bytes::new(), Some(upload));
         self.submit(
             core,
-            method,
-            url,
-            headers,
-            Bytes::new(),
-            Some(upload),
+            (method, url, headers),
+            payload,
             Answer::Whole(trigger),
         );
         d
@@ -402,13 +398,11 @@ impl HttpClient {
         body: Bytes,
     ) -> Deferred<StreamingResponse, ClientError> {
         let (d, trigger) = Deferred::new();
+        let payload = (body, None);
         self.submit(
             core,
-            method,
-            url,
-            headers,
-            body,
-            None,
+            (method, url, headers),
+            payload,
             Answer::Stream(trigger),
         );
         d
@@ -424,14 +418,13 @@ impl HttpClient {
         self.request_streaming(core, Method::Get, url, Headers::new(), Bytes::new())
     }
 
+    /// Starts a request: what and where, its body (whole or streamed), and
+    /// where the answer goes.
     fn submit(
         &self,
         core: &mut Core,
-        method: Method,
-        url: &str,
-        headers: Headers,
-        body: Bytes,
-        upload: Option<Upload>,
+        (method, url, headers): (Method, &str, Headers),
+        (body, upload): (Bytes, Option<Upload>),
         answer: Answer,
     ) {
         match Url::parse(url) {
