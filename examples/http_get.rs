@@ -33,7 +33,7 @@ mod cli;
 
 /// Fetch a URL over HTTP/1.1 and print the response.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "http_get", version)]
 struct Args {
     /// The http:// or https:// URL.
     #[arg(value_parser = url)]

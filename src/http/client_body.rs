@@ -51,15 +51,13 @@ pub const STREAM_QUEUE_MAX: usize = 64 * 1024;
 /// use torsion::http::Timings;
 ///
 /// let ms = Duration::from_millis;
-/// let t = Timings {
-///     resolved: ms(2),
-///     connected: ms(5),
-///     tls_done: Some(ms(12)),
-///     request_written: ms(12),
-///     first_byte: ms(30),
-///     complete: Some(ms(31)),
-///     ..Timings::default()
-/// };
+/// let mut t = Timings::default();
+/// t.resolved = ms(2);
+/// t.connected = ms(5);
+/// t.tls_done = Some(ms(12));
+/// t.request_written = ms(12);
+/// t.first_byte = ms(30);
+/// t.complete = Some(ms(31));
 /// assert_eq!(t.connect(), ms(3));
 /// assert_eq!(t.tls(), Some(ms(7)));
 /// assert_eq!(t.processing(), ms(18));

@@ -466,7 +466,7 @@ impl Protocol for ClientConnection {
         if self.reused
             && !self.got_bytes
             && !job.retried
-            && !job.streamed_body
+            && (!job.streamed_body || job.upload.is_some())
             && job.method.is_idempotent()
         {
             // The server closed a kept-alive connection as we reused it: the

@@ -16,6 +16,13 @@
 //! panicking handler answered `500`; an access log through `tracing`
 //! (target `torsion::http::access`, INFO).
 //!
+//! The client reads a response whole ([`HttpClient::request`]) or streams its
+//! body with back-pressure ([`HttpClient::request_streaming`]: a
+//! [`ResponseBody`] callback or an `AsyncRead` [`BodyReader`]), streams a
+//! request body from a source ([`HttpClient::upload`]), and tells when each
+//! phase of an exchange ended ([`Response::timings`]: connect, TLS, first
+//! byte, body complete, and whether the connection was reused).
+//!
 //! ```
 //! use torsion::http::{HttpClient, HttpServer, Request, Response, Router};
 //! use torsion::{Core, Reactor};
