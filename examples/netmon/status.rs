@@ -676,6 +676,46 @@ mod tests {
     }
 
     #[test]
+    fn events_as_json_lines() {
+        let ms = Duration::from_millis;
+        let mut up = Up::new(ms(12));
+        up.phases = Some(Phases {
+            resolve: ms(1),
+            connect: ms(2),
+            tls: None,
+            processing: ms(8),
+            transfer: ms(1),
+        });
+        let e = Event {
+            at: UNIX_EPOCH + Duration::from_secs(60),
+            since: UNIX_EPOCH,
+            target: "http://h/\"q\"\\".into(),
+            status: Ok(up),
+            failures: 0,
+            after: Some(Duration::from_secs(60)),
+            previous: Some(Health::Down),
+        };
+        assert_eq!(
+            e.to_json(),
+            r#"{"at":"1970-01-01T00:01:00.000Z","since":"1970-01-01T00:00:00.000Z","target":"http://h/\"q\"\\","state":"up","previous":"down","failures":0,"after_s":60,"latency_ms":12,"cert_days":null,"warning":null,"phases_ms":{"resolve":1,"connect":2,"tls":null,"processing":8,"transfer":1}}"#
+        );
+        let down = Event {
+            status: Err(Reason::Http("status 503\n".into())),
+            failures: 3,
+            after: None,
+            previous: None,
+            ..e
+        };
+        let j = down.to_json();
+        assert!(j.contains(r#""reason":"http: status 503\n""#), "{j}");
+        assert!(
+            j.contains(r#""previous":null"#) && !j.contains("phases_ms"),
+            "{j}"
+        );
+        assert_eq!(j.matches('\n').count(), 0, "one line");
+    }
+
+    #[test]
     fn a_warning_is_up_time_with_its_own_event() {
         let t0 = Instant::now();
         let mut r = Record::new("x:1".into());
