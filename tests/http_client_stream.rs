@@ -662,3 +662,29 @@ fn uploads_stream_from_a_source_with_back_pressure() {
     .unwrap();
     assert_eq!(r.status, 307);
 }
+
+#[test]
+fn a_streamed_body_over_tls_keeps_its_bound_and_pauses() {
+    let certs = tls_util::certs(&["localhost"]);
+    let mut reactor = Reactor::new().unwrap();
+    let server = HttpServer::new(app());
+    let port = server
+        .listen_tls(&mut reactor, "127.0.0.1:0".parse().unwrap(), certs.server())
+        .unwrap();
+    let client = HttpClient::with_config(ClientConfig {
+        tls: Some(certs.client()),
+        ..ClientConfig::default()
+    });
+    let url = format!("https://localhost:{}/chunked", port.local_addr().port());
+    let resp = head(&mut reactor, |r| client.get_streaming(r, &url)).unwrap();
+    let body = resp.body.clone();
+    let seen = consume(&mut reactor, resp, 2 * 1024 * 1024);
+    run_until(&mut reactor, || seen.borrow().end.is_some());
+    let s = seen.borrow();
+    assert!(matches!(s.end, Some(Ok(_))), "{:?}", s.end);
+    assert_eq!(s.bytes, BIG / 4);
+    assert!(s.intact && s.pauses >= 3);
+    let peak = body.peak_buffered();
+    assert!(peak <= 4 * STREAM_QUEUE_MAX, "peak {peak}");
+    assert_eq!(client.idle_connections(), 1, "back in the pool");
+}
