@@ -4,6 +4,7 @@
 
 pub mod hook;
 pub mod http;
+pub mod json;
 pub mod monitor;
 pub mod probe;
 pub mod status;

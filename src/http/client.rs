@@ -10,18 +10,21 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::client_body::{Marks, StreamingResponse};
+use super::client_body::StreamingResponse;
 use super::client_conn::ClientConnection;
+use super::client_factory::ConnFactory;
+#[cfg(feature = "tls")]
+use super::client_factory::MarkTcp;
 use super::error::{HttpError, Limits};
 use super::message::{Headers, Method};
 use super::pool::{Pool, PoolKey};
 use super::response::{BodyStream, Response};
+use super::timings::Marks;
 use super::url::Url;
 use crate::context::{ConnectionHandle, Core};
 use crate::defer::{Cancelled, Deferred, Trigger};
 use crate::error::DisconnectReason;
-use crate::protocol::{ClientFactory, Reconnect};
-use crate::reactor::{Connector, TcpOptions};
+use crate::reactor::TcpOptions;
 
 /// Why a request got no response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -555,97 +558,5 @@ impl ClientShared {
         self.pool
             .borrow_mut()
             .put(key, conn, self.config.max_idle_per_host)
-    }
-}
-
-/// Builds the connection for one job.
-struct ConnFactory {
-    shared: Rc<ClientShared>,
-    job: Option<Job>,
-    addr: SocketAddr,
-    /// Under TLS: when TCP connected (this factory builds after the
-    /// handshake).
-    tcp_at: Option<Rc<Cell<Option<Instant>>>>,
-}
-
-/// Notes when TCP connected, under the TLS factory (which builds the
-/// connection's protocol only after the handshake).
-struct MarkTcp<F> {
-    inner: F,
-    at: Rc<Cell<Option<Instant>>>,
-}
-
-impl<F: ClientFactory> ClientFactory for MarkTcp<F> {
-    type Protocol = F::Protocol;
-
-    fn started_connecting(&mut self, core: &mut Core, connector: Connector) {
-        self.inner.started_connecting(core, connector);
-    }
-
-    fn build_protocol(&mut self, peer: &crate::Address) -> Option<F::Protocol> {
-        self.at.set(Some(Instant::now()));
-        self.inner.build_protocol(peer)
-    }
-
-    fn client_connection_made(&mut self, core: &mut Core, c: Connector, conn: ConnectionHandle) {
-        self.inner.client_connection_made(core, c, conn);
-    }
-
-    fn client_connection_failed(
-        &mut self,
-        core: &mut Core,
-        c: Connector,
-        reason: &DisconnectReason,
-    ) -> Reconnect {
-        self.inner.client_connection_failed(core, c, reason)
-    }
-
-    fn client_connection_lost(
-        &mut self,
-        core: &mut Core,
-        c: Connector,
-        reason: &DisconnectReason,
-    ) -> Reconnect {
-        self.inner.client_connection_lost(core, c, reason)
-    }
-}
-
-impl ConnFactory {
-    fn fail(mut self, e: ClientError) {
-        if let Some(job) = self.job.take() {
-            job.fail(e);
-        }
-    }
-}
-
-impl ClientFactory for ConnFactory {
-    type Protocol = ClientConnection;
-
-    fn build_protocol(&mut self, _peer: &crate::Address) -> Option<ClientConnection> {
-        let mut job = self.job.take()?;
-        let now = Instant::now();
-        match &self.tcp_at {
-            None => job.marks.connected = Some(now),
-            Some(at) => {
-                job.marks.connected = Some(at.get().unwrap_or(now));
-                job.marks.tls_done = Some(now);
-            }
-        }
-        Some(ClientConnection::new(self.shared.clone(), job))
-    }
-
-    fn client_connection_failed(
-        &mut self,
-        _core: &mut Core,
-        _connector: Connector,
-        reason: &DisconnectReason,
-    ) -> Reconnect {
-        if let Some(job) = self.job.take() {
-            job.fail(ClientError::Connect {
-                addr: self.addr.to_string(),
-                reason: reason.clone(),
-            });
-        }
-        Reconnect::Never
     }
 }

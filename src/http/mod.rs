@@ -47,6 +47,7 @@ mod body;
 mod client;
 mod client_body;
 mod client_conn;
+mod client_factory;
 pub mod codec;
 mod conn;
 mod error;
@@ -58,6 +59,7 @@ mod response;
 mod server;
 mod service;
 mod stream;
+mod timings;
 mod url;
 mod write;
 
@@ -65,9 +67,7 @@ pub use body::{
     chunk_header, encode_chunk, BodyDecoder, BodyEvent, CHUNK_END, LAST_CHUNK, MAX_CHUNK_LINE,
 };
 pub use client::{ClientConfig, ClientError, ClientStats, HttpClient};
-pub use client_body::{
-    BodyChunk, BodyReader, ResponseBody, StreamingResponse, Timings, STREAM_QUEUE_MAX,
-};
+pub use client_body::{BodyChunk, BodyReader, ResponseBody, StreamingResponse, STREAM_QUEUE_MAX};
 pub use error::{
     HttpError, Limits, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEAD_SIZE,
 };
@@ -82,6 +82,7 @@ pub use server::{
     DEFAULT_IDLE_TIMEOUT,
 };
 pub use service::HttpService;
+pub use timings::Timings;
 pub use url::Url;
 pub use write::{http_date, valid_name, valid_value};
 

@@ -5,8 +5,8 @@ use std::io;
 
 use bytes::Bytes;
 
-use super::client_body::Timings;
 use super::message::{reason_phrase, Headers, Version};
+use super::timings::Timings;
 
 /// A source of body pieces pulled as the connection can take them.
 pub type BodyStream = Box<dyn Iterator<Item = io::Result<Bytes>>>;
