@@ -98,7 +98,7 @@ impl Out {
 type Outcome = Rc<RefCell<Option<Result<(), String>>>>;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = cli::parse();
     cli::init_logging(&args.log, LevelFilter::WARN);
     match run(&args) {
         Ok(code) => code,
