@@ -157,7 +157,15 @@ impl Default for ClientConfig {
     }
 }
 
-/// Counters of a client.
+/// Counters of a client ([`HttpClient::stats`]).
+///
+/// ```
+/// use torsion::http::{ClientStats, HttpClient};
+///
+/// let client = HttpClient::new();
+/// assert_eq!(client.stats(), ClientStats::default());
+/// assert_eq!((client.stats().connections, client.stats().reused), (0, 0));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClientStats {
     /// Connections opened.
