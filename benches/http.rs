@@ -422,16 +422,172 @@ fn load(server: &Server, conns: usize, warmup: Duration, secs: Duration) -> io::
     }
 }
 
-fn wrk(addr: SocketAddr, conns: usize, secs: u64) -> Option<String> {
-    let out = Command::new("wrk")
-        .args(["-t1", &format!("-c{conns}"), &format!("-d{secs}s")])
-        .arg(format!("http://{addr}/"))
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.lines()
-        .find(|l| l.starts_with("Requests/sec"))
-        .map(|l| l.trim().to_owned())
+/// One wrk run: requests/s, latency percentiles and the server's CPU per
+/// request.
+struct WrkSample {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    server_cpu_per_req: Duration,
+}
+
+/// A wrk latency such as `812.00us`, `1.23ms` or `2.00s`.
+fn wrk_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (num, unit) = text.split_at(text.find(|c: char| c.is_ascii_alphabetic())?);
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit {
+        "us" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
+/// What wrk printed: (requests/s, total requests, p50, p99).
+fn parse_wrk(out: &str) -> Option<(f64, u64, Duration, Duration)> {
+    let mut rate = None;
+    let mut total = None;
+    let (mut p50, mut p99) = (None, None);
+    for line in out.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["Requests/sec:", r, ..] => rate = r.parse().ok(),
+            ["50%", d, ..] => p50 = wrk_duration(d),
+            ["99%", d, ..] => p99 = wrk_duration(d),
+            [n, "requests", "in", ..] => total = n.parse().ok(),
+            _ => {}
+        }
+    }
+    Some((rate?, total?, p50?, p99?))
+}
+
+/// Loads `server` with wrk (one thread, pinned to `core` with taskset when
+/// given) for `secs` seconds over `conns` connections.
+fn wrk(
+    server: &Server,
+    conns: usize,
+    secs: u64,
+    core: Option<core_affinity::CoreId>,
+) -> Option<WrkSample> {
+    let mut cmd = match core {
+        Some(c) => {
+            let mut cmd = Command::new("taskset");
+            cmd.args(["-c", &c.id.to_string(), "wrk"]);
+            cmd
+        }
+        None => Command::new("wrk"),
+    };
+    cmd.args([
+        "-t1",
+        &format!("-c{conns}"),
+        &format!("-d{secs}s"),
+        "--latency",
+    ])
+    .arg(format!("http://{}/", server.addr))
+    .stdin(Stdio::null())
+    .stderr(Stdio::null());
+    let cpu0 = (server.cpu)();
+    let out = cmd.output().ok()?;
+    let cpu = (server.cpu)() - cpu0;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some((rate, total, p50, p99)) = parse_wrk(&text) else {
+        eprintln!(
+            "{}: could not read wrk's output:\n{text}",
+            server.kind.name()
+        );
+        return None;
+    };
+    Some(WrkSample {
+        rate,
+        p50,
+        p99,
+        server_cpu_per_req: cpu / total.max(1) as u32,
+    })
+}
+
+fn wrk_available() -> bool {
+    Command::new("wrk")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+        && Command::new("taskset")
+            .arg("-V")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok()
+}
+
+fn start(kind: Kind, core: Option<core_affinity::CoreId>) -> Option<Server> {
+    match kind {
+        Kind::Twisted => spawn_twisted(core),
+        k => Some(spawn_thread(k, core)),
+    }
+}
+
+/// The wrk table: `runs` interleaved runs per server, medians, ratios.
+fn wrk_table(
+    kinds: &[Kind],
+    runs: usize,
+    conns: usize,
+    secs: u64,
+    cores: (Option<core_affinity::CoreId>, Option<core_affinity::CoreId>),
+) {
+    let mut results: Vec<Vec<WrkSample>> = kinds.iter().map(|_| Vec::new()).collect();
+    for run in 0..runs {
+        let order: Vec<usize> = if run % 2 == 0 {
+            (0..kinds.len()).collect()
+        } else {
+            (0..kinds.len()).rev().collect()
+        };
+        for i in order {
+            let Some(server) = start(kinds[i], cores.0) else {
+                continue;
+            };
+            if let Some(s) = wrk(&server, conns, secs, cores.1) {
+                results[i].push(s);
+            }
+        }
+    }
+    println!("wrk -t1 -c{conns} -d{secs}s --latency, {runs} run(s) per server (medians):");
+    println!(
+        "{:<10} {:>12} {:>12} {:>12} {:>16}",
+        "server", "requests/s", "p50", "p99", "server CPU/req"
+    );
+    let mut rate_of = std::collections::BTreeMap::new();
+    let mut cpu_of = std::collections::BTreeMap::new();
+    for (kind, samples) in kinds.iter().zip(&results) {
+        if samples.is_empty() {
+            continue;
+        }
+        let pick =
+            |f: &dyn Fn(&WrkSample) -> f64| median(&samples.iter().map(f).collect::<Vec<_>>());
+        let rate = pick(&|s| s.rate);
+        let cpu = pick(&|s| s.server_cpu_per_req.as_nanos() as f64);
+        println!(
+            "{:<10} {:>12.0} {:>9.0} us {:>9.0} us {:>13.2} us",
+            kind.name(),
+            rate,
+            pick(&|s| s.p50.as_secs_f64() * 1e6),
+            pick(&|s| s.p99.as_secs_f64() * 1e6),
+            cpu / 1000.0
+        );
+        rate_of.insert(kind.name(), rate);
+        cpu_of.insert(kind.name(), cpu);
+    }
+    for other in ["mio", "twisted"] {
+        if let (Some(t), Some(o)) = (rate_of.get("torsion"), rate_of.get(other)) {
+            println!(
+                "wrk torsion / {other}: {:.2}x requests/s, {:.3}x server CPU per request",
+                t / o,
+                cpu_of["torsion"] / cpu_of[other]
+            );
+        }
+    }
 }
 
 fn main() {
@@ -548,18 +704,15 @@ fn main() {
             cpu_of["torsion"] / cpu_of["twisted"]
         );
     }
-    if benching && Command::new("wrk").arg("--version").output().is_ok() {
-        for &k in &kinds {
-            let server = match k {
-                Kind::Twisted => match spawn_twisted(server_core) {
-                    Some(s) => s,
-                    None => continue,
-                },
-                k => spawn_thread(k, server_core),
-            };
-            if let Some(line) = wrk(server.addr, conns, secs.as_secs().max(2)) {
-                println!("wrk -t1 -c{conns} {}: {line}", k.name());
-            }
-        }
+    if benching && wrk_available() {
+        wrk_table(
+            &kinds,
+            runs,
+            conns,
+            secs.as_secs().max(2),
+            (server_core, load_core),
+        );
+    } else if benching {
+        println!("(wrk not installed: `apt-get install -y wrk` for wrk's figures too)");
     }
 }

@@ -161,71 +161,164 @@ fn collect(raw: &[httparse::Header<'_>]) -> Headers {
     headers
 }
 
-/// The one `Content-Length` value, if any: every field and every
-/// comma-separated element must be the same decimal number.
-fn content_length(headers: &Headers) -> Result<Option<u64>, HttpError> {
-    let mut found: Option<u64> = None;
-    for v in headers.get_all("content-length") {
-        for part in v.split(|&b| b == b',') {
-            let part = part.trim_ascii();
-            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-                return Err(HttpError::BadContentLength);
-            }
-            let n: u64 = std::str::from_utf8(part)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or(HttpError::BadContentLength)?;
-            if found.is_some_and(|f| f != n) {
-                return Err(HttpError::BadContentLength);
-            }
-            found = Some(n);
-        }
-    }
-    Ok(found)
+/// Gathers `Content-Length` values: every field and every comma-separated
+/// element must be the same decimal number.
+#[derive(Debug, Default)]
+struct Lengths {
+    found: Option<u64>,
+    bad: bool,
 }
 
-/// Whether a `Transfer-Encoding` is present and, if so, whether it ends in
-/// `chunked` (`Ok(Some(true))`), ends in something else (`Ok(Some(false))`),
-/// or lists a coding we cannot decode before `chunked`.
-fn transfer_encoding(headers: &Headers) -> Result<Option<bool>, HttpError> {
-    let mut codings: Vec<&[u8]> = Vec::new();
-    for v in headers.get_all("transfer-encoding") {
-        for part in v.split(|&b| b == b',') {
+impl Lengths {
+    fn add(&mut self, value: &[u8]) {
+        if self.bad {
+            return;
+        }
+        for part in value.split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            let n = (!part.is_empty() && part.len() <= 19 && part.iter().all(u8::is_ascii_digit))
+                .then(|| std::str::from_utf8(part).ok()?.parse::<u64>().ok())
+                .flatten();
+            match n {
+                Some(n) if self.found.is_none_or(|f| f == n) => self.found = Some(n),
+                _ => {
+                    self.bad = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The one `Content-Length` value, if any.
+    fn finish(&self) -> Result<Option<u64>, HttpError> {
+        if self.bad {
+            return Err(HttpError::BadContentLength);
+        }
+        Ok(self.found)
+    }
+}
+
+/// Gathers the codings of `Transfer-Encoding` fields, in order.
+#[derive(Debug, Default)]
+struct Codings {
+    /// Whether a `Transfer-Encoding` field was seen.
+    present: bool,
+    count: usize,
+    last_chunked: bool,
+    /// Whether a coding before the last one is `chunked`.
+    chunked_before_last: bool,
+    /// An empty element.
+    bad: bool,
+}
+
+impl Codings {
+    fn add(&mut self, value: &[u8]) {
+        self.present = true;
+        for part in value.split(|&b| b == b',') {
             let part = part.trim_ascii();
             if part.is_empty() {
+                self.bad = true;
+            }
+            self.chunked_before_last |= self.last_chunked;
+            self.last_chunked = part.eq_ignore_ascii_case(b"chunked");
+            self.count += 1;
+        }
+    }
+
+    /// Whether a `Transfer-Encoding` is present and, if so, whether it ends
+    /// in `chunked` (`Ok(Some(true))`) or in something else
+    /// (`Ok(Some(false))`); an error for an empty element, `chunked` twice,
+    /// or a coding we cannot decode before `chunked`.
+    fn finish(&self) -> Result<Option<bool>, HttpError> {
+        if self.bad || (self.present && self.count == 0) {
+            return Err(HttpError::BadTransferEncoding);
+        }
+        if !self.present {
+            return Ok(None);
+        }
+        if !self.last_chunked {
+            return Ok(Some(false));
+        }
+        if self.count > 1 {
+            // `chunked` twice is malformed; anything else before it is a
+            // coding (gzip, deflate) this implementation does not undo.
+            if self.chunked_before_last {
                 return Err(HttpError::BadTransferEncoding);
             }
-            codings.push(part);
+            return Err(HttpError::UnsupportedTransferCoding);
+        }
+        Ok(Some(true))
+    }
+}
+
+/// `close` and `keep-alive` in `Connection` fields.
+#[derive(Debug, Default)]
+struct ConnectionTokens {
+    close: bool,
+    keep_alive: bool,
+}
+
+impl ConnectionTokens {
+    fn add(&mut self, value: &[u8]) {
+        for t in value.split(|&b| b == b',') {
+            let t = t.trim_ascii();
+            self.close |= t.eq_ignore_ascii_case(b"close");
+            self.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
         }
     }
-    let Some(last) = codings.last() else {
-        if headers.contains("transfer-encoding") {
-            return Err(HttpError::BadTransferEncoding);
+
+    fn persistent(&self, version: Version) -> bool {
+        match version {
+            Version::Http11 => !self.close,
+            Version::Http10 => self.keep_alive,
         }
-        return Ok(None);
-    };
-    if !last.eq_ignore_ascii_case(b"chunked") {
-        return Ok(Some(false));
     }
-    if codings.len() > 1 {
-        // `chunked` twice is malformed; anything else before it is a coding
-        // (gzip, deflate) this implementation does not undo.
-        if codings[..codings.len() - 1]
-            .iter()
-            .any(|c| c.eq_ignore_ascii_case(b"chunked"))
-        {
-            return Err(HttpError::BadTransferEncoding);
+}
+
+/// What RFC 9112's rules need from a request's fields, gathered in one pass
+/// over them.
+#[derive(Debug, Default)]
+struct Facts {
+    hosts: usize,
+    lengths: Lengths,
+    codings: Codings,
+    connection: ConnectionTokens,
+    /// The first `Expect` field: `Some(true)` for `100-continue`.
+    expect: Option<bool>,
+}
+
+impl Facts {
+    fn add(&mut self, name: &[u8], value: &[u8]) {
+        // The length picks the one name worth comparing.
+        match name.len() {
+            4 if name.eq_ignore_ascii_case(b"host") => self.hosts += 1,
+            6 if self.expect.is_none() && name.eq_ignore_ascii_case(b"expect") => {
+                self.expect = Some(value.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
+            }
+            10 if name.eq_ignore_ascii_case(b"connection") => self.connection.add(value),
+            14 if name.eq_ignore_ascii_case(b"content-length") => self.lengths.add(value),
+            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => self.codings.add(value),
+            _ => {}
         }
-        return Err(HttpError::UnsupportedTransferCoding);
     }
-    Ok(Some(true))
+}
+
+fn content_length(headers: &Headers) -> Result<Option<u64>, HttpError> {
+    let mut l = Lengths::default();
+    headers.get_all("content-length").for_each(|v| l.add(v));
+    l.finish()
+}
+
+fn transfer_encoding(headers: &Headers) -> Result<Option<bool>, HttpError> {
+    let mut c = Codings::default();
+    headers.get_all("transfer-encoding").for_each(|v| c.add(v));
+    c.finish()
 }
 
 fn persistent(version: Version, headers: &Headers) -> bool {
-    match version {
-        Version::Http11 => !headers.has_token("connection", "close"),
-        Version::Http10 => headers.has_token("connection", "keep-alive"),
-    }
+    let mut t = ConnectionTokens::default();
+    headers.get_all("connection").for_each(|v| t.add(v));
+    t.persistent(version)
 }
 
 fn version_of(v: Option<u8>) -> Result<Version, HttpError> {
@@ -255,44 +348,74 @@ pub fn parse_request_head(
         }
         return Ok(None);
     };
-    parse_request_at(buf, end, limits)
+    let mut head = BytesMut::from(&buf[..end]);
+    let parsed = parse_request_at(&mut head, end, limits)?;
+    Ok(parsed.map(|h| (h, end - head.len())))
 }
 
+/// Where `part` (a slice of the buffer starting at `base`) lies in it.
+fn span(base: *const u8, part: &[u8]) -> (u32, u32) {
+    let start = (part.as_ptr() as usize).wrapping_sub(base as usize);
+    // Heads are at most `u32::MAX` bytes (checked before parsing); a slice
+    // that is not in the buffer (an empty value) reads as empty.
+    (
+        u32::try_from(start).unwrap_or(u32::MAX),
+        u32::try_from(part.len()).unwrap_or(0),
+    )
+}
+
+/// Parses the complete head that ends at `end` in `buf` and, when it is
+/// complete, takes it off the front of `buf`: the head's fields are ranges
+/// of those bytes (no copy). `Ok(None)` if httparse wants more bytes (`buf`
+/// untouched).
 fn parse_request_at(
-    buf: &[u8],
+    buf: &mut BytesMut,
     end: usize,
     limits: &Limits,
-) -> Result<Option<(RequestHead, usize)>, HttpError> {
-    if end > limits.max_head_size {
+) -> Result<Option<RequestHead>, HttpError> {
+    if end > limits.max_head_size || u32::try_from(end).is_err() {
         return Err(HttpError::HeadTooLarge(limits.max_head_size));
     }
-    // Uninitialised slots: httparse fills only what it uses, so a request
-    // does not pay for clearing a hundred headers it does not have.
-    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
-    let mut heap;
-    let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if limits.max_headers <= storage.len() {
-        &mut storage[..limits.max_headers]
-    } else {
-        heap = Vec::with_capacity(limits.max_headers);
-        heap.resize_with(limits.max_headers, MaybeUninit::uninit);
-        &mut heap
+    let (len, version, method, target, mut headers, facts) = {
+        // Uninitialised slots: httparse fills only what it uses, so a request
+        // does not pay for clearing a hundred headers it does not have.
+        let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
+        let mut heap;
+        let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if limits.max_headers <= storage.len()
+        {
+            &mut storage[..limits.max_headers]
+        } else {
+            heap = Vec::with_capacity(limits.max_headers);
+            heap.resize_with(limits.max_headers, MaybeUninit::uninit);
+            &mut heap
+        };
+        let head = &buf[..end];
+        let mut req = httparse::Request::new(&mut []);
+        let len = match req.parse_with_uninit_headers(head, slots) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(map_parse_error(e, head, limits)),
+        };
+        let version = version_of(req.version)?;
+        let method = Method::from_token(req.method.ok_or(HttpError::BadHead("no method"))?);
+        let target = req.path.ok_or(HttpError::BadHead("no target"))?.to_owned();
+        let base = head.as_ptr();
+        let mut headers = Headers::with_capacity(req.headers.len());
+        let mut facts = Facts::default();
+        for h in req.headers.iter() {
+            headers.push_received(span(base, h.name.as_bytes()), span(base, h.value));
+            facts.add(h.name.as_bytes(), h.value);
+        }
+        (len, version, method, target, headers, facts)
     };
-    let mut req = httparse::Request::new(&mut []);
-    let len = match req.parse_with_uninit_headers(&buf[..end], slots) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(map_parse_error(e, buf, limits)),
-    };
-    let version = version_of(req.version)?;
-    let method = Method::from_token(req.method.ok_or(HttpError::BadHead("no method"))?);
-    let target = req.path.ok_or(HttpError::BadHead("no target"))?.to_owned();
-    let headers = collect(req.headers);
-    let hosts = headers.get_all("host").count();
-    if hosts > 1 || (version == Version::Http11 && hosts == 0) {
+    // The head's bytes become the fields' storage: shared with the read
+    // buffer, which gets its space back once the request is dropped.
+    headers.set_block(buf.split_to(len).freeze());
+    if facts.hosts > 1 || (version == Version::Http11 && facts.hosts == 0) {
         return Err(HttpError::BadHost);
     }
-    let length = content_length(&headers)?;
-    let te = transfer_encoding(&headers)?;
+    let length = facts.lengths.finish()?;
+    let te = facts.codings.finish()?;
     let framing = match (te, length) {
         (Some(_), _) if version == Version::Http10 => return Err(HttpError::BadTransferEncoding),
         (Some(_), Some(_)) => return Err(HttpError::LengthAndChunked),
@@ -306,26 +429,21 @@ fn parse_request_at(
             return Err(HttpError::BodyTooLarge(limits.max_body_size));
         }
     }
-    let expect_continue = match headers.get_bytes("expect") {
+    let expect_continue = match facts.expect {
         None => false,
-        Some(v) if v.trim_ascii().eq_ignore_ascii_case(b"100-continue") => {
-            version == Version::Http11
-        }
-        Some(_) => return Err(HttpError::UnsupportedExpectation),
+        Some(true) => version == Version::Http11,
+        Some(false) => return Err(HttpError::UnsupportedExpectation),
     };
-    let keep_alive = persistent(version, &headers);
-    Ok(Some((
-        RequestHead {
-            method,
-            target,
-            version,
-            headers,
-            framing,
-            keep_alive,
-            expect_continue,
-        },
-        len,
-    )))
+    let keep_alive = facts.connection.persistent(version);
+    Ok(Some(RequestHead {
+        method,
+        target,
+        version,
+        headers,
+        framing,
+        keep_alive,
+        expect_continue,
+    }))
 }
 
 /// Parses a complete response head at the start of `buf`, for a request
@@ -453,6 +571,13 @@ impl RequestDecoder {
         !self.end_pending && matches!(self.state, State::Head { .. })
     }
 
+    /// Takes the `End` that follows a bodiless head, for a caller that acts
+    /// on it at once instead of asking [`decode`](Self::decode) for it;
+    /// whether one was pending.
+    pub(crate) fn take_end(&mut self) -> bool {
+        std::mem::take(&mut self.end_pending)
+    }
+
     /// Takes what it can from the front of `buf`: `Ok(None)` means more
     /// bytes are needed (what is left in `buf` must be kept and extended).
     /// After an error the decoder keeps returning it.
@@ -490,8 +615,7 @@ impl RequestDecoder {
                         *scanned = end;
                         Ok(None)
                     }
-                    Some((head, len)) => {
-                        buf.advance(len);
+                    Some(head) => {
                         self.state = match head.framing {
                             Framing::None => {
                                 self.end_pending = true;

@@ -37,8 +37,10 @@ struct Info {
 }
 
 enum BodyIn {
-    /// Collecting the body for a handler not called yet.
-    Buffering(Request, Vec<Bytes>),
+    /// Collecting the body for a handler not called yet (boxed: a whole
+    /// `Request` inline would make every move of `Current` a large copy,
+    /// and bodiless requests, the common case, never come here).
+    Buffering(Box<Request>, Vec<Bytes>),
     /// Handing it to the handler's reader as it comes.
     Streaming(IncomingBody),
     /// Read completely.
@@ -175,7 +177,7 @@ impl ServerConnection {
                 status,
                 super::reason_phrase(status),
             );
-            write_date(&mut out);
+            write_date(&mut out, turn_of(ctx));
             let text = format!("{status} {}\n", super::reason_phrase(status));
             out.extend_from_slice(
                 b"Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: ",
@@ -276,7 +278,8 @@ impl ServerConnection {
     fn begin(&mut self, ctx: &mut Context<'_>, head: RequestHead) {
         self.header_deadline = None;
         let reused = self.served > 0;
-        let expect = head.expect_continue && head.framing != Framing::None;
+        let framing = head.framing;
+        let expect = head.expect_continue && framing != Framing::None;
         // The target is kept for the access log only when it is written.
         let logged = tracing::enabled!(target: "torsion::http::access", tracing::Level::INFO);
         let info = Info {
@@ -315,8 +318,13 @@ impl ServerConnection {
             current.body = BodyIn::Streaming(inc);
             self.current = Some(current);
             self.dispatch(ctx, req);
+        } else if framing == Framing::None && self.decoder.take_end() {
+            // No body to wait for: the handler runs now (the decoder's `End`
+            // for this request is taken here, not through `decode`).
+            self.current = Some(current);
+            self.dispatch(ctx, req);
         } else {
-            current.body = BodyIn::Buffering(req, Vec::new());
+            current.body = BodyIn::Buffering(Box::new(req), Vec::new());
             self.current = Some(current);
         }
     }
@@ -350,7 +358,7 @@ impl ServerConnection {
                         all.freeze()
                     }
                 };
-                self.dispatch(ctx, req);
+                self.dispatch(ctx, *req);
             }
             BodyIn::Streaming(inc) => {
                 inc.deliver(ctx, BodyPart::End);
@@ -431,7 +439,7 @@ impl ServerConnection {
         let mut out = std::mem::take(&mut self.out);
         out.clear();
         write_status_line(&mut out, Version::Http11, status, resp.reason());
-        write_date(&mut out);
+        write_date(&mut out, turn_of(ctx));
         write_fields(&mut out, &resp.headers, true);
         let mut body_now: Option<Bytes> = None;
         let mut stream = None;
@@ -541,6 +549,13 @@ impl ServerConnection {
             self.close(ctx);
         }
     }
+}
+
+/// The reactor turn a response is made in, for the `Date` cache (none under
+/// the test tools' fake clock, whose time need not move with the wall clock).
+fn turn_of(ctx: &mut Context<'_>) -> Option<std::time::Instant> {
+    let core = ctx.core();
+    (!core.is_simulated()).then(|| core.turn_time())
 }
 
 fn unreachable_event() {

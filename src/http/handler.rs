@@ -11,6 +11,9 @@ use crate::defer::{Deferred, Failure};
 
 /// What a handler returns: a response now, or a Deferred of one (an error
 /// from it is answered `500`).
+// Boxing the response would cost every synchronous answer an allocation;
+// a Reply lives only from the handler's return to its dispatch.
+#[allow(clippy::large_enum_variant)]
 pub enum Reply {
     /// The response.
     Now(Response),

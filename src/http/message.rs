@@ -122,7 +122,10 @@ impl fmt::Display for Version {
 
 /// Header fields in the order received or added. Names compare
 /// case-insensitively; values are bytes (usually ASCII). Static names and
-/// values (`"Content-Type"`, `"text/plain"`) are kept without a copy.
+/// values (`"Content-Type"`, `"text/plain"`) are kept without a copy, and
+/// the fields of a received head are ranges of that head's bytes (shared
+/// with the connection's read buffer): parsing a request allocates no
+/// string per field.
 ///
 /// ```
 /// use torsion::http::Headers;
@@ -135,21 +138,42 @@ impl fmt::Display for Version {
 /// assert_eq!(headers.get_all("vary").count(), 2);
 /// assert!(headers.has_token("Vary", "accept-encoding"));
 /// ```
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Headers {
-    list: Vec<(Cow<'static, str>, Bytes)>,
+    /// The bytes received fields point into (empty when there are none).
+    block: Bytes,
+    list: Vec<Field>,
+}
+
+/// Where a field's bytes are.
+#[derive(Clone)]
+enum Field {
+    /// Name and value ranges in [`Headers::block`] (name: start, length;
+    /// value: start, length). Names are httparse tokens, so ASCII.
+    Received { name: (u32, u32), value: (u32, u32) },
+    /// Added by hand.
+    Owned(Cow<'static, str>, Bytes),
 }
 
 impl fmt::Debug for Headers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
-            .entries(
-                self.list
-                    .iter()
-                    .map(|(n, v)| (n, String::from_utf8_lossy(v))),
-            )
+            .entries(self.iter().map(|(n, v)| (n, String::from_utf8_lossy(v))))
             .finish()
     }
+}
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Headers) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Headers {}
+
+fn range(block: &[u8], (start, len): (u32, u32)) -> &[u8] {
+    let (start, len) = (start as usize, len as usize);
+    block.get(start..start + len).unwrap_or_default()
 }
 
 impl Headers {
@@ -161,7 +185,34 @@ impl Headers {
     /// No fields, with room for `n`.
     pub fn with_capacity(n: usize) -> Headers {
         Headers {
+            block: Bytes::new(),
             list: Vec::with_capacity(n),
+        }
+    }
+
+    /// Adds a received field: its name and value as (start, length) in the
+    /// block given with [`set_block`](Self::set_block).
+    pub(crate) fn push_received(&mut self, name: (u32, u32), value: (u32, u32)) {
+        self.list.push(Field::Received { name, value });
+    }
+
+    /// The bytes received fields are ranges of (ranges past it read as
+    /// empty).
+    pub(crate) fn set_block(&mut self, block: Bytes) {
+        self.block = block;
+    }
+
+    fn name_of<'a>(&'a self, field: &'a Field) -> &'a [u8] {
+        match field {
+            Field::Received { name, .. } => range(&self.block, *name),
+            Field::Owned(n, _) => n.as_bytes(),
+        }
+    }
+
+    fn value_of<'a>(&'a self, field: &'a Field) -> &'a [u8] {
+        match field {
+            Field::Received { value, .. } => range(&self.block, *value),
+            Field::Owned(_, v) => v,
         }
     }
 
@@ -169,7 +220,12 @@ impl Headers {
     /// str` or `String` name; a `&'static str`, `String`, `Vec<u8>` or
     /// [`Bytes`] value.
     pub fn append(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Bytes>) {
-        self.list.push((name.into(), value.into()));
+        if self.list.capacity() == 0 {
+            // Room for a few at once (what the first push would grow to,
+            // without going through the growth path).
+            self.list = Vec::with_capacity(4);
+        }
+        self.list.push(Field::Owned(name.into(), value.into()));
     }
 
     /// Replaces every field called `name` with one field.
@@ -182,7 +238,14 @@ impl Headers {
     /// Removes every field called `name`; returns whether there was one.
     pub fn remove(&mut self, name: &str) -> bool {
         let before = self.list.len();
-        self.list.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        let block = &self.block;
+        self.list.retain(|f| {
+            let n = match f {
+                Field::Received { name, .. } => range(block, *name),
+                Field::Owned(n, _) => n.as_bytes(),
+            };
+            !n.eq_ignore_ascii_case(name.as_bytes())
+        });
         before != self.list.len()
     }
 
@@ -196,16 +259,16 @@ impl Headers {
     pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
         self.list
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| &v[..])
+            .find(|f| self.name_of(f).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|f| self.value_of(f))
     }
 
     /// Every value of `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.list
             .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| &v[..])
+            .filter(move |f| self.name_of(f).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|f| self.value_of(f))
     }
 
     /// Whether a field called `name` is present.
@@ -224,7 +287,16 @@ impl Headers {
 
     /// Every field, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.list.iter().map(|(n, v)| (n.as_ref(), &v[..]))
+        self.list.iter().map(|f| {
+            let name = match f {
+                // Received names are tokens (checked by httparse): ASCII.
+                Field::Received { name, .. } => {
+                    std::str::from_utf8(range(&self.block, *name)).unwrap_or_default()
+                }
+                Field::Owned(n, _) => n.as_ref(),
+            };
+            (name, self.value_of(f))
+        })
     }
 
     /// The number of fields.

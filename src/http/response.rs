@@ -105,11 +105,12 @@ impl Response {
         Response::new(200).with_body(body)
     }
 
-    /// A plain-text response (`Content-Type: text/plain; charset=utf-8`).
-    pub fn text(status: u16, text: impl Into<String>) -> Response {
+    /// A plain-text response (`Content-Type: text/plain; charset=utf-8`):
+    /// a `&'static str` (kept without a copy), a `String`, or [`Bytes`].
+    pub fn text(status: u16, text: impl Into<Bytes>) -> Response {
         Response::new(status)
             .with_header("Content-Type", "text/plain; charset=utf-8")
-            .with_body(text.into())
+            .with_body(text)
     }
 
     /// `404 Not Found` with a short text body.

@@ -337,3 +337,43 @@ fn framing_is_reported() {
         None
     );
 }
+
+#[test]
+fn received_fields_read_like_added_ones() {
+    // Fields come out of the decoder as ranges of the head's bytes; they
+    // must behave exactly like fields added by hand, pipelined or not.
+    let input = b"GET /a HTTP/1.1\r\nHost: h\r\nX-Empty:\r\nConnection: Keep-Alive, Upgrade\r\n\
+        x-two: 1\r\nX-Two: 2\r\n\r\nGET /b HTTP/1.1\r\nHost: other\r\n\r\n";
+    let mut d = RequestDecoder::new(Limits::default());
+    let mut buf = BytesMut::from(&input[..]);
+    let Ok(Some(Event::Head(first))) = d.decode(&mut buf) else {
+        panic!("no first head")
+    };
+    assert!(matches!(d.decode(&mut buf), Ok(Some(Event::End))));
+    let Ok(Some(Event::Head(second))) = d.decode(&mut buf) else {
+        panic!("no second head")
+    };
+    let mut by_hand = super::Headers::new();
+    by_hand.append("Host", "h");
+    by_hand.append("X-Empty", "");
+    by_hand.append("Connection", "Keep-Alive, Upgrade");
+    by_hand.append("x-two", "1");
+    by_hand.append("X-Two", "2");
+    let mut h = first.headers;
+    assert_eq!(h, by_hand);
+    assert_eq!(h.len(), 5);
+    assert_eq!(h.get("HOST"), Some("h"));
+    assert_eq!(h.get_bytes("x-empty"), Some(&b""[..]));
+    assert!(h.has_token("connection", "upgrade"));
+    assert_eq!(h.get_all("x-two").collect::<Vec<_>>(), [&b"1"[..], b"2"]);
+    assert!(h.remove("X-TWO"));
+    h.set("Host", "replaced");
+    h.append("X-Added", "yes");
+    let names: Vec<&str> = h.iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["X-Empty", "Connection", "Host", "X-Added"]);
+    assert_eq!(h.get("host"), Some("replaced"));
+    assert_eq!(format!("{h:?}").matches("Connection").count(), 1);
+    // The next request's fields are its own.
+    assert_eq!(second.headers.get("host"), Some("other"));
+    assert_eq!(second.headers.len(), 1);
+}

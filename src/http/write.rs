@@ -1,23 +1,70 @@
 //! Writing heads: status and request lines, header fields (refusing any that
 //! would split a message), and the `Date` value.
 
-use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::cell::Cell;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::message::{Headers, Method, Version};
 
+/// Which bytes may appear in an RFC 9110 token.
+const TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    t
+};
+
 /// Whether `name` is a valid field name (an RFC 9110 token).
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    // No early exit: names are short and a branch-free loop is cheaper.
+    !name.is_empty() && name.bytes().fold(true, |ok, b| ok & TOKEN[b as usize])
 }
 
 /// Whether `value` may go on the wire as a field value (no CR, LF or NUL:
 /// they would let a value start a new field or a new message).
 pub fn valid_value(value: &[u8]) -> bool {
-    !value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
+    // Eight bytes at a time: a byte equal to `b` is a zero byte of
+    // `word ^ (b * 0x01..01)`, which `(x - 0x01..01) & !x & 0x80..80` finds.
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    fn has_zero(x: u64) -> bool {
+        x.wrapping_sub(ONES) & !x & HIGHS != 0
+    }
+    let mut words = value.chunks_exact(8);
+    for w in &mut words {
+        let w = u64::from_ne_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        if has_zero(w)
+            | has_zero(w ^ (ONES * u64::from(b'\r')))
+            | has_zero(w ^ (ONES * u64::from(b'\n')))
+        {
+            return false;
+        }
+    }
+    !words
+        .remainder()
+        .iter()
+        .any(|&b| b == b'\r' || b == b'\n' || b == 0)
 }
 
 /// Fields managed by the codec, dropped from what a handler or caller set.
@@ -42,6 +89,7 @@ pub(crate) fn write_fields(out: &mut Vec<u8>, headers: &Headers, skip_framing: b
             );
             continue;
         }
+        out.reserve(name.len() + value.len() + 4);
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value);
@@ -125,24 +173,46 @@ pub fn http_date(secs: u64) -> String {
     )
 }
 
+/// `Date: ` and an IMF-fixdate: the bytes [`write_date`] appends before CRLF.
+const DATE_LINE: usize = 6 + 29;
+
+/// The cached `Date` line: the reactor turn it was last checked in, the
+/// second it is for, and the line.
+type DateCache = (Option<Instant>, u64, [u8; DATE_LINE]);
+
 thread_local! {
-    static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    /// One per thread, so one per reactor: the clock is read once per turn
+    /// and the date formatted once a second, however many responses.
+    static DATE: Cell<DateCache> = const { Cell::new((None, u64::MAX, [0; DATE_LINE])) };
 }
 
-/// Appends `Date: <now>\r\n`, formatting the date once a second.
-pub(crate) fn write_date(out: &mut Vec<u8>) {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    DATE.with(|cell| {
-        let mut c = cell.borrow_mut();
-        if c.0 != secs {
-            *c = (secs, http_date(secs));
+/// Appends `Date: <now>\r\n` for a response made in the reactor turn that
+/// started at `turn` (the clock is read again only in a later turn; always
+/// without a turn).
+pub(crate) fn write_date(out: &mut Vec<u8>, turn: Option<Instant>) {
+    let (checked, cached, mut line) = DATE.get();
+    if turn.is_none() || checked != turn {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if secs != cached {
+            let date = http_date(secs);
+            // IMF-fixdate is 29 bytes for years 1000 to 9999; another length
+            // is written as formatted, uncached.
+            if date.len() != DATE_LINE - 6 {
+                out.extend_from_slice(b"Date: ");
+                out.extend_from_slice(date.as_bytes());
+                out.extend_from_slice(b"\r\n");
+                return;
+            }
+            line[..6].copy_from_slice(b"Date: ");
+            line[6..].copy_from_slice(date.as_bytes());
         }
-        out.extend_from_slice(b"Date: ");
-        out.extend_from_slice(c.1.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    });
+        DATE.set((turn, secs, line));
+    }
+    out.reserve(DATE_LINE + 2);
+    out.extend_from_slice(&line);
+    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
@@ -166,6 +236,22 @@ mod tests {
         let mut out = Vec::new();
         write_fields(&mut out, &h, true);
         assert_eq!(out, b"X-Ok: 1\r\n");
+    }
+
+    #[test]
+    fn values_with_cr_lf_or_nul_anywhere_are_invalid() {
+        let base = b"text/plain; charset=utf-8, and some more".to_vec();
+        assert!(valid_value(&base));
+        assert!(valid_value(b""));
+        assert!(valid_value("caf\u{e9} \t\x7f\x01".as_bytes()));
+        for at in 0..base.len() {
+            for bad in [b'\r', b'\n', 0] {
+                let mut v = base.clone();
+                v[at] = bad;
+                assert!(!valid_value(&v), "{bad} at {at}");
+                assert!(!valid_value(&v[at..]), "{bad} first of {}", v.len() - at);
+            }
+        }
     }
 
     #[test]
