@@ -61,7 +61,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
     #[inline]
     fn call(&mut self, input: &[u8], f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>)) {
         let _span =
-            tracing::debug_span!("conn", id = self.state.handle.key, peer = %self.state.peer)
+            tracing::debug_span!("conn", id = self.state.handle.key, peer = %self.state.peer())
                 .entered();
         self.sink.enter(self.state);
         let host = self.sink.host();
@@ -280,7 +280,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
     /// the sink refuses.
     #[inline]
     pub(crate) fn data(&mut self, input: &[u8]) {
-        self.state.bytes_in += input.len() as u64;
+        self.state.count_in(input.len());
         if S::OUTER {
             self.core.counters.bytes_read += input.len() as u64;
         }
@@ -366,11 +366,12 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
             {
                 let _ = self.core.timers.cancel(t);
             }
+            self.state.extra = ConnState::keep_after_end(&x);
         }
         // The same span as the other callbacks', so connection_lost logs under
         // it too.
         let _span =
-            tracing::debug_span!("conn", id = self.state.handle.key, peer = %self.state.peer)
+            tracing::debug_span!("conn", id = self.state.handle.key, peer = %self.state.peer())
                 .entered();
         tracing::debug!(%reason, "connection lost");
         let end = Ending {
@@ -460,7 +461,7 @@ fn write_buf<S: Sink + ?Sized>(
 /// when the sink is the transport itself.
 #[inline]
 fn count_out<S: Sink + ?Sized>(core: &mut Core, state: &mut ConnState, n: u64) {
-    state.bytes_out += n;
+    state.count_out(n as usize);
     if S::OUTER {
         core.counters.bytes_written += n;
     }

@@ -73,7 +73,7 @@ impl ConnState {
         let buffered = self.pending_len();
         let limits = self.limits();
         if buffered > limits.cap {
-            tracing::warn!(peer = %self.peer, buffered, "write buffer over its cap: aborting");
+            tracing::warn!(peer = %self.peer(), buffered, "write buffer over its cap: aborting");
             return BufferStep::Close {
                 reason: DisconnectReason::WriteBufferFull,
                 graceful: false,

@@ -104,17 +104,35 @@ impl ConnState {
         ConnectionInfo {
             handle: self.handle,
             kind,
-            peer: self.peer.clone(),
+            peer: self.peer(),
             host,
             protocol,
             age: core.age_since(self.born_ms, now),
-            bytes_in: self.bytes_in,
-            bytes_out: self.bytes_out,
+            bytes_in: self.bytes_in(),
+            bytes_out: self.bytes_out(),
             write_buffered: self.pending_len(),
             paused: self.has(flags::READ_PAUSED | flags::READ_THROTTLED),
             half_closed: self.has(flags::READ_EOF | flags::WRITE_SHUT | flags::WRITE_CLOSING),
             closing: self.has(flags::CLOSING),
             idle_deadline,
         }
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn print_sizes() {
+        use std::mem::size_of;
+        eprintln!(
+            "Entry {} Connection {} ConnState {} Stream {} Address {} Box<dyn> {} slab::Entry~ {}",
+            size_of::<super::Entry>(),
+            size_of::<super::super::Connection>(),
+            size_of::<crate::transport::ConnState>(),
+            size_of::<super::Stream>(),
+            size_of::<crate::Address>(),
+            size_of::<Box<dyn crate::Protocol>>(),
+            size_of::<Option<super::Entry>>(),
+        );
     }
 }

@@ -16,11 +16,13 @@ use crate::address::{no_ip, Address, UnixAddr};
 use crate::transport::HostAddr;
 
 /// A connected stream socket, or a pipe (a child's, or stdin/stdout).
+/// Eight bytes: a pipe, rare and larger, is boxed, so a socket connection's
+/// record stays small.
 #[derive(Debug)]
 pub(crate) enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
-    Pipe(Pipe),
+    Pipe(Box<Pipe>),
 }
 
 impl Stream {

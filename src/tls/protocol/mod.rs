@@ -452,7 +452,7 @@ impl Protocol for TlsProtocol {
         Some(self)
     }
     fn connection_made(&mut self, ctx: &mut Context<'_>) {
-        let mut st = ConnState::new(ctx.conn.handle, ctx.conn.peer.clone());
+        let mut st = ConnState::new(ctx.conn.handle, ctx.conn.peer());
         self.host.local = ctx.host.host().ok();
         self.host.nodelay = ctx.nodelay();
         if self.mode == Mode::Live {
