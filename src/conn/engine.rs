@@ -99,10 +99,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
                 return self.close(DisconnectReason::from_io(&e));
             }
         }
-        if self.state.pending.is_none()
-            && self.state.flags == flags::MADE
-            && self.state.extra.is_none()
-        {
+        if self.state.flags == flags::MADE && self.state.extra.is_none() {
             return; // nothing buffered and nothing to close: no step to take
         }
         self.check_buffer();
@@ -116,7 +113,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         // holds them back; either way a writable edge or a timer will come for
         // them. Otherwise write now. The common case: nothing buffered, no rate
         // limit or idle timer, all the gathered bytes in one piece: one send.
-        if self.state.pending.is_none() && self.state.extra.is_none() {
+        if self.state.extra.is_none() {
             let mut w = Writer::new(self.sink);
             let res = self.out.write_contiguous(&mut w);
             count_out::<S>(self.core, self.state, w.n);
@@ -129,8 +126,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
                 None => {}
             }
         }
-        let waiting = self.state.pending.as_ref().is_some_and(|p| !p.is_empty())
-            || self.state.has(flags::WRITE_THROTTLED);
+        let waiting = self.state.pending_len() > 0 || self.state.has(flags::WRITE_THROTTLED);
         if !waiting {
             if let Err(e) = write_buf(self.core, self.state, self.sink, self.out) {
                 self.out.clear();
@@ -138,10 +134,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
             }
         }
         if !self.out.is_empty() {
-            self.state
-                .pending
-                .get_or_insert_with(Default::default)
-                .append(self.out);
+            self.state.pending_or_insert().append(self.out);
         }
         self.out.clear();
         Ok(())
@@ -235,7 +228,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
     /// Output may move again (a TLS handshake completed, a transport under a
     /// wrapper resumed): flush what waits, or carry out what waited for it.
     pub(crate) fn resume_output(&mut self) {
-        if self.state.pending.is_some() {
+        if self.state.has_pending() {
             self.writable();
         } else {
             self.check_buffer();
@@ -247,11 +240,11 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         if self.is_dead() || self.state.has(flags::WRITE_THROTTLED) {
             return;
         }
-        let Some(mut p) = self.state.pending.take() else {
+        let Some(mut p) = self.state.take_pending() else {
             return;
         };
         let res = write_buf(self.core, self.state, self.sink, &mut p);
-        self.state.pending = Some(p);
+        self.state.put_pending(p);
         if let Err(e) = res {
             return self.close(DisconnectReason::from_io(&e));
         }
@@ -304,7 +297,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
     /// meet on its next write (the copy keeps the order).
     fn send_input(&mut self, bytes: &[u8]) {
         let mut sent = 0;
-        if self.state.pending.is_none() && self.state.extra.is_none() && !self.is_dead() {
+        if self.state.extra.is_none() && !self.is_dead() {
             while sent < bytes.len() {
                 match self.sink.write(&bytes[sent..]) {
                     Ok(0) => break,
@@ -358,7 +351,6 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
             return;
         }
         self.state.set(flags::DEAD);
-        self.state.pending = None;
         if let Some(x) = self.state.extra.take() {
             for t in [x.idle.and_then(|i| i.timer), x.throttle_timer]
                 .into_iter()

@@ -552,7 +552,7 @@ impl Net {
         match self.entries.get(key) {
             Some(Entry::Conn(c)) => {
                 // Writable edges come after most sends; only buffered bytes care.
-                if ev.is_writable() && c.state.pending.is_some() {
+                if ev.is_writable() && c.state.has_pending() {
                     self.on_writable(core, key);
                 }
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {

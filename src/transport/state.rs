@@ -93,10 +93,9 @@ pub(crate) struct ConnState {
     bytes_out: u32,
     /// The peer: IPv4 inline, other addresses in [`Extra::peer`].
     peer: Peer,
-    /// Bytes the kernel (or the in-memory peer) refused, in order.
-    pub(crate) pending: Option<Box<WriteBuf>>,
-    /// Rarely used per-connection features, allocated on first use so an idle
-    /// connection stays small.
+    /// The write queue and the rarely used per-connection features,
+    /// allocated on first use (and freed when nothing in it is in use) so
+    /// an idle connection stays small: one pointer for all of them.
     pub(crate) extra: Option<Box<Extra>>,
 }
 
@@ -162,6 +161,8 @@ pub(crate) struct Idle {
 /// See [`ConnState::extra`].
 #[derive(Default)]
 pub(crate) struct Extra {
+    /// Bytes the kernel (or the in-memory peer) refused, in order.
+    pub(crate) pending: Option<WriteBuf>,
     /// Water marks and cap, when changed from the defaults.
     pub(crate) limits: Option<Limits>,
     /// A reason chosen by the protocol for its own close.
@@ -182,9 +183,27 @@ pub(crate) struct Extra {
     pub(crate) bytes_high: (u32, u32),
 }
 
+impl Extra {
+    /// Whether nothing in it is in use (it can be freed).
+    fn is_unused(&self) -> bool {
+        self.pending.is_none()
+            && self.limits.is_none()
+            && self.close_reason.is_none()
+            && self.source.is_none()
+            && self.idle.is_none()
+            && self.read_rate.is_none()
+            && self.write_rate.is_none()
+            && self.throttle_timer.is_none()
+            && self.diverted.is_none()
+            && self.peer.is_none()
+            && self.bytes_high == (0, 0)
+    }
+}
+
 impl fmt::Debug for Extra {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Extra")
+            .field("pending", &self.pending.as_ref().map(|p| p.len()))
             .field("limits", &self.limits)
             .field("close_reason", &self.close_reason)
             .field("streaming", &self.source.is_some())
@@ -205,7 +224,6 @@ impl ConnState {
             bytes_in: 0,
             bytes_out: 0,
             peer: Peer::Unnamed,
-            pending: None,
             extra: None,
         };
         state.peer = match peer.into() {
@@ -335,7 +353,46 @@ impl ConnState {
     }
 
     pub(crate) fn pending_len(&self) -> usize {
-        self.pending.as_ref().map_or(0, |p| p.len())
+        self.pending().map_or(0, |p| p.len())
+    }
+
+    /// The write queue, if there is one (it may be empty).
+    #[inline]
+    pub(crate) fn pending(&self) -> Option<&WriteBuf> {
+        self.extra.as_ref().and_then(|x| x.pending.as_ref())
+    }
+
+    /// Whether there is a write queue (possibly empty: the sink refused
+    /// bytes since it was last drained).
+    #[inline]
+    pub(crate) fn has_pending(&self) -> bool {
+        self.pending().is_some()
+    }
+
+    /// The write queue, made if there is none.
+    pub(crate) fn pending_or_insert(&mut self) -> &mut WriteBuf {
+        self.extra().pending.get_or_insert_with(Default::default)
+    }
+
+    /// Takes the write queue out (to write it while the state is borrowed).
+    pub(crate) fn take_pending(&mut self) -> Option<WriteBuf> {
+        self.extra.as_mut().and_then(|x| x.pending.take())
+    }
+
+    /// Puts back a queue from [`take_pending`](Self::take_pending).
+    pub(crate) fn put_pending(&mut self, p: WriteBuf) {
+        self.extra().pending = Some(p);
+    }
+
+    /// The queue is drained: drops it, and the extras too if nothing else
+    /// in them is in use (so a connection that once buffered is small again).
+    pub(crate) fn drop_pending(&mut self) {
+        if let Some(x) = &mut self.extra {
+            x.pending = None;
+            if x.is_unused() {
+                self.extra = None;
+            }
+        }
     }
 
     /// Whether the connection takes input now (on any transport). Marks a
