@@ -255,11 +255,11 @@ impl Net {
         } = req;
         let mut registered = Vec::with_capacity(pipes.len());
         for (fd, protocol) in pipes {
-            let stream = Stream::Pipe(Box::new(match fd {
+            let stream = Stream::Pipe(match fd {
                 PipeEndFd::Reader(f) => Pipe::Reader(Receiver::from(f)),
                 PipeEndFd::Writer(f) => Pipe::Writer(Sender::from(f)),
                 PipeEndFd::Stdio(f, flags) => Pipe::Stdio(Receiver::from(f), flags),
-            }));
+            });
             let h = self.add_connection(core, stream, pipe_peer(), protocol, 0);
             registered.push(h.is_some());
         }
