@@ -55,31 +55,57 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         self.settle();
     }
 
-    /// Calls `f` with a fresh context; a panic aborts the connection with
+    /// Calls `f` with a fresh context, under the connection's span when the
+    /// subscriber takes DEBUG; a panic aborts the connection with
     /// [`DisconnectReason::Panicked`]. `input` is what `data_received` is handed
     /// (writes of it may be gathered by reference).
     #[inline]
     fn call(&mut self, input: &[u8], f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>)) {
-        let _span =
-            tracing::debug_span!("conn", id = self.state.handle.key, peer = %self.state.peer())
-                .entered();
+        let res = if tracing::level_enabled!(tracing::Level::DEBUG) {
+            let _span = self.span();
+            self.run_callback(input, f)
+        } else {
+            self.run_callback(input, f)
+        };
+        if let Err(p) = res {
+            let msg = self.core.caught_panic(p, "protocol callback");
+            self.state.set(flags::ABORT);
+            self.state.extra().close_reason = Some(DisconnectReason::Panicked(msg));
+        }
+    }
+
+    /// The one place where a protocol callback runs (every callback of every
+    /// transport comes through here, `connection_lost` included): a fresh
+    /// context, the sink's `enter`/`leave` around it, `catch_unwind`. Returns
+    /// the panic, if any, for the caller to handle.
+    #[inline(always)]
+    fn run_callback(
+        &mut self,
+        input: &[u8],
+        f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
+    ) -> std::thread::Result<()> {
         self.sink.enter(self.state);
         let host = self.sink.host();
         let mut ctx = Context::new(self.core, self.state, self.out, host).with_input(input);
         let protocol = &mut *self.protocol;
         let res = catch_unwind(AssertUnwindSafe(|| f(protocol, &mut ctx)));
+        // Slow-callback detection: one tick read (see `core::timing`), for
+        // the transport's own engine only (a TLS connection's inner callbacks
+        // run inside the outer one's).
         if S::OUTER {
             let protocol = &*self.protocol;
             self.core.callback_done(CallbackKind::Protocol, || {
                 crate::wrap::protocol_name(protocol)
             });
         }
-        if let Err(p) = res {
-            let msg = self.core.caught_panic(p, "protocol callback");
-            self.state.set(flags::ABORT);
-            self.state.extra().close_reason = Some(DisconnectReason::Panicked(msg));
-        }
         self.sink.leave(self.state);
+        res
+    }
+
+    /// The connection's span (`conn`, with its id and peer), entered.
+    fn span(&self) -> tracing::span::EnteredSpan {
+        tracing::debug_span!("conn", id = self.state.handle.key, peer = %self.state.peer())
+            .entered()
     }
 
     /// After a callback: the gathered writes go to the sink, then abort, close
@@ -99,7 +125,13 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
                 return self.close(DisconnectReason::from_io(&e));
             }
         }
-        if self.state.flags == flags::MADE && self.state.extra.is_none() {
+        if self.state.flags == flags::MADE
+            && self
+                .state
+                .extra
+                .as_ref()
+                .is_none_or(|x| x.pending.is_none() && x.source.is_none())
+        {
             return; // nothing buffered and nothing to close: no step to take
         }
         self.check_buffer();
@@ -112,8 +144,9 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         // goes on until it refuses or the buffer is empty) or the write rate
         // holds them back; either way a writable edge or a timer will come for
         // them. Otherwise write now. The common case: nothing buffered, no rate
-        // limit or idle timer, all the gathered bytes in one piece: one send.
-        if self.state.extra.is_none() {
+        // limit, all the gathered bytes in one piece: one send.
+        if self.state.writes_direct() {
+            self.state.touch(self.core.turn_time());
             let mut w = Writer::new(self.sink);
             let res = self.out.write_contiguous(&mut w);
             count_out::<S>(self.core, self.state, w.n);
@@ -297,7 +330,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
     /// meet on its next write (the copy keeps the order).
     fn send_input(&mut self, bytes: &[u8]) {
         let mut sent = 0;
-        if self.state.extra.is_none() && !self.is_dead() {
+        if self.state.writes_direct() && !self.is_dead() {
             while sent < bytes.len() {
                 match self.sink.write(&bytes[sent..]) {
                     Ok(0) => break,
@@ -310,7 +343,9 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
                 }
             }
         }
-        self.out.push_slice(&bytes[sent..]);
+        if sent < bytes.len() {
+            self.out.push_slice(&bytes[sent..]);
+        }
     }
 
     /// The peer's end of stream arrived.
@@ -362,9 +397,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         }
         // The same span as the other callbacks', so connection_lost logs under
         // it too.
-        let _span =
-            tracing::debug_span!("conn", id = self.state.handle.key, peer = %self.state.peer())
-                .entered();
+        let _span = tracing::level_enabled!(tracing::Level::DEBUG).then(|| self.span());
         tracing::debug!(%reason, "connection lost");
         let end = Ending {
             reason: &reason,
@@ -379,23 +412,9 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
             if S::OUTER {
                 self.core.counters.closed.record(&reason);
             }
-            self.sink.enter(self.state);
-            let host = self.sink.host();
-            let mut ctx = Context::new(self.core, self.state, self.out, host);
-            let protocol = &mut *self.protocol;
-            let res = catch_unwind(AssertUnwindSafe(|| {
-                protocol.connection_lost(&mut ctx, &reason)
-            }));
-            if S::OUTER {
-                let protocol = &*self.protocol;
-                self.core.callback_done(CallbackKind::Protocol, || {
-                    crate::wrap::protocol_name(protocol)
-                });
-            }
-            if let Err(p) = res {
+            if let Err(p) = self.run_callback(&[], |p, ctx| p.connection_lost(ctx, &reason)) {
                 self.core.caught_panic(p, "connection_lost");
             }
-            self.sink.leave(self.state);
         }
         // Writes made in `connection_lost` have nowhere to go.
         self.out.clear();
@@ -411,9 +430,11 @@ fn write_buf<S: Sink + ?Sized>(
     sink: &mut S,
     buf: &mut WriteBuf,
 ) -> io::Result<()> {
-    let now = core.turn_time();
+    let mut now = core.turn_time();
     let mut limit = usize::MAX;
     if let Some(rate) = state.extra.as_mut().and_then(|x| x.write_rate.as_mut()) {
+        // A rate window must not see an old turn's time (it would not roll).
+        now = core.fresh_turn_time();
         limit = rate.allowance(now);
     }
     let n = if limit == 0 {

@@ -87,6 +87,13 @@ impl Core {
         .unwrap_or(u32::MAX)
     }
 
+    /// [`age_ms`](Self::age_ms) at a fresh turn time (reading the clock
+    /// if this turn has not).
+    pub(crate) fn fresh_age_ms(&mut self) -> u32 {
+        self.fresh_turn_time();
+        self.age_ms()
+    }
+
     /// The age of something born at `born_ms` (see [`age_ms`](Self::age_ms)).
     pub(crate) fn age_since(&self, born_ms: u32, now: std::time::Instant) -> Duration {
         now.saturating_duration_since(self.created)

@@ -57,11 +57,16 @@ const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
 const SEND_FLAGS: libc::c_int = 0;
 
 impl io::Write for NoSigPipe<'_> {
+    #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if let Stream::Pipe(p) = self.0 {
-            return p.write_vectored(&[io::IoSlice::new(buf)]);
+        match self.0 {
+            Stream::Pipe(p) => p.write_vectored(&[io::IoSlice::new(buf)]),
+            // std's TCP `write` is `send` with MSG_NOSIGNAL on these systems
+            // already: no socket2 detour on the hot path.
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Stream::Tcp(s) => io::Write::write(&mut &*s, buf),
+            _ => socket2::SockRef::from(self.0).send_with_flags(buf, SEND_FLAGS),
         }
-        socket2::SockRef::from(self.0).send_with_flags(buf, SEND_FLAGS)
     }
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         // Pipes have no MSG_NOSIGNAL: their write blocks SIGPIPE instead.
@@ -202,7 +207,7 @@ impl Net {
             }
             let mut cap = self.read_buf.len();
             if let Some(rate) = c.state.extra.as_mut().and_then(|x| x.read_rate.as_mut()) {
-                let allowed = rate.allowance(core.turn_time());
+                let allowed = rate.allowance(core.fresh_turn_time());
                 if allowed == 0 {
                     let at = rate.window_end();
                     c.state.set(flags::READ_THROTTLED | flags::READ_PENDING);

@@ -521,7 +521,9 @@ impl Net {
         tracing::debug!(%peer, key, "connection made");
         let mut state = ConnState::new(handle, peer);
         state.set(flags::MADE);
-        state.born_ms = core.age_ms();
+        // The turn's time may be an earlier turn's (no clock read when no
+        // timer is pending): a connection's birth reads the clock.
+        state.born_ms = core.fresh_age_ms();
         if connector != 0 {
             state.set(flags::CLIENT);
             self.clients.insert(key, connector);

@@ -330,14 +330,27 @@ impl ConnState {
         self.extra.get_or_insert_with(Default::default)
     }
 
-    /// Notes traffic for the idle timeout, if one is set.
+    /// Notes traffic for the idle timeout, if one is set. Never moves the
+    /// last activity back (a turn's time can be older than the moment the
+    /// timeout was set: see `Core::turn_time`).
     #[inline]
     pub(crate) fn touch(&mut self, now: Instant) {
         if let Some(x) = &mut self.extra {
             if let Some(idle) = &mut x.idle {
-                idle.last_activity = now;
+                if now > idle.last_activity {
+                    idle.last_activity = now;
+                }
             }
         }
+    }
+
+    /// Whether writes may go straight to the sink: nothing is buffered ahead
+    /// of them and no write rate holds them back.
+    #[inline]
+    pub(crate) fn writes_direct(&self) -> bool {
+        self.extra
+            .as_ref()
+            .is_none_or(|x| x.pending.is_none() && x.write_rate.is_none())
     }
 
     /// The reason the protocol chose for its own close, taken.
