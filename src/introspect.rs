@@ -435,21 +435,29 @@ impl Histogram {
         self.max_ns
     }
 
-    /// The plain-data summary.
+    /// The plain-data summary, of values in nanoseconds.
+    #[cfg(test)]
     pub(crate) fn stats(&self) -> CallbackStats {
+        self.stats_scaled(|v| v)
+    }
+
+    /// The plain-data summary, of values converted to nanoseconds by
+    /// `to_ns` (monotonic: the histogram may count clock ticks).
+    pub(crate) fn stats_scaled(&self, to_ns: impl Fn(u64) -> u64) -> CallbackStats {
+        let d = |v: u64| Duration::from_nanos(to_ns(v));
         let buckets = self
             .counts
             .iter()
             .enumerate()
             .filter(|(_, n)| **n > 0)
-            .map(|(i, n)| (Duration::from_nanos(bucket_range(i).1 - 1), *n))
+            .map(|(i, n)| (d(bucket_range(i).1 - 1), *n))
             .collect();
         CallbackStats {
             count: self.count,
-            total: Duration::from_nanos(self.total_ns),
-            p50: Duration::from_nanos(self.quantile(0.5)),
-            p99: Duration::from_nanos(self.quantile(0.99)),
-            max: Duration::from_nanos(self.max_ns),
+            total: d(self.total_ns),
+            p50: d(self.quantile(0.5)),
+            p99: d(self.quantile(0.99)),
+            max: d(self.max_ns),
             buckets,
         }
     }

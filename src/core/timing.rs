@@ -81,6 +81,8 @@ impl Timing {
         t
     }
 
+    /// Uses `clock` from now on (before anything is recorded: the
+    /// histogram counts its ticks).
     pub(crate) fn set_clock(&mut self, clock: Clock) {
         self.clock = clock;
         self.set_threshold(self.threshold());
@@ -118,10 +120,10 @@ impl Timing {
         let now = (self.clock.ticks)();
         let dt = now.saturating_sub(self.last);
         self.last = now;
-        let ns = self.clock.to_ns(dt);
-        self.hist.record(ns);
+        // Ticks go into the histogram as they are (converted when read).
+        self.hist.record(dt);
         if dt > self.threshold_ticks {
-            self.slow(kind, name(), ns);
+            self.slow(kind, name(), self.clock.to_ns(dt));
             return true;
         }
         false
@@ -141,7 +143,8 @@ impl Timing {
     }
 
     pub(crate) fn stats(&self) -> CallbackStats {
-        self.hist.stats()
+        let clock = self.clock;
+        self.hist.stats_scaled(|t| clock.to_ns(t))
     }
 }
 
