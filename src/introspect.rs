@@ -23,6 +23,14 @@
 //! [`Core::set_slow_callback_threshold`](crate::Core::set_slow_callback_threshold));
 //! one over it is logged once at WARN with its kind, the protocol's type
 //! name and its duration, and counted in [`Counters::slow_callbacks`].
+//! Timing costs one read of a tick counter per callback (the CPU's
+//! time-stamp counter where it is invariant, else `Instant`): a callback's
+//! time runs from the end of the reactor's previous timed step (the last
+//! callback, or the turn's start after the poll) to its own end, so it
+//! includes the little dispatch work just before it (for `data_received`,
+//! the read that fetched its input). A factory's `build_protocol` counts
+//! toward the `connection_made` that follows it; local tasks
+//! (`spawn_local`) are not timed.
 //!
 //! ```
 //! use std::time::Duration;
