@@ -6,11 +6,23 @@ use std::io;
 use bytes::Bytes;
 
 use super::message::{reason_phrase, Headers, Version};
+use super::timings::Timings;
 
 /// A source of body pieces pulled as the connection can take them.
 pub type BodyStream = Box<dyn Iterator<Item = io::Result<Bytes>>>;
 
 /// A response body.
+///
+/// ```
+/// use bytes::Bytes;
+/// use torsion::http::{Body, Response};
+///
+/// // Ten pieces of 1 KiB, pulled one at a time as the client takes them.
+/// let pieces = (0..10).map(|_| Ok(Bytes::from(vec![b'x'; 1024])));
+/// let download = Response::new(200).with_stream(pieces, Some(10 * 1024));
+/// assert!(matches!(download.body, Body::Stream { length: Some(10240), .. }));
+/// assert!(matches!(Response::new(204).body, Body::Empty));
+/// ```
 #[derive(Default)]
 pub enum Body {
     /// No body.
@@ -48,6 +60,17 @@ impl fmt::Debug for Body {
 /// `Transfer-Encoding` and, when it closes, `Connection: close`; framing
 /// fields a handler set are replaced (except a `Content-Length` on a bodiless
 /// answer to `HEAD`).
+///
+/// ```
+/// use torsion::http::Response;
+///
+/// let page = Response::new(200)
+///     .with_header("Content-Type", "text/html; charset=utf-8")
+///     .with_body("<h1>hi</h1>");
+/// assert_eq!(page.reason(), "OK");
+/// assert_eq!(page.body_text(), "<h1>hi</h1>");
+/// assert_eq!(Response::not_found().status, 404);
+/// ```
 #[derive(Debug)]
 pub struct Response {
     /// The status code.
@@ -60,6 +83,8 @@ pub struct Response {
     pub headers: Headers,
     /// The body.
     pub body: Body,
+    /// A client's response: when each phase ended.
+    pub(crate) timings: Option<Timings>,
 }
 
 impl Response {
@@ -71,6 +96,7 @@ impl Response {
             version: Version::Http11,
             headers: Headers::new(),
             body: Body::Empty,
+            timings: None,
         }
     }
 
@@ -123,6 +149,33 @@ impl Response {
             length,
         };
         self
+    }
+
+    /// For a response the [`HttpClient`](super::HttpClient) received: when
+    /// each phase of its exchange ended (connect, TLS, first byte, body
+    /// complete...) and whether its connection was reused; `None` for a
+    /// response built by hand.
+    ///
+    /// ```
+    /// use torsion::http::{HttpClient, HttpServer, Request, Response, Router};
+    /// use torsion::{Core, Reactor};
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// let server = HttpServer::new(Router::new().get("/", |_: &mut Core, _: Request| Response::ok("hi")));
+    /// let port = server.listen_tcp(&mut reactor, "127.0.0.1:0".parse().unwrap())?;
+    /// let client = HttpClient::new();
+    /// let url = format!("http://{}/", port.local_addr());
+    /// let d = client.get(&mut reactor, &url);
+    /// let first = reactor.run_until_complete(d)?.expect("a response");
+    /// let t = first.timings().expect("a client's response");
+    /// assert!(!t.reused && t.tls().is_none() && t.total() >= Some(t.first_byte));
+    /// let d = client.get(&mut reactor, &url);
+    /// let second = reactor.run_until_complete(d)?.expect("a response");
+    /// assert!(second.timings().expect("timings").reused);
+    /// # Ok::<(), torsion::Error>(())
+    /// ```
+    pub fn timings(&self) -> Option<Timings> {
+        self.timings
     }
 
     /// The reason phrase: the one set, or the standard one.
