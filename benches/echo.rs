@@ -10,6 +10,22 @@
 //!   valgrind --tool=callgrind --separate-threads=yes target/release/deps/echo-*  # instructions
 //! ```
 //!
+//! Two roles serve `benches/callgrind.sh`'s external-client mode, where the
+//! server runs in a process of its own under callgrind and the load comes
+//! from another process:
+//!
+//! ```text
+//! TORSION_BENCH_ROLE=mio-server target/release/deps/echo-*     # the mio baseline alone
+//! TORSION_BENCH_ROLE=client TORSION_BENCH_ADDR=127.0.0.1:8000 TORSION_BENCH_CONNS=50 \
+//!   TORSION_BENCH_DEPTH=1 TORSION_BENCH_COUNT=20000 target/release/deps/echo-*
+//! ```
+//!
+//! The `mio-server` role prints `mio echo server listening on ADDR` and exits
+//! once its last connection closed (`TORSION_BENCH_ADDR`, default
+//! 127.0.0.1:0). The `client` role runs the ping-pong load (64 B messages,
+//! `TORSION_BENCH_SIZE`) until `TORSION_BENCH_COUNT` messages came back,
+//! closes its connections and exits.
+//!
 //! With `TORSION_BENCH_COUNT=N` each run stops after N messages (bytes, for
 //! bulk) instead of after a time, without warm-up: the server threads'
 //! instruction counts (one callgrind file per thread: 02 torsion, 03 mio) divided
@@ -134,6 +150,22 @@ struct Timing {
 }
 
 fn main() {
+    match std::env::var("TORSION_BENCH_ROLE").as_deref() {
+        Ok("mio-server") => {
+            let addr = env_or("TORSION_BENCH_ADDR", SocketAddr::from(([127, 0, 0, 1], 0)));
+            if let Err(e) = support::serve_mio_standalone(addr) {
+                eprintln!("mio echo server failed: {e}");
+                std::process::exit(1);
+            }
+            return;
+        }
+        Ok("client") => return external_client(),
+        Ok(other) => {
+            eprintln!("echo: unknown TORSION_BENCH_ROLE {other:?} (mio-server or client)");
+            std::process::exit(2);
+        }
+        Err(_) => {}
+    }
     let runs: usize = env_or("TORSION_BENCH_RUNS", 15);
     let secs: f64 = env_or("TORSION_BENCH_SECS", 0.3);
     let filter = std::env::var("TORSION_BENCH_CASES").unwrap_or_default();
@@ -303,9 +335,15 @@ fn paired_ratio(samples: &[Vec<Sample>], f: fn(&Sample) -> f64) -> f64 {
 /// Runs one load against one server: connect, warm up, measure, disconnect.
 fn measure(server: &ServerThread, load: Load, timing: &Timing) -> Sample {
     let sample = match load {
-        Load::PingPong { conns, depth, size } => {
-            ping_pong(server, conns, depth, size, timing).expect("ping-pong load failed")
-        }
+        Load::PingPong { conns, depth, size } => ping_pong(
+            server.addr,
+            &|| server.cpu_time(),
+            conns,
+            depth,
+            size,
+            timing,
+        )
+        .expect("ping-pong load failed"),
         Load::Bulk { chunk } => bulk(server.addr, chunk, timing, server).expect("bulk load failed"),
     };
     // Let the server finish closing before the other one is measured.
@@ -348,10 +386,10 @@ impl Window {
     }
 
     /// Advances the window; returns the sample once it is over.
-    fn tick(&mut self, units: f64, server: &ServerThread) -> Option<Sample> {
+    fn tick(&mut self, units: f64, server_cpu: &dyn Fn() -> Duration) -> Option<Sample> {
         let now = Instant::now();
         if self.at_start.is_none() && now >= self.warmup_end {
-            self.at_start = Some((units, server.cpu_time(), own_cpu_time(), now));
+            self.at_start = Some((units, server_cpu(), own_cpu_time(), now));
         }
         let over = match self.count {
             Some(n) => units >= n,
@@ -365,14 +403,15 @@ impl Window {
             units: units - u0,
             total_units: units,
             wall: now - t0,
-            server_cpu: server.cpu_time() - s0,
+            server_cpu: server_cpu() - s0,
             client_cpu: own_cpu_time() - c0,
         })
     }
 }
 
 fn ping_pong(
-    server: &ServerThread,
+    addr: SocketAddr,
+    server_cpu: &dyn Fn() -> Duration,
     conns: usize,
     depth: usize,
     size: usize,
@@ -380,7 +419,7 @@ fn ping_pong(
 ) -> io::Result<Sample> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
-    let mut streams = connect(server.addr, conns, &poll)?;
+    let mut streams = connect(addr, conns, &poll)?;
     // Per connection: bytes of the current message received, bytes owed.
     let mut partial = vec![0usize; conns];
     let mut owed = vec![depth * size; conns];
@@ -418,7 +457,7 @@ fn ping_pong(
             }
             send_owed(s, &mut owed[i], &zeros)?;
         }
-        if let Some(sample) = window.tick(done as f64, server) {
+        if let Some(sample) = window.tick(done as f64, server_cpu) {
             return Ok(sample);
         }
     }
@@ -470,9 +509,42 @@ fn bulk(
                 Err(e) => return Err(e),
             }
         }
-        if let Some(sample) = window.tick(received as f64, server) {
+        if let Some(sample) = window.tick(received as f64, &|| server.cpu_time()) {
             return Ok(sample);
         }
         poll.poll(&mut events, Some(Duration::from_millis(10)))?;
+    }
+}
+
+/// The `client` role: ping-pong against a server in another process until
+/// `TORSION_BENCH_COUNT` messages came back, then close every connection.
+fn external_client() {
+    let Ok(addr) = std::env::var("TORSION_BENCH_ADDR")
+        .unwrap_or_default()
+        .parse::<SocketAddr>()
+    else {
+        eprintln!("echo client: TORSION_BENCH_ADDR must be IP:PORT");
+        std::process::exit(2);
+    };
+    let conns: usize = env_or("TORSION_BENCH_CONNS", 1);
+    let depth: usize = env_or("TORSION_BENCH_DEPTH", 1);
+    let size: usize = env_or("TORSION_BENCH_SIZE", 64);
+    let count: f64 = env_or("TORSION_BENCH_COUNT", 10_000.0);
+    support::raise_fd_limit(conns as u64 + 64);
+    let timing = Timing {
+        warmup: Duration::ZERO,
+        measure: Duration::from_secs(86_400), // unused: the count ends it
+        count: Some(count),
+    };
+    match ping_pong(addr, &|| Duration::ZERO, conns, depth, size, &timing) {
+        Ok(s) => println!(
+            "echo client: {} messages on {conns} connections ({depth} deep) in {:.2} s",
+            s.total_units,
+            s.wall.as_secs_f64()
+        ),
+        Err(e) => {
+            eprintln!("echo client: the load failed: {e}");
+            std::process::exit(1);
+        }
     }
 }

@@ -32,10 +32,12 @@ impl WriteBuf {
         Self::default()
     }
 
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.len
     }
 
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -79,6 +81,7 @@ impl WriteBuf {
     }
 
     /// Gathers `len` bytes at `off` of the current input by reference.
+    #[inline]
     pub(crate) fn set_input_ref(&mut self, off: usize, len: usize) {
         debug_assert!(self.is_empty());
         self.input_ref = Some((off, len));

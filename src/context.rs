@@ -127,6 +127,11 @@ pub struct Core {
     now: Instant,
     /// Read the system's monotonic clock (real reactor) or only `now` (fake clock).
     real_clock: bool,
+    /// The reactor did not read the clock after this turn's poll (no timer
+    /// was pending): `now` is an earlier turn's time until something needs
+    /// the current one ([`fresh_turn_time`](Self::fresh_turn_time)) or a timer
+    /// is scheduled (which freezes it: see [`new_turn`](Self::new_turn)).
+    clock_stale: bool,
     pub(crate) timers: TimerQueue<Timed>,
     pub(crate) ops: Vec<Op>,
     pub(crate) running: bool,
@@ -137,6 +142,12 @@ pub struct Core {
     pub(crate) panics: Vec<String>,
     /// Local tasks, queued local calls, the thread pool (see `crate::local`).
     pub(crate) local: std::rc::Rc<crate::local::LocalState>,
+    /// When the core was made (connection ages count from here).
+    pub(crate) created: Instant,
+    /// The reactor's counters (see [`crate::introspect`]).
+    pub(crate) counters: crate::introspect::Counters,
+    /// Callback timing: slow-callback detection and the histogram.
+    pub(crate) timing: crate::core::timing::Timing,
 }
 
 impl fmt::Debug for Core {
@@ -161,6 +172,7 @@ impl Core {
         Core {
             now,
             real_clock,
+            clock_stale: false,
             timers: TimerQueue::new(),
             ops: Vec::new(),
             running: false,
@@ -170,6 +182,13 @@ impl Core {
             next_id: 1,
             panic_policy: PanicPolicy::default(),
             panics: Vec::new(),
+            created: now,
+            counters: Default::default(),
+            // Under the fake clock nothing is timed unless asked: the test
+            // tools' callbacks run between steps of the test itself.
+            timing: crate::core::timing::Timing::new(
+                real_clock.then_some(crate::core::timing::DEFAULT_SLOW_CALLBACK),
+            ),
         }
     }
 
@@ -196,8 +215,48 @@ impl Core {
     }
 
     /// The time the current turn started at (what expiring timers compare with).
+    ///
+    /// When no timer was pending as the turn began, the reactor does not read
+    /// the clock (see [`new_turn`](Self::new_turn)), and this is the time of
+    /// an earlier turn: never later than the truth. Code for which an early
+    /// time is wrong (rate windows) asks [`fresh_turn_time`](Self::fresh_turn_time).
+    #[inline]
     pub(crate) fn turn_time(&self) -> Instant {
         self.now
+    }
+
+    /// The turn's time, reading the clock now if the reactor skipped that
+    /// after the poll and no timer was scheduled since.
+    #[inline]
+    pub(crate) fn fresh_turn_time(&mut self) -> Instant {
+        if self.clock_stale {
+            self.clock_stale = false;
+            self.set_now(Instant::now());
+        }
+        self.now
+    }
+
+    /// A turn of the real reactor begins, after its poll: the clock is read
+    /// (one read per turn) only when a timer is pending, since then the
+    /// timers due and the idle-timeout bookkeeping need the time. Otherwise
+    /// the read is put off until something asks
+    /// ([`fresh_turn_time`](Self::fresh_turn_time)), and a timer scheduled in
+    /// the turn freezes the earlier time, so that a read later in the turn
+    /// cannot make a zero-delay call scheduled in it due before the next turn.
+    #[inline]
+    pub(crate) fn new_turn(&mut self) {
+        if self.timers.is_empty() {
+            self.clock_stale = true;
+        } else {
+            self.clock_stale = false;
+            self.set_now(Instant::now());
+        }
+    }
+
+    /// Whether this turn's time was read after its poll (or frozen).
+    #[inline]
+    pub(crate) fn turn_clock_read(&self) -> bool {
+        !self.clock_stale
     }
 
     pub(crate) fn set_now(&mut self, now: Instant) {
@@ -257,6 +316,7 @@ impl Core {
         f: impl FnOnce(&mut Core) + 'static,
     ) -> DelayedCall {
         let deadline = later(self.now(), delay);
+        self.clock_stale = false;
         DelayedCall {
             id: self.timers.schedule(deadline, Timed::Call(Box::new(f))),
         }
@@ -264,6 +324,7 @@ impl Core {
 
     pub(crate) fn schedule_internal(&mut self, delay: Duration, t: InternalTimer) -> TimerId {
         let deadline = later(self.now(), delay);
+        self.clock_stale = false;
         self.timers.schedule(deadline, Timed::Internal(t))
     }
 
@@ -302,6 +363,7 @@ impl Core {
             Arc::from("(non-string panic payload)")
         };
         tracing::error!(panic = %msg, "{what} panicked");
+        self.counters.callbacks_panicked += 1;
         match self.panic_policy {
             PanicPolicy::AbortConnection => {}
             PanicPolicy::StopReactor | PanicPolicy::Record => self.panics.push(msg.to_string()),

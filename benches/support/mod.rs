@@ -114,6 +114,11 @@ pub type Started = mpsc::Sender<(SocketAddr, Box<dyn FnOnce() + Send>)>;
 
 fn run_torsion(tx: Started, accepted: Arc<AtomicUsize>) {
     let mut reactor = Reactor::new().expect("reactor");
+    // TORSION_BENCH_NO_TIMING=1: callbacks untimed (slow-callback detection
+    // off), to measure what timing them costs.
+    if std::env::var_os("TORSION_BENCH_NO_TIMING").is_some() {
+        reactor.set_slow_callback_threshold(None);
+    }
     let port = reactor
         .listen_tcp(
             "127.0.0.1:0".parse().unwrap(),
@@ -159,8 +164,7 @@ struct Conn {
 /// every read is written back at once and only what the kernel refuses is kept,
 /// to be flushed on the next writable event.
 fn run_mio(tx: Started, accepted: Arc<AtomicUsize>) -> io::Result<()> {
-    let mut poll = Poll::new()?;
-    let mut events = Events::with_capacity(1024);
+    let poll = Poll::new()?;
     let mut listener = TcpListener::bind("127.0.0.1:0".parse().unwrap())?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -175,7 +179,39 @@ fn run_mio(tx: Started, accepted: Arc<AtomicUsize>) -> io::Result<()> {
         }),
     ))
     .unwrap();
+    mio_echo(poll, listener, &stop, &accepted, false)
+}
 
+/// The same baseline as a process of its own, for a client in another process
+/// (`benches/callgrind.sh`'s external mode): listens on `addr`, prints
+/// `listening on ADDR` on stdout, and returns once the last connection closed
+/// after at least one was accepted.
+pub fn serve_mio_standalone(addr: SocketAddr) -> io::Result<()> {
+    let poll = Poll::new()?;
+    let mut listener = TcpListener::bind(addr)?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    println!("mio echo server listening on {}", listener.local_addr()?);
+    mio_echo(
+        poll,
+        listener,
+        &AtomicBool::new(false),
+        &AtomicUsize::new(0),
+        true,
+    )
+}
+
+/// The baseline's loop (see [`run_mio`]): until `stop` is set and the waker
+/// rings, or, with `until_idle`, until no connection is left after one was
+/// accepted (checked only when a connection closes).
+fn mio_echo(
+    mut poll: Poll,
+    listener: TcpListener,
+    stop: &AtomicBool,
+    accepted: &AtomicUsize,
+    until_idle: bool,
+) -> io::Result<()> {
+    let mut events = Events::with_capacity(1024);
     let mut conns: Slab<Conn> = Slab::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -227,6 +263,9 @@ fn run_mio(tx: Started, accepted: Arc<AtomicUsize>) -> io::Result<()> {
                     if !open {
                         let mut c = conns.remove(key);
                         let _ = poll.registry().deregister(&mut c.stream);
+                        if until_idle && conns.is_empty() {
+                            return Ok(());
+                        }
                     }
                 }
             }

@@ -10,6 +10,7 @@ use crate::buf::WriteBuf;
 use crate::context::{Core, Op};
 use crate::core::ops::InternalTimer;
 use crate::error::DisconnectReason;
+use crate::introspect::CallbackKind;
 use crate::protocol::Protocol;
 use crate::transport::{flags, ConnState, Context};
 
@@ -54,25 +55,57 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         self.settle();
     }
 
-    /// Calls `f` with a fresh context; a panic aborts the connection with
+    /// Calls `f` with a fresh context, under the connection's span when the
+    /// subscriber takes DEBUG; a panic aborts the connection with
     /// [`DisconnectReason::Panicked`]. `input` is what `data_received` is handed
     /// (writes of it may be gathered by reference).
     #[inline]
     fn call(&mut self, input: &[u8], f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>)) {
-        let _span =
-            tracing::debug_span!("conn", id = self.state.handle.key, peer = %self.state.peer)
-                .entered();
-        self.sink.enter(self.state);
-        let host = self.sink.host();
-        let mut ctx = Context::new(self.core, self.state, self.out, host).with_input(input);
-        let protocol = &mut *self.protocol;
-        let res = catch_unwind(AssertUnwindSafe(|| f(protocol, &mut ctx)));
+        let res = if tracing::level_enabled!(tracing::Level::DEBUG) {
+            let _span = self.span();
+            self.run_callback(input, f)
+        } else {
+            self.run_callback(input, f)
+        };
         if let Err(p) = res {
             let msg = self.core.caught_panic(p, "protocol callback");
             self.state.set(flags::ABORT);
             self.state.extra().close_reason = Some(DisconnectReason::Panicked(msg));
         }
+    }
+
+    /// The one place where a protocol callback runs (every callback of every
+    /// transport comes through here, `connection_lost` included): a fresh
+    /// context, the sink's `enter`/`leave` around it, `catch_unwind`. Returns
+    /// the panic, if any, for the caller to handle.
+    #[inline(always)]
+    fn run_callback(
+        &mut self,
+        input: &[u8],
+        f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>),
+    ) -> std::thread::Result<()> {
+        self.sink.enter(self.state);
+        let host = self.sink.host();
+        let mut ctx = Context::new(self.core, self.state, self.out, host).with_input(input);
+        let protocol = &mut *self.protocol;
+        let res = catch_unwind(AssertUnwindSafe(|| f(protocol, &mut ctx)));
+        // Slow-callback detection: one tick read (see `core::timing`), for
+        // the transport's own engine only (a TLS connection's inner callbacks
+        // run inside the outer one's).
+        if S::OUTER {
+            let protocol = &*self.protocol;
+            self.core.callback_done(CallbackKind::Protocol, || {
+                crate::wrap::protocol_name(protocol)
+            });
+        }
         self.sink.leave(self.state);
+        res
+    }
+
+    /// The connection's span (`conn`, with its id and peer), entered.
+    fn span(&self) -> tracing::span::EnteredSpan {
+        tracing::debug_span!("conn", id = self.state.handle.key, peer = %self.state.peer())
+            .entered()
     }
 
     /// After a callback: the gathered writes go to the sink, then abort, close
@@ -92,9 +125,12 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
                 return self.close(DisconnectReason::from_io(&e));
             }
         }
-        if self.state.pending.is_none()
-            && self.state.flags == flags::MADE
-            && self.state.extra.is_none()
+        if self.state.flags == flags::MADE
+            && self
+                .state
+                .extra
+                .as_ref()
+                .is_none_or(|x| x.pending.is_none() && x.source.is_none())
         {
             return; // nothing buffered and nothing to close: no step to take
         }
@@ -108,9 +144,13 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         // goes on until it refuses or the buffer is empty) or the write rate
         // holds them back; either way a writable edge or a timer will come for
         // them. Otherwise write now. The common case: nothing buffered, no rate
-        // limit or idle timer, all the gathered bytes in one piece: one send.
-        if self.state.pending.is_none() && self.state.extra.is_none() {
-            match self.out.write_contiguous(&mut Writer(self.sink)) {
+        // limit, all the gathered bytes in one piece: one send.
+        if self.state.writes_direct() {
+            self.state.touch(self.core.turn_time());
+            let mut w = Writer::new(self.sink);
+            let res = self.out.write_contiguous(&mut w);
+            count_out::<S>(self.core, self.state, w.n);
+            match res {
                 Some(Ok(())) => return Ok(()),
                 Some(Err(e)) => {
                     self.out.clear();
@@ -119,8 +159,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
                 None => {}
             }
         }
-        let waiting = self.state.pending.as_ref().is_some_and(|p| !p.is_empty())
-            || self.state.has(flags::WRITE_THROTTLED);
+        let waiting = self.state.pending_len() > 0 || self.state.has(flags::WRITE_THROTTLED);
         if !waiting {
             if let Err(e) = write_buf(self.core, self.state, self.sink, self.out) {
                 self.out.clear();
@@ -128,10 +167,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
             }
         }
         if !self.out.is_empty() {
-            self.state
-                .pending
-                .get_or_insert_with(Default::default)
-                .append(self.out);
+            self.state.pending_or_insert().append(self.out);
         }
         self.out.clear();
         Ok(())
@@ -225,7 +261,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
     /// Output may move again (a TLS handshake completed, a transport under a
     /// wrapper resumed): flush what waits, or carry out what waited for it.
     pub(crate) fn resume_output(&mut self) {
-        if self.state.pending.is_some() {
+        if self.state.has_pending() {
             self.writable();
         } else {
             self.check_buffer();
@@ -237,11 +273,11 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         if self.is_dead() || self.state.has(flags::WRITE_THROTTLED) {
             return;
         }
-        let Some(mut p) = self.state.pending.take() else {
+        let Some(mut p) = self.state.take_pending() else {
             return;
         };
         let res = write_buf(self.core, self.state, self.sink, &mut p);
-        self.state.pending = Some(p);
+        self.state.put_pending(p);
         if let Err(e) = res {
             return self.close(DisconnectReason::from_io(&e));
         }
@@ -270,6 +306,10 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
     /// the sink refuses.
     #[inline]
     pub(crate) fn data(&mut self, input: &[u8]) {
+        self.state.count_in(input.len());
+        if S::OUTER {
+            self.core.counters.bytes_read += input.len() as u64;
+        }
         if self.is_dead() {
             return;
         }
@@ -290,17 +330,22 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
     /// meet on its next write (the copy keeps the order).
     fn send_input(&mut self, bytes: &[u8]) {
         let mut sent = 0;
-        if self.state.pending.is_none() && self.state.extra.is_none() && !self.is_dead() {
+        if self.state.writes_direct() && !self.is_dead() {
             while sent < bytes.len() {
                 match self.sink.write(&bytes[sent..]) {
                     Ok(0) => break,
-                    Ok(n) => sent += n,
+                    Ok(n) => {
+                        sent += n;
+                        count_out::<S>(self.core, self.state, n as u64);
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => break,
                 }
             }
         }
-        self.out.push_slice(&bytes[sent..]);
+        if sent < bytes.len() {
+            self.out.push_slice(&bytes[sent..]);
+        }
     }
 
     /// The peer's end of stream arrived.
@@ -341,7 +386,6 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
             return;
         }
         self.state.set(flags::DEAD);
-        self.state.pending = None;
         if let Some(x) = self.state.extra.take() {
             for t in [x.idle.and_then(|i| i.timer), x.throttle_timer]
                 .into_iter()
@@ -349,12 +393,11 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
             {
                 let _ = self.core.timers.cancel(t);
             }
+            self.state.extra = ConnState::keep_after_end(&x);
         }
         // The same span as the other callbacks', so connection_lost logs under
         // it too.
-        let _span =
-            tracing::debug_span!("conn", id = self.state.handle.key, peer = %self.state.peer)
-                .entered();
+        let _span = tracing::level_enabled!(tracing::Level::DEBUG).then(|| self.span());
         tracing::debug!(%reason, "connection lost");
         let end = Ending {
             reason: &reason,
@@ -366,16 +409,12 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
             self.state.set(flags::LINGER);
         }
         if self.state.has(flags::MADE) {
-            self.sink.enter(self.state);
-            let host = self.sink.host();
-            let mut ctx = Context::new(self.core, self.state, self.out, host);
-            let protocol = &mut *self.protocol;
-            if let Err(p) = catch_unwind(AssertUnwindSafe(|| {
-                protocol.connection_lost(&mut ctx, &reason)
-            })) {
+            if S::OUTER {
+                self.core.counters.closed.record(&reason);
+            }
+            if let Err(p) = self.run_callback(&[], |p, ctx| p.connection_lost(ctx, &reason)) {
                 self.core.caught_panic(p, "connection_lost");
             }
-            self.sink.leave(self.state);
         }
         // Writes made in `connection_lost` have nowhere to go.
         self.out.clear();
@@ -391,15 +430,20 @@ fn write_buf<S: Sink + ?Sized>(
     sink: &mut S,
     buf: &mut WriteBuf,
 ) -> io::Result<()> {
-    let now = core.turn_time();
+    let mut now = core.turn_time();
     let mut limit = usize::MAX;
     if let Some(rate) = state.extra.as_mut().and_then(|x| x.write_rate.as_mut()) {
+        // A rate window must not see an old turn's time (it would not roll).
+        now = core.fresh_turn_time();
         limit = rate.allowance(now);
     }
     let n = if limit == 0 {
         0
     } else {
-        buf.write_to_limited(&mut Writer(sink), limit)?
+        let mut w = Writer::new(sink);
+        let res = buf.write_to_limited(&mut w, limit);
+        count_out::<S>(core, state, w.n);
+        res?
     };
     if n > 0 {
         state.touch(now);
@@ -426,17 +470,42 @@ fn write_buf<S: Sink + ?Sized>(
     Ok(())
 }
 
-/// `io::Write` over a sink (so `WriteBuf` can write to it).
-struct Writer<'a, S: ?Sized>(&'a mut S);
+/// Counts `n` bytes the sink took: the connection's, and the reactor's
+/// when the sink is the transport itself.
+#[inline]
+fn count_out<S: Sink + ?Sized>(core: &mut Core, state: &mut ConnState, n: u64) {
+    state.count_out(n as usize);
+    if S::OUTER {
+        core.counters.bytes_written += n;
+    }
+}
+
+/// `io::Write` over a sink (so `WriteBuf` can write to it), counting what
+/// it took.
+struct Writer<'a, S: ?Sized> {
+    sink: &'a mut S,
+    n: u64,
+}
+
+impl<'a, S: ?Sized> Writer<'a, S> {
+    #[inline]
+    fn new(sink: &'a mut S) -> Self {
+        Writer { sink, n: 0 }
+    }
+}
 
 impl<S: Sink + ?Sized> io::Write for Writer<'_, S> {
     #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
+        let n = self.sink.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
     }
     #[inline]
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.0.write_vectored(bufs)
+        let n = self.sink.write_vectored(bufs)?;
+        self.n += n as u64;
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())

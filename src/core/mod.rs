@@ -5,7 +5,9 @@
 
 pub(crate) mod handles;
 pub(crate) mod ops;
+mod stats;
 pub mod timers;
+pub(crate) mod timing;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -33,11 +35,20 @@ impl Core {
     /// scheduled by one of them waits for the next call. Returns how many user
     /// timer calls ran. The reactor calls this once
     /// per turn; the fake clock once per advance.
+    #[inline]
     pub(crate) fn run_due_timers(&mut self, driver: &mut impl TimerDriver) -> usize {
+        // The common case, inline and without the clock: nothing due, nothing
+        // queued (an empty timer queue, or its next deadline still ahead).
         let now = self.turn_time();
-        if self.timers.next_deadline().is_none_or(|d| d > now) && !self.has_local_work() {
+        if !self.has_local_work() && self.timers.next_deadline().is_none_or(|d| d > now) {
             return 0;
         }
+        self.run_due_timers_now(driver)
+    }
+
+    #[inline(never)]
+    fn run_due_timers_now(&mut self, driver: &mut impl TimerDriver) -> usize {
+        let now = self.turn_time();
         let mark = self.timers.mark();
         let mut ran = 0;
         while let Some(t) = self.timers.pop_expired_before(now, mark) {
@@ -47,6 +58,7 @@ impl Core {
                     if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(self))) {
                         self.caught_panic(p, "timer callback");
                     }
+                    self.callback_done(crate::introspect::CallbackKind::Timer, || "call_later");
                 }
                 Timed::Internal(t) => driver.internal_timer(self, t),
             }

@@ -22,8 +22,6 @@ pub(crate) struct Connection {
     pub(crate) stream: Stream,
     pub(crate) state: ConnState,
     pub(crate) protocol: Box<dyn Protocol>,
-    /// The connector that made it (client side), or 0.
-    pub(crate) connector: u64,
 }
 
 /// A socket whose write side is shut, read until EOF before closing, so the
@@ -59,11 +57,16 @@ const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
 const SEND_FLAGS: libc::c_int = 0;
 
 impl io::Write for NoSigPipe<'_> {
+    #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if let Stream::Pipe(p) = self.0 {
-            return p.write_vectored(&[io::IoSlice::new(buf)]);
+        match self.0 {
+            Stream::Pipe(p) => p.write_vectored(&[io::IoSlice::new(buf)]),
+            // std's TCP `write` is `send` with MSG_NOSIGNAL on these systems
+            // already: no socket2 detour on the hot path.
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Stream::Tcp(s) => io::Write::write(&mut &*s, buf),
+            _ => socket2::SockRef::from(self.0).send_with_flags(buf, SEND_FLAGS),
         }
-        socket2::SockRef::from(self.0).send_with_flags(buf, SEND_FLAGS)
     }
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         // Pipes have no MSG_NOSIGNAL: their write blocks SIGPIPE instead.
@@ -130,7 +133,7 @@ macro_rules! engine {
         let mut $sink = SocketSink {
             stream: &$c.stream,
             ready: &mut $net.ready,
-            reason: ($c.connector != 0).then_some(&mut $net.lost_reason),
+            reason: $c.state.has(flags::CLIENT).then_some(&mut $net.lost_reason),
         };
         let mut $e = Engine {
             core: $core,
@@ -204,7 +207,7 @@ impl Net {
             }
             let mut cap = self.read_buf.len();
             if let Some(rate) = c.state.extra.as_mut().and_then(|x| x.read_rate.as_mut()) {
-                let allowed = rate.allowance(core.turn_time());
+                let allowed = rate.allowance(core.fresh_turn_time());
                 if allowed == 0 {
                     let at = rate.window_end();
                     c.state.set(flags::READ_THROTTLED | flags::READ_PENDING);
@@ -263,8 +266,12 @@ impl Net {
             mut stream,
             state,
             protocol,
-            connector,
         } = c;
+        let connector = if state.has(flags::CLIENT) {
+            self.clients.remove(&key).unwrap_or(0)
+        } else {
+            0
+        };
         self.live_conns -= 1;
         let _ = self.registry.deregister(&mut stream);
         if state.has(flags::LINGER) {

@@ -16,6 +16,8 @@ use crate::address::{no_ip, Address, UnixAddr};
 use crate::transport::HostAddr;
 
 /// A connected stream socket, or a pipe (a child's, or stdin/stdout).
+/// Eight bytes in release builds: the descriptor and a tag (mio adds a
+/// selector id to each in debug builds).
 #[derive(Debug)]
 pub(crate) enum Stream {
     Tcp(TcpStream),
@@ -166,6 +168,16 @@ pub(crate) enum Acceptor {
 }
 
 impl Acceptor {
+    /// The bound address.
+    pub(crate) fn local(&self) -> io::Result<Address> {
+        match self {
+            Acceptor::Tcp(l) => l.local_addr().map(Address::Inet),
+            Acceptor::Unix(l) => l
+                .local_addr()
+                .map(|a| Address::Unix(UnixAddr::from_std(&a))),
+        }
+    }
+
     pub(crate) fn accept(&self) -> io::Result<(Stream, Address)> {
         match self {
             Acceptor::Tcp(l) => l.accept().map(|(s, a)| (Stream::Tcp(s), Address::Inet(a))),

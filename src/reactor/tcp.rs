@@ -219,6 +219,20 @@ pub(crate) struct Listener {
     /// Out of descriptors since the last successful accept (log once).
     exhausted: bool,
     shed: u64,
+    accepted: u64,
+}
+
+impl Listener {
+    /// What a snapshot shows of it.
+    pub(crate) fn info(&self) -> crate::introspect::ListenerInfo {
+        crate::introspect::ListenerInfo {
+            address: self.listener.local().unwrap_or_else(|_| {
+                crate::address::Address::Inet(SocketAddr::from(([0, 0, 0, 0], 0)))
+            }),
+            accepted: self.accepted,
+            shed: self.shed,
+        }
+    }
 }
 
 impl Core {
@@ -377,6 +391,7 @@ impl Net {
             retry: None,
             exhausted: false,
             shed: 0,
+            accepted: 0,
         })));
         self.listeners.insert(req.id, key);
         if let Entry::Listener(l) = &mut self.entries[key] {
@@ -454,7 +469,11 @@ impl Net {
         let mut drained = false;
         loop {
             match l.listener.accept() {
-                Ok(_) => l.shed += 1, // dropped at once: the peer sees a close
+                Ok(_) => {
+                    // Dropped at once: the peer sees a close.
+                    l.shed += 1;
+                    core.counters.shed_fd_exhaustion += 1;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     drained = true;
                     break;
@@ -484,11 +503,14 @@ impl Net {
         let Some(Entry::Listener(l)) = self.entries.get_mut(key) else {
             return;
         };
+        l.accepted += 1;
+        core.counters.accepted += 1;
         stream.apply_options(&l.options);
         let factory = &mut l.factory;
         let proto = match catch_unwind(AssertUnwindSafe(|| factory.build(&peer))) {
             Ok(Some(p)) => p,
             Ok(None) => {
+                core.counters.refused_by_factory += 1;
                 tracing::debug!(%peer, "factory refused the connection");
                 return;
             }
@@ -527,11 +549,17 @@ impl Net {
         tracing::debug!(%peer, key, "connection made");
         let mut state = ConnState::new(handle, peer);
         state.set(flags::MADE);
+        // The turn's time may be an earlier turn's (no clock read when no
+        // timer is pending): a connection's birth reads the clock.
+        state.born_ms = core.fresh_age_ms();
+        if connector != 0 {
+            state.set(flags::CLIENT);
+            self.clients.insert(key, connector);
+        }
         entry.insert(Entry::Conn(Connection {
             stream,
             state,
             protocol,
-            connector,
         }));
         self.live_conns += 1;
         self.invoke(core, key, |p, ctx| p.connection_made(ctx));

@@ -94,13 +94,15 @@ pub struct Context<'a> {
 
 /// A write of at least this many bytes of the input being delivered is sent
 /// straight from the read buffer instead of being copied (echo, proxies).
-pub(crate) const ZERO_COPY_MIN: usize = 1024;
+/// Any size pays: a write after it copies the gathered bytes then
+/// (`materialize`), which costs what copying them at once would have.
+pub(crate) const ZERO_COPY_MIN: usize = 1;
 
 impl fmt::Debug for Context<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
             .field("conn", &self.conn.handle)
-            .field("peer", &self.conn.peer)
+            .field("peer", &self.conn.peer())
             .finish_non_exhaustive()
     }
 }
@@ -141,6 +143,7 @@ impl<'a> Context<'a> {
     }
 
     /// Where `data` starts within the input being delivered, if it lies inside it.
+    #[inline]
     fn input_offset(&self, data: &[u8]) -> Option<usize> {
         let base = self.input.as_ptr() as usize;
         let start = data.as_ptr() as usize;
@@ -170,14 +173,14 @@ impl<'a> Context<'a> {
     /// peer has none: this is then [`NO_IP`](crate::address::NO_IP)
     /// (`0.0.0.0:0`); [`peer`](Self::peer) tells every transport's address.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.conn.peer.inet_or_unspecified()
+        self.conn.peer_addr()
     }
 
     /// The peer's address on any transport: IP or Unix-domain (usually
     /// [`UnixAddr::Unnamed`](crate::UnixAddr::Unnamed) for a client of a Unix
     /// listener).
-    pub fn peer(&self) -> &Address {
-        &self.conn.peer
+    pub fn peer(&self) -> Address {
+        self.conn.peer()
     }
 
     /// This side's IP address.
@@ -206,6 +209,7 @@ impl<'a> Context<'a> {
     /// Queues `data` for the peer. Silently dropped after `lose_connection`,
     /// `abort_connection` or once the connection is lost (Twisted's rule); use
     /// [`try_write`](Self::try_write) to be told.
+    #[inline]
     pub fn write(&mut self, data: &[u8]) {
         let _ = self.try_write(data);
     }
@@ -215,7 +219,32 @@ impl<'a> Context<'a> {
     /// # Errors
     /// [`Error::ConnectionClosed`] after `lose_connection`, `lose_write_connection`,
     /// `abort_connection`, or once the connection is lost.
+    #[inline]
     pub fn try_write(&mut self, data: &[u8]) -> Result<()> {
+        // The echo's case, inline in the protocol's code: the first write of a
+        // callback, of bytes of its input, nothing buffered, no `start_tls`.
+        if data.len() >= ZERO_COPY_MIN
+            && self.out.is_empty()
+            && !self.conn.write_refused()
+            && self
+                .conn
+                .extra
+                .as_ref()
+                .is_none_or(|x| x.pending.is_none() && x.diverted.is_none())
+        {
+            if let Some(off) = self.input_offset(data) {
+                // Gathered by reference: sent from the read buffer when the
+                // callback returns (or copied if anything is written after it).
+                self.out.set_input_ref(off, data.len());
+                return Ok(());
+            }
+        }
+        self.write_gathered(data)
+    }
+
+    /// [`try_write`](Self::try_write) in general.
+    #[inline(never)]
+    fn write_gathered(&mut self, data: &[u8]) -> Result<()> {
         if self.conn.write_refused() {
             return Err(Error::ConnectionClosed);
         }
@@ -225,8 +254,6 @@ impl<'a> Context<'a> {
         }
         if data.len() >= ZERO_COPY_MIN && self.out.is_empty() && self.conn.pending_len() == 0 {
             if let Some(off) = self.input_offset(data) {
-                // Gathered by reference: sent from the read buffer when the
-                // callback returns (or copied if anything is written after it).
                 self.out.set_input_ref(off, data.len());
                 return Ok(());
             }
