@@ -17,7 +17,7 @@ fn dropping_the_last_trigger_fails_an_opted_in_chain() {
             r.set(true);
             Ok(n)
         })
-        .add_errback(|e| Err::<u32, _>(e));
+        .add_errback(Err::<u32, _>);
     let t2 = t.clone();
     drop(t);
     // One trigger is still there: not abandoned.
@@ -182,7 +182,7 @@ fn awaiting_an_abandoned_deferred_gets_the_error_instead_of_hanging() {
 fn a_dropped_task_abandons_the_deferred_of_its_output() {
     let exec = LocalExecutor::new();
     let (never, _keep) = Deferred::<u32, Failure>::new();
-    let out = exec.spawn(async move { never.await });
+    let out = exec.spawn(async move { Ok::<_, Failure>(never.await? + 1) });
     exec.run_ready();
     let mut out = out.fail_if_abandoned();
     assert!(!out.has_result());
