@@ -146,6 +146,18 @@ mod abandon_tests;
 /// or a cancel) or its chain is freed unfired (every handle dropped). The
 /// counters are per thread (a Deferred never leaves the thread that made it)
 /// and cost a couple of instructions per Deferred.
+///
+/// ```
+/// use torsion::defer::{self, Deferred, DeferredStats, Failure};
+///
+/// let before: DeferredStats = defer::stats();
+/// let (d, trigger) = Deferred::<(), Failure>::new();
+/// drop(trigger); // abandoned: it can never fire, so it is not pending
+/// let now = defer::stats();
+/// assert_eq!(now.abandoned, before.abandoned + 1);
+/// assert_eq!(now.pending, before.pending);
+/// # drop(d);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DeferredStats {
