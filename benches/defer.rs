@@ -12,6 +12,25 @@
 //! valgrind --tool=callgrind target/release/deps/defer-* --case chains --iters 100000
 //! valgrind --tool=callgrind target/release/deps/defer-* --case chains --iters 200000
 //! ```
+//!
+//! Twisted's side, counted the same way (two N, the difference divided by
+//! the difference in N; about 36,450 instructions per chain with Python 3.11
+//! and Twisted 26.10, against 1,232 here):
+//!
+//! ```text
+//! from twisted.internet.defer import Deferred
+//! import sys
+//! def one(i):
+//!     d = Deferred()
+//!     d.addCallback(lambda n: n + 1)
+//!     d.addCallback(lambda n: n * 2)
+//!     d.addCallback(lambda n: n ^ 1)
+//!     d.callback(i)
+//!     r = []
+//!     d.addCallback(r.append)
+//! for i in range(int(sys.argv[1])):
+//!     one(i)
+//! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;

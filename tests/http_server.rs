@@ -404,3 +404,27 @@ fn the_same_server_over_a_unix_socket() {
     assert!(out.ends_with("\r\n\r\nunix"), "{out}");
     assert_eq!(server.stats().reused, 1);
 }
+
+#[test]
+fn a_handler_whose_deferred_is_abandoned_gets_a_500_and_the_connection_goes_on() {
+    use torsion::defer::{Deferred, Failure};
+    let mut reactor = Reactor::new().unwrap();
+    let app = app().get("/abandon", |core: &mut Core, _: Request| {
+        // The producer holds the trigger for a while, then drops it unfired
+        // (a lost reply, a task that went away).
+        let (d, trigger) = Deferred::<Response, Failure>::new();
+        core.call_later(Duration::from_millis(1), move |_| drop(trigger));
+        d
+    });
+    let server = HttpServer::new(app);
+    let addr = serve(&mut reactor, &server);
+    let t = exchange(
+        addr,
+        b"GET /abandon HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+            .to_vec(),
+    );
+    let out = finish(&mut reactor, t);
+    let statuses: Vec<&str> = out.split("HTTP/1.1 ").skip(1).map(|r| &r[..3]).collect();
+    assert_eq!(statuses, ["500", "200"], "{out}");
+    assert!(out.ends_with("Hello, World!"), "{out}");
+}

@@ -1,18 +1,22 @@
 //! The untyped engine under [`Deferred`](super::Deferred): one chain of stages,
 //! run iteratively so that nested chains never grow the Rust stack.
 //!
-//! Values travel as `Box<dyn Any>` so a stage may change the value's type; the
-//! typed handles (`Deferred<T, E>`, `Trigger<T, E>`) guarantee that every box
-//! holds the type the next stage expects. The error type `E` is the same for the
+//! A stage may change the value's type, so values travel type-erased; the
+//! typed handles (`Deferred<T, E>`, `Trigger<T, E>`) guarantee that every value
+//! has the type the next stage expects. The error type `E` is the same for the
 //! whole chain and is kept unboxed.
 //!
-//! Cost (the hot case is "new, a few callbacks, fire, take"): a box holds an
-//! `Option<T>` slot, so a stage takes the value out and, when its output has the
-//! same type, puts the output back into the same box: one value allocation per
-//! chain, not one per stage. The first [`INLINE`] stages live inside the chain
-//! (no queue allocation), and a callback added to a fired, idle chain runs at
-//! once without being boxed (see `Deferred::stage`). What is left per chain is
-//! the shared `Rc` and the one value box.
+//! Cost (the hot case is "new, a few callbacks, fire, take"): one allocation
+//! per chain. The chain's `Rc` allocation ends in a typed value slot, an
+//! `Option<T>` for the trigger's `T` (the struct's last field is unsized:
+//! `Rc<Chain<E, Option<T>>>` coerces to `Rc<Chain<E, dyn Slot>>`, safe Rust),
+//! and a value whose type matches the slot travels in it; only a value of
+//! another type is boxed, and a box is reused while stages keep its type. The
+//! first [`INLINE`] stages live inside the chain (no queue allocation), and a
+//! callback added to a fired, idle chain runs at once without being boxed (see
+//! `Deferred::stage`). The creation and pending counters are two thread-local
+//! `Cell`s; the trigger count (for abandoned chains) is a `Cell` checked when a
+//! `Trigger` drops.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
@@ -29,6 +33,7 @@ use std::task::Waker;
 pub(crate) struct Counters {
     pub(crate) created: Cell<u64>,
     pub(crate) pending: Cell<u64>,
+    pub(crate) abandoned: Cell<u64>,
 }
 
 thread_local! {
@@ -36,6 +41,7 @@ thread_local! {
         Counters {
             created: Cell::new(0),
             pending: Cell::new(0),
+            abandoned: Cell::new(0),
         }
     };
 }
@@ -49,27 +55,100 @@ fn count_created() {
     });
 }
 
-/// A chain stopped being pending (fired, or dropped unfired).
+/// A chain stopped being pending (fired, abandoned, or dropped unfired).
 #[inline]
 fn count_settled() {
     COUNTERS.with(|c| c.pending.set(c.pending.get().saturating_sub(1)));
 }
 
-/// A value in flight: a box holding an `Option<T>` (`Some` while in flight).
-pub type Val = Box<dyn Any>;
+fn count_abandoned() {
+    COUNTERS.with(|c| c.abandoned.set(c.abandoned.get().wrapping_add(1)));
+}
+
+/// The typed value slot at the end of a chain's allocation: an `Option<T>`
+/// seen through this trait.
+#[doc(hidden)]
+pub trait Slot: Any {
+    /// Moves the value out into a box (holding an `Option<T>`).
+    fn take_boxed(&mut self) -> Box<dyn Any>;
+    /// Moves the value into `to` if that is an empty slot of the same type.
+    fn move_into(&mut self, to: &mut dyn Slot) -> bool;
+}
+
+impl<T: 'static> Slot for Option<T> {
+    fn take_boxed(&mut self) -> Box<dyn Any> {
+        Box::new(self.take())
+    }
+
+    fn move_into(&mut self, to: &mut dyn Slot) -> bool {
+        match (to as &mut dyn Any).downcast_mut::<Option<T>>() {
+            Some(o) if o.is_none() => {
+                *o = self.take();
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A value in flight: in the chain's own slot, or boxed (a box holding an
+/// `Option<T>`, `Some` while in flight) when its type is not the slot's.
+#[doc(hidden)]
+pub enum Val {
+    /// In the slot of the chain that holds this `Val`.
+    Slot,
+    /// In a box of its own.
+    Boxed(Box<dyn Any>),
+}
+
 /// A result in flight.
 pub type Outcome<E> = Result<Val, E>;
 
-/// Boxes a value for the chain.
-pub(crate) fn boxed<T: 'static>(v: T) -> Val {
-    Box::new(Some(v))
+/// The slot of a chain, as stages see it.
+pub type SlotRef<'a> = &'a RefCell<dyn Slot>;
+
+/// Puts a value into the slot if the slot holds its type (and is empty),
+/// else into a new box.
+#[inline]
+pub(crate) fn put_val<T: 'static>(v: T, slot: SlotRef<'_>) -> Val {
+    {
+        let mut s = slot.borrow_mut();
+        if let Some(o) = (&mut *s as &mut dyn Any).downcast_mut::<Option<T>>() {
+            if o.is_none() {
+                *o = Some(v);
+                return Val::Slot;
+            }
+        }
+    }
+    Val::Boxed(Box::new(Some(v)))
 }
 
-/// Takes the value out of its box, leaving the box (empty) for reuse.
-pub(crate) fn take_val<T: 'static>(v: &mut Val) -> T {
-    v.downcast_mut::<Option<T>>()
-        .and_then(Option::take)
-        .expect(WRONG_TYPE)
+/// Takes the value out of the slot or its box.
+#[inline]
+pub(crate) fn take_val<T: 'static>(v: Val, slot: SlotRef<'_>) -> T {
+    match v {
+        Val::Slot => (&mut *slot.borrow_mut() as &mut dyn Any)
+            .downcast_mut::<Option<T>>()
+            .and_then(Option::take),
+        Val::Boxed(mut b) => b.downcast_mut::<Option<T>>().and_then(Option::take),
+    }
+    .expect(WRONG_TYPE)
+}
+
+/// Moves a value from the chain with slot `from` to the chain with slot `to`
+/// (a nested chain handing its result on).
+fn move_val(v: Val, from: SlotRef<'_>, to: SlotRef<'_>) -> Val {
+    match v {
+        Val::Slot => {
+            let mut f = from.borrow_mut();
+            if f.move_into(&mut *to.borrow_mut()) {
+                Val::Slot
+            } else {
+                Val::Boxed(f.take_boxed())
+            }
+        }
+        boxed => boxed,
+    }
 }
 
 const WRONG_TYPE: &str = "torsion bug: a Deferred stage received a value of the wrong type";
@@ -85,35 +164,66 @@ pub enum Next<U, E> {
 }
 
 impl<U: 'static, E> Next<U, E> {
-    /// The untyped step, boxing a value.
+    /// The untyped step: a value goes into the slot or a box.
     #[inline]
-    pub(crate) fn into_step(self) -> Step<E> {
+    pub(crate) fn into_step(self, slot: SlotRef<'_>) -> Step<E> {
         match self {
-            Next::Ready(r) => Step::Ready(r.map(boxed)),
+            Next::Ready(Ok(u)) => Step::Ready(Ok(put_val(u, slot))),
+            Next::Ready(Err(e)) => Step::Ready(Err(e)),
             Next::Wait(c) => Step::Wait(c),
         }
     }
 }
 
-/// Calls `f` with the value in `v`; a value of the same type goes back into
-/// the same box (the type check on the output is resolved at compile time).
+/// Calls `f` with the value in `v`. The output goes into the chain's slot
+/// when it has the slot's type, else back into the input's box when it has
+/// the input's type, else into a new box (the type checks on a known box are
+/// resolved at compile time).
 #[inline]
 pub(crate) fn call_with<T: 'static, U: 'static, E>(
-    mut v: Val,
+    v: Val,
+    slot: SlotRef<'_>,
     f: impl FnOnce(T) -> Next<U, E>,
 ) -> Step<E> {
-    let slot = v.downcast_mut::<Option<T>>().expect(WRONG_TYPE);
-    let x = slot.take().expect(WRONG_TYPE);
-    match f(x) {
-        Next::Ready(Ok(u)) => {
-            if let Some(same) = (slot as &mut dyn Any).downcast_mut::<Option<U>>() {
-                *same = Some(u);
-                return Step::Ready(Ok(v));
+    match v {
+        Val::Slot => {
+            // The slot stays borrowed while the callback runs: nothing else
+            // reaches a running chain's value (`take` waits for the run to
+            // end, and a chain only receives a nested result while waiting),
+            // so this is one type check per stage, and an output of the same
+            // type goes back in place (that check is resolved at compile time).
+            let mut guard = slot.borrow_mut();
+            let inslot = (&mut *guard as &mut dyn Any)
+                .downcast_mut::<Option<T>>()
+                .expect(WRONG_TYPE);
+            let x = inslot.take().expect(WRONG_TYPE);
+            match f(x) {
+                Next::Ready(Ok(u)) => {
+                    if let Some(same) = (inslot as &mut dyn Any).downcast_mut::<Option<U>>() {
+                        *same = Some(u);
+                        return Step::Ready(Ok(Val::Slot));
+                    }
+                    Step::Ready(Ok(Val::Boxed(Box::new(Some(u)))))
+                }
+                Next::Ready(Err(e)) => Step::Ready(Err(e)),
+                Next::Wait(c) => Step::Wait(c),
             }
-            Step::Ready(Ok(boxed(u)))
         }
-        Next::Ready(Err(e)) => Step::Ready(Err(e)),
-        Next::Wait(c) => Step::Wait(c),
+        Val::Boxed(mut b) => {
+            let inbox = b.downcast_mut::<Option<T>>().expect(WRONG_TYPE);
+            let x = inbox.take().expect(WRONG_TYPE);
+            match f(x) {
+                Next::Ready(Ok(u)) => {
+                    if let Some(same) = (inbox as &mut dyn Any).downcast_mut::<Option<U>>() {
+                        *same = Some(u);
+                        return Step::Ready(Ok(Val::Boxed(b)));
+                    }
+                    Step::Ready(Ok(put_val(u, slot)))
+                }
+                Next::Ready(Err(e)) => Step::Ready(Err(e)),
+                Next::Wait(c) => Step::Wait(c),
+            }
+        }
     }
 }
 
@@ -136,7 +246,9 @@ impl<E> fmt::Debug for Step<E> {
     }
 }
 
-pub(crate) type StageFn<E> = Box<dyn FnOnce(Outcome<E>) -> Step<E>>;
+pub(crate) type StageFn<E> = Box<dyn FnOnce(Outcome<E>, SlotRef<'_>) -> Step<E>>;
+
+pub(crate) type OnAbandon<E> = Box<dyn FnOnce() -> E>;
 
 pub(crate) type Canceller<E> = Box<dyn FnOnce(&Rc<Chain<E>>)>;
 
@@ -145,11 +257,16 @@ pub(crate) const INLINE: usize = 4;
 
 /// A FIFO of stages: the first [`INLINE`] inside the chain, the rest in a
 /// queue. Once the queue is used, new stages go behind it, so order is kept.
+/// The queue is boxed (and made on first use): a chain that never spills
+/// carries, moves and drops one pointer for it.
 struct Stages<E> {
     inline: [Option<StageFn<E>>; INLINE],
     head: u8,
     len: u8,
-    spill: VecDeque<StageFn<E>>,
+    // Boxed on purpose: an empty `VecDeque` is four words to initialise,
+    // move and drop in every chain; the box is one, and rarely made.
+    #[allow(clippy::box_collection)]
+    spill: Option<Box<VecDeque<StageFn<E>>>>,
 }
 
 impl<E> Stages<E> {
@@ -158,25 +275,30 @@ impl<E> Stages<E> {
             inline: [None, None, None, None],
             head: 0,
             len: 0,
-            spill: VecDeque::new(),
+            spill: None,
         }
     }
 
-    #[inline]
+    #[inline(always)]
+    fn spill_is_empty(&self) -> bool {
+        self.spill.as_ref().is_none_or(|q| q.is_empty())
+    }
+
+    #[inline(always)]
     fn push(&mut self, f: StageFn<E>) {
         let end = usize::from(self.head + self.len);
-        if end < INLINE && self.spill.is_empty() {
+        if end < INLINE && self.spill_is_empty() {
             self.inline[end] = Some(f);
             self.len += 1;
         } else {
-            self.spill.push_back(f);
+            self.spill.get_or_insert_with(Box::default).push_back(f);
         }
     }
 
     #[inline]
     fn pop(&mut self) -> Option<StageFn<E>> {
         if self.len == 0 {
-            return self.spill.pop_front();
+            return self.spill.as_mut().and_then(|q| q.pop_front());
         }
         let f = self.inline[usize::from(self.head)].take();
         self.len -= 1;
@@ -185,11 +307,12 @@ impl<E> Stages<E> {
     }
 
     fn len(&self) -> usize {
-        usize::from(self.len) + self.spill.len()
+        usize::from(self.len) + self.spill.as_ref().map_or(0, |q| q.len())
     }
 
+    #[inline]
     fn is_empty(&self) -> bool {
-        self.len == 0 && self.spill.is_empty()
+        self.len == 0 && self.spill_is_empty()
     }
 }
 
@@ -211,6 +334,12 @@ pub(crate) struct State<E> {
     outer: Option<Rc<Chain<E>>>,
     canceller: Option<Canceller<E>>,
     waker: Option<Waker>,
+    /// Abandoned and stuck: every trigger dropped before firing (or, for a
+    /// fired chain, the inner chain it waits on was abandoned), and no
+    /// `on_abandon` was there to fail it. Not counted as pending any more.
+    abandoned: bool,
+    /// What to fail with if abandoned (`Deferred::or_abandoned`).
+    on_abandon: Option<OnAbandon<E>>,
 }
 
 impl<E> State<E> {
@@ -226,12 +355,20 @@ impl<E> State<E> {
 }
 
 /// One chain. Shared (through `Rc`) by its `Deferred`, its `Trigger`s, and an
-/// inner chain it waits on.
+/// inner chain it waits on. `V` is the value slot, `Option<T>` when made and
+/// `dyn Slot` everywhere else.
 #[doc(hidden)]
-pub struct Chain<E> {
+pub struct Chain<E, V: ?Sized = dyn Slot> {
     pub(crate) st: RefCell<State<E>>,
+    /// Live `Trigger`s (a `Cell`, so dropping one never borrows the state).
+    pub(crate) triggers: Cell<u32>,
     creator: &'static Location<'static>,
     log: fn(&E, &'static Location<'static>),
+    /// Run when the last trigger drops (a function pointer, so `Trigger`'s
+    /// `Drop` needs no bounds).
+    pub(crate) last_trigger: fn(&Rc<Chain<E>>),
+    /// The typed value slot (last: it is the unsized part).
+    pub(crate) slot: RefCell<V>,
 }
 
 fn log_unhandled<E: fmt::Debug>(e: &E, at: &'static Location<'static>) {
@@ -252,6 +389,7 @@ impl<E> fmt::Debug for Chain<E> {
                 .field("paused", &s.paused)
                 .field("waiting", &s.waiting.is_some())
                 .field("callbacks", &s.stages.len())
+                .field("abandoned", &s.abandoned)
                 .field(
                     "result",
                     &match &s.result {
@@ -267,9 +405,11 @@ impl<E> fmt::Debug for Chain<E> {
 }
 
 impl<E: fmt::Debug + 'static> Chain<E> {
-    pub(crate) fn new(creator: &'static Location<'static>) -> Rc<Self> {
+    /// A new unfired chain for values of type `T`, with one trigger.
+    #[inline]
+    pub(crate) fn new<T: 'static>(creator: &'static Location<'static>) -> Rc<Self> {
         count_created();
-        Rc::new(Chain {
+        let chain: Rc<Chain<E, Option<T>>> = Rc::new(Chain {
             st: RefCell::new(State {
                 result: None,
                 called: false,
@@ -281,10 +421,16 @@ impl<E: fmt::Debug + 'static> Chain<E> {
                 outer: None,
                 canceller: None,
                 waker: None,
+                abandoned: false,
+                on_abandon: None,
             }),
+            triggers: Cell::new(1),
             creator,
             log: log_unhandled::<E>,
-        })
+            last_trigger: Chain::<E>::last_trigger_dropped,
+            slot: RefCell::new(None),
+        });
+        chain
     }
 }
 
@@ -301,9 +447,19 @@ impl<E: 'static> Chain<E> {
         self.st.borrow().called
     }
 
-    /// Fires the chain. `Err(())` when it already fired (and no cancel asked for
-    /// one fire to be swallowed).
-    pub(crate) fn fire(self: &Rc<Self>, r: Outcome<E>) -> Result<(), ()> {
+    /// Fires the chain with a typed result. `Err(())` when it already fired
+    /// (and no cancel asked for one fire to be swallowed).
+    #[inline]
+    pub(crate) fn fire<T: 'static>(self: &Rc<Self>, r: Result<T, E>) -> Result<(), ()> {
+        self.fire_with(move |slot| r.map(|v| put_val(v, slot)))
+    }
+
+    /// Fires the chain with what `make` returns (called only if it fires).
+    #[inline]
+    pub(crate) fn fire_with(
+        self: &Rc<Self>,
+        make: impl FnOnce(SlotRef<'_>) -> Outcome<E>,
+    ) -> Result<(), ()> {
         {
             let mut s = self.st.borrow_mut();
             if s.called {
@@ -314,9 +470,14 @@ impl<E: 'static> Chain<E> {
                 return Err(());
             }
             s.called = true;
-            count_settled();
+            if s.abandoned {
+                // Already not counted as pending.
+                s.abandoned = false;
+            } else {
+                count_settled();
+            }
             s.canceller = None;
-            s.result = Some(r);
+            s.result = Some(make(&self.slot));
             if s.stages.is_empty() && s.outer.is_none() && s.waker.is_none() {
                 // Nothing to run or tell: the common "fire, then add" case.
                 return Ok(());
@@ -330,7 +491,10 @@ impl<E: 'static> Chain<E> {
     /// on a settled one (fired, idle, nothing queued); otherwise queued and
     /// the chain run.
     #[inline]
-    pub(crate) fn add(self: &Rc<Self>, f: impl FnOnce(Outcome<E>) -> Step<E> + 'static) {
+    pub(crate) fn add(
+        self: &Rc<Self>,
+        f: impl for<'a> FnOnce(Outcome<E>, SlotRef<'a>) -> Step<E> + 'static,
+    ) {
         let mut s = self.st.borrow_mut();
         if !s.called {
             s.stages.push(Box::new(f));
@@ -341,7 +505,7 @@ impl<E: 'static> Chain<E> {
                 s.running = true;
                 drop(s);
                 let guard = Running(self);
-                let step = f(input);
+                let step = f(input, &self.slot);
                 std::mem::forget(guard);
                 self.finish_now(step);
                 return;
@@ -421,17 +585,106 @@ impl<E: 'static> Chain<E> {
                     c(&cur);
                 }
                 if let (false, Some(err)) = (cur.is_called(), err) {
-                    let _ = cur.fire(Err(err()));
+                    let _ = cur.fire_with(|_| Err(err()));
                 }
                 cur.st.borrow_mut().suppress = true;
                 return;
             }
             let Some(inner) = s.waiting.as_ref().and_then(Weak::upgrade) else {
+                // Stuck on an abandoned inner chain: cancelling fails it.
+                if let (true, Some(err)) = (s.abandoned, err) {
+                    drop(s);
+                    cur.resume_with(Err(err()));
+                }
                 return;
             };
             drop(s);
             cur = inner;
         }
+    }
+
+    /// The last `Trigger` was dropped. An unfired chain is abandoned: it can
+    /// never fire.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn last_trigger_dropped(self: &Rc<Self>) {
+        let unfired = self
+            .st
+            .try_borrow()
+            .is_ok_and(|s| !s.called && !s.abandoned);
+        if unfired {
+            self.abandon();
+        }
+    }
+
+    /// Abandons this chain (unfired, no trigger left) and, when it has no
+    /// `on_abandon` to fail with, whatever waits on it, up the nesting.
+    #[cold]
+    #[inline(never)]
+    fn abandon(self: &Rc<Self>) {
+        let mut cur = self.clone();
+        loop {
+            let Ok(mut s) = cur.st.try_borrow_mut() else {
+                return;
+            };
+            if s.abandoned {
+                return;
+            }
+            count_abandoned();
+            let unfired = !s.called;
+            if let Some(f) = s.on_abandon.take() {
+                drop(s);
+                let e = f();
+                if unfired {
+                    let _ = cur.fire_with(|_| Err(e));
+                } else {
+                    cur.resume_with(Err(e));
+                }
+                return;
+            }
+            s.abandoned = true;
+            if unfired {
+                count_settled();
+            }
+            tracing::debug!(
+                created_at = %cur.creator,
+                "Deferred abandoned: it can never fire (every Trigger dropped, or it waits on such a Deferred)"
+            );
+            // Whatever waits on this chain waits forever too.
+            let Some(outer) = s.outer.take() else {
+                return;
+            };
+            drop(s);
+            cur = outer;
+        }
+    }
+
+    /// Sets what an abandoned chain fails with; used at once if it already is.
+    pub(crate) fn set_on_abandon(self: &Rc<Self>, f: OnAbandon<E>) {
+        let mut s = self.st.borrow_mut();
+        if !s.abandoned {
+            s.on_abandon = Some(f);
+            return;
+        }
+        let unfired = !s.called;
+        drop(s);
+        let e = f();
+        if unfired {
+            let _ = self.fire_with(|_| Err(e));
+        } else {
+            self.resume_with(Err(e));
+        }
+    }
+
+    /// Goes on, with `r`, a fired chain stuck on an abandoned inner one.
+    fn resume_with(self: &Rc<Self>, r: Outcome<E>) {
+        {
+            let mut s = self.st.borrow_mut();
+            s.abandoned = false;
+            s.waiting = None;
+            s.result = Some(r);
+        }
+        run(self);
     }
 }
 
@@ -459,7 +712,10 @@ fn wait_on<E>(current: &Rc<Chain<E>>, s: &mut State<E>, inner: Rc<Chain<E>>) -> 
     let mut i = inner.st.borrow_mut();
     if i.settled() {
         // Already fired: move its result over at once.
-        s.result = i.result.take();
+        s.result = i
+            .result
+            .take()
+            .map(|r| r.map(|v| move_val(v, &inner.slot, &current.slot)));
         true
     } else {
         i.outer = Some(current.clone());
@@ -489,23 +745,56 @@ fn run_one<E: 'static>(current: &Rc<Chain<E>>) -> Option<Rc<Chain<E>>> {
         // chain picks up new stages itself when its callback returns.
         return None;
     }
-    while let Some(f) = s.stages.pop() {
-        let Some(input) = s.result.take() else {
+    if let Some(mut f) = s.stages.pop() {
+        let Some(mut input) = s.result.take() else {
             // Only after a stage panicked: nothing to pass on.
             return None;
         };
         s.running = true;
-        drop(s);
-        let step = {
-            let guard = Running(current);
-            let step = f(input);
-            std::mem::forget(guard);
-            step
-        };
-        s = current.st.borrow_mut();
-        s.running = false;
-        if !settle(current, &mut s, step) {
-            return None;
+        loop {
+            drop(s);
+            let step = {
+                let guard = Running(current);
+                let step = f(input, &current.slot);
+                std::mem::forget(guard);
+                step
+            };
+            s = current.st.borrow_mut();
+            match step {
+                // The common case: a result handed straight to the next
+                // stage, not stored in between (nothing can look at it: the
+                // chain is `running`).
+                Step::Ready(r) => {
+                    if s.paused == 0 {
+                        if let Some(next) = s.stages.pop() {
+                            (f, input) = (next, r);
+                            continue;
+                        }
+                    }
+                    s.running = false;
+                    s.result = Some(r);
+                }
+                wait => {
+                    s.running = false;
+                    if !settle(current, &mut s, wait) {
+                        return None;
+                    }
+                    // The inner chain had its result already.
+                    if s.paused == 0 {
+                        if let Some(next) = s.stages.pop() {
+                            let r = s.result.take()?;
+                            (f, input) = (next, r);
+                            s.running = true;
+                            continue;
+                        }
+                    }
+                }
+            }
+            if s.paused > 0 {
+                // Paused by a stage: `unpause` goes on from here.
+                return None;
+            }
+            break;
         }
     }
     let outer = s.outer.take();
@@ -517,6 +806,7 @@ fn run_one<E: 'static>(current: &Rc<Chain<E>>) -> Option<Rc<Chain<E>>> {
     let waker = s.waker.take();
     drop(s);
     if let Some(outer) = &outer {
+        let r = r.map(|r| r.map(|v| move_val(v, &current.slot, &outer.slot)));
         let mut o = outer.st.borrow_mut();
         o.result = r;
         o.waiting = None;
@@ -538,10 +828,10 @@ impl<E> Drop for Running<'_, E> {
     }
 }
 
-impl<E> Drop for Chain<E> {
+impl<E, V: ?Sized> Drop for Chain<E, V> {
     fn drop(&mut self) {
         let s = self.st.get_mut();
-        if !s.called {
+        if !s.called && !s.abandoned {
             count_settled();
         }
         if let Some(Err(e)) = &s.result {
@@ -551,9 +841,11 @@ impl<E> Drop for Chain<E> {
         // drop recursively; unlink them here one at a time instead.
         let mut next = s.outer.take();
         while let Some(c) = next {
-            next = match Rc::try_unwrap(c) {
-                Ok(mut outer) => outer.st.get_mut().outer.take(),
-                Err(_) => None,
+            // The last strong handle: take its link before it drops.
+            next = if Rc::strong_count(&c) == 1 {
+                c.st.try_borrow_mut().ok().and_then(|mut o| o.outer.take())
+            } else {
+                None
             };
         }
     }

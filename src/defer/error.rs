@@ -18,6 +18,13 @@ pub struct AlreadyCalled;
 #[error("the Deferred was cancelled")]
 pub struct Cancelled;
 
+/// The Deferred was abandoned: every [`Trigger`](super::Trigger) was dropped
+/// before firing it, so it never can (Twisted has no equivalent; see
+/// [`Deferred::fail_if_abandoned`](super::Deferred::fail_if_abandoned)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the Deferred was abandoned: every Trigger was dropped before firing it")]
+pub struct Abandoned;
+
 /// The Deferred did not fire within the time given to `add_timeout` (Twisted's
 /// `defer.TimeoutError`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -18,7 +18,7 @@ use std::task::{Context, Poll, Wake, Waker};
 
 use slab::Slab;
 
-use super::{unbox, Deferred};
+use super::Deferred;
 
 impl<T: 'static, E: 'static> Future for Deferred<T, E> {
     type Output = Result<T, E>;
@@ -29,8 +29,8 @@ impl<T: 'static, E: 'static> Future for Deferred<T, E> {
     ///
     /// Polled again after `Ready`, it stays `Pending`.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some(r) = self.chain.take() {
-            return Poll::Ready(r.map(unbox::<T>));
+        if let Some(r) = self.take_typed() {
+            return Poll::Ready(r);
         }
         self.chain.set_waker(cx.waker());
         Poll::Pending

@@ -38,6 +38,7 @@
 //! | `race(ds)` | [`race`] |
 //! | `Failure` | [`Failure`] (the default `E`), or any error type of yours |
 //! | "Unhandled error in Deferred" at garbage collection | `tracing::error!` when the last handle drops, with the creation site |
+//! | (none: a Deferred nobody can fire waits forever) | [`Deferred::or_abandoned`] / [`Deferred::fail_if_abandoned`], [`Abandoned`] |
 //! | `await d`, `ensureDeferred(coro)` | `d.await`, [`Core::spawn_local`](crate::Core::spawn_local) |
 //! | `task.react` / `successResultOf(d)` | [`Reactor::run_until_complete`](crate::Reactor::run_until_complete) / [`Deferred::take_result`] |
 //! | `deferLater`, `deferToThread`, `LoopingCall` | [`crate::task::defer_later`], [`Core::defer_to_thread`](crate::Core::defer_to_thread), [`crate::task::LoopingCall`] |
@@ -47,6 +48,35 @@
 //! it from a stage, or share it through your own `Rc`); the error type is fixed
 //! for a chain; a panic in a stage is not turned into an error: it unwinds to
 //! the reactor, which catches and logs it, and that chain gets no result.
+//!
+//! # Abandoned Deferreds
+//!
+//! A Deferred whose every [`Trigger`] is dropped before firing can never fire.
+//! Twisted has no equivalent (a Python Deferred nobody fires is simply
+//! collected, and whoever waits on it waits forever); torsion counts the
+//! triggers of each chain and notices when the last one goes: the Deferred is
+//! then *abandoned*. Opt in with [`Deferred::or_abandoned`] (any error) or
+//! [`Deferred::fail_if_abandoned`] (`E: From<`[`Abandoned`]`>`, as `cancel`
+//! needs `From<Cancelled>`), and the abandoned Deferred fails with that error
+//! like any other error, through its errbacks, to whoever awaits it. Without
+//! it, nothing runs: the Deferred stays unfired (logged at DEBUG, counted in
+//! [`stats`]). Abandonment goes through nesting: a chain waiting on a Deferred
+//! returned by a callback is abandoned when that one is (unless the inner one
+//! fails itself through its own `or_abandoned`). A Deferred that was fired or
+//! cancelled is not abandoned when its triggers go, and cancelling an
+//! abandoned one fails it with [`Cancelled`] as usual. The cost is one counter
+//! per chain, checked when a trigger drops.
+//!
+//! ```
+//! use torsion::defer::{Abandoned, Deferred, Failure};
+//!
+//! let (d, trigger) = Deferred::<u32, Failure>::new();
+//! let mut d = d
+//!     .fail_if_abandoned()
+//!     .add_errback(|e| if e.is::<Abandoned>() { Ok(0) } else { Err(e) });
+//! drop(trigger); // the producer went away without an answer
+//! assert_eq!(d.take_result().unwrap().unwrap(), 0);
+//! ```
 //!
 //! # A chain
 //!
@@ -98,11 +128,16 @@ use std::marker::PhantomData;
 use std::panic::Location;
 use std::rc::{Rc, Weak};
 
-pub use error::{AlreadyCalled, Cancelled, Failure, FailureGroup, FirstError, Panicked, TimedOut};
+pub use error::{
+    Abandoned, AlreadyCalled, Cancelled, Failure, FailureGroup, FirstError, Panicked, TimedOut,
+};
 pub use future::LocalExecutor;
 pub use list::{gather_results, race, DeferredList, ListResult};
 
 use chain::{Chain, Next, Step};
+
+#[cfg(test)]
+mod abandon_tests;
 
 /// How many Deferreds this thread has created, and how many of them are still
 /// pending, read by [`stats`].
@@ -111,6 +146,18 @@ use chain::{Chain, Next, Step};
 /// or a cancel) or its chain is freed unfired (every handle dropped). The
 /// counters are per thread (a Deferred never leaves the thread that made it)
 /// and cost a couple of instructions per Deferred.
+///
+/// ```
+/// use torsion::defer::{self, Deferred, DeferredStats, Failure};
+///
+/// let before: DeferredStats = defer::stats();
+/// let (d, trigger) = Deferred::<(), Failure>::new();
+/// drop(trigger); // abandoned: it can never fire, so it is not pending
+/// let now = defer::stats();
+/// assert_eq!(now.abandoned, before.abandoned + 1);
+/// assert_eq!(now.pending, before.pending);
+/// # drop(d);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DeferredStats {
@@ -118,8 +165,13 @@ pub struct DeferredStats {
     /// [`Deferred::new`], [`succeed`], [`fail`], combinators and the
     /// reactor's helpers alike).
     pub created: u64,
-    /// Of those, the ones not fired yet whose chain is still alive.
+    /// Of those, the ones not fired yet whose chain is still alive (an
+    /// abandoned one is not pending: it can never fire).
     pub pending: u64,
+    /// Deferreds abandoned on this thread so far: every [`Trigger`] dropped
+    /// before firing (or the Deferred a callback returned was), see
+    /// [`Deferred::or_abandoned`].
+    pub abandoned: u64,
 }
 
 /// This thread's Deferred counters (for introspection: a `pending` figure
@@ -141,6 +193,7 @@ pub fn stats() -> DeferredStats {
     chain::COUNTERS.with(|c| DeferredStats {
         created: c.created.get(),
         pending: c.pending.get(),
+        abandoned: c.abandoned.get(),
     })
 }
 
@@ -203,15 +256,38 @@ impl<T, E> fmt::Debug for Deferred<T, E> {
 
 impl<T, E> fmt::Debug for Trigger<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Trigger").field(&*self.chain).finish()
+        f.write_str("Trigger(")?;
+        fmt::Debug::fmt(&*self.chain, f)?;
+        f.write_str(")")
+    }
+}
+
+impl<T, E> Trigger<T, E> {
+    /// Another trigger of `chain` (counted, like a clone).
+    fn from_chain(chain: &Rc<Chain<E>>) -> Self {
+        chain.triggers.set(chain.triggers.get() + 1);
+        Trigger {
+            chain: chain.clone(),
+            _t: PhantomData,
+        }
     }
 }
 
 impl<T, E> Clone for Trigger<T, E> {
     fn clone(&self) -> Self {
-        Trigger {
-            chain: self.chain.clone(),
-            _t: PhantomData,
+        Trigger::from_chain(&self.chain)
+    }
+}
+
+/// The last trigger of an unfired Deferred going away abandons it (see
+/// [`Deferred::or_abandoned`]).
+impl<T, E> Drop for Trigger<T, E> {
+    #[inline]
+    fn drop(&mut self) {
+        let n = self.chain.triggers.get().wrapping_sub(1);
+        self.chain.triggers.set(n);
+        if n == 0 {
+            (self.chain.last_trigger)(&self.chain);
         }
     }
 }
@@ -255,8 +331,14 @@ impl<U: 'static, E: 'static> IntoChain<E> for Deferred<U, E> {
     }
 }
 
-fn unbox<T: 'static>(mut v: chain::Val) -> T {
-    chain::take_val::<T>(&mut v)
+impl<T: 'static, E: 'static> Deferred<T, E> {
+    /// Takes the final result out of the chain, typed.
+    #[inline]
+    fn take_typed(&self) -> Option<Result<T, E>> {
+        self.chain
+            .take()
+            .map(|r| r.map(|v| chain::take_val::<T>(v, &self.chain.slot)))
+    }
 }
 
 impl<T: 'static, E: fmt::Debug + 'static> Deferred<T, E> {
@@ -265,7 +347,7 @@ impl<T: 'static, E: fmt::Debug + 'static> Deferred<T, E> {
     #[track_caller]
     #[allow(clippy::new_ret_no_self)]
     pub fn new() -> (Deferred<T, E>, Trigger<T, E>) {
-        let chain = Chain::new(Location::caller());
+        let chain = Chain::new::<T>(Location::caller());
         (
             Deferred {
                 chain: chain.clone(),
@@ -300,10 +382,7 @@ impl<T: 'static, E: fmt::Debug + 'static> Deferred<T, E> {
     ) -> (Deferred<T, E>, Trigger<T, E>) {
         let (d, t) = Self::new();
         d.chain.set_canceller(Box::new(move |chain: &Rc<Chain<E>>| {
-            canceller(&Trigger {
-                chain: chain.clone(),
-                _t: PhantomData,
-            })
+            canceller(&Trigger::from_chain(chain))
         }));
         (d, t)
     }
@@ -318,8 +397,8 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
         self,
         f: impl FnOnce(T) -> R + 'static,
     ) -> Deferred<R::Value, E> {
-        self.stage(move |r| match r {
-            Ok(v) => chain::call_with(v, |x: T| f(x).into_next()),
+        self.stage(move |r, slot| match r {
+            Ok(v) => chain::call_with(v, slot, |x: T| f(x).into_next()),
             Err(e) => Step::Ready(Err(e)),
         })
     }
@@ -330,9 +409,9 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
         self,
         f: impl FnOnce(E) -> R + 'static,
     ) -> Deferred<T, E> {
-        self.stage(move |r| match r {
+        self.stage(move |r, slot| match r {
             Ok(v) => Step::Ready(Ok(v)),
-            Err(e) => f(e).into_next().into_step(),
+            Err(e) => f(e).into_next().into_step(slot),
         })
     }
 
@@ -341,9 +420,9 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
         self,
         f: impl FnOnce(Result<T, E>) -> R + 'static,
     ) -> Deferred<R::Value, E> {
-        self.stage(move |r| match r {
-            Ok(v) => chain::call_with(v, |x: T| f(Ok(x)).into_next()),
-            Err(e) => f(Err(e)).into_next().into_step(),
+        self.stage(move |r, slot| match r {
+            Ok(v) => chain::call_with(v, slot, |x: T| f(Ok(x)).into_next()),
+            Err(e) => f(Err(e)).into_next().into_step(slot),
         })
     }
 
@@ -354,15 +433,19 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
         callback: impl FnOnce(T) -> R + 'static,
         errback: impl FnOnce(E) -> R + 'static,
     ) -> Deferred<R::Value, E> {
-        self.stage(move |r| match r {
-            Ok(v) => chain::call_with(v, |x: T| callback(x).into_next()),
-            Err(e) => errback(e).into_next().into_step(),
+        self.stage(move |r, slot| match r {
+            Ok(v) => chain::call_with(v, slot, |x: T| callback(x).into_next()),
+            Err(e) => errback(e).into_next().into_step(slot),
         })
     }
 
     /// Adds a stage. On a settled chain (fired, idle, nothing queued) it runs
     /// at once and is never boxed; otherwise it is queued.
-    fn stage<U>(self, f: impl FnOnce(chain::Outcome<E>) -> Step<E> + 'static) -> Deferred<U, E> {
+    #[inline]
+    fn stage<U>(
+        self,
+        f: impl for<'a> FnOnce(chain::Outcome<E>, chain::SlotRef<'a>) -> Step<E> + 'static,
+    ) -> Deferred<U, E> {
         self.chain.add(f);
         Deferred {
             chain: self.chain,
@@ -380,6 +463,45 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
         E: From<Cancelled>,
     {
         self.chain.cancel(Some(&|| E::from(Cancelled)));
+    }
+
+    /// What the Deferred fails with if it is abandoned: when every [`Trigger`]
+    /// is dropped before firing it, or when it waits on a Deferred returned by
+    /// a callback that is abandoned itself (and has no `or_abandoned` of its
+    /// own). Without it, an abandoned Deferred never fires: its callbacks never
+    /// run and an `await` on it waits forever. Set on a Deferred that is already
+    /// abandoned, it fails it at once. The error flows down the chain like any
+    /// other, from where the chain stands. See the [module docs](self#abandoned-deferreds).
+    ///
+    /// ```
+    /// use torsion::defer::{Deferred, Failure};
+    ///
+    /// let (d, trigger) = Deferred::<u32, Failure>::new();
+    /// let mut d = d.or_abandoned(|| Failure::msg("the producer went away"));
+    /// drop(trigger);
+    /// assert_eq!(d.take_result().unwrap().unwrap_err().to_string(), "the producer went away");
+    /// ```
+    pub fn or_abandoned(self, err: impl FnOnce() -> E + 'static) -> Self {
+        self.chain.set_on_abandon(Box::new(err));
+        self
+    }
+
+    /// [`or_abandoned`](Self::or_abandoned) with [`Abandoned`] (as
+    /// [`cancel`](Self::cancel) fails with [`Cancelled`]).
+    ///
+    /// ```
+    /// use torsion::defer::{Abandoned, Deferred, Failure};
+    ///
+    /// let (d, trigger) = Deferred::<u32, Failure>::new();
+    /// let mut d = d.fail_if_abandoned();
+    /// drop(trigger);
+    /// assert!(d.take_result().unwrap().unwrap_err().is::<Abandoned>());
+    /// ```
+    pub fn fail_if_abandoned(self) -> Self
+    where
+        E: From<Abandoned>,
+    {
+        self.or_abandoned(|| E::from(Abandoned))
     }
 
     /// Pauses the chain: no callback runs until [`unpause`](Self::unpause) has
@@ -416,7 +538,7 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
     /// assert!(d.take_result().is_none()); // taken
     /// ```
     pub fn take_result(&mut self) -> Option<Result<T, E>> {
-        self.chain.take().map(|r| r.map(unbox::<T>))
+        self.take_typed()
     }
 
     /// Where the Deferred was created.
@@ -492,9 +614,7 @@ impl<T: 'static, E: 'static> Trigger<T, E> {
     /// # Errors
     /// As [`callback`](Self::callback).
     pub fn fire(&self, result: Result<T, E>) -> Result<(), AlreadyCalled> {
-        self.chain
-            .fire(result.map(chain::boxed))
-            .map_err(|()| AlreadyCalled)
+        self.chain.fire(result).map_err(|()| AlreadyCalled)
     }
 
     /// Whether the Deferred has fired (or was cancelled).
@@ -535,14 +655,14 @@ where
     E: fmt::Debug + 'static,
     R: IntoChain<E>,
 {
-    match f().into_next().into_step() {
-        Step::Wait(chain) => Deferred {
+    match f().into_next() {
+        Next::Wait(chain) => Deferred {
             chain,
             _t: PhantomData,
         },
-        Step::Ready(r) => {
+        Next::Ready(r) => {
             let (d, t) = Deferred::<R::Value, E>::new();
-            let _ = t.chain.fire(r);
+            let _ = t.fire(r);
             d
         }
     }

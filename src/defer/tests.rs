@@ -565,3 +565,30 @@ fn counters_follow_creation_firing_cancel_and_drop() {
     let s = stats();
     assert_eq!((s.created - base.created, s.pending), (4, base.pending));
 }
+
+#[test]
+fn a_callback_pausing_its_own_chain_stops_it_until_unpaused() {
+    let slot: Rc<RefCell<Option<Deferred<u32, Failure>>>> = Rc::new(RefCell::new(None));
+    let ran = Rc::new(Cell::new(0));
+    let (d, t) = Deferred::<u32, Failure>::new();
+    let s = slot.clone();
+    let (r1, r2) = (ran.clone(), ran.clone());
+    let d = d
+        .add_callback(move |n| {
+            r1.set(r1.get() + 1);
+            s.borrow().as_ref().unwrap().pause();
+            Ok(n + 1)
+        })
+        .add_callback(move |n| {
+            r2.set(r2.get() + 1);
+            Ok(n * 10)
+        });
+    *slot.borrow_mut() = Some(d);
+    t.callback(1).unwrap();
+    assert_eq!(ran.get(), 1, "the second callback waits for unpause");
+    assert!(!slot.borrow().as_ref().unwrap().has_result());
+    slot.borrow().as_ref().unwrap().unpause();
+    assert_eq!(ran.get(), 2);
+    let mut d = slot.borrow_mut().take().unwrap();
+    assert_eq!(d.take_result().unwrap().unwrap(), 20);
+}

@@ -384,20 +384,24 @@ impl ServerConnection {
                 let id = self.served;
                 let conn = ctx.handle();
                 let local = ctx.local();
-                drop(d.add_both(move |res: Result<Response, Failure>| {
-                    local.call(move |core| {
-                        super::call_on(core, conn, move |p: &mut ServerConnection, ctx| {
-                            if p.current
-                                .as_ref()
-                                .is_some_and(|c| c.info.id == id && c.answer == Answer::Pending)
-                            {
-                                p.answered(ctx, res);
-                                p.process(ctx);
-                            }
-                        });
-                    });
-                    Ok::<(), Failure>(())
-                }));
+                // A handler whose Deferred can never fire (every trigger
+                // dropped) fails it with `Abandoned`: answered 500 below.
+                drop(
+                    d.fail_if_abandoned()
+                        .add_both(move |res: Result<Response, Failure>| {
+                            local.call(move |core| {
+                                super::call_on(core, conn, move |p: &mut ServerConnection, ctx| {
+                                    if p.current.as_ref().is_some_and(|c| {
+                                        c.info.id == id && c.answer == Answer::Pending
+                                    }) {
+                                        p.answered(ctx, res);
+                                        p.process(ctx);
+                                    }
+                                });
+                            });
+                            Ok::<(), Failure>(())
+                        }),
+                );
             }
             Err(panic) => {
                 let msg = panic

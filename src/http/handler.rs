@@ -10,7 +10,9 @@ use crate::context::Core;
 use crate::defer::{Deferred, Failure};
 
 /// What a handler returns: a response now, or a Deferred of one (an error
-/// from it is answered `500`).
+/// from it is answered `500`, and so is a Deferred abandoned by its producer:
+/// every [`Trigger`](crate::defer::Trigger) dropped unfired, see
+/// [`Deferred::or_abandoned`]).
 // Boxing the response would cost every synchronous answer an allocation;
 // a Reply lives only from the handler's return to its dispatch.
 #[allow(clippy::large_enum_variant)]
