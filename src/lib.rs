@@ -116,6 +116,7 @@ mod local;
 pub mod multi;
 pub mod policies;
 pub mod process;
+pub mod prometheus;
 pub mod promises;
 pub mod protocol;
 pub mod protocols;

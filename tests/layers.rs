@@ -39,6 +39,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "http",
             "process",
             "aio",
+            "prometheus",
         ],
     ),
 ];
