@@ -137,6 +137,12 @@ pub struct Core {
     pub(crate) panics: Vec<String>,
     /// Local tasks, queued local calls, the thread pool (see `crate::local`).
     pub(crate) local: std::rc::Rc<crate::local::LocalState>,
+    /// When the core was made (connection ages count from here).
+    pub(crate) created: Instant,
+    /// The reactor's counters (see [`crate::introspect`]).
+    pub(crate) counters: crate::introspect::Counters,
+    /// Callback timing: slow-callback detection and the histogram.
+    pub(crate) timing: crate::core::timing::Timing,
 }
 
 impl fmt::Debug for Core {
@@ -170,6 +176,13 @@ impl Core {
             next_id: 1,
             panic_policy: PanicPolicy::default(),
             panics: Vec::new(),
+            created: now,
+            counters: Default::default(),
+            // Under the fake clock nothing is timed unless asked: the test
+            // tools' callbacks run between steps of the test itself.
+            timing: crate::core::timing::Timing::new(
+                real_clock.then_some(crate::core::timing::DEFAULT_SLOW_CALLBACK),
+            ),
         }
     }
 
@@ -302,6 +315,7 @@ impl Core {
             Arc::from("(non-string panic payload)")
         };
         tracing::error!(panic = %msg, "{what} panicked");
+        self.counters.callbacks_panicked += 1;
         match self.panic_policy {
             PanicPolicy::AbortConnection => {}
             PanicPolicy::StopReactor | PanicPolicy::Record => self.panics.push(msg.to_string()),

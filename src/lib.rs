@@ -112,6 +112,7 @@ pub mod endpoints;
 pub mod error;
 pub mod from_twisted;
 pub mod http;
+pub mod introspect;
 mod local;
 pub mod multi;
 pub mod policies;

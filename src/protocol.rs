@@ -161,6 +161,13 @@ pub trait Protocol: Any {
     fn as_wrapper_ref(&self) -> Option<&dyn Wrapper> {
         None
     }
+
+    /// The name [`introspection`](crate::introspect) shows for this protocol
+    /// (snapshots, slow-callback warnings): its type's name unless
+    /// overridden. Under wrappers, the innermost protocol's name is shown.
+    fn protocol_name(&self) -> &'static str {
+        std::any::type_name::<Self>()
+    }
 }
 
 /// Builds one [`Protocol`] per accepted connection.

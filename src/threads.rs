@@ -87,6 +87,17 @@ impl ThreadPool {
         }
     }
 
+    /// Jobs queued, workers busy and started (for snapshots).
+    pub(crate) fn info(&self) -> crate::introspect::PoolInfo {
+        let st = self.shared.0.lock().unwrap_or_else(|e| e.into_inner());
+        crate::introspect::PoolInfo {
+            queued: st.jobs.len(),
+            busy: st.threads.saturating_sub(st.idle),
+            workers: st.threads,
+            max_workers: self.max,
+        }
+    }
+
     pub(crate) fn shutdown(&self) {
         let (lock, cvar) = &*self.shared;
         lock.lock().unwrap_or_else(|e| e.into_inner()).shutdown = true;
@@ -116,6 +127,17 @@ fn worker(shared: Arc<(Mutex<PoolState>, Condvar)>) {
 }
 
 impl Core {
+    /// The thread pool's queue and workers (all zero before it starts).
+    pub(crate) fn pool_info(&self) -> crate::introspect::PoolInfo {
+        match &*self.local.pool.borrow() {
+            Some(pool) => pool.info(),
+            None => crate::introspect::PoolInfo {
+                max_workers: self.local.pool_size.get(),
+                ..Default::default()
+            },
+        }
+    }
+
     /// Sets how many worker threads this reactor's pool may run (at least
     /// one). Takes effect for a pool not started yet; a started pool keeps its
     /// size.

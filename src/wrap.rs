@@ -93,6 +93,20 @@ pub trait Wrapper {
     }
 }
 
+/// The innermost protocol under `p`'s wrappers (`p` itself if it wraps
+/// nothing).
+pub(crate) fn innermost_ref(mut p: &dyn Protocol) -> &dyn Protocol {
+    while let Some(w) = p.as_wrapper_ref() {
+        p = w.inner();
+    }
+    p
+}
+
+/// The name introspection shows for the protocol `p` (its innermost one's).
+pub(crate) fn protocol_name(p: &dyn Protocol) -> &'static str {
+    innermost_ref(p).protocol_name()
+}
+
 /// `p` as a wrapper, if it is one.
 pub(crate) fn as_wrapper(p: &mut dyn Protocol) -> Option<&mut dyn Wrapper> {
     p.as_wrapper()

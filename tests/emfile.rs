@@ -75,6 +75,12 @@ fn emfile_listener_sheds_then_recovers() {
         closed
     });
     assert_eq!(r.connection_count(), 0);
+    // The snapshot and the counters tell: one shed, nothing accepted.
+    let snap = r.snapshot();
+    assert_eq!(snap.listeners.len(), 1);
+    assert_eq!((snap.listeners[0].accepted, snap.listeners[0].shed), (0, 1));
+    assert_eq!(snap.counters.shed_fd_exhaustion, 1);
+    assert_eq!(snap.counters.accepted, 0);
 
     // 2. While exhausted and idle, the reactor thread does not spin.
     let cpu0 = thread_cpu();
@@ -108,4 +114,9 @@ fn emfile_listener_sheds_then_recovers() {
         got == b"alive?"
     });
     assert_eq!(r.connection_count(), 1);
+    let snap = r.snapshot();
+    assert_eq!((snap.listeners[0].accepted, snap.listeners[0].shed), (1, 1));
+    assert_eq!(snap.counters.accepted, 1);
+    assert_eq!(snap.connections.len(), 1);
+    assert_eq!(snap.connections[0].bytes_in, 6);
 }

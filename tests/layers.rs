@@ -15,7 +15,11 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("base", &["error", "address", "buf", "defer"]),
     // The mio-free core: clock, timer queue, handles, queued operations
     // (std data), panic policy, local futures and threads.
-    ("core", &["core", "context", "local", "threads", "task"]),
+    // Introspection's plain data sits here too: it names connection handles.
+    (
+        "core",
+        &["core", "context", "local", "threads", "task", "introspect"],
+    ),
     // The protocol traits and what their callbacks are handed (the context
     // and the connection state behind it), the wrapper hook.
     ("protocol", &["protocol", "datagram", "transport", "wrap"]),

@@ -10,6 +10,7 @@ use crate::buf::WriteBuf;
 use crate::context::{Core, Op};
 use crate::core::ops::InternalTimer;
 use crate::error::DisconnectReason;
+use crate::introspect::CallbackKind;
 use crate::protocol::Protocol;
 use crate::transport::{flags, ConnState, Context};
 
@@ -67,6 +68,12 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         let mut ctx = Context::new(self.core, self.state, self.out, host).with_input(input);
         let protocol = &mut *self.protocol;
         let res = catch_unwind(AssertUnwindSafe(|| f(protocol, &mut ctx)));
+        if S::OUTER {
+            let protocol = &*self.protocol;
+            self.core.callback_done(CallbackKind::Protocol, || {
+                crate::wrap::protocol_name(protocol)
+            });
+        }
         if let Err(p) = res {
             let msg = self.core.caught_panic(p, "protocol callback");
             self.state.set(flags::ABORT);
@@ -110,7 +117,10 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         // them. Otherwise write now. The common case: nothing buffered, no rate
         // limit or idle timer, all the gathered bytes in one piece: one send.
         if self.state.pending.is_none() && self.state.extra.is_none() {
-            match self.out.write_contiguous(&mut Writer(self.sink)) {
+            let mut w = Writer::new(self.sink);
+            let res = self.out.write_contiguous(&mut w);
+            count_out::<S>(self.core, self.state, w.n);
+            match res {
                 Some(Ok(())) => return Ok(()),
                 Some(Err(e)) => {
                     self.out.clear();
@@ -270,6 +280,10 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
     /// the sink refuses.
     #[inline]
     pub(crate) fn data(&mut self, input: &[u8]) {
+        self.state.bytes_in += input.len() as u64;
+        if S::OUTER {
+            self.core.counters.bytes_read += input.len() as u64;
+        }
         if self.is_dead() {
             return;
         }
@@ -294,7 +308,10 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
             while sent < bytes.len() {
                 match self.sink.write(&bytes[sent..]) {
                     Ok(0) => break,
-                    Ok(n) => sent += n,
+                    Ok(n) => {
+                        sent += n;
+                        count_out::<S>(self.core, self.state, n as u64);
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(_) => break,
                 }
@@ -366,13 +383,23 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
             self.state.set(flags::LINGER);
         }
         if self.state.has(flags::MADE) {
+            if S::OUTER {
+                self.core.counters.closed.record(&reason);
+            }
             self.sink.enter(self.state);
             let host = self.sink.host();
             let mut ctx = Context::new(self.core, self.state, self.out, host);
             let protocol = &mut *self.protocol;
-            if let Err(p) = catch_unwind(AssertUnwindSafe(|| {
+            let res = catch_unwind(AssertUnwindSafe(|| {
                 protocol.connection_lost(&mut ctx, &reason)
-            })) {
+            }));
+            if S::OUTER {
+                let protocol = &*self.protocol;
+                self.core.callback_done(CallbackKind::Protocol, || {
+                    crate::wrap::protocol_name(protocol)
+                });
+            }
+            if let Err(p) = res {
                 self.core.caught_panic(p, "connection_lost");
             }
             self.sink.leave(self.state);
@@ -399,7 +426,10 @@ fn write_buf<S: Sink + ?Sized>(
     let n = if limit == 0 {
         0
     } else {
-        buf.write_to_limited(&mut Writer(sink), limit)?
+        let mut w = Writer::new(sink);
+        let res = buf.write_to_limited(&mut w, limit);
+        count_out::<S>(core, state, w.n);
+        res?
     };
     if n > 0 {
         state.touch(now);
@@ -426,17 +456,42 @@ fn write_buf<S: Sink + ?Sized>(
     Ok(())
 }
 
-/// `io::Write` over a sink (so `WriteBuf` can write to it).
-struct Writer<'a, S: ?Sized>(&'a mut S);
+/// Counts `n` bytes the sink took: the connection's, and the reactor's
+/// when the sink is the transport itself.
+#[inline]
+fn count_out<S: Sink + ?Sized>(core: &mut Core, state: &mut ConnState, n: u64) {
+    state.bytes_out += n;
+    if S::OUTER {
+        core.counters.bytes_written += n;
+    }
+}
+
+/// `io::Write` over a sink (so `WriteBuf` can write to it), counting what
+/// it took.
+struct Writer<'a, S: ?Sized> {
+    sink: &'a mut S,
+    n: u64,
+}
+
+impl<'a, S: ?Sized> Writer<'a, S> {
+    #[inline]
+    fn new(sink: &'a mut S) -> Self {
+        Writer { sink, n: 0 }
+    }
+}
 
 impl<S: Sink + ?Sized> io::Write for Writer<'_, S> {
     #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
+        let n = self.sink.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
     }
     #[inline]
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.0.write_vectored(bufs)
+        let n = self.sink.write_vectored(bufs)?;
+        self.n += n as u64;
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())

@@ -83,6 +83,12 @@ pub(crate) use engine::Engine;
 
 /// Where a connection's bytes go. See the [module docs](self) for the contract.
 pub(crate) trait Sink {
+    /// Whether this sink is the connection's transport itself (a socket, a
+    /// pipe, an in-memory peer), not a layer inside another connection's
+    /// callback (TLS plaintext): only then are its bytes, its end and its
+    /// callbacks' time counted for the reactor (once per connection).
+    const OUTER: bool = true;
+
     /// Takes what fits of `buf` now.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
 

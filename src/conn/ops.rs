@@ -63,6 +63,10 @@ pub(crate) trait Driver {
     fn own_timer(&mut self, core: &mut Core, t: InternalTimer);
     /// Register a child's pipes or standard I/O (only the reactor can).
     fn pipes(&mut self, core: &mut Core, req: Erased);
+    /// A snapshot of everything the driver runs (`Core::request_snapshot`).
+    fn snapshot(&mut self, core: &mut Core) -> crate::introspect::Snapshot {
+        core.core_snapshot()
+    }
 }
 
 /// Carries out `core.ops` until none are left (operations queue more).
@@ -104,6 +108,10 @@ pub(crate) fn apply(core: &mut Core, d: &mut impl Driver, op: Op) {
         },
         Op::Produce(h) => d.conns().produce(core, h),
         Op::Pipes(req) => d.pipes(core, req),
+        Op::Snapshot(f) => {
+            let snap = d.snapshot(core);
+            core.deliver_snapshot(f, snap);
+        }
         Op::Listen(req) => d.listen(core, req),
         Op::ListenDatagram(req) => d.listen_datagram(core, req),
         Op::DatagramCall(id, f) => d.datagram_call(core, id, f),

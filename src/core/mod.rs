@@ -5,7 +5,9 @@
 
 pub(crate) mod handles;
 pub(crate) mod ops;
+mod stats;
 pub mod timers;
+pub(crate) mod timing;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -47,6 +49,7 @@ impl Core {
                     if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(self))) {
                         self.caught_panic(p, "timer callback");
                     }
+                    self.callback_done(crate::introspect::CallbackKind::Timer, || "call_later");
                 }
                 Timed::Internal(t) => driver.internal_timer(self, t),
             }

@@ -114,4 +114,6 @@ pub(crate) enum Op {
     /// Register a child's pipes and exit watcher, or standard I/O (the
     /// reactor's `PipeRequest`).
     Pipes(Erased),
+    /// Take a snapshot and hand it to the callback (`Core::request_snapshot`).
+    Snapshot(super::stats::SnapshotFn),
 }

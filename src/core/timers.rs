@@ -221,6 +221,21 @@ impl<T> TimerQueue<T> {
         self.heap.peek().map(|Reverse((d, _, _))| *d)
     }
 
+    /// The earliest pending deadline, without tidying the queue (for
+    /// snapshots): the head when it is live, else a scan of the heap.
+    pub fn peek_deadline(&self) -> Option<Instant> {
+        let live = |seq: u64, slot: u32| matches!(&self.slots[slot as usize].entry, Some(p) if p.seq == seq);
+        let Reverse((d, seq, slot)) = *self.heap.peek()?;
+        if live(seq, slot) {
+            return Some(d);
+        }
+        self.heap
+            .iter()
+            .filter(|Reverse((_, seq, slot))| live(*seq, *slot))
+            .map(|Reverse((d, _, _))| *d)
+            .min()
+    }
+
     /// Removes and returns the earliest entry whose deadline is at or before `now`.
     pub fn pop_expired(&mut self, now: Instant) -> Option<T> {
         self.pop_expired_before(now, u64::MAX)

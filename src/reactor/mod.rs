@@ -28,6 +28,7 @@ mod flow;
 mod ops;
 mod pipe;
 pub(crate) mod signals;
+mod snapshot;
 mod stream;
 pub(crate) mod sys;
 mod tcp;
@@ -178,8 +179,12 @@ impl Reactor {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         let registry = poll.registry().try_clone()?;
+        let mut core = Core::new(Instant::now(), Some(Box::new(PollWaker(waker))));
+        if let Some(clock) = sys::tsc_clock() {
+            core.timing.set_clock(clock);
+        }
         Ok(Reactor {
-            core: Core::new(Instant::now(), Some(Box::new(PollWaker(waker)))),
+            core,
             poll,
             events: Events::with_capacity(1024),
             net: Net {
@@ -363,6 +368,7 @@ impl Reactor {
         // Work queued outside the loop (calls made before `run`, or by another
         // thread) runs at the last turn's time; the clock is read once per turn,
         // after the poll.
+        core.timing.mark();
         net.process_ops(core);
         net.run_thread_calls(core);
 
@@ -383,6 +389,7 @@ impl Reactor {
             }
         }
         core.set_now(Instant::now());
+        core.timing.mark();
 
         for ev in self.events.iter() {
             if ev.token() == WAKER {
@@ -522,6 +529,9 @@ impl Net {
             if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(core))) {
                 core.caught_panic(p, "call_from_thread callback");
             }
+            core.callback_done(crate::introspect::CallbackKind::CrossThread, || {
+                "call_from_thread"
+            });
             self.process_ops(core);
         }
     }

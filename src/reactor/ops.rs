@@ -110,6 +110,9 @@ impl Driver for Net {
     fn own_timer(&mut self, core: &mut Core, t: InternalTimer) {
         self.on_internal_timer(core, t);
     }
+    fn snapshot(&mut self, core: &mut Core) -> crate::introspect::Snapshot {
+        Net::snapshot(self, core)
+    }
 }
 
 impl Net {

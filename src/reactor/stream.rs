@@ -151,6 +151,16 @@ pub(crate) enum Acceptor {
 }
 
 impl Acceptor {
+    /// The bound address.
+    pub(crate) fn local(&self) -> io::Result<Address> {
+        match self {
+            Acceptor::Tcp(l) => l.local_addr().map(Address::Inet),
+            Acceptor::Unix(l) => l
+                .local_addr()
+                .map(|a| Address::Unix(UnixAddr::from_std(&a))),
+        }
+    }
+
     pub(crate) fn accept(&self) -> io::Result<(Stream, Address)> {
         match self {
             Acceptor::Tcp(l) => l.accept().map(|(s, a)| (Stream::Tcp(s), Address::Inet(a))),

@@ -254,3 +254,57 @@ pub(crate) fn stdout_fd() -> BorrowedFd<'static> {
     // that it is open before using it.
     unsafe { BorrowedFd::borrow_raw(1) }
 }
+
+/// The CPU's time-stamp counter, for timing callbacks at the cost of a few
+/// instructions (`Instant::now` costs a call into the vDSO, several times
+/// more): used only where it is invariant, ticking at a constant rate
+/// through frequency changes and sleep states (`constant_tsc` and
+/// `nonstop_tsc` in `/proc/cpuinfo`), and calibrated once per process
+/// against `Instant` over half a millisecond. `None` elsewhere: callers then
+/// use `Instant`.
+pub(crate) fn tsc_clock() -> Option<crate::core::timing::Clock> {
+    static CLOCK: std::sync::OnceLock<Option<crate::core::timing::Clock>> =
+        std::sync::OnceLock::new();
+    *CLOCK.get_or_init(calibrate_tsc)
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn rdtsc() -> u64 {
+    // SAFETY: RDTSC reads a counter into registers; it touches no memory and
+    // exists on every x86_64 CPU.
+    #[allow(unused_unsafe)]
+    unsafe {
+        std::arch::x86_64::_rdtsc()
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn calibrate_tsc() -> Option<crate::core::timing::Clock> {
+    use std::io::BufRead;
+    let f = std::fs::File::open("/proc/cpuinfo").ok()?;
+    let flags = io::BufReader::new(f)
+        .lines()
+        .map_while(|l| l.ok())
+        .find(|l| l.starts_with("flags"))?;
+    let has = |flag: &str| flags.split_whitespace().any(|f| f == flag);
+    if !(has("constant_tsc") && has("nonstop_tsc")) {
+        return None;
+    }
+    let start = std::time::Instant::now();
+    let t0 = rdtsc();
+    let (elapsed, t1) = loop {
+        let e = start.elapsed();
+        let t = rdtsc();
+        if e >= std::time::Duration::from_micros(500) {
+            break (e, t);
+        }
+    };
+    let ticks = t1.checked_sub(t0).filter(|t| *t > 0)?;
+    let mult = u64::try_from((elapsed.as_nanos() << 32) / u128::from(ticks)).ok()?;
+    (mult > 0).then_some(crate::core::timing::Clock { ticks: rdtsc, mult })
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+fn calibrate_tsc() -> Option<crate::core::timing::Clock> {
+    None
+}

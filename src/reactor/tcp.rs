@@ -191,6 +191,20 @@ pub(crate) struct Listener {
     /// Out of descriptors since the last successful accept (log once).
     exhausted: bool,
     shed: u64,
+    accepted: u64,
+}
+
+impl Listener {
+    /// What a snapshot shows of it.
+    pub(crate) fn info(&self) -> crate::introspect::ListenerInfo {
+        crate::introspect::ListenerInfo {
+            address: self.listener.local().unwrap_or_else(|_| {
+                crate::address::Address::Inet(SocketAddr::from(([0, 0, 0, 0], 0)))
+            }),
+            accepted: self.accepted,
+            shed: self.shed,
+        }
+    }
 }
 
 impl Core {
@@ -349,6 +363,7 @@ impl Net {
             retry: None,
             exhausted: false,
             shed: 0,
+            accepted: 0,
         })));
         self.listeners.insert(req.id, key);
         if let Entry::Listener(l) = &mut self.entries[key] {
@@ -426,7 +441,11 @@ impl Net {
         let mut drained = false;
         loop {
             match l.listener.accept() {
-                Ok(_) => l.shed += 1, // dropped at once: the peer sees a close
+                Ok(_) => {
+                    // Dropped at once: the peer sees a close.
+                    l.shed += 1;
+                    core.counters.shed_fd_exhaustion += 1;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     drained = true;
                     break;
@@ -456,11 +475,14 @@ impl Net {
         let Some(Entry::Listener(l)) = self.entries.get_mut(key) else {
             return;
         };
+        l.accepted += 1;
+        core.counters.accepted += 1;
         stream.apply_options(&l.options);
         let factory = &mut l.factory;
         let proto = match catch_unwind(AssertUnwindSafe(|| factory.build(&peer))) {
             Ok(Some(p)) => p,
             Ok(None) => {
+                core.counters.refused_by_factory += 1;
                 tracing::debug!(%peer, "factory refused the connection");
                 return;
             }
@@ -499,6 +521,7 @@ impl Net {
         tracing::debug!(%peer, key, "connection made");
         let mut state = ConnState::new(handle, peer);
         state.set(flags::MADE);
+        state.born_ms = core.age_ms();
         entry.insert(Entry::Conn(Connection {
             stream,
             state,

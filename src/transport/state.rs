@@ -84,6 +84,13 @@ pub(crate) struct ConnState {
     /// Rarely used per-connection features, allocated on first use so an idle
     /// connection stays small.
     pub(crate) extra: Option<Box<Extra>>,
+    /// Bytes read from the transport (for snapshots).
+    pub(crate) bytes_in: u64,
+    /// Bytes the transport took (for snapshots).
+    pub(crate) bytes_out: u64,
+    /// When the connection was made, in milliseconds after the reactor was
+    /// (`Core::age_ms`).
+    pub(crate) born_ms: u32,
 }
 
 /// A source of bytes the transport pulls from while its buffer has room (see
@@ -174,6 +181,9 @@ impl ConnState {
             peer: peer.into(),
             pending: None,
             extra: None,
+            bytes_in: 0,
+            bytes_out: 0,
+            born_ms: 0,
         }
     }
 

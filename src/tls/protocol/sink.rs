@@ -41,6 +41,8 @@ impl TlsSink<'_> {
 }
 
 impl Sink for TlsSink<'_> {
+    const OUTER: bool = false;
+
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if !self.handshake_done
             || *self.close_notify_sent
