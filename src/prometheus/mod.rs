@@ -20,26 +20,29 @@
 //! requests.sample(&[("code", "404")], 1)?;
 //! page.family("app_queue", MetricType::Gauge, "Jobs waiting.")?.sample(&[], 3)?;
 //! let text = page.finish();
-//! assert_eq!(
-//!     text,
-//!     "# HELP app_requests_total Requests answered.\n\
-//!      # TYPE app_requests_total counter\n\
-//!      app_requests_total{code=\"200\"} 41\n\
-//!      app_requests_total{code=\"404\"} 1\n\
-//!      # HELP app_queue Jobs waiting.\n\
-//!      # TYPE app_queue gauge\n\
-//!      app_queue 3\n"
-//! );
+//! let want = [
+//!     "# HELP app_requests_total Requests answered.",
+//!     "# TYPE app_requests_total counter",
+//!     "app_requests_total{code=\"200\"} 41",
+//!     "app_requests_total{code=\"404\"} 1",
+//!     "# HELP app_queue Jobs waiting.",
+//!     "# TYPE app_queue gauge",
+//!     "app_queue 3",
+//! ];
+//! assert_eq!(text, want.join("\n") + "\n");
 //! # Ok::<(), torsion::prometheus::PrometheusError>(())
 //! ```
 //!
 //! [`Snapshot`]: crate::introspect::Snapshot
 
+mod snapshot;
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeSet;
 use std::fmt::{self, Write as _};
+
+pub use snapshot::{render_snapshots, CONTENT_TYPE};
 
 /// A metric family's type, as written on its `# TYPE` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,27 +114,41 @@ pub enum PrometheusError {
 /// spelling (`+Inf`, `-Inf`, `NaN`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Value {
-    /// An exact integer.
-    Int(u64),
+    /// An exact unsigned integer (counters).
+    Unsigned(u64),
+    /// An exact signed integer (gauges that go below zero).
+    Signed(i64),
     /// A float.
     Float(f64),
 }
 
 impl From<u64> for Value {
     fn from(v: u64) -> Value {
-        Value::Int(v)
+        Value::Unsigned(v)
     }
 }
 
 impl From<u32> for Value {
     fn from(v: u32) -> Value {
-        Value::Int(u64::from(v))
+        Value::Unsigned(u64::from(v))
     }
 }
 
 impl From<usize> for Value {
     fn from(v: usize) -> Value {
-        Value::Int(v as u64)
+        Value::Unsigned(v as u64)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Value {
+        Value::Signed(v)
+    }
+}
+
+impl From<i32> for Value {
+    fn from(v: i32) -> Value {
+        Value::Signed(i64::from(v))
     }
 }
 
@@ -144,7 +161,8 @@ impl From<f64> for Value {
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Value::Int(v) => write!(f, "{v}"),
+            Value::Unsigned(v) => write!(f, "{v}"),
+            Value::Signed(v) => write!(f, "{v}"),
             Value::Float(v) if v.is_nan() => f.write_str("NaN"),
             Value::Float(v) if v == f64::INFINITY => f.write_str("+Inf"),
             Value::Float(v) if v == f64::NEG_INFINITY => f.write_str("-Inf"),

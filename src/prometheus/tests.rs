@@ -161,6 +161,8 @@ fn summaries_only_in_summary_families() {
 #[test]
 fn values_in_the_formats_spelling() {
     assert_eq!(Value::from(u64::MAX).to_string(), "18446744073709551615");
+    assert_eq!(Value::from(-3).to_string(), "-3");
+    assert_eq!(Value::from(i64::MIN).to_string(), "-9223372036854775808");
     assert_eq!(Value::from(f64::INFINITY).to_string(), "+Inf");
     assert_eq!(Value::from(f64::NEG_INFINITY).to_string(), "-Inf");
     assert_eq!(Value::from(f64::NAN).to_string(), "NaN");
