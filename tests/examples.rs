@@ -264,6 +264,7 @@ const ALL: &[&str] = &[
     "udp_echo_server",
     "udp_echo_client",
     "chat_server",
+    "stuck_server",
     "tls_echo_server",
     "tls_echo_client",
     "netperf",
@@ -301,6 +302,7 @@ fn servers_take_idle_timeout_and_no_short_flag_means_two_things() {
         "echo_server",
         "udp_echo_server",
         "chat_server",
+        "stuck_server",
         "tls_echo_server",
     ] {
         let help = text(&run(name, &["--help"]).stdout);

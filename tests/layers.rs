@@ -44,6 +44,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "process",
             "aio",
             "prometheus",
+            "stuck_reactor",
         ],
     ),
 ];
