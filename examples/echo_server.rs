@@ -28,9 +28,9 @@
 //! (`torsion::prometheus`) on a reactor and thread of its own, with every
 //! series labelled by reactor (`reactor="0"`..), so it works alike with
 //! `--threads N` and still answers while an echo reactor is blocked (that
-//! reactor shows as `torsion_reactor_up 0`). With one reactor, SIGUSR1
-//! prints the reactor's snapshot as a table on stderr
-//! (`torsion::service::Application`).
+//! reactor shows as `torsion_reactor_up 0`). SIGUSR1 prints each reactor's
+//! snapshot as a table on stderr (`torsion::service::SnapshotTable`) and the
+//! server goes on.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -174,7 +174,11 @@ fn run_pool(
 
     let handles = pool.handles().to_vec();
     let mut signals_seen = 0;
-    let installed = cli::on_signals(&[], move |sig| {
+    let installed = cli::on_signals(&[signal_hook::consts::SIGUSR1], move |sig| {
+        if sig == signal_hook::consts::SIGUSR1 {
+            print_tables(&handles);
+            return;
+        }
         signals_seen += 1;
         if signals_seen == 1 {
             tracing::info!(
@@ -206,5 +210,18 @@ fn run_pool(
             ExitCode::SUCCESS
         }
         Err(e) => cli::fail(format!("the reactor failed: {}", cli::plain(e))),
+    }
+}
+
+/// SIGUSR1 with several reactors: each prints its snapshot table on stderr,
+/// named by its index (one reactor: `Application` does it).
+fn print_tables(handles: &[torsion::ReactorHandle]) {
+    for (i, h) in handles.iter().enumerate() {
+        h.request_snapshot(move |snapshot| {
+            use std::io::Write;
+            let name = format!("reactor {i}");
+            let table = torsion::service::SnapshotTable::new(&snapshot).named(&name);
+            let _ = std::io::stderr().write_all(table.to_string().as_bytes());
+        });
     }
 }

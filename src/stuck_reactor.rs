@@ -97,7 +97,8 @@
 //!
 //! A server run by [`Application`](crate::service::Application) (every
 //! example server with one reactor) prints its snapshot as a table on stderr
-//! at SIGUSR1 and goes on running ([`SnapshotTable`](crate::service::SnapshotTable)).
+//! at SIGUSR1 and goes on running ([`SnapshotTable`](crate::service::SnapshotTable));
+//! `echo_server --threads N` prints one per reactor, named `reactor 0`...
 //! The table is taken when the reactor gets to the signal, so a reactor
 //! blocked in a callback prints it once the callback returns: if `kill -USR1`
 //! prints nothing, the reactor is stuck right now (see the `/metrics` page,

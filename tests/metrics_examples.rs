@@ -409,6 +409,39 @@ fn sigusr1_prints_the_snapshot_table_and_the_service_goes_on() {
     assert!(status.success(), "echo_server exited with {status}");
 }
 
+#[test]
+fn sigusr1_with_two_reactors_prints_a_table_each_and_the_service_goes_on() {
+    let mut server = Server::start("echo_server", &["--threads", "2"]);
+    let conns: Vec<TcpStream> = (0..6u8).map(|i| echo(server.addr, &[i; 10])).collect();
+    server.signal(libc::SIGUSR1);
+    let first = server.table(1);
+    let second = server.table(2);
+    let mut names: Vec<&str> = [&first[0], &second[0]]
+        .iter()
+        .map(|l| l.split(" (uptime").next().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "torsion reactor snapshot: reactor 0",
+            "torsion reactor snapshot: reactor 1"
+        ]
+    );
+    // Every connection is in one of the two tables.
+    let rows = first
+        .iter()
+        .chain(&second)
+        .filter(|l| l.contains(" Echo "))
+        .count();
+    assert_eq!(rows, conns.len(), "{first:#?} {second:#?}");
+    drop(echo(server.addr, b"still serving"));
+    drop(conns);
+    server.signal(libc::SIGTERM);
+    let status = server.wait();
+    assert!(status.success(), "echo_server exited with {status}");
+}
+
 /// Sends one command line to `stuck_server`, returns its answer line.
 fn command(conn: &mut BufReader<TcpStream>, line: &str) -> String {
     conn.get_mut()

@@ -30,6 +30,7 @@ pub const DEFAULT_TABLE_ROWS: usize = 20;
 pub struct SnapshotTable<'a> {
     snapshot: &'a Snapshot,
     rows: usize,
+    name: Option<&'a str>,
 }
 
 impl<'a> SnapshotTable<'a> {
@@ -38,7 +39,15 @@ impl<'a> SnapshotTable<'a> {
         SnapshotTable {
             snapshot,
             rows: DEFAULT_TABLE_ROWS,
+            name: None,
         }
+    }
+
+    /// Names the reactor in the header (`torsion reactor snapshot: reactor
+    /// 2 (uptime ...)`), for a process with several.
+    pub fn named(mut self, name: &'a str) -> SnapshotTable<'a> {
+        self.name = Some(name);
+        self
     }
 
     /// Lists up to `rows` connections.
@@ -51,11 +60,11 @@ impl<'a> SnapshotTable<'a> {
 impl fmt::Display for SnapshotTable<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.snapshot;
-        writeln!(
-            f,
-            "torsion reactor snapshot (uptime {})",
-            human_duration(s.uptime)
-        )?;
+        f.write_str("torsion reactor snapshot")?;
+        if let Some(name) = self.name {
+            write!(f, ": {name}")?;
+        }
+        writeln!(f, " (uptime {})", human_duration(s.uptime))?;
         let buffered: usize = s.connections.iter().map(|c| c.write_buffered).sum();
         let paused = s.connections.iter().filter(|c| c.paused).count();
         let closing = s.connections.iter().filter(|c| c.closing).count();
