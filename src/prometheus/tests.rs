@@ -169,3 +169,40 @@ fn values_in_the_formats_spelling() {
     assert_eq!(Value::from(0.001).to_string(), "0.001");
     assert_eq!(Value::from(1e-9).to_string(), "0.000000001");
 }
+
+#[test]
+fn a_snapshot_page_has_each_family_once_and_a_missing_reactor_only_as_down() {
+    use crate::Reactor;
+    let mut snapshot = Reactor::new().unwrap().snapshot();
+    snapshot.counters.accepted = 5;
+    snapshot.counters.closed.reset = 2;
+    let page = render_snapshots(&[Some(snapshot.clone()), None, Some(snapshot)]);
+    let mut types = Vec::new();
+    let mut seen_samples = std::collections::BTreeSet::new();
+    let mut current = String::new();
+    for line in page.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            current = rest.split(' ').next().unwrap().to_owned();
+            assert!(!types.contains(&current), "{current} twice");
+            types.push(current.clone());
+        } else if !line.starts_with('#') {
+            // Each sample sits in its own family's block.
+            assert!(line.starts_with(&current), "{line} outside {current}");
+            assert!(
+                seen_samples.insert(line.split(' ').next().unwrap().to_owned()),
+                "{line}"
+            );
+            assert!(
+                !line.contains("reactor=\"1\"") || line.starts_with("torsion_reactor_up"),
+                "{line}"
+            );
+        }
+    }
+    assert!(page.contains("torsion_reactor_up{reactor=\"1\"} 0\n"));
+    assert!(page.contains("torsion_reactor_up{reactor=\"2\"} 1\n"));
+    assert!(page.contains("torsion_connections_accepted_total{reactor=\"2\"} 5\n"));
+    assert!(page.contains("torsion_connections_closed_total{reactor=\"0\",reason=\"reset\"} 2\n"));
+    assert!(page.contains("# TYPE torsion_callback_duration_seconds summary\n"));
+    assert!(page.contains("torsion_callback_duration_seconds_count{reactor=\"0\"} "));
+    assert!(page.starts_with("# HELP torsion_reactor_up "));
+}

@@ -280,6 +280,72 @@ pub(crate) fn human_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::introspect::TransportKind;
+    use crate::{Address, ConnectionHandle, Reactor};
+
+    fn conn(key: u32, buffered: usize, age_s: u64, paused: bool) -> ConnectionInfo {
+        ConnectionInfo {
+            handle: ConnectionHandle { key, gen: 0 },
+            kind: TransportKind::Tcp,
+            peer: Address::Inet(format!("127.0.0.1:{}", 40000 + key).parse().unwrap()),
+            host: None,
+            protocol: "app::proto::Chat",
+            age: Duration::from_secs(age_s),
+            bytes_in: 2048,
+            bytes_out: 10,
+            write_buffered: buffered,
+            paused,
+            half_closed: false,
+            closing: key == 3,
+            idle_deadline: None,
+        }
+    }
+
+    #[test]
+    fn connections_by_buffered_bytes_then_age_and_the_rest_counted() {
+        let mut snapshot = Reactor::new().unwrap().snapshot();
+        snapshot.connections = vec![
+            conn(1, 0, 5, false),
+            conn(2, 5000, 1, true),
+            conn(3, 0, 50, false),
+            conn(4, 0, 1, false),
+        ];
+        snapshot.counters.closed.done = 2;
+        snapshot.counters.closed.reset = 1;
+        let text = SnapshotTable::new(&snapshot)
+            .rows(3)
+            .named("reactor 1")
+            .to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("torsion reactor snapshot: reactor 1 (uptime "),
+            "{text}"
+        );
+        assert_eq!(
+            lines[1],
+            "connections: 4 open, 4.9 KiB buffered for writing, 1 paused, 1 closing"
+        );
+        assert!(
+            lines[2].trim_start().starts_with("CONN  KIND  PEER"),
+            "{text}"
+        );
+        // The most buffered first, then the oldest; the fourth is counted.
+        assert!(lines[3].trim_start().starts_with("#2 "), "{text}");
+        assert!(lines[3].ends_with("4.9 KiB   paused"), "{text}");
+        assert!(lines[4].trim_start().starts_with("#3 "), "{text}");
+        assert!(lines[4].ends_with("closing"), "{text}");
+        assert!(lines[5].trim_start().starts_with("#1 "), "{text}");
+        assert!(lines[5].contains(" Chat "), "{text}");
+        assert!(lines[5].contains(" 2.0 KiB "), "{text}");
+        assert_eq!(lines[6], "  ... and 1 more");
+        assert!(text.contains("3 closed (done 2, reset 1)"), "{text}");
+        assert!(lines.last().unwrap().starts_with("callbacks: "), "{text}");
+        // The columns line up: each row's PEER starts where the header's does.
+        let col = lines[2].find("PEER").unwrap();
+        for row in &lines[3..6] {
+            assert_eq!(row.find("127.0.0.1"), Some(col), "{text}");
+        }
+    }
 
     #[test]
     fn type_names_lose_their_paths() {
