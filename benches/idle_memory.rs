@@ -72,6 +72,7 @@ fn main() {
     println!("{:<10} {:>10.1} bytes/connection", "torsion", t);
     println!("{:<10} {:>10.1} bytes/connection", "mio", m);
     println!("torsion - mio: {:+.1} bytes/connection", t - m);
+    println!("torsion / mio: {:.2}x", t / m);
 }
 
 /// Why the hard descriptor limit could not be raised to `want`: the error of

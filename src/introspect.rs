@@ -187,15 +187,8 @@ pub struct PoolInfo {
     pub max_workers: usize,
 }
 
-/// Deferreds of the reactor's thread.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DeferredStats {
-    /// Deferreds created.
-    pub created: u64,
-    /// Deferreds created and not yet fired, cancelled or dropped.
-    pub pending: u64,
-}
+/// Deferreds of the reactor's thread ([`defer::stats`](crate::defer::stats)).
+pub use crate::defer::DeferredStats;
 
 /// Connections closed, by [`DisconnectReason`] kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

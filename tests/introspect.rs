@@ -90,6 +90,14 @@ fn snapshot_counts_the_bytes_of_real_traffic_exactly() {
     assert_eq!(snap.listeners[0].address, Address::Inet(port.local_addr()));
     assert_eq!((snap.listeners[0].accepted, snap.listeners[0].shed), (1, 0));
     assert!(snap.callbacks.count >= 2, "{:?}", snap.callbacks);
+    // Deferreds are counted per thread: one made here and not fired shows.
+    let (d, trigger) = torsion::Deferred::<u32>::new();
+    let with = r.snapshot().deferreds;
+    assert_eq!(with.pending, snap.deferreds.pending + 1);
+    assert_eq!(with.created, snap.deferreds.created + 1);
+    trigger.callback(1).unwrap();
+    assert_eq!(r.snapshot().deferreds.pending, snap.deferreds.pending);
+    drop(d);
     assert!(snap.callbacks.p50 <= snap.callbacks.p99);
     assert!(snap.callbacks.p99 <= snap.callbacks.max);
     assert_eq!(snap.counters.closed.total(), 0);

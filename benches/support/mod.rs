@@ -114,6 +114,11 @@ pub type Started = mpsc::Sender<(SocketAddr, Box<dyn FnOnce() + Send>)>;
 
 fn run_torsion(tx: Started, accepted: Arc<AtomicUsize>) {
     let mut reactor = Reactor::new().expect("reactor");
+    // TORSION_BENCH_NO_TIMING=1: callbacks untimed (slow-callback detection
+    // off), to measure what timing them costs.
+    if std::env::var_os("TORSION_BENCH_NO_TIMING").is_some() {
+        reactor.set_slow_callback_threshold(None);
+    }
     let port = reactor
         .listen_tcp(
             "127.0.0.1:0".parse().unwrap(),

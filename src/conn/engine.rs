@@ -61,7 +61,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
     #[inline]
     fn call(&mut self, input: &[u8], f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>)) {
         let _span =
-            tracing::debug_span!("conn", id = self.state.handle.key, peer = %self.state.peer)
+            tracing::debug_span!("conn", id = self.state.handle.key, peer = %self.state.peer())
                 .entered();
         self.sink.enter(self.state);
         let host = self.sink.host();
@@ -99,10 +99,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
                 return self.close(DisconnectReason::from_io(&e));
             }
         }
-        if self.state.pending.is_none()
-            && self.state.flags == flags::MADE
-            && self.state.extra.is_none()
-        {
+        if self.state.flags == flags::MADE && self.state.extra.is_none() {
             return; // nothing buffered and nothing to close: no step to take
         }
         self.check_buffer();
@@ -116,7 +113,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         // holds them back; either way a writable edge or a timer will come for
         // them. Otherwise write now. The common case: nothing buffered, no rate
         // limit or idle timer, all the gathered bytes in one piece: one send.
-        if self.state.pending.is_none() && self.state.extra.is_none() {
+        if self.state.extra.is_none() {
             let mut w = Writer::new(self.sink);
             let res = self.out.write_contiguous(&mut w);
             count_out::<S>(self.core, self.state, w.n);
@@ -129,8 +126,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
                 None => {}
             }
         }
-        let waiting = self.state.pending.as_ref().is_some_and(|p| !p.is_empty())
-            || self.state.has(flags::WRITE_THROTTLED);
+        let waiting = self.state.pending_len() > 0 || self.state.has(flags::WRITE_THROTTLED);
         if !waiting {
             if let Err(e) = write_buf(self.core, self.state, self.sink, self.out) {
                 self.out.clear();
@@ -138,10 +134,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
             }
         }
         if !self.out.is_empty() {
-            self.state
-                .pending
-                .get_or_insert_with(Default::default)
-                .append(self.out);
+            self.state.pending_or_insert().append(self.out);
         }
         self.out.clear();
         Ok(())
@@ -235,7 +228,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
     /// Output may move again (a TLS handshake completed, a transport under a
     /// wrapper resumed): flush what waits, or carry out what waited for it.
     pub(crate) fn resume_output(&mut self) {
-        if self.state.pending.is_some() {
+        if self.state.has_pending() {
             self.writable();
         } else {
             self.check_buffer();
@@ -247,11 +240,11 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         if self.is_dead() || self.state.has(flags::WRITE_THROTTLED) {
             return;
         }
-        let Some(mut p) = self.state.pending.take() else {
+        let Some(mut p) = self.state.take_pending() else {
             return;
         };
         let res = write_buf(self.core, self.state, self.sink, &mut p);
-        self.state.pending = Some(p);
+        self.state.put_pending(p);
         if let Err(e) = res {
             return self.close(DisconnectReason::from_io(&e));
         }
@@ -280,7 +273,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
     /// the sink refuses.
     #[inline]
     pub(crate) fn data(&mut self, input: &[u8]) {
-        self.state.bytes_in += input.len() as u64;
+        self.state.count_in(input.len());
         if S::OUTER {
             self.core.counters.bytes_read += input.len() as u64;
         }
@@ -304,7 +297,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
     /// meet on its next write (the copy keeps the order).
     fn send_input(&mut self, bytes: &[u8]) {
         let mut sent = 0;
-        if self.state.pending.is_none() && self.state.extra.is_none() && !self.is_dead() {
+        if self.state.extra.is_none() && !self.is_dead() {
             while sent < bytes.len() {
                 match self.sink.write(&bytes[sent..]) {
                     Ok(0) => break,
@@ -358,7 +351,6 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
             return;
         }
         self.state.set(flags::DEAD);
-        self.state.pending = None;
         if let Some(x) = self.state.extra.take() {
             for t in [x.idle.and_then(|i| i.timer), x.throttle_timer]
                 .into_iter()
@@ -366,11 +358,12 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
             {
                 let _ = self.core.timers.cancel(t);
             }
+            self.state.extra = ConnState::keep_after_end(&x);
         }
         // The same span as the other callbacks', so connection_lost logs under
         // it too.
         let _span =
-            tracing::debug_span!("conn", id = self.state.handle.key, peer = %self.state.peer)
+            tracing::debug_span!("conn", id = self.state.handle.key, peer = %self.state.peer())
                 .entered();
         tracing::debug!(%reason, "connection lost");
         let end = Ending {
@@ -460,7 +453,7 @@ fn write_buf<S: Sink + ?Sized>(
 /// when the sink is the transport itself.
 #[inline]
 fn count_out<S: Sink + ?Sized>(core: &mut Core, state: &mut ConnState, n: u64) {
-    state.bytes_out += n;
+    state.count_out(n as usize);
     if S::OUTER {
         core.counters.bytes_written += n;
     }

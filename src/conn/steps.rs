@@ -64,16 +64,18 @@ impl ConnState {
     /// Updates the flags as if the returned step were carried out.
     pub(crate) fn buffer_step(&mut self) -> BufferStep {
         // Fast path, after every callback that wrote everything it had.
-        if self.pending.is_none()
-            && !self.has(flags::CLOSING | flags::WRITE_CLOSING | flags::PRODUCER_PAUSED)
-            && self.extra.as_ref().is_none_or(|x| x.source.is_none())
+        if !self.has(flags::CLOSING | flags::WRITE_CLOSING | flags::PRODUCER_PAUSED)
+            && self
+                .extra
+                .as_ref()
+                .is_none_or(|x| x.pending.is_none() && x.source.is_none())
         {
             return BufferStep::Idle;
         }
         let buffered = self.pending_len();
         let limits = self.limits();
         if buffered > limits.cap {
-            tracing::warn!(peer = %self.peer, buffered, "write buffer over its cap: aborting");
+            tracing::warn!(peer = %self.peer(), buffered, "write buffer over its cap: aborting");
             return BufferStep::Close {
                 reason: DisconnectReason::WriteBufferFull,
                 graceful: false,
@@ -98,7 +100,7 @@ impl ConnState {
         if buffered > 0 {
             return BufferStep::Idle;
         }
-        self.pending = None;
+        self.drop_pending();
         if self.has(flags::CLOSING) {
             let reason = self.take_close_reason().unwrap_or(DisconnectReason::Done);
             return BufferStep::Close {

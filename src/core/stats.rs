@@ -117,7 +117,8 @@ impl Core {
             timers,
             cross_thread_queued,
             thread_pool: self.pool_info(),
-            deferreds: Default::default(),
+            // Deferreds are counted per thread: this reactor's thread.
+            deferreds: crate::defer::stats(),
             counters: self.counters,
             callbacks: self.timing.stats(),
         }

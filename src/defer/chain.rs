@@ -15,12 +15,45 @@
 //! the shared `Rc` and the one value box.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::panic::Location;
 use std::rc::{Rc, Weak};
 use std::task::Waker;
+
+/// This thread's Deferred counters (chains are `!Send`, so a chain is
+/// created, fired and dropped on one thread). A `const` thread-local of plain
+/// `Cell`s: no lazy initialisation and no destructor, so each update is a
+/// load and a store at a fixed offset from the thread pointer.
+pub(crate) struct Counters {
+    pub(crate) created: Cell<u64>,
+    pub(crate) pending: Cell<u64>,
+}
+
+thread_local! {
+    pub(crate) static COUNTERS: Counters = const {
+        Counters {
+            created: Cell::new(0),
+            pending: Cell::new(0),
+        }
+    };
+}
+
+/// A chain was created (unfired).
+#[inline]
+fn count_created() {
+    COUNTERS.with(|c| {
+        c.created.set(c.created.get().wrapping_add(1));
+        c.pending.set(c.pending.get().wrapping_add(1));
+    });
+}
+
+/// A chain stopped being pending (fired, or dropped unfired).
+#[inline]
+fn count_settled() {
+    COUNTERS.with(|c| c.pending.set(c.pending.get().saturating_sub(1)));
+}
 
 /// A value in flight: a box holding an `Option<T>` (`Some` while in flight).
 pub type Val = Box<dyn Any>;
@@ -235,6 +268,7 @@ impl<E> fmt::Debug for Chain<E> {
 
 impl<E: fmt::Debug + 'static> Chain<E> {
     pub(crate) fn new(creator: &'static Location<'static>) -> Rc<Self> {
+        count_created();
         Rc::new(Chain {
             st: RefCell::new(State {
                 result: None,
@@ -280,6 +314,7 @@ impl<E: 'static> Chain<E> {
                 return Err(());
             }
             s.called = true;
+            count_settled();
             s.canceller = None;
             s.result = Some(r);
             if s.stages.is_empty() && s.outer.is_none() && s.waker.is_none() {
@@ -506,6 +541,9 @@ impl<E> Drop for Running<'_, E> {
 impl<E> Drop for Chain<E> {
     fn drop(&mut self) {
         let s = self.st.get_mut();
+        if !s.called {
+            count_settled();
+        }
         if let Some(Err(e)) = &s.result {
             (self.log)(e, self.creator);
         }

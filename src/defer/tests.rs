@@ -535,3 +535,33 @@ fn awaiting_a_failed_deferred_handles_the_error() {
     });
     assert!(lines.is_empty(), "{lines:?}");
 }
+
+#[test]
+fn counters_follow_creation_firing_cancel_and_drop() {
+    // Tests run on their own threads, and the counters are per thread.
+    let base = stats();
+    let (d1, t1) = Deferred::<u32, Failure>::new();
+    let (d2, _t2) = Deferred::<u32, Failure>::new();
+    let (d3, t3) = Deferred::<u32, Failure>::new();
+    let s = stats();
+    assert_eq!((s.created - base.created, s.pending - base.pending), (3, 3));
+    // Fired: no longer pending, even with callbacks still to add.
+    t1.callback(1).unwrap();
+    assert_eq!(stats().pending - base.pending, 2);
+    // A second fire changes nothing.
+    assert!(t1.callback(2).is_err());
+    assert_eq!(stats().pending - base.pending, 2);
+    // Cancelled: fired with `Cancelled`.
+    d2.cancel();
+    assert_eq!(stats().pending - base.pending, 1);
+    // Every handle dropped unfired: not pending any more.
+    drop((d3, t3));
+    assert_eq!(stats().pending, base.pending);
+    // A chain built on a fired one is the same chain: nothing new.
+    let d1 = d1.add_callback(|n| Ok(n + 1));
+    assert_eq!(stats().created - base.created, 3);
+    // succeed() is a Deferred created and fired at once.
+    drop((d1, d2, succeed::<u8, Failure>(1)));
+    let s = stats();
+    assert_eq!((s.created - base.created, s.pending), (4, base.pending));
+}

@@ -22,8 +22,6 @@ pub(crate) struct Connection {
     pub(crate) stream: Stream,
     pub(crate) state: ConnState,
     pub(crate) protocol: Box<dyn Protocol>,
-    /// The connector that made it (client side), or 0.
-    pub(crate) connector: u64,
 }
 
 /// A socket whose write side is shut, read until EOF before closing, so the
@@ -130,7 +128,7 @@ macro_rules! engine {
         let mut $sink = SocketSink {
             stream: &$c.stream,
             ready: &mut $net.ready,
-            reason: ($c.connector != 0).then_some(&mut $net.lost_reason),
+            reason: $c.state.has(flags::CLIENT).then_some(&mut $net.lost_reason),
         };
         let mut $e = Engine {
             core: $core,
@@ -263,8 +261,12 @@ impl Net {
             mut stream,
             state,
             protocol,
-            connector,
         } = c;
+        let connector = if state.has(flags::CLIENT) {
+            self.clients.remove(&key).unwrap_or(0)
+        } else {
+            0
+        };
         self.live_conns -= 1;
         let _ = self.registry.deregister(&mut stream);
         if state.has(flags::LINGER) {

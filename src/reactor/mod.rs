@@ -61,6 +61,13 @@ const WAKER: Token = Token(usize::MAX);
 pub(crate) use crate::conn::READ_BUF;
 /// Reads (or accepts) per readiness event before yielding to other sources.
 pub(crate) const READ_BUDGET: usize = 16;
+/// Slots the slab reserves at the start: enough address space (a few
+/// hundred KiB, touched only as connections arrive) that the allocator maps
+/// it on its own (above glibc's 128 KiB mmap threshold). Then the slab
+/// grows in place (`mremap`) instead of copying into ever larger heap
+/// blocks, which leaves the smaller old copies resident: about 20 bytes per
+/// connection at 10,000 connections otherwise.
+const SLAB_RESERVE: usize = 4096;
 
 pub(crate) use crate::core::ops::InternalTimer;
 
@@ -160,6 +167,9 @@ pub(crate) struct Net {
     pub(crate) dead: Vec<usize>,
     pub(crate) listeners: HashMap<u64, usize>,
     pub(crate) connectors: HashMap<u64, connect::ConnectorEntry>,
+    /// The connector of each client connection, by slab key (kept here,
+    /// not in every connection's record).
+    pub(crate) clients: HashMap<usize, u64>,
     next_gen: u32,
     /// A descriptor kept in reserve to shed connections when out of descriptors.
     pub(crate) spare_fd: Option<std::fs::File>,
@@ -189,13 +199,14 @@ impl Reactor {
             events: Events::with_capacity(1024),
             net: Net {
                 registry,
-                entries: Slab::new(),
+                entries: Slab::with_capacity(SLAB_RESERVE),
                 out: WriteBuf::new(),
                 read_buf: vec![0; READ_BUF],
                 ready: Vec::new(),
                 dead: Vec::new(),
                 listeners: HashMap::new(),
                 connectors: HashMap::new(),
+                clients: HashMap::new(),
                 next_gen: 0,
                 spare_fd: std::fs::File::open("/dev/null").ok(),
                 live_conns: 0,
@@ -541,7 +552,7 @@ impl Net {
         match self.entries.get(key) {
             Some(Entry::Conn(c)) => {
                 // Writable edges come after most sends; only buffered bytes care.
-                if ev.is_writable() && c.state.pending.is_some() {
+                if ev.is_writable() && c.state.has_pending() {
                     self.on_writable(core, key);
                 }
                 if ev.is_readable() || ev.is_read_closed() || ev.is_error() {

@@ -522,11 +522,14 @@ impl Net {
         let mut state = ConnState::new(handle, peer);
         state.set(flags::MADE);
         state.born_ms = core.age_ms();
+        if connector != 0 {
+            state.set(flags::CLIENT);
+            self.clients.insert(key, connector);
+        }
         entry.insert(Entry::Conn(Connection {
             stream,
             state,
             protocol,
-            connector,
         }));
         self.live_conns += 1;
         self.invoke(core, key, |p, ctx| p.connection_made(ctx));

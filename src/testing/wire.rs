@@ -223,8 +223,7 @@ impl Net {
             self.pipes[i].peer_reset = true;
         }
         // Room again: the sender flushes what its buffer holds.
-        if self.conns[i].state.pending.is_some() && self.pipes[i].in_flight < self.pipes[i].capacity
-        {
+        if self.conns[i].state.has_pending() && self.pipes[i].in_flight < self.pipes[i].capacity {
             let before = self.conns[i].state.pending_len();
             self.conns[i]
                 .engine(&mut clock.core, &mut self.out, &mut self.pipes[i])

@@ -100,7 +100,7 @@ impl fmt::Debug for Context<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
             .field("conn", &self.conn.handle)
-            .field("peer", &self.conn.peer)
+            .field("peer", &self.conn.peer())
             .finish_non_exhaustive()
     }
 }
@@ -170,14 +170,14 @@ impl<'a> Context<'a> {
     /// peer has none: this is then [`NO_IP`](crate::address::NO_IP)
     /// (`0.0.0.0:0`); [`peer`](Self::peer) tells every transport's address.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.conn.peer.inet_or_unspecified()
+        self.conn.peer_addr()
     }
 
     /// The peer's address on any transport: IP or Unix-domain (usually
     /// [`UnixAddr::Unnamed`](crate::UnixAddr::Unnamed) for a client of a Unix
     /// listener).
-    pub fn peer(&self) -> &Address {
-        &self.conn.peer
+    pub fn peer(&self) -> Address {
+        self.conn.peer()
     }
 
     /// This side's IP address.

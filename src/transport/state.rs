@@ -49,6 +49,9 @@ pub(crate) mod flags {
     /// The connection ended gracefully with input possibly still coming: the
     /// owner drains it until the peer's EOF (a lingering close).
     pub const LINGER: u32 = 1 << 16;
+    /// A connector made the connection (client side): the owner tells it
+    /// when the connection ends.
+    pub const CLIENT: u32 = 1 << 17;
 }
 
 /// Default high water mark of a write buffer.
@@ -72,25 +75,38 @@ pub(crate) const DEFAULT_LIMITS: Limits = Limits {
     cap: DEFAULT_WRITE_CAP,
 };
 
-/// The transport-independent state of one connection.
+/// The transport-independent state of one connection. Kept small: an idle
+/// connection's whole record in the reactor's slab is this, its socket and
+/// its protocol (see `reactor::snapshot`'s size test); what only some
+/// connections use lives in [`Extra`], allocated on first use.
 #[derive(Debug)]
 pub(crate) struct ConnState {
     pub(crate) handle: ConnectionHandle,
     pub(crate) flags: u32,
-    /// The peer (the same size as a `SocketAddr`).
-    pub(crate) peer: Address,
-    /// Bytes the kernel (or the in-memory peer) refused, in order.
-    pub(crate) pending: Option<Box<WriteBuf>>,
-    /// Rarely used per-connection features, allocated on first use so an idle
-    /// connection stays small.
-    pub(crate) extra: Option<Box<Extra>>,
-    /// Bytes read from the transport (for snapshots).
-    pub(crate) bytes_in: u64,
-    /// Bytes the transport took (for snapshots).
-    pub(crate) bytes_out: u64,
     /// When the connection was made, in milliseconds after the reactor was
     /// (`Core::age_ms`).
     pub(crate) born_ms: u32,
+    /// Bytes read from the transport, modulo 2^32 (the carries are in
+    /// [`Extra::bytes_high`]): see [`bytes_in`](Self::bytes_in).
+    bytes_in: u32,
+    /// Bytes the transport took, modulo 2^32: see [`bytes_out`](Self::bytes_out).
+    bytes_out: u32,
+    /// The peer: IPv4 inline, other addresses in [`Extra::peer`].
+    peer: Peer,
+    /// The write queue and the rarely used per-connection features,
+    /// allocated on first use (and freed when nothing in it is in use) so
+    /// an idle connection stays small: one pointer for all of them.
+    pub(crate) extra: Option<Box<Extra>>,
+}
+
+/// A connection's peer address in eight bytes: an IPv4 address and port, or
+/// an unnamed Unix peer (the usual client of a Unix listener, and pipes),
+/// inline; any other address is kept in [`Extra::peer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    V4(std::net::SocketAddrV4),
+    Unnamed,
+    InExtra,
 }
 
 /// A source of bytes the transport pulls from while its buffer has room (see
@@ -145,6 +161,8 @@ pub(crate) struct Idle {
 /// See [`ConnState::extra`].
 #[derive(Default)]
 pub(crate) struct Extra {
+    /// Bytes the kernel (or the in-memory peer) refused, in order.
+    pub(crate) pending: Option<WriteBuf>,
     /// Water marks and cap, when changed from the defaults.
     pub(crate) limits: Option<Limits>,
     /// A reason chosen by the protocol for its own close.
@@ -158,33 +176,142 @@ pub(crate) struct Extra {
     /// `start_tls` was called: writes made since wait here for the wrapper
     /// (they go out encrypted, after the handshake).
     pub(crate) diverted: Option<WriteBuf>,
+    /// The peer's address when it is not an IPv4 one (see [`Peer`]).
+    pub(crate) peer: Option<Address>,
+    /// How many times the byte counters of [`ConnState`] wrapped past
+    /// 2^32: (in, out).
+    pub(crate) bytes_high: (u32, u32),
+}
+
+impl Extra {
+    /// Whether nothing in it is in use (it can be freed).
+    fn is_unused(&self) -> bool {
+        self.pending.is_none()
+            && self.limits.is_none()
+            && self.close_reason.is_none()
+            && self.source.is_none()
+            && self.idle.is_none()
+            && self.read_rate.is_none()
+            && self.write_rate.is_none()
+            && self.throttle_timer.is_none()
+            && self.diverted.is_none()
+            && self.peer.is_none()
+            && self.bytes_high == (0, 0)
+    }
 }
 
 impl fmt::Debug for Extra {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Extra")
+            .field("pending", &self.pending.as_ref().map(|p| p.len()))
             .field("limits", &self.limits)
             .field("close_reason", &self.close_reason)
             .field("streaming", &self.source.is_some())
             .field("idle", &self.idle)
             .field("read_rate", &self.read_rate)
             .field("write_rate", &self.write_rate)
-            .finish()
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
     }
 }
 
 impl ConnState {
     pub(crate) fn new(handle: ConnectionHandle, peer: impl Into<Address>) -> Self {
-        ConnState {
+        let mut state = ConnState {
             handle,
             flags: 0,
-            peer: peer.into(),
-            pending: None,
-            extra: None,
+            born_ms: 0,
             bytes_in: 0,
             bytes_out: 0,
-            born_ms: 0,
+            peer: Peer::Unnamed,
+            extra: None,
+        };
+        state.peer = match peer.into() {
+            Address::Inet(std::net::SocketAddr::V4(a)) => Peer::V4(a),
+            Address::Unix(crate::address::UnixAddr::Unnamed) => Peer::Unnamed,
+            other => {
+                state.extra().peer = Some(other);
+                Peer::InExtra
+            }
+        };
+        state
+    }
+
+    /// The peer's address.
+    pub(crate) fn peer(&self) -> Address {
+        match self.peer {
+            Peer::V4(a) => Address::Inet(a.into()),
+            Peer::Unnamed => Address::Unix(crate::address::UnixAddr::Unnamed),
+            Peer::InExtra => self
+                .extra
+                .as_ref()
+                .and_then(|x| x.peer.clone())
+                .unwrap_or(Address::Unix(crate::address::UnixAddr::Unnamed)),
         }
+    }
+
+    /// The peer's IP address, or `0.0.0.0:0` for other transports.
+    pub(crate) fn peer_addr(&self) -> std::net::SocketAddr {
+        match self.peer {
+            Peer::V4(a) => a.into(),
+            _ => self.peer().inet_or_unspecified(),
+        }
+    }
+
+    /// Counts `n` bytes read from the transport.
+    #[inline]
+    pub(crate) fn count_in(&mut self, n: usize) {
+        let (v, wrapped) = self.bytes_in.overflowing_add(n as u32);
+        self.bytes_in = v;
+        let carry = (n >> 32) as u32 + u32::from(wrapped);
+        if carry > 0 {
+            self.carry(carry, 0);
+        }
+    }
+
+    /// Counts `n` bytes the transport took.
+    #[inline]
+    pub(crate) fn count_out(&mut self, n: usize) {
+        let (v, wrapped) = self.bytes_out.overflowing_add(n as u32);
+        self.bytes_out = v;
+        let carry = (n >> 32) as u32 + u32::from(wrapped);
+        if carry > 0 {
+            self.carry(0, carry);
+        }
+    }
+
+    #[cold]
+    fn carry(&mut self, inn: u32, out: u32) {
+        let h = &mut self.extra().bytes_high;
+        h.0 = h.0.wrapping_add(inn);
+        h.1 = h.1.wrapping_add(out);
+    }
+
+    fn high(&self) -> (u32, u32) {
+        self.extra.as_ref().map_or((0, 0), |x| x.bytes_high)
+    }
+
+    /// Bytes read from the transport.
+    pub(crate) fn bytes_in(&self) -> u64 {
+        (u64::from(self.high().0) << 32) | u64::from(self.bytes_in)
+    }
+
+    /// Bytes the transport took.
+    pub(crate) fn bytes_out(&self) -> u64 {
+        (u64::from(self.high().1) << 32) | u64::from(self.bytes_out)
+    }
+
+    /// The extras a closed connection keeps: what tells who the peer was
+    /// and how much went through (the rest is dropped with the connection's
+    /// end).
+    pub(crate) fn keep_after_end(x: &Extra) -> Option<Box<Extra>> {
+        (x.peer.is_some() || x.bytes_high != (0, 0)).then(|| {
+            Box::new(Extra {
+                peer: x.peer.clone(),
+                bytes_high: x.bytes_high,
+                ..Default::default()
+            })
+        })
     }
 
     pub(crate) fn has(&self, f: u32) -> bool {
@@ -226,7 +353,46 @@ impl ConnState {
     }
 
     pub(crate) fn pending_len(&self) -> usize {
-        self.pending.as_ref().map_or(0, |p| p.len())
+        self.pending().map_or(0, |p| p.len())
+    }
+
+    /// The write queue, if there is one (it may be empty).
+    #[inline]
+    pub(crate) fn pending(&self) -> Option<&WriteBuf> {
+        self.extra.as_ref().and_then(|x| x.pending.as_ref())
+    }
+
+    /// Whether there is a write queue (possibly empty: the sink refused
+    /// bytes since it was last drained).
+    #[inline]
+    pub(crate) fn has_pending(&self) -> bool {
+        self.pending().is_some()
+    }
+
+    /// The write queue, made if there is none.
+    pub(crate) fn pending_or_insert(&mut self) -> &mut WriteBuf {
+        self.extra().pending.get_or_insert_with(Default::default)
+    }
+
+    /// Takes the write queue out (to write it while the state is borrowed).
+    pub(crate) fn take_pending(&mut self) -> Option<WriteBuf> {
+        self.extra.as_mut().and_then(|x| x.pending.take())
+    }
+
+    /// Puts back a queue from [`take_pending`](Self::take_pending).
+    pub(crate) fn put_pending(&mut self, p: WriteBuf) {
+        self.extra().pending = Some(p);
+    }
+
+    /// The queue is drained: drops it, and the extras too if nothing else
+    /// in them is in use (so a connection that once buffered is small again).
+    pub(crate) fn drop_pending(&mut self) {
+        if let Some(x) = &mut self.extra {
+            x.pending = None;
+            if x.is_unused() {
+                self.extra = None;
+            }
+        }
     }
 
     /// Whether the connection takes input now (on any transport). Marks a
@@ -249,5 +415,54 @@ impl ConnState {
         self.has(
             flags::CLOSING | flags::DEAD | flags::ABORT | flags::WRITE_CLOSING | flags::WRITE_SHUT,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle() -> ConnectionHandle {
+        ConnectionHandle { key: 1, gen: 1 }
+    }
+
+    #[test]
+    fn every_kind_of_peer_comes_back_as_it_went_in() {
+        let v4: std::net::SocketAddr = "10.1.2.3:4567".parse().unwrap();
+        let v6: std::net::SocketAddr = "[2001:db8::1]:80".parse().unwrap();
+        for peer in [
+            Address::Inet(v4),
+            Address::Inet(v6),
+            Address::Unix(crate::address::UnixAddr::Unnamed),
+            Address::unix("/run/x.sock"),
+        ] {
+            let st = ConnState::new(handle(), peer.clone());
+            assert_eq!(st.peer(), peer);
+            assert_eq!(st.peer_addr(), peer.inet_or_unspecified());
+        }
+        // IPv4 and unnamed peers take no allocation; others keep theirs in
+        // the extras, which outlive the connection's end.
+        assert!(ConnState::new(handle(), Address::Inet(v4)).extra.is_none());
+        let st = ConnState::new(handle(), Address::Inet(v6));
+        let kept = ConnState::keep_after_end(st.extra.as_ref().unwrap()).unwrap();
+        assert_eq!(kept.peer, Some(Address::Inet(v6)));
+    }
+
+    #[test]
+    fn byte_counters_carry_past_four_gigabytes() {
+        let mut st = ConnState::new(handle(), Address::Inet("1.2.3.4:5".parse().unwrap()));
+        st.count_in(100);
+        assert_eq!(st.bytes_in(), 100);
+        assert!(st.extra.is_none(), "no carry, no allocation");
+        for _ in 0..5 {
+            st.count_in(1 << 30);
+            st.count_out((1 << 31) + 7);
+        }
+        assert_eq!(st.bytes_in(), 100 + 5 * (1u64 << 30));
+        assert_eq!(st.bytes_out(), 5 * ((1u64 << 31) + 7));
+        if usize::BITS == 64 {
+            st.count_out(1 << 33);
+            assert_eq!(st.bytes_out(), 5 * ((1u64 << 31) + 7) + (1 << 33));
+        }
     }
 }

@@ -332,7 +332,7 @@ impl TlsProtocol {
         if ctx.conn.has(flags::DEAD | flags::ABORT) {
             return;
         }
-        let waiting = st.pending.as_ref().is_some_and(|p| !p.is_empty())
+        let waiting = st.pending_len() > 0
             && !st.has(flags::DEAD)
             && self.handshake_done
             && !self.close_notify_sent
@@ -452,7 +452,7 @@ impl Protocol for TlsProtocol {
         Some(self)
     }
     fn connection_made(&mut self, ctx: &mut Context<'_>) {
-        let mut st = ConnState::new(ctx.conn.handle, ctx.conn.peer.clone());
+        let mut st = ConnState::new(ctx.conn.handle, ctx.conn.peer());
         self.host.local = ctx.host.host().ok();
         self.host.nodelay = ctx.nodelay();
         if self.mode == Mode::Live {
@@ -464,7 +464,7 @@ impl Protocol for TlsProtocol {
                 st.extra().limits = Some(l);
             }
             if let Some(d) = outer.extra.as_mut().and_then(|x| x.diverted.take()) {
-                st.pending = Some(Box::new(d));
+                st.put_pending(d);
             }
             // The handshake must be read even if the protocol paused.
             ctx.resume_reading();
