@@ -54,14 +54,15 @@
 //! ```
 //!
 //! Run it with a metrics page, and talk to it from two terminals. (The
-//! output on this page is from a real run of a debug build on a loaded
-//! machine; the durations of a release build are smaller.)
+//! output on this page is from one real run of a debug build on a loaded
+//! machine, a small script playing the two `nc` terminals; a release
+//! build's callback durations are smaller.)
 //!
 //! ```text
 //! $ cargo run --example stuck_server -- --metrics 127.0.0.1:9100
-//! 2026-12-02T02:15:57.098600Z  INFO stuck_server::metrics: metrics on http://127.0.0.1:9100/metrics
-//! 2026-12-02T02:15:57.098860Z  INFO stuck_server: stuck server (pid 28557) listening on 127.0.0.1:8001
-//! 2026-12-02T02:15:57.098872Z  INFO torsion::service::net: listening endpoint=stuck server on 127.0.0.1:8001 addr=127.0.0.1:8001
+//! 2026-12-02T02:49:33.809983Z  INFO stuck_server::metrics: metrics on http://127.0.0.1:9100/metrics
+//! 2026-12-02T02:49:33.810808Z  INFO stuck_server: stuck server (pid 19580) listening on 127.0.0.1:8001
+//! 2026-12-02T02:49:33.810828Z  INFO torsion::service::net: listening endpoint=stuck server on 127.0.0.1:8001 addr=127.0.0.1:8001
 //! ```
 //!
 //! ## 1. The slow-callback warning
@@ -84,7 +85,7 @@
 //! ping
 //! pong                                    # 1.30 s later: it waited for A's block
 //!
-//! 2026-12-02T02:16:00.374299Z  WARN torsion::core::timing: slow callback: protocol callback of torsion::protocols::line::LineReceiver<stuck_server::Stuck> took 1.504613979s, blocking the reactor kind="protocol" protocol="torsion::protocols::line::LineReceiver<stuck_server::Stuck>" took_ms=1504.6139790000002 threshold_ms=100.0
+//! 2026-12-02T02:49:36.890521Z  WARN torsion::core::timing: slow callback: protocol callback of torsion::protocols::line::LineReceiver<stuck_server::Stuck> took 1.504472951s, blocking the reactor kind="protocol" protocol="torsion::protocols::line::LineReceiver<stuck_server::Stuck>" took_ms=1504.472951 threshold_ms=100.0
 //! ```
 //!
 //! The `ping` was answered only when the block ended: one reactor thread runs
@@ -108,17 +109,17 @@
 //!
 //! ```text
 //! $ kill -USR1 $(pgrep stuck_server)
-//! torsion reactor snapshot (uptime 3.60s)
+//! torsion reactor snapshot (uptime 3.65s)
 //! connections: 1 open, 0 B buffered for writing, 0 paused, 0 closing
 //!   CONN  KIND  PEER             PROTOCOL             AGE    IN    OUT   BUFFERED  STATE
-//!   #2    tcp   127.0.0.1:55114  LineReceiver<Stuck>  1.82s  21 B  34 B  0 B       idle in 4m 59s
+//!   #2    tcp   127.0.0.1:48606  LineReceiver<Stuck>  2.04s  21 B  34 B  0 B       idle in 4m 59s
 //! listener 127.0.0.1:8001: 2 accepted, 0 shed
-//! timers: 1 pending, next in 4m 58s
+//! timers: 1 pending, next in 4m 57s
 //! queues: 0 cross-thread calls; thread pool 0 queued, 0 busy of 1 workers (max 4)
-//! deferreds: 0 created, 0 pending
+//! deferreds: 1 created, 0 pending
 //! counters: 2 accepted, 0 refused by the factory, 0 shed, 1 closed (done 1)
 //!           31 B read, 46 B written, 0 panicked, 1 slow callbacks
-//! callbacks: 9 timed, p50 229us, p99 1.50s, max 1.50s
+//! callbacks: 9 timed, p50 98us, p99 1.50s, max 1.50s
 //! ```
 //!
 //! Line by line:
@@ -181,7 +182,7 @@
 //! And after it, an excerpt (`# HELP` and `# TYPE` lines are on the page
 //! for every family): two slow callbacks now, the 1.5 s and the 5 s block,
 //! which is also the summary's p99 and max, while the median stays at
-//! 115 us:
+//! 131 us:
 //!
 //! ```text
 //! $ curl -s 127.0.0.1:9100/metrics
@@ -190,7 +191,7 @@
 //! torsion_reactor_up{reactor="0"} 1
 //! # HELP torsion_uptime_seconds Time since the reactor was made.
 //! # TYPE torsion_uptime_seconds gauge
-//! torsion_uptime_seconds{reactor="0"} 10.043884412
+//! torsion_uptime_seconds{reactor="0"} 10.033414351
 //! # HELP torsion_connections_accepted_total Connections accepted by listeners, those the factory refused included.
 //! # TYPE torsion_connections_accepted_total counter
 //! torsion_connections_accepted_total{reactor="0"} 3
@@ -199,6 +200,7 @@
 //! torsion_bytes_written_total{reactor="0"} 63
 //! torsion_callbacks_panicked_total{reactor="0"} 0
 //! torsion_slow_callbacks_total{reactor="0"} 2
+//! torsion_deferreds_created_total{reactor="0"} 1
 //! ...
 //! torsion_connections_closed_total{reactor="0",reason="done"} 2
 //! torsion_connections_closed_total{reactor="0",reason="reset"} 0
@@ -209,14 +211,14 @@
 //! torsion_write_buffered_bytes{reactor="0"} 0
 //! torsion_timers_pending{reactor="0"} 1
 //! torsion_thread_pool_workers{reactor="0"} 1
-//! torsion_timer_next_seconds{reactor="0"} 291.729678718
+//! torsion_timer_next_seconds{reactor="0"} 291.579976226
 //! torsion_deferreds_pending{reactor="0"} 0
 //! # HELP torsion_callback_duration_seconds Durations of the protocol, timer and cross-thread callbacks the reactor timed (quantile 1 is the longest).
 //! # TYPE torsion_callback_duration_seconds summary
-//! torsion_callback_duration_seconds{reactor="0",quantile="0.5"} 0.000114687
-//! torsion_callback_duration_seconds{reactor="0",quantile="0.99"} 5.004259184
-//! torsion_callback_duration_seconds{reactor="0",quantile="1"} 5.004259184
-//! torsion_callback_duration_seconds_sum{reactor="0"} 6.511896492
+//! torsion_callback_duration_seconds{reactor="0",quantile="0.5"} 0.000131071
+//! torsion_callback_duration_seconds{reactor="0",quantile="0.99"} 5.000501662
+//! torsion_callback_duration_seconds{reactor="0",quantile="1"} 5.000501662
+//! torsion_callback_duration_seconds_sum{reactor="0"} 6.507398439
 //! torsion_callback_duration_seconds_count{reactor="0"} 16
 //! ```
 //!
