@@ -8,23 +8,32 @@
 //! ```
 //!
 //! Exits 1 with one line on stderr when it cannot finish, for example
-//! `Connection failed: connection refused (127.0.0.1:8000)`. `RUST_LOG=debug`
-//! shows the reactor's log.
+//! `Connection failed: connection refused (127.0.0.1:8000)`. `-v` (or
+//! `RUST_LOG=debug`) shows the reactor's log.
+#[path = "cli/mod.rs"]
+mod cli;
+
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
+
 use torsion::aio;
+use tracing_subscriber::filter::LevelFilter;
 
 /// Sends three lines to an echo server and prints each round-trip time.
-#[derive(clap::Parser)]
-#[command(version)]
+#[derive(Debug, clap::Parser)]
+#[command(name = "async_client", version)]
 struct Args {
     /// The echo server's address.
     #[arg(default_value = "127.0.0.1:8000")]
-    addr: std::net::SocketAddr,
+    address: std::net::SocketAddr,
+    #[command(flatten)]
+    log: cli::Verbosity,
 }
 
-fn main() {
-    tracing_subscriber::fmt::init();
-    let addr = <Args as clap::Parser>::parse().addr;
+fn main() -> ExitCode {
+    let args: Args = cli::parse();
+    cli::init_logging(&args.log, LevelFilter::WARN);
+    let addr = args.address;
     if let Err(e) = aio::run(|local| async move {
         let talk = async {
             let mut conn = aio::connect_tcp(&local, addr).await?;
@@ -40,7 +49,7 @@ fn main() {
         };
         aio::timeout(&local, Duration::from_secs(2), talk).await?
     }) {
-        eprintln!("Connection failed: {e} ({addr})");
-        std::process::exit(1);
+        return cli::fail(format!("Connection failed: {e} ({addr})"));
     }
+    ExitCode::SUCCESS
 }

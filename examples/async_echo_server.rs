@@ -34,43 +34,39 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// An echo server written with async code: every byte a client sends comes
 /// straight back.
-#[derive(Parser)]
-#[command(version)]
+#[derive(Debug, Parser)]
+#[command(name = "async_echo_server", version)]
 struct Args {
-    /// Where to listen.
+    /// Where to listen, as IP:PORT (port 0 picks a free one).
     #[arg(default_value = "127.0.0.1:8000")]
-    addr: SocketAddr,
+    address: SocketAddr,
     #[command(flatten)]
     log: cli::Verbosity,
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = cli::parse();
     cli::init_logging(&args.log, LevelFilter::INFO);
 
     // Signals first, so one arriving while the server starts is not lost.
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
+            return cli::fail(format!(
+                "cannot install the signal handlers: {}",
+                cli::plain(e)
+            ))
         }
     };
     let mut reactor = match Reactor::new() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start the reactor: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return cli::fail(format!("cannot start the reactor: {}", cli::plain(e))),
     };
     // Bound now, so a taken address is reported before anything runs.
     let (factory, mut listener) = aio::accept_queue();
-    let port = match reactor.listen_tcp(args.addr, factory) {
+    let port = match reactor.listen_tcp(args.address, factory) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("cannot listen on {}: {e}", args.addr);
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return cli::fail(cli::cannot_listen(args.address, e)),
     };
     tracing::info!("async echo server listening on {}", port.local_addr());
 
@@ -105,10 +101,7 @@ fn main() -> ExitCode {
             tracing::info!("stopped");
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("the reactor failed: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => cli::fail(format!("the reactor failed: {}", cli::plain(e))),
     }
 }
 

@@ -33,14 +33,14 @@ use tracing_subscriber::filter::LevelFilter;
 
 /// Chat with examples/chat_server from the terminal (or a pipe).
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "chat_client", version)]
 struct Args {
     /// The chat server's address.
     #[arg(default_value = "127.0.0.1:8123")]
-    addr: SocketAddr,
-    /// How long to wait for the connection, in seconds.
-    #[arg(long, default_value_t = 10.0)]
-    timeout: f64,
+    address: SocketAddr,
+    /// How long to wait for the connection (10s, 1m, 500ms).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = cli::duration)]
+    timeout: Duration,
     #[command(flatten)]
     log: cli::Verbosity,
 }
@@ -217,21 +217,11 @@ impl ClientFactory for Connect {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = cli::parse();
     cli::init_logging(&args.log, LevelFilter::WARN);
-    let timeout = match Duration::try_from_secs_f64(args.timeout) {
-        Ok(t) => t,
-        Err(_) => {
-            eprintln!("not a timeout: {}", args.timeout);
-            return ExitCode::from(2);
-        }
-    };
     let mut app = match Application::new() {
         Ok(a) => a,
-        Err(e) => {
-            eprintln!("cannot start the reactor: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return cli::fail(format!("cannot start the reactor: {}", cli::plain(e))),
     };
     let state = Shared::default();
     let reactor = app.reactor();
@@ -240,24 +230,19 @@ fn main() -> ExitCode {
         partial: Vec::new(),
     };
     if let Err(e) = reactor.standard_io(keyboard) {
-        eprintln!("cannot use standard I/O: {e}");
-        return ExitCode::FAILURE;
+        return cli::fail(format!("cannot use standard I/O: {}", cli::plain(e)));
     }
     let factory = Connect {
         state: state.clone(),
-        addr: args.addr,
+        addr: args.address,
     };
-    reactor.connect_tcp(args.addr, factory, timeout);
+    reactor.connect_tcp(args.address, factory, args.timeout);
     if let Err(e) = app.run() {
-        eprintln!("{e}");
-        return ExitCode::FAILURE;
+        return cli::fail(cli::plain(e));
     }
     let error = state.borrow_mut().error.take();
     match error {
-        Some(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
-        }
+        Some(e) => cli::fail(e),
         None => ExitCode::SUCCESS,
     }
 }

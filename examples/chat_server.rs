@@ -21,7 +21,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use torsion::service::{Application, ServerService};
 use tracing_subscriber::filter::LevelFilter;
 
 use chat::ChatFactory;
@@ -43,36 +42,20 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = cli::parse();
     cli::init_logging(&args.log, LevelFilter::INFO);
     cli::raise_descriptor_limit();
     let addr = args.address;
     let idle_timeout = args.idle.get();
-    let mut app = match Application::new() {
-        Ok(a) => a,
-        Err(e) => return cli::fail(format!("cannot start the reactor: {}", cli::plain(e))),
+    let app = match cli::application(Duration::from_secs(5)) {
+        Ok(app) => app,
+        Err(status) => return status,
     };
-    app.add(ServerService::from_fn(
-        format!("chat on {addr}"),
-        move |core| {
-            let factory = ChatFactory {
-                idle_timeout,
-                ..ChatFactory::default()
-            };
-            let port = core.listen_tcp(addr, factory)?;
-            tracing::info!("chat server listening on {}", port.local_addr());
-            Ok::<_, torsion::Error>(port)
-        },
-    ));
-    app.set_shutdown_timeout(Duration::from_secs(5));
-    match app.run() {
-        Ok(()) => {
-            tracing::info!("stopped");
-            ExitCode::SUCCESS
-        }
-        Err(e @ torsion::service::AppError::Start(_)) => {
-            cli::fail(cli::cannot_listen(addr, cli::service_error(&e)))
-        }
-        Err(e) => cli::fail(cli::plain(e)),
-    }
+    cli::serve(app, "chat server", addr, move |core| {
+        let factory = ChatFactory {
+            idle_timeout,
+            ..ChatFactory::default()
+        };
+        core.listen_tcp(addr, factory)
+    })
 }

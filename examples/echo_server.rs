@@ -39,7 +39,6 @@ use std::time::Duration;
 
 use clap::Parser;
 use torsion::multi::ReactorPool;
-use torsion::service::{Application, ServerService};
 use torsion::{factory, TcpOptions};
 use tracing_subscriber::filter::LevelFilter;
 
@@ -83,7 +82,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = cli::parse();
     cli::init_logging(&args.log, LevelFilter::INFO);
     cli::raise_descriptor_limit();
     let idle = args.idle.get();
@@ -97,9 +96,9 @@ fn main() -> ExitCode {
 /// close every connection after its flush (aborting what is left after the
 /// grace period), and `run` returns; a second signal aborts at once.
 fn run_one(addr: SocketAddr, idle: Option<Duration>, metrics_at: Option<SocketAddr>) -> ExitCode {
-    let mut app = match Application::new() {
-        Ok(a) => a,
-        Err(e) => return cli::fail(format!("cannot start the reactor: {}", cli::plain(e))),
+    let mut app = match cli::application(SHUTDOWN_GRACE) {
+        Ok(app) => app,
+        Err(status) => return status,
     };
     let metrics = match metrics_at
         .map(|at| metrics::Metrics::serve(at, vec![app.reactor().reactor_handle()]))
@@ -108,29 +107,13 @@ fn run_one(addr: SocketAddr, idle: Option<Duration>, metrics_at: Option<SocketAd
         Some(Ok(m)) => Some(m),
         None => None,
     };
-    app.add(ServerService::from_fn(
-        format!("echo on {addr}"),
-        move |core| {
-            let port = core.listen_tcp(addr, factory(move |_peer| Echo::new(idle)))?;
-            tracing::info!("echo server listening on {}", port.local_addr());
-            Ok::<_, torsion::Error>(port)
-        },
-    ));
-    app.set_shutdown_timeout(SHUTDOWN_GRACE);
-    let ran = app.run();
+    let status = cli::serve(app, "echo server", addr, move |core| {
+        core.listen_tcp(addr, factory(move |_peer| Echo::new(idle)))
+    });
     if let Some(m) = metrics {
         m.stop();
     }
-    match ran {
-        Ok(()) => {
-            tracing::info!("stopped");
-            ExitCode::SUCCESS
-        }
-        Err(e @ torsion::service::AppError::Start(_)) => {
-            cli::fail(cli::cannot_listen(addr, cli::service_error(&e)))
-        }
-        Err(e) => cli::fail(cli::plain(e)),
-    }
+    status
 }
 
 /// Several reactors, one per thread: a signal shuts each down gracefully; a

@@ -27,7 +27,7 @@ mod cli;
 
 /// Fetch a URL over HTTP/1.1 and print the response.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "http_get", version)]
 struct Args {
     /// The http:// or https:// URL.
     url: String,
@@ -46,7 +46,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = cli::parse();
     cli::init_logging(&args.log, LevelFilter::WARN);
     let mut reactor = match Reactor::new() {
         Ok(r) => r,

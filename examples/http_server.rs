@@ -14,8 +14,10 @@
 //! with back-pressure. A path never leaves the root: `..` components and
 //! encoded separators (`%2F`, `%5C`) are `404`, a symlink that points
 //! outside the root is `403`. Ctrl-C (SIGINT) or SIGTERM stops listening,
-//! lets requests in flight finish, and exits 0. The access log goes to
-//! stderr through `tracing` (`RUST_LOG`, `info` by default).
+//! lets requests in flight finish (for up to `--shutdown-timeout`), and exits
+//! 0; a second signal aborts what is left. Connections silent for
+//! `--idle-timeout` (5 minutes) are closed. The access log goes to stderr
+//! through `tracing` (INFO by default, `-v`/`-q`, or `RUST_LOG`).
 
 use std::fs::File;
 use std::io::Read;
@@ -30,29 +32,35 @@ use clap::Parser;
 use torsion::http::{
     percent_decode_path, HttpServer, HttpService, Request, Response, Router, ServerConfig,
 };
-use torsion::service::Application;
 use torsion::Core;
 use tracing_subscriber::filter::LevelFilter;
 
 #[path = "cli/mod.rs"]
 mod cli;
 
-/// An HTTP/1.1 server: hello world, an echo, static files, metrics.
+/// Where the server listens when no address is given.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+
+/// An HTTP/1.1 server: hello world, an echo, static files, metrics. Ctrl-C or
+/// SIGTERM stops listening, lets requests in flight finish and exits.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "http_server", version)]
 struct Args {
-    /// Address to listen on.
-    #[arg(default_value = "127.0.0.1:8080")]
+    /// Where to listen, as IP:PORT (port 0 picks a free one).
+    #[arg(default_value = DEFAULT_ADDR)]
     address: SocketAddr,
+
     /// Directory served under /files/.
-    #[arg(long, default_value = ".")]
+    #[arg(long, value_name = "DIR", default_value = ".")]
     root: PathBuf,
-    /// Seconds a kept-alive connection may stay idle.
-    #[arg(long, default_value_t = 60)]
-    idle_timeout: u64,
-    /// Seconds a graceful shutdown may take before connections are aborted.
-    #[arg(long, default_value_t = 10)]
-    timeout: u64,
+
+    #[command(flatten)]
+    idle: cli::IdleTimeout,
+
+    /// How long a graceful shutdown may take (requests in flight finishing)
+    /// before the connections left are aborted (10s, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = cli::duration)]
+    shutdown_timeout: Duration,
 
     #[command(flatten)]
     log: cli::Verbosity,
@@ -176,47 +184,31 @@ fn router(root: PathBuf, server: Rc<std::cell::OnceCell<HttpServer>>) -> Router 
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = cli::parse();
     cli::init_logging(&args.log, LevelFilter::INFO);
+    cli::raise_descriptor_limit();
     let root = match args.root.canonicalize() {
         Ok(r) if r.is_dir() => r,
-        _ => {
-            eprintln!("not a directory: {}", args.root.display());
-            return ExitCode::FAILURE;
-        }
+        _ => return cli::fail(format!("not a directory: {}", args.root.display())),
     };
     let config = ServerConfig {
-        idle_timeout: Duration::from_secs(args.idle_timeout),
+        // "off": never (a delay past the clock's range is never).
+        idle_timeout: args.idle.get().unwrap_or(Duration::MAX),
         ..ServerConfig::default()
     };
     let cell = Rc::new(std::cell::OnceCell::new());
     let server = HttpServer::with_config(router(root.clone(), cell.clone()), config);
     let _ = cell.set(server.clone());
-    let mut app = match Application::new() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("cannot start the reactor: {e}");
-            return ExitCode::FAILURE;
-        }
+    let mut app = match cli::application(args.shutdown_timeout) {
+        Ok(app) => app,
+        Err(status) => return status,
     };
-    let port = match server.listen_tcp(app.reactor(), args.address) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("cannot listen on {}: {e}", args.address);
-            return ExitCode::FAILURE;
-        }
-    };
-    tracing::info!(address = %port.local_addr(), root = %root.display(), "HTTP server listening");
-    app.add(HttpService::serving(server));
-    app.set_shutdown_timeout(Duration::from_secs(args.timeout));
-    match app.run() {
-        Ok(()) => {
-            tracing::info!("stopped");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
-        }
-    }
+    // Stopped after the listener: lets the requests in flight finish.
+    app.add(HttpService::serving(server.clone()));
+    let addr = args.address;
+    cli::serve(app, "http server", addr, move |core| {
+        let port = server.listen_tcp(core, addr)?;
+        tracing::info!(root = %root.display(), "serving files under /files/");
+        Ok(port)
+    })
 }

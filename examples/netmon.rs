@@ -246,7 +246,7 @@ fn listen_for_requests(handle: ReactorHandle, requests: Arc<Requests>) -> Result
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = cli::parse();
     cli::init_logging(&args.log, LevelFilter::WARN);
     let config = match config(&args) {
         Ok(c) => c,
@@ -296,7 +296,7 @@ fn run(
         ));
         let port = server
             .listen_tcp(&mut reactor, addr)
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            .map_err(|e| cli::cannot_listen(addr, e))?;
         eprintln!("netmon: metrics at http://{}/metrics", port.local_addr());
     }
     monitor.start(&mut reactor);

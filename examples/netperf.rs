@@ -203,7 +203,7 @@ fn config(args: &Args) -> Result<Config, String> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = cli::parse();
     cli::init_logging(&args.log, LevelFilter::WARN);
     if args.server {
         return serve(&args);
@@ -282,7 +282,7 @@ fn serve(args: &Args) -> ExitCode {
     let ports = match netperf::server::listen(&mut reactor, addr, role) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("netperf: cannot listen on {addr}: {e}");
+            eprintln!("netperf: {}", cli::cannot_listen(addr, e));
             return ExitCode::from(1);
         }
     };

@@ -24,7 +24,7 @@ use tracing_subscriber::filter::LevelFilter;
 
 /// Run a command and print its output, prefixed by stream.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "spawn", version)]
 struct Args {
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -80,7 +80,7 @@ impl ProcessProtocol for Printer {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = cli::parse();
     cli::init_logging(&args.log, LevelFilter::WARN);
     let (program, rest) = args.command.split_first().expect("clap requires a command");
     let mut reactor = match Reactor::new() {

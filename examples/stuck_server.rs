@@ -31,7 +31,6 @@ use std::time::Duration;
 use clap::Parser;
 use torsion::defer::Failure;
 use torsion::protocols::{LineHandler, LineReceiver, Lines};
-use torsion::service::{Application, ServerService};
 use torsion::{factory, Context, DisconnectReason};
 use tracing_subscriber::filter::LevelFilter;
 
@@ -42,6 +41,9 @@ mod metrics;
 
 /// Where the server listens when no address is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8001";
+
+/// How long a graceful shutdown may take before what is left is aborted.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The longest `block` or `defer` a client may ask for.
 const MAX_WAIT_MS: u64 = 60_000;
@@ -145,13 +147,13 @@ impl LineHandler for Stuck {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = cli::parse();
     cli::init_logging(&args.log, LevelFilter::INFO);
     let idle = args.idle.get();
     let addr = args.address;
-    let mut app = match Application::new() {
-        Ok(a) => a,
-        Err(e) => return cli::fail(format!("cannot start the reactor: {}", cli::plain(e))),
+    let mut app = match cli::application(SHUTDOWN_GRACE) {
+        Ok(app) => app,
+        Err(status) => return status,
     };
     app.reactor()
         .set_slow_callback_threshold(args.slow_callback.0);
@@ -164,35 +166,18 @@ fn main() -> ExitCode {
         Some(Ok(m)) => Some(m),
         None => None,
     };
-    app.add(ServerService::from_fn(
-        format!("stuck server on {addr}"),
-        move |core| {
-            let port = core.listen_tcp(
-                addr,
-                factory(move |_peer| {
-                    LineReceiver::new(Stuck { idle_timeout: idle }).with_max_line_length(256)
-                }),
-            )?;
-            tracing::info!(
-                "stuck server (pid {}) listening on {}",
-                std::process::id(),
-                port.local_addr()
-            );
-            Ok::<_, torsion::Error>(port)
-        },
-    ));
-    let ran = app.run();
+    // The pid in the log line, for `kill -USR1`.
+    let what = format!("stuck server (pid {})", std::process::id());
+    let status = cli::serve(app, &what, addr, move |core| {
+        core.listen_tcp(
+            addr,
+            factory(move |_peer| {
+                LineReceiver::new(Stuck { idle_timeout: idle }).with_max_line_length(256)
+            }),
+        )
+    });
     if let Some(m) = metrics {
         m.stop();
     }
-    match ran {
-        Ok(()) => {
-            tracing::info!("stopped");
-            ExitCode::SUCCESS
-        }
-        Err(e @ torsion::service::AppError::Start(_)) => {
-            cli::fail(cli::cannot_listen(addr, cli::service_error(&e)))
-        }
-        Err(e) => cli::fail(cli::plain(e)),
-    }
+    status
 }

@@ -71,7 +71,7 @@ fn client_config(args: &Args) -> Result<tls::ClientConfig, String> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = cli::parse();
     cli::init_logging(&args.log, LevelFilter::WARN);
     let message = if args.message.is_empty() {
         DEFAULT_MESSAGE.to_owned()

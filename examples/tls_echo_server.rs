@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use torsion::service::{Application, ServerService};
 use torsion::tls;
 use tracing_subscriber::filter::LevelFilter;
 
@@ -88,40 +87,21 @@ fn server_config(args: &Args) -> Result<tls::ServerConfig, String> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = cli::parse();
     cli::init_logging(&args.log, LevelFilter::INFO);
     cli::raise_descriptor_limit();
     let config = match server_config(&args) {
         Ok(c) => Arc::new(c),
         Err(e) => return cli::fail(format!("TLS setup failed: {e}")),
     };
-    let mut app = match Application::new() {
-        Ok(a) => a,
-        Err(e) => return cli::fail(format!("cannot start the reactor: {}", cli::plain(e))),
+    let app = match cli::application(Duration::from_secs(5)) {
+        Ok(app) => app,
+        Err(status) => return status,
     };
     let addr = args.address;
     let idle = args.idle.get();
-    app.add(ServerService::from_fn(
-        format!("tls echo on {addr}"),
-        move |core| {
-            let port = core.listen_tls(
-                addr,
-                config.clone(),
-                torsion::factory(move |_peer| Echo::new(idle)),
-            )?;
-            tracing::info!("tls echo server listening on {}", port.local_addr());
-            Ok::<_, torsion::Error>(port)
-        },
-    ));
-    app.set_shutdown_timeout(Duration::from_secs(5));
-    match app.run() {
-        Ok(()) => {
-            tracing::info!("stopped");
-            ExitCode::SUCCESS
-        }
-        Err(e @ torsion::service::AppError::Start(_)) => {
-            cli::fail(cli::cannot_listen(addr, cli::service_error(&e)))
-        }
-        Err(e) => cli::fail(cli::plain(e)),
-    }
+    cli::serve(app, "tls echo server", addr, move |core| {
+        let echo = torsion::factory(move |_peer| Echo::new(idle));
+        core.listen_tls(addr, config.clone(), echo)
+    })
 }

@@ -148,7 +148,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = cli::parse();
     cli::init_logging(&args.log, LevelFilter::WARN);
     let message = if args.message.is_empty() {
         DEFAULT_MESSAGE.to_owned()

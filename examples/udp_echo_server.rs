@@ -64,7 +64,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args: Args = cli::parse();
     cli::init_logging(&args.log, LevelFilter::INFO);
     let addr = args.address;
     let mut reactor = match Reactor::new() {

@@ -4,95 +4,14 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::net::TcpStream;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use util::process::{run, text, ExampleServer};
 use util::DEADLINE;
-
-/// A running echo server example, killed if the test fails before it exits.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    fn start(name: &str) -> Server {
-        let mut child = Command::new(util::example_binary(name))
-            .arg("127.0.0.1:0")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the server");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("the server exited before listening")
-                .unwrap();
-            if let Some(at) = line.find("listening on ") {
-                break line[at + "listening on ".len()..].trim().parse().unwrap();
-            }
-        };
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Server { child, addr, log }
-    }
-
-    fn log_has_soon(&self, needle: &str) -> bool {
-        let end = Instant::now() + DEADLINE;
-        while Instant::now() < end {
-            if self.log.lock().unwrap().iter().any(|l| l.contains(needle)) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        false
-    }
-
-    fn terminate(&mut self) -> ExitStatus {
-        // SAFETY: kill(2) on our own child's pid; no memory is involved.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        assert_eq!(rc, 0, "kill failed");
-        let end = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < end, "the server did not exit");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn run(name: &str, args: &[&str]) -> Output {
-    Command::new(util::example_binary(name))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run the example")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// `async_client`'s output: three echoed lines with their round-trip times.
 fn assert_three_round_trips(out: &Output) {
@@ -107,7 +26,7 @@ fn assert_three_round_trips(out: &Output) {
 
 #[test]
 fn async_client_and_async_server_then_sigterm() {
-    let mut server = Server::start("async_echo_server");
+    let mut server = ExampleServer::start("async_echo_server", &[]);
     let out = run("async_client", &[&server.addr.to_string()]);
     assert_three_round_trips(&out);
     assert!(server.log_has_soon("client connected"));
@@ -119,13 +38,13 @@ fn async_client_and_async_server_then_sigterm() {
 
 #[test]
 fn async_client_against_the_protocol_echo_server() {
-    let server = Server::start("echo_server");
+    let server = ExampleServer::start("echo_server", &[]);
     assert_three_round_trips(&run("async_client", &[&server.addr.to_string()]));
 }
 
 #[test]
 fn protocol_echo_client_against_the_async_server() {
-    let server = Server::start("async_echo_server");
+    let server = ExampleServer::start("async_echo_server", &[]);
     let out = run(
         "echo_client",
         &[&server.addr.to_string(), "from", "protocols"],
@@ -139,7 +58,7 @@ fn protocol_echo_client_against_the_async_server() {
 /// not reading, then goes on.
 #[test]
 fn async_server_echoes_a_large_message_and_honours_half_close() {
-    let server = Server::start("async_echo_server");
+    let server = ExampleServer::start("async_echo_server", &[]);
     let mut conn = TcpStream::connect(server.addr).unwrap();
     conn.set_read_timeout(Some(DEADLINE)).unwrap();
     let sent: Vec<u8> = (0..4_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -161,7 +80,7 @@ fn nc_against_the_async_server() {
         eprintln!("nc is not installed: skipped (apt-get install netcat-openbsd)");
         return;
     }
-    let server = Server::start("async_echo_server");
+    let server = ExampleServer::start("async_echo_server", &[]);
     let mut nc = Command::new("nc")
         .args(["-N", "127.0.0.1", &server.addr.port().to_string()])
         .stdin(Stdio::piped())
@@ -263,29 +182,4 @@ fn async_client_reports_a_server_that_closes_early() {
         text(&out.stderr).trim_end(),
         format!("Connection failed: the peer closed the connection 2 bytes short ({addr})")
     );
-}
-
-#[test]
-fn command_lines() {
-    for name in ["async_client", "async_echo_server"] {
-        let help = run(name, &["--help"]);
-        assert!(help.status.success(), "{name} --help");
-        assert!(text(&help.stdout).contains("Usage"), "{name} --help");
-        assert!(
-            run(name, &["--version"]).status.success(),
-            "{name} --version"
-        );
-        let bad = run(name, &["not-an-address"]);
-        assert_eq!(bad.status.code(), Some(2), "{name}: a usage error");
-    }
-    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = taken.local_addr().unwrap();
-    let out = run("async_echo_server", &[&addr.to_string()]);
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = text(&out.stderr);
-    assert!(
-        stderr.starts_with(&format!("cannot listen on {addr}: ")),
-        "{stderr}"
-    );
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }

@@ -1,131 +1,31 @@
-//! The echo examples run as a user runs them: separate processes over 127.0.0.1,
-//! stopped with signals.
+//! The examples and tools run as a user runs them: separate processes over
+//! 127.0.0.1, stopped with signals. [`TABLE`] holds every example registered in
+//! the workspace's manifests, for the command-line convention's tests; a new
+//! example fails `the_table_names_every_example_of_the_manifests` until it has
+//! its row there.
 //!
-//! The example binaries are built by `cargo test` already; `example()` asks cargo
-//! once more (a no-op when they are fresh) so `cargo test --test examples` alone
-//! works too.
+//! The example binaries are built by `cargo test` already;
+//! `util::example_binary` asks cargo once more (a no-op when they are fresh)
+//! so `cargo test --test examples` alone works too.
 
 mod util;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
+use std::process::Output;
+use std::time::Instant;
 
+use util::process::{run, text, ExampleServer};
 use util::DEADLINE;
 
-fn example(name: &str) -> PathBuf {
-    util::example_binary(name)
-}
-
-/// A running `echo_server` process, killed if the test fails before it exits.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    fn start() -> Server {
-        Server::start_with(&[])
-    }
-
-    fn start_with(extra: &[&str]) -> Server {
-        Server::start_example("echo_server", extra)
-    }
-
-    /// Starts server example `name` on a free port, its log at DEBUG (so that
-    /// connections show), and waits for its "listening on ADDR" line.
-    fn start_example(name: &str, extra: &[&str]) -> Server {
-        let mut child = Command::new(example(name))
-            .args(extra)
-            .arg("127.0.0.1:0")
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let mut early = Vec::new();
-        let addr = loop {
-            let line = lines
-                .next()
-                .unwrap_or_else(|| panic!("{name} exited before listening: {early:?}"))
-                .unwrap();
-            if let Some(at) = line.find("listening on ") {
-                break line[at + "listening on ".len()..].trim().parse().unwrap();
-            }
-            early.push(line);
-        };
-        let log = Arc::new(Mutex::new(early));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Server { child, addr, log }
-    }
-
-    fn signal(&self, sig: i32) {
-        // SAFETY: kill(2) on our own child's pid; no memory is involved.
-        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
-        assert_eq!(rc, 0, "kill failed");
-    }
-
-    /// Waits for the process to exit (polling its status until the deadline).
-    fn wait(&mut self) -> ExitStatus {
-        let end = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < end, "echo_server did not exit");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn log_has(&self, needle: &str) -> bool {
-        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
-    }
-
-    /// Whether `needle` shows up in the log before the deadline.
-    fn log_has_soon(&self, needle: &str) -> bool {
-        let end = Instant::now() + DEADLINE;
-        while !self.log_has(needle) {
-            if Instant::now() >= end {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        true
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn client(args: &[&str]) -> Output {
-    Command::new(example("echo_client"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run echo_client")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    run("echo_client", args)
 }
 
 #[test]
 fn server_echoes_then_closes_gracefully_on_sigint() {
-    let mut server = Server::start();
+    let mut server = ExampleServer::start("echo_server", &[]);
     let mut conn = TcpStream::connect(server.addr).unwrap();
     conn.set_read_timeout(Some(DEADLINE)).unwrap();
     let sent: Vec<u8> = (0..60_000u32).map(|i| (i * 7 % 251) as u8).collect();
@@ -142,10 +42,7 @@ fn server_echoes_then_closes_gracefully_on_sigint() {
     let status = server.wait();
     assert!(status.success(), "echo_server exited with {status}");
     // The log is complete once the process is gone and its pipe drained.
-    let end = Instant::now() + DEADLINE;
-    while !server.log_has("stopped") && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(server.log_has_soon("stopped"));
     assert!(server.log_has("client connected"));
     assert!(server.log_has("client disconnected"));
     assert!(server.log_has("shutting down"));
@@ -154,7 +51,7 @@ fn server_echoes_then_closes_gracefully_on_sigint() {
 
 #[test]
 fn server_with_two_threads_serves_on_both_reactors_and_stops_on_sigint() {
-    let mut server = Server::start_with(&["--threads", "2"]);
+    let mut server = ExampleServer::start("echo_server", &["--threads", "2"]);
     assert!(server.log_has_soon("2 reactors on 2 threads"));
     // Connections spread over the two SO_REUSEPORT listeners; each must echo,
     // whichever reactor took it, and each must see an orderly close.
@@ -191,7 +88,7 @@ fn server_rejects_a_bad_thread_count() {
 
 #[test]
 fn client_prints_the_echo_and_exits_zero_then_server_stops_on_sigterm() {
-    let mut server = Server::start();
+    let mut server = ExampleServer::start("echo_server", &[]);
     let addr = server.addr.to_string();
 
     let out = client(&[&addr]);
@@ -248,195 +145,6 @@ fn client_reports_a_server_that_closes_before_the_whole_echo() {
     );
 }
 
-/// Runs example `name` with `args` to completion (stdin closed).
-fn run(name: &str, args: &[&str]) -> Output {
-    Command::new(example(name))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("run {name}: {e}"))
-}
-
-/// Every example and tool, for the command-line convention's tests.
-const ALL: &[&str] = &[
-    "echo_server",
-    "echo_client",
-    "udp_echo_server",
-    "udp_echo_client",
-    "chat_server",
-    "stuck_server",
-    "tls_echo_server",
-    "tls_echo_client",
-    "netperf",
-    "netmon",
-];
-
-#[test]
-fn every_example_has_help_and_version_that_exit_zero() {
-    for name in ALL {
-        let out = run(name, &["--help"]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{name} --help: {}",
-            text(&out.stderr)
-        );
-        let help = text(&out.stdout);
-        assert!(help.contains("Usage: "), "{name} --help: {help}");
-        // The shared flags, under the same names everywhere.
-        for flag in ["-v, --verbose", "-q, --quiet", "-V, --version"] {
-            assert!(help.contains(flag), "{name} --help lacks {flag}: {help}");
-        }
-        let out = run(name, &["--version"]);
-        assert_eq!(out.status.code(), Some(0), "{name} --version");
-        assert!(
-            text(&out.stdout).starts_with(&format!("{name} ")),
-            "{name} --version"
-        );
-    }
-}
-
-#[test]
-fn servers_take_idle_timeout_and_no_short_flag_means_two_things() {
-    for name in [
-        "echo_server",
-        "udp_echo_server",
-        "chat_server",
-        "stuck_server",
-        "tls_echo_server",
-    ] {
-        let help = text(&run(name, &["--help"]).stdout);
-        if name != "udp_echo_server" {
-            assert!(help.contains("--idle-timeout <DURATION>"), "{name}: {help}");
-            assert!(help.contains("[default: 5m]"), "{name}: {help}");
-        }
-    }
-    // Each short flag means one long name across all the tools.
-    let mut meaning = std::collections::BTreeMap::<String, (String, &str)>::new();
-    for name in ALL {
-        let help = text(&run(name, &["--help"]).stdout);
-        for line in help.lines() {
-            let line = line.trim_start();
-            let Some(rest) = line.strip_prefix('-') else {
-                continue;
-            };
-            let Some((short, long)) = rest.split_once(", --") else {
-                continue;
-            };
-            let long = long.split([' ', '.']).next().unwrap().to_owned();
-            if let Some((before, by)) = meaning.get(short) {
-                assert_eq!(
-                    before, &long,
-                    "-{short} is --{before} in {by} but --{long} in {name}"
-                );
-            } else {
-                meaning.insert(short.to_owned(), (long, name));
-            }
-        }
-    }
-}
-
-#[test]
-fn bad_arguments_are_usage_errors_with_status_2() {
-    for (name, args) in [
-        ("echo_server", &["not-an-address"][..]),
-        ("udp_echo_server", &["127.0.0.1"]),
-        ("chat_server", &["--idle-timeout", "soon"]),
-        ("tls_echo_server", &["--cert", "only-a-cert.pem"]),
-        ("echo_client", &["no-port"]),
-        ("tls_echo_client", &["--ca", "x.pem", "--insecure"]),
-        ("netperf", &["--size", "many"]),
-        ("netmon", &[]),
-    ] {
-        let out = run(name, args);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{name} {args:?}: {}",
-            text(&out.stderr)
-        );
-        assert!(
-            !text(&out.stderr).is_empty(),
-            "{name} {args:?} said nothing"
-        );
-    }
-}
-
-#[test]
-fn servers_on_a_busy_port_say_so_once_and_exit_1() {
-    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-    let busy = tcp.local_addr().unwrap().to_string();
-    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let busy_udp = udp.local_addr().unwrap().to_string();
-    for (name, addr) in [
-        ("echo_server", &busy),
-        ("chat_server", &busy),
-        ("tls_echo_server", &busy),
-        ("udp_echo_server", &busy_udp),
-    ] {
-        let out = Command::new(example(name))
-            .arg(addr)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1), "{name}: {}", text(&out.stderr));
-        let stderr = text(&out.stderr);
-        // One plain sentence, once (the log may say where a certificate went).
-        let errors: Vec<&str> = stderr
-            .lines()
-            .filter(|l| l.contains("cannot listen"))
-            .collect();
-        assert_eq!(
-            errors,
-            [format!("cannot listen on {addr}: address already in use")],
-            "{name}: {stderr}"
-        );
-        assert!(
-            !stderr.contains("ERROR"),
-            "{name} printed the error twice: {stderr}"
-        );
-    }
-    // With several reactors too.
-    let out = run("echo_server", &["--threads", "2", &busy]);
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        text(&out.stderr).trim_end(),
-        format!("cannot listen on {busy}: address already in use")
-    );
-}
-
-#[test]
-fn clients_and_tools_report_a_refused_connection_with_their_failure_status() {
-    let addr = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    }; // closed again: nothing listens there now
-       // netmon with --count answers in Nagios' codes: 2 is "down".
-    for (name, args, status) in [
-        ("tls_echo_client", vec![addr.as_str(), "--insecure"], 1),
-        ("netperf", vec![addr.as_str(), "--duration", "1", "-q"], 1),
-        (
-            "netmon",
-            vec![addr.as_str(), "--count", "1", "--interval", "0.1"],
-            2,
-        ),
-    ] {
-        let out = run(name, &args);
-        assert_eq!(
-            out.status.code(),
-            Some(status),
-            "{name}: {}",
-            text(&out.stderr)
-        );
-    }
-    let out = run("tls_echo_client", &[&addr, "--insecure"]);
-    assert_eq!(
-        text(&out.stderr).trim_end(),
-        format!("Connection failed: connection refused ({addr})")
-    );
-}
-
 /// A line client over a real socket: sends raw bytes, reads what comes back.
 fn chat_read_until(conn: &mut TcpStream, buf: &mut Vec<u8>, needle: &str) -> String {
     let end = Instant::now() + DEADLINE;
@@ -455,7 +163,7 @@ fn chat_read_until(conn: &mut TcpStream, buf: &mut Vec<u8>, needle: &str) -> Str
 
 #[test]
 fn chat_server_works_with_nc_and_telnet_line_endings_and_stops_on_sigterm() {
-    let mut server = Server::start_example("chat_server", &[]);
+    let mut server = ExampleServer::start("chat_server", &[]);
     // nc sends \n, telnet \r\n: both are lines; the server sends \r\n.
     let mut nc = TcpStream::connect(server.addr).unwrap();
     nc.set_read_timeout(Some(DEADLINE)).unwrap();
@@ -495,7 +203,7 @@ fn chat_server_works_with_nc_and_telnet_line_endings_and_stops_on_sigterm() {
 
 #[test]
 fn echo_server_closes_idle_connections_after_idle_timeout() {
-    let mut server = Server::start_example("echo_server", &["--idle-timeout", "200ms"]);
+    let mut server = ExampleServer::start("echo_server", &["--idle-timeout", "200ms"]);
     let mut conn = TcpStream::connect(server.addr).unwrap();
     conn.set_read_timeout(Some(DEADLINE)).unwrap();
     conn.write_all(b"ping").unwrap();
@@ -513,11 +221,275 @@ fn echo_server_closes_idle_connections_after_idle_timeout() {
         let mut rest = Vec::new();
         assert_eq!(c.read_to_end(&mut rest).expect("closed by the server"), 0);
     }
-    assert!(
-        server.log_has_soon("timed out"),
-        "{:?}",
-        server.log.lock().unwrap()
-    );
+    assert!(server.log_has_soon("timed out"), "{:?}", server.log());
     server.signal(libc::SIGINT);
     assert!(server.wait().success());
+}
+
+/// How an example's runtime error is made to happen (`ADDR` in its arguments
+/// is the address it fails on).
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// A server on a TCP port another socket holds; it says `cannot listen on
+    /// ADDR: address already in use`.
+    BusyTcp,
+    /// The same on a UDP port.
+    BusyUdp,
+    /// A client connecting over TCP where nothing listens; it says `refused`.
+    Refused,
+    /// The same over UDP (the kernel's ICMP answer).
+    RefusedUdp,
+    /// Something else; the line it prints contains this.
+    Says(&'static str),
+}
+
+use Fault::*;
+
+/// Every example and tool, one row each: its name; the arguments of one usage
+/// error (exit 2, one line: clap's, made one line by `cli::parse`); one
+/// runtime error (exit 1, one line, once) and its arguments, split at spaces,
+/// with `ADDR` for the address it fails on. Adding an example is adding a row.
+#[rustfmt::skip] // One line a row.
+const TABLE: &[(&str, &str, Fault, &str)] = &[
+    ("echo_server", "not-an-address", BusyTcp, "ADDR"),
+    ("echo_client", "no-port", Refused, "ADDR"),
+    ("udp_echo_server", "127.0.0.1", BusyUdp, "ADDR"),
+    ("udp_echo_client", "not-an-address", RefusedUdp, "ADDR"),
+    ("chat_server", "--idle-timeout soon", BusyTcp, "ADDR"),
+    ("stuck_server", "--slow-callback soon", BusyTcp, "ADDR"),
+    ("chat_client", "--timeout 0", Refused, "ADDR"),
+    ("http_server", "--shutdown-timeout soon", BusyTcp, "ADDR"),
+    ("http_get", "", Refused, "http://ADDR/"),
+    ("async_client", "not-an-address", Refused, "ADDR"),
+    ("async_echo_server", "127.0.0.1:http", BusyTcp, "ADDR"),
+    ("spawn", "", Says("cannot run /no/such/program"), "/no/such/program"),
+    ("netperf", "--size many", Refused, "ADDR --duration 1"),
+    ("netmon", "--count many", BusyTcp, "127.0.0.1:9 --metrics ADDR"),
+    ("tls_echo_server", "--cert only-a-cert.pem", BusyTcp, "ADDR"),
+    ("tls_echo_client", "--ca x.pem --insecure", Refused, "ADDR --insecure"),
+];
+
+/// The examples the workspace's member crates register (`[[example]]` in
+/// each member's Cargo.toml).
+fn registered_examples() -> BTreeSet<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |dir: &Path| -> toml::Table {
+        let path = dir.join("Cargo.toml");
+        let body = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        body.parse()
+            .unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+    };
+    let workspace = read(root);
+    let members = workspace["workspace"]["members"]
+        .as_array()
+        .expect("workspace.members");
+    let mut names = BTreeSet::new();
+    for member in members {
+        let manifest = read(&root.join(member.as_str().expect("a member's path")));
+        let examples = manifest.get("example").and_then(|e| e.as_array());
+        for example in examples.into_iter().flatten() {
+            names.insert(example["name"].as_str().expect("a name").to_owned());
+        }
+    }
+    names
+}
+
+#[test]
+fn the_table_names_every_example_of_the_manifests() {
+    let registered = registered_examples();
+    // Both member crates were read.
+    assert!(registered.contains("echo_server") && registered.contains("netperf"));
+    let listed: BTreeSet<String> = TABLE.iter().map(|row| row.0.to_owned()).collect();
+    let missing: Vec<&String> = registered.difference(&listed).collect();
+    assert!(
+        missing.is_empty(),
+        "examples with no row in TABLE (tests/examples.rs): {missing:?}"
+    );
+    let stale: Vec<&String> = listed.difference(&registered).collect();
+    assert!(
+        stale.is_empty(),
+        "rows for no registered example: {stale:?}"
+    );
+}
+
+/// Whether `line` is one of the log's (`2026-12-02T01:00:00.000000Z  INFO
+/// target: ...`), not a message the program printed itself.
+fn is_log_line(line: &str) -> bool {
+    let mut words = line.split_whitespace();
+    let stamp = words.next().unwrap_or_default();
+    let level = words.next().unwrap_or_default();
+    stamp.ends_with('Z') && ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&level)
+}
+
+/// What is wrong with a failed run's stderr, if anything: it must hold
+/// exactly one line besides the log, and no ERROR log line (the same error
+/// printed twice).
+fn one_line(stderr: &str) -> Result<String, String> {
+    let said: Vec<&str> = stderr.lines().filter(|l| !is_log_line(l)).collect();
+    if stderr
+        .lines()
+        .any(|l| is_log_line(l) && l.contains(" ERROR "))
+    {
+        return Err(format!("the error is logged too: {stderr:?}"));
+    }
+    match said[..] {
+        [line] => Ok(line.to_owned()),
+        _ => Err(format!("{} lines, not one: {stderr:?}", said.len())),
+    }
+}
+
+/// Fails with every problem in `problems` at once.
+fn assert_none(what: &str, problems: Vec<String>) {
+    assert!(problems.is_empty(), "{what}:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn every_example_has_help_and_version_that_exit_zero() {
+    let mut problems = Vec::new();
+    for &(name, ..) in TABLE {
+        let out = run(name, &["--help"]);
+        let help = text(&out.stdout);
+        if out.status.code() != Some(0) {
+            problems.push(format!("{name} --help: {}", out.status));
+        }
+        if !help.contains(&format!("Usage: {name} ")) {
+            problems.push(format!("{name} --help prints no usage: {help:?}"));
+        }
+        // The shared flags, under the same names everywhere.
+        for flag in [
+            "-v, --verbose",
+            "-q, --quiet",
+            "-h, --help",
+            "-V, --version",
+        ] {
+            if !help.contains(flag) {
+                problems.push(format!("{name} --help lacks {flag}"));
+            }
+        }
+        let out = run(name, &["--version"]);
+        let version = text(&out.stdout);
+        if out.status.code() != Some(0) || !version.starts_with(&format!("{name} ")) {
+            problems.push(format!("{name} --version: {} {version:?}", out.status));
+        }
+    }
+    assert_none("--help and --version", problems);
+}
+
+#[test]
+fn every_example_says_a_usage_error_in_one_line_with_status_2() {
+    let mut problems = Vec::new();
+    for &(name, usage, ..) in TABLE {
+        let args: Vec<&str> = usage.split_whitespace().collect();
+        let out = run(name, &args);
+        let stderr = text(&out.stderr);
+        if out.status.code() != Some(2) {
+            problems.push(format!("{name} {usage}: {} {stderr:?}", out.status));
+        }
+        if let Err(e) = one_line(&stderr) {
+            problems.push(format!("{name} {usage}: {e}"));
+        }
+    }
+    assert_none("usage errors", problems);
+}
+
+#[test]
+fn every_example_says_a_runtime_error_once_in_one_line_with_status_1() {
+    // Held for the whole test: the busy ports.
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let busy_tcp = tcp.local_addr().unwrap().to_string();
+    let busy_udp = udp.local_addr().unwrap().to_string();
+    let mut problems = Vec::new();
+    for &(name, _, fault, args) in TABLE {
+        // Free ports, closed again: nothing listens there now.
+        let refused = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .to_string();
+        let refused_udp = UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .unwrap()
+            .to_string();
+        let (addr, expect) = match fault {
+            BusyTcp => (
+                busy_tcp.clone(),
+                format!("cannot listen on {busy_tcp}: address already in use"),
+            ),
+            BusyUdp => (
+                busy_udp.clone(),
+                format!("cannot listen on {busy_udp}: address already in use"),
+            ),
+            Refused => (refused, "refused".to_owned()),
+            RefusedUdp => (refused_udp, "refused".to_owned()),
+            Says(what) => (String::new(), what.to_owned()),
+        };
+        let args: Vec<String> = args
+            .split_whitespace()
+            .map(|a| a.replace("ADDR", &addr))
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = run(name, &args);
+        let stderr = text(&out.stderr);
+        if out.status.code() != Some(1) {
+            problems.push(format!("{name} {args:?}: {} {stderr:?}", out.status));
+        }
+        match one_line(&stderr) {
+            Ok(line) if line.to_lowercase().contains(&expect) => {}
+            Ok(line) => problems.push(format!("{name} {args:?}: {line:?} lacks {expect:?}")),
+            Err(e) => problems.push(format!("{name} {args:?}: {e}")),
+        }
+    }
+    assert_none("runtime errors", problems);
+    drop((tcp, udp));
+}
+
+#[test]
+fn servers_take_idle_timeout_and_no_short_flag_means_two_things() {
+    for name in [
+        "echo_server",
+        "chat_server",
+        "stuck_server",
+        "tls_echo_server",
+        "http_server",
+    ] {
+        let help = text(&run(name, &["--help"]).stdout);
+        assert!(help.contains("--idle-timeout <DURATION>"), "{name}: {help}");
+        assert!(help.contains("[default: 5m]"), "{name}: {help}");
+    }
+    // Each short flag means one long name across all the tools.
+    let mut meaning = std::collections::BTreeMap::<String, (String, &str)>::new();
+    for &(name, ..) in TABLE {
+        let help = text(&run(name, &["--help"]).stdout);
+        for line in help.lines() {
+            let line = line.trim_start();
+            let Some(rest) = line.strip_prefix('-') else {
+                continue;
+            };
+            let Some((short, long)) = rest.split_once(", --") else {
+                continue;
+            };
+            let long = long.split([' ', '.']).next().unwrap().to_owned();
+            if let Some((before, by)) = meaning.get(short) {
+                assert_eq!(
+                    before, &long,
+                    "-{short} is --{before} in {by} but --{long} in {name}"
+                );
+            } else {
+                meaning.insert(short.to_owned(), (long, name));
+            }
+        }
+    }
+}
+
+#[test]
+fn servers_with_several_reactors_on_a_busy_port_say_so_once_and_exit_1() {
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = tcp.local_addr().unwrap().to_string();
+    let out = run("echo_server", &["--threads", "2", &busy]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr).trim_end(),
+        format!("cannot listen on {busy}: address already in use")
+    );
 }

@@ -4,56 +4,25 @@
 
 mod util;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use util::example_binary;
+use util::process::{run, text, ExampleServer};
 
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(root: &std::path::Path) -> Server {
-    let mut child = Command::new(example_binary("http_server"))
-        .args(["127.0.0.1:0", "--root"])
-        .arg(root)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start http_server");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("the server logs its address").unwrap();
-        if let Some(rest) = line.split("address=").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Server { child, addr }
+fn start(root: &std::path::Path) -> ExampleServer {
+    let root = root.to_str().expect("a UTF-8 temporary directory");
+    ExampleServer::start("http_server", &["--root", root])
 }
 
 fn get(url: &str, extra: &[&str]) -> (i32, String, String) {
-    let out = Command::new(example_binary("http_get"))
-        .arg(url)
-        .args(extra)
-        .output()
-        .expect("run http_get");
+    let mut args = vec![url];
+    args.extend_from_slice(extra);
+    let out = run("http_get", &args);
     (
         out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        text(&out.stdout),
+        text(&out.stderr),
     )
 }
 
@@ -146,8 +115,7 @@ fn sigterm_lets_a_download_in_flight_finish_then_exits_0() {
     let mut got = vec![0u8; 64 * 1024];
     let first = s.read(&mut got).unwrap();
     assert!(first > 0);
-    let pid = server.child.id();
-    assert!(send_sigterm(pid), "kill -TERM {pid}");
+    server.signal(libc::SIGTERM);
     let mut rest = Vec::new();
     s.read_to_end(&mut rest).unwrap();
     let total = first + rest.len();
@@ -159,15 +127,28 @@ fn sigterm_lets_a_download_in_flight_finish_then_exits_0() {
         .unwrap()
         + 4;
     assert_eq!(total - head_len, 8 << 20, "the whole file arrived");
-    let status = server.child.wait().unwrap();
+    let status = server.wait();
     assert_eq!(status.code(), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// SIGTERM through kill(1): the tests forbid no `unsafe`, but need none.
-fn send_sigterm(pid: u32) -> bool {
-    Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .is_ok_and(|s| s.success())
+#[test]
+fn idle_timeout_takes_a_duration_and_sigint_stops_cleanly() {
+    let dir = root("idle");
+    let root = dir.to_str().unwrap();
+    let mut server =
+        ExampleServer::start("http_server", &["--root", root, "--idle-timeout", "200ms"]);
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    // Kept alive after the answer, then closed by the server once idle.
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut got = String::new();
+    s.read_to_string(&mut got)
+        .expect("an orderly close, not a reset");
+    assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+    assert!(got.ends_with("\r\n\r\nHello, World!"), "{got}");
+    server.signal(libc::SIGINT);
+    assert_eq!(server.wait().code(), Some(0));
+    assert!(server.log_has_soon("stopped"), "{:?}", server.log());
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,17 +5,21 @@
 //! Each example includes this file (`#[path = "cli/mod.rs"] mod cli;`); it is
 //! one module, not a copy per example.
 //!
-//! The convention: `--help` and `--version` exit 0; a usage error exits 2 (clap
-//! prints it); a runtime error prints one plain sentence to stderr and exits 1;
-//! servers stop cleanly on Ctrl-C and SIGTERM.
+//! The convention: `--help` and `--version` exit 0; a usage error is one line
+//! and exits 2 ([`parse`]); a runtime error prints one plain sentence to stderr
+//! and exits 1 ([`fail`]); servers stop cleanly on Ctrl-C and SIGTERM
+//! ([`serve`]). `tests/examples.rs` checks every example against it.
 
 #![allow(dead_code)] // Each example uses a part.
 
 use std::fmt::Display;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
 
+use torsion::service::{AppError, Application, ServerService};
+use torsion::{Core, ListeningPort};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
@@ -58,6 +62,39 @@ impl Verbosity {
     pub fn is_quiet(&self) -> bool {
         self.quiet > 0
     }
+}
+
+/// Parses the command line as clap does, but a usage error is one line on
+/// stderr (`error: invalid value 'x' for '[ADDRESS]': ...; see --help`) and
+/// exit status 2: clap's own message spreads over five lines with a usage
+/// block. `--help` and `--version` print to stdout and exit 0, as with clap.
+pub fn parse<T: clap::Parser>() -> T {
+    match T::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            eprintln!("{}", one_line_usage_error(&e.render().to_string()));
+            std::process::exit(i32::from(USAGE_ERROR));
+        }
+    }
+}
+
+/// Clap's rendered usage error as one line: its message lines joined, without
+/// the tip, the usage block and the "For more information" hint (`see --help`
+/// stands for the last).
+pub fn one_line_usage_error(rendered: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for line in rendered.lines().map(str::trim) {
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if line.is_empty() || line.starts_with("tip:") {
+            continue;
+        }
+        parts.push(line);
+    }
+    let text = parts.join(" ");
+    format!("{}; see --help", text.trim_end_matches(':'))
 }
 
 /// Installs a `tracing-subscriber` that writes to stderr. The filter is
@@ -122,12 +159,59 @@ pub fn cannot_listen(addr: impl Display, error: impl Display) -> String {
 
 /// The library's error from a failed start of a service, without the
 /// service's name (which the sentence around it gives already).
-pub fn service_error(error: &torsion::service::AppError) -> String {
-    use torsion::service::{AppError, ServiceError};
+pub fn service_error(error: &AppError) -> String {
+    use torsion::service::ServiceError;
     match error {
         AppError::Start(ServiceError::Failed { message, .. })
         | AppError::Start(ServiceError::Endpoint { message, .. }) => plain(message),
         other => plain(other),
+    }
+}
+
+/// A server's application runner (`torsion::service::Application`) with
+/// `grace` as its shutdown timeout: how long the graceful stop after SIGINT or
+/// SIGTERM may take before what is left is aborted.
+///
+/// # Errors
+/// The exit status, once the sentence is printed, when the reactor cannot be
+/// created.
+pub fn application(grace: Duration) -> Result<Application, ExitCode> {
+    let mut app =
+        Application::new().map_err(|e| fail(format!("cannot start the reactor: {}", plain(e))))?;
+    app.set_shutdown_timeout(grace);
+    Ok(app)
+}
+
+/// Runs a TCP server the way every example server runs: `app` (from
+/// [`application`], with any services of the program's own added) gets one
+/// more that calls `listen` to bind `addr` when it starts and logs `WHAT
+/// listening on ADDR` (the real port when 0 was asked for). SIGINT or SIGTERM
+/// stops listening, closes every connection after its flush (the services
+/// added before stop after the listener, so they can finish what is in
+/// flight), and gives exit status 0; a second signal aborts what is left. A
+/// bind error is one sentence, `cannot listen on ADDR: REASON`, and status 1.
+pub fn serve(
+    mut app: Application,
+    what: &str,
+    addr: SocketAddr,
+    mut listen: impl FnMut(&mut Core) -> torsion::Result<ListeningPort> + 'static,
+) -> ExitCode {
+    let announce = what.to_owned();
+    app.add(ServerService::from_fn(
+        format!("{what} on {addr}"),
+        move |core| {
+            let port = listen(core)?;
+            tracing::info!("{announce} listening on {}", port.local_addr());
+            Ok::<_, torsion::Error>(port)
+        },
+    ));
+    match app.run() {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e @ AppError::Start(_)) => fail(cannot_listen(addr, service_error(&e))),
+        Err(e) => fail(plain(e)),
     }
 }
 
@@ -201,6 +285,12 @@ pub fn maybe_duration(text: &str) -> Result<MaybeDuration, String> {
     parse_duration(text).map(MaybeDuration)
 }
 
+/// For clap's `value_parser`: a duration that must be longer than zero, such as
+/// a `--timeout` (the syntax of [`parse_duration`]).
+pub fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text)?.ok_or_else(|| format!("{text:?} is no time at all (e.g. 10s)"))
+}
+
 /// The `--idle-timeout` every example server takes.
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct IdleTimeout {
@@ -229,6 +319,9 @@ pub fn parse_duration(text: &str) -> Result<Option<Duration>, String> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
+    if number.is_empty() {
+        return Err(format!("not a duration: {text:?} (e.g. 30s, 5m)"));
+    }
     let scale = match unit.trim() {
         "" | "s" => 1.0,
         "ms" => 0.001,

@@ -17,6 +17,7 @@ use torsion::Address;
 use torsion::{ClientFactory, Connector, Context, Core, DisconnectReason, Protocol, Reconnect};
 
 use super::config::{Config, Mode};
+use super::tally::{connect_failed, first_difference, Tally};
 use super::watch::{Watch, WatchRef};
 
 /// Largest latency the histograms hold (longer ones are recorded as this).
@@ -304,8 +305,7 @@ struct Pacer {
 /// One connection's protocol.
 #[derive(Debug)]
 pub struct LoadClient {
-    id: usize,
-    stats: Stats,
+    tally: Tally,
     schedule: Schedule,
     size: usize,
     window: usize,
@@ -321,8 +321,6 @@ pub struct LoadClient {
     in_flight: VecDeque<Instant>,
     pacer: Option<Pacer>,
     paused: bool,
-    done: bool,
-    watch: WatchRef,
 }
 
 impl LoadClient {
@@ -349,11 +347,8 @@ impl LoadClient {
         } else {
             refill_at
         };
-        let watch = stats.borrow_mut().watch(id);
         LoadClient {
-            id,
-            watch,
-            stats,
+            tally: Tally::new(id, stats),
             schedule,
             size,
             window,
@@ -367,13 +362,12 @@ impl LoadClient {
             in_flight: VecDeque::with_capacity(window),
             pacer,
             paused: false,
-            done: false,
         }
     }
 
     /// Sends what the window, the pacer and the message limit allow.
     fn pump(&mut self, ctx: &mut Context<'_>, now: Instant) {
-        if self.done || self.paused || now >= self.schedule.end {
+        if self.tally.done || self.paused || now >= self.schedule.end {
             return;
         }
         if self.in_flight.len() > self.refill_at {
@@ -401,7 +395,7 @@ impl LoadClient {
             self.in_flight.push_back(sent_at);
         }
         if !self.in_flight.is_empty() {
-            self.watch.borrow_mut().busy(now);
+            self.tally.watch.borrow_mut().busy(now);
         }
         self.arm_pacer(ctx, now);
     }
@@ -426,51 +420,34 @@ impl LoadClient {
     /// The echo differs from what was sent at `index` of this chunk.
     fn mismatch(&mut self, ctx: &mut Context<'_>, data: &[u8], index: usize) {
         let offset = self.rx_off + index;
-        let mut s = self.stats.borrow_mut();
-        s.verify_errors += 1;
-        s.detail(format!(
+        let text = format!(
             "connection {}: message {} byte {}: expected 0x{:02x}, got 0x{:02x}",
-            self.id, self.rx_seq, offset, self.expect[offset], data[index]
-        ));
-        drop(s);
-        self.finish();
-        ctx.abort_connection();
-    }
-
-    fn finish(&mut self) {
-        self.watch.borrow_mut().idle();
-        if !self.done {
-            self.done = true;
-            self.stats.borrow_mut().finished += 1;
-        }
+            self.tally.id, self.rx_seq, offset, self.expect[offset], data[index]
+        );
+        self.tally.fail(ctx, text);
     }
 }
 
 impl Protocol for LoadClient {
     fn connection_made(&mut self, ctx: &mut Context<'_>) {
-        {
-            let mut s = self.stats.borrow_mut();
-            s.connected += 1;
-            s.open += 1;
-        }
+        self.tally.connected();
         self.pump(ctx, Instant::now());
     }
 
     fn data_received(&mut self, ctx: &mut Context<'_>, mut data: &[u8]) {
-        if self.done {
+        if self.tally.done {
             return;
         }
         let now = Instant::now();
         let measured = self.schedule.measures(now);
         let (mut msgs, mut bytes) = (0u64, 0u64);
-        let mut stats = self.stats.borrow_mut();
+        let mut stats = self.tally.stats.borrow_mut();
         while !data.is_empty() {
             let n = (self.size - self.rx_off).min(data.len());
             let want = &self.expect[self.rx_off..self.rx_off + n];
-            if data[..n] != *want {
-                let index = data[..n].iter().zip(want).position(|(a, b)| a != b);
+            if let Some(index) = first_difference(&data[..n], want) {
                 drop(stats);
-                return self.mismatch(ctx, data, index.unwrap_or(0));
+                return self.mismatch(ctx, data, index);
             }
             self.rx_off += n;
             data = &data[n..];
@@ -479,14 +456,12 @@ impl Protocol for LoadClient {
             }
             self.rx_off = 0;
             let Some(sent_at) = self.in_flight.pop_front() else {
-                stats.verify_errors += 1;
-                stats.detail(format!(
-                    "connection {}: the server sent more than it was sent (message {})",
-                    self.id, self.rx_seq
-                ));
                 drop(stats);
-                self.finish();
-                return ctx.abort_connection();
+                let text = format!(
+                    "connection {}: the server sent more than it was sent (message {})",
+                    self.tally.id, self.rx_seq
+                );
+                return self.tally.fail(ctx, text);
             };
             if let Some(p) = &mut self.pacer {
                 p.done_at[(self.rx_seq % self.window as u64) as usize] = now;
@@ -506,29 +481,19 @@ impl Protocol for LoadClient {
         stats.messages += msgs;
         stats.bytes += bytes;
         let more = !self.in_flight.is_empty() || self.rx_off > 0;
-        let ended = self.watch.borrow_mut().progress(now, more);
+        let ended = self.tally.watch.borrow_mut().progress(now, more);
         stats.stall_ended(ended);
         drop(stats);
         if self.limit.is_some_and(|l| self.rx_seq >= l) {
-            self.finish();
+            self.tally.finish();
             return ctx.lose_connection();
         }
         self.pump(ctx, now);
     }
 
     fn connection_lost(&mut self, _ctx: &mut Context<'_>, reason: &DisconnectReason) {
-        self.watch.borrow_mut().idle();
-        let mut s = self.stats.borrow_mut();
-        s.open -= 1;
-        if !self.done && !s.stopping {
-            s.lost += 1;
-            s.detail(format!(
-                "connection {}: lost after {} messages: {reason}",
-                self.id, self.rx_seq
-            ));
-            drop(s);
-            self.finish();
-        }
+        let progress = format!("{} messages", self.rx_seq);
+        self.tally.lost(reason, progress);
     }
 
     fn pause_writing(&mut self, _ctx: &mut Context<'_>) {
@@ -580,10 +545,6 @@ impl ClientFactory for LoadFactory {
         _c: Connector,
         reason: &DisconnectReason,
     ) -> Reconnect {
-        let mut s = self.stats.borrow_mut();
-        if !s.stopping {
-            s.connect_failure(reason);
-        }
-        Reconnect::Never
+        connect_failed(&self.stats, reason)
     }
 }

@@ -11,6 +11,7 @@ pub mod report;
 pub mod run;
 pub mod server;
 pub mod stream;
+pub mod tally;
 pub mod udp;
 pub mod watch;
 pub mod wire;

@@ -547,7 +547,12 @@ fn end_run(core: &mut Core, stats: &Stats, udp: bool) {
         return;
     }
     s.stopping = true;
-    s.ended_at = Some(Instant::now());
+    let now = Instant::now();
+    s.ended_at = Some(now);
+    // A stall still open counts to the end of the run: closing the
+    // connections makes their watches idle, and it would count only as long
+    // as it was when the watchdog first saw it.
+    s.close_stalls(now);
     drop(s);
     if !udp {
         core.shutdown(CLOSE_GRACE);

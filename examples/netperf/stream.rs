@@ -11,21 +11,18 @@ use torsion::{
 };
 
 use super::client::{Schedule, Stats};
-use super::watch::WatchRef;
+use super::tally::{connect_failed, first_difference, Tally};
 use super::wire::Role;
 
 /// One streaming connection.
 #[derive(Debug)]
 pub struct StreamClient {
-    id: usize,
+    tally: Tally,
     role: Role,
-    stats: Stats,
     schedule: Schedule,
     chunk: Rc<Vec<u8>>,
     /// Bytes of the server's stream received so far.
     rx_off: u64,
-    done: bool,
-    watch: WatchRef,
 }
 
 impl StreamClient {
@@ -36,7 +33,7 @@ impl StreamClient {
             return;
         }
         let chunk = Bytes::from(self.chunk.to_vec());
-        let (stats, schedule) = (self.stats.clone(), self.schedule);
+        let (stats, schedule) = (self.tally.stats.clone(), self.schedule);
         ctx.stream_from(std::iter::from_fn(move || {
             let now = Instant::now();
             if now >= schedule.end {
@@ -48,81 +45,52 @@ impl StreamClient {
             Some(Ok(chunk.clone()))
         }));
     }
-
-    fn fail(&mut self, ctx: &mut Context<'_>, text: String) {
-        let mut s = self.stats.borrow_mut();
-        s.verify_errors += 1;
-        s.detail(text);
-        drop(s);
-        self.finish();
-        ctx.abort_connection();
-    }
-
-    fn finish(&mut self) {
-        self.watch.borrow_mut().idle();
-        if !self.done {
-            self.done = true;
-            self.stats.borrow_mut().finished += 1;
-        }
-    }
 }
 
 impl Protocol for StreamClient {
     fn connection_made(&mut self, ctx: &mut Context<'_>) {
-        {
-            let mut s = self.stats.borrow_mut();
-            s.connected += 1;
-            s.open += 1;
-        }
+        self.tally.connected();
         ctx.write(&self.role.header());
-        self.watch.borrow_mut().busy(Instant::now());
+        self.tally.watch.borrow_mut().busy(Instant::now());
         self.produce(ctx);
     }
 
     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
-        if self.done {
+        if self.tally.done {
             return;
         }
         if data.starts_with(b"error ") && self.rx_off == 0 {
             let text = String::from_utf8_lossy(data).trim_end().to_owned();
-            return self.fail(
-                ctx,
-                format!("connection {}: the server said {text:?}", self.id),
-            );
+            let text = format!("connection {}: the server said {text:?}", self.tally.id);
+            return self.tally.fail(ctx, text);
         }
         let len = self.chunk.len();
         let mut off = (self.rx_off % len as u64) as usize;
         let mut rest = data;
         while !rest.is_empty() {
             let n = (len - off).min(rest.len());
-            if rest[..n] != self.chunk[off..off + n] {
-                let i = rest[..n]
-                    .iter()
-                    .zip(&self.chunk[off..off + n])
-                    .position(|(a, b)| a != b)
-                    .unwrap_or(0);
+            if let Some(i) = first_difference(&rest[..n], &self.chunk[off..off + n]) {
                 let at = self.rx_off + (data.len() - rest.len() + i) as u64;
-                return self.fail(
-                    ctx,
-                    format!(
-                        "connection {}: stream byte {at}: expected 0x{:02x}, got 0x{:02x}",
-                        self.id,
-                        self.chunk[off + i],
-                        rest[i]
-                    ),
+                let text = format!(
+                    "connection {}: stream byte {at}: expected 0x{:02x}, got 0x{:02x}",
+                    self.tally.id,
+                    self.chunk[off + i],
+                    rest[i]
                 );
+                return self.tally.fail(ctx, text);
             }
             rest = &rest[n..];
             off = (off + n) % len;
         }
         self.rx_off += data.len() as u64;
         let now = Instant::now();
-        let mut s = self.stats.borrow_mut();
+        let mut s = self.tally.stats.borrow_mut();
         s.interval_bytes += data.len() as u64;
         if self.schedule.measures(now) {
             s.bytes += data.len() as u64;
         }
         let ended = self
+            .tally
             .watch
             .borrow_mut()
             .progress(now, now < self.schedule.end);
@@ -130,18 +98,8 @@ impl Protocol for StreamClient {
     }
 
     fn connection_lost(&mut self, _ctx: &mut Context<'_>, reason: &DisconnectReason) {
-        self.watch.borrow_mut().idle();
-        let mut s = self.stats.borrow_mut();
-        s.open -= 1;
-        if !self.done && !s.stopping {
-            s.lost += 1;
-            s.detail(format!(
-                "connection {}: lost after {} bytes: {reason}",
-                self.id, self.rx_off
-            ));
-            drop(s);
-            self.finish();
-        }
+        let progress = format!("{} bytes", self.rx_off);
+        self.tally.lost(reason, progress);
     }
 }
 
@@ -164,16 +122,12 @@ impl ClientFactory for StreamFactory {
     type Protocol = StreamClient;
 
     fn build_protocol(&mut self, _peer: &Address) -> Option<StreamClient> {
-        let watch = self.stats.borrow_mut().watch(self.id);
         Some(StreamClient {
-            id: self.id,
+            tally: Tally::new(self.id, self.stats.clone()),
             role: self.role,
-            stats: self.stats.clone(),
             schedule: self.schedule,
             chunk: self.chunk.clone(),
             rx_off: 0,
-            done: false,
-            watch,
         })
     }
 
@@ -183,10 +137,6 @@ impl ClientFactory for StreamFactory {
         _c: Connector,
         reason: &DisconnectReason,
     ) -> Reconnect {
-        let mut s = self.stats.borrow_mut();
-        if !s.stopping {
-            s.connect_failure(reason);
-        }
-        Reconnect::Never
+        connect_failed(&self.stats, reason)
     }
 }

@@ -33,6 +33,17 @@ use crate::transport::{Context, DEFAULT_HIGH_WATER, DEFAULT_LOW_WATER};
 pub const DEFAULT_INPUT_BUFFER: usize = 256 * 1024;
 
 /// How an async connection buffers. Applies from `connection_made`.
+///
+/// ```
+/// use torsion::aio::{self, StreamOptions};
+///
+/// // Connections that buffer at most 16 KiB of input each.
+/// let options = StreamOptions {
+///     input_buffer: 16 * 1024,
+///     ..StreamOptions::default()
+/// };
+/// let (_factory, _listener) = aio::accept_queue_with(options);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StreamOptions {
     /// Bytes received and not yet read at which the transport stops reading

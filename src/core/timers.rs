@@ -63,6 +63,19 @@ struct Pending<T> {
 }
 
 /// A queue of values keyed by deadline. See the [module docs](self).
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use torsion::reactor::timers::TimerQueue;
+///
+/// let now = Instant::now();
+/// let mut q = TimerQueue::new();
+/// let retry = q.schedule(now + Duration::from_secs(5), "retry");
+/// q.schedule(now + Duration::from_secs(1), "ping");
+/// assert_eq!(q.cancel(retry), Ok("retry"));
+/// assert_eq!(q.pop_expired(now + Duration::from_secs(2)), Some("ping"));
+/// assert!(q.is_empty());
+/// ```
 #[derive(Debug)]
 pub struct TimerQueue<T> {
     slots: Vec<Slot<T>>,

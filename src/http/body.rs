@@ -42,6 +42,22 @@ enum Kind {
 /// Decodes one body, in pieces as the bytes arrive, never holding more than
 /// one chunk-size line or trailer line of its own. The total is bounded by
 /// [`Limits::max_body_size`]; trailers by [`Limits::max_head_size`].
+///
+/// ```
+/// use bytes::BytesMut;
+/// use torsion::http::codec::Framing;
+/// use torsion::http::{BodyDecoder, BodyEvent, Limits};
+///
+/// let mut body = BodyDecoder::new(Framing::Chunked, &Limits::default());
+/// let mut buf = BytesMut::from(&b"5\r\nhel"[..]);
+/// assert_eq!(body.decode(&mut buf)?, Some(BodyEvent::Data("hel".into())));
+/// assert_eq!(body.decode(&mut buf)?, None); // more bytes needed
+/// buf.extend_from_slice(b"lo\r\n0\r\n\r\n");
+/// assert_eq!(body.decode(&mut buf)?, Some(BodyEvent::Data("lo".into())));
+/// assert_eq!(body.decode(&mut buf)?, Some(BodyEvent::End));
+/// assert_eq!(body.received(), 5);
+/// # Ok::<(), torsion::http::HttpError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct BodyDecoder {
     kind: Kind,

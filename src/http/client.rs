@@ -75,6 +75,18 @@ impl From<Cancelled> for ClientError {
 }
 
 /// How a client behaves.
+///
+/// ```
+/// use std::time::Duration;
+/// use torsion::http::{ClientConfig, HttpClient};
+///
+/// let client = HttpClient::with_config(ClientConfig {
+///     connect_timeout: Duration::from_secs(3),
+///     follow_redirects: 5,
+///     ..ClientConfig::default()
+/// });
+/// # let _ = client;
+/// ```
 #[derive(Clone)]
 pub struct ClientConfig {
     /// What a response may contain (the same defaults as the server's).

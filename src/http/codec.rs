@@ -413,6 +413,23 @@ enum State {
 
 /// Turns a byte stream into requests: heads, body pieces and ends, for any
 /// number of pipelined requests in a row.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use torsion::http::codec::{Event, RequestDecoder};
+/// use torsion::http::{Limits, Method};
+///
+/// let mut decoder = RequestDecoder::new(Limits::default());
+/// let mut buf = BytesMut::from(&b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"[..]);
+/// match decoder.decode(&mut buf)? {
+///     Some(Event::Head(head)) => assert_eq!((head.method, head.target.as_str()), (Method::Post, "/echo")),
+///     other => panic!("not a head: {other:?}"),
+/// }
+/// assert!(matches!(decoder.decode(&mut buf)?, Some(Event::Data(d)) if d == "hi"));
+/// assert!(matches!(decoder.decode(&mut buf)?, Some(Event::End)));
+/// assert!(decoder.decode(&mut buf)?.is_none()); // the next request: more bytes needed
+/// # Ok::<(), torsion::http::HttpError>(())
+/// ```
 #[derive(Debug)]
 pub struct RequestDecoder {
     limits: Limits,
@@ -501,6 +518,20 @@ impl RequestDecoder {
 /// Turns a byte stream into responses, each for the request whose method is
 /// given with [`expect`](ResponseDecoder::expect). Interim (`1xx`) responses
 /// are skipped.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use torsion::http::codec::{Event, ResponseDecoder};
+/// use torsion::http::{Limits, Method};
+///
+/// let mut decoder = ResponseDecoder::new(Limits::default());
+/// // The answer to a HEAD has no body, whatever its Content-Length says.
+/// decoder.expect(Method::Head);
+/// let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"[..]);
+/// assert!(matches!(decoder.decode(&mut buf)?, Some(Event::Head(head)) if head.status == 200));
+/// assert!(matches!(decoder.decode(&mut buf)?, Some(Event::End)));
+/// # Ok::<(), torsion::http::HttpError>(())
+/// ```
 #[derive(Debug)]
 pub struct ResponseDecoder {
     limits: Limits,

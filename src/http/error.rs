@@ -3,6 +3,20 @@
 /// Limits on what a peer may send, on both the server and the client side.
 /// Every one of them is a defence: past a limit the message is refused with a
 /// typed [`HttpError`] instead of growing memory.
+///
+/// ```
+/// use torsion::http::{ClientConfig, Limits, ServerConfig};
+///
+/// // Small requests only: 8 KiB of head, 20 fields, 64 KiB of body.
+/// let limits = Limits {
+///     max_head_size: 8 * 1024,
+///     max_headers: 20,
+///     max_body_size: 64 * 1024,
+/// };
+/// let server = ServerConfig { limits, ..ServerConfig::default() };
+/// let client = ClientConfig { limits, ..ClientConfig::default() };
+/// # let _ = (server, client);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// The largest header block (request or status line and every field), in

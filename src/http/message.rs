@@ -7,6 +7,15 @@ use std::fmt;
 use bytes::Bytes;
 
 /// A request method. The common ones are variants; any other token is kept.
+///
+/// ```
+/// use torsion::http::Method;
+///
+/// assert_eq!(Method::from_token("GET"), Method::Get);
+/// assert_eq!(Method::from_token("PURGE"), Method::Other("PURGE".into()));
+/// assert_eq!(Method::Delete.as_str(), "DELETE");
+/// assert!(Method::Put.is_idempotent() && !Method::Post.is_idempotent());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Method {
     /// `GET`
@@ -114,6 +123,18 @@ impl fmt::Display for Version {
 /// Header fields in the order received or added. Names compare
 /// case-insensitively; values are bytes (usually ASCII). Static names and
 /// values (`"Content-Type"`, `"text/plain"`) are kept without a copy.
+///
+/// ```
+/// use torsion::http::Headers;
+///
+/// let mut headers = Headers::new();
+/// headers.set("Content-Type", "text/plain");
+/// headers.append("Vary", "Accept");
+/// headers.append("Vary", "Accept-Encoding");
+/// assert_eq!(headers.get("content-type"), Some("text/plain"));
+/// assert_eq!(headers.get_all("vary").count(), 2);
+/// assert!(headers.has_token("Vary", "accept-encoding"));
+/// ```
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Headers {
     list: Vec<(Cow<'static, str>, Bytes)>,

@@ -15,6 +15,25 @@ use crate::context::{ConnectionHandle, Core};
 /// (read whole before the handler runs), or, for a handler that asked to
 /// stream ([`Handler::streams_body`](super::Handler::streams_body)), arrives
 /// through [`take_incoming`](Self::take_incoming).
+///
+/// A handler can be tried without a server on a request built by hand:
+///
+/// ```
+/// use torsion::http::{Method, Request, Response};
+/// use torsion::Core;
+///
+/// fn greet(_core: &mut Core, req: Request) -> Response {
+///     match req.query() {
+///         Some(name) => Response::text(200, format!("hello, {name}")),
+///         None => Response::text(400, "who?"),
+///     }
+/// }
+///
+/// let req = Request::new(Method::Get, "/greet?ada");
+/// assert_eq!(req.path(), "/greet");
+/// assert_eq!(req.query(), Some("ada"));
+/// # let _ = greet;
+/// ```
 pub struct Request {
     /// The method.
     pub method: Method,

@@ -11,6 +11,17 @@ use super::message::{reason_phrase, Headers, Version};
 pub type BodyStream = Box<dyn Iterator<Item = io::Result<Bytes>>>;
 
 /// A response body.
+///
+/// ```
+/// use bytes::Bytes;
+/// use torsion::http::{Body, Response};
+///
+/// // Ten pieces of 1 KiB, pulled one at a time as the client takes them.
+/// let pieces = (0..10).map(|_| Ok(Bytes::from(vec![b'x'; 1024])));
+/// let download = Response::new(200).with_stream(pieces, Some(10 * 1024));
+/// assert!(matches!(download.body, Body::Stream { length: Some(10240), .. }));
+/// assert!(matches!(Response::new(204).body, Body::Empty));
+/// ```
 #[derive(Default)]
 pub enum Body {
     /// No body.
@@ -48,6 +59,17 @@ impl fmt::Debug for Body {
 /// `Transfer-Encoding` and, when it closes, `Connection: close`; framing
 /// fields a handler set are replaced (except a `Content-Length` on a bodiless
 /// answer to `HEAD`).
+///
+/// ```
+/// use torsion::http::Response;
+///
+/// let page = Response::new(200)
+///     .with_header("Content-Type", "text/html; charset=utf-8")
+///     .with_body("<h1>hi</h1>");
+/// assert_eq!(page.reason(), "OK");
+/// assert_eq!(page.body_text(), "<h1>hi</h1>");
+/// assert_eq!(Response::not_found().status, 404);
+/// ```
 #[derive(Debug)]
 pub struct Response {
     /// The status code.

@@ -25,6 +25,23 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How a server treats its clients.
+///
+/// ```
+/// use std::time::Duration;
+/// use torsion::http::{HttpServer, Limits, Request, Response, ServerConfig};
+/// use torsion::Core;
+///
+/// let config = ServerConfig {
+///     idle_timeout: Duration::from_secs(15),
+///     limits: Limits {
+///         max_body_size: 1024 * 1024,
+///         ..Limits::default()
+///     },
+///     ..ServerConfig::default()
+/// };
+/// let server = HttpServer::with_config(|_: &mut Core, _: Request| Response::text(200, "hi"), config);
+/// # let _ = server;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerConfig {
     /// What a request may contain.

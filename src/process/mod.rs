@@ -81,6 +81,36 @@ use crate::error::DisconnectReason;
 /// [`out_received`](Self::out_received) and stderr to
 /// [`err_received`](Self::err_received). Child descriptor numbers are the
 /// child's (0 stdin, 1 stdout, 2 stderr, 3 and up as configured).
+///
+/// ```no_run
+/// use torsion::process::{ProcessContext, ProcessProtocol, ProcessSpec, ProcessStatus};
+/// use torsion::Reactor;
+///
+/// /// Counts what a child prints, and stops the reactor when it is done.
+/// #[derive(Default)]
+/// struct Count {
+///     out: usize,
+///     err: usize,
+/// }
+///
+/// impl ProcessProtocol for Count {
+///     fn out_received(&mut self, _ctx: &mut ProcessContext<'_, '_>, data: &[u8]) {
+///         self.out += data.len();
+///     }
+///     fn err_received(&mut self, _ctx: &mut ProcessContext<'_, '_>, data: &[u8]) {
+///         self.err += data.len();
+///     }
+///     fn process_ended(&mut self, ctx: &mut ProcessContext<'_, '_>, status: ProcessStatus) {
+///         println!("{status}: {} bytes out, {} bytes err", self.out, self.err);
+///         let _ = ctx.stop();
+///     }
+/// }
+///
+/// let mut reactor = Reactor::new()?;
+/// reactor.spawn_process(ProcessSpec::new("ls").arg("/"), Count::default())?;
+/// reactor.run()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait ProcessProtocol: std::any::Any {
     /// The child started and its pipes are registered. Called first, once.
     fn connection_made(&mut self, ctx: &mut ProcessContext<'_, '_>) {

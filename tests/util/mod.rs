@@ -9,6 +9,8 @@ use std::time::Duration;
 use torsion::Address;
 use torsion::{ClientFactory, Context, DisconnectReason, Factory, Protocol, Reactor, Reconnect};
 
+pub mod process;
+
 /// Generous: only catches hangs.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
