@@ -173,7 +173,24 @@ impl fmt::Display for Value {
     }
 }
 
-/// A page in the text exposition format, written family by family.
+/// A page in the text exposition format, written family by family: each
+/// [`family`](Self::family) call writes its `# HELP` and `# TYPE` lines and
+/// hands back the [`Family`] its samples go through, so a family's samples
+/// are always together.
+///
+/// ```
+/// use torsion::prometheus::{Exposition, MetricType};
+///
+/// let mut page = Exposition::new();
+/// page.family("jobs_latency_seconds", MetricType::Summary, "Job latency.")?
+///     .summary(&[("queue", "mail")], &[(0.5, 0.02), (0.99, 0.4)], 12.5, 300)?;
+/// // A family is written once.
+/// assert!(page.family("jobs_latency_seconds", MetricType::Gauge, "").is_err());
+/// let text = page.finish();
+/// assert!(text.contains("jobs_latency_seconds{queue=\"mail\",quantile=\"0.99\"} 0.4\n"));
+/// assert!(text.ends_with("jobs_latency_seconds_count{queue=\"mail\"} 300\n"));
+/// # Ok::<(), torsion::prometheus::PrometheusError>(())
+/// ```
 #[derive(Debug, Default)]
 pub struct Exposition {
     out: String,
