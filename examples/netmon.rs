@@ -13,7 +13,9 @@
 //! by peer, tls...; how long the previous state lasted; when a down state began),
 //! a summary table on SIGUSR1 or when Enter is pressed, and a final summary
 //! (uptime, downtime, outages, latency p50/p99, failures) on exit, SIGINT and
-//! SIGTERM included.
+//! SIGTERM included. An http check's line gives its phases (resolve, connect,
+//! tls, processing, transfer). With `--json` each change is one line of JSON
+//! on stdout instead (and the summaries go to stderr).
 //!
 //! `--on-change CMD` runs `sh -c CMD` on every change of state, with
 //! `NETMON_TARGET`, `NETMON_STATE` (`up`, `warning`, `down`),
@@ -139,6 +141,11 @@ struct Args {
     #[arg(short, long)]
     persistent: bool,
 
+    /// Print each change of state as one line of JSON (the summaries go to
+    /// stderr then).
+    #[arg(long)]
+    json: bool,
+
     /// Run `sh -c CMD` on every change of state, with NETMON_TARGET,
     /// NETMON_STATE (up, warning, down), NETMON_PREVIOUS, NETMON_REASON and
     /// NETMON_SINCE (RFC 3339) set, plus PATH and HOME; its output goes to
@@ -256,7 +263,7 @@ fn main() -> ExitCode {
         }
     };
     let nagios = config.count.is_some();
-    match run(config, args.metrics, args.on_change) {
+    match run(config, args.metrics, args.on_change, args.json) {
         Ok(worst) if nagios => ExitCode::from(match worst {
             Health::Up => 0,
             Health::Warning => 1,
@@ -277,11 +284,25 @@ fn run(
     config: Config,
     metrics: Option<std::net::SocketAddr>,
     on_change: Option<String>,
+    json: bool,
 ) -> Result<Health, String> {
     let mut reactor = Reactor::new().map_err(|e| e.to_string())?;
     let requests = Arc::new(Requests::default());
     listen_for_requests(reactor.reactor_handle(), requests.clone())?;
-    let monitor = Monitor::new(config, |event| println!("{event}"));
+    let monitor = Monitor::new(config, move |event| {
+        if json {
+            println!("{}", event.to_json());
+        } else {
+            println!("{event}");
+        }
+    });
+    let summary = |text: String| {
+        if json {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+    };
     if let Some(cmd) = on_change {
         monitor.on_change(cmd);
     }
@@ -303,14 +324,14 @@ fn run(
     loop {
         reactor.run().map_err(|e| e.to_string())?;
         if requests.summary.swap(false, Ordering::SeqCst) {
-            print!("{}", monitor.summary());
+            summary(monitor.summary());
         }
         if requests.quit.load(Ordering::SeqCst) || monitor.finished() {
             break;
         }
     }
     monitor.stop(&mut reactor);
-    print!("{}", monitor.summary());
+    summary(monitor.summary());
     // The last changes' --on-change commands finish (their output included),
     // for up to 10 s (a signal ends the wait).
     if monitor.hooks_running() > 0 {

@@ -99,8 +99,9 @@ fn hello_echo_files_and_exit_statuses() {
     let (code, _, err) = get(&format!("http://{closed}/"), &[]);
     assert_eq!(code, 1);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    let (code, _, _) = get("not a url", &[]);
-    assert_eq!(code, 1);
+    // A malformed URL is a usage error.
+    let (code, _, err) = get("not a url", &[]);
+    assert_eq!(code, 2, "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -3,9 +3,12 @@
 //! kernel's own table (`/proc/net/tcp`: timer 2 is the keepalive timer,
 //! with the time left in hundredths of a second). That a blackholed peer
 //! is then found is `netfault::blackhole_is_detected_by_idle_timeout_and_by_keepalive`.
+//! `TCP_USER_TIMEOUT`, which that table does not show, is read back from the
+//! socket itself; over TLS and under the HTTP client too.
 
 #![cfg(target_os = "linux")]
 
+mod tls_util;
 mod util;
 
 use std::net::SocketAddr;
@@ -106,4 +109,143 @@ fn keepalive_options_reach_accepted_and_connected_sockets() {
     );
     // Its server end: a listener with default options.
     assert_eq!(timer(without.port(), b).map(|t| t.0), Some(0));
+}
+
+/// The socket of this process connected from `local` to `peer`: its
+/// `TCP_USER_TIMEOUT` and its keepalive idle time (`None`: keepalive off).
+fn socket_options(
+    local: SocketAddr,
+    peer: SocketAddr,
+) -> Option<(Option<Duration>, Option<Duration>)> {
+    use std::os::fd::{BorrowedFd, RawFd};
+    for entry in std::fs::read_dir("/proc/self/fd").ok()?.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<RawFd>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: the descriptor was listed just now and is only borrowed
+        // for the queries below; one closed meanwhile answers EBADF.
+        let b = unsafe { BorrowedFd::borrow_raw(fd) };
+        let s = socket2::SockRef::from(&b);
+        let is = |a: std::io::Result<socket2::SockAddr>, want| {
+            a.ok().and_then(|a| a.as_socket()) == Some(want)
+        };
+        if is(s.local_addr(), local) && is(s.peer_addr(), peer) {
+            let user = s.tcp_user_timeout().ok()?;
+            let ka = if s.keepalive().ok()? {
+                Some(s.tcp_keepalive_time().ok()?)
+            } else {
+                None
+            };
+            return Some((user, ka));
+        }
+    }
+    None
+}
+
+#[test]
+fn user_timeout_and_keepalive_reach_tcp_tls_and_http_client_sockets() {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use torsion::http::{ClientConfig, HttpClient, HttpServer, Request, Response, Router};
+
+    let mut reactor = Reactor::new().unwrap();
+    let options = TcpOptions::default()
+        .keepalive(Keepalive::new(Duration::from_secs(33)))
+        .user_timeout(Duration::from_millis(4_500));
+    let want = Some((
+        Some(Duration::from_millis(4_500)),
+        Some(Duration::from_secs(33)),
+    ));
+    let plain = reactor
+        .listen_tcp(localhost(), EchoFactory)
+        .unwrap()
+        .local_addr();
+    let secure = tls_util::listen(&mut reactor, EchoFactory);
+    // Each client records its (local, peer) once connected.
+    let seen: Rc<RefCell<Vec<(SocketAddr, SocketAddr)>>> = Rc::default();
+    struct Record(Rc<RefCell<Vec<(SocketAddr, SocketAddr)>>>);
+    impl Protocol for Record {
+        fn connection_made(&mut self, ctx: &mut Context<'_>) {
+            let local = ctx.host_addr().unwrap();
+            self.0.borrow_mut().push((local, ctx.peer_addr()));
+        }
+        fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+    }
+    let s = seen.clone();
+    reactor.connect_tcp_with(
+        plain,
+        torsion::client_factory(move |_: &torsion::Address| Record(s.clone())),
+        Duration::from_secs(5),
+        options,
+    );
+    let s = seen.clone();
+    let certs = tls_util::shared_certs();
+    reactor.connect_tls_with(
+        secure,
+        torsion::tls::server_name("localhost").unwrap(),
+        certs.client(),
+        torsion::client_factory(move |_: &torsion::Address| Record(s.clone())),
+        Duration::from_secs(5),
+        options,
+    );
+    // A default connect has neither.
+    let s = seen.clone();
+    reactor.connect_tcp(
+        plain,
+        torsion::client_factory(move |_: &torsion::Address| Record(s.clone())),
+        Duration::from_secs(5),
+    );
+    run_until(&mut reactor, || seen.borrow().len() == 3);
+    let got: Vec<_> = seen
+        .borrow()
+        .iter()
+        .map(|&(l, p)| (p, socket_options(l, p)))
+        .collect();
+    for (peer, opts) in &got {
+        if *peer == secure {
+            assert_eq!(*opts, want, "the TLS connection's socket");
+        }
+    }
+    let plain_opts: Vec<_> = got
+        .iter()
+        .filter(|(p, _)| *p == plain)
+        .map(|(_, o)| *o)
+        .collect();
+    assert!(plain_opts.contains(&want), "{plain_opts:?}");
+    assert!(plain_opts.contains(&Some((None, None))), "{plain_opts:?}");
+
+    // The HTTP client over https passes its ClientConfig::tcp on.
+    let peers: Rc<RefCell<Vec<SocketAddr>>> = Rc::default();
+    let p = peers.clone();
+    let server = HttpServer::new(Router::new().get(
+        "/",
+        move |_: &mut torsion::Core, req: Request| {
+            if let torsion::Address::Inet(a) = req.peer {
+                p.borrow_mut().push(a);
+            }
+            Response::ok("hi")
+        },
+    ));
+    let port = server
+        .listen_tls(&mut reactor, localhost(), certs.server())
+        .unwrap()
+        .local_addr();
+    let client = HttpClient::with_config(ClientConfig {
+        tls: Some(certs.client()),
+        tcp: options,
+        ..ClientConfig::default()
+    });
+    let d = client.get(&mut reactor, &format!("https://localhost:{}/", port.port()));
+    let r = reactor.run_until_complete(d).unwrap().unwrap();
+    assert_eq!(r.body_bytes(), b"hi");
+    let local = peers.borrow()[0];
+    assert_eq!(
+        socket_options(local, port),
+        want,
+        "the HTTP client's socket"
+    );
 }

@@ -709,7 +709,9 @@ fn http_probes_check_the_status_and_the_body_and_feed_the_metrics() {
         persistent: false,
         count: None,
     };
-    let m = Monitor::new(config, |_| {});
+    let events = Events::default();
+    let e = events.clone();
+    let m = Monitor::new(config, move |ev| e.borrow_mut().push(ev.clone()));
     round(&mut r, &m);
     let reasons: Vec<_> = (0..4)
         .map(|i| m.with_record(i, |rec| rec.down_reason.clone()))
@@ -731,6 +733,54 @@ fn http_probes_check_the_status_and_the_body_and_feed_the_metrics() {
                 "probe_success{{target=\"http://{addr}/missing\"}} 0"
             ))
             && metrics.contains("probe_duration_seconds{target="),
+        "{metrics}"
+    );
+    // The up check's phases: in the record, the event line, its JSON and the
+    // metrics (blackbox_exporter's phase names).
+    let phases = m
+        .with_record(0, |rec| rec.last_up.as_ref().and_then(|u| u.phases))
+        .expect("an http check has phases");
+    assert!(phases.connect > Duration::ZERO, "{phases:?}");
+    assert!(phases.processing > Duration::ZERO, "{phases:?}");
+    assert_eq!(phases.tls, None, "no TLS for http://");
+    let up_event = events
+        .borrow()
+        .iter()
+        .find(|e| e.target == format!("http://{addr}/") && e.is_up())
+        .cloned()
+        .expect("an up event");
+    let line = up_event.to_string();
+    assert!(
+        line.contains("resolve ")
+            && line.contains(", connect ")
+            && line.contains(", tls -, processing ")
+            && line.contains(", transfer "),
+        "{line}"
+    );
+    let json = up_event.to_json();
+    assert!(
+        json.starts_with('{')
+            && json.ends_with('}')
+            && json.contains(&format!("\"target\":\"http://{addr}/\""))
+            && json.contains("\"state\":\"up\"")
+            && json.contains("\"phases_ms\":{\"resolve\":")
+            && json.contains("\"tls\":null"),
+        "{json}"
+    );
+    for phase in ["resolve", "connect", "tls", "processing", "transfer"] {
+        let name =
+            format!("probe_http_duration_seconds{{target=\"http://{addr}/\",phase=\"{phase}\"}} ");
+        assert!(metrics.contains(&name), "{name} in {metrics}");
+    }
+    let connect_line = metrics
+        .lines()
+        .find(|l| l.contains("phase=\"connect\"") && l.contains(&format!("http://{addr}/\"")))
+        .unwrap();
+    let secs: f64 = connect_line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(secs > 0.0, "{connect_line}");
+    // A target never up has no phases to show.
+    assert!(
+        !metrics.contains(&format!("target=\"http://{addr}/missing\",phase")),
         "{metrics}"
     );
 }

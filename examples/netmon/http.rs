@@ -1,6 +1,7 @@
-//! The http probe, over the crate's HTTP client: a GET of the target's URL; up
-//! when the status is 2xx and (with `--expect`) the body contains the text.
-//! Latency is the whole exchange (connect, TLS, the response).
+//! The http probe, over the crate's HTTP client: a GET of the target's URL on
+//! a new connection; up when the status is 2xx and (with `--expect`) the body
+//! contains the text. Latency is the whole exchange (resolve, connect, TLS,
+//! the response); its phases come from the client's timings.
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -9,7 +10,7 @@ use torsion::http::{ClientConfig, ClientError, HttpClient};
 use torsion::Core;
 
 use super::monitor::{Monitor, Origin};
-use super::status::{Reason, Status, Up};
+use super::status::{Phases, Reason, Status, Up};
 use super::target::Spec;
 
 /// Starts an http check of target `target`.
@@ -38,7 +39,11 @@ pub fn start(core: &mut Core, target: usize, monitor: Monitor, spec: Rc<Spec>) {
                     "body does not contain {:?}",
                     String::from_utf8_lossy(e)
                 ))),
-                _ => Ok(Up::new(started.elapsed())),
+                _ => {
+                    let mut up = Up::new(started.elapsed());
+                    up.phases = resp.timings().map(|t| Phases::of(&t));
+                    Ok(up)
+                }
             },
             Err(e) => Err(reason(&e)),
         };

@@ -4,7 +4,7 @@
 
 pub mod hook;
 pub mod http;
-pub mod keepalive;
+pub mod json;
 pub mod monitor;
 pub mod probe;
 pub mod status;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use torsion::{ConnectionHandle, Core};
 
-use super::probe::ProbeFactory;
+use super::probe::{self, ProbeFactory};
 use super::status::{human, Event, Health, Record, Status};
 use super::target::{Kind, Spec, Target};
 
@@ -178,25 +178,29 @@ impl Monitor {
             (slot.target.addr, slot.spec.clone(), slot.target.interval)
         };
         let started = Instant::now();
+        let keep = keep && matches!(spec.kind, Kind::Tcp | Kind::Tls);
+        let options = probe::options(keep, interval, spec.timeout);
         let factory = ProbeFactory {
             target: i,
             monitor: self.clone(),
             spec: spec.clone(),
             interval,
             started,
-            keep: keep && matches!(spec.kind, Kind::Tcp | Kind::Tls),
+            keep,
+            keepalive: options.keepalive,
         };
         match (spec.kind, &spec.tls) {
             (Kind::Tcp, _) | (Kind::Tls, None) => {
-                core.connect_tcp(addr, factory, spec.timeout);
+                core.connect_tcp_with(addr, factory, spec.timeout, options);
             }
             (Kind::Tls, Some(tls)) => {
-                core.connect_tls(
+                core.connect_tls_with(
                     addr,
                     tls.server_name.clone(),
                     tls.config.clone(),
                     factory,
                     spec.timeout,
+                    options,
                 );
             }
             (Kind::Udp, _) => super::udp::start(core, i, addr, self.clone(), spec),
@@ -405,6 +409,8 @@ impl Monitor {
 
     /// The targets' figures in Prometheus' text format, with blackbox_exporter's
     /// names: `probe_success`, `probe_duration_seconds` (the last check's),
+    /// `probe_http_duration_seconds` with a `phase` label (resolve, connect,
+    /// tls, processing, transfer: the last successful http check's),
     /// `probe_ssl_earliest_cert_expiry` (Unix seconds, tls), each with a
     /// `target` label.
     pub fn metrics(&self) -> String {
@@ -434,6 +440,24 @@ impl Monitor {
                 let _ = writeln!(
                     out,
                     "probe_duration_seconds{{target=\"{}\"}} {:.6}",
+                    label(&x.record.name),
+                    d.as_secs_f64()
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP probe_http_duration_seconds How long each phase of the last successful http check took."
+        );
+        let _ = writeln!(out, "# TYPE probe_http_duration_seconds gauge");
+        for x in &s.slots {
+            let Some(p) = x.record.last_up.as_ref().and_then(|u| u.phases) else {
+                continue;
+            };
+            for (phase, d) in p.named() {
+                let _ = writeln!(
+                    out,
+                    "probe_http_duration_seconds{{target=\"{}\",phase=\"{phase}\"}} {:.6}",
                     label(&x.record.name),
                     d.as_secs_f64()
                 );

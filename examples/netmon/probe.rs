@@ -7,10 +7,9 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use torsion::Address;
+use torsion::{Address, Keepalive, TcpOptions};
 use torsion::{ClientFactory, Connector, Context, Core, DisconnectReason, Protocol, Reconnect};
 
-use super::keepalive::{self, Keepalive};
 use super::monitor::{Monitor, Origin};
 use super::status::{Reason, Up};
 use super::target::{Kind, Spec};
@@ -18,6 +17,33 @@ use super::x509;
 
 /// Bytes of a wrong banner kept to show in the report.
 const SHOWN: usize = 40;
+
+/// TCP keepalive that notices an outage within `interval` plus `timeout`:
+/// the first probe after one quiet interval, then probes every interval until
+/// `timeout` is used up (the kernel counts in whole seconds).
+pub fn keepalive_for(interval: Duration, timeout: Duration) -> Keepalive {
+    let secs = |d: Duration| Duration::from_secs(d.as_secs_f64().ceil().max(1.0) as u64);
+    let step = secs(interval);
+    let count = (timeout.as_secs_f64() / step.as_secs_f64()).ceil().max(1.0) as u32;
+    Keepalive::new(step).interval(step).count(count)
+}
+
+/// From a keepalive's first unanswered probe to the kernel's verdict.
+pub fn detection(k: &Keepalive) -> Duration {
+    k.interval * k.count
+}
+
+/// The socket options of a check's connection: for one that may be kept,
+/// keepalive as [`keepalive_for`] says, and `TCP_USER_TIMEOUT` bounding the
+/// case keepalive does not cover (a probe unacknowledged).
+pub fn options(keep: bool, interval: Duration, timeout: Duration) -> TcpOptions {
+    let options = TcpOptions::default();
+    if !keep {
+        return options;
+    }
+    let k = keepalive_for(interval, timeout);
+    options.keepalive(k).user_timeout(k.idle + detection(&k))
+}
 
 #[derive(Debug, PartialEq, Eq)]
 enum State {
@@ -44,6 +70,10 @@ pub struct Probe {
     /// Kept: the probe in flight (when it was sent, its number).
     waiting: Option<(Instant, u64)>,
     probes: u64,
+    /// The keepalive the connection was made with (a connection that may
+    /// be kept has it from the start).
+    offered: Option<Keepalive>,
+    /// Kept, with keepalive on.
     keepalive: Option<Keepalive>,
     cert: Option<(f64, SystemTime)>,
 }
@@ -73,7 +103,7 @@ impl Probe {
         if self.keep && self.monitor.adopt(self.target, ctx.handle()) {
             self.state = State::Kept;
             self.got.clear();
-            self.start_keepalive(ctx);
+            self.keepalive = self.offered;
             self.schedule_probe(ctx, self.started + self.interval);
         } else {
             self.state = State::Done;
@@ -89,18 +119,6 @@ impl Probe {
         self.monitor
             .report(ctx, self.target, origin, started, Err(reason));
         ctx.abort_connection();
-    }
-
-    fn start_keepalive(&mut self, ctx: &mut Context<'_>) {
-        let k = Keepalive::for_monitor(self.interval, self.spec.timeout);
-        let local = match ctx.host_addr() {
-            Ok(a) => a,
-            Err(e) => return tracing::debug!(error = %e, "no local address: no keepalive"),
-        };
-        match keepalive::enable(local, ctx.peer_addr(), k) {
-            Ok(()) => self.keepalive = Some(k),
-            Err(e) => tracing::debug!(error = %e, "keepalive not set"),
-        }
     }
 
     /// Kept: the next probe at `at` (only when there is something to send; a
@@ -238,7 +256,7 @@ impl Protocol for Probe {
                 let started = match (self.waiting, &r, self.keepalive) {
                     (Some((sent, _)), _, _) => sent,
                     (None, Reason::TimedOut, Some(k)) => {
-                        now.checked_sub(k.detection()).unwrap_or(now)
+                        now.checked_sub(detection(&k)).unwrap_or(now)
                     }
                     _ => now,
                 };
@@ -260,6 +278,8 @@ pub struct ProbeFactory {
     pub(crate) started: Instant,
     /// Persistent mode: keep the connection if the target has none kept.
     pub(crate) keep: bool,
+    /// The keepalive its connection is made with (see [`options`]).
+    pub(crate) keepalive: Option<Keepalive>,
 }
 
 impl ClientFactory for ProbeFactory {
@@ -278,6 +298,7 @@ impl ClientFactory for ProbeFactory {
             state: State::Done,
             waiting: None,
             probes: 0,
+            offered: self.keepalive,
             keepalive: None,
             cert: None,
         })

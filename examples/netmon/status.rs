@@ -83,6 +83,8 @@ pub struct Up {
     pub cert_expiry: Option<SystemTime>,
     /// Why the target is up but in warning (a certificate near its end).
     pub warning: Option<String>,
+    /// http: how long each phase of the exchange took.
+    pub phases: Option<Phases>,
 }
 
 impl Up {
@@ -93,7 +95,53 @@ impl Up {
             cert_days: None,
             cert_expiry: None,
             warning: None,
+            phases: None,
         }
+    }
+}
+
+/// The phases of an http check, as blackbox_exporter names them
+/// (`probe_http_duration_seconds{phase=...}`), from the client's
+/// [`Timings`](torsion::http::Timings): `resolve` (the host name), `connect`
+/// (TCP), `tls` (the handshake; zero for `http://`), `processing` (from the
+/// ready connection to the response's first byte: the request and the
+/// server's work), `transfer` (from the first byte to the body's end).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Phases {
+    /// Resolving the name.
+    pub resolve: Duration,
+    /// Connecting TCP.
+    pub connect: Duration,
+    /// The TLS handshake (`None`: no TLS).
+    pub tls: Option<Duration>,
+    /// Request sent to first byte.
+    pub processing: Duration,
+    /// First byte to the end of the body.
+    pub transfer: Duration,
+}
+
+impl Phases {
+    /// From the client's timings of a complete response.
+    pub fn of(t: &torsion::http::Timings) -> Phases {
+        Phases {
+            resolve: t.resolve(),
+            connect: t.connect(),
+            tls: t.tls(),
+            processing: t.processing(),
+            transfer: t.transfer().unwrap_or_default(),
+        }
+    }
+
+    /// The phases with blackbox_exporter's names, in order (`tls` is zero
+    /// without TLS, as there).
+    pub fn named(&self) -> [(&'static str, Duration); 5] {
+        [
+            ("resolve", self.resolve),
+            ("connect", self.connect),
+            ("tls", self.tls.unwrap_or_default()),
+            ("processing", self.processing),
+            ("transfer", self.transfer),
+        ]
     }
 }
 
@@ -168,6 +216,16 @@ pub fn describe(status: &Status) -> String {
     match status {
         Ok(u) => {
             let mut s = format!("latency {:.2} ms", ms(u.latency));
+            if let Some(p) = &u.phases {
+                s += &format!(
+                    ": resolve {:.2}, connect {:.2}, tls {}, processing {:.2}, transfer {:.2} ms",
+                    ms(p.resolve),
+                    ms(p.connect),
+                    p.tls.map_or("-".into(), |t| format!("{:.2}", ms(t))),
+                    ms(p.processing),
+                    ms(p.transfer)
+                );
+            }
             if let Some(d) = u.cert_days {
                 s += &format!(", certificate expires in {d:.1} days");
             }
@@ -201,7 +259,7 @@ impl fmt::Display for Event {
     }
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 

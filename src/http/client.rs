@@ -6,21 +6,25 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::client_body::StreamingResponse;
 use super::client_conn::ClientConnection;
+use super::client_factory::ConnFactory;
+#[cfg(feature = "tls")]
+use super::client_factory::MarkTcp;
 use super::error::{HttpError, Limits};
 use super::message::{Headers, Method};
 use super::pool::{Pool, PoolKey};
-use super::response::Response;
+use super::response::{BodyStream, Response};
+use super::timings::Marks;
 use super::url::Url;
 use crate::context::{ConnectionHandle, Core};
 use crate::defer::{Cancelled, Deferred, Trigger};
 use crate::error::DisconnectReason;
-use crate::protocol::{ClientFactory, Reconnect};
-use crate::reactor::Connector;
+use crate::reactor::TcpOptions;
 
 /// Why a request got no response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +70,10 @@ pub enum ClientError {
     /// The request could not be written (an invalid header field).
     #[error("invalid request: {0}")]
     BadRequest(String),
+    /// The source of a streamed request body failed, or gave more or fewer
+    /// bytes than the length announced.
+    #[error("the request body failed: {0}")]
+    RequestBody(String),
 }
 
 impl From<Cancelled> for ClientError {
@@ -103,6 +111,14 @@ pub struct ClientConfig {
     pub pool_idle_timeout: Duration,
     /// Idle connections kept per host. Default 8.
     pub max_idle_per_host: usize,
+    /// The largest body a streamed response
+    /// ([`HttpClient::request_streaming`]) may have; `None` (the default):
+    /// no limit, since the consumer decides what it keeps
+    /// ([`Limits::max_body_size`] is for whole bodies).
+    pub max_streamed_body: Option<u64>,
+    /// Socket options of new connections, `https` ones included (keepalive,
+    /// `TCP_USER_TIMEOUT`, `TCP_NODELAY`).
+    pub tcp: TcpOptions,
     /// The TLS configuration for `https` (default: the system's roots,
     /// certificates checked).
     #[cfg(feature = "tls")]
@@ -118,6 +134,8 @@ impl fmt::Debug for ClientConfig {
             .field("follow_redirects", &self.follow_redirects)
             .field("pool_idle_timeout", &self.pool_idle_timeout)
             .field("max_idle_per_host", &self.max_idle_per_host)
+            .field("max_streamed_body", &self.max_streamed_body)
+            .field("tcp", &self.tcp)
             .finish_non_exhaustive()
     }
 }
@@ -131,13 +149,23 @@ impl Default for ClientConfig {
             follow_redirects: 0,
             pool_idle_timeout: Duration::from_secs(30),
             max_idle_per_host: 8,
+            max_streamed_body: None,
+            tcp: TcpOptions::default(),
             #[cfg(feature = "tls")]
             tls: None,
         }
     }
 }
 
-/// Counters of a client.
+/// Counters of a client ([`HttpClient::stats`]).
+///
+/// ```
+/// use torsion::http::{ClientStats, HttpClient};
+///
+/// let client = HttpClient::new();
+/// assert_eq!(client.stats(), ClientStats::default());
+/// assert_eq!((client.stats().connections, client.stats().reused), (0, 0));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClientStats {
     /// Connections opened.
@@ -146,16 +174,48 @@ pub struct ClientStats {
     pub reused: u64,
 }
 
+/// Where a job's answer goes.
+pub(crate) enum Answer {
+    /// The whole response, body included.
+    Whole(Trigger<Response, ClientError>),
+    /// The head, with the body to follow.
+    Stream(Trigger<StreamingResponse, ClientError>),
+}
+
+impl Answer {
+    fn fail(self, e: ClientError) {
+        match self {
+            Answer::Whole(t) => drop(t.errback(e)),
+            Answer::Stream(t) => drop(t.errback(e)),
+        }
+    }
+}
+
 /// One request on its way, with where its answer goes.
 pub(crate) struct Job {
     pub(crate) method: Method,
     pub(crate) url: Url,
     pub(crate) headers: Headers,
     pub(crate) body: Bytes,
-    pub(crate) trigger: Trigger<Response, ClientError>,
+    /// `None` once a streamed head was handed over.
+    pub(crate) answer: Option<Answer>,
     pub(crate) redirects: usize,
     /// Sent once already on a reused connection that closed unanswered.
     pub(crate) retried: bool,
+    /// When its phases ended (restarted by each attempt).
+    pub(crate) marks: Marks,
+    /// A request body pulled from a source as the connection takes it
+    /// (then `body` is empty). Taken when sent.
+    pub(crate) upload: Option<Upload>,
+    /// The body is (or was) streamed: it cannot be sent twice, so no retry
+    /// and no redirect that keeps the method.
+    pub(crate) streamed_body: bool,
+}
+
+/// A streamed request body.
+pub(crate) struct Upload {
+    pub(crate) source: BodyStream,
+    pub(crate) length: Option<u64>,
 }
 
 impl Job {
@@ -168,7 +228,13 @@ impl Job {
     }
 
     pub(crate) fn fail(self, e: ClientError) {
-        let _ = self.trigger.errback(e);
+        if let Some(a) = self.answer {
+            a.fail(e);
+        }
+    }
+
+    pub(crate) fn streams(&self) -> bool {
+        matches!(self.answer, Some(Answer::Stream(_)))
     }
 }
 
@@ -262,7 +328,8 @@ impl HttpClient {
 
     /// Any request. `Host`, `Content-Length` and `Connection` are set by the
     /// client. The Deferred fires with the whole response (its body read up
-    /// to [`Limits::max_body_size`]) or a [`ClientError`].
+    /// to [`Limits::max_body_size`], its [`Response::timings`] set) or a
+    /// [`ClientError`].
     pub fn request(
         &self,
         core: &mut Core,
@@ -272,6 +339,117 @@ impl HttpClient {
         body: Bytes,
     ) -> Deferred<Response, ClientError> {
         let (d, trigger) = Deferred::new();
+        let payload = (body, None);
+        self.submit(
+            core,
+            (method, url, headers),
+            payload,
+            Answer::Whole(trigger),
+        );
+        d
+    }
+
+    /// A request whose body is pulled from `source` as the connection can
+    /// take it (Twisted's `IBodyProducer`): the next piece is asked for only
+    /// while the transport's write buffer is below its high water mark, so a
+    /// body of any size goes out in bounded memory. Sent with
+    /// `Content-Length: length` when the length is known (the source must
+    /// then give exactly that many bytes), else chunked. A source that fails
+    /// fails the request ([`ClientError::RequestBody`]) and aborts the
+    /// connection. Such a request is never sent twice: it is not retried on
+    /// a kept-alive connection the server closed, and a `307`/`308`
+    /// redirect is returned, not followed. The response is read whole.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use torsion::http::{Headers, HttpClient, HttpServer, Method, Request, Response, Router};
+    /// use torsion::{Core, Reactor};
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// let server = HttpServer::new(Router::new().post("/len", |_: &mut Core, req: Request| {
+    ///     Response::ok(req.body.len().to_string())
+    /// }));
+    /// let port = server.listen_tcp(&mut reactor, "127.0.0.1:0".parse().unwrap())?;
+    /// let url = format!("http://{}/len", port.local_addr());
+    /// let pieces = (0..100).map(|_| Ok(Bytes::from(vec![b'x'; 1000])));
+    /// let client = HttpClient::new();
+    /// let d = client.upload(&mut reactor, Method::Post, &url, Headers::new(), pieces, None);
+    /// let response = reactor.run_until_complete(d)?.expect("a response");
+    /// assert_eq!(response.body_text(), "100000");
+    /// # Ok::<(), torsion::Error>(())
+    /// ```
+    pub fn upload(
+        &self,
+        core: &mut Core,
+        method: Method,
+        url: &str,
+        headers: Headers,
+        source: impl Iterator<Item = std::io::Result<Bytes>> + 'static,
+        length: Option<u64>,
+    ) -> Deferred<Response, ClientError> {
+        let (d, trigger) = Deferred::new();
+        let upload = Upload {
+            source: Box::new(source),
+            length,
+        };
+        let payload = (Bytes::new(), Some(upload));
+        self.submit(
+            core,
+            (method, url, headers),
+            payload,
+            Answer::Whole(trigger),
+        );
+        d
+    }
+
+    /// Any request, with the response's body streamed: the Deferred fires
+    /// as soon as the head has arrived, with a [`ResponseBody`] that hands
+    /// the body on as it comes, with back-pressure (see there), so a body
+    /// of any size is read in bounded memory. [`Limits::max_body_size`] does
+    /// not apply to it; [`ClientConfig::max_streamed_body`] does. Redirects
+    /// are followed as for [`request`](Self::request) (their bodies are
+    /// skipped). The response timeout runs until the head arrives, then as
+    /// the longest silence allowed while the consumer reads.
+    ///
+    /// [`ResponseBody`]: super::ResponseBody
+    pub fn request_streaming(
+        &self,
+        core: &mut Core,
+        method: Method,
+        url: &str,
+        headers: Headers,
+        body: Bytes,
+    ) -> Deferred<StreamingResponse, ClientError> {
+        let (d, trigger) = Deferred::new();
+        let payload = (body, None);
+        self.submit(
+            core,
+            (method, url, headers),
+            payload,
+            Answer::Stream(trigger),
+        );
+        d
+    }
+
+    /// `GET url`, its body streamed (see
+    /// [`request_streaming`](Self::request_streaming)).
+    pub fn get_streaming(
+        &self,
+        core: &mut Core,
+        url: &str,
+    ) -> Deferred<StreamingResponse, ClientError> {
+        self.request_streaming(core, Method::Get, url, Headers::new(), Bytes::new())
+    }
+
+    /// Starts a request: what and where, its body (whole or streamed), and
+    /// where the answer goes.
+    fn submit(
+        &self,
+        core: &mut Core,
+        (method, url, headers): (Method, &str, Headers),
+        (body, upload): (Bytes, Option<Upload>),
+        answer: Answer,
+    ) {
         match Url::parse(url) {
             Ok(url) => {
                 let job = Job {
@@ -279,27 +457,31 @@ impl HttpClient {
                     url,
                     headers,
                     body,
-                    trigger,
+                    answer: Some(answer),
                     redirects: 0,
                     retried: false,
+                    marks: Marks::new(),
+                    streamed_body: upload.is_some(),
+                    upload,
                 };
                 self.shared.clone().start(core, job, false);
             }
-            Err(e) => {
-                let _ = trigger.errback(e);
-            }
+            Err(e) => answer.fail(e),
         }
-        d
     }
 }
 
 impl ClientShared {
     /// Sends `job` on a pooled connection, or a new one (`fresh`: always new).
-    pub(crate) fn start(self: Rc<Self>, core: &mut Core, job: Job, fresh: bool) {
+    pub(crate) fn start(self: Rc<Self>, core: &mut Core, mut job: Job, fresh: bool) {
+        job.marks = Marks::new();
         if !fresh {
             let pooled = self.pool.borrow_mut().take(&job.key());
             if let Some(conn) = pooled {
                 self.count(|s| s.reused += 1);
+                job.marks.reused = true;
+                job.marks.resolved = Some(job.marks.start);
+                job.marks.connected = Some(job.marks.start);
                 self.pool.borrow_mut().assign(conn, job);
                 super::call_on(core, conn, |p: &mut ClientConnection, ctx| p.take_job(ctx));
                 return;
@@ -307,12 +489,14 @@ impl ClientShared {
         }
         let host = job.url.host.clone();
         if let Ok(ip) = host.parse::<IpAddr>() {
+            job.marks.resolved = Some(job.marks.start);
             self.connect(core, SocketAddr::new(ip, job.url.port), job);
             return;
         }
         let local = core.local();
         let me = self.clone();
         drop(core.resolve(&host).add_both(move |res| {
+            job.marks.resolved = Some(Instant::now());
             local.call(move |core| match res {
                 Ok(ips) => match ips.first() {
                     Some(&ip) => {
@@ -338,13 +522,15 @@ impl ClientShared {
         let timeout = self.config.connect_timeout;
         let https = job.url.https;
         let host = job.url.host.clone();
-        let factory = ConnFactory {
+        let options = self.config.tcp;
+        let mut factory = ConnFactory {
             shared: self.clone(),
             job: Some(job),
             addr,
+            tcp_at: None,
         };
         if !https {
-            core.connect_tcp(addr, factory, timeout);
+            core.connect_tcp_with(addr, factory, timeout, options);
             return;
         }
         #[cfg(feature = "tls")]
@@ -357,11 +543,14 @@ impl ClientShared {
                 Ok(n) => n,
                 Err(e) => return factory.fail(ClientError::Tls(e.to_string())),
             };
-            core.connect_tls(addr, name, config, factory, timeout);
+            let at = Rc::new(Cell::new(None));
+            factory.tcp_at = Some(at.clone());
+            let tls = crate::tls::TlsClientFactory::new(factory, config, name, timeout);
+            core.connect_tcp_with(addr, MarkTcp { inner: tls, at }, timeout, options);
         }
         #[cfg(not(feature = "tls"))]
         {
-            let _ = host;
+            let _ = (host, &mut factory.tcp_at);
             factory.fail(ClientError::Tls("built without the `tls` feature".into()));
         }
     }
@@ -389,44 +578,5 @@ impl ClientShared {
         self.pool
             .borrow_mut()
             .put(key, conn, self.config.max_idle_per_host)
-    }
-}
-
-/// Builds the connection for one job.
-struct ConnFactory {
-    shared: Rc<ClientShared>,
-    job: Option<Job>,
-    addr: SocketAddr,
-}
-
-impl ConnFactory {
-    fn fail(mut self, e: ClientError) {
-        if let Some(job) = self.job.take() {
-            job.fail(e);
-        }
-    }
-}
-
-impl ClientFactory for ConnFactory {
-    type Protocol = ClientConnection;
-
-    fn build_protocol(&mut self, _peer: &crate::Address) -> Option<ClientConnection> {
-        let job = self.job.take()?;
-        Some(ClientConnection::new(self.shared.clone(), job))
-    }
-
-    fn client_connection_failed(
-        &mut self,
-        _core: &mut Core,
-        _connector: Connector,
-        reason: &DisconnectReason,
-    ) -> Reconnect {
-        if let Some(job) = self.job.take() {
-            job.fail(ClientError::Connect {
-                addr: self.addr.to_string(),
-                reason: reason.clone(),
-            });
-        }
-        Reconnect::Never
     }
 }

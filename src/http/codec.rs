@@ -556,6 +556,13 @@ impl ResponseDecoder {
         self.method = method;
     }
 
+    /// The largest body the next responses may have (instead of the
+    /// limits' [`max_body_size`](Limits::max_body_size)), for a client that
+    /// streams bodies to a consumer and so need not bound them by memory.
+    pub fn set_max_body_size(&mut self, max: u64) {
+        self.limits.max_body_size = max;
+    }
+
     /// As [`RequestDecoder::decode`], for responses.
     ///
     /// # Errors

@@ -16,6 +16,13 @@
 //! panicking handler answered `500`; an access log through `tracing`
 //! (target `torsion::http::access`, INFO).
 //!
+//! The client reads a response whole ([`HttpClient::request`]) or streams its
+//! body with back-pressure ([`HttpClient::request_streaming`]: a
+//! [`ResponseBody`] callback or an `AsyncRead` [`BodyReader`]), streams a
+//! request body from a source ([`HttpClient::upload`]), and tells when each
+//! phase of an exchange ended ([`Response::timings`]: connect, TLS, first
+//! byte, body complete, and whether the connection was reused).
+//!
 //! ```
 //! use torsion::http::{HttpClient, HttpServer, Request, Response, Router};
 //! use torsion::{Core, Reactor};
@@ -38,7 +45,9 @@
 
 mod body;
 mod client;
+mod client_body;
 mod client_conn;
+mod client_factory;
 pub mod codec;
 mod conn;
 mod error;
@@ -50,13 +59,15 @@ mod response;
 mod server;
 mod service;
 mod stream;
+mod timings;
 mod url;
 mod write;
 
 pub use body::{
     chunk_header, encode_chunk, BodyDecoder, BodyEvent, CHUNK_END, LAST_CHUNK, MAX_CHUNK_LINE,
 };
-pub use client::{ClientConfig, ClientError, HttpClient};
+pub use client::{ClientConfig, ClientError, ClientStats, HttpClient};
+pub use client_body::{BodyChunk, BodyReader, ResponseBody, StreamingResponse, STREAM_QUEUE_MAX};
 pub use error::{
     HttpError, Limits, DEFAULT_MAX_BODY_SIZE, DEFAULT_MAX_HEADERS, DEFAULT_MAX_HEAD_SIZE,
 };
@@ -71,6 +82,7 @@ pub use server::{
     DEFAULT_IDLE_TIMEOUT,
 };
 pub use service::HttpService;
+pub use timings::Timings;
 pub use url::Url;
 pub use write::{http_date, valid_name, valid_value};
 

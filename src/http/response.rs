@@ -6,6 +6,7 @@ use std::io;
 use bytes::Bytes;
 
 use super::message::{reason_phrase, Headers, Version};
+use super::timings::Timings;
 
 /// A source of body pieces pulled as the connection can take them.
 pub type BodyStream = Box<dyn Iterator<Item = io::Result<Bytes>>>;
@@ -82,6 +83,8 @@ pub struct Response {
     pub headers: Headers,
     /// The body.
     pub body: Body,
+    /// A client's response: when each phase ended.
+    pub(crate) timings: Option<Timings>,
 }
 
 impl Response {
@@ -93,6 +96,7 @@ impl Response {
             version: Version::Http11,
             headers: Headers::new(),
             body: Body::Empty,
+            timings: None,
         }
     }
 
@@ -145,6 +149,33 @@ impl Response {
             length,
         };
         self
+    }
+
+    /// For a response the [`HttpClient`](super::HttpClient) received: when
+    /// each phase of its exchange ended (connect, TLS, first byte, body
+    /// complete...) and whether its connection was reused; `None` for a
+    /// response built by hand.
+    ///
+    /// ```
+    /// use torsion::http::{HttpClient, HttpServer, Request, Response, Router};
+    /// use torsion::{Core, Reactor};
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// let server = HttpServer::new(Router::new().get("/", |_: &mut Core, _: Request| Response::ok("hi")));
+    /// let port = server.listen_tcp(&mut reactor, "127.0.0.1:0".parse().unwrap())?;
+    /// let client = HttpClient::new();
+    /// let url = format!("http://{}/", port.local_addr());
+    /// let d = client.get(&mut reactor, &url);
+    /// let first = reactor.run_until_complete(d)?.expect("a response");
+    /// let t = first.timings().expect("a client's response");
+    /// assert!(!t.reused && t.tls().is_none() && t.total() >= Some(t.first_byte));
+    /// let d = client.get(&mut reactor, &url);
+    /// let second = reactor.run_until_complete(d)?.expect("a response");
+    /// assert!(second.timings().expect("timings").reused);
+    /// # Ok::<(), torsion::Error>(())
+    /// ```
+    pub fn timings(&self) -> Option<Timings> {
+        self.timings
     }
 
     /// The reason phrase: the one set, or the standard one.

@@ -71,9 +71,9 @@ impl Stream {
         }
     }
 
-    /// Applies a connection's [`TcpOptions`](super::TcpOptions): `TCP_NODELAY`
-    /// and keepalive. A failure is logged, not fatal (the connection works
-    /// without them).
+    /// Applies a connection's [`TcpOptions`](super::TcpOptions): `TCP_NODELAY`,
+    /// keepalive and `TCP_USER_TIMEOUT`. A failure is logged, not fatal (the
+    /// connection works without them).
     pub(crate) fn apply_options(&self, options: &super::TcpOptions) {
         self.set_nodelay(options.nodelay);
         if let (Stream::Tcp(s), Some(k)) = (self, options.keepalive) {
@@ -85,7 +85,22 @@ impl Stream {
                 tracing::debug!(error = %e, "cannot set TCP keepalive");
             }
         }
+        if let (Stream::Tcp(s), Some(t)) = (self, options.user_timeout) {
+            set_user_timeout(s, t);
+        }
     }
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn set_user_timeout(s: &mio::net::TcpStream, t: std::time::Duration) {
+    if let Err(e) = socket2::SockRef::from(s).set_tcp_user_timeout(Some(t)) {
+        tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT");
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn set_user_timeout(_s: &mio::net::TcpStream, _t: std::time::Duration) {
+    tracing::debug!("TCP_USER_TIMEOUT is not available on this system: ignored");
 }
 
 impl AsFd for Stream {

@@ -56,6 +56,17 @@ pub struct TcpOptions {
     /// ([`Context::set_idle_timeout`](crate::Context::set_idle_timeout))
     /// bounds both.
     pub keepalive: Option<Keepalive>,
+    /// `TCP_USER_TIMEOUT`: how long written data may stay unacknowledged
+    /// before the kernel drops the connection (the protocol then hears
+    /// `connection_lost` with
+    /// [`DisconnectReason::TimedOut`](crate::DisconnectReason::TimedOut)).
+    /// Default off (the kernel's retransmission limits, about 15 minutes).
+    /// It bounds what keepalive cannot: keepalive probes stop while data is
+    /// in flight, so a peer that vanishes while we are sending is found only
+    /// by this. With keepalive on it also bounds the probes (Linux counts
+    /// unanswered probes against it). Linux and Android only; elsewhere it is
+    /// ignored (logged at DEBUG).
+    pub user_timeout: Option<Duration>,
 }
 
 /// TCP keepalive settings (see [`TcpOptions::keepalive`]).
@@ -116,6 +127,7 @@ impl Default for TcpOptions {
             backlog: 1024,
             reuse_port: false,
             keepalive: None,
+            user_timeout: None,
         }
     }
 }
@@ -136,6 +148,22 @@ impl TcpOptions {
     /// Options with TCP keepalive on, as `keepalive` says.
     pub fn keepalive(mut self, keepalive: Keepalive) -> Self {
         self.keepalive = Some(keepalive);
+        self
+    }
+
+    /// Options with `TCP_USER_TIMEOUT` set to `timeout` (see
+    /// [`user_timeout`](Self::user_timeout); whole milliseconds, at least
+    /// one).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use torsion::TcpOptions;
+    ///
+    /// let options = TcpOptions::default().user_timeout(Duration::from_secs(20));
+    /// assert_eq!(options.user_timeout, Some(Duration::from_secs(20)));
+    /// ```
+    pub fn user_timeout(mut self, timeout: Duration) -> Self {
+        self.user_timeout = Some(timeout.max(Duration::from_millis(1)));
         self
     }
 

@@ -405,10 +405,59 @@ impl Core {
         factory: F,
         timeout: Duration,
     ) -> Connector {
-        self.connect_tcp(
+        self.connect_tls_with(
+            addr,
+            server_name,
+            config,
+            factory,
+            timeout,
+            TcpOptions::default(),
+        )
+    }
+
+    /// [`connect_tls`](Self::connect_tls) with socket options (keepalive,
+    /// `TCP_USER_TIMEOUT`, `TCP_NODELAY`), applied to the TCP connection
+    /// under TLS as [`connect_tcp_with`](Core::connect_tcp_with) applies them.
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use torsion::tls;
+    /// use torsion::{client_factory, Address, Context, Keepalive, Protocol, Reactor, TcpOptions};
+    ///
+    /// struct Quiet;
+    /// impl Protocol for Quiet {
+    ///     fn data_received(&mut self, _ctx: &mut Context<'_>, _data: &[u8]) {}
+    /// }
+    ///
+    /// let mut reactor = Reactor::new()?;
+    /// let options = TcpOptions::default()
+    ///     .keepalive(Keepalive::new(Duration::from_secs(10)))
+    ///     .user_timeout(Duration::from_secs(30));
+    /// reactor.connect_tls_with(
+    ///     "192.0.2.1:443".parse()?,
+    ///     tls::server_name("example.org")?,
+    ///     Arc::new(tls::client_config()?),
+    ///     client_factory(|_peer: &Address| Quiet),
+    ///     Duration::from_secs(10),
+    ///     options,
+    /// );
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn connect_tls_with<F: ClientFactory>(
+        &mut self,
+        addr: SocketAddr,
+        server_name: ServerName<'static>,
+        config: Arc<ClientConfig>,
+        factory: F,
+        timeout: Duration,
+        options: TcpOptions,
+    ) -> Connector {
+        self.connect_tcp_with(
             addr,
             TlsClientFactory::new(factory, config, server_name, timeout),
             timeout,
+            options,
         )
     }
 }
