@@ -5,6 +5,7 @@
 //! cargo run --release --example echo_server -- 127.0.0.1:9000
 //! cargo run --release --example echo_server -- --threads 2     # a reactor per core
 //! cargo run --example echo_server -- -v                        # every connection logged
+//! cargo run --example echo_server -- --metrics 127.0.0.1:9100  # GET /metrics
 //! cargo run --example echo_server -- --help
 //! ```
 //!
@@ -22,6 +23,14 @@
 //! each with its own `SO_REUSEPORT` listener on the same address and its own
 //! `Echo` factory; the kernel spreads connections over them. Given port 0, the
 //! first reactor picks the port and the others join it.
+//!
+//! `--metrics ADDR` serves `GET /metrics` in the Prometheus text format
+//! (`torsion::prometheus`) on a reactor and thread of its own, with every
+//! series labelled by reactor (`reactor="0"`..), so it works alike with
+//! `--threads N` and still answers while an echo reactor is blocked (that
+//! reactor shows as `torsion_reactor_up 0`). SIGUSR1 prints each reactor's
+//! snapshot as a table on stderr (`torsion::service::SnapshotTable`) and the
+//! server goes on.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -37,6 +46,8 @@ use tracing_subscriber::filter::LevelFilter;
 mod cli;
 #[path = "echo_common/server.rs"]
 mod echo_server_common;
+#[path = "metrics/mod.rs"]
+mod metrics;
 
 use echo_server_common::Echo;
 
@@ -64,6 +75,9 @@ struct Args {
     idle: cli::IdleTimeout,
 
     #[command(flatten)]
+    metrics: metrics::MetricsArg,
+
+    #[command(flatten)]
     log: cli::Verbosity,
 }
 
@@ -73,27 +87,43 @@ fn main() -> ExitCode {
     cli::raise_descriptor_limit();
     let idle = args.idle.get();
     match args.threads {
-        1 => run_one(args.address, idle),
-        n => run_pool(args.address, usize::from(n), idle),
+        1 => run_one(args.address, idle, args.metrics.metrics),
+        n => run_pool(args.address, usize::from(n), idle, args.metrics.metrics),
     }
 }
 
 /// One reactor under the application runner: SIGINT/SIGTERM stop listening,
 /// close every connection after its flush (aborting what is left after the
 /// grace period), and `run` returns; a second signal aborts at once.
-fn run_one(addr: SocketAddr, idle: Option<Duration>) -> ExitCode {
-    let app = match cli::application(SHUTDOWN_GRACE) {
+fn run_one(addr: SocketAddr, idle: Option<Duration>, metrics_at: Option<SocketAddr>) -> ExitCode {
+    let mut app = match cli::application(SHUTDOWN_GRACE) {
         Ok(app) => app,
         Err(status) => return status,
     };
-    cli::serve(app, "echo server", addr, move |core| {
+    let metrics = match metrics_at
+        .map(|at| metrics::Metrics::serve(at, vec![app.reactor().reactor_handle()]))
+    {
+        Some(Err(e)) => return cli::fail(e),
+        Some(Ok(m)) => Some(m),
+        None => None,
+    };
+    let status = cli::serve(app, "echo server", addr, move |core| {
         core.listen_tcp(addr, factory(move |_peer| Echo::new(idle)))
-    })
+    });
+    if let Some(m) = metrics {
+        m.stop();
+    }
+    status
 }
 
 /// Several reactors, one per thread: a signal shuts each down gracefully; a
 /// second one exits at once.
-fn run_pool(addr: SocketAddr, threads: usize, idle: Option<Duration>) -> ExitCode {
+fn run_pool(
+    addr: SocketAddr,
+    threads: usize,
+    idle: Option<Duration>,
+    metrics_at: Option<SocketAddr>,
+) -> ExitCode {
     // One reactor per thread; each sets SO_REUSEPORT on the address the first
     // bound (port 0 picks one for all).
     let bound: Arc<OnceLock<SocketAddr>> = Arc::new(OnceLock::new());
@@ -113,9 +143,25 @@ fn run_pool(addr: SocketAddr, threads: usize, idle: Option<Duration>) -> ExitCod
     tracing::info!("{threads} reactors on {threads} threads, sharing the port");
     tracing::info!("echo server listening on {local}");
 
+    let metrics = match metrics_at.map(|at| metrics::Metrics::serve(at, pool.handles().to_vec())) {
+        Some(Err(e)) => {
+            for h in pool.handles() {
+                h.call_from_thread(|core| core.shutdown(Duration::ZERO));
+            }
+            let _ = pool.join();
+            return cli::fail(e);
+        }
+        Some(Ok(m)) => Some(m),
+        None => None,
+    };
+
     let handles = pool.handles().to_vec();
     let mut signals_seen = 0;
-    let installed = cli::on_signals(&[], move |sig| {
+    let installed = cli::on_signals(&[signal_hook::consts::SIGUSR1], move |sig| {
+        if sig == signal_hook::consts::SIGUSR1 {
+            print_tables(&handles);
+            return;
+        }
         signals_seen += 1;
         if signals_seen == 1 {
             tracing::info!(
@@ -137,11 +183,28 @@ fn run_pool(addr: SocketAddr, threads: usize, idle: Option<Duration>) -> ExitCod
         let _ = pool.join();
         return cli::fail(e);
     }
-    match pool.join() {
+    let joined = pool.join();
+    if let Some(m) = metrics {
+        m.stop();
+    }
+    match joined {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
         }
         Err(e) => cli::fail(format!("the reactor failed: {}", cli::plain(e))),
+    }
+}
+
+/// SIGUSR1 with several reactors: each prints its snapshot table on stderr,
+/// named by its index (one reactor: `Application` does it).
+fn print_tables(handles: &[torsion::ReactorHandle]) {
+    for (i, h) in handles.iter().enumerate() {
+        h.request_snapshot(move |snapshot| {
+            use std::io::Write;
+            let name = format!("reactor {i}");
+            let table = torsion::service::SnapshotTable::new(&snapshot).named(&name);
+            let _ = std::io::stderr().write_all(table.to_string().as_bytes());
+        });
     }
 }

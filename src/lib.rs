@@ -3,7 +3,9 @@
 //! Coming from Twisted? [`from_twisted`] maps its names to torsion's and puts
 //! the seed programs (echo server and client, a retrying client, an
 //! availability monitor) side by side; [`promises`] lists what the library
-//! guarantees and the tests that check it.
+//! guarantees and the tests that check it; [`stuck_reactor`] ("Debugging a
+//! stuck reactor") shows how to see inside a running reactor: slow-callback
+//! warnings, the SIGUSR1 table, `/metrics`.
 //!
 //! # Concepts
 //!
@@ -117,12 +119,14 @@ mod local;
 pub mod multi;
 pub mod policies;
 pub mod process;
+pub mod prometheus;
 pub mod promises;
 pub mod protocol;
 pub mod protocols;
 pub mod reactor;
 pub mod reconnect;
 pub mod service;
+pub mod stuck_reactor;
 pub mod task;
 pub mod testing;
 pub mod threads;

@@ -256,6 +256,7 @@ const TABLE: &[(&str, &str, Fault, &str)] = &[
     ("udp_echo_server", "127.0.0.1", BusyUdp, "ADDR"),
     ("udp_echo_client", "not-an-address", RefusedUdp, "ADDR"),
     ("chat_server", "--idle-timeout soon", BusyTcp, "ADDR"),
+    ("stuck_server", "--slow-callback soon", BusyTcp, "ADDR"),
     ("chat_client", "--timeout 0", Refused, "ADDR"),
     ("http_server", "--shutdown-timeout soon", BusyTcp, "ADDR"),
     ("http_get", "", Refused, "http://ADDR/"),
@@ -448,6 +449,7 @@ fn servers_take_idle_timeout_and_no_short_flag_means_two_things() {
     for name in [
         "echo_server",
         "chat_server",
+        "stuck_server",
         "tls_echo_server",
         "http_server",
     ] {

@@ -43,6 +43,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "http",
             "process",
             "aio",
+            "prometheus",
+            "stuck_reactor",
         ],
     ),
 ];

@@ -1,11 +1,12 @@
 //! [`Application`]: runs services in a reactor until SIGINT or SIGTERM, then
-//! shuts down gracefully.
+//! shuts down gracefully; prints a snapshot table on SIGUSR1.
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
+use super::table::SnapshotTable;
 use super::{MultiService, Service, ServiceError};
 use crate::context::Core;
 use crate::error::Error;
@@ -37,6 +38,17 @@ pub enum AppError {
 /// close, clients disconnect), then closes every connection after flushing
 /// what was written, and returns once all are closed — or aborts what is
 /// left when the shutdown timeout passes. A second signal aborts at once.
+///
+/// SIGUSR1 prints a [`Snapshot`](crate::introspect::Snapshot) of the reactor
+/// as a table ([`SnapshotTable`]) to stderr and goes on running: the
+/// connections holding the most bytes buffered for writing (then the
+/// oldest), the totals, listeners, timers, queues, counters and callback
+/// durations (`kill -USR1 PID`). The table goes to stderr in one write, not
+/// through `tracing`, so that it stays a table whatever the log's format
+/// and filter are; it is taken once the signal's turn comes, so a reactor
+/// blocked in a callback prints it after that callback returns (the
+/// [guide](crate::stuck_reactor) shows it). The handler replaces SIGUSR1's
+/// default action (terminating the process) while `run` runs.
 ///
 /// ```no_run
 /// use torsion::service::{Application, ServerService};
@@ -108,7 +120,8 @@ impl Application {
     /// if the handlers could not be installed, [`AppError::Reactor`] if the
     /// reactor failed.
     pub fn run(mut self) -> Result<(), AppError> {
-        let signals = Signals::new(&[libc::SIGINT, libc::SIGTERM]).map_err(AppError::Signals)?;
+        let signals = Signals::new(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1])
+            .map_err(AppError::Signals)?;
         let services = self.services.clone();
         let timeout = self.shutdown_timeout;
         let shutting_down = Rc::new(Cell::new(false));
@@ -116,7 +129,11 @@ impl Application {
             .reactor
             .watch_source(signals, move |signals, core| {
                 for sig in signals.pending() {
-                    on_signal(core, sig, &services, &shutting_down, timeout);
+                    if sig == libc::SIGUSR1 {
+                        core.request_snapshot(print_table);
+                    } else {
+                        on_signal(core, sig, &services, &shutting_down, timeout);
+                    }
                 }
             })
             .map_err(AppError::Signals)?;
@@ -128,6 +145,16 @@ impl Application {
         self.reactor.unwatch_source(key);
         res
     }
+}
+
+/// SIGUSR1: the snapshot's table on stderr, in one write (so that log lines
+/// from other threads do not cut through it).
+fn print_table(_core: &mut Core, snapshot: crate::introspect::Snapshot) {
+    use std::io::Write;
+    let text = format!("{}", SnapshotTable::new(&snapshot));
+    let mut err = std::io::stderr().lock();
+    // Nowhere to report a failed write to stderr; the service goes on.
+    let _ = err.write_all(text.as_bytes()).and_then(|()| err.flush());
 }
 
 fn signal_name(sig: i32) -> &'static str {

@@ -1,7 +1,8 @@
 //! Services (Twisted's `twisted.application.service`): things that start and
 //! stop with an application — listeners, clients that stay connected, timers —
 //! composed in a [`MultiService`] and run by an [`Application`] that shuts
-//! down gracefully on SIGINT / SIGTERM.
+//! down gracefully on SIGINT / SIGTERM (and prints a [`SnapshotTable`] of the
+//! reactor on SIGUSR1).
 //!
 //! ```
 //! use std::time::Duration;
@@ -20,6 +21,7 @@
 
 mod app;
 mod net;
+mod table;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -28,6 +30,7 @@ use std::time::Duration;
 
 pub use app::{AppError, Application, DEFAULT_SHUTDOWN_TIMEOUT};
 pub use net::{ClientService, ServerService};
+pub use table::{SnapshotTable, DEFAULT_TABLE_ROWS};
 
 use crate::context::Core;
 use crate::defer::{Cancelled, Deferred, Trigger};
