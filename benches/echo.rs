@@ -335,10 +335,15 @@ fn paired_ratio(samples: &[Vec<Sample>], f: fn(&Sample) -> f64) -> f64 {
 /// Runs one load against one server: connect, warm up, measure, disconnect.
 fn measure(server: &ServerThread, load: Load, timing: &Timing) -> Sample {
     let sample = match load {
-        Load::PingPong { conns, depth, size } => {
-            ping_pong(server.addr, &|| server.cpu_time(), conns, depth, size, timing)
-                .expect("ping-pong load failed")
-        }
+        Load::PingPong { conns, depth, size } => ping_pong(
+            server.addr,
+            &|| server.cpu_time(),
+            conns,
+            depth,
+            size,
+            timing,
+        )
+        .expect("ping-pong load failed"),
         Load::Bulk { chunk } => bulk(server.addr, chunk, timing, server).expect("bulk load failed"),
     };
     // Let the server finish closing before the other one is measured.

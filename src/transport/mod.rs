@@ -227,7 +227,11 @@ impl<'a> Context<'a> {
             && self.out.is_empty()
             && self.conn.pending.is_none()
             && !self.conn.write_refused()
-            && self.conn.extra.as_ref().is_none_or(|x| x.diverted.is_none())
+            && self
+                .conn
+                .extra
+                .as_ref()
+                .is_none_or(|x| x.diverted.is_none())
         {
             if let Some(off) = self.input_offset(data) {
                 // Gathered by reference: sent from the read buffer when the
