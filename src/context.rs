@@ -132,6 +132,9 @@ pub struct Core {
     /// the current one ([`fresh_turn_time`](Self::fresh_turn_time)) or a timer
     /// is scheduled (which freezes it: see [`new_turn`](Self::new_turn)).
     clock_stale: bool,
+    /// The clock was read in this turn, after its poll (not frozen at an
+    /// earlier turn's time): `now` is recent.
+    clock_read: bool,
     pub(crate) timers: TimerQueue<Timed>,
     pub(crate) ops: Vec<Op>,
     pub(crate) running: bool,
@@ -173,6 +176,7 @@ impl Core {
             now,
             real_clock,
             clock_stale: false,
+            clock_read: false,
             timers: TimerQueue::new(),
             ops: Vec::new(),
             running: false,
@@ -231,6 +235,7 @@ impl Core {
     pub(crate) fn fresh_turn_time(&mut self) -> Instant {
         if self.clock_stale {
             self.clock_stale = false;
+            self.clock_read = true;
             self.set_now(Instant::now());
         }
         self.now
@@ -247,16 +252,19 @@ impl Core {
     pub(crate) fn new_turn(&mut self) {
         if self.timers.is_empty() {
             self.clock_stale = true;
+            self.clock_read = false;
         } else {
             self.clock_stale = false;
+            self.clock_read = true;
             self.set_now(Instant::now());
         }
     }
 
-    /// Whether this turn's time was read after its poll (or frozen).
+    /// Whether this turn's time was read after its poll (not an earlier
+    /// turn's time, stale or frozen).
     #[inline]
     pub(crate) fn turn_clock_read(&self) -> bool {
-        !self.clock_stale
+        self.clock_read
     }
 
     pub(crate) fn set_now(&mut self, now: Instant) {

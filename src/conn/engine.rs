@@ -112,6 +112,20 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
     /// and back-pressure are applied.
     #[inline]
     pub(crate) fn settle(&mut self) {
+        // The common case, inline: nothing gathered (the fused path sent it),
+        // nothing buffered, no close, abort or stream source pending.
+        if self.out.is_empty()
+            && self.state.flags == flags::MADE
+            && self.state.pending.is_none()
+            && self.state.extra.as_ref().is_none_or(|x| x.source.is_none())
+        {
+            return;
+        }
+        self.settle_now();
+    }
+
+    #[inline(never)]
+    fn settle_now(&mut self) {
         if self.is_dead() {
             self.out.clear();
             return;
@@ -328,6 +342,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
     /// reference), when nothing is buffered ahead of them; gathers a copy of
     /// whatever the sink did not take. A hard error is left for `settle` to
     /// meet on its next write (the copy keeps the order).
+    #[inline]
     fn send_input(&mut self, bytes: &[u8]) {
         let mut sent = 0;
         if self.state.writes_direct() && !self.is_dead() {

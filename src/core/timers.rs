@@ -84,6 +84,10 @@ pub struct TimerQueue<T> {
     heap: BinaryHeap<Reverse<(Instant, u64, u32)>>,
     next_seq: u64,
     live: usize,
+    /// The heap's top node is known to be live (checked since the last
+    /// cancel, reset or pop): asking for the next deadline, once per turn at
+    /// least, is then a peek.
+    top_live: bool,
 }
 
 impl<T> Default for TimerQueue<T> {
@@ -101,6 +105,7 @@ impl<T> TimerQueue<T> {
             heap: BinaryHeap::new(),
             next_seq: 0,
             live: 0,
+            top_live: true,
         }
     }
 
@@ -182,6 +187,7 @@ impl<T> TimerQueue<T> {
         s.gen = s.gen.wrapping_add(1);
         self.free.push(id.slot);
         self.live -= 1;
+        self.top_live = false;
         self.maybe_compact();
         Ok(p.value)
     }
@@ -202,20 +208,27 @@ impl<T> TimerQueue<T> {
             .expect("checked above");
         p.deadline = deadline;
         p.seq = seq;
+        self.top_live = false;
         self.heap.push(Reverse((deadline, seq, id.slot)));
         self.maybe_compact();
         Ok(())
     }
 
     /// Drops heap nodes whose entry was cancelled or reset since.
+    #[inline]
     fn skip_stale(&mut self) {
+        if self.top_live {
+            return;
+        }
         while let Some(Reverse((_, seq, slot))) = self.heap.peek() {
             let live = matches!(&self.slots[*slot as usize].entry, Some(p) if p.seq == *seq);
             if live {
-                return;
+                break;
             }
             self.heap.pop();
         }
+        // Live, or empty: a node pushed next is live and on top.
+        self.top_live = true;
     }
 
     fn maybe_compact(&mut self) {
@@ -273,6 +286,7 @@ impl<T> TimerQueue<T> {
     }
 
     fn take(&mut self, slot: u32) -> T {
+        self.top_live = false;
         let s = &mut self.slots[slot as usize];
         let p = s.entry.take().expect("live heap node has an entry");
         s.gen = s.gen.wrapping_add(1);
@@ -307,6 +321,29 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    #[test]
+    fn next_deadline_follows_cancels_resets_and_pops_after_a_peek() {
+        // The top node's liveness is cached between calls: every change that
+        // can make it stale must be seen.
+        let t0 = Instant::now();
+        let mut q = TimerQueue::new();
+        let a = q.schedule(t0 + ms(1), "a");
+        let b = q.schedule(t0 + ms(2), "b");
+        assert_eq!(q.next_deadline(), Some(t0 + ms(1)));
+        q.cancel(a).unwrap();
+        assert_eq!(q.next_deadline(), Some(t0 + ms(2)));
+        q.reset(b, t0 + ms(5)).unwrap();
+        assert_eq!(q.next_deadline(), Some(t0 + ms(5)));
+        q.schedule(t0 + ms(3), "c");
+        assert_eq!(q.next_deadline(), Some(t0 + ms(3)));
+        assert_eq!(q.pop_expired(t0 + ms(3)), Some("c"));
+        assert_eq!(q.next_deadline(), Some(t0 + ms(5)));
+        assert_eq!(q.pop_expired(t0 + ms(9)), Some("b"));
+        assert_eq!(q.next_deadline(), None);
+        q.schedule(t0 + ms(4), "d");
+        assert_eq!(q.next_deadline(), Some(t0 + ms(4)));
     }
 
     #[test]

@@ -697,3 +697,50 @@ impl Net {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn core_at(now: Instant) -> (Poll, Core) {
+        let poll = Poll::new().unwrap();
+        let waker = Waker::new(poll.registry(), WAKER).unwrap();
+        (poll, Core::new(now, Some(Box::new(PollWaker(waker)))))
+    }
+
+    #[test]
+    fn a_timer_set_in_a_turn_that_skipped_the_clock_is_waited_for_in_full_precision() {
+        // The last turn that read the clock was long ago; this turn had no
+        // timer pending, so it did not read it; a callback sets a 100 ms timer.
+        let (_poll, mut core) = core_at(Instant::now() - Duration::from_secs(10));
+        core.new_turn();
+        assert!(!core.turn_clock_read());
+        core.call_later(Duration::from_millis(100), |_| {});
+        let next = core.timers.next_deadline().unwrap();
+        let wait = wait_until(&core, &mut None, next, true);
+        assert!(wait <= Duration::from_millis(100), "waits {wait:?}");
+    }
+
+    #[test]
+    fn a_far_deadline_is_waited_for_a_second_at_a_time_only_after_a_clock_read() {
+        let (_poll, mut core) = core_at(Instant::now());
+        core.call_later(Duration::from_secs(60), |_| {});
+        core.new_turn();
+        assert!(core.turn_clock_read());
+        let next = core.timers.next_deadline().unwrap();
+        let mut far = None;
+        assert_eq!(wait_until(&core, &mut far, next, true), FAR_DEADLINE);
+        assert_eq!(wait_until(&core, &mut far, next, true), FAR_DEADLINE);
+        // The first turn of `run`/`run_once` counts from a fresh reading.
+        let wait = wait_until(&core, &mut far, next, false);
+        assert!(
+            wait > FAR_DEADLINE && wait <= Duration::from_secs(60),
+            "{wait:?}"
+        );
+        // A near deadline is counted from a fresh reading too.
+        core.call_later(Duration::from_millis(50), |_| {});
+        let next = core.timers.next_deadline().unwrap();
+        let wait = wait_until(&core, &mut far, next, true);
+        assert!(wait <= Duration::from_millis(50), "{wait:?}");
+    }
+}
