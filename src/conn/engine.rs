@@ -116,8 +116,11 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         // nothing buffered, no close, abort or stream source pending.
         if self.out.is_empty()
             && self.state.flags == flags::MADE
-            && self.state.pending.is_none()
-            && self.state.extra.as_ref().is_none_or(|x| x.source.is_none())
+            && self
+                .state
+                .extra
+                .as_ref()
+                .is_none_or(|x| x.pending.is_none() && x.source.is_none())
         {
             return;
         }
