@@ -24,13 +24,13 @@ mod support;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use support::{clock_time, env_or, median, own_cpu_time, pick_cores, thread_clock};
 use torsion::http::{http_date, HttpServer, Request, Response};
@@ -110,8 +110,7 @@ fn run_torsion(tx: Started) {
     support::run_announced(reactor, port.local_addr(), &tx);
 }
 
-const LISTENER: Token = Token(usize::MAX - 1);
-const WAKER: Token = Token(usize::MAX);
+use support::{LISTENER, WAKER};
 
 struct Conn {
     stream: TcpStream,
@@ -126,22 +125,8 @@ struct Conn {
 /// second, `Content-Type`, `Content-Length`, body), gathered into one write
 /// per read. No parsing beyond that, no limits, no timeouts.
 fn run_mio(tx: Started) -> io::Result<()> {
-    let mut poll = Poll::new()?;
+    let (mut poll, listener, stop) = support::mio_listening(&tx)?;
     let mut events = Events::with_capacity(1024);
-    let mut listener = TcpListener::bind("127.0.0.1:0".parse().unwrap())?;
-    poll.registry()
-        .register(&mut listener, LISTENER, Interest::READABLE)?;
-    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (w, s) = (waker.clone(), stop.clone());
-    tx.send((
-        listener.local_addr()?,
-        Box::new(move || {
-            s.store(true, Ordering::Release);
-            let _ = w.wake();
-        }),
-    ))
-    .unwrap();
     let mut conns: Slab<Conn> = Slab::new();
     let mut buf = vec![0u8; 64 * 1024];
     let mut out = Vec::with_capacity(64 * 1024);

@@ -148,8 +148,10 @@ pub fn run_announced(mut reactor: Reactor, addr: SocketAddr, tx: &Started) {
     reactor.run().expect("torsion server failed");
 }
 
-const LISTENER: Token = Token(usize::MAX - 1);
-const WAKER: Token = Token(usize::MAX);
+/// The baselines' listener token.
+pub const LISTENER: Token = Token(usize::MAX - 1);
+/// The baselines' waker token.
+pub const WAKER: Token = Token(usize::MAX);
 
 /// One connection of the baseline: the socket, and what the kernel refused.
 struct Conn {
@@ -164,22 +166,32 @@ struct Conn {
 /// every read is written back at once and only what the kernel refuses is kept,
 /// to be flushed on the next writable event.
 fn run_mio(tx: Started, accepted: Arc<AtomicUsize>) -> io::Result<()> {
+    let (poll, listener, stop) = mio_listening(&tx)?;
+    mio_echo(poll, listener, &stop, &accepted, false)
+}
+
+/// The start of every hand-written mio baseline: a listener on a free
+/// loopback port registered as [`LISTENER`], a waker as [`WAKER`], and the
+/// address announced on `tx` with a stop that sets the returned flag and
+/// wakes the poll.
+#[allow(dead_code)] // not every bench that includes this module runs a mio baseline
+pub fn mio_listening(tx: &Started) -> io::Result<(Poll, TcpListener, Arc<AtomicBool>)> {
     let poll = Poll::new()?;
     let mut listener = TcpListener::bind("127.0.0.1:0".parse().unwrap())?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
-    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+    let waker = Waker::new(poll.registry(), WAKER)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let (w, s) = (waker.clone(), stop.clone());
+    let s = stop.clone();
     tx.send((
         listener.local_addr()?,
         Box::new(move || {
             s.store(true, Ordering::Release);
-            let _ = w.wake();
+            let _ = waker.wake();
         }),
     ))
     .unwrap();
-    mio_echo(poll, listener, &stop, &accepted, false)
+    Ok((poll, listener, stop))
 }
 
 /// The same baseline as a process of its own, for a client in another process
