@@ -149,8 +149,8 @@ pub use protocol::{
     Reconnect, Wrapper,
 };
 pub use reactor::{
-    Connector, Keepalive, ListeningPort, Reactor, TcpOptions, UdpOptions, UnixListeningPort,
-    UnixOptions,
+    Connector, Keepalive, ListeningPort, Reactor, SignalWatch, TcpOptions, UdpOptions,
+    UnixListeningPort, UnixOptions,
 };
 pub use reconnect::ReconnectingClientFactory;
 pub use transport::{

@@ -63,6 +63,8 @@ pub(crate) trait Driver {
     fn own_timer(&mut self, core: &mut Core, t: InternalTimer);
     /// Register a child's pipes or standard I/O (only the reactor can).
     fn pipes(&mut self, core: &mut Core, req: Erased);
+    /// Watch a source of the reactor's own: signals (only the reactor can).
+    fn watch(&mut self, core: &mut Core, req: Erased);
     /// A snapshot of everything the driver runs (`Core::request_snapshot`).
     fn snapshot(&mut self, core: &mut Core) -> crate::introspect::Snapshot {
         core.core_snapshot()
@@ -108,6 +110,7 @@ pub(crate) fn apply(core: &mut Core, d: &mut impl Driver, op: Op) {
         },
         Op::Produce(h) => d.conns().produce(core, h),
         Op::Pipes(req) => d.pipes(core, req),
+        Op::Watch(req) => d.watch(core, req),
         Op::Snapshot(f) => {
             let snap = d.snapshot(core);
             core.deliver_snapshot(f, snap);

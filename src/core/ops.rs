@@ -114,6 +114,9 @@ pub(crate) enum Op {
     /// Register a child's pipes and exit watcher, or standard I/O (the
     /// reactor's `PipeRequest`).
     Pipes(Erased),
+    /// Watch a source of the reactor's own (`Core::watch_signals`; opened by
+    /// the reactor).
+    Watch(Erased),
     /// Take a snapshot and hand it to the callback (`Core::request_snapshot`).
     Snapshot(super::stats::SnapshotFn),
 }

@@ -27,7 +27,7 @@ mod connect;
 mod flow;
 mod ops;
 mod pipe;
-pub(crate) mod signals;
+mod signals;
 mod snapshot;
 mod stream;
 pub(crate) mod sys;
@@ -53,6 +53,8 @@ use crate::protocol::{ClientFactory, Factory};
 
 pub(crate) use conn::Connection;
 pub(crate) use pipe::{ExitWatch, PipeEndFd, PipeRequest, StdioFlags, StdoutMode};
+pub use signals::SignalWatch;
+pub(crate) use signals::Signals;
 pub use tcp::{Connector, Keepalive, ListeningPort, TcpOptions};
 pub use udp::UdpOptions;
 pub use unix::{UnixListeningPort, UnixOptions};
@@ -96,7 +98,8 @@ pub(crate) enum Entry {
     Vacant,
 }
 
-/// A `mio` source registered with [`Reactor::watch_source`] and its handler.
+/// A `mio` source of the reactor's own (signals, a child's exit) and its
+/// handler, registered with [`Net::add_source`].
 pub(crate) trait ExtraSource {
     fn source(&mut self) -> &mut dyn mio::event::Source;
     fn ready(&mut self, core: &mut Core);
@@ -104,20 +107,6 @@ pub(crate) trait ExtraSource {
     /// and dropped after its handler returns (a reaped child's exit watcher).
     fn done(&self) -> bool {
         false
-    }
-}
-
-struct Watch<S, F> {
-    source: S,
-    on_ready: F,
-}
-
-impl<S: mio::event::Source, F: FnMut(&mut S, &mut Core)> ExtraSource for Watch<S, F> {
-    fn source(&mut self) -> &mut dyn mio::event::Source {
-        &mut self.source
-    }
-    fn ready(&mut self, core: &mut Core) {
-        (self.on_ready)(&mut self.source, core)
     }
 }
 
@@ -325,35 +314,6 @@ impl Reactor {
             return Err(Error::Panicked(self.core.panics.remove(0)));
         }
         Ok(())
-    }
-
-    /// Registers another `mio` source for readability; `on_ready` runs on the
-    /// reactor thread at each readiness event, with the source, and must
-    /// drain it (events are edge-triggered). Returns a key for
-    /// [`unwatch_source`](Self::unwatch_source). (Used for signals.)
-    pub(crate) fn watch_source<S: mio::event::Source + 'static>(
-        &mut self,
-        source: S,
-        on_ready: impl FnMut(&mut S, &mut Core) + 'static,
-    ) -> io::Result<usize> {
-        let mut w: Box<dyn ExtraSource> = Box::new(Watch { source, on_ready });
-        let entry = self.net.entries.vacant_entry();
-        let key = entry.key();
-        self.net
-            .registry
-            .register(w.source(), Token(key), mio::Interest::READABLE)?;
-        entry.insert(Entry::Source(w));
-        Ok(key)
-    }
-
-    /// Deregisters and drops a source from [`watch_source`](Self::watch_source).
-    pub(crate) fn unwatch_source(&mut self, key: usize) {
-        if matches!(self.net.entries.get(key), Some(Entry::Source(_))) {
-            if let Entry::Source(mut x) = self.net.vacate(key) {
-                let _ = self.net.registry.deregister(x.source());
-            }
-            self.net.free_dead();
-        }
     }
 
     /// Number of open connections (accepted or connected, not yet lost).
@@ -624,6 +584,23 @@ impl Net {
             Some(Entry::Datagram(_)) => self.on_datagram_readable(core, key),
             Some(Entry::Vacant) | None => {}
         }
+    }
+
+    /// Registers `source` for readability, then runs its handler at once, so
+    /// that what it has already (a signal that came early, a child that
+    /// exited) is seen now, not at the next event.
+    pub(crate) fn add_source(
+        &mut self,
+        core: &mut Core,
+        mut source: Box<dyn ExtraSource>,
+    ) -> io::Result<()> {
+        let entry = self.entries.vacant_entry();
+        let key = entry.key();
+        self.registry
+            .register(source.source(), Token(key), mio::Interest::READABLE)?;
+        entry.insert(Entry::Source(source));
+        self.on_source_ready(core, key);
+        Ok(())
     }
 
     /// Runs a watched source's handler; removes the source once it is done.

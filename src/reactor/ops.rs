@@ -84,6 +84,16 @@ impl Driver for Net {
             Err(_) => debug_assert!(false, "Op::Pipes without a PipeRequest"),
         }
     }
+    fn watch(&mut self, core: &mut Core, req: Erased) {
+        match req.downcast::<Box<dyn super::ExtraSource>>() {
+            Ok(source) => {
+                if let Err(e) = self.add_source(core, *source) {
+                    tracing::error!(error = %e, "cannot watch for signals; they will not be seen");
+                }
+            }
+            Err(_) => debug_assert!(false, "Op::Watch without an ExtraSource"),
+        }
+    }
     fn listen_datagram(&mut self, core: &mut Core, req: Erased) {
         self.start_datagram(core, req);
     }

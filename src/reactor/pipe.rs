@@ -18,7 +18,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use super::stream::Stream;
-use super::{sys, Entry, ExtraSource, Net};
+use super::{sys, ExtraSource, Net};
 use crate::address::{Address, UnixAddr};
 use crate::context::Core;
 use crate::protocol::Protocol;
@@ -204,7 +204,7 @@ struct ChildWatch {
 enum WatchFd {
     /// The descriptor itself is owned by the process's state (signals use it).
     Pidfd(RawFd),
-    Sigchld(super::signals::Signals),
+    Sigchld(super::Signals),
 }
 
 impl Source for WatchFd {
@@ -235,7 +235,7 @@ impl ExtraSource for ChildWatch {
     fn ready(&mut self, core: &mut Core) {
         if let WatchFd::Sigchld(s) = &mut self.fd {
             // Drain: any child's exit wakes every watcher; ours checks its own.
-            for _ in s.pending() {}
+            s.drain(|_| {});
         }
         self.watch.check(core);
     }
@@ -269,7 +269,7 @@ impl Net {
         let Some(watch) = watch else { return };
         let fd = match watch.pidfd() {
             Some(fd) => WatchFd::Pidfd(fd),
-            None => match super::signals::Signals::new(&[libc::SIGCHLD]) {
+            None => match super::Signals::new(&[libc::SIGCHLD]) {
                 Ok(s) => WatchFd::Sigchld(s),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot watch for SIGCHLD; the child's exit will not be seen");
@@ -277,19 +277,10 @@ impl Net {
                 }
             },
         };
-        let mut w: Box<dyn ExtraSource> = Box::new(ChildWatch { fd, watch });
-        let entry = self.entries.vacant_entry();
-        let key = entry.key();
-        if let Err(e) = self
-            .registry
-            .register(w.source(), Token(key), Interest::READABLE)
-        {
-            tracing::error!(error = %e, "cannot watch the child's exit");
-            return;
-        }
-        entry.insert(Entry::Source(w));
         // A child that exited already (before the pidfd existed or before the
         // signal handler did) is seen at once, not at the next event.
-        self.on_source_ready(core, key);
+        if let Err(e) = self.add_source(core, Box::new(ChildWatch { fd, watch })) {
+            tracing::error!(error = %e, "cannot watch the child's exit");
+        }
     }
 }

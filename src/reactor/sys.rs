@@ -10,7 +10,10 @@
 //! * `fcntl` for the `O_NONBLOCK` flag of the process's own stdin and stdout
 //!   (read, set, and restored afterwards);
 //! * a `pre_exec` hook that puts extra pipes at child descriptors 3 and up
-//!   (`dup2`; std's `Command` places only 0, 1 and 2).
+//!   (`dup2`; std's `Command` places only 0, 1 and 2);
+//! * signal handlers (`signal-hook-registry`'s `register`), whose one action
+//!   is a non-blocking `send` of one byte to a socket pair the reactor
+//!   watches ([`send_on_signal`]).
 //!
 //! Each call passes only integers or pointers to locals that outlive it.
 #![allow(unsafe_code)]
@@ -307,4 +310,46 @@ fn calibrate_tsc() -> Option<crate::core::timing::Clock> {
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
 fn calibrate_tsc() -> Option<crate::core::timing::Clock> {
     None
+}
+
+/// Installs a handler for `signal` that sends `byte` on the socket `fd`
+/// without blocking, through `signal-hook-registry` (chained after any
+/// handler already installed, and after those installed through it before).
+///
+/// # Errors
+/// [`io::ErrorKind::InvalidInput`] for the signals that cannot or must not
+/// be handled (SIGKILL, SIGSTOP, SIGILL, SIGFPE, SIGSEGV); the operating
+/// system's error from `sigaction` (a number that is no signal, for one).
+pub(crate) fn send_on_signal(
+    signal: i32,
+    fd: std::sync::Arc<OwnedFd>,
+    byte: u8,
+) -> io::Result<signal_hook_registry::SigId> {
+    // `register` panics for these; an error is ours to return.
+    if signal_hook_registry::FORBIDDEN.contains(&signal) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("signal {signal} cannot be watched"),
+        ));
+    }
+    // A reader that has gone is an error for send, not a SIGPIPE.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    const FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    const FLAGS: libc::c_int = libc::MSG_DONTWAIT;
+    let action = move || {
+        // SAFETY: one byte from a local, on a descriptor this closure keeps
+        // open. A full socket (the reactor is behind) or a gone reader makes
+        // send fail, and the signal is dropped: the reactor has bytes to read
+        // already, or is no more.
+        unsafe {
+            libc::send(fd.as_raw_fd(), std::ptr::from_ref(&byte).cast(), 1, FLAGS);
+        }
+    };
+    // SAFETY: `register` asks for an async-signal-safe action. Ours calls only
+    // send(2), async-signal-safe by POSIX; reading the `Arc`'s pointer touches
+    // no count, lock or allocator, and nothing in it can panic. The registry
+    // saves and restores errno around the actions, and the closure (with its
+    // share of the descriptor) is dropped by `unregister`, outside any handler.
+    unsafe { signal_hook_registry::register(signal, action) }
 }

@@ -10,7 +10,6 @@ use super::table::SnapshotTable;
 use super::{MultiService, Service, ServiceError};
 use crate::context::Core;
 use crate::error::Error;
-use crate::reactor::signals::Signals;
 use crate::reactor::Reactor;
 
 /// How long a graceful shutdown may take before what is left is aborted.
@@ -120,29 +119,31 @@ impl Application {
     /// if the handlers could not be installed, [`AppError::Reactor`] if the
     /// reactor failed.
     pub fn run(mut self) -> Result<(), AppError> {
-        let signals = Signals::new(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1])
-            .map_err(AppError::Signals)?;
         let services = self.services.clone();
         let timeout = self.shutdown_timeout;
         let shutting_down = Rc::new(Cell::new(false));
-        let key = self
+        let watch = self
             .reactor
-            .watch_source(signals, move |signals, core| {
-                for sig in signals.pending() {
+            .watch_signals(
+                &[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1],
+                move |core, sig| {
                     if sig == libc::SIGUSR1 {
                         core.request_snapshot(print_table);
                     } else {
                         on_signal(core, sig, &services, &shutting_down, timeout);
                     }
-                }
-            })
-            .map_err(AppError::Signals)?;
+                },
+            )
+            .map_err(|e| match e {
+                Error::Io(e) => AppError::Signals(e),
+                e => AppError::Reactor(e),
+            })?;
         let started = self.services.borrow_mut().start(&mut self.reactor);
         let res = match started {
             Ok(()) => self.reactor.run().map_err(AppError::from),
             Err(e) => Err(AppError::Start(e)),
         };
-        self.reactor.unwatch_source(key);
+        drop(watch);
         res
     }
 }

@@ -114,6 +114,9 @@ impl<C: Connections> Driver for OpsDriver<'_, C> {
     fn pipes(&mut self, _: &mut Core, _: Erased) {
         tracing::warn!("process pipes and standard I/O need a reactor: request dropped");
     }
+    fn watch(&mut self, _: &mut Core, _: Erased) {
+        tracing::warn!("signals need a reactor: request dropped");
+    }
     fn listen_datagram(&mut self, _: &mut Core, _: Erased) {
         tracing::warn!("datagram ports are not simulated in memory: request dropped");
     }
