@@ -23,8 +23,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
 use torsion::aio::{self, Connection, StreamError};
 use torsion::Reactor;
 use tracing_subscriber::filter::LevelFilter;
@@ -48,19 +46,28 @@ fn main() -> ExitCode {
     let args: Args = cli::parse();
     cli::init_logging(&args.log, LevelFilter::INFO);
 
-    // Signals first, so one arriving while the server starts is not lost.
-    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
-        Ok(s) => s,
-        Err(e) => {
-            return cli::fail(format!(
-                "cannot install the signal handlers: {}",
-                cli::plain(e)
-            ))
-        }
-    };
     let mut reactor = match Reactor::new() {
         Ok(r) => r,
         Err(e) => return cli::fail(format!("cannot start the reactor: {}", cli::plain(e))),
+    };
+    // Signals first, so one arriving while the server starts is not lost.
+    let mut seen = 0;
+    let watch = cli::on_signals(&mut reactor, &[], move |core, sig| {
+        seen += 1;
+        if seen == 1 {
+            tracing::info!(
+                "{}: shutting down, closing connections gracefully",
+                cli::signal_name(sig)
+            );
+            core.shutdown(SHUTDOWN_GRACE);
+        } else {
+            tracing::warn!("{} again: exiting at once", cli::signal_name(sig));
+            std::process::exit(130);
+        }
+    });
+    let _watch = match watch {
+        Ok(w) => w,
+        Err(e) => return cli::fail(e),
     };
     // Bound now, so a taken address is reported before anything runs.
     let (factory, mut listener) = aio::accept_queue();
@@ -69,22 +76,6 @@ fn main() -> ExitCode {
         Err(e) => return cli::fail(cli::cannot_listen(args.address, e)),
     };
     tracing::info!("async echo server listening on {}", port.local_addr());
-
-    let handle = reactor.reactor_handle();
-    std::thread::spawn(move || {
-        let mut signals = signals.forever();
-        if let Some(sig) = signals.next() {
-            tracing::info!(
-                signal = sig,
-                "shutting down: closing connections gracefully"
-            );
-            handle.call_from_thread(|core| core.shutdown(SHUTDOWN_GRACE));
-        }
-        if signals.next().is_some() {
-            tracing::warn!("second signal: exiting at once");
-            std::process::exit(130);
-        }
-    });
 
     let local = reactor.local();
     drop(reactor.spawn_local(async move {

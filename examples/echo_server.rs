@@ -32,14 +32,16 @@
 //! snapshot as a table on stderr (`torsion::service::SnapshotTable`) and the
 //! server goes on.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use clap::Parser;
 use torsion::multi::ReactorPool;
-use torsion::{factory, TcpOptions};
+use torsion::{factory, Reactor, TcpOptions};
 use tracing_subscriber::filter::LevelFilter;
 
 #[path = "cli/mod.rs"]
@@ -124,6 +126,41 @@ fn run_pool(
     idle: Option<Duration>,
     metrics_at: Option<SocketAddr>,
 ) -> ExitCode {
+    // The signals are watched first (so one that comes while the server
+    // starts is not lost) by a reactor of this thread's own, which runs until
+    // the pool has ended: a second signal is seen while the last reactors
+    // drain. Its callback reaches the pool's reactors by their handles.
+    let mut signals = match Reactor::new() {
+        Ok(r) => r,
+        Err(e) => return cli::fail(format!("cannot start the reactor: {}", cli::plain(e))),
+    };
+    let to_stop: Rc<RefCell<Vec<torsion::ReactorHandle>>> = Rc::default();
+    let reach = to_stop.clone();
+    let mut signals_seen = 0;
+    let watch = cli::on_signals(&mut signals, &[libc::SIGUSR1], move |_core, sig| {
+        if sig == libc::SIGUSR1 {
+            print_tables(&reach.borrow());
+            return;
+        }
+        signals_seen += 1;
+        if signals_seen == 1 {
+            tracing::info!(
+                "{}: shutting down, closing connections gracefully",
+                cli::signal_name(sig)
+            );
+            for h in reach.borrow().iter() {
+                h.call_from_thread(|core| core.shutdown(SHUTDOWN_GRACE));
+            }
+        } else {
+            tracing::warn!("{} again: exiting at once", cli::signal_name(sig));
+            std::process::exit(130);
+        }
+    });
+    let _watch = match watch {
+        Ok(w) => w,
+        Err(e) => return cli::fail(e),
+    };
+
     // One reactor per thread; each sets SO_REUSEPORT on the address the first
     // bound (port 0 picks one for all).
     let bound: Arc<OnceLock<SocketAddr>> = Arc::new(OnceLock::new());
@@ -156,43 +193,42 @@ fn run_pool(
     };
 
     let handles = pool.handles().to_vec();
-    let mut signals_seen = 0;
-    let installed = cli::on_signals(&[signal_hook::consts::SIGUSR1], move |sig| {
-        if sig == signal_hook::consts::SIGUSR1 {
-            print_tables(&handles);
-            return;
-        }
-        signals_seen += 1;
-        if signals_seen == 1 {
-            tracing::info!(
-                "{}: shutting down, closing connections gracefully",
-                cli::signal_name(sig)
-            );
-            for h in &handles {
-                h.call_from_thread(|core| core.shutdown(SHUTDOWN_GRACE));
-            }
-        } else {
-            tracing::warn!("{} again: exiting at once", cli::signal_name(sig));
-            std::process::exit(130);
-        }
-    });
-    if let Err(e) = installed {
-        for h in pool.handles() {
+    to_stop.borrow_mut().clone_from(&handles);
+    let stop_all = |handles: &[torsion::ReactorHandle]| {
+        for h in handles {
             h.call_from_thread(|core| core.shutdown(Duration::ZERO));
         }
-        let _ = pool.join();
-        return cli::fail(e);
+    };
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let stopper = signals.reactor_handle();
+    let joiner = std::thread::Builder::new()
+        .name("join".into())
+        .spawn(move || {
+            let _ = done_tx.send(pool.join());
+            stopper.call_from_thread(|core| {
+                let _ = core.stop();
+            });
+        });
+    if let Err(e) = joiner {
+        stop_all(&handles);
+        return cli::fail(format!("cannot start a thread: {}", cli::plain(e)));
     }
-    let joined = pool.join();
+    if let Err(e) = signals.run() {
+        stop_all(&handles);
+        let _ = done_rx.recv();
+        return cli::fail(format!("the reactor failed: {}", cli::plain(e)));
+    }
+    let joined = done_rx.recv();
     if let Some(m) = metrics {
         m.stop();
     }
     match joined {
-        Ok(()) => {
+        Ok(Ok(())) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
         }
-        Err(e) => cli::fail(format!("the reactor failed: {}", cli::plain(e))),
+        Ok(Err(e)) => cli::fail(format!("the reactor failed: {}", cli::plain(e))),
+        Err(_) => cli::fail("the reactors' threads ended without a word"),
     }
 }
 

@@ -51,7 +51,6 @@ use clap::{Parser, ValueEnum};
 use netmon::monitor::{Config, Monitor};
 use netmon::status::Health;
 use netmon::target::{self, parse_targets, Kind, Settings};
-use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use torsion::{Reactor, ReactorHandle};
 use tracing_subscriber::filter::LevelFilter;
 
@@ -204,7 +203,8 @@ fn config(args: &Args) -> Result<Config, String> {
     })
 }
 
-/// Requests from the signal and keyboard threads, read after `run` returns.
+/// Requests from the signal callback and the keyboard thread, read after
+/// `run` returns.
 #[derive(Default)]
 struct Requests {
     summary: AtomicBool,
@@ -217,23 +217,23 @@ fn wake(handle: &ReactorHandle) {
     });
 }
 
-fn listen_for_requests(handle: ReactorHandle, requests: Arc<Requests>) -> Result<(), String> {
-    let mut signals = signal_hook::iterator::Signals::new([SIGUSR1, SIGINT, SIGTERM])
-        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let (h, r) = (handle.clone(), requests.clone());
-    std::thread::Builder::new()
-        .name("netmon-signals".into())
-        .spawn(move || {
-            for sig in signals.forever() {
-                if sig == SIGUSR1 {
-                    r.summary.store(true, Ordering::SeqCst);
-                } else {
-                    r.quit.store(true, Ordering::SeqCst);
-                }
-                wake(&h);
-            }
-        })
-        .map_err(|e| e.to_string())?;
+/// SIGUSR1 asks for a summary, SIGINT and SIGTERM to stop (on the reactor's
+/// thread, until the watch is dropped); Enter on a terminal asks for a
+/// summary too (on a thread of its own).
+fn listen_for_requests(
+    reactor: &mut Reactor,
+    requests: Arc<Requests>,
+) -> Result<torsion::SignalWatch, String> {
+    let r = requests.clone();
+    let watch = cli::on_signals(reactor, &[libc::SIGUSR1], move |core, sig| {
+        if sig == libc::SIGUSR1 {
+            r.summary.store(true, Ordering::SeqCst);
+        } else {
+            r.quit.store(true, Ordering::SeqCst);
+        }
+        let _ = core.stop();
+    })?;
+    let handle = reactor.reactor_handle();
     if std::io::stdin().is_terminal() {
         eprintln!("netmon: press Enter for a summary, Ctrl-C to stop");
         std::thread::Builder::new()
@@ -249,7 +249,7 @@ fn listen_for_requests(handle: ReactorHandle, requests: Arc<Requests>) -> Result
             })
             .map_err(|e| e.to_string())?;
     }
-    Ok(())
+    Ok(watch)
 }
 
 fn main() -> ExitCode {
@@ -288,7 +288,7 @@ fn run(
 ) -> Result<Health, String> {
     let mut reactor = Reactor::new().map_err(|e| e.to_string())?;
     let requests = Arc::new(Requests::default());
-    listen_for_requests(reactor.reactor_handle(), requests.clone())?;
+    let _watch = listen_for_requests(&mut reactor, requests.clone())?;
     let monitor = Monitor::new(config, move |event| {
         if json {
             println!("{}", event.to_json());

@@ -25,9 +25,11 @@ mod cli;
 #[path = "netperf/mod.rs"]
 mod netperf;
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
+use std::rc::Rc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -252,7 +254,6 @@ fn main() -> ExitCode {
 
 /// `--server`: listens until SIGINT or SIGTERM, then closes gracefully.
 fn serve(args: &Args) -> ExitCode {
-    use signal_hook::consts::{SIGINT, SIGTERM};
     let addr = match resolve(&args.address) {
         Ok(a) => a,
         Err(e) => {
@@ -265,17 +266,27 @@ fn serve(args: &Args) -> ExitCode {
         ServeArg::Sink => Role::Sink,
         ServeArg::Source => Role::Source,
     };
-    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("netperf: cannot install signal handlers: {e}");
-            return ExitCode::from(1);
-        }
-    };
     let mut reactor = match torsion::Reactor::new() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("netperf: cannot start the reactor: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // Signals first, so one arriving while the server starts is not lost.
+    // The UDP port is known once it is listening.
+    let udp_port: Rc<RefCell<Option<torsion::DatagramPort>>> = Rc::default();
+    let to_stop = udp_port.clone();
+    let watch = cli::on_signals(&mut reactor, &[], move |core, _sig| {
+        if let Some(udp) = to_stop.borrow_mut().take() {
+            udp.stop_listening(core);
+        }
+        core.shutdown(Duration::from_secs(2));
+    });
+    let _watch = match watch {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("netperf: {e}");
             return ExitCode::from(1);
         }
     };
@@ -292,16 +303,7 @@ fn serve(args: &Args) -> ExitCode {
         role.name()
     );
     let _ = std::io::stdout().flush();
-    let handle = reactor.reactor_handle();
-    let udp = ports.udp.clone();
-    std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
-            handle.call_from_thread(move |core| {
-                udp.stop_listening(core);
-                core.shutdown(Duration::from_secs(2));
-            });
-        }
-    });
+    *udp_port.borrow_mut() = Some(ports.udp.clone());
     match reactor.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -71,23 +71,24 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return cli::fail(format!("cannot start the reactor: {}", cli::plain(e))),
     };
-    if let Err(e) = reactor.listen_udp(addr, Echo::default()) {
-        return cli::fail(cli::cannot_listen(addr, e));
-    }
-    let handle = reactor.reactor_handle();
+    // Signals first, so one arriving while the server starts is not lost.
     let mut seen = 0;
-    let installed = cli::on_signals(&[], move |sig| {
+    let watch = cli::on_signals(&mut reactor, &[], move |core, sig| {
         seen += 1;
         if seen == 1 {
             tracing::info!("{}: shutting down", cli::signal_name(sig));
             // Stops the port (stop_protocol runs), then the reactor.
-            handle.call_from_thread(|core| core.shutdown(Duration::from_secs(1)));
+            core.shutdown(Duration::from_secs(1));
         } else {
             std::process::exit(130);
         }
     });
-    if let Err(e) = installed {
-        return cli::fail(e);
+    let _watch = match watch {
+        Ok(w) => w,
+        Err(e) => return cli::fail(e),
+    };
+    if let Err(e) = reactor.listen_udp(addr, Echo::default()) {
+        return cli::fail(cli::cannot_listen(addr, e));
     }
     match reactor.run() {
         Ok(()) => ExitCode::SUCCESS,

@@ -155,7 +155,7 @@ fn imports(module: &[String], text: &str) -> BTreeSet<String> {
 fn names_mio(text: &str) -> bool {
     text.lines()
         .map(code)
-        .any(|l| l.contains("mio::") && !l.contains("signal_hook_mio::") || l.contains("use mio"))
+        .any(|l| l.contains("mio::") || l.contains("use mio"))
 }
 
 #[test]

@@ -19,7 +19,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use torsion::service::{AppError, Application, ServerService};
-use torsion::{Core, ListeningPort};
+use torsion::{Core, ListeningPort, SignalWatch};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
@@ -240,38 +240,30 @@ pub fn resolve(target: &str) -> Result<std::net::SocketAddr, String> {
     }
 }
 
-/// Calls `on_signal` on a thread of its own at every SIGINT or SIGTERM (and at
-/// every signal of `more`), with the signal's number. For the programs that do
-/// not run under `torsion::service::Application`, which handles them itself.
+/// Calls `on_signal` on the reactor's thread at every SIGINT or SIGTERM (and
+/// at every signal of `more`), with the signal's number, until the returned
+/// watch is dropped ([`Core::watch_signals`]). For the programs that do not
+/// run under `torsion::service::Application`, which handles them itself.
 ///
 /// # Errors
 /// The sentence to print when the handlers cannot be installed.
 pub fn on_signals(
+    core: &mut Core,
     more: &[i32],
-    mut on_signal: impl FnMut(i32) + Send + 'static,
-) -> Result<(), String> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut which = vec![SIGINT, SIGTERM];
+    on_signal: impl FnMut(&mut Core, i32) + 'static,
+) -> Result<SignalWatch, String> {
+    let mut which = vec![libc::SIGINT, libc::SIGTERM];
     which.extend_from_slice(more);
-    let mut signals = signal_hook::iterator::Signals::new(&which)
-        .map_err(|e| format!("cannot install the signal handlers: {}", plain(e)))?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for sig in signals.forever() {
-                on_signal(sig);
-            }
-        })
-        .map_err(|e| format!("cannot start the signal thread: {}", plain(e)))?;
-    Ok(())
+    core.watch_signals(&which, on_signal)
+        .map_err(|e| format!("cannot install the signal handlers: {}", plain(e)))
 }
 
 /// The name of a signal, for the log.
 pub fn signal_name(sig: i32) -> &'static str {
     match sig {
-        signal_hook::consts::SIGINT => "SIGINT",
-        signal_hook::consts::SIGTERM => "SIGTERM",
-        signal_hook::consts::SIGUSR1 => "SIGUSR1",
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGUSR1 => "SIGUSR1",
         _ => "a signal",
     }
 }

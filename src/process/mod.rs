@@ -21,8 +21,8 @@
 //! its own pid only, so a program's own `SIGCHLD` handling and other children
 //! are never touched. Where `pidfd_open` is not available (older kernels,
 //! other systems, a sandbox that forbids it) the reactor falls back to
-//! `SIGCHLD` through `signal-hook` (chained with any handler already
-//! installed) and still reaps only its own pids. A spawn that fails (no such
+//! `SIGCHLD`, through the handlers [`Core::watch_signals`](crate::Core::watch_signals)
+//! uses (chained with any handler already installed), and still reaps only its own pids. A spawn that fails (no such
 //! program, not executable, no such directory) is a [`SpawnError`] returned
 //! by `spawn_process`: std's `Command` reports the `exec` failure
 //! synchronously.
