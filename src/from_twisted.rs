@@ -14,18 +14,20 @@
 //! |---|---|
 //! | `reactor` (global) | `Reactor::new()`: a value; `run()`, `stop()`, `run_once()`, `run_until()` |
 //! | `reactor.callLater(d, f)` → `IDelayedCall` | `core.call_later(d, f)` → `DelayedCall` with `cancel`, `reset`, `delay`, `active`, `time` |
-//! | `reactor.callFromThread(f)` | `reactor.handle().call_from_thread(f)` (`ReactorHandle` is `Send + Clone`) |
+//! | `reactor.callFromThread(f)` | `reactor.reactor_handle().call_from_thread(f)` (`ReactorHandle` is `Send + Clone`) |
+//! | `signal.signal(SIGHUP, handler)`; the reactor's own SIGINT/SIGTERM handlers (`installSignalHandlers`) | `core.watch_signals(&[libc::SIGHUP], \|core, signo\| ..)` → `SignalWatch` (the callback runs in the loop; dropping the watch removes the handlers); `service::Application` handles SIGINT/SIGTERM |
 //! | `reactor.listenTCP(port, factory)` → `IListeningPort` | `listen_tcp(addr, factory)` → `ListeningPort` with `local_addr()`, `stop_listening()` |
 //! | `reactor.connectTCP(host, port, factory, timeout)` → `IConnector` | `connect_tcp(addr, factory, timeout)` → `Connector` with `stop_connecting()`, `disconnect()` |
 //! | `Protocol.connectionMade` / `dataReceived` / `connectionLost(reason)` | `Protocol::connection_made` / `data_received` / `connection_lost(reason)` |
 //! | `IHalfCloseableProtocol.readConnectionLost` / `writeConnectionLost` | `read_connection_lost` / `write_connection_lost` (after `ctx.set_half_close(true)`) |
 //! | `IPushProducer` `pauseProducing` / `resumeProducing` (from the transport) | `Protocol::pause_writing` / `resume_writing` |
-//! | `Factory.buildProtocol(addr)`, `startFactory`, `stopFactory` | `Factory::build_protocol(peer)`, `start_factory`, `stop_factory` |
+//! | `Factory.forProtocol(Echo)`, `Factory.buildProtocol(addr)`, `startFactory`, `stopFactory` | `factory(\|_peer\| Echo)`, `Factory::build_protocol(&peer)`, `start_factory`, `stop_factory` |
 //! | `ClientFactory.startedConnecting` / `clientConnectionFailed` / `clientConnectionLost` | `ClientFactory::started_connecting` / `client_connection_failed` / `client_connection_lost` (these return `Reconnect`) |
 //! | `self.transport.write` / `writeSequence` | `ctx.write`, `ctx.write_bytes` (zero-copy `Bytes`), `ctx.write_sequence` |
 //! | `transport.loseConnection()` / `abortConnection()` | `ctx.lose_connection()` / `ctx.abort_connection()` |
 //! | `transport.loseWriteConnection()` | `ctx.lose_write_connection()` |
 //! | `transport.pauseProducing()` / `resumeProducing()` | `ctx.pause_reading()` / `ctx.resume_reading()` |
+//! | another connection's `transport.write(data)`, `loseConnection()`, ... | `core.connection(handle).write(data)` (`write_bytes` for a shared `Bytes`), `.lose_connection()`, `.abort_connection()`, `.pause_reading()`, `.resume_reading()`, `.with_protocol(\|p: &mut P, ctx\| ..)` → `Deferred` |
 //! | `transport.getPeer()` / `getHost()` | `ctx.peer_addr()` / `ctx.host_addr()` (IP), `ctx.peer()` / `ctx.host()` (any transport: `Address::Inet` or `Address::Unix`) |
 //! | `reactor.listenUNIX(path, factory, mode=, wantPID=)` / `connectUNIX` | `listen_unix_with(path, factory, UnixOptions { mode, remove_stale, .. })` → `UnixListeningPort`; `connect_unix(path, factory, timeout)` → `Connector` |
 //! | `DatagramProtocol` `startProtocol` / `datagramReceived(data, addr)` / `connectionRefused` / `stopProtocol` | `DatagramProtocol::start_protocol` / `datagram_received(ctx, data, from)` / `connection_refused` / `stop_protocol` |
@@ -34,14 +36,21 @@
 //! | `Deferred` `addCallback` / `addErrback` / `addBoth` / `addCallbacks`, `callback` / `errback`, `cancel` | `Deferred::new()` → (`Deferred`, `Trigger`); `add_callback` / `add_errback` / `add_both` / `add_callbacks` (a callback may change the value's type or return another `Deferred`); `trigger.callback` / `errback`; `cancel` |
 //! | `succeed`, `fail`, `maybeDeferred`, `DeferredList`, `gatherResults`, `race` | `defer::succeed`, `fail`, `maybe_deferred`, `DeferredList`, `gather_results`, `race` |
 //! | `inlineCallbacks` / `ensureDeferred`, `task.react` | `async` code awaiting `Deferred`s (they implement `Future`); `core.spawn_local(fut)` → `Deferred`; `reactor.run_until_complete(d)` |
+//! | (no Twisted equivalent: awaitable transports) | `aio::connect_tcp(&local, addr).await` → `aio::Connection` with `read`, `read_exact`, `read_line`, `write_all`, `flush`, `shutdown_write`, `close`; `aio::listen_tcp(..).await` → `accept().await`; `aio::sleep`, `aio::timeout` |
 //! | `task.deferLater`, `Deferred.addTimeout`, `threads.deferToThread`, `reactor.resolve` | `task::defer_later`, `DeferredExt::add_timeout`, `core.defer_to_thread(f)`, `core.resolve(host)` |
 //! | `task.LoopingCall` | `task::LoopingCall` (aligned to its start, missed intervals skipped and counted) |
 //! | `ConnectionDone`, `ConnectionLost`, `ConnectionRefusedError`, `TimeoutError`, `ConnectionAborted` | `DisconnectReason::{Done, Reset, Refused, TimedOut, Aborted, ...}` |
 //! | `LineReceiver`, `Int32StringReceiver` (and 8/16-bit), `NetstringReceiver` | `protocols::LineReceiver`, `protocols::LengthPrefixed`, `protocols::Netstring` (sans-IO codecs + `Framed` adapter) |
 //! | `ReconnectingClientFactory` | `ReconnectingClientFactory` (seeded back-off, `stop_trying`) |
 //! | `policies.LimitTotalConnectionsFactory`, `LimitConnectionsByPeer`, `ThrottlingFactory`, `TimeoutMixin` | `policies::Policed` (`max_connections`, `max_per_peer`, `read_rate`, `write_rate`, `idle_timeout`); `ctx.set_idle_timeout` |
+//! | `reactor.spawnProcess(pp, exe, args, env, path, childFDs)`, `ProcessProtocol` | `core.spawn_process(ProcessSpec::new(exe).args(..).env(..).current_dir(..).child_fd(3, ChildFd::FromChild), pp)`, `process::ProcessProtocol` |
+//! | `stdio.StandardIO(proto)` | `core.standard_io(proto)` |
 //! | `FileSender` / `registerProducer` | `ctx.stream_from(chunks)` + `Protocol::streaming_finished` |
 //! | `proto_helpers.StringTransport`, `task.Clock`, `iosim.connectedServerAndClient` | `testing::RecordingTransport`, `testing::Clock`, `testing::Pump` (with seeded `Faults`) |
+//! | `twisted.web.server.Site(resource)`, `reactor.listenTCP(8080, site)` | `http::HttpServer::new(handler)`, `server.listen_tcp(core, addr)` (or `server.factory()` for Unix, TLS, the pump); `http::HttpService` for an `Application` |
+//! | `Resource.render_GET(request)`, `putChild`, `isLeaf`, `NOT_DONE_YET` | `http::Handler` (a closure `\|core, req\| -> Response` or `Deferred<Response>`); `http::Router` (`get`, `post`, `route`, prefixes with `*`); a `Deferred` reply instead of `NOT_DONE_YET` |
+//! | `Request` (`method`, `uri`, `requestHeaders`, `content`, `setResponseCode`, `setHeader`, `write`, `finish`) | `http::Request` (`method`, `target`, `path()`, `query()`, `headers`, `body`, `take_incoming()` for streamed uploads) and `http::Response` (`status`, `headers`, `with_body`, `with_stream` for bodies pulled with back-pressure) |
+//! | `twisted.web.client.Agent(reactor).request(method, url, headers, body)`, `HTTPConnectionPool`, `RedirectAgent`, `readBody` | `http::HttpClient::request(core, method, url, headers, body)` → `Deferred<Response, ClientError>` (body read whole); keep-alive pool per host built in; `ClientConfig::follow_redirects`; Twisted's `IBodyConsumer` / `Response.deliverBody(protocol)` is `HttpClient::request_streaming` → `StreamingResponse { head, body }`, `body.on_data(core, reader)` with `pause`/`resume`, or `body.into_reader()` (`AsyncRead`); `IBodyProducer` is `HttpClient::upload(core, method, url, headers, source, length)`; `Response::timings()` for connect/TLS/first-byte times |
 //!
 //! ## The seed programs, side by side
 //!
