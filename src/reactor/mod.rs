@@ -332,7 +332,8 @@ impl Reactor {
     }
 
     /// Number of registered sources of any kind (listeners, connections, pending
-    /// connects, lingering closes).
+    /// connects, lingering closes, datagram ports, signal watches, child-exit
+    /// watchers).
     pub fn source_count(&self) -> usize {
         self.net.entries.len()
     }

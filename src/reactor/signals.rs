@@ -125,6 +125,21 @@ impl Source for Signals {
 /// Keep it as long as the signals should be watched: `let _ =
 /// core.watch_signals(..)` drops it at once. It is `Send`, so it may be
 /// kept (and dropped) on another thread than the reactor's.
+///
+/// ```
+/// use std::time::Duration;
+/// use torsion::Reactor;
+///
+/// let mut reactor = Reactor::new()?;
+/// // SIGHUP reloads (say) until the watch goes.
+/// let watch = reactor.watch_signals(&[libc::SIGHUP], |_core, _signal| println!("reloading"))?;
+/// reactor.call_later(Duration::from_millis(10), move |core| {
+///     watch.cancel(); // no more reloads
+///     core.stop().unwrap();
+/// });
+/// reactor.run()?;
+/// # Ok::<(), torsion::Error>(())
+/// ```
 #[must_use = "dropping a SignalWatch removes its signal handlers at once"]
 pub struct SignalWatch {
     handlers: Handlers,
