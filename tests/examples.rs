@@ -79,6 +79,58 @@ fn server_with_two_threads_serves_on_both_reactors_and_stops_on_sigint() {
 }
 
 #[test]
+fn server_with_two_threads_exits_at_once_on_a_second_signal_while_draining() {
+    let mut server = ExampleServer::start("echo_server", &["--threads", "2"]);
+    assert!(server.log_has_soon("2 reactors on 2 threads"));
+    // A client that sends and never reads: its reactor buffers the echo
+    // until the back-pressure pauses reading, so the graceful shutdown
+    // cannot finish while it is there.
+    let conn = TcpStream::connect(server.addr).unwrap();
+    let mut writer = conn.try_clone().unwrap();
+    let flood = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 64 * 1024];
+        // Until the server is gone (an error then ends it).
+        while writer.write_all(&chunk).is_ok() {}
+    });
+    // Snapshot tables (SIGUSR1, one per reactor) until one shows it paused.
+    let end = Instant::now() + DEADLINE;
+    loop {
+        let tables = server
+            .log()
+            .iter()
+            .filter(|l| l.starts_with("connections:"))
+            .count();
+        server.signal(libc::SIGUSR1);
+        let printed = || {
+            server
+                .log()
+                .iter()
+                .filter(|l| l.starts_with("connections:"))
+                .count()
+                >= tables + 2
+        };
+        while !printed() {
+            assert!(Instant::now() < end, "no snapshot tables");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if server.log_has("1 paused") {
+            break;
+        }
+        assert!(Instant::now() < end, "the connection was never paused");
+    }
+    server.signal(libc::SIGINT);
+    assert!(server.log_has_soon("shutting down"));
+    // The signals' reactor outlives the first reactors to finish: a second
+    // signal is seen while the last one drains.
+    server.signal(libc::SIGINT);
+    let status = server.wait();
+    assert_eq!(status.code(), Some(130), "echo_server exited with {status}");
+    assert!(server.log_has_soon("again: exiting at once"));
+    drop(conn);
+    flood.join().unwrap();
+}
+
+#[test]
 fn server_rejects_a_bad_thread_count() {
     let out = run("echo_server", &["--threads", "0", "127.0.0.1:0"]);
     assert_eq!(out.status.code(), Some(2));
