@@ -209,3 +209,17 @@ fn the_fake_clock_has_no_signals() {
         other => panic!("{other:?}"),
     }
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn once_the_last_watch_is_gone_the_signal_is_ignored() {
+    let mut reactor = Reactor::new().unwrap();
+    let (seen, on_signal) = recorder();
+    // SIGPWR's default action ends the process.
+    let watch = reactor.watch_signals(&[libc::SIGPWR], on_signal).unwrap();
+    drop(watch);
+    raise(libc::SIGPWR);
+    reactor.run_once(Some(Duration::ZERO)).unwrap();
+    assert!(seen.borrow().is_empty());
+    // Still here: not restored to the default.
+}

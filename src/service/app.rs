@@ -46,8 +46,10 @@ pub enum AppError {
 /// through `tracing`, so that it stays a table whatever the log's format
 /// and filter are; it is taken once the signal's turn comes, so a reactor
 /// blocked in a callback prints it after that callback returns (the
-/// [guide](crate::stuck_reactor) shows it). The handler replaces SIGUSR1's
-/// default action (terminating the process) while `run` runs.
+/// [guide](crate::stuck_reactor) shows it). The handlers are a
+/// [`Core::watch_signals`] watch, removed when `run` returns; from the first
+/// `run` on, these signals no longer have their default action (ending the
+/// process): after `run` they are ignored.
 ///
 /// ```no_run
 /// use torsion::service::{Application, ServerService};
