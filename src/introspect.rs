@@ -317,15 +317,19 @@ pub enum CallbackKind {
     Timer,
     /// A closure queued from another thread (`call_from_thread`).
     CrossThread,
+    /// A signal's callback (`Core::watch_signals`).
+    Signal,
 }
 
 impl CallbackKind {
-    /// A short lower-case name (`"protocol"`, `"timer"`, `"cross_thread"`).
+    /// A short lower-case name (`"protocol"`, `"timer"`, `"cross_thread"`,
+    /// `"signal"`).
     pub fn name(self) -> &'static str {
         match self {
             CallbackKind::Protocol => "protocol",
             CallbackKind::Timer => "timer",
             CallbackKind::CrossThread => "cross_thread",
+            CallbackKind::Signal => "signal",
         }
     }
 }

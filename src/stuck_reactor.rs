@@ -67,11 +67,11 @@
 //!
 //! ## 1. The slow-callback warning
 //!
-//! Every protocol, timer and cross-thread callback is timed while a
+//! Every protocol, timer, cross-thread and signal callback is timed while a
 //! threshold is set (one clock read per callback; 100 ms by default,
 //! [`Core::set_slow_callback_threshold`](crate::Core::set_slow_callback_threshold),
 //! `stuck_server --slow-callback`). One that runs longer is logged once at
-//! WARN with its kind (`protocol`, `timer`, `cross_thread`), the protocol's
+//! WARN with its kind (`protocol`, `timer`, `cross_thread`, `signal`), the protocol's
 //! type name and how long it took, and counted in
 //! [`Counters::slow_callbacks`](crate::introspect::Counters::slow_callbacks).
 //! `block 1500` in one terminal, and a `ping` sent from a second one right

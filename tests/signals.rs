@@ -223,3 +223,22 @@ fn once_the_last_watch_is_gone_the_signal_is_ignored() {
     assert!(seen.borrow().is_empty());
     // Still here: not restored to the default.
 }
+
+#[test]
+fn a_slow_signal_callback_is_counted_as_one() {
+    let mut reactor = Reactor::new().unwrap();
+    reactor.set_slow_callback_threshold(Some(Duration::from_millis(10)));
+    let done = Rc::new(RefCell::new(false));
+    let d = done.clone();
+    let _watch = reactor
+        .watch_signals(&[libc::SIGTRAP], move |_, _| {
+            // Busy for 40 ms: four times the threshold.
+            let start = std::time::Instant::now();
+            while start.elapsed() < Duration::from_millis(40) {}
+            *d.borrow_mut() = true;
+        })
+        .unwrap();
+    raise(libc::SIGTRAP);
+    run_until(&mut reactor, || *done.borrow());
+    assert_eq!(reactor.counters().slow_callbacks, 1);
+}

@@ -24,6 +24,7 @@ use signal_hook_registry::SigId;
 use super::{sys, ExtraSource};
 use crate::context::{Core, Op};
 use crate::error::Result;
+use crate::introspect::CallbackKind;
 
 /// Installed handlers, removed on drop.
 struct Handlers(Vec<(i32, SigId)>);
@@ -186,6 +187,7 @@ impl<F: FnMut(&mut Core, i32)> ExtraSource for Watched<F> {
             // Checked at each: the callback may drop its own watch.
             if live.load(Ordering::Acquire) {
                 on_signal(core, sig);
+                core.callback_done(CallbackKind::Signal, || "watch_signals");
             }
         });
         self.closed = !open;
