@@ -1,7 +1,8 @@
 //! Writing to a reset peer, or to a child whose stdin reader is gone, is an
-//! error for that connection, never a SIGPIPE, even with SIGPIPE at its
-//! default action (as in a C host or a `sig_dfl` binary). In their own binary:
-//! they change the process's signal disposition.
+//! error for that connection, and a signal handler's send to a reactor that
+//! is gone fails quietly: never a SIGPIPE, even with SIGPIPE at its default
+//! action (as in a C host or a `sig_dfl` binary). In their own binary: they
+//! change the process's signal disposition.
 mod util;
 
 use std::cell::RefCell;
@@ -145,4 +146,21 @@ fn write_to_a_child_that_exited_is_an_error_not_sigpipe() {
         .borrow()
         .iter()
         .any(|(fd, reason)| *fd == 0 && *reason == DisconnectReason::Reset));
+}
+
+#[test]
+fn a_signal_after_its_reactor_is_gone_is_not_a_sigpipe() {
+    // SAFETY: resetting a disposition to its default; no handler involved.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let mut r = Reactor::new().unwrap();
+    let watch = r.watch_signals(&[libc::SIGUSR2], |_, _| {}).unwrap();
+    r.run_once(Some(Duration::ZERO)).unwrap();
+    // The reactor, and with it the read end of the handler's socket pair, is
+    // gone; the handler is not: its send fails, without a SIGPIPE.
+    drop(r);
+    // SAFETY: raise(3) with an integer; SIGUSR2 has the handler above.
+    assert_eq!(unsafe { libc::raise(libc::SIGUSR2) }, 0);
+    drop(watch);
 }

@@ -46,6 +46,9 @@ fn install(signals: &[i32]) -> io::Result<(Handlers, UnixStream)> {
     let (read, write) = std::os::unix::net::UnixStream::pair()?;
     read.set_nonblocking(true)?;
     write.set_nonblocking(true)?;
+    // No MSG_NOSIGNAL there: the socket itself says no SIGPIPE.
+    #[cfg(target_vendor = "apple")]
+    socket2::SockRef::from(&write).set_nosigpipe(true)?;
     let write = Arc::new(OwnedFd::from(write));
     let mut handlers = Handlers(Vec::with_capacity(signals.len()));
     for (i, &sig) in signals.iter().enumerate() {

@@ -332,10 +332,24 @@ pub(crate) fn send_on_signal(
             format!("signal {signal} cannot be watched"),
         ));
     }
-    // A reader that has gone is an error for send, not a SIGPIPE.
-    #[cfg(any(target_os = "linux", target_os = "android"))]
+    // A reader that has gone is an error for send, not a SIGPIPE (as for
+    // the connections' writes; on Apple platforms the socket pair has
+    // SO_NOSIGPIPE instead, see `signals::install`).
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd"
+    ))]
     const FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd",
+        target_os = "openbsd"
+    )))]
     const FLAGS: libc::c_int = libc::MSG_DONTWAIT;
     let action = move || {
         // SAFETY: one byte from a local, on a descriptor this closure keeps
