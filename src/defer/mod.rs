@@ -119,9 +119,12 @@ mod error;
 #[cfg(test)]
 mod fast_tests;
 mod future;
+mod lifecycle;
 mod list;
+mod stages;
 #[cfg(test)]
 mod tests;
+mod value;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -134,7 +137,8 @@ pub use error::{
 pub use future::LocalExecutor;
 pub use list::{gather_results, race, DeferredList, ListResult};
 
-use chain::{Chain, Next, Step};
+use chain::{Chain, Flow};
+use value::{on_error, on_value, Next};
 
 #[cfg(test)]
 mod abandon_tests;
@@ -286,7 +290,7 @@ impl<T, E> Drop for Trigger<T, E> {
     fn drop(&mut self) {
         let n = self.chain.triggers.get().wrapping_sub(1);
         self.chain.triggers.set(n);
-        if n == 0 {
+        if n == 0 && !self.chain.has(chain::flag::CALLED | chain::flag::ABANDONED) {
             (self.chain.last_trigger)(&self.chain);
         }
     }
@@ -335,9 +339,7 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
     /// Takes the final result out of the chain, typed.
     #[inline]
     fn take_typed(&self) -> Option<Result<T, E>> {
-        self.chain
-            .take()
-            .map(|r| r.map(|v| chain::take_val::<T>(v, &self.chain.slot)))
+        self.chain.take::<T>()
     }
 }
 
@@ -397,9 +399,13 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
         self,
         f: impl FnOnce(T) -> R + 'static,
     ) -> Deferred<R::Value, E> {
-        self.stage(move |r, slot| match r {
-            Ok(v) => chain::call_with(v, slot, |x: T| f(x).into_next()),
-            Err(e) => Step::Ready(Err(e)),
+        self.stage(move |c| {
+            if c.is_err() {
+                // The error passes by, in place.
+                Flow::Done
+            } else {
+                on_value(c, |x: T| f(x).into_next())
+            }
         })
     }
 
@@ -409,9 +415,13 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
         self,
         f: impl FnOnce(E) -> R + 'static,
     ) -> Deferred<T, E> {
-        self.stage(move |r, slot| match r {
-            Ok(v) => Step::Ready(Ok(v)),
-            Err(e) => f(e).into_next().into_step(slot),
+        self.stage(move |c| {
+            if c.is_err() {
+                on_error(c, |e| f(e).into_next())
+            } else {
+                // The value passes by, in place.
+                Flow::Done
+            }
         })
     }
 
@@ -420,9 +430,12 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
         self,
         f: impl FnOnce(Result<T, E>) -> R + 'static,
     ) -> Deferred<R::Value, E> {
-        self.stage(move |r, slot| match r {
-            Ok(v) => chain::call_with(v, slot, |x: T| f(Ok(x)).into_next()),
-            Err(e) => f(Err(e)).into_next().into_step(slot),
+        self.stage(move |c| {
+            if c.is_err() {
+                on_error(c, |e| f(Err(e)).into_next())
+            } else {
+                on_value(c, |x: T| f(Ok(x)).into_next())
+            }
         })
     }
 
@@ -433,19 +446,19 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
         callback: impl FnOnce(T) -> R + 'static,
         errback: impl FnOnce(E) -> R + 'static,
     ) -> Deferred<R::Value, E> {
-        self.stage(move |r, slot| match r {
-            Ok(v) => chain::call_with(v, slot, |x: T| callback(x).into_next()),
-            Err(e) => errback(e).into_next().into_step(slot),
+        self.stage(move |c| {
+            if c.is_err() {
+                on_error(c, |e| errback(e).into_next())
+            } else {
+                on_value(c, |x: T| callback(x).into_next())
+            }
         })
     }
 
     /// Adds a stage. On a settled chain (fired, idle, nothing queued) it runs
     /// at once and is never boxed; otherwise it is queued.
     #[inline]
-    fn stage<U>(
-        self,
-        f: impl for<'a> FnOnce(chain::Outcome<E>, chain::SlotRef<'a>) -> Step<E> + 'static,
-    ) -> Deferred<U, E> {
+    fn stage<U>(self, f: impl FnOnce(&Chain<E>) -> Flow<E> + 'static) -> Deferred<U, E> {
         self.chain.add(f);
         Deferred {
             chain: self.chain,
@@ -543,7 +556,7 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
 
     /// Where the Deferred was created.
     pub fn creator(&self) -> &'static Location<'static> {
-        self.chain.creator()
+        self.chain.creator
     }
 
     pub(crate) fn cancel_handle(&self) -> CancelHandle<E> {
