@@ -6,14 +6,15 @@
 //! has the type the next stage expects. The error type `E` is the same for the
 //! whole chain and is kept unboxed.
 //!
-//! Cost (the hot case is "new, a few callbacks, fire, take"): one allocation
-//! per chain, no `RefCell` borrow of the chain's state and no move of the
-//! result between stages. The chain is a record of `Cell`s (so a stage may
-//! reach its own chain while it runs: add to it, pause it, fire or cancel it,
-//! without a borrow to conflict with). The current result stays where it is
-//! (see [`value`](super::value)): in a typed value slot at the end of the
-//! chain's `Rc` allocation, an `Option<T>` for the trigger's `T` (the struct's
-//! last field is unsized: `Rc<Chain<E, Option<T>>>` coerces to
+//! Cost (the hot case is "new, a few callbacks, fire, take"): no allocation
+//! in the steady state (a freed chain is kept for reuse, see
+//! [`pool`](super::pool); otherwise one), no `RefCell` borrow and no move of
+//! the result between stages. The chain is a record of `Cell`s (so a stage
+//! may reach its own chain while it runs: add to it, pause it, fire or cancel
+//! it, without a borrow to conflict with). The current result stays where it
+//! is (see [`value`](super::value)): in a typed value slot at the end of the
+//! chain's `Rc` allocation, a `Cell<Option<T>>` for the trigger's `T` (the
+//! struct's last field is unsized: `Rc<Chain<E, Cell<Option<T>>>>` coerces to
 //! `Rc<Chain<E, dyn Slot>>`, safe Rust), in the chain's one box for a value of
 //! another type, or in its error cell; each stage reads and replaces it in
 //! place. The first [`INLINE`](super::stages::INLINE) stages live inside the
@@ -23,12 +24,13 @@
 //! `Trigger` drops.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::fmt;
 use std::panic::Location;
 use std::rc::{Rc, Weak};
 use std::task::Waker;
 
+use super::pool::{self, ChainRef};
 use super::stages::Stages;
 #[cfg(test)]
 pub(crate) use super::stages::INLINE;
@@ -89,6 +91,9 @@ pub(crate) mod flag {
     pub(crate) const WAITING: u8 = 16;
     /// `outer` or `waker` may be set: someone is told when the chain is done.
     pub(crate) const NOTIFY: u8 = 32;
+    /// One of the rarely used fields (`outer`, `waiting`, `waker`,
+    /// `canceller`, `on_abandon`) may be set: ending the chain clears them.
+    pub(crate) const DIRTY: u8 = 64;
 }
 
 /// What a stage hands on: done (the chain's current result is its output), or
@@ -98,7 +103,7 @@ pub enum Flow<E> {
     /// The stage left its output as the chain's current result.
     Done,
     /// Wait for this chain and take its result.
-    Wait(Rc<Chain<E>>),
+    Wait(ChainRef<E>),
 }
 
 pub(crate) type OnAbandon<E> = Box<dyn FnOnce() -> E>;
@@ -106,8 +111,8 @@ pub(crate) type OnAbandon<E> = Box<dyn FnOnce() -> E>;
 pub(crate) type Canceller<E> = Box<dyn FnOnce(&Rc<Chain<E>>)>;
 
 /// One chain. Shared (through `Rc`) by its `Deferred`, its `Trigger`s, and an
-/// inner chain it waits on. `V` is the value slot, `Option<T>` when made and
-/// `dyn Slot` everywhere else.
+/// inner chain it waits on. `V` is the value slot, `Cell<Option<T>>` when
+/// made and `dyn Slot` everywhere else.
 #[doc(hidden)]
 pub struct Chain<E, V: ?Sized = dyn Slot> {
     pub(crate) flags: Cell<u8>,
@@ -132,13 +137,22 @@ pub struct Chain<E, V: ?Sized = dyn Slot> {
     pub(crate) canceller: Cell<Option<Canceller<E>>>,
     /// What to fail with if abandoned (`Deferred::or_abandoned`).
     pub(crate) on_abandon: Cell<Option<OnAbandon<E>>>,
-    pub(crate) creator: &'static Location<'static>,
-    log: fn(&E, &'static Location<'static>),
-    /// Run when the last trigger of an unfired chain drops (a function
-    /// pointer, so `Trigger`'s `Drop` needs no bounds).
-    pub(crate) last_trigger: fn(&Rc<Chain<E>>),
+    pub(crate) creator: Cell<&'static Location<'static>>,
+    pub(crate) fns: Fns<E>,
     /// The typed value slot (last: it is the unsized part).
-    pub(crate) slot: RefCell<V>,
+    pub(crate) slot: V,
+}
+
+/// What the chain does that needs `E`'s and the slot type's bounds, as
+/// function pointers, so that handles' `Drop`s need none.
+#[derive(Clone, Copy)]
+pub(crate) struct Fns<E> {
+    log: fn(&E, &'static Location<'static>),
+    /// Run when the last trigger of an unfired chain drops.
+    pub(crate) last_trigger: fn(&Rc<Chain<E>>),
+    /// Run when the last user handle of an otherwise unreferenced chain
+    /// drops: [`pool::recycle`] for the chain's type.
+    pub(crate) recycle: fn(&Rc<Chain<E>>),
 }
 
 fn log_unhandled<E: fmt::Debug>(e: &E, at: &'static Location<'static>) {
@@ -153,7 +167,7 @@ impl<E> fmt::Debug for Chain<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let fl = self.flags.get();
         let mut d = f.debug_struct("Deferred");
-        d.field("created_at", &format_args!("{}", self.creator));
+        d.field("created_at", &format_args!("{}", self.creator.get()));
         if fl & flag::RUNNING != 0 {
             d.field("running", &true);
         }
@@ -179,7 +193,14 @@ impl<E: fmt::Debug + 'static> Chain<E> {
     #[inline]
     pub(crate) fn new<T: 'static>(creator: &'static Location<'static>) -> Rc<Self> {
         count_created();
-        let chain: Rc<Chain<E, Option<T>>> = Rc::new(Chain {
+        if let Some(c) = pool::take::<E, T>() {
+            // Ended when it was kept: only these differ from a new chain.
+            c.flags.set(0);
+            c.triggers.set(1);
+            c.creator.set(creator);
+            return c;
+        }
+        let chain: Rc<Chain<E, Cell<Option<T>>>> = Rc::new(Chain {
             flags: Cell::new(0),
             status: Cell::new(status::NONE),
             paused: Cell::new(0),
@@ -192,10 +213,13 @@ impl<E: fmt::Debug + 'static> Chain<E> {
             waker: Cell::new(None),
             canceller: Cell::new(None),
             on_abandon: Cell::new(None),
-            creator,
-            log: log_unhandled::<E>,
-            last_trigger: Chain::<E>::last_trigger_dropped,
-            slot: RefCell::new(None),
+            creator: Cell::new(creator),
+            fns: Fns {
+                log: log_unhandled::<E>,
+                last_trigger: Chain::<E>::last_trigger_dropped,
+                recycle: pool::recycle::<E, T>,
+            },
+            slot: Cell::new(None),
         });
         chain
     }
@@ -337,8 +361,8 @@ impl<E: 'static> Chain<E> {
 /// now waits.
 #[cold]
 #[inline(never)]
-fn wait_on<E: 'static>(current: &Rc<Chain<E>>, inner: Rc<Chain<E>>) -> bool {
-    if Rc::ptr_eq(&inner, current) {
+fn wait_on<E: 'static>(current: &Rc<Chain<E>>, inner: ChainRef<E>) -> bool {
+    if Rc::ptr_eq(&inner.0, current) {
         unreachable!("a Deferred cannot be returned into its own chain");
     }
     if inner.settled() {
@@ -346,15 +370,15 @@ fn wait_on<E: 'static>(current: &Rc<Chain<E>>, inner: Rc<Chain<E>>) -> bool {
         inner.move_result(current);
         return true;
     }
-    current.waiting.set(Some(Rc::downgrade(&inner)));
-    current.set(flag::WAITING);
+    current.waiting.set(Some(Rc::downgrade(&inner.0)));
+    current.set(flag::WAITING | flag::DIRTY);
     if inner.has(flag::ABANDONED) && !inner.has(flag::CALLED) {
         // It can never fire, so this chain never goes on either.
         current.abandon();
         return false;
     }
     inner.outer.set(Some(current.clone()));
-    inner.set(flag::NOTIFY);
+    inner.set(flag::NOTIFY | flag::DIRTY);
     false
 }
 
@@ -438,19 +462,82 @@ impl<E, V: ?Sized> Drop for Chain<E, V> {
         }
         if self.status.get() == status::ERR {
             if let Some(e) = self.err.get_mut() {
-                (self.log)(e, self.creator);
+                (self.fns.log)(e, self.creator.get());
             }
         }
-        // Long nestings (inner handing on to outer handing on to ...) would
-        // drop recursively; unlink them here one at a time instead.
-        let mut next = self.outer.take();
-        while let Some(c) = next {
-            // The last strong handle: take its link before it drops.
-            next = if Rc::strong_count(&c) == 1 {
-                c.outer.take()
-            } else {
-                None
-            };
+        unlink(self.outer.take());
+    }
+}
+
+/// Drops a chain's link to the chain waiting on it. Long nestings (inner
+/// handing on to outer handing on to ...) would drop recursively; they are
+/// unlinked here one at a time instead.
+fn unlink<E>(mut next: Option<Rc<Chain<E>>>) {
+    while let Some(c) = next {
+        // The last strong handle: take its link before it drops.
+        next = if Rc::strong_count(&c) == 1 {
+            c.outer.take()
+        } else {
+            None
+        };
+    }
+}
+
+impl<E> Chain<E> {
+    /// Ends the chain as dropping it would (the pending count, the
+    /// unhandled-error log, every stage, value, waker and canceller it holds
+    /// dropped) and leaves it clean, to be reused by [`Chain::new`]. Only for
+    /// a chain nothing else references: user code run by the drops cannot
+    /// reach it.
+    #[inline]
+    pub(crate) fn end(&self) {
+        let f = self.flags.replace(flag::CALLED);
+        if f & (flag::CALLED | flag::ABANDONED) == 0 {
+            count_settled();
         }
+        self.paused.set(0);
+        // Each place holds something only while `status` says so.
+        let st = self.status.replace(status::NONE);
+        if st != status::NONE {
+            self.drop_result(st);
+        }
+        if !self.stages.is_empty() {
+            self.drop_stages();
+        }
+        if f & flag::DIRTY != 0 {
+            self.drop_links();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn drop_result(&self, st: u8) {
+        match st {
+            status::SLOT => self.slot.clear(),
+            status::BOXED => drop(self.boxed.take()),
+            _ => {
+                if let Some(e) = self.err.take() {
+                    (self.fns.log)(&e, self.creator.get());
+                }
+            }
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn drop_stages(&self) {
+        while let Some(stage) = self.stages.pop() {
+            drop(stage);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn drop_links(&self) {
+        drop(self.waiting.take());
+        drop(self.waker.take());
+        drop(self.canceller.take());
+        drop(self.on_abandon.take());
+        unlink(self.outer.take());
     }
 }

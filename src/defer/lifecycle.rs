@@ -8,6 +8,7 @@ use super::chain::{count_abandoned, count_settled, flag, run, Canceller, Chain, 
 impl<E: 'static> Chain<E> {
     pub(crate) fn set_canceller(&self, c: Canceller<E>) {
         self.canceller.set(Some(c));
+        self.set(flag::DIRTY);
     }
 
     pub(crate) fn pause(&self) {
@@ -28,7 +29,7 @@ impl<E: 'static> Chain<E> {
             Some(old) if old.will_wake(w) => self.waker.set(Some(old)),
             _ => self.waker.set(Some(w.clone())),
         }
-        self.set(flag::NOTIFY);
+        self.set(flag::NOTIFY | flag::DIRTY);
     }
 
     /// The chain this one waits on, if it is still alive.
@@ -109,7 +110,7 @@ impl<E: 'static> Chain<E> {
                 count_settled();
             }
             tracing::debug!(
-                created_at = %cur.creator,
+                created_at = %cur.creator.get(),
                 "Deferred abandoned: it can never fire (every Trigger dropped, or it waits on such a Deferred)"
             );
             // Whatever waits on this chain waits forever too.
@@ -124,6 +125,7 @@ impl<E: 'static> Chain<E> {
     pub(crate) fn set_on_abandon(self: &Rc<Self>, f: OnAbandon<E>) {
         if !self.has(flag::ABANDONED) {
             self.on_abandon.set(Some(f));
+            self.set(flag::DIRTY);
             return;
         }
         let e = f();

@@ -121,6 +121,7 @@ mod fast_tests;
 mod future;
 mod lifecycle;
 mod list;
+mod pool;
 mod stages;
 #[cfg(test)]
 mod tests;
@@ -138,6 +139,7 @@ pub use future::LocalExecutor;
 pub use list::{gather_results, race, DeferredList, ListResult};
 
 use chain::{Chain, Flow};
+use pool::ChainRef;
 use value::{on_error, on_value, Next};
 
 #[cfg(test)]
@@ -221,7 +223,7 @@ pub fn stats() -> DeferredStats {
 /// ```
 #[must_use = "a Deferred does nothing unless callbacks are added or it is awaited; dropping one that failed logs the error"]
 pub struct Deferred<T, E = Failure> {
-    chain: Rc<Chain<E>>,
+    chain: ChainRef<E>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -243,7 +245,7 @@ pub struct Deferred<T, E = Failure> {
 /// assert!(trigger.is_called());
 /// ```
 pub struct Trigger<T, E = Failure> {
-    chain: Rc<Chain<E>>,
+    chain: ChainRef<E>,
     _t: PhantomData<fn(T)>,
 }
 
@@ -271,7 +273,7 @@ impl<T, E> Trigger<T, E> {
     fn from_chain(chain: &Rc<Chain<E>>) -> Self {
         chain.triggers.set(chain.triggers.get() + 1);
         Trigger {
-            chain: chain.clone(),
+            chain: ChainRef(chain.clone()),
             _t: PhantomData,
         }
     }
@@ -291,7 +293,7 @@ impl<T, E> Drop for Trigger<T, E> {
         let n = self.chain.triggers.get().wrapping_sub(1);
         self.chain.triggers.set(n);
         if n == 0 && !self.chain.has(chain::flag::CALLED | chain::flag::ABANDONED) {
-            (self.chain.last_trigger)(&self.chain);
+            (self.chain.fns.last_trigger)(&self.chain);
         }
     }
 }
@@ -352,11 +354,11 @@ impl<T: 'static, E: fmt::Debug + 'static> Deferred<T, E> {
         let chain = Chain::new::<T>(Location::caller());
         (
             Deferred {
-                chain: chain.clone(),
+                chain: ChainRef(chain.clone()),
                 _t: PhantomData,
             },
             Trigger {
-                chain,
+                chain: ChainRef(chain),
                 _t: PhantomData,
             },
         )
@@ -556,7 +558,7 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
 
     /// Where the Deferred was created.
     pub fn creator(&self) -> &'static Location<'static> {
-        self.chain.creator
+        self.chain.creator.get()
     }
 
     pub(crate) fn cancel_handle(&self) -> CancelHandle<E> {

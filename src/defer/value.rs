@@ -11,33 +11,48 @@
 //! result.
 
 use std::any::Any;
+use std::cell::Cell;
 
 use super::chain::{Chain, Flow};
 
-/// The typed value slot at the end of a chain's allocation: an `Option<T>`
-/// seen through this trait.
+/// The typed value slot at the end of a chain's allocation: a
+/// `Cell<Option<T>>` seen through this trait (a `Cell`, so reaching the
+/// value is a type check and a move, no borrow).
 #[doc(hidden)]
 pub trait Slot: Any {
     /// Moves the value out into a box (holding an `Option<T>`).
-    fn take_boxed(&mut self) -> Box<dyn Any>;
-    /// Moves the value into `to` if that is an empty slot of the same type.
-    fn move_into(&mut self, to: &mut dyn Slot) -> bool;
+    fn take_boxed(&self) -> Box<dyn Any>;
+    /// Moves the value into `to` if that is a slot of the same type.
+    fn move_into(&self, to: &dyn Slot) -> bool;
+    /// Drops the value, if any.
+    fn clear(&self);
 }
 
-impl<T: 'static> Slot for Option<T> {
-    fn take_boxed(&mut self) -> Box<dyn Any> {
+impl<T: 'static> Slot for Cell<Option<T>> {
+    fn take_boxed(&self) -> Box<dyn Any> {
         Box::new(self.take())
     }
 
-    fn move_into(&mut self, to: &mut dyn Slot) -> bool {
-        match (to as &mut dyn Any).downcast_mut::<Option<T>>() {
-            Some(o) if o.is_none() => {
-                *o = self.take();
+    fn move_into(&self, to: &dyn Slot) -> bool {
+        match (to as &dyn Any).downcast_ref::<Cell<Option<T>>>() {
+            Some(o) => {
+                o.set(self.take());
                 true
             }
-            _ => false,
+            None => false,
         }
     }
+
+    #[inline]
+    fn clear(&self) {
+        self.set(None);
+    }
+}
+
+/// The slot of `c` if it holds `T`s.
+#[inline(always)]
+fn typed<T: 'static, E>(c: &Chain<E>) -> Option<&Cell<Option<T>>> {
+    (&c.slot as &dyn Any).downcast_ref::<Cell<Option<T>>>()
 }
 
 /// Which place holds a chain's current result.
@@ -62,7 +77,7 @@ pub enum Next<U, E> {
     /// Go on with this result.
     Ready(Result<U, E>),
     /// Wait for this chain and take its result.
-    Wait(std::rc::Rc<Chain<E>>),
+    Wait(super::pool::ChainRef<E>),
 }
 
 impl<E> Chain<E> {
@@ -72,22 +87,18 @@ impl<E> Chain<E> {
         self.status.get() == status::ERR
     }
 
-    /// Makes `v` the current value: in the slot if it holds `T` (and is
-    /// empty), else in the box.
+    /// Makes `v` the current value: in the slot if it holds `T`, else in
+    /// the box. (The slot is empty: it holds a value only while `status`
+    /// says so.)
     #[inline]
     pub(crate) fn put<T: 'static>(&self, v: T) {
-        {
-            let mut s = self.slot.borrow_mut();
-            if let Some(o) = (&mut *s as &mut dyn Any).downcast_mut::<Option<T>>() {
-                if o.is_none() {
-                    *o = Some(v);
-                    self.status.set(status::SLOT);
-                    return;
-                }
-            }
+        if let Some(o) = typed::<T, E>(self) {
+            o.set(Some(v));
+            self.status.set(status::SLOT);
+        } else {
+            self.boxed.set(Some(Box::new(Some(v))));
+            self.status.set(status::BOXED);
         }
-        self.boxed.set(Some(Box::new(Some(v))));
-        self.status.set(status::BOXED);
     }
 
     /// Makes `e` the current result.
@@ -114,10 +125,7 @@ impl<E> Chain<E> {
     pub(crate) fn take_current<T: 'static>(&self) -> Option<Result<T, E>> {
         let r = match self.status.replace(status::NONE) {
             status::NONE => return None,
-            status::SLOT => Ok((&mut *self.slot.borrow_mut() as &mut dyn Any)
-                .downcast_mut::<Option<T>>()
-                .and_then(Option::take)
-                .expect(WRONG_TYPE)),
+            status::SLOT => Ok(typed::<T, E>(self).and_then(Cell::take).expect(WRONG_TYPE)),
             status::BOXED => Ok(self
                 .boxed
                 .take()
@@ -133,11 +141,10 @@ impl<E> Chain<E> {
     pub(crate) fn move_result(&self, to: &Chain<E>) {
         match self.status.replace(status::NONE) {
             status::SLOT => {
-                let mut from = self.slot.borrow_mut();
-                if from.move_into(&mut *to.slot.borrow_mut()) {
+                if self.slot.move_into(&to.slot) {
                     to.status.set(status::SLOT);
                 } else {
-                    to.boxed.set(Some(from.take_boxed()));
+                    to.boxed.set(Some(self.slot.take_boxed()));
                     to.status.set(status::BOXED);
                 }
             }
@@ -164,23 +171,17 @@ pub(crate) fn on_value<T: 'static, U: 'static, E>(
     f: impl FnOnce(T) -> Next<U, E>,
 ) -> Flow<E> {
     if c.status.get() == status::SLOT {
-        // The slot stays borrowed while the callback runs: nothing else
-        // reaches a running chain's value (`take` waits for the run to end,
-        // and a chain only receives a nested result while waiting), so this
-        // is one type check per stage.
-        let mut guard = c.slot.borrow_mut();
-        let inslot = (&mut *guard as &mut dyn Any)
-            .downcast_mut::<Option<T>>()
-            .expect(WRONG_TYPE);
+        // One type check per stage: an output of the input's type goes back
+        // into the same slot (that check is resolved at compile time).
+        let inslot = typed::<T, E>(c).expect(WRONG_TYPE);
         let x = inslot.take().expect(WRONG_TYPE);
         c.status.set(status::NONE);
         match f(x) {
             Next::Ready(Ok(u)) => {
-                if let Some(same) = (inslot as &mut dyn Any).downcast_mut::<Option<U>>() {
-                    *same = Some(u);
+                if let Some(same) = (inslot as &dyn Any).downcast_ref::<Cell<Option<U>>>() {
+                    same.set(Some(u));
                     c.status.set(status::SLOT);
                 } else {
-                    drop(guard);
                     c.boxed.set(Some(Box::new(Some(u))));
                     c.status.set(status::BOXED);
                 }
