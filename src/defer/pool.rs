@@ -67,7 +67,9 @@ fn give<E: 'static, T: 'static>(c: Rc<Chain<E>>) -> Option<Rc<Chain<E>>> {
         };
         if let Some(v) = list.chains.downcast_mut::<Vec<Rc<Chain<E>>>>() {
             if v.len() < KEEP {
-                v.extend(c.take());
+                if let Some(c) = c.take() {
+                    v.push(c);
+                }
             }
         }
     });

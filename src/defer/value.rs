@@ -176,19 +176,20 @@ pub(crate) fn on_value<T: 'static, U: 'static, E>(
         let inslot = typed::<T, E>(c).expect(WRONG_TYPE);
         let x = inslot.take().expect(WRONG_TYPE);
         c.status.set(status::NONE);
+        // Only the same-type path is inline: the rest is out of line so
+        // that this stays a small leaf-like function.
         match f(x) {
             Next::Ready(Ok(u)) => {
                 if let Some(same) = (inslot as &dyn Any).downcast_ref::<Cell<Option<U>>>() {
                     same.set(Some(u));
                     c.status.set(status::SLOT);
                 } else {
-                    c.boxed.set(Some(Box::new(Some(u))));
-                    c.status.set(status::BOXED);
+                    put_boxed(c, u);
                 }
                 Flow::Done
             }
             Next::Ready(Err(e)) => {
-                c.put_err(e);
+                put_err_cold(c, e);
                 Flow::Done
             }
             Next::Wait(inner) => Flow::Wait(inner),
@@ -198,8 +199,21 @@ pub(crate) fn on_value<T: 'static, U: 'static, E>(
     }
 }
 
+/// A value of a type other than the slot's becomes the current one.
+#[inline(never)]
+fn put_boxed<U: 'static, E>(c: &Chain<E>, u: U) {
+    c.boxed.set(Some(Box::new(Some(u))));
+    c.status.set(status::BOXED);
+}
+
+#[cold]
+#[inline(never)]
+fn put_err_cold<E>(c: &Chain<E>, e: E) {
+    c.put_err(e);
+}
+
 /// [`on_value`] for a value in the box.
-#[inline]
+#[inline(never)]
 fn on_boxed<T: 'static, U: 'static, E>(c: &Chain<E>, f: impl FnOnce(T) -> Next<U, E>) -> Flow<E> {
     c.status.set(status::NONE);
     let mut b = c.boxed.take().expect(WRONG_TYPE);
