@@ -34,46 +34,8 @@ use super::pool::{self, ChainRef};
 use super::stages::Stages;
 #[cfg(test)]
 pub(crate) use super::stages::INLINE;
+use super::stats::{count_created, count_settled};
 use super::value::{status, Slot};
-
-/// This thread's Deferred counters (chains are `!Send`, so a chain is
-/// created, fired and dropped on one thread). A `const` thread-local of plain
-/// `Cell`s: no lazy initialisation and no destructor, so each update is a
-/// load and a store at a fixed offset from the thread pointer.
-pub(crate) struct Counters {
-    pub(crate) created: Cell<u64>,
-    pub(crate) pending: Cell<u64>,
-    pub(crate) abandoned: Cell<u64>,
-}
-
-thread_local! {
-    pub(crate) static COUNTERS: Counters = const {
-        Counters {
-            created: Cell::new(0),
-            pending: Cell::new(0),
-            abandoned: Cell::new(0),
-        }
-    };
-}
-
-/// A chain was created (unfired).
-#[inline(always)]
-fn count_created() {
-    COUNTERS.with(|c| {
-        c.created.set(c.created.get().wrapping_add(1));
-        c.pending.set(c.pending.get().wrapping_add(1));
-    });
-}
-
-/// A chain stopped being pending (fired, abandoned, or dropped unfired).
-#[inline(always)]
-pub(crate) fn count_settled() {
-    COUNTERS.with(|c| c.pending.set(c.pending.get().saturating_sub(1)));
-}
-
-pub(crate) fn count_abandoned() {
-    COUNTERS.with(|c| c.abandoned.set(c.abandoned.get().wrapping_add(1)));
-}
 
 /// Bits of [`Chain::flags`].
 pub(crate) mod flag {

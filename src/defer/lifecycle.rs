@@ -3,7 +3,8 @@
 use std::rc::Rc;
 use std::task::Waker;
 
-use super::chain::{count_abandoned, count_settled, flag, run, Canceller, Chain, OnAbandon};
+use super::chain::{flag, run, Canceller, Chain, OnAbandon};
+use super::stats::{count_abandoned, count_settled};
 
 impl<E: 'static> Chain<E> {
     pub(crate) fn set_canceller(&self, c: Canceller<E>) {

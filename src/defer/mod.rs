@@ -123,6 +123,7 @@ mod lifecycle;
 mod list;
 mod pool;
 mod stages;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod value;
@@ -137,6 +138,7 @@ pub use error::{
 };
 pub use future::LocalExecutor;
 pub use list::{gather_results, race, DeferredList, ListResult};
+pub use stats::{stats, DeferredStats};
 
 use chain::{Chain, Flow};
 use pool::ChainRef;
@@ -144,64 +146,6 @@ use value::{on_error, on_value, Next};
 
 #[cfg(test)]
 mod abandon_tests;
-
-/// How many Deferreds this thread has created, and how many of them are still
-/// pending, read by [`stats`].
-///
-/// A Deferred is pending from its creation until it fires (a value, an error,
-/// or a cancel) or its chain is freed unfired (every handle dropped). The
-/// counters are per thread (a Deferred never leaves the thread that made it)
-/// and cost a couple of instructions per Deferred.
-///
-/// ```
-/// use torsion::defer::{self, Deferred, DeferredStats, Failure};
-///
-/// let before: DeferredStats = defer::stats();
-/// let (d, trigger) = Deferred::<(), Failure>::new();
-/// drop(trigger); // abandoned: it can never fire, so it is not pending
-/// let now = defer::stats();
-/// assert_eq!(now.abandoned, before.abandoned + 1);
-/// assert_eq!(now.pending, before.pending);
-/// # drop(d);
-/// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DeferredStats {
-    /// Deferreds created on this thread so far (chains made by
-    /// [`Deferred::new`], [`succeed`], [`fail`], combinators and the
-    /// reactor's helpers alike).
-    pub created: u64,
-    /// Of those, the ones not fired yet whose chain is still alive (an
-    /// abandoned one is not pending: it can never fire).
-    pub pending: u64,
-    /// Deferreds abandoned on this thread so far: every [`Trigger`] dropped
-    /// before firing (or the Deferred a callback returned was), see
-    /// [`Deferred::or_abandoned`].
-    pub abandoned: u64,
-}
-
-/// This thread's Deferred counters (for introspection: a `pending` figure
-/// that only grows points at Deferreds nobody fires).
-///
-/// ```
-/// use torsion::defer::{self, Deferred, Failure};
-///
-/// let before = defer::stats();
-/// let (d, trigger) = Deferred::<u32, Failure>::new();
-/// let now = defer::stats();
-/// assert_eq!(now.created, before.created + 1);
-/// assert_eq!(now.pending, before.pending + 1);
-/// trigger.callback(1).unwrap();
-/// assert_eq!(defer::stats().pending, before.pending);
-/// # drop(d);
-/// ```
-pub fn stats() -> DeferredStats {
-    chain::COUNTERS.with(|c| DeferredStats {
-        created: c.created.get(),
-        pending: c.pending.get(),
-        abandoned: c.abandoned.get(),
-    })
-}
 
 /// A result that is not there yet, and the chain of callbacks that will
 /// transform it. See the [module docs](self).
