@@ -13,9 +13,15 @@
 //! valgrind --tool=callgrind target/release/deps/defer-* --case chains --iters 200000
 //! ```
 //!
+//! (`chains` was 1,232 instructions and 1 allocation per chain before the
+//! in-place engine and the chain pool, 816 and 0 after; `ready` 811 -> 504,
+//! `nested` 1,713 -> 1,228.) The allocations column counts the steady state:
+//! freed chains are reused, so a case that frees what it makes allocates
+//! nothing after its first iterations.
+//!
 //! Twisted's side, counted the same way (two N, the difference divided by
 //! the difference in N; about 36,450 instructions per chain with Python 3.11
-//! and Twisted 26.10, against 1,232 here):
+//! and Twisted 26.10, against 816 here):
 //!
 //! ```text
 //! from twisted.internet.defer import Deferred

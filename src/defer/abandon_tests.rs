@@ -208,3 +208,24 @@ fn values_of_every_type_travel_through_slot_and_boxes() {
     // "41!abc"
     assert_eq!(d.take_result().unwrap().unwrap(), 6);
 }
+
+#[test]
+fn a_callback_returning_an_already_abandoned_deferred_abandons_its_chain() {
+    let base = stats();
+    let (inner, ti) = Deferred::<u32, Failure>::new();
+    drop(ti); // abandoned before anyone waits on it
+    let mut outer = succeed::<u32, Failure>(0)
+        .fail_if_abandoned()
+        .add_callback(move |_| inner)
+        .add_callback(|_| -> Result<u32, Failure> { unreachable!("error path") });
+    let e = outer.take_result().unwrap().unwrap_err();
+    assert!(e.is::<Abandoned>(), "{e}");
+    assert_eq!(stats().abandoned - base.abandoned, 2);
+    // Without a handler it stays stuck, and cancelling fails it.
+    let (inner, ti) = Deferred::<u32, Failure>::new();
+    drop(ti);
+    let mut outer = succeed::<u32, Failure>(0).add_callback(move |_| inner);
+    assert!(outer.is_called() && !outer.has_result());
+    outer.cancel();
+    assert!(outer.take_result().unwrap().unwrap_err().is::<Cancelled>());
+}

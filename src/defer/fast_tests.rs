@@ -125,3 +125,86 @@ fn unhandled_error_from_an_at_once_stage_is_logged_with_creation_site() {
         "{lines:?}"
     );
 }
+
+/// Counts its drops.
+struct Counted(Rc<std::cell::Cell<u32>>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+#[test]
+fn a_freed_chain_is_ended_at_once_and_reused_like_a_new_one() {
+    let drops = Rc::new(std::cell::Cell::new(0));
+    // An unfired chain holding a stage, a canceller and a value in flight:
+    // everything it holds is dropped when its last handle goes, not when
+    // its allocation is reused.
+    let (d, t) = Deferred::<Counted, Failure>::with_canceller({
+        let c = Counted(drops.clone());
+        move |_| drop(c)
+    });
+    let held = Counted(drops.clone());
+    let d = d.add_callback(move |v| {
+        drop(held);
+        Ok(v)
+    });
+    drop((d, t));
+    assert_eq!(drops.get(), 2, "canceller and stage dropped with the chain");
+    // A fired one whose value was never taken.
+    let d = succeed::<Counted, Failure>(Counted(drops.clone()));
+    drop(d);
+    assert_eq!(drops.get(), 3, "the value dropped with the chain");
+    // The next chains of those types start clean.
+    let line = line!() + 1;
+    let (mut d, t) = Deferred::<Counted, Failure>::new();
+    assert!(d.creator().line() == line && !d.is_called() && !d.has_result());
+    assert!(d.take_result().is_none());
+    t.callback(Counted(drops.clone())).unwrap();
+    assert!(d.take_result().unwrap().is_ok());
+    assert!(t.callback(Counted(drops.clone())).is_err(), "fired twice");
+}
+
+#[test]
+fn an_unhandled_error_of_a_reused_chain_is_logged_once_with_its_own_site() {
+    let mut lines_at = Vec::new();
+    let lines = capture_errors(|| {
+        for i in 0..3 {
+            let (l, d) = (line!(), fail::<u64, Failure>(Failure::msg(format!("e{i}"))));
+            lines_at.push(l);
+            drop(d);
+        }
+    });
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    for (i, (line, at)) in lines.iter().zip(&lines_at).enumerate() {
+        assert!(line.contains(&format!("e{i}")), "{line}");
+        assert!(line.contains(&format!("fast_tests.rs:{at}:")), "{line}");
+    }
+}
+
+#[test]
+fn a_chain_still_reachable_through_a_weak_handle_is_not_reused() {
+    let (d, t) = Deferred::<u64, Failure>::new();
+    let handle = d.cancel_handle();
+    drop((d, t));
+    // Not kept: the handle cannot reach a new chain.
+    let (mut d2, t2) = Deferred::<u64, Failure>::new();
+    handle.cancel();
+    assert!(!d2.is_called());
+    t2.callback(7).unwrap();
+    assert_eq!(d2.take_result().unwrap().unwrap(), 7);
+}
+
+#[test]
+fn pooled_chains_keep_counting_in_stats() {
+    let base = stats();
+    for _ in 0..(pool::KEEP * 2) {
+        let (d, t) = Deferred::<u8, Failure>::new();
+        drop((t, d));
+    }
+    let s = stats();
+    assert_eq!(s.created - base.created, (pool::KEEP * 2) as u64);
+    assert_eq!(s.abandoned - base.abandoned, (pool::KEEP * 2) as u64);
+    assert_eq!(s.pending, base.pending);
+}

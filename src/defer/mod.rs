@@ -119,9 +119,14 @@ mod error;
 #[cfg(test)]
 mod fast_tests;
 mod future;
+mod lifecycle;
 mod list;
+mod pool;
+mod stages;
+mod stats;
 #[cfg(test)]
 mod tests;
+mod value;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -133,69 +138,14 @@ pub use error::{
 };
 pub use future::LocalExecutor;
 pub use list::{gather_results, race, DeferredList, ListResult};
+pub use stats::{stats, DeferredStats};
 
-use chain::{Chain, Next, Step};
+use chain::{Chain, Flow};
+use pool::ChainRef;
+use value::{on_error, on_value, Next};
 
 #[cfg(test)]
 mod abandon_tests;
-
-/// How many Deferreds this thread has created, and how many of them are still
-/// pending, read by [`stats`].
-///
-/// A Deferred is pending from its creation until it fires (a value, an error,
-/// or a cancel) or its chain is freed unfired (every handle dropped). The
-/// counters are per thread (a Deferred never leaves the thread that made it)
-/// and cost a couple of instructions per Deferred.
-///
-/// ```
-/// use torsion::defer::{self, Deferred, DeferredStats, Failure};
-///
-/// let before: DeferredStats = defer::stats();
-/// let (d, trigger) = Deferred::<(), Failure>::new();
-/// drop(trigger); // abandoned: it can never fire, so it is not pending
-/// let now = defer::stats();
-/// assert_eq!(now.abandoned, before.abandoned + 1);
-/// assert_eq!(now.pending, before.pending);
-/// # drop(d);
-/// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DeferredStats {
-    /// Deferreds created on this thread so far (chains made by
-    /// [`Deferred::new`], [`succeed`], [`fail`], combinators and the
-    /// reactor's helpers alike).
-    pub created: u64,
-    /// Of those, the ones not fired yet whose chain is still alive (an
-    /// abandoned one is not pending: it can never fire).
-    pub pending: u64,
-    /// Deferreds abandoned on this thread so far: every [`Trigger`] dropped
-    /// before firing (or the Deferred a callback returned was), see
-    /// [`Deferred::or_abandoned`].
-    pub abandoned: u64,
-}
-
-/// This thread's Deferred counters (for introspection: a `pending` figure
-/// that only grows points at Deferreds nobody fires).
-///
-/// ```
-/// use torsion::defer::{self, Deferred, Failure};
-///
-/// let before = defer::stats();
-/// let (d, trigger) = Deferred::<u32, Failure>::new();
-/// let now = defer::stats();
-/// assert_eq!(now.created, before.created + 1);
-/// assert_eq!(now.pending, before.pending + 1);
-/// trigger.callback(1).unwrap();
-/// assert_eq!(defer::stats().pending, before.pending);
-/// # drop(d);
-/// ```
-pub fn stats() -> DeferredStats {
-    chain::COUNTERS.with(|c| DeferredStats {
-        created: c.created.get(),
-        pending: c.pending.get(),
-        abandoned: c.abandoned.get(),
-    })
-}
 
 /// A result that is not there yet, and the chain of callbacks that will
 /// transform it. See the [module docs](self).
@@ -217,7 +167,7 @@ pub fn stats() -> DeferredStats {
 /// ```
 #[must_use = "a Deferred does nothing unless callbacks are added or it is awaited; dropping one that failed logs the error"]
 pub struct Deferred<T, E = Failure> {
-    chain: Rc<Chain<E>>,
+    chain: ChainRef<E>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -239,7 +189,7 @@ pub struct Deferred<T, E = Failure> {
 /// assert!(trigger.is_called());
 /// ```
 pub struct Trigger<T, E = Failure> {
-    chain: Rc<Chain<E>>,
+    chain: ChainRef<E>,
     _t: PhantomData<fn(T)>,
 }
 
@@ -267,7 +217,7 @@ impl<T, E> Trigger<T, E> {
     fn from_chain(chain: &Rc<Chain<E>>) -> Self {
         chain.triggers.set(chain.triggers.get() + 1);
         Trigger {
-            chain: chain.clone(),
+            chain: ChainRef(chain.clone()),
             _t: PhantomData,
         }
     }
@@ -286,8 +236,8 @@ impl<T, E> Drop for Trigger<T, E> {
     fn drop(&mut self) {
         let n = self.chain.triggers.get().wrapping_sub(1);
         self.chain.triggers.set(n);
-        if n == 0 {
-            (self.chain.last_trigger)(&self.chain);
+        if n == 0 && !self.chain.has(chain::flag::CALLED | chain::flag::ABANDONED) {
+            (self.chain.fns.last_trigger)(&self.chain);
         }
     }
 }
@@ -335,9 +285,7 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
     /// Takes the final result out of the chain, typed.
     #[inline]
     fn take_typed(&self) -> Option<Result<T, E>> {
-        self.chain
-            .take()
-            .map(|r| r.map(|v| chain::take_val::<T>(v, &self.chain.slot)))
+        self.chain.take::<T>()
     }
 }
 
@@ -350,11 +298,11 @@ impl<T: 'static, E: fmt::Debug + 'static> Deferred<T, E> {
         let chain = Chain::new::<T>(Location::caller());
         (
             Deferred {
-                chain: chain.clone(),
+                chain: ChainRef(chain.clone()),
                 _t: PhantomData,
             },
             Trigger {
-                chain,
+                chain: ChainRef(chain),
                 _t: PhantomData,
             },
         )
@@ -397,9 +345,13 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
         self,
         f: impl FnOnce(T) -> R + 'static,
     ) -> Deferred<R::Value, E> {
-        self.stage(move |r, slot| match r {
-            Ok(v) => chain::call_with(v, slot, |x: T| f(x).into_next()),
-            Err(e) => Step::Ready(Err(e)),
+        self.stage(move |c| {
+            if c.is_err() {
+                // The error passes by, in place.
+                Flow::Done
+            } else {
+                on_value(c, |x: T| f(x).into_next())
+            }
         })
     }
 
@@ -409,9 +361,13 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
         self,
         f: impl FnOnce(E) -> R + 'static,
     ) -> Deferred<T, E> {
-        self.stage(move |r, slot| match r {
-            Ok(v) => Step::Ready(Ok(v)),
-            Err(e) => f(e).into_next().into_step(slot),
+        self.stage(move |c| {
+            if c.is_err() {
+                on_error(c, |e| f(e).into_next())
+            } else {
+                // The value passes by, in place.
+                Flow::Done
+            }
         })
     }
 
@@ -420,9 +376,12 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
         self,
         f: impl FnOnce(Result<T, E>) -> R + 'static,
     ) -> Deferred<R::Value, E> {
-        self.stage(move |r, slot| match r {
-            Ok(v) => chain::call_with(v, slot, |x: T| f(Ok(x)).into_next()),
-            Err(e) => f(Err(e)).into_next().into_step(slot),
+        self.stage(move |c| {
+            if c.is_err() {
+                on_error(c, |e| f(Err(e)).into_next())
+            } else {
+                on_value(c, |x: T| f(Ok(x)).into_next())
+            }
         })
     }
 
@@ -433,19 +392,19 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
         callback: impl FnOnce(T) -> R + 'static,
         errback: impl FnOnce(E) -> R + 'static,
     ) -> Deferred<R::Value, E> {
-        self.stage(move |r, slot| match r {
-            Ok(v) => chain::call_with(v, slot, |x: T| callback(x).into_next()),
-            Err(e) => errback(e).into_next().into_step(slot),
+        self.stage(move |c| {
+            if c.is_err() {
+                on_error(c, |e| errback(e).into_next())
+            } else {
+                on_value(c, |x: T| callback(x).into_next())
+            }
         })
     }
 
     /// Adds a stage. On a settled chain (fired, idle, nothing queued) it runs
     /// at once and is never boxed; otherwise it is queued.
     #[inline]
-    fn stage<U>(
-        self,
-        f: impl for<'a> FnOnce(chain::Outcome<E>, chain::SlotRef<'a>) -> Step<E> + 'static,
-    ) -> Deferred<U, E> {
+    fn stage<U>(self, f: impl FnOnce(&Chain<E>) -> Flow<E> + 'static) -> Deferred<U, E> {
         self.chain.add(f);
         Deferred {
             chain: self.chain,
@@ -543,7 +502,7 @@ impl<T: 'static, E: 'static> Deferred<T, E> {
 
     /// Where the Deferred was created.
     pub fn creator(&self) -> &'static Location<'static> {
-        self.chain.creator()
+        self.chain.creator.get()
     }
 
     pub(crate) fn cancel_handle(&self) -> CancelHandle<E> {
