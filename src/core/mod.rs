@@ -8,6 +8,7 @@ pub(crate) mod ops;
 mod stats;
 pub mod timers;
 pub(crate) mod timing;
+pub(crate) mod turn_clock;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
