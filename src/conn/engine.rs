@@ -336,7 +336,25 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         }
         self.call(input, |p, ctx| p.data_received(ctx, input));
         if let Some((off, len)) = self.out.take_input_ref() {
-            self.send_input(&input[off..off + len]);
+            let bytes = &input[off..off + len];
+            // The echo, fused: the callback wrote (part of) its input and
+            // nothing else, and the connection is in the common state (open,
+            // nothing buffered, no write rate, no stream source): one send,
+            // and when the sink takes it all there is nothing to settle.
+            if self.state.flags == flags::MADE && self.state.quiet() {
+                match self.sink.write(bytes) {
+                    Ok(n) if n == len => return count_out::<S>(self.core, self.state, n as u64),
+                    Ok(n) => {
+                        count_out::<S>(self.core, self.state, n as u64);
+                        self.out.push_slice(&bytes[n..]);
+                    }
+                    // A hard error is met again by `settle`'s write (the copy
+                    // keeps the order); `WouldBlock` keeps the bytes.
+                    Err(_) => self.out.push_slice(bytes),
+                }
+            } else {
+                self.send_input(bytes);
+            }
         }
         self.settle();
     }

@@ -99,6 +99,13 @@ pub(crate) struct ConnState {
     pub(crate) extra: Option<Box<Extra>>,
 }
 
+/// `low + n` as a low 32-bit word and the carry into the high word.
+fn add_carry(low: u32, n: usize) -> (u32, u32) {
+    let (v, wrapped) = low.overflowing_add(n as u32);
+    // (`n >> 32` in two steps: a shift by 32 overflows a 32-bit usize.)
+    (v, ((n >> 16) >> 16) as u32 + u32::from(wrapped))
+}
+
 /// A connection's peer address in eight bytes: an IPv4 address and port, or
 /// an unnamed Unix peer (the usual client of a Unix listener, and pipes),
 /// inline; any other address is kept in [`Extra::peer`].
@@ -261,30 +268,43 @@ impl ConnState {
     /// Counts `n` bytes read from the transport.
     #[inline]
     pub(crate) fn count_in(&mut self, n: usize) {
-        let (v, wrapped) = self.bytes_in.overflowing_add(n as u32);
-        self.bytes_in = v;
-        let carry = (n >> 32) as u32 + u32::from(wrapped);
-        if carry > 0 {
-            self.carry(carry, 0);
+        match u32::try_from(n)
+            .ok()
+            .and_then(|n| self.bytes_in.checked_add(n))
+        {
+            Some(v) => self.bytes_in = v,
+            None => self.carry_in(n),
         }
     }
 
     /// Counts `n` bytes the transport took.
     #[inline]
     pub(crate) fn count_out(&mut self, n: usize) {
-        let (v, wrapped) = self.bytes_out.overflowing_add(n as u32);
-        self.bytes_out = v;
-        let carry = (n >> 32) as u32 + u32::from(wrapped);
-        if carry > 0 {
-            self.carry(0, carry);
+        match u32::try_from(n)
+            .ok()
+            .and_then(|n| self.bytes_out.checked_add(n))
+        {
+            Some(v) => self.bytes_out = v,
+            None => self.carry_out(n),
         }
     }
 
+    /// [`count_in`](Self::count_in) past 2^32: the carries go to the extras.
     #[cold]
-    fn carry(&mut self, inn: u32, out: u32) {
+    fn carry_in(&mut self, n: usize) {
+        let (v, carry) = add_carry(self.bytes_in, n);
+        self.bytes_in = v;
         let h = &mut self.extra().bytes_high;
-        h.0 = h.0.wrapping_add(inn);
-        h.1 = h.1.wrapping_add(out);
+        h.0 = h.0.wrapping_add(carry);
+    }
+
+    /// [`count_out`](Self::count_out) past 2^32.
+    #[cold]
+    fn carry_out(&mut self, n: usize) {
+        let (v, carry) = add_carry(self.bytes_out, n);
+        self.bytes_out = v;
+        let h = &mut self.extra().bytes_high;
+        h.1 = h.1.wrapping_add(carry);
     }
 
     fn high(&self) -> (u32, u32) {
@@ -342,6 +362,17 @@ impl ConnState {
                 }
             }
         }
+    }
+
+    /// Whether nothing waits to be written and nothing shapes or feeds the
+    /// writes: no write queue, no write rate, no stream source (with the
+    /// flags at `MADE` alone, the connection is in the common state, where
+    /// a write goes straight to the sink and leaves nothing to settle).
+    #[inline]
+    pub(crate) fn quiet(&self) -> bool {
+        self.extra
+            .as_ref()
+            .is_none_or(|x| x.pending.is_none() && x.write_rate.is_none() && x.source.is_none())
     }
 
     /// Whether writes may go straight to the sink: nothing is buffered ahead
