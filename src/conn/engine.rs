@@ -327,13 +327,14 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         if S::OUTER {
             self.core.counters.bytes_read += input.len() as u64;
         }
-        if self.is_dead() {
+        if self.state.has(flags::DEAD | flags::CLOSING) {
+            // Input after `lose_connection` still counts as traffic.
+            if !self.is_dead() {
+                self.state.touch(self.core.turn_time());
+            }
             return;
         }
         self.state.touch(self.core.turn_time());
-        if self.state.has(flags::CLOSING) {
-            return;
-        }
         self.call(input, |p, ctx| p.data_received(ctx, input));
         if let Some((off, len)) = self.out.take_input_ref() {
             let bytes = &input[off..off + len];

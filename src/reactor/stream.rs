@@ -34,6 +34,7 @@ impl Stream {
         }
     }
 
+    #[inline]
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => {

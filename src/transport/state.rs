@@ -444,14 +444,14 @@ impl ConnState {
     /// when reading resumes.
     #[inline]
     pub(crate) fn wants_input(&mut self) -> bool {
+        if !self.has(flags::DEAD | flags::READ_EOF | flags::READ_PAUSED | flags::READ_THROTTLED) {
+            return true;
+        }
         if self.has(flags::DEAD | flags::READ_EOF) {
             return false;
         }
-        if self.has(flags::READ_PAUSED | flags::READ_THROTTLED) {
-            self.set(flags::READ_PENDING);
-            return false;
-        }
-        true
+        self.set(flags::READ_PENDING);
+        false
     }
 
     /// Whether writes are refused.
