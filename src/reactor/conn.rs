@@ -3,6 +3,7 @@
 //! a connection does is the one engine's ([`crate::conn`]).
 
 use std::io;
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use super::stream::Stream;
@@ -61,11 +62,9 @@ impl io::Write for NoSigPipe<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self.0 {
             Stream::Pipe(p) => p.write_vectored(&[io::IoSlice::new(buf)]),
-            // std's TCP `write` is `send` with MSG_NOSIGNAL on these systems
-            // already: no socket2 detour on the hot path.
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            Stream::Tcp(s) => io::Write::write(&mut &*s, buf),
-            _ => socket2::SockRef::from(self.0).send_with_flags(buf, SEND_FLAGS),
+            // `send` on the descriptor itself: no mio, std or socket2
+            // layers on the hot path.
+            _ => super::sys::send(self.0.as_fd(), buf, SEND_FLAGS),
         }
     }
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
