@@ -198,11 +198,17 @@ impl Net {
             c.state.set(flags::PEER_FIN);
         }
         for _ in 0..READ_BUDGET {
-            if !c.state.wants_input() {
-                return;
-            }
             let mut cap = self.read_buf.len();
-            let mut rate = c.state.extra.as_mut().and_then(|x| x.read_rate.as_mut());
+            let mut rate = None;
+            // The common state (see `ConnState::is_hot`) takes input and has
+            // no read rate; otherwise look.
+            if !c.state.is_hot() {
+                c.state.recheck_slow();
+                if !c.state.wants_input() {
+                    return;
+                }
+                rate = c.state.extra.as_mut().and_then(|x| x.read_rate.as_mut());
+            }
             if let Some(rate) = &mut rate {
                 let allowed = rate.allowance(core.fresh_turn_time());
                 if allowed == 0 {

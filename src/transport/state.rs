@@ -52,6 +52,14 @@ pub(crate) mod flags {
     /// A connector made the connection (client side): the owner tells it
     /// when the connection ends.
     pub const CLIENT: u32 = 1 << 17;
+    /// The extras may hold what the read and write paths must look at: a
+    /// write queue, a stream source, a read or write rate, writes diverted
+    /// by `start_tls`. Set whenever one of them is put in, cleared (by
+    /// [`ConnState::recheck_slow`](super::ConnState::recheck_slow)) once
+    /// they are all gone; so a connection whose flags are `MADE` alone
+    /// ([`ConnState::is_hot`](super::ConnState::is_hot)) has none of them,
+    /// without a look at the extras.
+    pub const SLOW: u32 = 1 << 18;
 }
 
 /// Default high water mark of a write buffer.
@@ -191,6 +199,15 @@ pub(crate) struct Extra {
 }
 
 impl Extra {
+    /// Whether it holds none of what [`flags::SLOW`] stands for.
+    fn is_fast(&self) -> bool {
+        self.pending.is_none()
+            && self.source.is_none()
+            && self.read_rate.is_none()
+            && self.write_rate.is_none()
+            && self.diverted.is_none()
+    }
+
     /// Whether nothing in it is in use (it can be freed).
     fn is_unused(&self) -> bool {
         self.pending.is_none()
@@ -350,6 +367,29 @@ impl ConnState {
         self.extra.get_or_insert_with(Default::default)
     }
 
+    /// The extras, to put in (or change) what [`flags::SLOW`] stands for: a
+    /// write queue, a stream source, a rate, a diverted buffer.
+    pub(crate) fn slow_extra(&mut self) -> &mut Extra {
+        self.flags |= flags::SLOW;
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    /// Clears [`flags::SLOW`] once the extras hold none of what it stands for.
+    pub(crate) fn recheck_slow(&mut self) {
+        if self.has(flags::SLOW) && self.extra.as_ref().is_none_or(|x| x.is_fast()) {
+            self.clear(flags::SLOW);
+        }
+    }
+
+    /// Whether the connection is in the common state: made, open both ways,
+    /// not paused, throttled or closing, with nothing queued and nothing
+    /// shaping or diverting its traffic (the flags other than half-close and
+    /// client are `MADE` alone: one test on the hot path).
+    #[inline]
+    pub(crate) fn is_hot(&self) -> bool {
+        self.flags & !(flags::HALF_CLOSE | flags::CLIENT) == flags::MADE
+    }
+
     /// Notes traffic for the idle timeout, if one is set. Never moves the
     /// last activity back (a turn's time can be older than the moment the
     /// timeout was set: see `Core::turn_time`).
@@ -362,17 +402,6 @@ impl ConnState {
                 }
             }
         }
-    }
-
-    /// Whether nothing waits to be written and nothing shapes or feeds the
-    /// writes: no write queue, no write rate, no stream source (with the
-    /// flags at `MADE` alone, the connection is in the common state, where
-    /// a write goes straight to the sink and leaves nothing to settle).
-    #[inline]
-    pub(crate) fn quiet(&self) -> bool {
-        self.extra
-            .as_ref()
-            .is_none_or(|x| x.pending.is_none() && x.write_rate.is_none() && x.source.is_none())
     }
 
     /// Whether writes may go straight to the sink: nothing is buffered ahead
@@ -415,7 +444,9 @@ impl ConnState {
 
     /// The write queue, made if there is none.
     pub(crate) fn pending_or_insert(&mut self) -> &mut WriteBuf {
-        self.extra().pending.get_or_insert_with(Default::default)
+        self.slow_extra()
+            .pending
+            .get_or_insert_with(Default::default)
     }
 
     /// Takes the write queue out (to write it while the state is borrowed).
@@ -425,7 +456,7 @@ impl ConnState {
 
     /// Puts back a queue from [`take_pending`](Self::take_pending).
     pub(crate) fn put_pending(&mut self, p: WriteBuf) {
-        self.extra().pending = Some(p);
+        self.slow_extra().pending = Some(p);
     }
 
     /// The queue is drained: drops it, and the extras too if nothing else
@@ -437,6 +468,7 @@ impl ConnState {
                 self.extra = None;
             }
         }
+        self.recheck_slow();
     }
 
     /// Whether the connection takes input now (on any transport). Marks a
