@@ -40,6 +40,11 @@ struct FarMark {
     near_from: Instant,
     /// 0: read the clock.
     quiet_until: u64,
+    /// The timer queue's [`mark`](crate::core::timers::TimerQueue::mark)
+    /// when the horizon was set: it moves with every schedule and reset
+    /// (what can bring the next deadline nearer), so while it stays, no
+    /// deadline is nearer than `deadline`.
+    seq: u64,
 }
 
 impl FarMark {
@@ -48,6 +53,7 @@ impl FarMark {
             deadline,
             near_from: deadline.checked_sub(FAR_DEADLINE).unwrap_or(deadline),
             quiet_until: 0,
+            seq: u64::MAX,
         }
     }
 }
@@ -77,7 +83,7 @@ impl Core {
             return;
         }
         if let (Some(t), Some(m)) = (tick, self.turn_clock.far) {
-            if t < m.quiet_until && self.timers.next_deadline() == Some(m.deadline) {
+            if t < m.quiet_until && self.timers.mark() == m.seq {
                 self.clock_stale = true;
                 self.clock_read = false;
                 self.turn_clock.quiet = true;
@@ -109,7 +115,30 @@ impl Core {
         } else {
             0
         };
+        m.seq = self.timers.mark();
         tc.far = Some(m);
+    }
+
+    /// This is a quiet turn and no timer was scheduled or reset since it
+    /// began: no timer is due, and none is nearer than `FAR_DEADLINE`.
+    #[inline]
+    pub(crate) fn quiet_turn(&self) -> bool {
+        self.turn_clock.quiet
+            && self
+                .turn_clock
+                .far
+                .is_some_and(|m| m.seq == self.timers.mark())
+    }
+
+    /// How long the poll may wait for the next timer (`None`: no timer is
+    /// pending); see [`poll_wait`](Self::poll_wait).
+    #[inline]
+    pub(crate) fn timer_wait(&mut self, next_turn: bool) -> Option<Duration> {
+        if next_turn && self.quiet_turn() {
+            return Some(FAR_DEADLINE);
+        }
+        let next = self.timers.next_deadline()?;
+        Some(self.poll_wait(next, next_turn))
     }
 
     /// How long the poll may wait for the timer due at `next`. When the
@@ -229,6 +258,14 @@ mod tests {
         assert_eq!(core.turn_time(), read_at);
         let next = core.timers.next_deadline().unwrap();
         assert_eq!(core.poll_wait(next, true), FAR_DEADLINE);
+        assert!(core.quiet_turn());
+        assert_eq!(core.timer_wait(true), Some(FAR_DEADLINE));
+        // A timer scheduled in the turn ends what the turn knows.
+        let near = core.call_later(Duration::from_millis(5), |_| {});
+        assert!(!core.quiet_turn());
+        let wait = core.timer_wait(true).unwrap();
+        assert!(wait <= Duration::from_millis(5), "{wait:?}");
+        near.cancel(&mut core).unwrap();
         // Past the horizon: read again.
         advance(STALE_MAX.as_nanos() as u64);
         core.new_turn();

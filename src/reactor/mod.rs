@@ -401,8 +401,7 @@ impl Reactor {
             || core.has_local_work()
         {
             timeout = Some(Duration::ZERO);
-        } else if let Some(next) = core.timers.next_deadline() {
-            let until = core.poll_wait(next, next_turn);
+        } else if let Some(until) = core.timer_wait(next_turn) {
             timeout = Some(timeout.map_or(until, |t| t.min(until)));
         }
         if let Err(e) = self.poll.poll(&mut self.events, timeout) {
@@ -572,24 +571,32 @@ impl Net {
         }
     }
 
+    #[inline]
     fn on_event(&mut self, core: &mut Core, ev: &mio::event::Event) {
         let key = ev.token().0;
-        match self.entries.get(key) {
-            Some(Entry::Conn(c)) => {
-                // Writable edges come after most sends; only buffered bytes care.
-                if ev.is_writable() && c.state.has_pending() {
-                    self.on_writable(core, key);
-                }
-                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                    self.on_readable(core, key, ev.is_read_closed());
-                }
+        // Connections first, with one test: most events are theirs.
+        if let Some(Entry::Conn(c)) = self.entries.get(key) {
+            // Writable edges come after most sends; only buffered bytes care.
+            if ev.is_writable() && c.state.has_pending() {
+                self.on_writable(core, key);
             }
+            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                self.on_readable(core, key, ev.is_read_closed());
+            }
+            return;
+        }
+        self.on_other_event(core, key);
+    }
+
+    #[inline(never)]
+    fn on_other_event(&mut self, core: &mut Core, key: usize) {
+        match self.entries.get(key) {
             Some(Entry::Listener(_)) => self.accept(core, key),
             Some(Entry::Connecting(_)) => self.on_connect_ready(core, key),
             Some(Entry::Lingering(_)) => self.on_linger_readable(core, key),
             Some(Entry::Source(_)) => self.on_source_ready(core, key),
             Some(Entry::Datagram(_)) => self.on_datagram_readable(core, key),
-            Some(Entry::Vacant) | None => {}
+            Some(Entry::Conn(_) | Entry::Vacant) | None => {}
         }
     }
 
