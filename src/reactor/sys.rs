@@ -328,7 +328,11 @@ fn calibrate_tsc() -> Option<crate::core::timing::Clock> {
     };
     let ticks = t1.checked_sub(t0).filter(|t| *t > 0)?;
     let mult = u64::try_from((elapsed.as_nanos() << 32) / u128::from(ticks)).ok()?;
-    (mult > 0).then_some(crate::core::timing::Clock { ticks: rdtsc, mult })
+    (mult > 0).then_some(crate::core::timing::Clock {
+        ticks: rdtsc,
+        mult,
+        cheap: true,
+    })
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
