@@ -124,17 +124,20 @@ impl ReactorHandle {
 /// [`Context`](crate::Context), so `reactor.call_later(..)` and `ctx.call_later(..)` are the same
 /// call.
 pub struct Core {
-    now: Instant,
+    pub(crate) now: Instant,
     /// Read the system's monotonic clock (real reactor) or only `now` (fake clock).
     real_clock: bool,
     /// The reactor did not read the clock after this turn's poll (no timer
     /// was pending): `now` is an earlier turn's time until something needs
     /// the current one ([`fresh_turn_time`](Self::fresh_turn_time)) or a timer
     /// is scheduled (which freezes it: see [`new_turn`](Self::new_turn)).
-    clock_stale: bool,
+    pub(crate) clock_stale: bool,
     /// The clock was read in this turn, after its poll (not frozen at an
     /// earlier turn's time): `now` is recent.
-    clock_read: bool,
+    pub(crate) clock_read: bool,
+    /// The turn's clock (see `core::turn_clock`): whether this turn skipped
+    /// the clock before a far deadline, and that deadline's mark.
+    pub(crate) turn_clock: crate::core::turn_clock::TurnClock,
     pub(crate) timers: TimerQueue<Timed>,
     pub(crate) ops: Vec<Op>,
     pub(crate) running: bool,
@@ -177,6 +180,7 @@ impl Core {
             real_clock,
             clock_stale: false,
             clock_read: false,
+            turn_clock: Default::default(),
             timers: TimerQueue::new(),
             ops: Vec::new(),
             running: false,
@@ -222,7 +226,8 @@ impl Core {
     ///
     /// When no timer was pending as the turn began, the reactor does not read
     /// the clock (see [`new_turn`](Self::new_turn)), and this is the time of
-    /// an earlier turn: never later than the truth. Code for which an early
+    /// an earlier turn: never later than the truth. (With only far timers
+    /// pending, at most [`STALE_MAX`](crate::core::turn_clock::STALE_MAX) old.) Code for which an early
     /// time is wrong (rate windows) asks [`fresh_turn_time`](Self::fresh_turn_time).
     #[inline]
     pub(crate) fn turn_time(&self) -> Instant {
@@ -239,32 +244,6 @@ impl Core {
             self.set_now(Instant::now());
         }
         self.now
-    }
-
-    /// A turn of the real reactor begins, after its poll: the clock is read
-    /// (one read per turn) only when a timer is pending, since then the
-    /// timers due and the idle-timeout bookkeeping need the time. Otherwise
-    /// the read is put off until something asks
-    /// ([`fresh_turn_time`](Self::fresh_turn_time)), and a timer scheduled in
-    /// the turn freezes the earlier time, so that a read later in the turn
-    /// cannot make a zero-delay call scheduled in it due before the next turn.
-    #[inline]
-    pub(crate) fn new_turn(&mut self) {
-        if self.timers.is_empty() {
-            self.clock_stale = true;
-            self.clock_read = false;
-        } else {
-            self.clock_stale = false;
-            self.clock_read = true;
-            self.set_now(Instant::now());
-        }
-    }
-
-    /// Whether this turn's time was read after its poll (not an earlier
-    /// turn's time, stale or frozen).
-    #[inline]
-    pub(crate) fn turn_clock_read(&self) -> bool {
-        self.clock_read
     }
 
     pub(crate) fn set_now(&mut self, now: Instant) {

@@ -370,8 +370,11 @@ const BUCKETS: usize = 252;
 /// a few instructions, memory is fixed (2 KiB).
 #[derive(Clone)]
 pub(crate) struct Histogram {
+    /// Values per bucket (their sum is the count: not kept apart, so
+    /// that recording, once per callback, touches one field less).
     counts: Box<[u64; BUCKETS]>,
-    count: u64,
+    /// Wrapping: 2^64 nanoseconds (or time-stamp counter ticks) of
+    /// callbacks are centuries.
     total_ns: u64,
     max_ns: u64,
 }
@@ -379,7 +382,7 @@ pub(crate) struct Histogram {
 impl fmt::Debug for Histogram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Histogram")
-            .field("count", &self.count)
+            .field("count", &self.count())
             .field("max_ns", &self.max_ns)
             .finish_non_exhaustive()
     }
@@ -389,7 +392,6 @@ impl Default for Histogram {
     fn default() -> Self {
         Histogram {
             counts: Box::new([0; BUCKETS]),
-            count: 0,
             total_ns: 0,
             max_ns: 0,
         }
@@ -403,9 +405,11 @@ pub(crate) fn bucket_of(ns: u64) -> usize {
     if ns < 4 {
         return ns as usize;
     }
-    let e = 63 - ns.leading_zeros() as usize; // >= 2
-    let sub = ((ns >> (e - 2)) & 3) as usize;
-    4 * (e - 1) + sub
+    // The leading one shifted to the top: its three top bits are 1xx, xx
+    // the two below it. With e = 63 - lz (the power of two, >= 2), the
+    // bucket is 4 * (e - 1) + xx = 4 * (61 - lz) + 0b1xx.
+    let lz = ns.leading_zeros() as usize; // <= 61
+    4 * (61 - lz) + ((ns << lz) >> 61) as usize
 }
 
 /// The smallest value of bucket `i`, and one past its largest (saturating).
@@ -425,18 +429,23 @@ impl Histogram {
     #[inline]
     pub(crate) fn record(&mut self, ns: u64) {
         self.counts[bucket_of(ns)] += 1;
-        self.count += 1;
-        self.total_ns = self.total_ns.saturating_add(ns);
+        self.total_ns = self.total_ns.wrapping_add(ns);
         self.max_ns = self.max_ns.max(ns);
+    }
+
+    /// Values recorded.
+    fn count(&self) -> u64 {
+        self.counts.iter().sum()
     }
 
     /// The value at quantile `q` (0..=1): the largest value of the bucket
     /// holding the `ceil(q * count)`-th smallest duration, capped at the max.
     pub(crate) fn quantile(&self, q: f64) -> u64 {
-        if self.count == 0 {
+        let count = self.count();
+        if count == 0 {
             return 0;
         }
-        let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
+        let rank = ((q.clamp(0.0, 1.0) * count as f64).ceil() as u64).max(1);
         let mut seen = 0;
         for (i, n) in self.counts.iter().enumerate() {
             seen += n;
@@ -465,7 +474,7 @@ impl Histogram {
             .map(|(i, n)| (d(bucket_range(i).1 - 1), *n))
             .collect();
         CallbackStats {
-            count: self.count,
+            count: self.count(),
             total: d(self.total_ns),
             p50: d(self.quantile(0.5)),
             p99: d(self.quantile(0.99)),

@@ -32,6 +32,8 @@ const ROUNDS_PER_TURN: usize = 64;
 pub(crate) struct LocalState {
     pub(crate) exec: LocalExecutor,
     calls: RefCell<VecDeque<LocalFn>>,
+    /// `calls` is not empty (checked every turn, without borrowing it).
+    has_calls: Cell<bool>,
     pub(crate) pool: RefCell<Option<crate::threads::ThreadPool>>,
     pub(crate) pool_size: Cell<usize>,
     pub(crate) thread_jobs: RefCell<Slab<Deliver>>,
@@ -55,6 +57,7 @@ impl LocalState {
         Rc::new(LocalState {
             exec: LocalExecutor::with_notify(notify),
             calls: RefCell::new(VecDeque::new()),
+            has_calls: Cell::new(false),
             pool: RefCell::new(None),
             pool_size: Cell::new(crate::threads::DEFAULT_POOL_SIZE),
             thread_jobs: RefCell::new(Slab::new()),
@@ -62,7 +65,7 @@ impl LocalState {
     }
 
     pub(crate) fn has_work(&self) -> bool {
-        !self.calls.borrow().is_empty() || self.exec.has_ready()
+        self.has_calls.get() || self.exec.has_ready()
     }
 }
 
@@ -118,6 +121,7 @@ impl LocalHandle {
     pub fn call(&self, f: impl FnOnce(&mut Core) + 'static) {
         if let Some(state) = self.state.upgrade() {
             state.calls.borrow_mut().push_back(Box::new(f));
+            state.has_calls.set(true);
         }
     }
 
@@ -181,6 +185,7 @@ impl Core {
         let local = self.local.clone();
         for _ in 0..ROUNDS_PER_TURN {
             let calls = std::mem::take(&mut *local.calls.borrow_mut());
+            local.has_calls.set(false);
             let had_calls = !calls.is_empty();
             for f in calls {
                 if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(self))) {

@@ -113,15 +113,9 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
     #[inline]
     pub(crate) fn settle(&mut self) {
         // The common case, inline: nothing gathered (the fused path sent it),
-        // nothing buffered, no close, abort or stream source pending.
-        if self.out.is_empty()
-            && self.state.flags == flags::MADE
-            && self
-                .state
-                .extra
-                .as_ref()
-                .is_none_or(|x| x.pending.is_none() && x.source.is_none())
-        {
+        // nothing buffered, no close, abort or stream source pending (`SLOW`
+        // is clear: see `ConnState::is_hot`).
+        if self.out.is_empty() && self.state.flags == flags::MADE {
             return;
         }
         self.settle_now();
@@ -142,13 +136,8 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
                 return self.close(DisconnectReason::from_io(&e));
             }
         }
-        if self.state.flags == flags::MADE
-            && self
-                .state
-                .extra
-                .as_ref()
-                .is_none_or(|x| x.pending.is_none() && x.source.is_none())
-        {
+        self.state.recheck_slow();
+        if self.state.flags == flags::MADE {
             return; // nothing buffered and nothing to close: no step to take
         }
         self.check_buffer();
@@ -262,6 +251,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
                     if let Some(x) = &mut self.state.extra {
                         x.source = None;
                     }
+                    self.state.recheck_slow();
                     let result = match end {
                         Some(Err(e)) => Err(e),
                         _ => Ok(()),
@@ -327,16 +317,36 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         if S::OUTER {
             self.core.counters.bytes_read += input.len() as u64;
         }
-        if self.is_dead() {
+        if !self.state.is_hot() && self.state.has(flags::DEAD | flags::CLOSING) {
+            // Input after `lose_connection` still counts as traffic.
+            if !self.is_dead() {
+                self.state.touch(self.core.turn_time());
+            }
             return;
         }
         self.state.touch(self.core.turn_time());
-        if self.state.has(flags::CLOSING) {
-            return;
-        }
         self.call(input, |p, ctx| p.data_received(ctx, input));
         if let Some((off, len)) = self.out.take_input_ref() {
-            self.send_input(&input[off..off + len]);
+            let bytes = &input[off..off + len];
+            // The echo, fused: the callback wrote (part of) its input and
+            // nothing else, and the connection is in the common state (open,
+            // nothing buffered, no write rate, no stream source, no close
+            // asked for): one send, and when the sink takes it all there is
+            // nothing to settle.
+            if self.state.is_hot() {
+                match self.sink.write(bytes) {
+                    Ok(n) if n == len => return count_out::<S>(self.core, self.state, n as u64),
+                    Ok(n) => {
+                        count_out::<S>(self.core, self.state, n as u64);
+                        self.out.push_slice(&bytes[n..]);
+                    }
+                    // A hard error is met again by `settle`'s write (the copy
+                    // keeps the order); `WouldBlock` keeps the bytes.
+                    Err(_) => self.out.push_slice(bytes),
+                }
+            } else {
+                self.send_input(bytes);
+            }
         }
         self.settle();
     }

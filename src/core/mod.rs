@@ -8,6 +8,7 @@ pub(crate) mod ops;
 mod stats;
 pub mod timers;
 pub(crate) mod timing;
+pub(crate) mod turn_clock;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -40,7 +41,9 @@ impl Core {
         // The common case, inline and without the clock: nothing due, nothing
         // queued (an empty timer queue, or its next deadline still ahead).
         let now = self.turn_time();
-        if !self.has_local_work() && self.timers.next_deadline().is_none_or(|d| d > now) {
+        if !self.has_local_work()
+            && (self.quiet_turn() || self.timers.next_deadline().is_none_or(|d| d > now))
+        {
             return 0;
         }
         self.run_due_timers_now(driver)

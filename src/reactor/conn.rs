@@ -3,6 +3,7 @@
 //! a connection does is the one engine's ([`crate::conn`]).
 
 use std::io;
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use super::stream::Stream;
@@ -61,11 +62,9 @@ impl io::Write for NoSigPipe<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self.0 {
             Stream::Pipe(p) => p.write_vectored(&[io::IoSlice::new(buf)]),
-            // std's TCP `write` is `send` with MSG_NOSIGNAL on these systems
-            // already: no socket2 detour on the hot path.
-            #[cfg(any(target_os = "linux", target_os = "android"))]
-            Stream::Tcp(s) => io::Write::write(&mut &*s, buf),
-            _ => socket2::SockRef::from(self.0).send_with_flags(buf, SEND_FLAGS),
+            // `send` on the descriptor itself: no mio, std or socket2
+            // layers on the hot path.
+            _ => super::sys::send(self.0.as_fd(), buf, SEND_FLAGS),
         }
     }
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
@@ -82,11 +81,12 @@ impl io::Write for NoSigPipe<'_> {
 
 /// The socket as the engine's sink, with the reactor's ready list (for stream
 /// sources that continue after the other events) and the place the reason of
-/// a connector's connection is kept for `client_connection_lost`.
+/// the connection's end is kept until it is reaped (a connector's connection
+/// hands it to `client_connection_lost`).
 pub(crate) struct SocketSink<'a> {
     stream: &'a Stream,
     ready: &'a mut Vec<(usize, u32)>,
-    reason: Option<&'a mut Option<DisconnectReason>>,
+    reason: &'a mut Option<DisconnectReason>,
 }
 
 impl Sink for SocketSink<'_> {
@@ -102,9 +102,7 @@ impl Sink for SocketSink<'_> {
         self.stream.shutdown(std::net::Shutdown::Write)
     }
     fn close(&mut self, end: &Ending<'_>) -> bool {
-        if let Some(r) = &mut self.reason {
-            **r = Some(end.reason.clone());
-        }
+        *self.reason = Some(end.reason.clone());
         if !end.graceful {
             // SO_LINGER 0: closing the socket resets the connection.
             let _ = socket2::SockRef::from(self.stream).set_linger(Some(Duration::ZERO));
@@ -133,7 +131,7 @@ macro_rules! engine {
         let mut $sink = SocketSink {
             stream: &$c.stream,
             ready: &mut $net.ready,
-            reason: $c.state.has(flags::CLIENT).then_some(&mut $net.lost_reason),
+            reason: &mut $net.lost_reason,
         };
         let mut $e = Engine {
             core: $core,
@@ -193,20 +191,25 @@ impl Net {
 
     /// Reads until `WouldBlock`, a short read, or the budget runs out.
     pub(crate) fn on_readable(&mut self, core: &mut Core, key: usize, read_closed: bool) {
+        let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
+            return;
+        };
         if read_closed {
-            if let Some(Entry::Conn(c)) = self.entries.get_mut(key) {
-                c.state.set(flags::PEER_FIN);
-            }
+            c.state.set(flags::PEER_FIN);
         }
         for _ in 0..READ_BUDGET {
-            let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
-                return;
-            };
-            if !c.state.wants_input() {
-                return;
-            }
             let mut cap = self.read_buf.len();
-            if let Some(rate) = c.state.extra.as_mut().and_then(|x| x.read_rate.as_mut()) {
+            let mut rate = None;
+            // The common state (see `ConnState::is_hot`) takes input and has
+            // no read rate; otherwise look.
+            if !c.state.is_hot() {
+                c.state.recheck_slow();
+                if !c.state.wants_input() {
+                    return;
+                }
+                rate = c.state.extra.as_mut().and_then(|x| x.read_rate.as_mut());
+            }
+            if let Some(rate) = &mut rate {
                 let allowed = rate.allowance(core.fresh_turn_time());
                 if allowed == 0 {
                     let at = rate.window_end();
@@ -221,8 +224,7 @@ impl Net {
                     return;
                 }
                 Ok(n) => {
-                    let short = n < cap;
-                    if let Some(rate) = c.state.extra.as_mut().and_then(|x| x.read_rate.as_mut()) {
+                    if let Some(rate) = rate {
                         rate.used += n;
                     }
                     {
@@ -235,7 +237,7 @@ impl Net {
                     // On epoll a short read proves the socket is drained, unless
                     // the peer's FIN is waiting behind the data.
                     // (The hint is kept in PEER_FIN: its edge does not come again.)
-                    if short
+                    if n < cap
                         && cap == self.read_buf.len()
                         && cfg!(any(target_os = "linux", target_os = "android"))
                         && !c.state.has(flags::PEER_FIN)
@@ -249,10 +251,8 @@ impl Net {
             }
         }
         // Budget spent with data possibly left: come back after the others.
-        if let Some(Entry::Conn(c)) = self.entries.get_mut(key) {
-            c.state.set(flags::READ_AGAIN);
-            self.ready.push((key, c.state.handle.gen));
-        }
+        c.state.set(flags::READ_AGAIN);
+        self.ready.push((key, c.state.handle.gen));
     }
 
     /// Removes connection `key`, which the engine ended: the socket is closed
@@ -280,8 +280,9 @@ impl Net {
             drop(stream);
         }
         drop(protocol);
+        let reason = self.lost_reason.take();
         if connector != 0 {
-            let reason = self.lost_reason.take().unwrap_or(DisconnectReason::Done);
+            let reason = reason.unwrap_or(DisconnectReason::Done);
             self.connector_lost(core, connector, reason);
         }
     }

@@ -80,8 +80,8 @@ impl fmt::Debug for ConnectorEntry {
 
 fn connect_stream(addr: &Address) -> io::Result<Stream> {
     match addr {
-        Address::Inet(a) => TcpStream::connect(*a).map(Stream::Tcp),
-        Address::Unix(u) => super::unix::connect(u).map(Stream::Unix),
+        Address::Inet(a) => TcpStream::connect(*a).map(Stream::tcp),
+        Address::Unix(u) => super::unix::connect(u).map(Stream::unix),
     }
 }
 

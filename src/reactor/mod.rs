@@ -133,7 +133,6 @@ pub struct Reactor {
     poll: Poll,
     events: Events,
     net: Net,
-    far: Option<FarMark>,
 }
 
 impl fmt::Debug for Reactor {
@@ -187,7 +186,6 @@ impl Reactor {
             core,
             poll,
             events: Events::with_capacity(1024),
-            far: None,
             net: Net {
                 registry,
                 entries: Slab::with_capacity(SLAB_RESERVE),
@@ -339,18 +337,25 @@ impl Reactor {
     }
 
     /// One turn; `next_turn`: it follows the previous one at once (inside
-    /// `run`), so the previous turn's time is recent.
+    /// `run`), so the previous turn's time is recent. Inlined into `run`'s
+    /// loop (no call, register saves and restores per turn).
+    #[inline(always)]
     fn turn(&mut self, max_wait: Option<Duration>, next_turn: bool) -> Result<()> {
         let core = &mut self.core;
         let net = &mut self.net;
         // Work queued outside the loop (calls made before `run`, or by another
-        // thread) runs at the last turn's time; the clock is read at most once
-        // per turn, after the poll, and only when a timer is pending. (Callback
-        // timing reads its own tick counter: at each turn's start and end of
-        // poll, and after each callback.)
-        core.timing.mark();
-        net.process_ops(core);
-        net.run_thread_calls(core);
+        // thread) runs at the last turn's time. (See `core::turn_clock` for
+        // when the clock is read; callback timing reads its own tick counter
+        // after the poll and after each callback, and before this work.)
+        if !core.ops.is_empty()
+            || net.shutting_down.is_some()
+            || core
+                .shared
+                .queued
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            net.before_poll(core);
+        }
 
         let mut timeout = max_wait;
         if !net.ready.is_empty()
@@ -359,8 +364,7 @@ impl Reactor {
             || core.has_local_work()
         {
             timeout = Some(Duration::ZERO);
-        } else if let Some(next) = core.timers.next_deadline() {
-            let until = wait_until(core, &mut self.far, next, next_turn);
+        } else if let Some(until) = core.timer_wait(next_turn) {
             timeout = Some(timeout.map_or(until, |t| t.min(until)));
         }
         if let Err(e) = self.poll.poll(&mut self.events, timeout) {
@@ -369,7 +373,6 @@ impl Reactor {
             }
         }
         core.new_turn();
-        core.timing.mark();
 
         for ev in self.events.iter() {
             if ev.token() == WAKER {
@@ -389,49 +392,6 @@ impl Reactor {
         net.free_dead();
         Ok(())
     }
-}
-
-/// A deadline further than this from the turn's time is not waited for to
-/// the nanosecond: the poll waits this long at most, then looks again.
-const FAR_DEADLINE: Duration = Duration::from_secs(1);
-
-/// The timer deadline the poll last waited for, and when it comes within
-/// [`FAR_DEADLINE`] (computed once per deadline: an idle timeout stays the
-/// next deadline for minutes).
-#[derive(Debug, Clone, Copy)]
-struct FarMark {
-    deadline: Instant,
-    near_from: Instant,
-}
-
-/// How long the poll may wait for the timer due at `next`. When the
-/// previous turn came just before (`next_turn`, inside `run`) and read the
-/// clock after its poll, and `next` is further than [`FAR_DEADLINE`] from
-/// that time (an idle timeout minutes away), the wait is `FAR_DEADLINE`
-/// without reading the clock again: one clock read per turn, and a
-/// reactor with only far timers pending looks once a second. Otherwise
-/// the wait is counted from a fresh reading of the clock (near deadlines,
-/// zero-delay calls, a turn that did not read the clock, the first turn
-/// of `run` or `run_once`).
-#[inline]
-fn wait_until(core: &Core, far: &mut Option<FarMark>, next: Instant, next_turn: bool) -> Duration {
-    if next_turn && core.turn_clock_read() {
-        let mark = match *far {
-            Some(m) if m.deadline == next => m,
-            _ => {
-                let m = FarMark {
-                    deadline: next,
-                    near_from: next.checked_sub(FAR_DEADLINE).unwrap_or(next),
-                };
-                *far = Some(m);
-                m
-            }
-        };
-        if core.turn_time() < mark.near_from {
-            return FAR_DEADLINE;
-        }
-    }
-    next.saturating_duration_since(Instant::now())
 }
 
 impl Deref for Reactor {
@@ -532,6 +492,14 @@ impl Net {
         e
     }
 
+    /// Work queued before the turn's poll: operations, calls from other threads.
+    #[inline(never)]
+    fn before_poll(&mut self, core: &mut Core) {
+        core.timing.mark();
+        self.process_ops(core);
+        self.run_thread_calls(core);
+    }
+
     #[inline(always)]
     fn run_thread_calls(&mut self, core: &mut Core) {
         use std::sync::atomic::Ordering;
@@ -566,24 +534,32 @@ impl Net {
         }
     }
 
+    #[inline]
     fn on_event(&mut self, core: &mut Core, ev: &mio::event::Event) {
         let key = ev.token().0;
-        match self.entries.get(key) {
-            Some(Entry::Conn(c)) => {
-                // Writable edges come after most sends; only buffered bytes care.
-                if ev.is_writable() && c.state.has_pending() {
-                    self.on_writable(core, key);
-                }
-                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                    self.on_readable(core, key, ev.is_read_closed());
-                }
+        // Connections first, with one test: most events are theirs.
+        if let Some(Entry::Conn(c)) = self.entries.get(key) {
+            // Writable edges come after most sends; only buffered bytes care.
+            if ev.is_writable() && c.state.has_pending() {
+                self.on_writable(core, key);
             }
+            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                self.on_readable(core, key, ev.is_read_closed());
+            }
+            return;
+        }
+        self.on_other_event(core, key);
+    }
+
+    #[inline(never)]
+    fn on_other_event(&mut self, core: &mut Core, key: usize) {
+        match self.entries.get(key) {
             Some(Entry::Listener(_)) => self.accept(core, key),
             Some(Entry::Connecting(_)) => self.on_connect_ready(core, key),
             Some(Entry::Lingering(_)) => self.on_linger_readable(core, key),
             Some(Entry::Source(_)) => self.on_source_ready(core, key),
             Some(Entry::Datagram(_)) => self.on_datagram_readable(core, key),
-            Some(Entry::Vacant) | None => {}
+            Some(Entry::Conn(_) | Entry::Vacant) | None => {}
         }
     }
 
@@ -673,52 +649,5 @@ impl Net {
             Some(Entry::Conn(c)) if c.state.handle.gen == h.gen => Some(h.key as usize),
             _ => None,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn core_at(now: Instant) -> (Poll, Core) {
-        let poll = Poll::new().unwrap();
-        let waker = Waker::new(poll.registry(), WAKER).unwrap();
-        (poll, Core::new(now, Some(Box::new(PollWaker(waker)))))
-    }
-
-    #[test]
-    fn a_timer_set_in_a_turn_that_skipped_the_clock_is_waited_for_in_full_precision() {
-        // The last turn that read the clock was long ago; this turn had no
-        // timer pending, so it did not read it; a callback sets a 100 ms timer.
-        let (_poll, mut core) = core_at(Instant::now() - Duration::from_secs(10));
-        core.new_turn();
-        assert!(!core.turn_clock_read());
-        core.call_later(Duration::from_millis(100), |_| {});
-        let next = core.timers.next_deadline().unwrap();
-        let wait = wait_until(&core, &mut None, next, true);
-        assert!(wait <= Duration::from_millis(100), "waits {wait:?}");
-    }
-
-    #[test]
-    fn a_far_deadline_is_waited_for_a_second_at_a_time_only_after_a_clock_read() {
-        let (_poll, mut core) = core_at(Instant::now());
-        core.call_later(Duration::from_secs(60), |_| {});
-        core.new_turn();
-        assert!(core.turn_clock_read());
-        let next = core.timers.next_deadline().unwrap();
-        let mut far = None;
-        assert_eq!(wait_until(&core, &mut far, next, true), FAR_DEADLINE);
-        assert_eq!(wait_until(&core, &mut far, next, true), FAR_DEADLINE);
-        // The first turn of `run`/`run_once` counts from a fresh reading.
-        let wait = wait_until(&core, &mut far, next, false);
-        assert!(
-            wait > FAR_DEADLINE && wait <= Duration::from_secs(60),
-            "{wait:?}"
-        );
-        // A near deadline is counted from a fresh reading too.
-        core.call_later(Duration::from_millis(50), |_| {});
-        let next = core.timers.next_deadline().unwrap();
-        let wait = wait_until(&core, &mut far, next, true);
-        assert!(wait <= Duration::from_millis(50), "{wait:?}");
     }
 }

@@ -2,22 +2,29 @@
 //! stream sockets share one connection code path (`conn.rs`) through these
 //! small enums, dispatched with a `match`, not a vtable. A [`Stream`] is eight
 //! bytes, like the descriptor it wraps plus a tag.
+//!
+//! A connected socket is std's own type, registered with mio by its
+//! descriptor ([`SourceFd`]): mio's socket types add nothing on Linux but a
+//! layer of calls the compiler cannot inline across crates, on every read
+//! and write (mio accepts and connects, then hands the socket over).
 
-use std::io::{self, Read};
-use std::net::Shutdown;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::io;
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
 
 use mio::event::Source;
-use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use mio::net::{TcpListener, UnixListener};
+use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 
 use super::pipe::{pipe_peer, Pipe};
 use crate::address::{no_ip, Address, UnixAddr};
 use crate::transport::HostAddr;
 
-/// A connected stream socket, or a pipe (a child's, or stdin/stdout).
-/// Eight bytes in release builds: the descriptor and a tag (mio adds a
-/// selector id to each in debug builds).
+/// A connected stream socket (non-blocking), or a pipe (a child's, or
+/// stdin/stdout). Eight bytes in release builds: the descriptor and a tag
+/// (mio adds a selector id to its pipes in debug builds).
 #[derive(Debug)]
 pub(crate) enum Stream {
     Tcp(TcpStream),
@@ -26,6 +33,16 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
+    /// A socket from mio's connect (non-blocking already).
+    pub(crate) fn tcp(s: mio::net::TcpStream) -> Stream {
+        Stream::Tcp(s.into())
+    }
+
+    /// A Unix socket from mio's connect or accept (non-blocking already).
+    pub(crate) fn unix(s: mio::net::UnixStream) -> Stream {
+        Stream::Unix(s.into())
+    }
+
     pub(crate) fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.shutdown(how),
@@ -34,16 +51,15 @@ impl Stream {
         }
     }
 
+    /// Reads into `buf`: `recv` on the socket's descriptor itself (what
+    /// mio's and std's `Read` come down to, without their layers), `read`
+    /// on a pipe. Inlined into the read loop: the call and the match cost
+    /// as much as the system call's own wrapper otherwise.
+    #[inline(always)]
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => {
-                let mut s: &TcpStream = s;
-                s.read(buf)
-            }
-            Stream::Unix(s) => {
-                let mut s: &UnixStream = s;
-                s.read(buf)
-            }
+            Stream::Tcp(s) => super::sys::recv(s.as_fd(), buf),
+            Stream::Unix(s) => super::sys::recv(s.as_fd(), buf),
             Stream::Pipe(p) => p.read(buf),
         }
     }
@@ -92,18 +108,19 @@ impl Stream {
 }
 
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn set_user_timeout(s: &mio::net::TcpStream, t: std::time::Duration) {
+fn set_user_timeout(s: &TcpStream, t: std::time::Duration) {
     if let Err(e) = socket2::SockRef::from(s).set_tcp_user_timeout(Some(t)) {
         tracing::debug!(error = %e, "cannot set TCP_USER_TIMEOUT");
     }
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn set_user_timeout(_s: &mio::net::TcpStream, _t: std::time::Duration) {
+fn set_user_timeout(_s: &TcpStream, _t: std::time::Duration) {
     tracing::debug!("TCP_USER_TIMEOUT is not available on this system: ignored");
 }
 
 impl AsFd for Stream {
+    #[inline]
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self {
             Stream::Tcp(s) => s.as_fd(),
@@ -116,23 +133,20 @@ impl AsFd for Stream {
 impl Source for Stream {
     fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
         match self {
-            Stream::Tcp(s) => s.register(r, t, i),
-            Stream::Unix(s) => s.register(r, t, i),
             Stream::Pipe(p) => p.register(r, t, i),
+            _ => SourceFd(&self.as_fd().as_raw_fd()).register(r, t, i),
         }
     }
     fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
         match self {
-            Stream::Tcp(s) => s.reregister(r, t, i),
-            Stream::Unix(s) => s.reregister(r, t, i),
             Stream::Pipe(p) => p.reregister(r, t, i),
+            _ => SourceFd(&self.as_fd().as_raw_fd()).reregister(r, t, i),
         }
     }
     fn deregister(&mut self, r: &Registry) -> io::Result<()> {
         match self {
-            Stream::Tcp(s) => s.deregister(r),
-            Stream::Unix(s) => s.deregister(r),
             Stream::Pipe(p) => p.deregister(r),
+            _ => SourceFd(&self.as_fd().as_raw_fd()).deregister(r),
         }
     }
 }
@@ -180,10 +194,10 @@ impl Acceptor {
 
     pub(crate) fn accept(&self) -> io::Result<(Stream, Address)> {
         match self {
-            Acceptor::Tcp(l) => l.accept().map(|(s, a)| (Stream::Tcp(s), Address::Inet(a))),
+            Acceptor::Tcp(l) => l.accept().map(|(s, a)| (Stream::tcp(s), Address::Inet(a))),
             Acceptor::Unix(l) => l
                 .accept()
-                .map(|(s, a)| (Stream::Unix(s), Address::Unix(UnixAddr::from_std(&a)))),
+                .map(|(s, a)| (Stream::unix(s), Address::Unix(UnixAddr::from_std(&a)))),
         }
     }
 }
@@ -218,7 +232,7 @@ mod tests {
         let stream = std::mem::size_of::<Stream>();
         let entry = std::mem::size_of::<crate::reactor::Entry>();
         eprintln!("Stream {stream} bytes, slab Entry {entry} bytes");
-        // Debug builds of mio add a registry id to every socket; measure release.
+        // Debug builds of mio add a registry id to its pipes; measure release.
         if cfg!(not(debug_assertions)) {
             // A tag beside the descriptor, and the slab slot as before the enum.
             assert!(stream <= 8, "Stream grew to {stream} bytes");

@@ -553,7 +553,7 @@ impl Context<'_> {
             }
         }
         .map_err(|e| Error::Tls(e.to_string()))?;
-        self.conn.extra().diverted = Some(crate::buf::WriteBuf::new());
+        self.conn.slow_extra().diverted = Some(crate::buf::WriteBuf::new());
         let h = self.conn.handle;
         self.core.wrap_on(
             h,

@@ -223,15 +223,9 @@ impl<'a> Context<'a> {
     pub fn try_write(&mut self, data: &[u8]) -> Result<()> {
         // The echo's case, inline in the protocol's code: the first write of a
         // callback, of bytes of its input, nothing buffered, no `start_tls`.
-        if data.len() >= ZERO_COPY_MIN
-            && self.out.is_empty()
-            && !self.conn.write_refused()
-            && self
-                .conn
-                .extra
-                .as_ref()
-                .is_none_or(|x| x.pending.is_none() && x.diverted.is_none())
-        {
+        // (`is_hot`: writes are not refused, nothing is queued, no
+        // `start_tls` diverts them.)
+        if data.len() >= ZERO_COPY_MIN && self.out.is_empty() && self.conn.is_hot() {
             if let Some(off) = self.input_offset(data) {
                 // Gathered by reference: sent from the read buffer when the
                 // callback returns (or copied if anything is written after it).
@@ -425,7 +419,7 @@ impl<'a> Context<'a> {
         if self.conn.write_refused() {
             return;
         }
-        self.conn.extra().source = Some(Box::new(source));
+        self.conn.slow_extra().source = Some(Box::new(source));
         let h = self.conn.handle;
         self.core.ops.push(Op::Produce(h));
     }
@@ -499,7 +493,8 @@ impl<'a> Context<'a> {
     /// [`testing`](crate::testing) do not throttle.
     pub fn set_read_rate(&mut self, bytes_per_sec: Option<u64>) {
         let now = self.core.now();
-        self.conn.extra().read_rate = bytes_per_sec.map(|r| Rate::new(r, now));
+        self.conn.slow_extra().read_rate = bytes_per_sec.map(|r| Rate::new(r, now));
+        self.conn.recheck_slow();
     }
 
     /// Limits how fast this connection writes, in bytes per second (`None`: no
@@ -507,7 +502,8 @@ impl<'a> Context<'a> {
     /// Socket transports only, as [`set_read_rate`](Self::set_read_rate).
     pub fn set_write_rate(&mut self, bytes_per_sec: Option<u64>) {
         let now = self.core.now();
-        self.conn.extra().write_rate = bytes_per_sec.map(|r| Rate::new(r, now));
+        self.conn.slow_extra().write_rate = bytes_per_sec.map(|r| Rate::new(r, now));
+        self.conn.recheck_slow();
     }
 
     /// Runs `f` with this connection's protocol after `delay` (a connection's own

@@ -52,6 +52,14 @@ pub(crate) mod flags {
     /// A connector made the connection (client side): the owner tells it
     /// when the connection ends.
     pub const CLIENT: u32 = 1 << 17;
+    /// The extras may hold what the read and write paths must look at: a
+    /// write queue, a stream source, a read or write rate, writes diverted
+    /// by `start_tls`. Set whenever one of them is put in, cleared (by
+    /// [`ConnState::recheck_slow`](super::ConnState::recheck_slow)) once
+    /// they are all gone; so a connection whose flags are `MADE` alone
+    /// ([`ConnState::is_hot`](super::ConnState::is_hot)) has none of them,
+    /// without a look at the extras.
+    pub const SLOW: u32 = 1 << 18;
 }
 
 /// Default high water mark of a write buffer.
@@ -97,6 +105,13 @@ pub(crate) struct ConnState {
     /// allocated on first use (and freed when nothing in it is in use) so
     /// an idle connection stays small: one pointer for all of them.
     pub(crate) extra: Option<Box<Extra>>,
+}
+
+/// `low + n` as a low 32-bit word and the carry into the high word.
+fn add_carry(low: u32, n: usize) -> (u32, u32) {
+    let (v, wrapped) = low.overflowing_add(n as u32);
+    // (`n >> 32` in two steps: a shift by 32 overflows a 32-bit usize.)
+    (v, ((n >> 16) >> 16) as u32 + u32::from(wrapped))
 }
 
 /// A connection's peer address in eight bytes: an IPv4 address and port, or
@@ -184,6 +199,15 @@ pub(crate) struct Extra {
 }
 
 impl Extra {
+    /// Whether it holds none of what [`flags::SLOW`] stands for.
+    fn is_fast(&self) -> bool {
+        self.pending.is_none()
+            && self.source.is_none()
+            && self.read_rate.is_none()
+            && self.write_rate.is_none()
+            && self.diverted.is_none()
+    }
+
     /// Whether nothing in it is in use (it can be freed).
     fn is_unused(&self) -> bool {
         self.pending.is_none()
@@ -261,30 +285,43 @@ impl ConnState {
     /// Counts `n` bytes read from the transport.
     #[inline]
     pub(crate) fn count_in(&mut self, n: usize) {
-        let (v, wrapped) = self.bytes_in.overflowing_add(n as u32);
-        self.bytes_in = v;
-        let carry = (n >> 32) as u32 + u32::from(wrapped);
-        if carry > 0 {
-            self.carry(carry, 0);
+        match u32::try_from(n)
+            .ok()
+            .and_then(|n| self.bytes_in.checked_add(n))
+        {
+            Some(v) => self.bytes_in = v,
+            None => self.carry_in(n),
         }
     }
 
     /// Counts `n` bytes the transport took.
     #[inline]
     pub(crate) fn count_out(&mut self, n: usize) {
-        let (v, wrapped) = self.bytes_out.overflowing_add(n as u32);
-        self.bytes_out = v;
-        let carry = (n >> 32) as u32 + u32::from(wrapped);
-        if carry > 0 {
-            self.carry(0, carry);
+        match u32::try_from(n)
+            .ok()
+            .and_then(|n| self.bytes_out.checked_add(n))
+        {
+            Some(v) => self.bytes_out = v,
+            None => self.carry_out(n),
         }
     }
 
+    /// [`count_in`](Self::count_in) past 2^32: the carries go to the extras.
     #[cold]
-    fn carry(&mut self, inn: u32, out: u32) {
+    fn carry_in(&mut self, n: usize) {
+        let (v, carry) = add_carry(self.bytes_in, n);
+        self.bytes_in = v;
         let h = &mut self.extra().bytes_high;
-        h.0 = h.0.wrapping_add(inn);
-        h.1 = h.1.wrapping_add(out);
+        h.0 = h.0.wrapping_add(carry);
+    }
+
+    /// [`count_out`](Self::count_out) past 2^32.
+    #[cold]
+    fn carry_out(&mut self, n: usize) {
+        let (v, carry) = add_carry(self.bytes_out, n);
+        self.bytes_out = v;
+        let h = &mut self.extra().bytes_high;
+        h.1 = h.1.wrapping_add(carry);
     }
 
     fn high(&self) -> (u32, u32) {
@@ -328,6 +365,29 @@ impl ConnState {
 
     pub(crate) fn extra(&mut self) -> &mut Extra {
         self.extra.get_or_insert_with(Default::default)
+    }
+
+    /// The extras, to put in (or change) what [`flags::SLOW`] stands for: a
+    /// write queue, a stream source, a rate, a diverted buffer.
+    pub(crate) fn slow_extra(&mut self) -> &mut Extra {
+        self.flags |= flags::SLOW;
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    /// Clears [`flags::SLOW`] once the extras hold none of what it stands for.
+    pub(crate) fn recheck_slow(&mut self) {
+        if self.has(flags::SLOW) && self.extra.as_ref().is_none_or(|x| x.is_fast()) {
+            self.clear(flags::SLOW);
+        }
+    }
+
+    /// Whether the connection is in the common state: made, open both ways,
+    /// not paused, throttled or closing, with nothing queued and nothing
+    /// shaping or diverting its traffic (the flags other than half-close and
+    /// client are `MADE` alone: one test on the hot path).
+    #[inline]
+    pub(crate) fn is_hot(&self) -> bool {
+        self.flags & !(flags::HALF_CLOSE | flags::CLIENT) == flags::MADE
     }
 
     /// Notes traffic for the idle timeout, if one is set. Never moves the
@@ -384,7 +444,9 @@ impl ConnState {
 
     /// The write queue, made if there is none.
     pub(crate) fn pending_or_insert(&mut self) -> &mut WriteBuf {
-        self.extra().pending.get_or_insert_with(Default::default)
+        self.slow_extra()
+            .pending
+            .get_or_insert_with(Default::default)
     }
 
     /// Takes the write queue out (to write it while the state is borrowed).
@@ -394,7 +456,7 @@ impl ConnState {
 
     /// Puts back a queue from [`take_pending`](Self::take_pending).
     pub(crate) fn put_pending(&mut self, p: WriteBuf) {
-        self.extra().pending = Some(p);
+        self.slow_extra().pending = Some(p);
     }
 
     /// The queue is drained: drops it, and the extras too if nothing else
@@ -406,6 +468,7 @@ impl ConnState {
                 self.extra = None;
             }
         }
+        self.recheck_slow();
     }
 
     /// Whether the connection takes input now (on any transport). Marks a
@@ -413,14 +476,14 @@ impl ConnState {
     /// when reading resumes.
     #[inline]
     pub(crate) fn wants_input(&mut self) -> bool {
+        if !self.has(flags::DEAD | flags::READ_EOF | flags::READ_PAUSED | flags::READ_THROTTLED) {
+            return true;
+        }
         if self.has(flags::DEAD | flags::READ_EOF) {
             return false;
         }
-        if self.has(flags::READ_PAUSED | flags::READ_THROTTLED) {
-            self.set(flags::READ_PENDING);
-            return false;
-        }
-        true
+        self.set(flags::READ_PENDING);
+        false
     }
 
     /// Whether writes are refused.

@@ -160,8 +160,10 @@ fn swap_shaping(outer: &mut ConnState, inner: &mut ConnState) {
     if outer.extra.is_none() && inner.extra.is_none() {
         return;
     }
-    let (o, i) = (outer.extra(), inner.extra());
+    let (o, i) = (outer.slow_extra(), inner.slow_extra());
     std::mem::swap(&mut o.idle, &mut i.idle);
     std::mem::swap(&mut o.read_rate, &mut i.read_rate);
     std::mem::swap(&mut o.write_rate, &mut i.write_rate);
+    outer.recheck_slow();
+    inner.recheck_slow();
 }
