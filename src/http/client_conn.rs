@@ -296,7 +296,7 @@ impl ClientConnection {
                 body: Body::Empty,
                 timings: None,
             };
-            response.timings = Some(job.marks.timings());
+            response.timings = Some(Box::new(job.marks.timings()));
             self.stream = Some(st.clone());
             let _ = trigger.callback(StreamingResponse {
                 head: response,
@@ -337,7 +337,7 @@ impl ClientConnection {
             version: head.version,
             headers: head.headers,
             body: Body::Full(body),
-            timings: Some(job.marks.timings()),
+            timings: Some(Box::new(job.marks.timings())),
         };
         self.deliver(ctx, job, response);
     }
@@ -390,7 +390,7 @@ impl ClientConnection {
                 // unless it is a redirect to follow (its body skipped): one
                 // not followed after all ends here, empty.
                 let st = stream::new_stream(ctx.handle(), self.sent, ctx.local());
-                let timings = response.timings.unwrap_or_default();
+                let timings = response.timings().unwrap_or_default();
                 let head = Response {
                     body: Body::Empty,
                     ..response

@@ -15,7 +15,7 @@
 //! let mut decoder = RequestDecoder::new(Limits::default());
 //! let mut buf = BytesMut::from(&b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"[..]);
 //! let Some(Event::Head(head)) = decoder.decode(&mut buf)? else { panic!() };
-//! assert_eq!(head.target, "/echo");
+//! assert_eq!(head.target(), "/echo");
 //! assert!(matches!(decoder.decode(&mut buf)?, Some(Event::Data(d)) if &d[..] == b"hi"));
 //! assert!(matches!(decoder.decode(&mut buf)?, Some(Event::End)));
 //! assert!(decoder.decode(&mut buf)?.is_none()); // need more bytes
@@ -48,8 +48,9 @@ pub enum Framing {
 pub struct RequestHead {
     /// The method.
     pub method: Method,
-    /// The request target as sent (`/path?query`, or an absolute URL).
-    pub target: String,
+    /// The request target: UTF-8 (httparse's check), a range of the head's
+    /// bytes (no copy); see [`target`](Self::target).
+    pub(crate) target: Bytes,
     /// The version.
     pub version: Version,
     /// The header fields.
@@ -60,6 +61,18 @@ pub struct RequestHead {
     pub keep_alive: bool,
     /// Whether the client sent `Expect: 100-continue`.
     pub expect_continue: bool,
+}
+
+impl RequestHead {
+    /// The request target as sent (`/path?query`, or an absolute URL).
+    pub fn target(&self) -> &str {
+        utf8(&self.target)
+    }
+}
+
+/// Bytes known to be UTF-8 (a request target) as text.
+pub(crate) fn utf8(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
 }
 
 /// A parsed response head.
@@ -364,6 +377,15 @@ fn span(base: *const u8, part: &[u8]) -> (u32, u32) {
     )
 }
 
+/// The bytes of a [`span`] of `block` (empty if it lies outside).
+fn slice_of(block: &Bytes, (start, len): (u32, u32)) -> Bytes {
+    let (start, len) = (start as usize, len as usize);
+    match start.checked_add(len) {
+        Some(end) if end <= block.len() => block.slice(start..end),
+        _ => Bytes::new(),
+    }
+}
+
 /// Parses the complete head that ends at `end` in `buf` and, when it is
 /// complete, takes it off the front of `buf`: the head's fields are ranges
 /// of those bytes (no copy). `Ok(None)` if httparse wants more bytes (`buf`
@@ -398,8 +420,11 @@ fn parse_request_at(
         };
         let version = version_of(req.version)?;
         let method = Method::from_token(req.method.ok_or(HttpError::BadHead("no method"))?);
-        let target = req.path.ok_or(HttpError::BadHead("no target"))?.to_owned();
         let base = head.as_ptr();
+        let target = span(
+            base,
+            req.path.ok_or(HttpError::BadHead("no target"))?.as_bytes(),
+        );
         let mut headers = Headers::with_capacity(req.headers.len());
         let mut facts = Facts::default();
         for h in req.headers.iter() {
@@ -410,7 +435,9 @@ fn parse_request_at(
     };
     // The head's bytes become the fields' storage: shared with the read
     // buffer, which gets its space back once the request is dropped.
-    headers.set_block(buf.split_to(len).freeze());
+    let block = buf.split_to(len).freeze();
+    let target = slice_of(&block, target);
+    headers.set_block(block);
     if facts.hosts > 1 || (version == Version::Http11 && facts.hosts == 0) {
         return Err(HttpError::BadHost);
     }
@@ -540,7 +567,7 @@ enum State {
 /// let mut decoder = RequestDecoder::new(Limits::default());
 /// let mut buf = BytesMut::from(&b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"[..]);
 /// match decoder.decode(&mut buf)? {
-///     Some(Event::Head(head)) => assert_eq!((head.method, head.target.as_str()), (Method::Post, "/echo")),
+///     Some(Event::Head(head)) => assert_eq!((head.target(), head.method), ("/echo", Method::Post)),
 ///     other => panic!("not a head: {other:?}"),
 /// }
 /// assert!(matches!(decoder.decode(&mut buf)?, Some(Event::Data(d)) if d == "hi"));

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use super::codec::{Event, Framing, RequestDecoder, RequestHead};
+use super::codec::{utf8, Event, Framing, RequestDecoder, RequestHead};
 use super::handler::Reply;
 use super::message::{status_has_no_body, Method, Version};
 use super::request::{BodyPart, IncomingBody, Request};
@@ -29,7 +29,8 @@ const COPY_MAX: usize = 4096;
 struct Info {
     id: u64,
     method: Method,
-    target: String,
+    /// The target, for the access log (empty when it is not written).
+    target: Bytes,
     version: Version,
     keep_alive: bool,
     /// When the head arrived (kept for the access log only).
@@ -288,7 +289,7 @@ impl ServerConnection {
             target: if logged {
                 head.target.clone()
             } else {
-                String::new()
+                Bytes::new()
             },
             version: head.version,
             keep_alive: head.keep_alive,
@@ -542,7 +543,7 @@ impl ServerConnection {
             target: "torsion::http::access",
             peer = %self.peer,
             method = %cur.info.method,
-            path = %cur.info.target,
+            path = utf8(&cur.info.target),
             version = %cur.info.version,
             status = cur.status,
             bytes = cur.bytes,

@@ -2,6 +2,7 @@
 //! reason phrases.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
 
 use bytes::Bytes;
@@ -138,6 +139,10 @@ impl fmt::Display for Version {
 /// assert_eq!(headers.get_all("vary").count(), 2);
 /// assert!(headers.has_token("Vary", "accept-encoding"));
 /// ```
+///
+/// A dropped list's storage is kept for the next one on the same thread (a
+/// few small lists at most), so a server that parses a request and builds a
+/// response per request does not allocate for their fields.
 #[derive(Clone, Default)]
 pub struct Headers {
     /// The bytes received fields point into (empty when there are none).
@@ -153,6 +158,51 @@ enum Field {
     Received { name: (u32, u32), value: (u32, u32) },
     /// Added by hand.
     Owned(Cow<'static, str>, Bytes),
+}
+
+/// Spare field lists kept per thread, and the largest capacity kept.
+const SPARE_LISTS: usize = 16;
+const SPARE_CAPACITY: usize = 16;
+
+thread_local! {
+    /// Emptied field lists of dropped [`Headers`], for the next ones.
+    static SPARE: RefCell<Vec<Vec<Field>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// An empty field list with room for `n` (at least a few): a spare one when
+/// there is one.
+fn new_list(n: usize) -> Vec<Field> {
+    let n = n.max(4);
+    if n <= SPARE_CAPACITY {
+        let spare = SPARE
+            .try_with(|s| s.try_borrow_mut().ok()?.pop())
+            .ok()
+            .flatten();
+        if let Some(mut list) = spare {
+            list.reserve(n);
+            return list;
+        }
+    }
+    Vec::with_capacity(n)
+}
+
+impl Drop for Headers {
+    fn drop(&mut self) {
+        let cap = self.list.capacity();
+        if cap == 0 || cap > SPARE_CAPACITY {
+            return;
+        }
+        let mut list = std::mem::take(&mut self.list);
+        list.clear();
+        // At thread exit or re-entered: the list is simply freed.
+        let _ = SPARE.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut() {
+                if s.len() < SPARE_LISTS {
+                    s.push(list);
+                }
+            }
+        });
+    }
 }
 
 impl fmt::Debug for Headers {
@@ -186,7 +236,7 @@ impl Headers {
     pub fn with_capacity(n: usize) -> Headers {
         Headers {
             block: Bytes::new(),
-            list: Vec::with_capacity(n),
+            list: if n == 0 { Vec::new() } else { new_list(n) },
         }
     }
 
@@ -221,9 +271,9 @@ impl Headers {
     /// [`Bytes`] value.
     pub fn append(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Bytes>) {
         if self.list.capacity() == 0 {
-            // Room for a few at once (what the first push would grow to,
-            // without going through the growth path).
-            self.list = Vec::with_capacity(4);
+            // Room for a few at once (a spare list, or what the first push
+            // would grow to, without going through the growth path).
+            self.list = new_list(4);
         }
         self.list.push(Field::Owned(name.into(), value.into()));
     }
@@ -403,6 +453,21 @@ mod tests {
         assert_eq!(h.get_all("X-A").count(), 2);
         h.set("X-A", "3");
         assert_eq!(h.get_all("x-a").collect::<Vec<_>>(), vec![b"3".as_slice()]);
+    }
+
+    #[test]
+    fn reused_field_storage_starts_empty() {
+        for round in 0..40 {
+            let mut h = Headers::with_capacity(3);
+            assert!(h.is_empty() && h.iter().next().is_none(), "round {round}");
+            assert_eq!(h.get("x-round"), None);
+            h.append("X-Round", round.to_string());
+            h.append("X-Other", "v");
+            assert_eq!(h.len(), 2);
+            let kept = h.clone();
+            drop(h);
+            assert_eq!(kept.get("x-round"), Some(round.to_string().as_str()));
+        }
     }
 
     #[test]

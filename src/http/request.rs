@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use super::codec::RequestHead;
+use super::codec::{utf8, RequestHead};
 use super::message::{Headers, Method, Version};
 use crate::address::Address;
 use crate::context::{ConnectionHandle, Core};
@@ -30,6 +30,7 @@ use crate::context::{ConnectionHandle, Core};
 /// }
 ///
 /// let req = Request::new(Method::Get, "/greet?ada");
+/// assert_eq!(req.target(), "/greet?ada");
 /// assert_eq!(req.path(), "/greet");
 /// assert_eq!(req.query(), Some("ada"));
 /// # let _ = greet;
@@ -37,8 +38,9 @@ use crate::context::{ConnectionHandle, Core};
 pub struct Request {
     /// The method.
     pub method: Method,
-    /// The request target as sent (`/path?query`).
-    pub target: String,
+    /// The request target as sent (UTF-8; a range of the received head's
+    /// bytes, no copy): see [`target`](Self::target).
+    target: Bytes,
     /// The version.
     pub version: Version,
     /// The header fields.
@@ -54,7 +56,7 @@ impl fmt::Debug for Request {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Request")
             .field("method", &self.method)
-            .field("target", &self.target)
+            .field("target", &self.target())
             .field("version", &self.version)
             .field("headers", &self.headers)
             .field("body_len", &self.body.len())
@@ -81,7 +83,7 @@ impl Request {
     pub fn new(method: Method, target: impl Into<String>) -> Request {
         Request {
             method,
-            target: target.into(),
+            target: Bytes::from(target.into()),
             version: Version::Http11,
             headers: Headers::new(),
             body: Bytes::new(),
@@ -90,15 +92,25 @@ impl Request {
         }
     }
 
+    /// The request target as sent (`/path?query`).
+    pub fn target(&self) -> &str {
+        utf8(&self.target)
+    }
+
+    /// Replaces the target (a router rewriting a path, say).
+    pub fn set_target(&mut self, target: impl Into<String>) {
+        self.target = Bytes::from(target.into());
+    }
+
     /// The path part of the target (before `?`), still percent-encoded.
     pub fn path(&self) -> &str {
-        let t = self.target.as_str();
+        let t = self.target();
         t.split_once('?').map_or(t, |(p, _)| p)
     }
 
     /// The query part of the target (after `?`), if any.
     pub fn query(&self) -> Option<&str> {
-        self.target.split_once('?').map(|(_, q)| q)
+        self.target().split_once('?').map(|(_, q)| q)
     }
 
     /// The body as it arrives, for a handler that streams

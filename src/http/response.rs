@@ -83,8 +83,10 @@ pub struct Response {
     pub headers: Headers,
     /// The body.
     pub body: Body,
-    /// A client's response: when each phase ended.
-    pub(crate) timings: Option<Timings>,
+    /// A client's response: when each phase ended (boxed: a server's
+    /// responses never have them, and every move of a `Response` would
+    /// copy them inline).
+    pub(crate) timings: Option<Box<Timings>>,
 }
 
 impl Response {
@@ -176,7 +178,7 @@ impl Response {
     /// # Ok::<(), torsion::Error>(())
     /// ```
     pub fn timings(&self) -> Option<Timings> {
-        self.timings
+        self.timings.as_deref().copied()
     }
 
     /// The reason phrase: the one set, or the standard one.

@@ -29,8 +29,8 @@ fn requests(input: &[u8], chunk: usize, limits: Limits) -> (Vec<Msg>, Option<Htt
                 Ok(Some(Event::Head(h))) => {
                     assert!(cur.is_none(), "head inside a message");
                     cur = Some(Msg {
+                        target: h.target().to_owned(),
                         method: h.method,
-                        target: h.target,
                         version: h.version,
                         keep_alive: h.keep_alive,
                         body: Vec::new(),
