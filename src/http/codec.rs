@@ -567,7 +567,7 @@ enum State {
 /// let mut decoder = RequestDecoder::new(Limits::default());
 /// let mut buf = BytesMut::from(&b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi"[..]);
 /// match decoder.decode(&mut buf)? {
-///     Some(Event::Head(head)) => assert_eq!((head.target(), head.method), ("/echo", Method::Post)),
+///     Some(Event::Head(head)) => assert_eq!((&head.method, head.target()), (&Method::Post, "/echo")),
 ///     other => panic!("not a head: {other:?}"),
 /// }
 /// assert!(matches!(decoder.decode(&mut buf)?, Some(Event::Data(d)) if d == "hi"));
