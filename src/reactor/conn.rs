@@ -39,24 +39,6 @@ pub(crate) struct Lingering {
 /// such flag).
 pub(crate) struct NoSigPipe<'a>(pub(crate) &'a Stream);
 
-#[cfg(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd"
-))]
-const SEND_FLAGS: libc::c_int = libc::MSG_NOSIGNAL;
-// Apple platforms: mio sets SO_NOSIGPIPE on every socket instead.
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd"
-)))]
-const SEND_FLAGS: libc::c_int = 0;
-
 impl io::Write for NoSigPipe<'_> {
     #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -64,7 +46,7 @@ impl io::Write for NoSigPipe<'_> {
             Stream::Pipe(p) => p.write_vectored(&[io::IoSlice::new(buf)]),
             // `send` on the descriptor itself: no mio, std or socket2
             // layers on the hot path.
-            _ => super::sys::send(self.0.as_fd(), buf, SEND_FLAGS),
+            _ => super::sys::send(self.0.as_fd(), buf, super::sys::NO_SIGPIPE),
         }
     }
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
@@ -72,7 +54,7 @@ impl io::Write for NoSigPipe<'_> {
         if let Stream::Pipe(p) = self.0 {
             return p.write_vectored(bufs);
         }
-        socket2::SockRef::from(self.0).send_vectored_with_flags(bufs, SEND_FLAGS)
+        socket2::SockRef::from(self.0).send_vectored_with_flags(bufs, super::sys::NO_SIGPIPE)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())

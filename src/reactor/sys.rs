@@ -366,22 +366,7 @@ pub(crate) fn send_on_signal(
     // A reader that has gone is an error for send, not a SIGPIPE (as for
     // the connections' writes; on Apple platforms the socket pair has
     // SO_NOSIGPIPE instead, see `signals::install`).
-    #[cfg(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd"
-    ))]
-    const FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-    #[cfg(not(any(
-        target_os = "linux",
-        target_os = "android",
-        target_os = "freebsd",
-        target_os = "netbsd",
-        target_os = "openbsd"
-    )))]
-    const FLAGS: libc::c_int = libc::MSG_DONTWAIT;
+    const FLAGS: libc::c_int = libc::MSG_DONTWAIT | NO_SIGPIPE;
     let action = move || {
         // SAFETY: one byte from a local, on a descriptor this closure keeps
         // open. A full socket (the reactor is behind) or a gone reader makes
@@ -398,3 +383,24 @@ pub(crate) fn send_on_signal(
     // share of the descriptor) is dropped by `unregister`, outside any handler.
     unsafe { signal_hook_registry::register(signal, action) }
 }
+
+/// The `send` flag that keeps a write to a gone peer from raising SIGPIPE
+/// (`MSG_NOSIGNAL`), where the platform has one; Apple platforms have none and
+/// set `SO_NOSIGPIPE` on the socket instead (mio does for connections).
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd"
+))]
+pub(crate) const NO_SIGPIPE: libc::c_int = libc::MSG_NOSIGNAL;
+/// No `MSG_NOSIGNAL` here: the socket's `SO_NOSIGPIPE` does its work.
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd"
+)))]
+pub(crate) const NO_SIGPIPE: libc::c_int = 0;
