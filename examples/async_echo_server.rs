@@ -51,20 +51,11 @@ fn main() -> ExitCode {
         Err(e) => return cli::fail(format!("cannot start the reactor: {}", cli::plain(e))),
     };
     // Signals first, so one arriving while the server starts is not lost.
-    let mut seen = 0;
-    let watch = cli::on_signals(&mut reactor, &[], move |core, sig| {
-        seen += 1;
-        if seen == 1 {
-            tracing::info!(
-                "{}: shutting down, closing connections gracefully",
-                cli::signal_name(sig)
-            );
-            core.shutdown(SHUTDOWN_GRACE);
-        } else {
-            tracing::warn!("{} again: exiting at once", cli::signal_name(sig));
-            std::process::exit(130);
-        }
-    });
+    let watch = cli::on_shutdown_signals(
+        &mut reactor,
+        "shutting down, closing connections gracefully",
+        |core| core.shutdown(SHUTDOWN_GRACE),
+    );
     let _watch = match watch {
         Ok(w) => w,
         Err(e) => return cli::fail(e),

@@ -136,27 +136,23 @@ fn run_pool(
     };
     let to_stop: Rc<RefCell<Vec<torsion::ReactorHandle>>> = Rc::default();
     let reach = to_stop.clone();
-    let mut signals_seen = 0;
-    let watch = cli::on_signals(&mut signals, &[libc::SIGUSR1], move |_core, sig| {
-        if sig == libc::SIGUSR1 {
-            print_tables(&reach.borrow());
-            return;
-        }
-        signals_seen += 1;
-        if signals_seen == 1 {
-            tracing::info!(
-                "{}: shutting down, closing connections gracefully",
-                cli::signal_name(sig)
-            );
-            for h in reach.borrow().iter() {
-                h.call_from_thread(|core| core.shutdown(SHUTDOWN_GRACE));
-            }
-        } else {
-            tracing::warn!("{} again: exiting at once", cli::signal_name(sig));
-            std::process::exit(130);
-        }
+    let tables = to_stop.clone();
+    let watches = cli::watch_signals(&mut signals, &[libc::SIGUSR1], move |_core, _sig| {
+        print_tables(&tables.borrow())
+    })
+    .and_then(|usr1| {
+        let stop = cli::on_shutdown_signals(
+            &mut signals,
+            "shutting down, closing connections gracefully",
+            move |_core| {
+                for h in reach.borrow().iter() {
+                    h.call_from_thread(|core| core.shutdown(SHUTDOWN_GRACE));
+                }
+            },
+        )?;
+        Ok((usr1, stop))
     });
-    let _watch = match watch {
+    let _watches = match watches {
         Ok(w) => w,
         Err(e) => return cli::fail(e),
     };

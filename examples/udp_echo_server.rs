@@ -72,16 +72,9 @@ fn main() -> ExitCode {
         Err(e) => return cli::fail(format!("cannot start the reactor: {}", cli::plain(e))),
     };
     // Signals first, so one arriving while the server starts is not lost.
-    let mut seen = 0;
-    let watch = cli::on_signals(&mut reactor, &[], move |core, sig| {
-        seen += 1;
-        if seen == 1 {
-            tracing::info!("{}: shutting down", cli::signal_name(sig));
-            // Stops the port (stop_protocol runs), then the reactor.
-            core.shutdown(Duration::from_secs(1));
-        } else {
-            std::process::exit(130);
-        }
+    // Shutting down stops the port (stop_protocol runs), then the reactor.
+    let watch = cli::on_shutdown_signals(&mut reactor, "shutting down", |core| {
+        core.shutdown(Duration::from_secs(1))
     });
     let _watch = match watch {
         Ok(w) => w,

@@ -254,8 +254,46 @@ pub fn on_signals(
 ) -> Result<SignalWatch, String> {
     let mut which = vec![libc::SIGINT, libc::SIGTERM];
     which.extend_from_slice(more);
-    core.watch_signals(&which, on_signal)
+    watch_signals(core, &which, on_signal)
+}
+
+/// Calls `on_signal` on the reactor's thread at every signal of `which`
+/// ([`Core::watch_signals`]), until the returned watch is dropped.
+///
+/// # Errors
+/// The sentence to print when the handlers cannot be installed.
+pub fn watch_signals(
+    core: &mut Core,
+    which: &[i32],
+    on_signal: impl FnMut(&mut Core, i32) + 'static,
+) -> Result<SignalWatch, String> {
+    core.watch_signals(which, on_signal)
         .map_err(|e| format!("cannot install the signal handlers: {}", plain(e)))
+}
+
+/// SIGINT and SIGTERM for a server that stops gracefully: the first logs
+/// `SIGNAL: {what}` and calls `shut_down`; a second exits at once with status
+/// 130 (the convention of every server here that does not run under
+/// `torsion::service::Application`, which does the same itself).
+///
+/// # Errors
+/// The sentence to print when the handlers cannot be installed.
+pub fn on_shutdown_signals(
+    core: &mut Core,
+    what: &'static str,
+    mut shut_down: impl FnMut(&mut Core) + 'static,
+) -> Result<SignalWatch, String> {
+    let mut seen = 0;
+    on_signals(core, &[], move |core, sig| {
+        seen += 1;
+        if seen == 1 {
+            tracing::info!("{}: {what}", signal_name(sig));
+            shut_down(core);
+        } else {
+            tracing::warn!("{} again: exiting at once", signal_name(sig));
+            std::process::exit(130);
+        }
+    })
 }
 
 /// The name of a signal, for the log.
