@@ -210,15 +210,11 @@ impl Extra {
 
     /// Whether nothing in it is in use (it can be freed).
     fn is_unused(&self) -> bool {
-        self.pending.is_none()
+        self.is_fast()
             && self.limits.is_none()
             && self.close_reason.is_none()
-            && self.source.is_none()
             && self.idle.is_none()
-            && self.read_rate.is_none()
-            && self.write_rate.is_none()
             && self.throttle_timer.is_none()
-            && self.diverted.is_none()
             && self.peer.is_none()
             && self.bytes_high == (0, 0)
     }
