@@ -9,6 +9,7 @@
 #   N1=5000 N2=25000 benches/callgrind_http.sh
 #   KEEP=1 benches/callgrind_http.sh            # keep the callgrind files (for callgrind_annotate)
 #   BIN=/tmp/http-before benches/callgrind_http.sh  # a bench binary built earlier (before a change)
+#   RUN_TIMEOUT=900 benches/callgrind_http.sh   # seconds each valgrind run may take (default 600)
 #
 # How: the HTTP bench (benches/http.rs) runs with TORSION_BENCH_COUNT=N, which
 # stops after exactly N answered requests with no warm-up, for one server at a
@@ -20,20 +21,40 @@
 # cancelled out. "Ir" is every instruction the server thread executes in user
 # space (the kernel's work in system calls is not seen); "allocs" counts the
 # thread's calls to malloc, calloc, realloc and the aligned allocators.
+#
+# Any failure (a build, a run that fails or outlives RUN_TIMEOUT, a file
+# without the server thread or without totals) stops the script with one
+# line saying why, and a non-zero status: no figure is printed from a run
+# that did not complete.
 set -euo pipefail
 
 CONNS=${CONNS:-100}
 N1=${N1:-4000}
 N2=${N2:-20000}
+RUN_TIMEOUT=${RUN_TIMEOUT:-600}
 cd "$(dirname "$0")/.."
 
-command -v valgrind >/dev/null || { echo "callgrind_http.sh: valgrind is not installed" >&2; exit 1; }
-command -v python3 >/dev/null || { echo "callgrind_http.sh: python3 is needed to read the call counts" >&2; exit 1; }
+# Stops the script with one line saying why; the run's files are kept.
+fail() {
+    echo "callgrind_http.sh: $*" >&2
+    [ -z "${out:-}" ] || trap - EXIT
+    exit 1
+}
+
+command -v valgrind >/dev/null || fail "valgrind is not installed"
+command -v python3 >/dev/null || fail "python3 is needed to read the call counts"
+command -v timeout >/dev/null || fail "timeout (coreutils) is needed to bound the runs"
+[ "$N2" -gt "$N1" ] || fail "N2 ($N2) must be larger than N1 ($N1)"
 
 # Build the bench (release profile with debug info) and find its binary.
-bin=${BIN:-$(cargo bench --bench http --no-run --message-format=json 2>/dev/null |
-    sed -n 's/.*"executable":"\([^"]*\/http-[^"]*\)".*/\1/p' | tail -n 1)}
-[ -x "$bin" ] || { echo "callgrind_http.sh: could not build the http bench" >&2; exit 1; }
+if [ -n "${BIN:-}" ]; then
+    bin=$BIN
+else
+    json=$(cargo bench --bench http --no-run --message-format=json 2>/dev/null) ||
+        fail "could not build the http bench (cargo bench --bench http --no-run)"
+    bin=$(sed -n 's/.*"executable":"\([^"]*\/http-[^"]*\)".*/\1/p' <<<"$json" | tail -n 1)
+fi
+[ -x "$bin" ] || fail "no http bench binary (${bin:-none in the output of cargo})"
 
 out=$(mktemp -d)
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$out"' EXIT
@@ -66,26 +87,40 @@ print(total, allocs)
 EOF
 }
 
-# "IR ALLOCS" of the server thread of one run: $1 server, $2 count.
+# The server thread's counts of one run ($1 server, $2 requests), left in
+# RUN_IR and RUN_ALLOCS. Not run in a command substitution, so that `fail`
+# ends the script and not only a subshell.
 server_counts() {
-    local server=$1 count=$2 prefix="$out/$1-$2"
+    local server=$1 count=$2 prefix="$out/$1-$2" status=0
     TORSION_BENCH_SERVERS=$server TORSION_BENCH_COUNT=$count TORSION_BENCH_RUNS=1 \
         TORSION_BENCH_CONNS=$CONNS \
+        timeout --kill-after=10 "$RUN_TIMEOUT" \
         valgrind --tool=callgrind --separate-threads=yes \
-        --callgrind-out-file="$prefix.%p" "$bin" >"$prefix.log" 2>&1 ||
-        { echo "callgrind_http.sh: the run failed, see $prefix.log" >&2; tail -n 20 "$prefix.log" >&2; exit 1; }
+        --callgrind-out-file="$prefix.%p" "$bin" >"$prefix.log" 2>&1 || status=$?
+    if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+        fail "the $server run of $count requests did not finish in ${RUN_TIMEOUT}s (stopped; log: $prefix.log)"
+    elif [ "$status" -ne 0 ]; then
+        fail "the $server run of $count requests failed with status $status ($(grep -m1 -iE 'panicked|error' "$prefix.log" || echo "log: $prefix.log"))"
+    fi
     local file
-    file=$(grep -l "run_$server" "$prefix".*-[0-9][0-9] | head -n 1)
-    [ -n "$file" ] || { echo "callgrind_http.sh: no thread ran run_$server" >&2; exit 1; }
+    file=$(grep -l "run_$server" "$prefix".*-[0-9][0-9] 2>/dev/null | head -n 1) || true
+    [ -n "$file" ] || fail "no thread of the $server run of $count requests ran run_$server (log: $prefix.log)"
     echo "  $server, $count requests: $(basename "$file")" >&2
-    count_file "$file"
+    local counts
+    counts=$(count_file "$file") || fail "could not read the counts in $file"
+    read -r RUN_IR RUN_ALLOCS <<<"$counts"
+    [[ "${RUN_IR:-}" =~ ^[1-9][0-9]*$ && "${RUN_ALLOCS:-}" =~ ^[0-9]+$ ]] ||
+        fail "no totals in $file (got '$counts')"
 }
 
 echo "callgrind: keep-alive hello-world, $CONNS connection(s), $N1 and $N2 requests per server"
 declare -A ir allocs
 for server in torsion mio; do
-    read -r a_ir a_al <<<"$(server_counts "$server" "$N1")"
-    read -r b_ir b_al <<<"$(server_counts "$server" "$N2")"
+    server_counts "$server" "$N1"
+    a_ir=$RUN_IR a_al=$RUN_ALLOCS
+    server_counts "$server" "$N2"
+    b_ir=$RUN_IR b_al=$RUN_ALLOCS
+    [ "$b_ir" -gt "$a_ir" ] || fail "$server: $N2 requests counted no more instructions than $N1 ($b_ir, $a_ir)"
     ir[$server]=$(( (b_ir - a_ir) / (N2 - N1) ))
     allocs[$server]=$(awk -v a="$a_al" -v b="$b_al" -v n=$(( N2 - N1 )) 'BEGIN { printf "%.2f", (b - a) / n }')
 done

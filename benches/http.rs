@@ -125,7 +125,7 @@ struct Conn {
 /// second, `Content-Type`, `Content-Length`, body), gathered into one write
 /// per read. No parsing beyond that, no limits, no timeouts.
 fn run_mio(tx: Started) -> io::Result<()> {
-    let (mut poll, listener, stop) = support::mio_listening(&tx)?;
+    let (mut poll, listener, stop, _waker) = support::mio_listening(&tx)?;
     let mut events = Events::with_capacity(1024);
     let mut conns: Slab<Conn> = Slab::new();
     let mut buf = vec![0u8; 64 * 1024];

@@ -166,7 +166,7 @@ struct Conn {
 /// every read is written back at once and only what the kernel refuses is kept,
 /// to be flushed on the next writable event.
 fn run_mio(tx: Started, accepted: Arc<AtomicUsize>) -> io::Result<()> {
-    let (poll, listener, stop) = mio_listening(&tx)?;
+    let (poll, listener, stop, _waker) = mio_listening(&tx)?;
     mio_echo(poll, listener, &stop, &accepted, false)
 }
 
@@ -174,24 +174,30 @@ fn run_mio(tx: Started, accepted: Arc<AtomicUsize>) -> io::Result<()> {
 /// loopback port registered as [`LISTENER`], a waker as [`WAKER`], and the
 /// address announced on `tx` with a stop that sets the returned flag and
 /// wakes the poll.
+///
+/// The server keeps the returned waker until its loop returns: were the
+/// stop's copy the last one, dropping it after the wake would close the
+/// eventfd, and closing a file takes its pending event off the epoll ready
+/// list before the poll collects it (the stop is lost and the server waits
+/// for ever: it hung that way under valgrind, which runs one thread at a time).
 #[allow(dead_code)] // not every bench that includes this module runs a mio baseline
-pub fn mio_listening(tx: &Started) -> io::Result<(Poll, TcpListener, Arc<AtomicBool>)> {
+pub fn mio_listening(tx: &Started) -> io::Result<(Poll, TcpListener, Arc<AtomicBool>, Arc<Waker>)> {
     let poll = Poll::new()?;
     let mut listener = TcpListener::bind("127.0.0.1:0".parse().unwrap())?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
-    let waker = Waker::new(poll.registry(), WAKER)?;
+    let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let stop = Arc::new(AtomicBool::new(false));
-    let s = stop.clone();
+    let (s, w) = (stop.clone(), waker.clone());
     tx.send((
         listener.local_addr()?,
         Box::new(move || {
             s.store(true, Ordering::Release);
-            let _ = waker.wake();
+            let _ = w.wake();
         }),
     ))
     .unwrap();
-    Ok((poll, listener, stop))
+    Ok((poll, listener, stop, waker))
 }
 
 /// The same baseline as a process of its own, for a client in another process
