@@ -362,7 +362,7 @@ pub fn parse_request_head(
         return Ok(None);
     };
     let mut head = BytesMut::from(&buf[..end]);
-    let parsed = parse_request_at(&mut head, end, limits)?;
+    let parsed = parse_request_at(&mut head, HeadEnd::At(end), limits)?;
     Ok(parsed.map(|h| (h, end - head.len())))
 }
 
@@ -386,15 +386,34 @@ fn slice_of(block: &Bytes, (start, len): (u32, u32)) -> Bytes {
     }
 }
 
-/// Parses the complete head that ends at `end` in `buf` and, when it is
-/// complete, takes it off the front of `buf`: the head's fields are ranges
-/// of those bytes (no copy). `Ok(None)` if httparse wants more bytes (`buf`
-/// untouched).
+/// How [`parse_request_at`] is told where the head is.
+#[derive(Debug, Clone, Copy)]
+enum HeadEnd {
+    /// Just past the blank line, found by [`find_head_end`].
+    At(usize),
+    /// Not searched for yet: httparse looks for it in the first bytes of
+    /// the buffer (as many as a head may have); a head it does not find
+    /// complete, or finds malformed, is `Ok(None)` (the caller then
+    /// searches, and decides as it would have without this attempt).
+    Unsearched,
+}
+
+/// Parses the complete head at the front of `buf` (see [`HeadEnd`]) and,
+/// when it is complete, takes it off the front of `buf`: the head's fields
+/// are ranges of those bytes (no copy). `Ok(None)` if httparse wants more
+/// bytes (`buf` untouched).
 fn parse_request_at(
     buf: &mut BytesMut,
-    end: usize,
+    end: HeadEnd,
     limits: &Limits,
 ) -> Result<Option<RequestHead>, HttpError> {
+    let (end, searched) = match end {
+        HeadEnd::At(end) => (end, true),
+        HeadEnd::Unsearched => {
+            let most = limits.max_head_size.min(u32::MAX as usize);
+            (buf.len().min(most), false)
+        }
+    };
     if end > limits.max_head_size || u32::try_from(end).is_err() {
         return Err(HttpError::HeadTooLarge(limits.max_head_size));
     }
@@ -416,6 +435,7 @@ fn parse_request_at(
         let len = match req.parse_with_uninit_headers(head, slots) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) if !searched => return Ok(None),
             Err(e) => return Err(map_parse_error(e, head, limits)),
         };
         let version = version_of(req.version)?;
@@ -630,29 +650,42 @@ impl RequestDecoder {
                 if skip_empty_lines(buf) {
                     *scanned = 0;
                 }
-                let Some(end) = find_head_end(buf, *scanned) else {
-                    *scanned = buf.len();
-                    if buf.len() > self.limits.max_head_size {
-                        return Err(HttpError::HeadTooLarge(self.limits.max_head_size));
+                // A head that arrives whole (the usual case) is parsed at
+                // once, without a search for its end first; one that does
+                // not is searched for (linear work however it trickles in).
+                let quick = match *scanned {
+                    0 if !buf.is_empty() => {
+                        parse_request_at(buf, HeadEnd::Unsearched, &self.limits)?
                     }
-                    return Ok(None);
+                    _ => None,
                 };
-                match parse_request_at(buf, end, &self.limits)? {
+                let head = match quick {
+                    Some(head) => head,
                     None => {
-                        *scanned = end;
-                        Ok(None)
-                    }
-                    Some(head) => {
-                        self.state = match head.framing {
-                            Framing::None => {
-                                self.end_pending = true;
-                                State::Head { scanned: 0 }
+                        let Some(end) = find_head_end(buf, *scanned) else {
+                            *scanned = buf.len();
+                            if buf.len() > self.limits.max_head_size {
+                                return Err(HttpError::HeadTooLarge(self.limits.max_head_size));
                             }
-                            f => State::Body(BodyDecoder::new(f, &self.limits)),
+                            return Ok(None);
                         };
-                        Ok(Some(Event::Head(head)))
+                        match parse_request_at(buf, HeadEnd::At(end), &self.limits)? {
+                            None => {
+                                *scanned = end;
+                                return Ok(None);
+                            }
+                            Some(head) => head,
+                        }
                     }
-                }
+                };
+                self.state = match head.framing {
+                    Framing::None => {
+                        self.end_pending = true;
+                        State::Head { scanned: 0 }
+                    }
+                    f => State::Body(BodyDecoder::new(f, &self.limits)),
+                };
+                Ok(Some(Event::Head(head)))
             }
             State::Body(body) => match body.decode(buf)? {
                 None => Ok(None),
