@@ -14,7 +14,9 @@ use super::message::Method;
 use super::pool::PoolKey;
 use super::response::{Body, Response};
 use super::stream::{Framed, Wire};
-use super::write::{valid_name, valid_value, write_decimal, write_fields, write_request_line};
+use super::write::{
+    valid_name, valid_value, write_content_length, write_fields, write_request_line,
+};
 use crate::context::DelayedCall;
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
@@ -124,17 +126,11 @@ impl ClientConnection {
         });
         if let Some(wire) = wire {
             match wire {
-                Wire::Length(n) => {
-                    out.extend_from_slice(b"Content-Length: ");
-                    write_decimal(&mut out, n);
-                    out.extend_from_slice(b"\r\n");
-                }
+                Wire::Length(n) => write_content_length(&mut out, n),
                 _ => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
             }
         } else if wants_length {
-            out.extend_from_slice(b"Content-Length: ");
-            write_decimal(&mut out, job.body.len() as u64);
-            out.extend_from_slice(b"\r\n");
+            write_content_length(&mut out, job.body.len() as u64);
         }
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&job.body);

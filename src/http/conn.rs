@@ -15,7 +15,7 @@ use super::request::{BodyPart, IncomingBody, Request};
 use super::response::{Body, Response};
 use super::server::Shared;
 use super::stream::{Framed, Wire};
-use super::write::{write_date, write_decimal, write_fields, write_status_line};
+use super::write::{write_content_length, write_date, write_fields, write_status_line};
 use crate::address::Address;
 use crate::defer::Failure;
 use crate::error::DisconnectReason;
@@ -172,19 +172,14 @@ impl ServerConnection {
             .is_some_and(|c| c.answer == Answer::Sending || c.answer == Answer::Sent);
         if !started {
             let mut out = Vec::with_capacity(128);
-            write_status_line(
-                &mut out,
-                Version::Http11,
-                status,
-                super::reason_phrase(status),
-            );
+            write_status_line(&mut out, Version::Http11, status, "");
             write_date(&mut out, turn_of(ctx));
             let text = format!("{status} {}\n", super::reason_phrase(status));
             out.extend_from_slice(
-                b"Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: ",
+                b"Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n",
             );
-            write_decimal(&mut out, text.len() as u64);
-            out.extend_from_slice(b"\r\n\r\n");
+            write_content_length(&mut out, text.len() as u64);
+            out.extend_from_slice(b"\r\n");
             out.extend_from_slice(text.as_bytes());
             ctx.write(&out);
         }
@@ -440,12 +435,14 @@ impl ServerConnection {
         let status = resp.status;
         let head_only = cur.info.method == Method::Head;
         let no_body = status_has_no_body(&cur.info.method, status);
-        let mut close = cur.close || shutting || resp.headers.has_token("connection", "close");
         let mut out = std::mem::take(&mut self.out);
         out.clear();
-        write_status_line(&mut out, Version::Http11, status, resp.reason());
+        write_status_line(&mut out, Version::Http11, status, &resp.reason);
         write_date(&mut out, turn_of(ctx));
-        write_fields(&mut out, &resp.headers, true);
+        // A `Connection: close` the handler set is not written as is (the
+        // server writes its own) but closes the connection all the same.
+        let asked_close = write_fields(&mut out, &resp.headers, true);
+        let mut close = cur.close || shutting || asked_close;
         let mut body_now: Option<Bytes> = None;
         let mut stream = None;
         let bodiless_status = (100..200).contains(&status) || status == 204 || status == 304;
@@ -465,9 +462,7 @@ impl ServerConnection {
             }
             Body::Full(b) => {
                 if !bodiless_status {
-                    out.extend_from_slice(b"Content-Length: ");
-                    write_decimal(&mut out, b.len() as u64);
-                    out.extend_from_slice(b"\r\n");
+                    write_content_length(&mut out, b.len() as u64);
                 }
                 if !no_body {
                     body_now = Some(b);
@@ -481,9 +476,7 @@ impl ServerConnection {
                 };
                 match wire {
                     Wire::Length(n) if !bodiless_status => {
-                        out.extend_from_slice(b"Content-Length: ");
-                        write_decimal(&mut out, n);
-                        out.extend_from_slice(b"\r\n");
+                        write_content_length(&mut out, n);
                     }
                     Wire::Chunked if !bodiless_status => {
                         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");

@@ -329,10 +329,8 @@ impl Headers {
     /// Whether any comma-separated element of any `name` field equals `token`
     /// (case-insensitively): `Connection: keep-alive, Upgrade` has `upgrade`.
     pub fn has_token(&self, name: &str, token: &str) -> bool {
-        self.get_all(name).any(|v| {
-            v.split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
-        })
+        self.get_all(name)
+            .any(|v| list_has_token(v, token.as_bytes()))
     }
 
     /// Every field, in order.
@@ -360,44 +358,71 @@ impl Headers {
     }
 }
 
-/// The reason phrase for a status code (empty for unknown codes).
-pub fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        101 => "Switching Protocols",
-        200 => "OK",
-        201 => "Created",
-        202 => "Accepted",
-        204 => "No Content",
-        206 => "Partial Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        303 => "See Other",
-        304 => "Not Modified",
-        307 => "Temporary Redirect",
-        308 => "Permanent Redirect",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        415 => "Unsupported Media Type",
-        417 => "Expectation Failed",
-        426 => "Upgrade Required",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        505 => "HTTP Version Not Supported",
-        _ => "",
-    }
+/// The standard statuses: [`reason_phrase`], and the HTTP/1.1 status lines
+/// a server writes for them (one copy, no formatting per response).
+macro_rules! statuses {
+    ($($code:literal => $reason:literal,)*) => {
+        /// The reason phrase for a status code (empty for unknown codes).
+        pub fn reason_phrase(status: u16) -> &'static str {
+            match status {
+                $($code => $reason,)*
+                _ => "",
+            }
+        }
+
+        /// `HTTP/1.1 <status> <reason>\r\n` for a status with a standard
+        /// reason phrase.
+        pub(crate) fn status_line_11(status: u16) -> Option<&'static [u8]> {
+            match status {
+                $($code => Some(concat!("HTTP/1.1 ", stringify!($code), " ", $reason, "\r\n").as_bytes()),)*
+                _ => None,
+            }
+        }
+    };
+}
+
+statuses! {
+    100 => "Continue",
+    101 => "Switching Protocols",
+    200 => "OK",
+    201 => "Created",
+    202 => "Accepted",
+    204 => "No Content",
+    206 => "Partial Content",
+    301 => "Moved Permanently",
+    302 => "Found",
+    303 => "See Other",
+    304 => "Not Modified",
+    307 => "Temporary Redirect",
+    308 => "Permanent Redirect",
+    400 => "Bad Request",
+    401 => "Unauthorized",
+    403 => "Forbidden",
+    404 => "Not Found",
+    405 => "Method Not Allowed",
+    408 => "Request Timeout",
+    411 => "Length Required",
+    413 => "Content Too Large",
+    414 => "URI Too Long",
+    415 => "Unsupported Media Type",
+    417 => "Expectation Failed",
+    426 => "Upgrade Required",
+    429 => "Too Many Requests",
+    431 => "Request Header Fields Too Large",
+    500 => "Internal Server Error",
+    501 => "Not Implemented",
+    502 => "Bad Gateway",
+    503 => "Service Unavailable",
+    504 => "Gateway Timeout",
+    505 => "HTTP Version Not Supported",
+}
+
+/// Whether any comma-separated element of a field value equals `token`
+/// (case-insensitively).
+pub(crate) fn list_has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// Whether a response with this status to this request method has no body
@@ -467,6 +492,16 @@ mod tests {
             let kept = h.clone();
             drop(h);
             assert_eq!(kept.get("x-round"), Some(round.to_string().as_str()));
+        }
+    }
+
+    #[test]
+    fn status_lines_are_the_reason_phrases() {
+        for status in 100..600 {
+            let line = status_line_11(status).map(|l| String::from_utf8(l.to_vec()).unwrap());
+            let want = (!reason_phrase(status).is_empty())
+                .then(|| format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status)));
+            assert_eq!(line, want);
         }
     }
 

@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::message::{Headers, Method, Version};
+use super::message::{list_has_token, reason_phrase, status_line_11, Headers, Method, Version};
 
 /// Which bytes may appear in an RFC 9110 token.
 const TOKEN: [bool; 256] = {
@@ -81,10 +81,14 @@ fn is_framing(name: &str) -> bool {
 }
 
 /// Appends `headers` (skipping framing fields when `skip_framing`, and any
-/// field that is not valid, with a warning).
-pub(crate) fn write_fields(out: &mut Vec<u8>, headers: &Headers, skip_framing: bool) {
+/// field that is not valid, with a warning). Returns whether a skipped
+/// `Connection` field has the `close` token (found in the same pass, so
+/// that a server need not look through the fields again).
+pub(crate) fn write_fields(out: &mut Vec<u8>, headers: &Headers, skip_framing: bool) -> bool {
+    let mut close = false;
     for (name, value) in headers.iter() {
         if skip_framing && is_framing(name) {
+            close |= name.len() == 10 && list_has_token(value, b"close");
             continue;
         }
         if !valid_name(name) || !valid_value(value) {
@@ -100,10 +104,22 @@ pub(crate) fn write_fields(out: &mut Vec<u8>, headers: &Headers, skip_framing: b
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
+    close
 }
 
-/// Appends a status line.
+/// Appends a status line; an empty `reason` is the standard phrase.
 pub(crate) fn write_status_line(out: &mut Vec<u8>, version: Version, status: u16, reason: &str) {
+    if reason.is_empty() && version == Version::Http11 {
+        if let Some(line) = status_line_11(status) {
+            out.extend_from_slice(line);
+            return;
+        }
+    }
+    let reason = match reason {
+        "" => reason_phrase(status),
+        r if valid_value(r.as_bytes()) => r,
+        _ => "",
+    };
     out.extend_from_slice(version.as_str().as_bytes());
     out.push(b' ');
     let code = [
@@ -113,11 +129,6 @@ pub(crate) fn write_status_line(out: &mut Vec<u8>, version: Version, status: u16
     ];
     out.extend_from_slice(&code);
     out.push(b' ');
-    let reason = if valid_value(reason.as_bytes()) {
-        reason
-    } else {
-        ""
-    };
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
@@ -130,19 +141,24 @@ pub(crate) fn write_request_line(out: &mut Vec<u8>, method: &Method, target: &st
     out.extend_from_slice(b" HTTP/1.1\r\n");
 }
 
-/// Appends a decimal number.
-pub(crate) fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
+/// Appends `Content-Length: <n>\r\n` (one copy of a line made on the stack).
+pub(crate) fn write_content_length(out: &mut Vec<u8>, mut n: u64) {
+    const NAME: &[u8; 16] = b"Content-Length: ";
+    // The name, at most 20 digits, CRLF; filled from the end.
+    let mut line = [0u8; 16 + 20 + 2];
+    let mut i = line.len() - 2;
+    line[i..].copy_from_slice(b"\r\n");
     loop {
         i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
+        line[i] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    out.extend_from_slice(&digits[i..]);
+    i -= NAME.len();
+    line[i..i + NAME.len()].copy_from_slice(NAME);
+    out.extend_from_slice(&line[i..]);
 }
 
 const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
@@ -264,11 +280,37 @@ mod tests {
     }
 
     #[test]
-    fn decimals() {
+    fn content_lengths() {
         for n in [0u64, 7, 10, 12345, u64::MAX] {
-            let mut out = Vec::new();
-            write_decimal(&mut out, n);
-            assert_eq!(out, n.to_string().as_bytes());
+            let mut out = b"x".to_vec();
+            write_content_length(&mut out, n);
+            assert_eq!(out, format!("xContent-Length: {n}\r\n").as_bytes());
         }
+    }
+
+    #[test]
+    fn status_lines() {
+        let line = |version, status, reason| {
+            let mut out = Vec::new();
+            write_status_line(&mut out, version, status, reason);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(line(Version::Http11, 200, ""), "HTTP/1.1 200 OK\r\n");
+        assert_eq!(line(Version::Http10, 404, ""), "HTTP/1.0 404 Not Found\r\n");
+        assert_eq!(line(Version::Http11, 599, ""), "HTTP/1.1 599 \r\n");
+        assert_eq!(line(Version::Http11, 200, "Fine"), "HTTP/1.1 200 Fine\r\n");
+        assert_eq!(line(Version::Http11, 200, "a\r\nb"), "HTTP/1.1 200 \r\n");
+    }
+
+    #[test]
+    fn a_skipped_connection_field_tells_close() {
+        let mut h = Headers::new();
+        h.append("Connection", "keep-alive, Close");
+        h.append("X", "1");
+        let mut out = Vec::new();
+        assert!(write_fields(&mut out, &h, true));
+        assert_eq!(out, b"X: 1\r\n");
+        h.set("Connection", "keep-alive");
+        assert!(!write_fields(&mut Vec::new(), &h, true));
     }
 }
