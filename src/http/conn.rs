@@ -29,12 +29,11 @@ const COPY_MAX: usize = 4096;
 struct Info {
     id: u64,
     method: Method,
-    /// The target, for the access log (empty when it is not written).
-    target: Bytes,
     version: Version,
     keep_alive: bool,
-    /// When the head arrived (kept for the access log only).
-    started: Option<Instant>,
+    /// The target and when the head arrived, for the access log: only when
+    /// it is written (boxed: `Current` stays small enough to move cheaply).
+    logged: Option<Box<(Bytes, Instant)>>,
 }
 
 enum BodyIn {
@@ -281,14 +280,9 @@ impl ServerConnection {
         let info = Info {
             id: self.served,
             method: head.method.clone(),
-            target: if logged {
-                head.target.clone()
-            } else {
-                Bytes::new()
-            },
             version: head.version,
             keep_alive: head.keep_alive,
-            started: if logged { Some(ctx.now()) } else { None },
+            logged: logged.then(|| Box::new((head.target.clone(), ctx.now()))),
         };
         let close = !head.keep_alive || self.shutdown || self.shared.shutting_down.get();
         let mut req = Request::from_head(head, self.peer.clone());
@@ -528,15 +522,15 @@ impl ServerConnection {
         };
         self.served += 1;
         self.shared.count(|s| s.requests += 1);
-        let elapsed = cur
-            .info
-            .started
-            .map_or(Duration::ZERO, |t| ctx.now().saturating_duration_since(t));
+        let (target, elapsed) = match &cur.info.logged {
+            Some(l) => (&l.0[..], ctx.now().saturating_duration_since(l.1)),
+            None => (&[][..], Duration::ZERO),
+        };
         tracing::info!(
             target: "torsion::http::access",
             peer = %self.peer,
             method = %cur.info.method,
-            path = utf8(&cur.info.target),
+            path = utf8(target),
             version = %cur.info.version,
             status = cur.status,
             bytes = cur.bytes,

@@ -352,3 +352,63 @@ fn graceful_shutdown_finishes_in_flight_requests() {
 }
 
 use crate::protocol::Factory;
+
+/// What a test's `tracing` subscriber wrote.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn the_access_log_names_each_request() {
+    let logs = Logs::default();
+    let w = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || w.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        let server = HttpServer::new(app());
+        let (mut pump, link) = start(&server);
+        send(
+            &mut pump,
+            link,
+            b"GET /?a=1 HTTP/1.1\r\nHost: x\r\n\r\nHEAD /nowhere HTTP/1.1\r\nHost: x\r\n\r\n",
+        );
+        assert_eq!(
+            parse(&got(&pump, link), &[Method::Get, Method::Head]).len(),
+            2
+        );
+    });
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("torsion::http::access"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    for (line, want) in lines.iter().zip([
+        r#"method=GET path="/?a=1" "#,
+        r#"method=HEAD path="/nowhere" "#,
+    ]) {
+        assert!(line.contains(want), "{line}");
+    }
+    assert!(
+        lines[0].contains("status=200 bytes=13 micros="),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("status=404 bytes=0 micros="),
+        "{}",
+        lines[1]
+    );
+}
