@@ -25,6 +25,9 @@ use crate::Context;
 /// Full bodies at least this large are written without a copy.
 const COPY_MAX: usize = 4096;
 
+/// The least room the read buffer is given when it must grow.
+const READ_ROOM: usize = 512;
+
 /// What is known of the request being answered.
 struct Info {
     id: u64,
@@ -566,6 +569,13 @@ impl Protocol for ServerConnection {
     fn data_received(&mut self, ctx: &mut Context<'_>, data: &[u8]) {
         if self.closing {
             return;
+        }
+        if self.buf.capacity() - self.buf.len() < data.len() {
+            // Room for several small requests: each head is split off the
+            // front and, once its request is dropped, its space comes back
+            // with the next reservation; reserving only what each read
+            // needs made every request pay for that reclaiming.
+            self.buf.reserve(data.len().max(READ_ROOM));
         }
         self.buf.extend_from_slice(data);
         self.process(ctx);
