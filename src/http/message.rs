@@ -158,6 +158,10 @@ enum Field {
     Received { name: (u32, u32), value: (u32, u32) },
     /// Added by hand.
     Owned(Cow<'static, str>, Bytes),
+    /// Added by the library from constants it checked (a valid name that
+    /// is not a framing field, a valid value): written without checking
+    /// them again on every response.
+    Known(&'static str, &'static str),
 }
 
 /// Spare field lists kept per thread, and the largest capacity kept.
@@ -256,6 +260,7 @@ impl Headers {
         match field {
             Field::Received { name, .. } => range(&self.block, *name),
             Field::Owned(n, _) => n.as_bytes(),
+            Field::Known(n, _) => n.as_bytes(),
         }
     }
 
@@ -263,6 +268,7 @@ impl Headers {
         match field {
             Field::Received { value, .. } => range(&self.block, *value),
             Field::Owned(_, v) => v,
+            Field::Known(_, v) => v.as_bytes(),
         }
     }
 
@@ -276,6 +282,22 @@ impl Headers {
             self.list = new_list(4);
         }
         self.list.push(Field::Owned(name.into(), value.into()));
+    }
+
+    /// Appends a field the library makes from constants: a valid name that
+    /// is not a framing field and a valid value (checked in debug builds and
+    /// by the tests), which the server writes without checking them again.
+    pub(crate) fn append_known(&mut self, name: &'static str, value: &'static str) {
+        debug_assert!(
+            super::write::valid_name(name)
+                && !super::write::is_framing(name)
+                && super::write::valid_value(value.as_bytes()),
+            "{name}: {value}"
+        );
+        if self.list.capacity() == 0 {
+            self.list = new_list(4);
+        }
+        self.list.push(Field::Known(name, value));
     }
 
     /// Replaces every field called `name` with one field.
@@ -293,6 +315,7 @@ impl Headers {
             let n = match f {
                 Field::Received { name, .. } => range(block, *name),
                 Field::Owned(n, _) => n.as_bytes(),
+                Field::Known(n, _) => n.as_bytes(),
             };
             !n.eq_ignore_ascii_case(name.as_bytes())
         });
@@ -335,15 +358,21 @@ impl Headers {
 
     /// Every field, in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.list.iter().map(|f| {
-            let name = match f {
-                // Received names are tokens (checked by httparse): ASCII.
-                Field::Received { name, .. } => {
-                    std::str::from_utf8(range(&self.block, *name)).unwrap_or_default()
-                }
-                Field::Owned(n, _) => n.as_ref(),
-            };
-            (name, self.value_of(f))
+        self.iter_wire().map(|(name, value, _)| (name, value))
+    }
+
+    /// Every field, in order, and whether it is known to be valid on the
+    /// wire and not a framing field (see [`append_known`](Self::append_known)).
+    pub(crate) fn iter_wire(&self) -> impl Iterator<Item = (&str, &[u8], bool)> {
+        self.list.iter().map(|f| match f {
+            // Received names are tokens (checked by httparse): ASCII.
+            Field::Received { name, value } => (
+                std::str::from_utf8(range(&self.block, *name)).unwrap_or_default(),
+                range(&self.block, *value),
+                false,
+            ),
+            Field::Owned(n, v) => (n.as_ref(), &v[..], false),
+            Field::Known(n, v) => (*n, v.as_bytes(), true),
         })
     }
 
@@ -493,6 +522,27 @@ mod tests {
             drop(h);
             assert_eq!(kept.get("x-round"), Some(round.to_string().as_str()));
         }
+    }
+
+    #[test]
+    fn known_fields_read_like_appended_ones() {
+        let mut known = Headers::new();
+        known.append_known("Content-Type", "text/plain; charset=utf-8");
+        let mut appended = Headers::new();
+        appended.append("Content-Type", "text/plain; charset=utf-8");
+        assert_eq!(known, appended);
+        assert_eq!(known.get("content-type"), Some("text/plain; charset=utf-8"));
+        assert!(known.has_token("Content-Type", "TEXT/plain; charset=utf-8"));
+        let mut out = Vec::new();
+        assert!(!crate::http::write::write_fields(&mut out, &known, true));
+        assert_eq!(out, b"Content-Type: text/plain; charset=utf-8\r\n");
+        known.set("content-type", "text/html");
+        assert_eq!(
+            known.get_all("CONTENT-TYPE").collect::<Vec<_>>(),
+            vec![b"text/html".as_slice()]
+        );
+        known.append_known("X-Known", "1");
+        assert!(known.remove("x-known") && known.len() == 1);
     }
 
     #[test]

@@ -113,7 +113,7 @@ impl Response {
         // Built in place: through `new` and the `with_` steps, each step
         // moves the whole response (two copies per answer in a hot handler).
         let mut headers = Headers::new();
-        headers.append("Content-Type", "text/plain; charset=utf-8");
+        headers.append_known("Content-Type", "text/plain; charset=utf-8");
         Response {
             status,
             reason: String::new(),

@@ -68,7 +68,7 @@ pub fn valid_value(value: &[u8]) -> bool {
 }
 
 /// Fields managed by the codec, dropped from what a handler or caller set.
-fn is_framing(name: &str) -> bool {
+pub(crate) fn is_framing(name: &str) -> bool {
     // The length picks the one name worth comparing.
     let framing: &str = match name.len() {
         4 => "date",
@@ -86,17 +86,19 @@ fn is_framing(name: &str) -> bool {
 /// that a server need not look through the fields again).
 pub(crate) fn write_fields(out: &mut Vec<u8>, headers: &Headers, skip_framing: bool) -> bool {
     let mut close = false;
-    for (name, value) in headers.iter() {
-        if skip_framing && is_framing(name) {
-            close |= name.len() == 10 && list_has_token(value, b"close");
-            continue;
-        }
-        if !valid_name(name) || !valid_value(value) {
-            tracing::warn!(
-                name,
-                "dropping a header field that is not valid on the wire"
-            );
-            continue;
+    for (name, value, known) in headers.iter_wire() {
+        if !known {
+            if skip_framing && is_framing(name) {
+                close |= name.len() == 10 && list_has_token(value, b"close");
+                continue;
+            }
+            if !valid_name(name) || !valid_value(value) {
+                tracing::warn!(
+                    name,
+                    "dropping a header field that is not valid on the wire"
+                );
+                continue;
+            }
         }
         out.reserve(name.len() + value.len() + 4);
         out.extend_from_slice(name.as_bytes());
