@@ -4,13 +4,13 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
 use super::codec::{utf8, Event, Framing, RequestDecoder, RequestHead};
 use super::handler::Reply;
-use super::message::{status_has_no_body, Method, Version};
+use super::message::{Method, Version};
 use super::request::{BodyPart, IncomingBody, Request};
 use super::response::{Body, Response};
 use super::server::Shared;
@@ -31,12 +31,21 @@ const READ_ROOM: usize = 512;
 /// What is known of the request being answered.
 struct Info {
     id: u64,
-    method: Method,
+    /// Whether the method is `HEAD` (the answer has no body).
+    head: bool,
     version: Version,
     keep_alive: bool,
-    /// The target and when the head arrived, for the access log: only when
-    /// it is written (boxed: `Current` stays small enough to move cheaply).
-    logged: Option<Box<(Bytes, Instant)>>,
+    /// What the access log says besides the answer: only while it is
+    /// written (boxed: `Current` stays small enough to move cheaply).
+    logged: Option<Box<Logged>>,
+}
+
+/// The request's part of its access log line.
+struct Logged {
+    method: Method,
+    target: Bytes,
+    /// When the head arrived.
+    started: Instant,
 }
 
 enum BodyIn {
@@ -282,10 +291,16 @@ impl ServerConnection {
         let logged = tracing::enabled!(target: "torsion::http::access", tracing::Level::INFO);
         let info = Info {
             id: self.served,
-            method: head.method.clone(),
+            head: head.method == Method::Head,
             version: head.version,
             keep_alive: head.keep_alive,
-            logged: logged.then(|| Box::new((head.target.clone(), ctx.now()))),
+            logged: logged.then(|| {
+                Box::new(Logged {
+                    method: head.method.clone(),
+                    target: head.target.clone(),
+                    started: ctx.now(),
+                })
+            }),
         };
         let close = !head.keep_alive || self.shutdown || self.shared.shutting_down.get();
         let mut req = Request::from_head(head, self.peer.clone());
@@ -430,8 +445,10 @@ impl ServerConnection {
             return;
         }
         let status = resp.status;
-        let head_only = cur.info.method == Method::Head;
-        let no_body = status_has_no_body(&cur.info.method, status);
+        let head_only = cur.info.head;
+        let bodiless_status = (100..200).contains(&status) || status == 204 || status == 304;
+        // RFC 9112 §6.3: no body for HEAD, 1xx, 204 and 304.
+        let no_body = head_only || bodiless_status;
         let mut out = std::mem::take(&mut self.out);
         out.clear();
         write_status_line(&mut out, Version::Http11, status, &resp.reason);
@@ -442,7 +459,6 @@ impl ServerConnection {
         let mut close = cur.close || shutting || asked_close;
         let mut body_now: Option<Bytes> = None;
         let mut stream = None;
-        let bodiless_status = (100..200).contains(&status) || status == 204 || status == 304;
         match resp.body {
             Body::Empty => {
                 if head_only {
@@ -525,21 +541,21 @@ impl ServerConnection {
         };
         self.served += 1;
         self.shared.count(|s| s.requests += 1);
-        let (target, elapsed) = match &cur.info.logged {
-            Some(l) => (&l.0[..], ctx.now().saturating_duration_since(l.1)),
-            None => (&[][..], Duration::ZERO),
-        };
-        tracing::info!(
-            target: "torsion::http::access",
-            peer = %self.peer,
-            method = %cur.info.method,
-            path = utf8(target),
-            version = %cur.info.version,
-            status = cur.status,
-            bytes = cur.bytes,
-            micros = elapsed.as_micros() as u64,
-            "request"
-        );
+        // Logged when the log was on as the request began (the one check
+        // per request; its line needs what was kept then).
+        if let Some(l) = &cur.info.logged {
+            tracing::info!(
+                target: "torsion::http::access",
+                peer = %self.peer,
+                method = %l.method,
+                path = utf8(&l.target),
+                version = %cur.info.version,
+                status = cur.status,
+                bytes = cur.bytes,
+                micros = ctx.now().saturating_duration_since(l.started).as_micros() as u64,
+                "request"
+            );
+        }
         if cur.close || !cur.info.keep_alive {
             self.close(ctx);
         }
