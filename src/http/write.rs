@@ -1,7 +1,7 @@
 //! Writing heads: status and request lines, header fields (refusing any that
 //! would split a message), and the `Date` value.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::message::{list_has_token, reason_phrase, status_line_11, Headers, Method, Version};
@@ -196,8 +196,8 @@ pub fn http_date(secs: u64) -> String {
     )
 }
 
-/// `Date: ` and an IMF-fixdate: the bytes [`write_date`] appends before CRLF.
-const DATE_LINE: usize = 6 + 29;
+/// `Date: `, an IMF-fixdate and CRLF: the line [`write_date`] appends.
+const DATE_LINE: usize = 6 + 29 + 2;
 
 /// The cached `Date` line: the reactor turn it was last checked in, the
 /// second it is for, and the line.
@@ -206,36 +206,38 @@ type DateCache = (Option<Instant>, u64, [u8; DATE_LINE]);
 thread_local! {
     /// One per thread, so one per reactor: the clock is read once per turn
     /// and the date formatted once a second, however many responses.
-    static DATE: Cell<DateCache> = const { Cell::new((None, u64::MAX, [0; DATE_LINE])) };
+    static DATE: RefCell<DateCache> = const { RefCell::new((None, u64::MAX, [0; DATE_LINE])) };
 }
 
 /// Appends `Date: <now>\r\n` for a response made in the reactor turn that
 /// started at `turn` (the clock is read again only in a later turn; always
 /// without a turn).
 pub(crate) fn write_date(out: &mut Vec<u8>, turn: Option<Instant>) {
-    let (checked, cached, mut line) = DATE.get();
-    if turn.is_none() || checked != turn {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        if secs != cached {
-            let date = http_date(secs);
-            // IMF-fixdate is 29 bytes for years 1000 to 9999; another length
-            // is written as formatted, uncached.
-            if date.len() != DATE_LINE - 6 {
-                out.extend_from_slice(b"Date: ");
-                out.extend_from_slice(date.as_bytes());
-                out.extend_from_slice(b"\r\n");
-                return;
+    DATE.with_borrow_mut(|(checked, cached, line)| {
+        if turn.is_none() || *checked != turn {
+            let secs = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if secs != *cached {
+                let date = http_date(secs);
+                // IMF-fixdate is 29 bytes for years 1000 to 9999; another
+                // length is written as formatted, uncached.
+                if date.len() != DATE_LINE - 8 {
+                    out.extend_from_slice(b"Date: ");
+                    out.extend_from_slice(date.as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                    return;
+                }
+                line[..6].copy_from_slice(b"Date: ");
+                line[6..DATE_LINE - 2].copy_from_slice(date.as_bytes());
+                line[DATE_LINE - 2..].copy_from_slice(b"\r\n");
+                *cached = secs;
             }
-            line[..6].copy_from_slice(b"Date: ");
-            line[6..].copy_from_slice(date.as_bytes());
+            *checked = turn;
         }
-        DATE.set((turn, secs, line));
-    }
-    out.reserve(DATE_LINE + 2);
-    out.extend_from_slice(&line);
-    out.extend_from_slice(b"\r\n");
+        // A fixed-size copy: a few moves, no call.
+        out.extend_from_slice(&line[..]);
+    });
 }
 
 #[cfg(test)]
