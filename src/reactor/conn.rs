@@ -3,7 +3,6 @@
 //! a connection does is the one engine's ([`crate::conn`]).
 
 use std::io;
-use std::os::fd::AsFd;
 use std::time::Duration;
 
 use super::stream::Stream;
@@ -46,7 +45,7 @@ impl io::Write for NoSigPipe<'_> {
             Stream::Pipe(p) => p.write_vectored(&[io::IoSlice::new(buf)]),
             // `send` on the descriptor itself: no mio, std or socket2
             // layers on the hot path.
-            _ => super::sys::send(self.0.as_fd(), buf, super::sys::NO_SIGPIPE),
+            _ => super::sys::send(self.0.raw_fd(), buf, super::sys::NO_SIGPIPE),
         }
     }
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {

@@ -10,7 +10,7 @@
 
 use std::io;
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use mio::event::Source;
@@ -57,10 +57,20 @@ impl Stream {
     /// as much as the system call's own wrapper otherwise.
     #[inline(always)]
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Stream::Pipe(p) = self {
+            return p.read(buf);
+        }
+        super::sys::recv(self.raw_fd(), buf)
+    }
+
+    /// The descriptor. `as_raw_fd`, not `as_fd`: std inlines the one and
+    /// not the other (a call per read and per write otherwise).
+    #[inline(always)]
+    pub(crate) fn raw_fd(&self) -> RawFd {
         match self {
-            Stream::Tcp(s) => super::sys::recv(s.as_fd(), buf),
-            Stream::Unix(s) => super::sys::recv(s.as_fd(), buf),
-            Stream::Pipe(p) => p.read(buf),
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+            Stream::Pipe(p) => p.as_fd().as_raw_fd(),
         }
     }
 
