@@ -62,7 +62,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
     #[inline]
     fn call(&mut self, input: &[u8], f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>)) {
         let res = if tracing::level_enabled!(tracing::Level::DEBUG) {
-            let _span = self.span();
+            let _span = span(self.state);
             self.run_callback(input, f)
         } else {
             self.run_callback(input, f)
@@ -102,10 +102,19 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         res
     }
 
-    /// The connection's span (`conn`, with its id and peer), entered.
-    fn span(&self) -> tracing::span::EnteredSpan {
-        tracing::debug_span!("conn", id = self.state.handle.key, peer = %self.state.peer())
-            .entered()
+    /// The same engine, borrowed again: what the cold paths are called on,
+    /// so that the hot path's engine is never passed by address and its
+    /// fields stay in registers (a non-inlined call on `self` makes the
+    /// compiler keep the whole engine in memory).
+    #[inline(always)]
+    fn again(&mut self) -> Engine<'_, S> {
+        Engine {
+            core: self.core,
+            state: self.state,
+            protocol: self.protocol,
+            out: self.out,
+            sink: self.sink,
+        }
     }
 
     /// After a callback: the gathered writes go to the sink, then abort, close
@@ -118,7 +127,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         if self.out.is_empty() && self.state.flags == flags::MADE {
             return;
         }
-        self.settle_now();
+        self.again().settle_now();
     }
 
     #[inline(never)]
@@ -425,7 +434,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         }
         // The same span as the other callbacks', so connection_lost logs under
         // it too.
-        let _span = tracing::level_enabled!(tracing::Level::DEBUG).then(|| self.span());
+        let _span = tracing::level_enabled!(tracing::Level::DEBUG).then(|| span(self.state));
         tracing::debug!(%reason, "connection lost");
         let end = Ending {
             reason: &reason,
@@ -447,6 +456,11 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         // Writes made in `connection_lost` have nowhere to go.
         self.out.clear();
     }
+}
+
+/// The connection's span (`conn`, with its id and peer), entered.
+fn span(state: &ConnState) -> tracing::span::EnteredSpan {
+    tracing::debug_span!("conn", id = state.handle.key, peer = %state.peer()).entered()
 }
 
 /// Writes `buf` to the sink within the write rate, noting traffic for the
