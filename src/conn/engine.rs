@@ -26,7 +26,9 @@ pub(crate) const PRODUCE_BUDGET: usize = 16;
 pub(crate) struct Engine<'a, S: Sink + ?Sized> {
     pub(crate) core: &'a mut Core,
     pub(crate) state: &'a mut ConnState,
-    pub(crate) protocol: &'a mut dyn Protocol,
+    /// The box, not the protocol: its vtable pointer is loaded at the call,
+    /// not copied into the engine and kept across the read.
+    pub(crate) protocol: &'a mut Box<dyn Protocol>,
     pub(crate) out: &'a mut WriteBuf,
     pub(crate) sink: &'a mut S,
 }
@@ -87,13 +89,13 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         self.sink.enter(self.state);
         let host = self.sink.host();
         let mut ctx = Context::new(self.core, self.state, self.out, host).with_input(input);
-        let protocol = &mut *self.protocol;
+        let protocol = &mut **self.protocol;
         let res = catch_unwind(AssertUnwindSafe(|| f(protocol, &mut ctx)));
         // Slow-callback detection: one tick read (see `core::timing`), for
         // the transport's own engine only (a TLS connection's inner callbacks
         // run inside the outer one's).
         if S::OUTER {
-            let protocol = &*self.protocol;
+            let protocol = &**self.protocol;
             self.core.callback_done(CallbackKind::Protocol, || {
                 crate::wrap::protocol_name(protocol)
             });
@@ -111,7 +113,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         Engine {
             core: self.core,
             state: self.state,
-            protocol: self.protocol,
+            protocol: &mut *self.protocol,
             out: self.out,
             sink: self.sink,
         }

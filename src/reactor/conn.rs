@@ -117,7 +117,7 @@ macro_rules! engine {
         let mut $e = Engine {
             core: $core,
             state: &mut $c.state,
-            protocol: &mut *$c.protocol,
+            protocol: &mut $c.protocol,
             out: &mut $net.out,
             sink: &mut $sink,
         };

@@ -49,7 +49,7 @@ impl MemConn {
         Engine {
             core,
             state: &mut self.state,
-            protocol: &mut *self.protocol,
+            protocol: &mut self.protocol,
             out,
             sink,
         }

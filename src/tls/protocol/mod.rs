@@ -325,7 +325,7 @@ impl TlsProtocol {
         f(&mut Engine {
             core: &mut *ctx.core,
             state: &mut *st,
-            protocol: &mut *self.inner,
+            protocol: &mut self.inner,
             out: &mut self.out,
             sink: &mut sink,
         });
