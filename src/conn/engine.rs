@@ -23,17 +23,17 @@ pub(crate) const PRODUCE_BUDGET: usize = 16;
 /// go to. Built afresh for each event (it is only references, so this costs
 /// nothing); the owner looks at [`ConnState`]'s `DEAD` flag afterwards to know
 /// whether to reap the connection (see [`Sink`]).
-pub(crate) struct Engine<'a, S: Sink + ?Sized> {
+pub(crate) struct Engine<'a, S: Sink> {
     pub(crate) core: &'a mut Core,
     pub(crate) state: &'a mut ConnState,
     /// The box, not the protocol: its vtable pointer is loaded at the call,
     /// not copied into the engine and kept across the read.
     pub(crate) protocol: &'a mut Box<dyn Protocol>,
     pub(crate) out: &'a mut WriteBuf,
-    pub(crate) sink: &'a mut S,
+    pub(crate) sink: S,
 }
 
-impl<S: Sink + ?Sized> Engine<'_, S> {
+impl<S: Sink> Engine<'_, S> {
     /// Whether the connection is over (`connection_lost` ran or is running).
     #[inline]
     pub(crate) fn is_dead(&self) -> bool {
@@ -109,13 +109,13 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
     /// fields stay in registers (a non-inlined call on `self` makes the
     /// compiler keep the whole engine in memory).
     #[inline(always)]
-    fn again(&mut self) -> Engine<'_, S> {
+    fn again(&mut self) -> Engine<'_, S::Again<'_>> {
         Engine {
             core: self.core,
             state: self.state,
             protocol: &mut *self.protocol,
             out: self.out,
-            sink: self.sink,
+            sink: self.sink.again(),
         }
     }
 
@@ -164,7 +164,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         // limit, all the gathered bytes in one piece: one send.
         if self.state.writes_direct() {
             self.state.touch(self.core.turn_time());
-            let mut w = Writer::new(self.sink);
+            let mut w = Writer::new(&mut self.sink);
             let res = self.out.write_contiguous(&mut w);
             count_out::<S>(self.core, self.state, w.n);
             match res {
@@ -178,7 +178,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         }
         let waiting = self.state.pending_len() > 0 || self.state.has(flags::WRITE_THROTTLED);
         if !waiting {
-            if let Err(e) = write_buf(self.core, self.state, self.sink, self.out) {
+            if let Err(e) = write_buf(self.core, self.state, &mut self.sink, self.out) {
                 self.out.clear();
                 return Err(e);
             }
@@ -294,7 +294,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         let Some(mut p) = self.state.take_pending() else {
             return;
         };
-        let res = write_buf(self.core, self.state, self.sink, &mut p);
+        let res = write_buf(self.core, self.state, &mut self.sink, &mut p);
         self.state.put_pending(p);
         if let Err(e) = res {
             return self.close(DisconnectReason::from_io(&e));

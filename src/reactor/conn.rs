@@ -71,6 +71,18 @@ pub(crate) struct SocketSink<'a> {
 }
 
 impl Sink for SocketSink<'_> {
+    type Again<'b>
+        = SocketSink<'b>
+    where
+        Self: 'b;
+    #[inline(always)]
+    fn again(&mut self) -> SocketSink<'_> {
+        SocketSink {
+            stream: self.stream,
+            ready: &mut *self.ready,
+            reason: &mut *self.reason,
+        }
+    }
     #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         io::Write::write(&mut NoSigPipe(self.stream), buf)
@@ -108,18 +120,17 @@ impl Sink for SocketSink<'_> {
 /// The engine for connection `c` of `net`, borrowing only the fields it needs
 /// (so `net.read_buf` stays free for the input).
 macro_rules! engine {
-    ($net:expr, $core:expr, $c:expr, $sink:ident, $e:ident) => {
-        let mut $sink = SocketSink {
-            stream: &$c.stream,
-            ready: &mut $net.ready,
-            reason: &mut $net.lost_reason,
-        };
+    ($net:expr, $core:expr, $c:expr, $e:ident) => {
         let mut $e = Engine {
             core: $core,
             state: &mut $c.state,
             protocol: &mut $c.protocol,
             out: &mut $net.out,
-            sink: &mut $sink,
+            sink: SocketSink {
+                stream: &$c.stream,
+                ready: &mut $net.ready,
+                reason: &mut $net.lost_reason,
+            },
         };
     };
 }
@@ -137,7 +148,7 @@ impl Net {
         let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
             return None;
         };
-        engine!(self, core, c, sink, e);
+        engine!(self, core, c, e);
         let r = f(&mut e);
         if c.state.has(flags::DEAD) {
             self.reap(core, key);
@@ -209,7 +220,7 @@ impl Net {
                         rate.used += n;
                     }
                     {
-                        engine!(self, core, c, sink, e);
+                        engine!(self, core, c, e);
                         e.data(&self.read_buf[..n]);
                     }
                     if c.state.has(flags::DEAD) {
