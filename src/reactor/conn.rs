@@ -41,12 +41,24 @@ pub(crate) struct NoSigPipe<'a>(pub(crate) &'a Stream);
 impl io::Write for NoSigPipe<'_> {
     #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.0 {
-            Stream::Pipe(p) => p.write_vectored(&[io::IoSlice::new(buf)]),
+        // The count, then one `Result` made from it (see `Stream::read_raw`).
+        let mut err = None;
+        let n = match self.0 {
+            Stream::Pipe(p) => match p.write_vectored(&[io::IoSlice::new(buf)]) {
+                Ok(n) => n as isize,
+                Err(e) => {
+                    err = Some(e);
+                    -1
+                }
+            },
             // `send` on the descriptor itself: no mio, std or socket2
             // layers on the hot path.
             _ => super::sys::send(self.0.raw_fd(), buf, super::sys::NO_SIGPIPE),
+        };
+        if n < 0 {
+            return Err(err.unwrap_or_else(io::Error::last_os_error));
         }
+        Ok(n as usize)
     }
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         // Pipes have no MSG_NOSIGNAL: their write blocks SIGPIPE instead.
@@ -210,12 +222,14 @@ impl Net {
                 }
                 cap = cap.min(allowed);
             }
-            match c.stream.read(&mut self.read_buf[..cap]) {
-                Ok(0) => {
+            let mut pipe_err = None;
+            match c.stream.read_raw(&mut self.read_buf[..cap], &mut pipe_err) {
+                0 => {
                     self.with_engine(core, key, |e| e.eof());
                     return;
                 }
-                Ok(n) => {
+                n if n > 0 => {
+                    let n = n as usize;
                     if let Some(rate) = rate {
                         rate.used += n;
                     }
@@ -237,9 +251,14 @@ impl Net {
                         return;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.close(core, key, DisconnectReason::from_io(&e)),
+                _ => {
+                    let e = pipe_err.unwrap_or_else(io::Error::last_os_error);
+                    match e.kind() {
+                        io::ErrorKind::WouldBlock => return,
+                        io::ErrorKind::Interrupted => {}
+                        _ => return self.close(core, key, DisconnectReason::from_io(&e)),
+                    }
+                }
             }
         }
         // Budget spent with data possibly left: come back after the others.
