@@ -6,7 +6,7 @@ use std::io;
 use std::time::Duration;
 
 use super::stream::Stream;
-use super::{Entry, InternalTimer, Net, READ_BUDGET};
+use super::{Entry, InternalTimer, Net, READ_BUDGET, READ_BUF};
 use crate::conn::{Ending, Engine, Sink};
 use crate::context::{ConnectionHandle, Core};
 use crate::error::DisconnectReason;
@@ -202,7 +202,8 @@ impl Net {
             c.state.set(flags::PEER_FIN);
         }
         for _ in 0..READ_BUDGET {
-            let mut cap = self.read_buf.len();
+            // (`read_buf` is `READ_BUF` long: a constant, not a load.)
+            let mut cap = READ_BUF;
             let mut rate = None;
             // The common state (see `ConnState::is_hot`) takes input and has
             // no read rate; otherwise look.
@@ -244,7 +245,7 @@ impl Net {
                     // the peer's FIN is waiting behind the data.
                     // (The hint is kept in PEER_FIN: its edge does not come again.)
                     if n < cap
-                        && cap == self.read_buf.len()
+                        && cap == READ_BUF
                         && cfg!(any(target_os = "linux", target_os = "android"))
                         && !c.state.has(flags::PEER_FIN)
                     {
