@@ -53,8 +53,7 @@ impl Stream {
 
     /// Reads into `buf`: `recv` on the socket's descriptor itself (what
     /// mio's and std's `Read` come down to, without their layers), `read`
-    /// on a pipe. Inlined into the read loop: the call and the match cost
-    /// as much as the system call's own wrapper otherwise.
+    /// on a pipe. (The read loop uses [`read_raw`](Self::read_raw), inlined.)
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         let mut err = None;
         let n = self.read_raw(buf, &mut err);
