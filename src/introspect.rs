@@ -402,13 +402,12 @@ impl Default for Histogram {
 /// and the two bits below the leading one.
 #[inline]
 pub(crate) fn bucket_of(ns: u64) -> usize {
-    if ns < 4 {
-        return ns as usize;
-    }
     // The leading one shifted to the top: its three top bits are 1xx, xx
     // the two below it. With e = 63 - lz (the power of two, >= 2), the
-    // bucket is 4 * (e - 1) + xx = 4 * (61 - lz) + 0b1xx.
-    let lz = ns.leading_zeros() as usize; // <= 61
+    // bucket is 4 * (e - 1) + xx = 4 * (61 - lz) + 0b1xx. Below 4, `ns | 4`
+    // gives lz = 61, and the top three bits of `ns << 61` are `ns` itself:
+    // the same formula, without a branch.
+    let lz = (ns | 4).leading_zeros() as usize; // <= 61
     4 * (61 - lz) + ((ns << lz) >> 61) as usize
 }
 

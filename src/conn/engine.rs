@@ -23,15 +23,17 @@ pub(crate) const PRODUCE_BUDGET: usize = 16;
 /// go to. Built afresh for each event (it is only references, so this costs
 /// nothing); the owner looks at [`ConnState`]'s `DEAD` flag afterwards to know
 /// whether to reap the connection (see [`Sink`]).
-pub(crate) struct Engine<'a, S: Sink + ?Sized> {
+pub(crate) struct Engine<'a, S: Sink> {
     pub(crate) core: &'a mut Core,
     pub(crate) state: &'a mut ConnState,
-    pub(crate) protocol: &'a mut dyn Protocol,
+    /// The box, not the protocol: its vtable pointer is loaded at the call,
+    /// not copied into the engine and kept across the read.
+    pub(crate) protocol: &'a mut Box<dyn Protocol>,
     pub(crate) out: &'a mut WriteBuf,
-    pub(crate) sink: &'a mut S,
+    pub(crate) sink: S,
 }
 
-impl<S: Sink + ?Sized> Engine<'_, S> {
+impl<S: Sink> Engine<'_, S> {
     /// Whether the connection is over (`connection_lost` ran or is running).
     #[inline]
     pub(crate) fn is_dead(&self) -> bool {
@@ -62,7 +64,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
     #[inline]
     fn call(&mut self, input: &[u8], f: impl FnOnce(&mut dyn Protocol, &mut Context<'_>)) {
         let res = if tracing::level_enabled!(tracing::Level::DEBUG) {
-            let _span = self.span();
+            let _span = span(self.state);
             self.run_callback(input, f)
         } else {
             self.run_callback(input, f)
@@ -87,13 +89,13 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         self.sink.enter(self.state);
         let host = self.sink.host();
         let mut ctx = Context::new(self.core, self.state, self.out, host).with_input(input);
-        let protocol = &mut *self.protocol;
+        let protocol = &mut **self.protocol;
         let res = catch_unwind(AssertUnwindSafe(|| f(protocol, &mut ctx)));
         // Slow-callback detection: one tick read (see `core::timing`), for
         // the transport's own engine only (a TLS connection's inner callbacks
         // run inside the outer one's).
         if S::OUTER {
-            let protocol = &*self.protocol;
+            let protocol = &**self.protocol;
             self.core.callback_done(CallbackKind::Protocol, || {
                 crate::wrap::protocol_name(protocol)
             });
@@ -102,10 +104,19 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         res
     }
 
-    /// The connection's span (`conn`, with its id and peer), entered.
-    fn span(&self) -> tracing::span::EnteredSpan {
-        tracing::debug_span!("conn", id = self.state.handle.key, peer = %self.state.peer())
-            .entered()
+    /// The same engine, borrowed again: what the cold paths are called on,
+    /// so that the hot path's engine is never passed by address and its
+    /// fields stay in registers (a non-inlined call on `self` makes the
+    /// compiler keep the whole engine in memory).
+    #[inline(always)]
+    fn again(&mut self) -> Engine<'_, S::Again<'_>> {
+        Engine {
+            core: self.core,
+            state: self.state,
+            protocol: &mut *self.protocol,
+            out: self.out,
+            sink: self.sink.again(),
+        }
     }
 
     /// After a callback: the gathered writes go to the sink, then abort, close
@@ -118,7 +129,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         if self.out.is_empty() && self.state.flags == flags::MADE {
             return;
         }
-        self.settle_now();
+        self.again().settle_now();
     }
 
     #[inline(never)]
@@ -153,7 +164,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         // limit, all the gathered bytes in one piece: one send.
         if self.state.writes_direct() {
             self.state.touch(self.core.turn_time());
-            let mut w = Writer::new(self.sink);
+            let mut w = Writer::new(&mut self.sink);
             let res = self.out.write_contiguous(&mut w);
             count_out::<S>(self.core, self.state, w.n);
             match res {
@@ -167,7 +178,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         }
         let waiting = self.state.pending_len() > 0 || self.state.has(flags::WRITE_THROTTLED);
         if !waiting {
-            if let Err(e) = write_buf(self.core, self.state, self.sink, self.out) {
+            if let Err(e) = write_buf(self.core, self.state, &mut self.sink, self.out) {
                 self.out.clear();
                 return Err(e);
             }
@@ -283,7 +294,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         let Some(mut p) = self.state.take_pending() else {
             return;
         };
-        let res = write_buf(self.core, self.state, self.sink, &mut p);
+        let res = write_buf(self.core, self.state, &mut self.sink, &mut p);
         self.state.put_pending(p);
         if let Err(e) = res {
             return self.close(DisconnectReason::from_io(&e));
@@ -425,7 +436,7 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         }
         // The same span as the other callbacks', so connection_lost logs under
         // it too.
-        let _span = tracing::level_enabled!(tracing::Level::DEBUG).then(|| self.span());
+        let _span = tracing::level_enabled!(tracing::Level::DEBUG).then(|| span(self.state));
         tracing::debug!(%reason, "connection lost");
         let end = Ending {
             reason: &reason,
@@ -447,6 +458,11 @@ impl<S: Sink + ?Sized> Engine<'_, S> {
         // Writes made in `connection_lost` have nowhere to go.
         self.out.clear();
     }
+}
+
+/// The connection's span (`conn`, with its id and peer), entered.
+fn span(state: &ConnState) -> tracing::span::EnteredSpan {
+    tracing::debug_span!("conn", id = state.handle.key, peer = %state.peer()).entered()
 }
 
 /// Writes `buf` to the sink within the write rate, noting traffic for the

@@ -89,6 +89,16 @@ pub(crate) trait Sink {
     /// callbacks' time counted for the reactor (once per connection).
     const OUTER: bool = true;
 
+    /// The same sink borrowed again: what the engine of a cold path holds
+    /// (see `Engine::again`), built from the fields so that the hot path's
+    /// sink is never passed by address (a socket's is then only registers).
+    type Again<'b>: Sink
+    where
+        Self: 'b;
+
+    /// See [`Again`](Self::Again).
+    fn again(&mut self) -> Self::Again<'_>;
+
     /// Takes what fits of `buf` now.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
 
@@ -122,6 +132,50 @@ pub(crate) trait Sink {
 
     /// After each protocol callback.
     fn leave(&mut self, _state: &mut ConnState) {}
+}
+
+/// A borrowed sink is the sink (the in-memory transports and TLS lend theirs
+/// to the engine).
+impl<T: Sink + ?Sized> Sink for &mut T {
+    const OUTER: bool = T::OUTER;
+    type Again<'b>
+        = &'b mut T
+    where
+        Self: 'b;
+    #[inline]
+    fn again(&mut self) -> &mut T {
+        self
+    }
+    #[inline]
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (**self).write(buf)
+    }
+    #[inline]
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (**self).write_vectored(bufs)
+    }
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        (**self).shutdown_write()
+    }
+    fn close(&mut self, end: &Ending<'_>) -> bool {
+        (**self).close(end)
+    }
+    #[inline]
+    fn host(&self) -> &dyn HostAddr {
+        (**self).host()
+    }
+    #[inline]
+    fn produce_later(&mut self, h: ConnectionHandle) -> bool {
+        (**self).produce_later(h)
+    }
+    #[inline]
+    fn enter(&mut self, state: &mut ConnState) {
+        (**self).enter(state)
+    }
+    #[inline]
+    fn leave(&mut self, state: &mut ConnState) {
+        (**self).leave(state)
+    }
 }
 
 /// Replaces a live connection's protocol with a wrapper around it

@@ -3,11 +3,10 @@
 //! a connection does is the one engine's ([`crate::conn`]).
 
 use std::io;
-use std::os::fd::AsFd;
 use std::time::Duration;
 
 use super::stream::Stream;
-use super::{Entry, InternalTimer, Net, READ_BUDGET};
+use super::{Entry, InternalTimer, Net, READ_BUDGET, READ_BUF};
 use crate::conn::{Ending, Engine, Sink};
 use crate::context::{ConnectionHandle, Core};
 use crate::error::DisconnectReason;
@@ -42,12 +41,24 @@ pub(crate) struct NoSigPipe<'a>(pub(crate) &'a Stream);
 impl io::Write for NoSigPipe<'_> {
     #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.0 {
-            Stream::Pipe(p) => p.write_vectored(&[io::IoSlice::new(buf)]),
+        // The count, then one `Result` made from it (see `Stream::read_raw`).
+        let mut err = None;
+        let n = match self.0 {
+            Stream::Pipe(p) => match p.write_vectored(&[io::IoSlice::new(buf)]) {
+                Ok(n) => n as isize,
+                Err(e) => {
+                    err = Some(e);
+                    -1
+                }
+            },
             // `send` on the descriptor itself: no mio, std or socket2
             // layers on the hot path.
-            _ => super::sys::send(self.0.as_fd(), buf, super::sys::NO_SIGPIPE),
+            _ => super::sys::send(self.0.raw_fd(), buf, super::sys::NO_SIGPIPE),
+        };
+        if n < 0 {
+            return Err(err.unwrap_or_else(io::Error::last_os_error));
         }
+        Ok(n as usize)
     }
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         // Pipes have no MSG_NOSIGNAL: their write blocks SIGPIPE instead.
@@ -72,6 +83,18 @@ pub(crate) struct SocketSink<'a> {
 }
 
 impl Sink for SocketSink<'_> {
+    type Again<'b>
+        = SocketSink<'b>
+    where
+        Self: 'b;
+    #[inline(always)]
+    fn again(&mut self) -> SocketSink<'_> {
+        SocketSink {
+            stream: self.stream,
+            ready: &mut *self.ready,
+            reason: &mut *self.reason,
+        }
+    }
     #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         io::Write::write(&mut NoSigPipe(self.stream), buf)
@@ -109,18 +132,17 @@ impl Sink for SocketSink<'_> {
 /// The engine for connection `c` of `net`, borrowing only the fields it needs
 /// (so `net.read_buf` stays free for the input).
 macro_rules! engine {
-    ($net:expr, $core:expr, $c:expr, $sink:ident, $e:ident) => {
-        let mut $sink = SocketSink {
-            stream: &$c.stream,
-            ready: &mut $net.ready,
-            reason: &mut $net.lost_reason,
-        };
+    ($net:expr, $core:expr, $c:expr, $e:ident) => {
         let mut $e = Engine {
             core: $core,
             state: &mut $c.state,
-            protocol: &mut *$c.protocol,
+            protocol: &mut $c.protocol,
             out: &mut $net.out,
-            sink: &mut $sink,
+            sink: SocketSink {
+                stream: &$c.stream,
+                ready: &mut $net.ready,
+                reason: &mut $net.lost_reason,
+            },
         };
     };
 }
@@ -138,7 +160,7 @@ impl Net {
         let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
             return None;
         };
-        engine!(self, core, c, sink, e);
+        engine!(self, core, c, e);
         let r = f(&mut e);
         if c.state.has(flags::DEAD) {
             self.reap(core, key);
@@ -180,7 +202,8 @@ impl Net {
             c.state.set(flags::PEER_FIN);
         }
         for _ in 0..READ_BUDGET {
-            let mut cap = self.read_buf.len();
+            // (`read_buf` is `READ_BUF` long: a constant, not a load.)
+            let mut cap = READ_BUF;
             let mut rate = None;
             // The common state (see `ConnState::is_hot`) takes input and has
             // no read rate; otherwise look.
@@ -200,17 +223,19 @@ impl Net {
                 }
                 cap = cap.min(allowed);
             }
-            match c.stream.read(&mut self.read_buf[..cap]) {
-                Ok(0) => {
+            let mut pipe_err = None;
+            match c.stream.read_raw(&mut self.read_buf[..cap], &mut pipe_err) {
+                0 => {
                     self.with_engine(core, key, |e| e.eof());
                     return;
                 }
-                Ok(n) => {
+                n if n > 0 => {
+                    let n = n as usize;
                     if let Some(rate) = rate {
                         rate.used += n;
                     }
                     {
-                        engine!(self, core, c, sink, e);
+                        engine!(self, core, c, e);
                         e.data(&self.read_buf[..n]);
                     }
                     if c.state.has(flags::DEAD) {
@@ -220,16 +245,21 @@ impl Net {
                     // the peer's FIN is waiting behind the data.
                     // (The hint is kept in PEER_FIN: its edge does not come again.)
                     if n < cap
-                        && cap == self.read_buf.len()
+                        && cap == READ_BUF
                         && cfg!(any(target_os = "linux", target_os = "android"))
                         && !c.state.has(flags::PEER_FIN)
                     {
                         return;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.close(core, key, DisconnectReason::from_io(&e)),
+                _ => {
+                    let e = pipe_err.unwrap_or_else(io::Error::last_os_error);
+                    match e.kind() {
+                        io::ErrorKind::WouldBlock => return,
+                        io::ErrorKind::Interrupted => {}
+                        _ => return self.close(core, key, DisconnectReason::from_io(&e)),
+                    }
+                }
             }
         }
         // Budget spent with data possibly left: come back after the others.

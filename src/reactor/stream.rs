@@ -10,7 +10,7 @@
 
 use std::io;
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use mio::event::Source;
@@ -53,14 +53,44 @@ impl Stream {
 
     /// Reads into `buf`: `recv` on the socket's descriptor itself (what
     /// mio's and std's `Read` come down to, without their layers), `read`
-    /// on a pipe. Inlined into the read loop: the call and the match cost
-    /// as much as the system call's own wrapper otherwise.
-    #[inline(always)]
+    /// on a pipe. (The read loop uses [`read_raw`](Self::read_raw), inlined.)
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut err = None;
+        let n = self.read_raw(buf, &mut err);
+        if n < 0 {
+            return Err(err.unwrap_or_else(io::Error::last_os_error));
+        }
+        Ok(n as usize)
+    }
+
+    /// [`read`](Self::read) for the read loop: the byte count (0: end of
+    /// stream), or -1 with the error in `err` (a pipe's) or in `errno` (a
+    /// socket's: read it at once). A count, not an `io::Result`: the two
+    /// kinds of stream's results would be merged into one `Result` and its
+    /// variant tested again after the system call had told already.
+    #[inline(always)]
+    pub(crate) fn read_raw(&self, buf: &mut [u8], err: &mut Option<io::Error>) -> isize {
+        if let Stream::Pipe(p) = self {
+            return match p.read(buf) {
+                // (At most `buf.len()`, which is at most `isize::MAX`.)
+                Ok(n) => n as isize,
+                Err(e) => {
+                    *err = Some(e);
+                    -1
+                }
+            };
+        }
+        super::sys::recv(self.raw_fd(), buf)
+    }
+
+    /// The descriptor. `as_raw_fd`, not `as_fd`: std inlines the one and
+    /// not the other (a call per read and per write otherwise).
+    #[inline(always)]
+    pub(crate) fn raw_fd(&self) -> RawFd {
         match self {
-            Stream::Tcp(s) => super::sys::recv(s.as_fd(), buf),
-            Stream::Unix(s) => super::sys::recv(s.as_fd(), buf),
-            Stream::Pipe(p) => p.read(buf),
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+            Stream::Pipe(p) => p.as_fd().as_raw_fd(),
         }
     }
 

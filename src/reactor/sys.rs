@@ -90,27 +90,23 @@ pub(crate) fn kill(pid: u32, signal: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// `recv(fd, buf, 0)`: reads from a connected socket, as `Read::read` does.
+/// `recv(fd, buf, 0)`: reads from a connected socket, as `Read::read` does,
+/// returning what the call returns: the byte count, or -1 with the error in
+/// `errno` (for the caller to read at once, with `io::Error::last_os_error`).
 #[inline]
-pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> isize {
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the call,
-    // which writes at most that many.
-    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
+    // which writes at most that many (on a descriptor that is no socket,
+    // or closed, the call fails).
+    unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) }
 }
 
-/// `send(fd, buf, flags)`: writes to a connected socket.
+/// `send(fd, buf, flags)`: writes to a connected socket, returning what the
+/// call returns (as [`recv`]).
 #[inline]
-pub(crate) fn send(fd: BorrowedFd<'_>, buf: &[u8], flags: libc::c_int) -> io::Result<usize> {
+pub(crate) fn send(fd: RawFd, buf: &[u8], flags: libc::c_int) -> isize {
     // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the call.
-    let n = unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
+    unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), flags) }
 }
 
 /// `writev` to a pipe without `SIGPIPE`: the signal is blocked on this thread

@@ -45,11 +45,11 @@ impl MemConn {
         core: &'a mut Core,
         out: &'a mut WriteBuf,
         sink: &'a mut S,
-    ) -> Engine<'a, S> {
+    ) -> Engine<'a, &'a mut S> {
         Engine {
             core,
             state: &mut self.state,
-            protocol: &mut *self.protocol,
+            protocol: &mut self.protocol,
             out,
             sink,
         }

@@ -211,7 +211,9 @@ impl<'a> Context<'a> {
     /// [`try_write`](Self::try_write) to be told.
     #[inline]
     pub fn write(&mut self, data: &[u8]) {
-        let _ = self.try_write(data);
+        if !self.gather_input(data) {
+            self.write_dropping_errors(data);
+        }
     }
 
     /// Queues `data` for the peer.
@@ -221,19 +223,33 @@ impl<'a> Context<'a> {
     /// `abort_connection`, or once the connection is lost.
     #[inline]
     pub fn try_write(&mut self, data: &[u8]) -> Result<()> {
-        // The echo's case, inline in the protocol's code: the first write of a
-        // callback, of bytes of its input, nothing buffered, no `start_tls`.
-        // (`is_hot`: writes are not refused, nothing is queued, no
-        // `start_tls` diverts them.)
-        if data.len() >= ZERO_COPY_MIN && self.out.is_empty() && self.conn.is_hot() {
-            if let Some(off) = self.input_offset(data) {
-                // Gathered by reference: sent from the read buffer when the
-                // callback returns (or copied if anything is written after it).
-                self.out.set_input_ref(off, data.len());
-                return Ok(());
-            }
+        if self.gather_input(data) {
+            return Ok(());
         }
         self.write_gathered(data)
+    }
+
+    /// The echo's case, inline in the protocol's code: the first write of a
+    /// callback, of bytes of its input, nothing buffered, no `start_tls`
+    /// (`is_hot`: writes are not refused, nothing is queued, no `start_tls`
+    /// diverts them). Gathered by reference: sent from the read buffer when
+    /// the callback returns (or copied if anything is written after it).
+    #[inline(always)]
+    fn gather_input(&mut self, data: &[u8]) -> bool {
+        if data.len() >= ZERO_COPY_MIN && self.out.is_empty() && self.conn.is_hot() {
+            if let Some(off) = self.input_offset(data) {
+                self.out.set_input_ref(off, data.len());
+                return true;
+            }
+        }
+        false
+    }
+
+    /// [`write`](Self::write) in general: out of line, so that the inline
+    /// part keeps no error on the protocol's stack.
+    #[inline(never)]
+    fn write_dropping_errors(&mut self, data: &[u8]) {
+        let _ = self.write_gathered(data);
     }
 
     /// [`try_write`](Self::try_write) in general.

@@ -433,9 +433,13 @@ impl ConnState {
 
     /// Whether there is a write queue (possibly empty: the sink refused
     /// bytes since it was last drained).
+    ///
+    /// One test of the flags first: a queue is only ever put in with
+    /// [`flags::SLOW`] set (see [`slow_extra`](Self::slow_extra)), and the
+    /// reactor asks at every writable edge.
     #[inline]
     pub(crate) fn has_pending(&self) -> bool {
-        self.pending().is_some()
+        self.has(flags::SLOW) && self.pending().is_some()
     }
 
     /// The write queue, made if there is none.

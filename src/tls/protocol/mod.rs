@@ -307,7 +307,7 @@ impl TlsProtocol {
     /// moving (a continuation when the transport may take more once this
     /// callback returns, or the stream source wants another turn) and
     /// mirrors its read pause onto the transport.
-    fn run(&mut self, ctx: &mut Context<'_>, f: impl FnOnce(&mut Engine<'_, TlsSink<'_>>)) {
+    fn run(&mut self, ctx: &mut Context<'_>, f: impl FnOnce(&mut Engine<'_, &mut TlsSink<'_>>)) {
         let Some(st) = self.state.as_mut() else {
             return;
         };
@@ -325,7 +325,7 @@ impl TlsProtocol {
         f(&mut Engine {
             core: &mut *ctx.core,
             state: &mut *st,
-            protocol: &mut *self.inner,
+            protocol: &mut self.inner,
             out: &mut self.out,
             sink: &mut sink,
         });

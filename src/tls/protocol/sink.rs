@@ -42,6 +42,13 @@ impl TlsSink<'_> {
 
 impl Sink for TlsSink<'_> {
     const OUTER: bool = false;
+    type Again<'b>
+        = &'b mut Self
+    where
+        Self: 'b;
+    fn again(&mut self) -> &mut Self {
+        self
+    }
 
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if !self.handshake_done
