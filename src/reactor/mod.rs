@@ -595,10 +595,17 @@ impl Net {
         }
     }
 
+    /// Resumes the sources on the ready list (inline: most turns have none,
+    /// and the check must not cost a call).
+    #[inline(always)]
     fn run_ready(&mut self, core: &mut Core) {
-        if self.ready.is_empty() {
-            return;
+        if !self.ready.is_empty() {
+            self.run_ready_now(core);
         }
+    }
+
+    #[inline(never)]
+    fn run_ready_now(&mut self, core: &mut Core) {
         let ready = std::mem::take(&mut self.ready);
         for (key, gen) in ready {
             if self.gen_of(key) != Some(gen) {
