@@ -32,19 +32,11 @@ pub(crate) const STALE_MAX: Duration = Duration::from_millis(1);
 
 /// The timer deadline the poll last waited for, when it comes within
 /// [`FAR_DEADLINE`] (computed once per deadline: an idle timeout stays the
-/// next deadline for minutes), and the tick count before which turns need
-/// not read the clock.
+/// next deadline for minutes).
 #[derive(Debug, Clone, Copy)]
 struct FarMark {
     deadline: Instant,
     near_from: Instant,
-    /// 0: read the clock.
-    quiet_until: u64,
-    /// The timer queue's [`mark`](crate::core::timers::TimerQueue::mark)
-    /// when the horizon was set: it moves with every schedule and reset
-    /// (what can bring the next deadline nearer), so while it stays, no
-    /// deadline is nearer than `deadline`.
-    seq: u64,
 }
 
 impl FarMark {
@@ -52,21 +44,41 @@ impl FarMark {
         FarMark {
             deadline,
             near_from: deadline.checked_sub(FAR_DEADLINE).unwrap_or(deadline),
-            quiet_until: 0,
-            seq: u64::MAX,
         }
     }
 }
 
 /// The turn clock's state in [`Core`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct TurnClock {
     far: Option<FarMark>,
-    /// This turn did not read the clock before the far mark's horizon: the
-    /// real time is before its `near_from`.
-    quiet: bool,
+    /// The tick count before which turns need not read the clock (0: read
+    /// it), while the timer queue's [`mark`](crate::core::timers::TimerQueue::mark)
+    /// is still `quiet_seq`: the mark moves with every schedule and reset
+    /// (what can bring the next deadline nearer), so while it stays, no
+    /// deadline is nearer than the far mark's.
+    quiet_until: u64,
+    quiet_seq: u64,
+    /// This turn did not read the clock before the far mark's horizon (the
+    /// real time is before its `near_from`): the timer queue's mark then, or
+    /// `u64::MAX` (not quiet; no mark gets that far). While the mark stays,
+    /// no timer is due and none is nearer than `FAR_DEADLINE`: one
+    /// comparison tells, however often the turn asks.
+    quiet_mark: u64,
     /// [`STALE_MAX`] in ticks of the cheap clock (0: none).
     stale_ticks: u64,
+}
+
+impl Default for TurnClock {
+    fn default() -> TurnClock {
+        TurnClock {
+            far: None,
+            quiet_until: 0,
+            quiet_seq: u64::MAX,
+            quiet_mark: u64::MAX,
+            stale_ticks: 0,
+        }
+    }
 }
 
 impl Core {
@@ -76,46 +88,48 @@ impl Core {
     #[inline]
     pub(crate) fn new_turn(&mut self) {
         let tick = self.timing.turn_started();
-        self.turn_clock.quiet = false;
+        let tc = &mut self.turn_clock;
+        tc.quiet_mark = u64::MAX;
         if self.timers.is_empty() {
             self.clock_stale = true;
             self.clock_read = false;
             return;
         }
-        if let (Some(t), Some(m)) = (tick, self.turn_clock.far) {
-            if t < m.quiet_until && self.timers.mark() == m.seq {
-                self.clock_stale = true;
-                self.clock_read = false;
-                self.turn_clock.quiet = true;
-                return;
-            }
+        // (Without a cheap clock `tick` is 0 and so is `quiet_until`.)
+        if tick < tc.quiet_until && self.timers.mark() == tc.quiet_seq {
+            self.clock_stale = true;
+            self.clock_read = false;
+            tc.quiet_mark = tc.quiet_seq;
+            return;
         }
         self.read_turn_clock(tick);
     }
 
     #[inline(never)]
-    fn read_turn_clock(&mut self, tick: Option<u64>) {
+    fn read_turn_clock(&mut self, tick: u64) {
         self.clock_stale = false;
         self.clock_read = true;
         self.set_now(Instant::now());
-        let (Some(t), Some(next)) = (tick, self.timers.next_deadline()) else {
+        let tc = &mut self.turn_clock;
+        tc.quiet_until = 0;
+        let Some(next) = self.timers.next_deadline() else {
             return;
         };
-        let tc = &mut self.turn_clock;
+        if !self.timing.clock().cheap {
+            return;
+        }
         if tc.stale_ticks == 0 {
             let ns = u64::try_from(STALE_MAX.as_nanos()).unwrap_or(u64::MAX);
             tc.stale_ticks = self.timing.clock().to_ticks(ns).max(1);
         }
-        let mut m = match tc.far {
+        let m = match tc.far {
             Some(m) if m.deadline == next => m,
             _ => FarMark::new(next),
         };
-        m.quiet_until = if self.now + STALE_MAX < m.near_from {
-            t.saturating_add(tc.stale_ticks)
-        } else {
-            0
-        };
-        m.seq = self.timers.mark();
+        if self.now + STALE_MAX < m.near_from {
+            tc.quiet_until = tick.saturating_add(tc.stale_ticks);
+        }
+        tc.quiet_seq = self.timers.mark();
         tc.far = Some(m);
     }
 
@@ -123,11 +137,7 @@ impl Core {
     /// began: no timer is due, and none is nearer than `FAR_DEADLINE`.
     #[inline]
     pub(crate) fn quiet_turn(&self) -> bool {
-        self.turn_clock.quiet
-            && self
-                .turn_clock
-                .far
-                .is_some_and(|m| m.seq == self.timers.mark())
+        self.turn_clock.quiet_mark == self.timers.mark()
     }
 
     /// How long the poll may wait for the next timer (`None`: no timer is
@@ -154,7 +164,7 @@ impl Core {
     pub(crate) fn poll_wait(&mut self, next: Instant, next_turn: bool) -> Duration {
         if next_turn {
             let tc = &mut self.turn_clock;
-            if tc.quiet && tc.far.is_some_and(|m| m.deadline == next) {
+            if tc.quiet_mark != u64::MAX && tc.far.is_some_and(|m| m.deadline == next) {
                 return FAR_DEADLINE;
             }
             if self.clock_read {

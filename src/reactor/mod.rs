@@ -357,12 +357,11 @@ impl Reactor {
             net.before_poll(core);
         }
 
+        // (`before_poll` leaves no operation queued, and only its calls can
+        // have asked to stop: `run` and `run_once` begin a turn with the
+        // request cleared.)
         let mut timeout = max_wait;
-        if !net.ready.is_empty()
-            || !core.ops.is_empty()
-            || core.stop_requested
-            || core.has_local_work()
-        {
+        if !net.ready.is_empty() || core.stop_requested || core.has_local_work() {
             timeout = Some(Duration::ZERO);
         } else if let Some(until) = core.timer_wait(next_turn) {
             timeout = Some(timeout.map_or(until, |t| t.min(until)));
@@ -383,11 +382,13 @@ impl Reactor {
             net.process_ops(core);
         }
         net.run_ready(core);
-        net.free_dead();
 
         // Timers due now that were scheduled before this point; a zero-delay call
         // scheduled by one of them waits for the next turn.
         // Then queued local calls and woken futures (Deferreds, `spawn_local`).
+        // (Slots closed in this turn stay vacant until its end: nothing can
+        // reach them by handle, and no event of this batch can reach a
+        // source that reused one.)
         core.run_due_timers(net);
         net.free_dead();
         Ok(())
