@@ -239,9 +239,11 @@ impl Reactor {
     pub fn run(&mut self) -> Result<()> {
         self.enter();
         let mut next_turn = false;
+        let mut settled = false;
         let res = loop {
-            if let Err(e) = self.turn(None, next_turn) {
-                break Err(e);
+            match self.turn(None, next_turn, settled) {
+                Ok(s) => settled = s,
+                Err(e) => break Err(e),
             }
             next_turn = true;
             if self.core.stop_requested {
@@ -260,7 +262,7 @@ impl Reactor {
     /// As [`run`](Self::run).
     pub fn run_once(&mut self, max_wait: Option<Duration>) -> Result<()> {
         self.enter();
-        let res = self.turn(max_wait, false);
+        let res = self.turn(max_wait, false, false).map(|_| ());
         self.leave();
         res.and_then(|()| self.panic_result())
     }
@@ -337,17 +339,24 @@ impl Reactor {
     }
 
     /// One turn; `next_turn`: it follows the previous one at once (inside
-    /// `run`), so the previous turn's time is recent. Inlined into `run`'s
-    /// loop (no call, register saves and restores per turn).
+    /// `run`), so the previous turn's time is recent; `settled`: and that
+    /// turn ended with nothing left over (no local work, no operation
+    /// queued, no stop asked), which is what this one returns for the next.
+    /// Inlined into `run`'s loop (no call, register saves and restores per
+    /// turn).
     #[inline(always)]
-    fn turn(&mut self, max_wait: Option<Duration>, next_turn: bool) -> Result<()> {
+    fn turn(&mut self, max_wait: Option<Duration>, next_turn: bool, settled: bool) -> Result<bool> {
         let core = &mut self.core;
         let net = &mut self.net;
         // Work queued outside the loop (calls made before `run`, or by another
         // thread) runs at the last turn's time. (See `core::turn_clock` for
         // when the clock is read; callback timing reads its own tick counter
         // after the poll and after each callback, and before this work.)
-        if !core.ops.is_empty()
+        // (Between turns of `run` nothing runs: after a settled turn only
+        // other threads can have queued work, and their calls and wakeups of
+        // local tasks wake the poll too.)
+        let mut settled = settled;
+        if (!settled && !core.ops.is_empty())
             || net.shutting_down.is_some()
             || core
                 .shared
@@ -355,13 +364,14 @@ impl Reactor {
                 .load(std::sync::atomic::Ordering::Relaxed)
         {
             net.before_poll(core);
+            settled = false;
         }
 
         // (`before_poll` leaves no operation queued, and only its calls can
         // have asked to stop: `run` and `run_once` begin a turn with the
         // request cleared.)
         let mut timeout = max_wait;
-        if !net.ready.is_empty() || core.stop_requested || core.has_local_work() {
+        if !net.ready.is_empty() || (!settled && (core.stop_requested || core.has_local_work())) {
             timeout = Some(Duration::ZERO);
         } else if let Some(until) = core.timer_wait(next_turn) {
             timeout = Some(timeout.map_or(until, |t| t.min(until)));
@@ -389,9 +399,12 @@ impl Reactor {
         // (Slots closed in this turn stay vacant until its end: nothing can
         // reach them by handle, and no event of this batch can reach a
         // source that reused one.)
-        core.run_due_timers(net);
+        let settled = !core.timers_or_local_due();
+        if !settled {
+            core.run_due_timers_now(net);
+        }
         net.free_dead();
-        Ok(())
+        Ok(settled)
     }
 }
 
