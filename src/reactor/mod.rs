@@ -384,10 +384,6 @@ impl Reactor {
         core.new_turn();
 
         for ev in self.events.iter() {
-            if ev.token() == WAKER {
-                net.run_thread_calls(core);
-                continue;
-            }
             net.on_event(core, ev);
             net.process_ops(core);
         }
@@ -551,7 +547,8 @@ impl Net {
     #[inline]
     fn on_event(&mut self, core: &mut Core, ev: &mio::event::Event) {
         let key = ev.token().0;
-        // Connections first, with one test: most events are theirs.
+        // Connections first, with one test: most events are theirs. (The
+        // waker's token is no slab key: it takes the other path.)
         if let Some(Entry::Conn(c)) = self.entries.get(key) {
             // Writable edges come after most sends; only buffered bytes care.
             if ev.is_writable() && c.state.has_pending() {
@@ -567,6 +564,9 @@ impl Net {
 
     #[inline(never)]
     fn on_other_event(&mut self, core: &mut Core, key: usize) {
+        if key == WAKER.0 {
+            return self.run_thread_calls(core);
+        }
         match self.entries.get(key) {
             Some(Entry::Listener(_)) => self.accept(core, key),
             Some(Entry::Connecting(_)) => self.on_connect_ready(core, key),
