@@ -27,6 +27,7 @@ mod connect;
 mod flow;
 mod ops;
 mod pipe;
+mod poller;
 mod signals;
 mod snapshot;
 mod stream;
@@ -43,7 +44,7 @@ use std::ops::{Deref, DerefMut};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use mio::{Events, Poll, Registry, Token, Waker};
+use mio::{Poll, Registry, Token, Waker};
 use slab::Slab;
 
 use crate::buf::WriteBuf;
@@ -60,6 +61,8 @@ pub use udp::UdpOptions;
 pub use unix::{UnixListeningPort, UnixOptions};
 
 const WAKER: Token = Token(usize::MAX);
+/// [`FAR_DEADLINE`](crate::core::turn_clock::FAR_DEADLINE) in milliseconds.
+const FAR_DEADLINE_MS: i32 = crate::core::turn_clock::FAR_DEADLINE.as_millis() as i32;
 pub(crate) use crate::conn::READ_BUF;
 /// Reads (or accepts) per readiness event before yielding to other sources.
 pub(crate) const READ_BUDGET: usize = 16;
@@ -131,7 +134,7 @@ pub(crate) trait ExtraSource {
 pub struct Reactor {
     core: Core,
     poll: Poll,
-    events: Events,
+    events: poller::Events,
     net: Net,
 }
 
@@ -185,7 +188,7 @@ impl Reactor {
         Ok(Reactor {
             core,
             poll,
-            events: Events::with_capacity(1024),
+            events: poller::Events::with_capacity(1024),
             net: Net {
                 registry,
                 entries: Slab::with_capacity(SLAB_RESERVE),
@@ -367,16 +370,24 @@ impl Reactor {
             settled = false;
         }
 
-        // (`before_poll` leaves no operation queued, and only its calls can
-        // have asked to stop: `run` and `run_once` begin a turn with the
-        // request cleared.)
-        let mut timeout = max_wait;
-        if !net.ready.is_empty() || (!settled && (core.stop_requested || core.has_local_work())) {
-            timeout = Some(Duration::ZERO);
-        } else if let Some(until) = core.timer_wait(next_turn) {
-            timeout = Some(timeout.map_or(until, |t| t.min(until)));
-        }
-        if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+        // The poll's wait in milliseconds, the common ones as constants (no
+        // wait, a quiet turn's). (`before_poll` leaves no operation queued,
+        // and only its calls can have asked to stop: `run` and `run_once`
+        // begin a turn with the request cleared.)
+        let ms = if !net.ready.is_empty()
+            || (!settled && (core.stop_requested || core.has_local_work()))
+        {
+            0
+        } else if max_wait.is_none() && next_turn && core.quiet_turn() {
+            FAR_DEADLINE_MS
+        } else {
+            let until = core.timer_wait(next_turn);
+            poller::millis(match (max_wait, until) {
+                (Some(t), Some(u)) => Some(t.min(u)),
+                (t, u) => t.or(u),
+            })
+        };
+        if let Err(e) = poller::wait(&mut self.poll, &mut self.events, ms) {
             if e.kind() != io::ErrorKind::Interrupted {
                 return Err(e.into());
             }
@@ -384,7 +395,7 @@ impl Reactor {
         core.new_turn();
 
         for ev in self.events.iter() {
-            net.on_event(core, ev);
+            net.on_event(core, &ev);
             net.process_ops(core);
         }
         net.run_ready(core);
@@ -545,8 +556,8 @@ impl Net {
     }
 
     #[inline]
-    fn on_event(&mut self, core: &mut Core, ev: &mio::event::Event) {
-        let key = ev.token().0;
+    fn on_event(&mut self, core: &mut Core, ev: &poller::Event) {
+        let key = ev.token();
         // Connections first, with one test: most events are theirs. (The
         // waker's token is no slab key: it takes the other path.)
         if let Some(Entry::Conn(c)) = self.entries.get(key) {
