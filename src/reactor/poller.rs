@@ -110,9 +110,10 @@ mod imp {
             self.flags & ERR != 0
         }
         /// Both halves closed, or the peer's FIN (or `shutdown(SHUT_RD)`).
+        /// (Most events have neither flag: one test tells.)
         #[inline]
         pub(crate) fn is_read_closed(&self) -> bool {
-            self.flags & HUP != 0 || (self.flags & IN != 0 && self.flags & RDHUP != 0)
+            self.flags & (HUP | RDHUP) != 0 && (self.flags & HUP != 0 || self.flags & IN != 0)
         }
     }
 }
