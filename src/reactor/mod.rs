@@ -394,10 +394,17 @@ impl Reactor {
         }
         core.new_turn();
 
+        // What each callback queued is carried out before the next event;
+        // whether a graceful shutdown has seen its last connection go is
+        // asked once, after the batch (before anything else runs: only the
+        // batch's own events come between).
         for ev in self.events.iter() {
             net.on_event(core, &ev);
-            net.process_ops(core);
+            if !core.ops.is_empty() {
+                net.process_ops_now(core);
+            }
         }
+        net.process_ops(core);
         net.run_ready(core);
 
         // Timers due now that were scheduled before this point; a zero-delay call
