@@ -42,13 +42,18 @@ mod imp {
     pub(crate) struct Events {
         buf: Vec<libc::epoll_event>,
         len: usize,
+        /// `buf.len()` as epoll_wait takes it (fits: `with_capacity` sees
+        /// to it).
+        cap: i32,
     }
 
     impl Events {
         pub(crate) fn with_capacity(n: usize) -> Events {
+            let cap = i32::try_from(n.max(1)).unwrap_or(i32::MAX);
             Events {
-                buf: vec![libc::epoll_event { events: 0, u64: 0 }; n.max(1)],
+                buf: vec![libc::epoll_event { events: 0, u64: 0 }; cap as usize],
                 len: 0,
+                cap,
             }
         }
 
@@ -67,14 +72,15 @@ mod imp {
     #[inline]
     pub(crate) fn wait(poll: &mut Poll, events: &mut Events, ms: i32) -> io::Result<()> {
         events.len = 0;
-        let cap = i32::try_from(events.buf.len()).unwrap_or(i32::MAX);
         // SAFETY: the buffer holds `cap` events, which is all the kernel
         // writes; the descriptor is the poll's, open while `poll` lives.
-        let n = unsafe { libc::epoll_wait(poll.as_raw_fd(), events.buf.as_mut_ptr(), cap, ms) };
+        let n =
+            unsafe { libc::epoll_wait(poll.as_raw_fd(), events.buf.as_mut_ptr(), events.cap, ms) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
-        events.len = (n as usize).min(events.buf.len());
+        // (At most `cap`: reading them checks the bound anyway.)
+        events.len = n as usize;
         Ok(())
     }
 
