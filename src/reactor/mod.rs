@@ -76,6 +76,25 @@ const SLAB_RESERVE: usize = 4096;
 
 pub(crate) use crate::core::ops::InternalTimer;
 
+/// What a turn of `run` left for the next one (which follows at once: the
+/// previous turn's time is recent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Left {
+    /// No turn came before (the first of `run`, or `run_once`'s): ask
+    /// about everything.
+    First,
+    /// Callbacks ran after the events (timers, local work): there may be
+    /// local work left, or a stop request.
+    Work,
+    /// Nothing besides events: no local work (asked at the turn's end,
+    /// nothing ran after), no operation queued (carried out after every
+    /// callback), no stop request (`run` would have returned).
+    Settled,
+    /// Settled, and a quiet turn (see `core::turn_clock`) no timer was
+    /// scheduled in: the poll waits `FAR_DEADLINE`.
+    Quiet,
+}
+
 /// The poll's waker, for other threads (`ReactorHandle`).
 struct PollWaker(Waker);
 
@@ -241,14 +260,12 @@ impl Reactor {
     /// operating-system error if polling fails.
     pub fn run(&mut self) -> Result<()> {
         self.enter();
-        let mut next_turn = false;
-        let mut settled = false;
+        let mut left = Left::First;
         let res = loop {
-            match self.turn(None, next_turn, settled) {
-                Ok(s) => settled = s,
+            match self.turn(None, left) {
+                Ok(l) => left = l,
                 Err(e) => break Err(e),
             }
-            next_turn = true;
             if self.core.stop_requested {
                 break Ok(());
             }
@@ -265,7 +282,7 @@ impl Reactor {
     /// As [`run`](Self::run).
     pub fn run_once(&mut self, max_wait: Option<Duration>) -> Result<()> {
         self.enter();
-        let res = self.turn(max_wait, false, false).map(|_| ());
+        let res = self.turn(max_wait, Left::First).map(|_| ());
         self.leave();
         res.and_then(|()| self.panic_result())
     }
@@ -341,14 +358,11 @@ impl Reactor {
         self.net.entries.len()
     }
 
-    /// One turn; `next_turn`: it follows the previous one at once (inside
-    /// `run`), so the previous turn's time is recent; `settled`: and that
-    /// turn ended with nothing left over (no local work, no operation
-    /// queued, no stop asked), which is what this one returns for the next.
-    /// Inlined into `run`'s loop (no call, register saves and restores per
-    /// turn).
+    /// One turn; `left`: what the turn just before it (inside `run`) left
+    /// for it, which it returns for the next. Inlined into `run`'s loop (no
+    /// call, register saves and restores per turn).
     #[inline(always)]
-    fn turn(&mut self, max_wait: Option<Duration>, next_turn: bool, settled: bool) -> Result<bool> {
+    fn turn(&mut self, max_wait: Option<Duration>, left: Left) -> Result<Left> {
         let core = &mut self.core;
         let net = &mut self.net;
         // Work queued outside the loop (calls made before `run`, or by another
@@ -358,8 +372,8 @@ impl Reactor {
         // (Between turns of `run` nothing runs: after a settled turn only
         // other threads can have queued work, and their calls and wakeups of
         // local tasks wake the poll too.)
-        let mut settled = settled;
-        if (!settled && !core.ops.is_empty())
+        let mut left = left;
+        if (matches!(left, Left::First | Left::Work) && !core.ops.is_empty())
             || net.shutting_down.is_some()
             || core
                 .shared
@@ -367,20 +381,21 @@ impl Reactor {
                 .load(std::sync::atomic::Ordering::Relaxed)
         {
             net.before_poll(core);
-            settled = false;
+            left = Left::Work;
         }
 
         // The poll's wait in milliseconds, the common ones as constants (no
         // wait, a quiet turn's). (`before_poll` leaves no operation queued,
         // and only its calls can have asked to stop: `run` and `run_once`
         // begin a turn with the request cleared.)
-        let ms = if !net.ready.is_empty()
-            || (!settled && (core.stop_requested || core.has_local_work()))
-        {
+        let ms = if !net.ready.is_empty() {
             0
-        } else if max_wait.is_none() && next_turn && core.quiet_turn() {
+        } else if left == Left::Quiet {
             FAR_DEADLINE_MS
+        } else if left != Left::Settled && (core.stop_requested || core.has_local_work()) {
+            0
         } else {
+            let next_turn = left != Left::First;
             let until = core.timer_wait(next_turn);
             poller::millis(match (max_wait, until) {
                 (Some(t), Some(u)) => Some(t.min(u)),
@@ -413,12 +428,16 @@ impl Reactor {
         // (Slots closed in this turn stay vacant until its end: nothing can
         // reach them by handle, and no event of this batch can reach a
         // source that reused one.)
-        let settled = !core.timers_or_local_due();
-        if !settled {
+        let left = if core.timers_or_local_due() {
             core.run_due_timers_now(net);
-        }
+            Left::Work
+        } else if max_wait.is_none() && core.quiet_turn() {
+            Left::Quiet
+        } else {
+            Left::Settled
+        };
         net.free_dead();
-        Ok(settled)
+        Ok(left)
     }
 }
 
