@@ -50,9 +50,16 @@ impl Core {
     /// ahead).
     #[inline]
     pub(crate) fn timers_or_local_due(&mut self) -> bool {
+        let quiet = self.quiet_turn();
+        self.due_unless_quiet(quiet)
+    }
+
+    /// [`timers_or_local_due`](Self::timers_or_local_due), given
+    /// [`quiet_turn`](Self::quiet_turn) (for a caller that wants it too).
+    #[inline]
+    pub(crate) fn due_unless_quiet(&mut self, quiet: bool) -> bool {
         let now = self.turn_time();
-        self.has_local_work()
-            || !(self.quiet_turn() || self.timers.next_deadline().is_none_or(|d| d > now))
+        self.has_local_work() || !(quiet || self.timers.next_deadline().is_none_or(|d| d > now))
     }
 
     /// [`run_due_timers`](Self::run_due_timers) without the test.

@@ -89,19 +89,20 @@ impl Core {
     pub(crate) fn new_turn(&mut self) {
         let tick = self.timing.turn_started();
         let tc = &mut self.turn_clock;
-        tc.quiet_mark = u64::MAX;
         if self.timers.is_empty() {
+            tc.quiet_mark = u64::MAX;
             self.clock_stale = true;
             self.clock_read = false;
             return;
         }
         // (Without a cheap clock `tick` is 0 and so is `quiet_until`.)
         if tick < tc.quiet_until && self.timers.mark() == tc.quiet_seq {
+            tc.quiet_mark = tc.quiet_seq;
             self.clock_stale = true;
             self.clock_read = false;
-            tc.quiet_mark = tc.quiet_seq;
             return;
         }
+        tc.quiet_mark = u64::MAX;
         self.read_turn_clock(tick);
     }
 

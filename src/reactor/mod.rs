@@ -428,10 +428,11 @@ impl Reactor {
         // (Slots closed in this turn stay vacant until its end: nothing can
         // reach them by handle, and no event of this batch can reach a
         // source that reused one.)
-        let left = if core.timers_or_local_due() {
+        let quiet = core.quiet_turn();
+        let left = if core.due_unless_quiet(quiet) {
             core.run_due_timers_now(net);
             Left::Work
-        } else if max_wait.is_none() && core.quiet_turn() {
+        } else if max_wait.is_none() && quiet {
             Left::Quiet
         } else {
             Left::Settled

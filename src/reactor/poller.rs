@@ -71,12 +71,12 @@ mod imp {
     /// comes; see [`millis`]).
     #[inline]
     pub(crate) fn wait(poll: &mut Poll, events: &mut Events, ms: i32) -> io::Result<()> {
-        events.len = 0;
         // SAFETY: the buffer holds `cap` events, which is all the kernel
         // writes; the descriptor is the poll's, open while `poll` lives.
         let n =
             unsafe { libc::epoll_wait(poll.as_raw_fd(), events.buf.as_mut_ptr(), events.cap, ms) };
         if n < 0 {
+            events.len = 0;
             return Err(io::Error::last_os_error());
         }
         // (At most `cap`: reading them checks the bound anyway.)
