@@ -37,13 +37,18 @@ pub(crate) const STALE_MAX: Duration = Duration::from_millis(1);
 struct FarMark {
     deadline: Instant,
     near_from: Instant,
+    /// [`STALE_MAX`] before `near_from` (`None`: no such time): a clock
+    /// read before it may start a horizon of quiet turns.
+    quiet_before: Option<Instant>,
 }
 
 impl FarMark {
     fn new(deadline: Instant) -> FarMark {
+        let near_from = deadline.checked_sub(FAR_DEADLINE).unwrap_or(deadline);
         FarMark {
             deadline,
-            near_from: deadline.checked_sub(FAR_DEADLINE).unwrap_or(deadline),
+            near_from,
+            quiet_before: near_from.checked_sub(STALE_MAX),
         }
     }
 }
@@ -59,9 +64,10 @@ pub(crate) struct TurnClock {
     /// deadline is nearer than the far mark's.
     quiet_until: u64,
     quiet_seq: u64,
-    /// This turn did not read the clock before the far mark's horizon (the
-    /// real time is before its `near_from`): the timer queue's mark then, or
-    /// `u64::MAX` (not quiet; no mark gets that far). While the mark stays,
+    /// This turn is a quiet one, the real time before the far mark's
+    /// `near_from` (it did not read the clock before the horizon, or read
+    /// it and found so): the timer queue's mark then, or `u64::MAX` (not
+    /// quiet; no mark gets that far). While the mark stays,
     /// no timer is due and none is nearer than `FAR_DEADLINE`: one
     /// comparison tells, however often the turn asks.
     quiet_mark: u64,
@@ -116,22 +122,28 @@ impl Core {
         let Some(next) = self.timers.next_deadline() else {
             return;
         };
-        if !self.timing.clock().cheap {
+        let m = match tc.far {
+            Some(m) if m.deadline == next => m,
+            _ => FarMark::new(next),
+        };
+        tc.far = Some(m);
+        if self.now >= m.near_from {
+            return;
+        }
+        // The time read is before the horizon: no timer is due and none is
+        // nearer than FAR_DEADLINE, so this turn is a quiet one too (its
+        // poll waits FAR_DEADLINE, it runs no timer), only with a fresh time.
+        let mark = self.timers.mark();
+        tc.quiet_mark = mark;
+        if !self.timing.clock().cheap || m.quiet_before.is_none_or(|q| self.now >= q) {
             return;
         }
         if tc.stale_ticks == 0 {
             let ns = u64::try_from(STALE_MAX.as_nanos()).unwrap_or(u64::MAX);
             tc.stale_ticks = self.timing.clock().to_ticks(ns).max(1);
         }
-        let m = match tc.far {
-            Some(m) if m.deadline == next => m,
-            _ => FarMark::new(next),
-        };
-        if self.now + STALE_MAX < m.near_from {
-            tc.quiet_until = tick.saturating_add(tc.stale_ticks);
-        }
-        tc.quiet_seq = self.timers.mark();
-        tc.far = Some(m);
+        tc.quiet_until = tick.saturating_add(tc.stale_ticks);
+        tc.quiet_seq = mark;
     }
 
     /// This is a quiet turn and no timer was scheduled or reset since it
