@@ -319,6 +319,26 @@ mod tests {
     }
 
     #[test]
+    fn a_turn_that_read_the_clock_far_from_the_deadline_is_quiet() {
+        let mut core = core_at(Instant::now());
+        core.timing.set_clock(Clock::INSTANT);
+        core.call_later(Duration::from_secs(60), |_| {});
+        core.new_turn();
+        assert!(core.clock_read);
+        assert!(core.quiet_turn());
+        assert_eq!(core.timer_wait(true), Some(FAR_DEADLINE));
+        // A timer scheduled in the turn ends what the turn knows.
+        core.call_later(Duration::from_millis(5), |_| {});
+        assert!(!core.quiet_turn());
+        // Within FAR_DEADLINE of the next deadline: read, not quiet.
+        core.new_turn();
+        assert!(core.clock_read);
+        assert!(!core.quiet_turn());
+        let wait = core.timer_wait(true).unwrap();
+        assert!(wait <= Duration::from_millis(5), "{wait:?}");
+    }
+
+    #[test]
     fn without_a_cheap_clock_every_turn_with_timers_reads_the_clock() {
         let mut core = core_at(Instant::now());
         core.timing.set_clock(Clock::INSTANT);
