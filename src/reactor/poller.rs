@@ -122,6 +122,33 @@ mod imp {
             self.flags & (HUP | RDHUP) != 0 && (self.flags & HUP != 0 || self.flags & IN != 0)
         }
     }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn every_flag_combination_reads_as_mio_reads_it() {
+            let all = [IN, PRI, OUT, ERR, HUP, RDHUP];
+            for bits in 0..1u32 << all.len() {
+                let flags = (0..all.len())
+                    .filter(|i| bits & (1 << i) != 0)
+                    .fold(0, |f, i| f | all[i]);
+                let ev = Event { flags, token: 7 };
+                let has = |f: u32| flags & f != 0;
+                assert_eq!(ev.token(), 7);
+                assert_eq!(ev.is_readable(), has(IN) || has(PRI), "{flags:#x}");
+                assert_eq!(ev.is_writable(), has(OUT), "{flags:#x}");
+                assert_eq!(ev.is_error(), has(ERR), "{flags:#x}");
+                // mio's order: HUP, or IN and RDHUP.
+                assert_eq!(
+                    ev.is_read_closed(),
+                    has(HUP) || (has(IN) && has(RDHUP)),
+                    "{flags:#x}"
+                );
+            }
+        }
+    }
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
