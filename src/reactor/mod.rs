@@ -80,19 +80,20 @@ pub(crate) use crate::core::ops::InternalTimer;
 /// previous turn's time is recent).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Left {
+    /// Settled, and a quiet turn (see `core::turn_clock`) no timer was
+    /// scheduled in: the poll waits `FAR_DEADLINE`. (Listed first: the
+    /// common case is the value a zero test tells.)
+    Quiet,
+    /// Nothing besides events: no local work (asked at the turn's end,
+    /// nothing ran after), no operation queued (carried out after every
+    /// callback), no stop request (`run` would have returned).
+    Settled,
     /// No turn came before (the first of `run`, or `run_once`'s): ask
     /// about everything.
     First,
     /// Callbacks ran after the events (timers, local work): there may be
     /// local work left, or a stop request.
     Work,
-    /// Nothing besides events: no local work (asked at the turn's end,
-    /// nothing ran after), no operation queued (carried out after every
-    /// callback), no stop request (`run` would have returned).
-    Settled,
-    /// Settled, and a quiet turn (see `core::turn_clock`) no timer was
-    /// scheduled in: the poll waits `FAR_DEADLINE`.
-    Quiet,
 }
 
 /// The poll's waker, for other threads (`ReactorHandle`).
