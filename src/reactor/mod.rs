@@ -420,7 +420,9 @@ impl Reactor {
                 net.process_ops_now(core);
             }
         }
-        net.process_ops(core);
+        if net.shutting_down.is_some() {
+            net.process_ops_now(core);
+        }
         net.run_ready(core);
 
         // Timers due now that were scheduled before this point; a zero-delay call
