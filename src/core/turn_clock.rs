@@ -14,7 +14,8 @@
 //!   the next deadline, and does not read the clock before it: such a quiet
 //!   turn's time is at most `STALE_MAX` old (never later than the truth),
 //!   and no timer can be due in it. The poll then waits `FAR_DEADLINE` at
-//!   most.
+//!   most. (A turn that read the clock and found it that far from the
+//!   deadline is a quiet turn too, with a fresh time.)
 //! * Otherwise the clock is read after the poll.
 
 use std::time::{Duration, Instant};
