@@ -38,19 +38,33 @@ impl Core {
     /// per turn; the fake clock once per advance.
     #[inline]
     pub(crate) fn run_due_timers(&mut self, driver: &mut impl TimerDriver) -> usize {
-        // The common case, inline and without the clock: nothing due, nothing
-        // queued (an empty timer queue, or its next deadline still ahead).
-        let now = self.turn_time();
-        if !self.has_local_work()
-            && (self.quiet_turn() || self.timers.next_deadline().is_none_or(|d| d > now))
-        {
+        if !self.timers_or_local_due() {
             return 0;
         }
         self.run_due_timers_now(driver)
     }
 
+    /// Whether [`run_due_timers`](Self::run_due_timers) has anything to
+    /// do. The common case, inline and without the clock: nothing due,
+    /// nothing queued (an empty timer queue, or its next deadline still
+    /// ahead).
+    #[inline]
+    pub(crate) fn timers_or_local_due(&mut self) -> bool {
+        let quiet = self.quiet_turn();
+        self.due_unless_quiet(quiet)
+    }
+
+    /// [`timers_or_local_due`](Self::timers_or_local_due), given
+    /// [`quiet_turn`](Self::quiet_turn) (for a caller that wants it too).
+    #[inline]
+    pub(crate) fn due_unless_quiet(&mut self, quiet: bool) -> bool {
+        let now = self.turn_time();
+        self.has_local_work() || !(quiet || self.timers.next_deadline().is_none_or(|d| d > now))
+    }
+
+    /// [`run_due_timers`](Self::run_due_timers) without the test.
     #[inline(never)]
-    fn run_due_timers_now(&mut self, driver: &mut impl TimerDriver) -> usize {
+    pub(crate) fn run_due_timers_now(&mut self, driver: &mut impl TimerDriver) -> usize {
         let now = self.turn_time();
         let mark = self.timers.mark();
         let mut ran = 0;

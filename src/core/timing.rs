@@ -121,16 +121,16 @@ impl Timing {
     }
 
     /// The poll returned: starts the next callback's time, and returns the
-    /// tick count if the clock is cheap (read once for both).
+    /// tick count if the clock is cheap (read once for both), else 0.
     #[inline]
-    pub(crate) fn turn_started(&mut self) -> Option<u64> {
+    pub(crate) fn turn_started(&mut self) -> u64 {
         if self.clock.cheap {
             let now = (self.clock.ticks)();
             self.last = now;
-            return Some(now);
+            return now;
         }
         self.mark();
-        None
+        0
     }
 
     /// A callback ended: records its time; one over the threshold is logged

@@ -14,7 +14,8 @@
 //!   the next deadline, and does not read the clock before it: such a quiet
 //!   turn's time is at most `STALE_MAX` old (never later than the truth),
 //!   and no timer can be due in it. The poll then waits `FAR_DEADLINE` at
-//!   most.
+//!   most. (A turn that read the clock and found it that far from the
+//!   deadline is a quiet turn too, with a fresh time.)
 //! * Otherwise the clock is read after the poll.
 
 use std::time::{Duration, Instant};
@@ -32,41 +33,59 @@ pub(crate) const STALE_MAX: Duration = Duration::from_millis(1);
 
 /// The timer deadline the poll last waited for, when it comes within
 /// [`FAR_DEADLINE`] (computed once per deadline: an idle timeout stays the
-/// next deadline for minutes), and the tick count before which turns need
-/// not read the clock.
+/// next deadline for minutes).
 #[derive(Debug, Clone, Copy)]
 struct FarMark {
     deadline: Instant,
     near_from: Instant,
-    /// 0: read the clock.
-    quiet_until: u64,
-    /// The timer queue's [`mark`](crate::core::timers::TimerQueue::mark)
-    /// when the horizon was set: it moves with every schedule and reset
-    /// (what can bring the next deadline nearer), so while it stays, no
-    /// deadline is nearer than `deadline`.
-    seq: u64,
+    /// [`STALE_MAX`] before `near_from` (`None`: no such time): a clock
+    /// read before it may start a horizon of quiet turns.
+    quiet_before: Option<Instant>,
 }
 
 impl FarMark {
     fn new(deadline: Instant) -> FarMark {
+        let near_from = deadline.checked_sub(FAR_DEADLINE).unwrap_or(deadline);
         FarMark {
             deadline,
-            near_from: deadline.checked_sub(FAR_DEADLINE).unwrap_or(deadline),
-            quiet_until: 0,
-            seq: u64::MAX,
+            near_from,
+            quiet_before: near_from.checked_sub(STALE_MAX),
         }
     }
 }
 
 /// The turn clock's state in [`Core`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct TurnClock {
     far: Option<FarMark>,
-    /// This turn did not read the clock before the far mark's horizon: the
-    /// real time is before its `near_from`.
-    quiet: bool,
+    /// The tick count before which turns need not read the clock (0: read
+    /// it), while the timer queue's [`mark`](crate::core::timers::TimerQueue::mark)
+    /// is still `quiet_seq`: the mark moves with every schedule and reset
+    /// (what can bring the next deadline nearer), so while it stays, no
+    /// deadline is nearer than the far mark's.
+    quiet_until: u64,
+    quiet_seq: u64,
+    /// This turn is a quiet one, the real time before the far mark's
+    /// `near_from` (it did not read the clock before the horizon, or read
+    /// it and found so): the timer queue's mark then, or `u64::MAX` (not
+    /// quiet; no mark gets that far). While the mark stays,
+    /// no timer is due and none is nearer than `FAR_DEADLINE`: one
+    /// comparison tells, however often the turn asks.
+    quiet_mark: u64,
     /// [`STALE_MAX`] in ticks of the cheap clock (0: none).
     stale_ticks: u64,
+}
+
+impl Default for TurnClock {
+    fn default() -> TurnClock {
+        TurnClock {
+            far: None,
+            quiet_until: 0,
+            quiet_seq: u64::MAX,
+            quiet_mark: u64::MAX,
+            stale_ticks: 0,
+        }
+    }
 }
 
 impl Core {
@@ -76,58 +95,63 @@ impl Core {
     #[inline]
     pub(crate) fn new_turn(&mut self) {
         let tick = self.timing.turn_started();
-        self.turn_clock.quiet = false;
+        let tc = &mut self.turn_clock;
         if self.timers.is_empty() {
+            tc.quiet_mark = u64::MAX;
             self.clock_stale = true;
             self.clock_read = false;
             return;
         }
-        if let (Some(t), Some(m)) = (tick, self.turn_clock.far) {
-            if t < m.quiet_until && self.timers.mark() == m.seq {
-                self.clock_stale = true;
-                self.clock_read = false;
-                self.turn_clock.quiet = true;
-                return;
-            }
+        // (Without a cheap clock `tick` is 0 and so is `quiet_until`.)
+        if tick < tc.quiet_until && self.timers.mark() == tc.quiet_seq {
+            tc.quiet_mark = tc.quiet_seq;
+            self.clock_stale = true;
+            self.clock_read = false;
+            return;
         }
+        tc.quiet_mark = u64::MAX;
         self.read_turn_clock(tick);
     }
 
     #[inline(never)]
-    fn read_turn_clock(&mut self, tick: Option<u64>) {
+    fn read_turn_clock(&mut self, tick: u64) {
         self.clock_stale = false;
         self.clock_read = true;
         self.set_now(Instant::now());
-        let (Some(t), Some(next)) = (tick, self.timers.next_deadline()) else {
+        let tc = &mut self.turn_clock;
+        tc.quiet_until = 0;
+        let Some(next) = self.timers.next_deadline() else {
             return;
         };
-        let tc = &mut self.turn_clock;
+        let m = match tc.far {
+            Some(m) if m.deadline == next => m,
+            _ => FarMark::new(next),
+        };
+        tc.far = Some(m);
+        if self.now >= m.near_from {
+            return;
+        }
+        // The time read is before the horizon: no timer is due and none is
+        // nearer than FAR_DEADLINE, so this turn is a quiet one too (its
+        // poll waits FAR_DEADLINE, it runs no timer), only with a fresh time.
+        let mark = self.timers.mark();
+        tc.quiet_mark = mark;
+        if !self.timing.clock().cheap || m.quiet_before.is_none_or(|q| self.now >= q) {
+            return;
+        }
         if tc.stale_ticks == 0 {
             let ns = u64::try_from(STALE_MAX.as_nanos()).unwrap_or(u64::MAX);
             tc.stale_ticks = self.timing.clock().to_ticks(ns).max(1);
         }
-        let mut m = match tc.far {
-            Some(m) if m.deadline == next => m,
-            _ => FarMark::new(next),
-        };
-        m.quiet_until = if self.now + STALE_MAX < m.near_from {
-            t.saturating_add(tc.stale_ticks)
-        } else {
-            0
-        };
-        m.seq = self.timers.mark();
-        tc.far = Some(m);
+        tc.quiet_until = tick.saturating_add(tc.stale_ticks);
+        tc.quiet_seq = mark;
     }
 
     /// This is a quiet turn and no timer was scheduled or reset since it
     /// began: no timer is due, and none is nearer than `FAR_DEADLINE`.
     #[inline]
     pub(crate) fn quiet_turn(&self) -> bool {
-        self.turn_clock.quiet
-            && self
-                .turn_clock
-                .far
-                .is_some_and(|m| m.seq == self.timers.mark())
+        self.turn_clock.quiet_mark == self.timers.mark()
     }
 
     /// How long the poll may wait for the next timer (`None`: no timer is
@@ -154,7 +178,7 @@ impl Core {
     pub(crate) fn poll_wait(&mut self, next: Instant, next_turn: bool) -> Duration {
         if next_turn {
             let tc = &mut self.turn_clock;
-            if tc.quiet && tc.far.is_some_and(|m| m.deadline == next) {
+            if tc.quiet_mark != u64::MAX && tc.far.is_some_and(|m| m.deadline == next) {
                 return FAR_DEADLINE;
             }
             if self.clock_read {
@@ -293,6 +317,26 @@ mod tests {
         advance(1);
         core.new_turn();
         assert!(core.clock_read, "within FAR_DEADLINE of the deadline");
+    }
+
+    #[test]
+    fn a_turn_that_read_the_clock_far_from_the_deadline_is_quiet() {
+        let mut core = core_at(Instant::now());
+        core.timing.set_clock(Clock::INSTANT);
+        core.call_later(Duration::from_secs(60), |_| {});
+        core.new_turn();
+        assert!(core.clock_read);
+        assert!(core.quiet_turn());
+        assert_eq!(core.timer_wait(true), Some(FAR_DEADLINE));
+        // A timer scheduled in the turn ends what the turn knows.
+        core.call_later(Duration::from_millis(5), |_| {});
+        assert!(!core.quiet_turn());
+        // Within FAR_DEADLINE of the next deadline: read, not quiet.
+        core.new_turn();
+        assert!(core.clock_read);
+        assert!(!core.quiet_turn());
+        let wait = core.timer_wait(true).unwrap();
+        assert!(wait <= Duration::from_millis(5), "{wait:?}");
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod connect;
 mod flow;
 mod ops;
 mod pipe;
+mod poller;
 mod signals;
 mod snapshot;
 mod stream;
@@ -43,7 +44,7 @@ use std::ops::{Deref, DerefMut};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use mio::{Events, Poll, Registry, Token, Waker};
+use mio::{Poll, Registry, Token, Waker};
 use slab::Slab;
 
 use crate::buf::WriteBuf;
@@ -60,6 +61,8 @@ pub use udp::UdpOptions;
 pub use unix::{UnixListeningPort, UnixOptions};
 
 const WAKER: Token = Token(usize::MAX);
+/// [`FAR_DEADLINE`](crate::core::turn_clock::FAR_DEADLINE) in milliseconds.
+const FAR_DEADLINE_MS: i32 = crate::core::turn_clock::FAR_DEADLINE.as_millis() as i32;
 pub(crate) use crate::conn::READ_BUF;
 /// Reads (or accepts) per readiness event before yielding to other sources.
 pub(crate) const READ_BUDGET: usize = 16;
@@ -72,6 +75,26 @@ pub(crate) const READ_BUDGET: usize = 16;
 const SLAB_RESERVE: usize = 4096;
 
 pub(crate) use crate::core::ops::InternalTimer;
+
+/// What a turn of `run` left for the next one (which follows at once: the
+/// previous turn's time is recent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Left {
+    /// Settled, and a quiet turn (see `core::turn_clock`) no timer was
+    /// scheduled in: the poll waits `FAR_DEADLINE`. (Listed first: the
+    /// common case is the value a zero test tells.)
+    Quiet,
+    /// Nothing besides events: no local work (asked at the turn's end,
+    /// nothing ran after), no operation queued (carried out after every
+    /// callback), no stop request (`run` would have returned).
+    Settled,
+    /// No turn came before (the first of `run`, or `run_once`'s): ask
+    /// about everything.
+    First,
+    /// Callbacks ran after the events (timers, local work): there may be
+    /// local work left, or a stop request.
+    Work,
+}
 
 /// The poll's waker, for other threads (`ReactorHandle`).
 struct PollWaker(Waker);
@@ -131,7 +154,7 @@ pub(crate) trait ExtraSource {
 pub struct Reactor {
     core: Core,
     poll: Poll,
-    events: Events,
+    events: poller::Events,
     net: Net,
 }
 
@@ -185,7 +208,7 @@ impl Reactor {
         Ok(Reactor {
             core,
             poll,
-            events: Events::with_capacity(1024),
+            events: poller::Events::with_capacity(1024),
             net: Net {
                 registry,
                 entries: Slab::with_capacity(SLAB_RESERVE),
@@ -238,12 +261,12 @@ impl Reactor {
     /// operating-system error if polling fails.
     pub fn run(&mut self) -> Result<()> {
         self.enter();
-        let mut next_turn = false;
+        let mut left = Left::First;
         let res = loop {
-            if let Err(e) = self.turn(None, next_turn) {
-                break Err(e);
+            match self.turn(None, left) {
+                Ok(l) => left = l,
+                Err(e) => break Err(e),
             }
-            next_turn = true;
             if self.core.stop_requested {
                 break Ok(());
             }
@@ -260,7 +283,7 @@ impl Reactor {
     /// As [`run`](Self::run).
     pub fn run_once(&mut self, max_wait: Option<Duration>) -> Result<()> {
         self.enter();
-        let res = self.turn(max_wait, false);
+        let res = self.turn(max_wait, Left::First).map(|_| ());
         self.leave();
         res.and_then(|()| self.panic_result())
     }
@@ -336,18 +359,22 @@ impl Reactor {
         self.net.entries.len()
     }
 
-    /// One turn; `next_turn`: it follows the previous one at once (inside
-    /// `run`), so the previous turn's time is recent. Inlined into `run`'s
-    /// loop (no call, register saves and restores per turn).
+    /// One turn; `left`: what the turn just before it (inside `run`) left
+    /// for it, which it returns for the next. Inlined into `run`'s loop (no
+    /// call, register saves and restores per turn).
     #[inline(always)]
-    fn turn(&mut self, max_wait: Option<Duration>, next_turn: bool) -> Result<()> {
+    fn turn(&mut self, max_wait: Option<Duration>, left: Left) -> Result<Left> {
         let core = &mut self.core;
         let net = &mut self.net;
         // Work queued outside the loop (calls made before `run`, or by another
         // thread) runs at the last turn's time. (See `core::turn_clock` for
         // when the clock is read; callback timing reads its own tick counter
         // after the poll and after each callback, and before this work.)
-        if !core.ops.is_empty()
+        // (Between turns of `run` nothing runs: after a settled turn only
+        // other threads can have queued work, and their calls and wakeups of
+        // local tasks wake the poll too.)
+        let mut left = left;
+        if (matches!(left, Left::First | Left::Work) && !core.ops.is_empty())
             || net.shutting_down.is_some()
             || core
                 .shared
@@ -355,42 +382,66 @@ impl Reactor {
                 .load(std::sync::atomic::Ordering::Relaxed)
         {
             net.before_poll(core);
+            left = Left::Work;
         }
 
-        let mut timeout = max_wait;
-        if !net.ready.is_empty()
-            || !core.ops.is_empty()
-            || core.stop_requested
-            || core.has_local_work()
-        {
-            timeout = Some(Duration::ZERO);
-        } else if let Some(until) = core.timer_wait(next_turn) {
-            timeout = Some(timeout.map_or(until, |t| t.min(until)));
-        }
-        if let Err(e) = self.poll.poll(&mut self.events, timeout) {
+        // The poll's wait in milliseconds, the common ones as constants (no
+        // wait, a quiet turn's). (`before_poll` leaves no operation queued,
+        // and only its calls can have asked to stop: `run` and `run_once`
+        // begin a turn with the request cleared.)
+        let ms = if !net.ready.is_empty() {
+            0
+        } else if left == Left::Quiet {
+            FAR_DEADLINE_MS
+        } else if left != Left::Settled && (core.stop_requested || core.has_local_work()) {
+            0
+        } else {
+            let next_turn = left != Left::First;
+            let until = core.timer_wait(next_turn);
+            poller::millis(match (max_wait, until) {
+                (Some(t), Some(u)) => Some(t.min(u)),
+                (t, u) => t.or(u),
+            })
+        };
+        if let Err(e) = poller::wait(&mut self.poll, &mut self.events, ms) {
             if e.kind() != io::ErrorKind::Interrupted {
                 return Err(e.into());
             }
         }
         core.new_turn();
 
+        // What each callback queued is carried out before the next event;
+        // whether a graceful shutdown has seen its last connection go is
+        // asked once, after the batch (before anything else runs: only the
+        // batch's own events come between).
         for ev in self.events.iter() {
-            if ev.token() == WAKER {
-                net.run_thread_calls(core);
-                continue;
+            net.on_event(core, &ev);
+            if !core.ops.is_empty() {
+                net.process_ops_now(core);
             }
-            net.on_event(core, ev);
-            net.process_ops(core);
+        }
+        if net.shutting_down.is_some() {
+            net.process_ops_now(core);
         }
         net.run_ready(core);
-        net.free_dead();
 
         // Timers due now that were scheduled before this point; a zero-delay call
         // scheduled by one of them waits for the next turn.
         // Then queued local calls and woken futures (Deferreds, `spawn_local`).
-        core.run_due_timers(net);
+        // (Slots closed in this turn stay vacant until its end: nothing can
+        // reach them by handle, and no event of this batch can reach a
+        // source that reused one.)
+        let quiet = core.quiet_turn();
+        let left = if core.due_unless_quiet(quiet) {
+            core.run_due_timers_now(net);
+            Left::Work
+        } else if max_wait.is_none() && quiet {
+            Left::Quiet
+        } else {
+            Left::Settled
+        };
         net.free_dead();
-        Ok(())
+        Ok(left)
     }
 }
 
@@ -535,9 +586,10 @@ impl Net {
     }
 
     #[inline]
-    fn on_event(&mut self, core: &mut Core, ev: &mio::event::Event) {
-        let key = ev.token().0;
-        // Connections first, with one test: most events are theirs.
+    fn on_event(&mut self, core: &mut Core, ev: &poller::Event) {
+        let key = ev.token();
+        // Connections first, with one test: most events are theirs. (The
+        // waker's token is no slab key: it takes the other path.)
         if let Some(Entry::Conn(c)) = self.entries.get(key) {
             // Writable edges come after most sends; only buffered bytes care.
             if ev.is_writable() && c.state.has_pending() {
@@ -553,6 +605,9 @@ impl Net {
 
     #[inline(never)]
     fn on_other_event(&mut self, core: &mut Core, key: usize) {
+        if key == WAKER.0 {
+            return self.run_thread_calls(core);
+        }
         match self.entries.get(key) {
             Some(Entry::Listener(_)) => self.accept(core, key),
             Some(Entry::Connecting(_)) => self.on_connect_ready(core, key),
@@ -595,10 +650,17 @@ impl Net {
         }
     }
 
+    /// Resumes the sources on the ready list (inline: most turns have none,
+    /// and the check must not cost a call).
+    #[inline(always)]
     fn run_ready(&mut self, core: &mut Core) {
-        if self.ready.is_empty() {
-            return;
+        if !self.ready.is_empty() {
+            self.run_ready_now(core);
         }
+    }
+
+    #[inline(never)]
+    fn run_ready_now(&mut self, core: &mut Core) {
         let ready = std::mem::take(&mut self.ready);
         for (key, gen) in ready {
             if self.gen_of(key) != Some(gen) {
