@@ -7,8 +7,8 @@
 //! to milliseconds in every call, while the turn knows its two common
 //! timeouts (none and `FAR_DEADLINE`) as constants, and the call is not
 //! inlined. Elsewhere this is `mio::Poll::poll`. Either way the events read
-//! alike, with `mio`'s meaning of each flag.
-#![allow(unsafe_code)]
+//! alike, with `mio`'s meaning of each flag. (The call itself is in
+//! `sys`, the crate's one `unsafe` module.)
 
 use std::io;
 use std::time::Duration;
@@ -42,18 +42,13 @@ mod imp {
     pub(crate) struct Events {
         buf: Vec<libc::epoll_event>,
         len: usize,
-        /// `buf.len()` as epoll_wait takes it (fits: `with_capacity` sees
-        /// to it).
-        cap: i32,
     }
 
     impl Events {
         pub(crate) fn with_capacity(n: usize) -> Events {
-            let cap = i32::try_from(n.max(1)).unwrap_or(i32::MAX);
             Events {
-                buf: vec![libc::epoll_event { events: 0, u64: 0 }; cap as usize],
+                buf: vec![libc::epoll_event { events: 0, u64: 0 }; n.max(1)],
                 len: 0,
-                cap,
             }
         }
 
@@ -71,16 +66,9 @@ mod imp {
     /// comes; see [`millis`]).
     #[inline]
     pub(crate) fn wait(poll: &mut Poll, events: &mut Events, ms: i32) -> io::Result<()> {
-        // SAFETY: the buffer holds `cap` events, which is all the kernel
-        // writes; the descriptor is the poll's, open while `poll` lives.
-        let n =
-            unsafe { libc::epoll_wait(poll.as_raw_fd(), events.buf.as_mut_ptr(), events.cap, ms) };
-        if n < 0 {
-            events.len = 0;
-            return Err(io::Error::last_os_error());
-        }
-        // (At most `cap`: reading them checks the bound anyway.)
-        events.len = n as usize;
+        // (The descriptor is the poll's, open while `poll` lives.)
+        events.len = 0;
+        events.len = crate::reactor::sys::epoll_wait(poll.as_raw_fd(), &mut events.buf, ms)?;
         Ok(())
     }
 

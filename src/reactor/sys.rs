@@ -11,6 +11,8 @@
 //!   `MSG_NOSIGNAL`, and a write to a pipe whose reader is gone must be an
 //!   `EPIPE` error for that pipe, never a signal for the process;
 //! * `poll` of a pipe's write end, to tell that its reader closed;
+//! * `epoll_wait` on `mio`'s epoll descriptor, for the turn's wait (Linux
+//!   and Android; see `poller`);
 //! * `fcntl` for the `O_NONBLOCK` flag of the process's own stdin and stdout
 //!   (read, set, and restored afterwards);
 //! * a `pre_exec` hook that puts extra pipes at child descriptors 3 and up
@@ -107,6 +109,27 @@ pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> isize {
 pub(crate) fn send(fd: RawFd, buf: &[u8], flags: libc::c_int) -> isize {
     // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the call.
     unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), flags) }
+}
+
+/// `epoll_wait(epfd, buf, ms)`: waits at most `ms` milliseconds (`-1`: no
+/// limit) for events on the epoll descriptor `epfd`, into `buf`; the number
+/// of events written (at most `buf.len()`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[inline]
+pub(crate) fn epoll_wait(
+    epfd: RawFd,
+    buf: &mut [libc::epoll_event],
+    ms: libc::c_int,
+) -> io::Result<usize> {
+    let cap = libc::c_int::try_from(buf.len()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `buf` holds at least `cap` events, which is all the kernel
+    // writes; on a descriptor that is no epoll instance the call fails.
+    let n = unsafe { libc::epoll_wait(epfd, buf.as_mut_ptr(), cap, ms) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // (Non-negative and at most `cap`.)
+    Ok(n as usize)
 }
 
 /// `writev` to a pipe without `SIGPIPE`: the signal is blocked on this thread
