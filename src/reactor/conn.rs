@@ -195,9 +195,38 @@ impl Net {
 
     /// Reads until `WouldBlock`, a short read, or the budget runs out.
     pub(crate) fn on_readable(&mut self, core: &mut Core, key: usize, read_closed: bool) {
+        self.on_conn_event(core, key, false, true, read_closed);
+    }
+
+    /// One readiness event of `key`: flushes buffered output if `writable`,
+    /// then reads if `readable` (see [`Net::on_readable`]), with one look-up
+    /// of the connection on the common path. An event of anything else than
+    /// a connection goes to `on_other_event`.
+    #[inline]
+    pub(super) fn on_conn_event(
+        &mut self,
+        core: &mut Core,
+        key: usize,
+        writable: bool,
+        readable: bool,
+        read_closed: bool,
+    ) {
         let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
-            return;
+            return self.on_other_event(core, key);
         };
+        let mut c = c;
+        // Writable edges come after most sends; only buffered bytes care.
+        if writable && c.state.has_pending() {
+            self.on_writable(core, key);
+            // (Flushing may have ended it.)
+            match self.entries.get_mut(key) {
+                Some(Entry::Conn(again)) => c = again,
+                _ => return,
+            }
+        }
+        if !readable {
+            return;
+        }
         if read_closed {
             c.state.set(flags::PEER_FIN);
         }

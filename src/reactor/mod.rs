@@ -587,20 +587,15 @@ impl Net {
 
     #[inline]
     fn on_event(&mut self, core: &mut Core, ev: &poller::Event) {
-        let key = ev.token();
         // Connections first, with one test: most events are theirs. (The
         // waker's token is no slab key: it takes the other path.)
-        if let Some(Entry::Conn(c)) = self.entries.get(key) {
-            // Writable edges come after most sends; only buffered bytes care.
-            if ev.is_writable() && c.state.has_pending() {
-                self.on_writable(core, key);
-            }
-            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                self.on_readable(core, key, ev.is_read_closed());
-            }
-            return;
-        }
-        self.on_other_event(core, key);
+        self.on_conn_event(
+            core,
+            ev.token(),
+            ev.is_writable(),
+            ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+            ev.is_read_closed(),
+        );
     }
 
     #[inline(never)]
