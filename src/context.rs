@@ -125,6 +125,9 @@ impl ReactorHandle {
 /// call.
 pub struct Core {
     pub(crate) now: Instant,
+    /// `now` as a [stamp](Self::stamp_of), for the idle timeout's touch on
+    /// every read and write (one integer compare, not an `Instant` one).
+    turn_stamp: u64,
     /// Read the system's monotonic clock (real reactor) or only `now` (fake clock).
     real_clock: bool,
     /// The reactor did not read the clock after this turn's poll (no timer
@@ -177,6 +180,7 @@ impl Core {
         });
         Core {
             now,
+            turn_stamp: 0,
             real_clock,
             clock_stale: false,
             clock_read: false,
@@ -250,7 +254,25 @@ impl Core {
         // Monotonic even if a caller hands in an older instant.
         if now > self.now {
             self.now = now;
+            self.turn_stamp = self.stamp_of(now);
         }
+    }
+
+    /// [`turn_time`](Self::turn_time) as a [stamp](Self::stamp_of).
+    #[inline]
+    pub(crate) fn turn_stamp(&self) -> u64 {
+        self.turn_stamp
+    }
+
+    /// `t` as a stamp: nanoseconds since the core was made (0 for earlier
+    /// instants), exact both ways with [`instant_of`](Self::instant_of).
+    pub(crate) fn stamp_of(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.created).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The instant of a [stamp](Self::stamp_of).
+    pub(crate) fn instant_of(&self, stamp: u64) -> Instant {
+        later(self.created, Duration::from_nanos(stamp))
     }
 
     /// Whether the reactor is inside `run`.

@@ -163,7 +163,7 @@ impl<S: Sink> Engine<'_, S> {
         // them. Otherwise write now. The common case: nothing buffered, no rate
         // limit, all the gathered bytes in one piece: one send.
         if self.state.writes_direct() {
-            self.state.touch(self.core.turn_time());
+            self.state.touch(self.core.turn_stamp());
             let mut w = Writer::new(&mut self.sink);
             let res = self.out.write_contiguous(&mut w);
             count_out::<S>(self.core, self.state, w.n);
@@ -331,11 +331,11 @@ impl<S: Sink> Engine<'_, S> {
         if !self.state.is_hot() && self.state.has(flags::DEAD | flags::CLOSING) {
             // Input after `lose_connection` still counts as traffic.
             if !self.is_dead() {
-                self.state.touch(self.core.turn_time());
+                self.state.touch(self.core.turn_stamp());
             }
             return;
         }
-        self.state.touch(self.core.turn_time());
+        self.state.touch(self.core.turn_stamp());
         self.call(input, |p, ctx| p.data_received(ctx, input));
         if let Some((off, len)) = self.out.take_input_ref() {
             let bytes = &input[off..off + len];
@@ -474,12 +474,10 @@ fn write_buf<S: Sink + ?Sized>(
     sink: &mut S,
     buf: &mut WriteBuf,
 ) -> io::Result<()> {
-    let mut now = core.turn_time();
     let mut limit = usize::MAX;
     if let Some(rate) = state.extra.as_mut().and_then(|x| x.write_rate.as_mut()) {
         // A rate window must not see an old turn's time (it would not roll).
-        now = core.fresh_turn_time();
-        limit = rate.allowance(now);
+        limit = rate.allowance(core.fresh_turn_time());
     }
     let n = if limit == 0 {
         0
@@ -490,7 +488,7 @@ fn write_buf<S: Sink + ?Sized>(
         res?
     };
     if n > 0 {
-        state.touch(now);
+        state.touch(core.turn_stamp());
     }
     let h = state.handle;
     if let Some(x) = state.extra.as_mut() {

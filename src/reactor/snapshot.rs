@@ -99,7 +99,8 @@ impl ConnState {
     ) -> ConnectionInfo {
         let idle = self.extra.as_ref().and_then(|x| x.idle);
         let idle_deadline = idle.filter(|i| i.timer.is_some()).map(|i| {
-            crate::context::later(i.last_activity, i.timeout).saturating_duration_since(now)
+            crate::context::later(core.instant_of(i.last_activity), i.timeout)
+                .saturating_duration_since(now)
         });
         ConnectionInfo {
             handle: self.handle,

@@ -470,7 +470,7 @@ impl<'a> Context<'a> {
             );
             x.idle = Some(Idle {
                 timeout,
-                last_activity: now,
+                last_activity: self.core.stamp_of(now),
                 timer: Some(timer),
             });
         }
@@ -485,7 +485,7 @@ impl<'a> Context<'a> {
             return false;
         };
         idle.timer = None;
-        let due = crate::context::later(idle.last_activity, idle.timeout);
+        let due = crate::context::later(self.core.instant_of(idle.last_activity), idle.timeout);
         if now < due {
             let t = crate::core::ops::InternalTimer::Idle {
                 key: h.key as usize,
@@ -500,7 +500,7 @@ impl<'a> Context<'a> {
     /// Restarts the idle count now, as traffic would.
     pub fn reset_idle_timeout(&mut self) {
         let now = self.core.now();
-        self.conn.touch(now);
+        self.conn.touch(self.core.stamp_of(now));
     }
 
     /// Limits how fast this connection reads, in bytes per second (`None`: no

@@ -169,7 +169,8 @@ impl Rate {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Idle {
     pub(crate) timeout: Duration,
-    pub(crate) last_activity: Instant,
+    /// The last traffic's time, as a stamp (see `Core::stamp_of`).
+    pub(crate) last_activity: u64,
     pub(crate) timer: Option<TimerId>,
 }
 
@@ -390,12 +391,10 @@ impl ConnState {
     /// last activity back (a turn's time can be older than the moment the
     /// timeout was set: see `Core::turn_time`).
     #[inline]
-    pub(crate) fn touch(&mut self, now: Instant) {
+    pub(crate) fn touch(&mut self, stamp: u64) {
         if let Some(x) = &mut self.extra {
             if let Some(idle) = &mut x.idle {
-                if now > idle.last_activity {
-                    idle.last_activity = now;
-                }
+                idle.last_activity = idle.last_activity.max(stamp);
             }
         }
     }
