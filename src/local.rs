@@ -64,6 +64,7 @@ impl LocalState {
         })
     }
 
+    #[inline]
     pub(crate) fn has_work(&self) -> bool {
         self.has_calls.get() || self.exec.has_ready()
     }

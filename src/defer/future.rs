@@ -101,11 +101,13 @@ struct Slot {
 #[derive(Clone)]
 pub struct LocalExecutor {
     inner: Rc<Inner>,
+    /// Beside `inner`, not in it: [`has_ready`](Self::has_ready), asked
+    /// every reactor turn, reaches the flag through one pointer.
+    queue: Arc<WakeQueue>,
 }
 
 struct Inner {
     tasks: RefCell<Slab<Slot>>,
-    queue: Arc<WakeQueue>,
 }
 
 impl fmt::Debug for LocalExecutor {
@@ -133,15 +135,16 @@ impl LocalExecutor {
     /// whenever a task becomes ready, so its owner can schedule a
     /// [`run_ready`](Self::run_ready).
     pub fn with_notify(notify: Arc<dyn Fn() + Send + Sync>) -> Self {
+        let queue = Arc::new(WakeQueue {
+            ready: Mutex::new(Vec::new()),
+            nonempty: AtomicBool::new(false),
+            notify,
+        });
         LocalExecutor {
             inner: Rc::new(Inner {
                 tasks: RefCell::new(Slab::new()),
-                queue: Arc::new(WakeQueue {
-                    ready: Mutex::new(Vec::new()),
-                    nonempty: AtomicBool::new(false),
-                    notify,
-                }),
             }),
+            queue,
         }
     }
 
@@ -164,7 +167,7 @@ impl LocalExecutor {
         let waker = Arc::new(TaskWaker {
             id,
             queued: AtomicBool::new(false),
-            queue: self.inner.queue.clone(),
+            queue: self.queue.clone(),
         });
         let wake = waker.clone();
         let (d, trigger) = Deferred::<T, E>::with_canceller(move |_| {
@@ -186,8 +189,9 @@ impl LocalExecutor {
     }
 
     /// Whether some task is waiting to be polled.
+    #[inline]
     pub fn has_ready(&self) -> bool {
-        self.inner.queue.nonempty.load(Ordering::Acquire)
+        self.queue.nonempty.load(Ordering::Acquire)
     }
 
     /// Number of tasks not finished yet.
@@ -212,13 +216,8 @@ impl LocalExecutor {
             return 0;
         }
         let ready = {
-            let mut r = self
-                .inner
-                .queue
-                .ready
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            self.inner.queue.nonempty.store(false, Ordering::Release);
+            let mut r = self.queue.ready.lock().unwrap_or_else(|e| e.into_inner());
+            self.queue.nonempty.store(false, Ordering::Release);
             std::mem::take(&mut *r)
         };
         let mut polled = 0;
@@ -251,15 +250,10 @@ impl LocalExecutor {
                     drop(slot);
                     drop(fut);
                     let rest = &ready[i + 1..];
-                    let mut r = self
-                        .inner
-                        .queue
-                        .ready
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner());
+                    let mut r = self.queue.ready.lock().unwrap_or_else(|e| e.into_inner());
                     r.extend_from_slice(rest);
                     if !r.is_empty() {
-                        self.inner.queue.nonempty.store(true, Ordering::Release);
+                        self.queue.nonempty.store(true, Ordering::Release);
                     }
                     drop(r);
                     resume_unwind(panic);
