@@ -67,9 +67,16 @@ mod imp {
     #[inline]
     pub(crate) fn wait(poll: &mut Poll, events: &mut Events, ms: i32) -> io::Result<()> {
         // (The descriptor is the poll's, open while `poll` lives.)
-        events.len = 0;
-        events.len = crate::reactor::sys::epoll_wait(poll.as_raw_fd(), &mut events.buf, ms)?;
-        Ok(())
+        match crate::reactor::sys::epoll_wait(poll.as_raw_fd(), &mut events.buf, ms) {
+            Ok(n) => {
+                events.len = n;
+                Ok(())
+            }
+            Err(e) => {
+                events.len = 0;
+                Err(e)
+            }
+        }
     }
 
     /// One readiness event: the epoll flags and the source's token.
