@@ -194,29 +194,23 @@ impl Net {
     }
 
     /// Reads until `WouldBlock`, a short read, or the budget runs out.
-    pub(crate) fn on_readable(&mut self, core: &mut Core, key: usize, read_closed: bool) {
-        self.on_conn_event(core, key, false, true, read_closed);
+    pub(crate) fn on_readable(&mut self, core: &mut Core, key: usize) {
+        self.on_conn_event(core, super::poller::Event::readable(key));
     }
 
-    /// One readiness event of `key`: flushes buffered output if `writable`,
-    /// then reads if `readable` (see [`Net::on_readable`]), with one look-up
-    /// of the connection on the common path. An event of anything else than
-    /// a connection goes to `on_other_event`.
+    /// One readiness event: flushes the connection's buffered output if
+    /// writable, then reads if a read is due (see [`Net::on_readable`]),
+    /// with one look-up of the connection on the common path. An event of
+    /// anything else than a connection goes to `on_other_event`.
     #[inline]
-    pub(super) fn on_conn_event(
-        &mut self,
-        core: &mut Core,
-        key: usize,
-        writable: bool,
-        readable: bool,
-        read_closed: bool,
-    ) {
+    pub(super) fn on_conn_event(&mut self, core: &mut Core, ev: super::poller::Event) {
+        let key = ev.token();
         let Some(Entry::Conn(c)) = self.entries.get_mut(key) else {
             return self.on_other_event(core, key);
         };
         let mut c = c;
         // Writable edges come after most sends; only buffered bytes care.
-        if writable && c.state.has_pending() {
+        if ev.is_writable() && c.state.has_pending() {
             self.on_writable(core, key);
             // (Flushing may have ended it.)
             match self.entries.get_mut(key) {
@@ -224,10 +218,10 @@ impl Net {
                 _ => return,
             }
         }
-        if !readable {
+        if !ev.wants_read() {
             return;
         }
-        if read_closed {
+        if ev.is_read_closed() {
             c.state.set(flags::PEER_FIN);
         }
         for _ in 0..READ_BUDGET {

@@ -29,7 +29,7 @@ impl Net {
             if let Some(Entry::Conn(c)) = self.entries.get_mut(key) {
                 if c.state.has(flags::READ_PENDING) && !c.state.has(flags::READ_PAUSED) {
                     c.state.clear(flags::READ_PENDING);
-                    self.on_readable(core, key, false);
+                    self.on_readable(core, key);
                 }
             }
         }

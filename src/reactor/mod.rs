@@ -589,13 +589,7 @@ impl Net {
     fn on_event(&mut self, core: &mut Core, ev: &poller::Event) {
         // Connections first, with one test: most events are theirs. (The
         // waker's token is no slab key: it takes the other path.)
-        self.on_conn_event(
-            core,
-            ev.token(),
-            ev.is_writable(),
-            ev.is_readable() || ev.is_read_closed() || ev.is_error(),
-            ev.is_read_closed(),
-        );
+        self.on_conn_event(core, *ev);
     }
 
     #[inline(never)]
@@ -670,7 +664,7 @@ impl Net {
                         self.produce(core, key);
                     }
                     if again {
-                        self.on_readable(core, key, false);
+                        self.on_readable(core, key);
                     }
                 }
                 Some(Entry::Listener(_)) => self.accept(core, key),

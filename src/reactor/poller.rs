@@ -94,19 +94,30 @@ mod imp {
     const RDHUP: u32 = libc::EPOLLRDHUP as u32;
 
     impl Event {
+        /// A readable edge of `token`, for reads the reactor resumes itself.
+        #[inline]
+        pub(crate) fn readable(token: usize) -> Event {
+            Event { flags: IN, token }
+        }
         #[inline]
         pub(crate) fn token(&self) -> usize {
             self.token
         }
-        #[inline]
+        #[cfg(test)]
         pub(crate) fn is_readable(&self) -> bool {
             self.flags & (IN | PRI) != 0
+        }
+        /// Whether a read is due: readable, read-closed, or an error. (Read
+        /// closed without `IN` is `HUP`: one test for all three.)
+        #[inline]
+        pub(crate) fn wants_read(&self) -> bool {
+            self.flags & (IN | PRI | ERR | HUP) != 0
         }
         #[inline]
         pub(crate) fn is_writable(&self) -> bool {
             self.flags & OUT != 0
         }
-        #[inline]
+        #[cfg(test)]
         pub(crate) fn is_error(&self) -> bool {
             self.flags & ERR != 0
         }
@@ -132,6 +143,11 @@ mod imp {
                 let ev = Event { flags, token: 7 };
                 let has = |f: u32| flags & f != 0;
                 assert_eq!(ev.token(), 7);
+                assert_eq!(
+                    ev.wants_read(),
+                    ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                    "{flags:#x}"
+                );
                 assert_eq!(ev.is_readable(), has(IN) || has(PRI), "{flags:#x}");
                 assert_eq!(ev.is_writable(), has(OUT), "{flags:#x}");
                 assert_eq!(ev.is_error(), has(ERR), "{flags:#x}");
@@ -190,19 +206,35 @@ mod imp {
     }
 
     impl Event {
+        /// A readable edge of `token`, for reads the reactor resumes itself.
+        #[inline]
+        pub(crate) fn readable(token: usize) -> Event {
+            Event {
+                token,
+                readable: true,
+                writable: false,
+                error: false,
+                read_closed: false,
+            }
+        }
         #[inline]
         pub(crate) fn token(&self) -> usize {
             self.token
         }
-        #[inline]
+        #[cfg(test)]
         pub(crate) fn is_readable(&self) -> bool {
             self.readable
+        }
+        /// Whether a read is due: readable, read-closed, or an error.
+        #[inline]
+        pub(crate) fn wants_read(&self) -> bool {
+            self.readable || self.read_closed || self.error
         }
         #[inline]
         pub(crate) fn is_writable(&self) -> bool {
             self.writable
         }
-        #[inline]
+        #[cfg(test)]
         pub(crate) fn is_error(&self) -> bool {
             self.error
         }
