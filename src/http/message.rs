@@ -140,13 +140,18 @@ impl fmt::Display for Version {
 /// assert!(headers.has_token("Vary", "accept-encoding"));
 /// ```
 ///
-/// A dropped list's storage is kept for the next one on the same thread (a
+/// The first field is kept inline, so a message with one field (a request
+/// with only `Host`, a text response's `Content-Type`) needs no list; a
+/// dropped list's storage is kept for the next one on the same thread (a
 /// few small lists at most), so a server that parses a request and builds a
 /// response per request does not allocate for their fields.
 #[derive(Clone, Default)]
 pub struct Headers {
     /// The bytes received fields point into (empty when there are none).
     block: Bytes,
+    /// The first field (`None` only when there are none).
+    first: Option<Field>,
+    /// The fields after `first`.
     list: Vec<Field>,
 }
 
@@ -240,14 +245,35 @@ impl Headers {
     pub fn with_capacity(n: usize) -> Headers {
         Headers {
             block: Bytes::new(),
-            list: if n == 0 { Vec::new() } else { new_list(n) },
+            first: None,
+            // The first one is inline.
+            list: if n <= 1 { Vec::new() } else { new_list(n - 1) },
         }
+    }
+
+    /// Adds `field` after the others.
+    fn push(&mut self, field: Field) {
+        if self.first.is_none() {
+            self.first = Some(field);
+            return;
+        }
+        if self.list.capacity() == 0 {
+            // Room for a few at once (a spare list, or what the first push
+            // would grow to, without going through the growth path).
+            self.list = new_list(4);
+        }
+        self.list.push(field);
+    }
+
+    /// Every field, in order.
+    fn fields(&self) -> impl Iterator<Item = &Field> {
+        self.first.iter().chain(self.list.iter())
     }
 
     /// Adds a received field: its name and value as (start, length) in the
     /// block given with [`set_block`](Self::set_block).
     pub(crate) fn push_received(&mut self, name: (u32, u32), value: (u32, u32)) {
-        self.list.push(Field::Received { name, value });
+        self.push(Field::Received { name, value });
     }
 
     /// The bytes received fields are ranges of (ranges past it read as
@@ -276,12 +302,7 @@ impl Headers {
     /// str` or `String` name; a `&'static str`, `String`, `Vec<u8>` or
     /// [`Bytes`] value.
     pub fn append(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Bytes>) {
-        if self.list.capacity() == 0 {
-            // Room for a few at once (a spare list, or what the first push
-            // would grow to, without going through the growth path).
-            self.list = new_list(4);
-        }
-        self.list.push(Field::Owned(name.into(), value.into()));
+        self.push(Field::Owned(name.into(), value.into()));
     }
 
     /// Appends a field the library makes from constants: a valid name that
@@ -294,10 +315,7 @@ impl Headers {
                 && super::write::valid_value(value.as_bytes()),
             "{name}: {value}"
         );
-        if self.list.capacity() == 0 {
-            self.list = new_list(4);
-        }
-        self.list.push(Field::Known(name, value));
+        self.push(Field::Known(name, value));
     }
 
     /// Replaces every field called `name` with one field.
@@ -309,17 +327,22 @@ impl Headers {
 
     /// Removes every field called `name`; returns whether there was one.
     pub fn remove(&mut self, name: &str) -> bool {
-        let before = self.list.len();
+        let before = self.len();
         let block = &self.block;
-        self.list.retain(|f| {
+        let keep = |f: &Field| {
             let n = match f {
                 Field::Received { name, .. } => range(block, *name),
                 Field::Owned(n, _) => n.as_bytes(),
                 Field::Known(n, _) => n.as_bytes(),
             };
             !n.eq_ignore_ascii_case(name.as_bytes())
-        });
-        before != self.list.len()
+        };
+        self.list.retain(keep);
+        if self.first.as_ref().is_some_and(|f| !keep(f)) {
+            // The next field, if any, becomes the first.
+            self.first = (!self.list.is_empty()).then(|| self.list.remove(0));
+        }
+        before != self.len()
     }
 
     /// The first value of `name` as text (`None` if absent or not UTF-8).
@@ -330,16 +353,14 @@ impl Headers {
 
     /// The first value of `name` as bytes.
     pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
-        self.list
-            .iter()
+        self.fields()
             .find(|f| self.name_of(f).eq_ignore_ascii_case(name.as_bytes()))
             .map(|f| self.value_of(f))
     }
 
     /// Every value of `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.list
-            .iter()
+        self.fields()
             .filter(move |f| self.name_of(f).eq_ignore_ascii_case(name.as_bytes()))
             .map(|f| self.value_of(f))
     }
@@ -364,7 +385,7 @@ impl Headers {
     /// Every field, in order, and whether it is known to be valid on the
     /// wire and not a framing field (see [`append_known`](Self::append_known)).
     pub(crate) fn iter_wire(&self) -> impl Iterator<Item = (&str, &[u8], bool)> {
-        self.list.iter().map(|f| match f {
+        self.fields().map(|f| match f {
             // Received names are tokens (checked by httparse): ASCII.
             Field::Received { name, value } => (
                 std::str::from_utf8(range(&self.block, *name)).unwrap_or_default(),
@@ -378,12 +399,12 @@ impl Headers {
 
     /// The number of fields.
     pub fn len(&self) -> usize {
-        self.list.len()
+        usize::from(self.first.is_some()) + self.list.len()
     }
 
     /// Whether there are no fields.
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.first.is_none()
     }
 }
 
@@ -522,6 +543,33 @@ mod tests {
             drop(h);
             assert_eq!(kept.get("x-round"), Some(round.to_string().as_str()));
         }
+    }
+
+    #[test]
+    fn removing_the_first_field_keeps_the_order() {
+        let names = |h: &Headers| h.iter().map(|(n, _)| n.to_owned()).collect::<Vec<_>>();
+        let mut h = Headers::new();
+        assert!(!h.remove("a") && h.is_empty());
+        h.append("A", "1");
+        assert_eq!((h.len(), names(&h)), (1, vec!["A".to_owned()]));
+        h.append("B", "2");
+        h.append("a", "3");
+        h.append("C", "4");
+        assert!(h.remove("a"));
+        assert_eq!(names(&h), ["B", "C"]);
+        assert_eq!((h.len(), h.get("b"), h.get("c")), (2, Some("2"), Some("4")));
+        h.append("D", "5");
+        assert!(h.remove("B") && h.remove("C"));
+        assert_eq!(names(&h), ["D"]);
+        assert!(h.remove("d") && h.is_empty());
+        assert_eq!(h.len(), 0);
+        h.set("E", "6");
+        assert_eq!(names(&h), ["E"]);
+        assert_eq!(h, {
+            let mut o = Headers::with_capacity(8);
+            o.append("E", "6");
+            o
+        });
     }
 
     #[test]
