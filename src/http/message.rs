@@ -166,8 +166,31 @@ enum Field {
     /// Added by the library from constants it checked (a valid name that
     /// is not a framing field, a valid value): written without checking
     /// them again on every response.
-    Known(&'static str, &'static str),
+    Known(&'static KnownField),
 }
+
+/// A field the library adds from constants (see
+/// [`Headers::append_known`]), with its whole line made at compile time by
+/// [`known_field!`]: written with one copy.
+#[derive(Debug)]
+pub(crate) struct KnownField {
+    pub(crate) name: &'static str,
+    pub(crate) value: &'static str,
+    /// `name: value\r\n`.
+    pub(crate) line: &'static str,
+}
+
+/// A [`KnownField`] for a name and a value (string literals).
+macro_rules! known_field {
+    ($name:literal, $value:literal) => {
+        $crate::http::message::KnownField {
+            name: $name,
+            value: $value,
+            line: concat!($name, ": ", $value, "\r\n"),
+        }
+    };
+}
+pub(crate) use known_field;
 
 /// Spare field lists kept per thread, and the largest capacity kept.
 const SPARE_LISTS: usize = 16;
@@ -286,7 +309,7 @@ impl Headers {
         match field {
             Field::Received { name, .. } => range(&self.block, *name),
             Field::Owned(n, _) => n.as_bytes(),
-            Field::Known(n, _) => n.as_bytes(),
+            Field::Known(k) => k.name.as_bytes(),
         }
     }
 
@@ -294,7 +317,7 @@ impl Headers {
         match field {
             Field::Received { value, .. } => range(&self.block, *value),
             Field::Owned(_, v) => v,
-            Field::Known(_, v) => v.as_bytes(),
+            Field::Known(k) => k.value.as_bytes(),
         }
     }
 
@@ -308,14 +331,14 @@ impl Headers {
     /// Appends a field the library makes from constants: a valid name that
     /// is not a framing field and a valid value (checked in debug builds and
     /// by the tests), which the server writes without checking them again.
-    pub(crate) fn append_known(&mut self, name: &'static str, value: &'static str) {
+    pub(crate) fn append_known(&mut self, field: &'static KnownField) {
         debug_assert!(
-            super::write::valid_name(name)
-                && !super::write::is_framing(name)
-                && super::write::valid_value(value.as_bytes()),
-            "{name}: {value}"
+            super::write::valid_name(field.name)
+                && !super::write::is_framing(field.name)
+                && super::write::valid_value(field.value.as_bytes()),
+            "{field:?}"
         );
-        self.push(Field::Known(name, value));
+        self.push(Field::Known(field));
     }
 
     /// Replaces every field called `name` with one field.
@@ -333,7 +356,7 @@ impl Headers {
             let n = match f {
                 Field::Received { name, .. } => range(block, *name),
                 Field::Owned(n, _) => n.as_bytes(),
-                Field::Known(n, _) => n.as_bytes(),
+                Field::Known(k) => k.name.as_bytes(),
             };
             !n.eq_ignore_ascii_case(name.as_bytes())
         };
@@ -382,18 +405,19 @@ impl Headers {
         self.iter_wire().map(|(name, value, _)| (name, value))
     }
 
-    /// Every field, in order, and whether it is known to be valid on the
-    /// wire and not a framing field (see [`append_known`](Self::append_known)).
-    pub(crate) fn iter_wire(&self) -> impl Iterator<Item = (&str, &[u8], bool)> {
+    /// Every field, in order, and for one known to be valid on the wire and
+    /// not a framing field (see [`append_known`](Self::append_known)) its
+    /// whole line.
+    pub(crate) fn iter_wire(&self) -> impl Iterator<Item = (&str, &[u8], Option<&'static str>)> {
         self.fields().map(|f| match f {
             // Received names are tokens (checked by httparse): ASCII.
             Field::Received { name, value } => (
                 std::str::from_utf8(range(&self.block, *name)).unwrap_or_default(),
                 range(&self.block, *value),
-                false,
+                None,
             ),
-            Field::Owned(n, v) => (n.as_ref(), &v[..], false),
-            Field::Known(n, v) => (*n, v.as_bytes(), true),
+            Field::Owned(n, v) => (n.as_ref(), &v[..], None),
+            Field::Known(k) => (k.name, k.value.as_bytes(), Some(k.line)),
         })
     }
 
@@ -575,7 +599,7 @@ mod tests {
     #[test]
     fn known_fields_read_like_appended_ones() {
         let mut known = Headers::new();
-        known.append_known("Content-Type", "text/plain; charset=utf-8");
+        known.append_known(&known_field!("Content-Type", "text/plain; charset=utf-8"));
         let mut appended = Headers::new();
         appended.append("Content-Type", "text/plain; charset=utf-8");
         assert_eq!(known, appended);
@@ -589,7 +613,7 @@ mod tests {
             known.get_all("CONTENT-TYPE").collect::<Vec<_>>(),
             vec![b"text/html".as_slice()]
         );
-        known.append_known("X-Known", "1");
+        known.append_known(&known_field!("X-Known", "1"));
         assert!(known.remove("x-known") && known.len() == 1);
     }
 

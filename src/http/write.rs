@@ -87,18 +87,20 @@ pub(crate) fn is_framing(name: &str) -> bool {
 pub(crate) fn write_fields(out: &mut Vec<u8>, headers: &Headers, skip_framing: bool) -> bool {
     let mut close = false;
     for (name, value, known) in headers.iter_wire() {
-        if !known {
-            if skip_framing && is_framing(name) {
-                close |= name.len() == 10 && list_has_token(value, b"close");
-                continue;
-            }
-            if !valid_name(name) || !valid_value(value) {
-                tracing::warn!(
-                    name,
-                    "dropping a header field that is not valid on the wire"
-                );
-                continue;
-            }
+        if let Some(line) = known {
+            out.extend_from_slice(line.as_bytes());
+            continue;
+        }
+        if skip_framing && is_framing(name) {
+            close |= name.len() == 10 && list_has_token(value, b"close");
+            continue;
+        }
+        if !valid_name(name) || !valid_value(value) {
+            tracing::warn!(
+                name,
+                "dropping a header field that is not valid on the wire"
+            );
+            continue;
         }
         out.reserve(name.len() + value.len() + 4);
         out.extend_from_slice(name.as_bytes());
