@@ -220,8 +220,19 @@ fn new_list(n: usize) -> Vec<Field> {
 
 impl Drop for Headers {
     fn drop(&mut self) {
-        let cap = self.list.capacity();
-        if cap == 0 || cap > SPARE_CAPACITY {
+        // Most have no list (one field or none): no work, and no frame for
+        // the work of keeping one.
+        if self.list.capacity() != 0 {
+            self.keep_list();
+        }
+    }
+}
+
+impl Headers {
+    /// Keeps the list's storage for the next [`Headers`] (see [`SPARE`]).
+    #[inline(never)]
+    fn keep_list(&mut self) {
+        if self.list.capacity() > SPARE_CAPACITY {
             return;
         }
         let mut list = std::mem::take(&mut self.list);
@@ -275,11 +286,18 @@ impl Headers {
     }
 
     /// Adds `field` after the others.
+    #[inline]
     fn push(&mut self, field: Field) {
         if self.first.is_none() {
             self.first = Some(field);
-            return;
+        } else {
+            self.push_to_list(field);
         }
+    }
+
+    /// Adds `field` after the first.
+    #[inline(never)]
+    fn push_to_list(&mut self, field: Field) {
         if self.list.capacity() == 0 {
             // Room for a few at once (a spare list, or what the first push
             // would grow to, without going through the growth path).
