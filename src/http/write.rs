@@ -87,31 +87,40 @@ pub(crate) fn is_framing(name: &str) -> bool {
 pub(crate) fn write_fields(out: &mut Vec<u8>, headers: &Headers, skip_framing: bool) -> bool {
     let mut close = false;
     for (name, value, known) in headers.iter_wire() {
-        if let Some(line) = known {
-            out.extend_from_slice(line.as_bytes());
-            continue;
+        match known {
+            Some(line) => out.extend_from_slice(line.as_bytes()),
+            None => close |= write_field(out, name, value, skip_framing),
         }
-        if skip_framing && is_framing(name) {
-            close |= name.len() == 10 && list_has_token(value, b"close");
-            continue;
-        }
-        if !valid_name(name) || !valid_value(value) {
-            tracing::warn!(
-                name,
-                "dropping a header field that is not valid on the wire"
-            );
-            continue;
-        }
-        out.reserve(name.len() + value.len() + 4);
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
     }
     close
 }
 
+/// Appends a field that is not known to be valid (see [`write_fields`]);
+/// whether it is a skipped `Connection` with `close`. Its own function: its
+/// checks and warning would make every call of `write_fields` (often only
+/// known fields) save registers for them.
+#[inline(never)]
+fn write_field(out: &mut Vec<u8>, name: &str, value: &[u8], skip_framing: bool) -> bool {
+    if skip_framing && is_framing(name) {
+        return name.len() == 10 && list_has_token(value, b"close");
+    }
+    if !valid_name(name) || !valid_value(value) {
+        tracing::warn!(
+            name,
+            "dropping a header field that is not valid on the wire"
+        );
+        return false;
+    }
+    out.reserve(name.len() + value.len() + 4);
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+    false
+}
+
 /// Appends a status line; an empty `reason` is the standard phrase.
+#[inline]
 pub(crate) fn write_status_line(out: &mut Vec<u8>, version: Version, status: u16, reason: &str) {
     if reason.is_empty() && version == Version::Http11 {
         if let Some(line) = status_line_11(status) {
@@ -119,6 +128,12 @@ pub(crate) fn write_status_line(out: &mut Vec<u8>, version: Version, status: u16
             return;
         }
     }
+    write_status_line_made(out, version, status, reason);
+}
+
+/// [`write_status_line`] for a line that is not one of the static ones.
+#[inline(never)]
+fn write_status_line_made(out: &mut Vec<u8>, version: Version, status: u16, reason: &str) {
     let reason = match reason {
         "" => reason_phrase(status),
         r if valid_value(r.as_bytes()) => r,
