@@ -115,13 +115,11 @@ impl Response {
     pub fn text(status: u16, text: impl Into<Bytes>) -> Response {
         // Built in place: through `new` and the `with_` steps, each step
         // moves the whole response (two copies per answer in a hot handler).
-        let mut headers = Headers::new();
-        headers.append_known(&TEXT_PLAIN);
         Response {
             status,
             reason: String::new(),
             version: Version::Http11,
-            headers,
+            headers: Headers::known(&TEXT_PLAIN),
             body: Body::Full(text.into()),
             timings: None,
         }
