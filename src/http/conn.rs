@@ -311,29 +311,27 @@ impl ServerConnection {
             ctx.write(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
         let streams = self.shared.handler.borrow().streams_body(&req);
-        let mut current = Current {
+        // Made in place; the body's state is set below.
+        let current = self.current.insert(Current {
             info,
             body: BodyIn::Done,
             answer: Answer::NotYet,
             status: 0,
             bytes: 0,
             close,
-        };
+        });
         if streams {
             // A streaming handler gets its request at once; the body follows.
             let inc = IncomingBody::new(ctx.handle());
             req.incoming = Some(inc.clone());
             current.body = BodyIn::Streaming(inc);
-            self.current = Some(current);
             self.dispatch(ctx, req);
         } else if framing == Framing::None && self.decoder.take_end() {
             // No body to wait for: the handler runs now (the decoder's `End`
             // for this request is taken here, not through `decode`).
-            self.current = Some(current);
             self.dispatch(ctx, req);
         } else {
             current.body = BodyIn::Buffering(Box::new(req), Vec::new());
-            self.current = Some(current);
         }
     }
 
