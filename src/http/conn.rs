@@ -375,12 +375,18 @@ impl ServerConnection {
 
     fn dispatch(&mut self, ctx: &mut Context<'_>, req: Request) {
         let shared = self.shared.clone();
+        // The reply is written here, not returned through `catch_unwind`
+        // (which would copy it once more).
+        let mut reply = None;
         let result = catch_unwind(AssertUnwindSafe(|| {
-            shared.handler.borrow_mut().handle(ctx.core(), req)
-        }));
+            reply = Some(shared.handler.borrow_mut().handle(ctx.core(), req));
+        }))
+        .map(|()| reply);
         match result {
-            Ok(Reply::Now(resp)) => self.respond(ctx, resp),
-            Ok(Reply::Later(mut d)) => {
+            Ok(Some(Reply::Now(resp))) => self.respond(ctx, resp),
+            // Not reached: a closure that returned set the reply.
+            Ok(None) => {}
+            Ok(Some(Reply::Later(mut d))) => {
                 if let Some(res) = d.take_result() {
                     return self.answered(ctx, res);
                 }
