@@ -450,6 +450,16 @@ impl Headers {
         })
     }
 
+    /// The line of the one field, when there is one and it is known (see
+    /// [`known`](Self::known)).
+    #[inline]
+    pub(crate) fn only_known(&self) -> Option<&'static str> {
+        match &self.first {
+            Some(Field::Known(k)) if self.list.is_empty() => Some(k.line),
+            _ => None,
+        }
+    }
+
     /// The number of fields.
     pub fn len(&self) -> usize {
         usize::from(self.first.is_some()) + self.list.len()

@@ -84,7 +84,19 @@ pub(crate) fn is_framing(name: &str) -> bool {
 /// field that is not valid, with a warning). Returns whether a skipped
 /// `Connection` field has the `close` token (found in the same pass, so
 /// that a server need not look through the fields again).
+#[inline]
 pub(crate) fn write_fields(out: &mut Vec<u8>, headers: &Headers, skip_framing: bool) -> bool {
+    // The usual case (`Response::text` as made): one copy, no loop.
+    if let Some(line) = headers.only_known() {
+        out.extend_from_slice(line.as_bytes());
+        return false;
+    }
+    write_fields_each(out, headers, skip_framing)
+}
+
+/// [`write_fields`] for anything but a single known field.
+#[inline(never)]
+fn write_fields_each(out: &mut Vec<u8>, headers: &Headers, skip_framing: bool) -> bool {
     let mut close = false;
     for (name, value, known) in headers.iter_wire() {
         match known {
