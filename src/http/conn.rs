@@ -375,18 +375,23 @@ impl ServerConnection {
 
     fn dispatch(&mut self, ctx: &mut Context<'_>, req: Request) {
         let shared = self.shared.clone();
-        // The reply is written here, not returned through `catch_unwind`
-        // (which would copy it once more).
+        // The closure given to `catch_unwind` is moved into it and out again:
+        // it holds only references, the request and the reply stay here.
+        let mut req = Some(req);
         let mut reply = None;
         let result = catch_unwind(AssertUnwindSafe(|| {
-            reply = Some(shared.handler.borrow_mut().handle(ctx.core(), req));
-        }))
-        .map(|()| reply);
-        match result {
-            Ok(Some(Reply::Now(resp))) => self.respond(ctx, resp),
+            if let Some(req) = req.take() {
+                reply = Some(shared.handler.borrow_mut().handle(ctx.core(), req));
+            }
+        }));
+        if let Err(panic) = result {
+            return self.panicked(ctx, panic);
+        }
+        match reply {
+            Some(Reply::Now(resp)) => self.respond(ctx, resp),
             // Not reached: a closure that returned set the reply.
-            Ok(None) => {}
-            Ok(Some(Reply::Later(mut d))) => {
+            None => {}
+            Some(Reply::Later(mut d)) => {
                 if let Some(res) = d.take_result() {
                     return self.answered(ctx, res);
                 }
@@ -415,20 +420,24 @@ impl ServerConnection {
                         }),
                 );
             }
-            Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic".to_owned());
-                tracing::error!(peer = %self.peer, panic = %msg, "HTTP handler panicked: answering 500");
-                self.shared.count(|s| s.panics += 1);
-                if let Some(c) = &mut self.current {
-                    c.close = true;
-                }
-                self.respond(ctx, Response::error(500));
-            }
         }
+    }
+
+    /// The handler panicked: answers 500 and closes.
+    #[cold]
+    #[inline(never)]
+    fn panicked(&mut self, ctx: &mut Context<'_>, panic: Box<dyn std::any::Any + Send>) {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned());
+        tracing::error!(peer = %self.peer, panic = %msg, "HTTP handler panicked: answering 500");
+        self.shared.count(|s| s.panics += 1);
+        if let Some(c) = &mut self.current {
+            c.close = true;
+        }
+        self.respond(ctx, Response::error(500));
     }
 
     fn answered(&mut self, ctx: &mut Context<'_>, res: Result<Response, Failure>) {
