@@ -303,14 +303,16 @@ impl ServerConnection {
             }),
         };
         let close = !head.keep_alive || self.shutdown || self.shared.shutting_down.get();
-        let mut req = Request::from_head(head, self.peer.clone());
+        // In the slot `dispatch` takes it from (moving it there is a copy).
+        let mut slot = Some(Request::from_head(head, self.peer.clone()));
+        let Some(req) = &mut slot else { return };
         if reused {
             self.shared.count(|s| s.reused += 1);
         }
         if expect {
             ctx.write(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
-        let streams = self.shared.handler.borrow().streams_body(&req);
+        let streams = self.shared.handler.borrow().streams_body(req);
         // Made in place; the body's state is set below.
         let current = self.current.insert(Current {
             info,
@@ -325,12 +327,12 @@ impl ServerConnection {
             let inc = IncomingBody::new(ctx.handle());
             req.incoming = Some(inc.clone());
             current.body = BodyIn::Streaming(inc);
-            self.dispatch(ctx, req);
+            self.dispatch(ctx, &mut slot);
         } else if framing == Framing::None && self.decoder.take_end() {
             // No body to wait for: the handler runs now (the decoder's `End`
             // for this request is taken here, not through `decode`).
-            self.dispatch(ctx, req);
-        } else {
+            self.dispatch(ctx, &mut slot);
+        } else if let Some(req) = slot {
             current.body = BodyIn::Buffering(Box::new(req), Vec::new());
         }
     }
@@ -364,7 +366,7 @@ impl ServerConnection {
                         all.freeze()
                     }
                 };
-                self.dispatch(ctx, *req);
+                self.dispatch(ctx, &mut Some(*req));
             }
             BodyIn::Streaming(inc) => {
                 inc.deliver(ctx, BodyPart::End);
@@ -373,11 +375,11 @@ impl ServerConnection {
         }
     }
 
-    fn dispatch(&mut self, ctx: &mut Context<'_>, req: Request) {
+    /// Runs the handler on the request in `req` (taken).
+    fn dispatch(&mut self, ctx: &mut Context<'_>, req: &mut Option<Request>) {
         let shared = self.shared.clone();
         // The closure given to `catch_unwind` is moved into it and out again:
-        // it holds only references, the request and the reply stay here.
-        let mut req = Some(req);
+        // it holds only references, the request and the reply stay outside.
         let mut reply = None;
         let result = catch_unwind(AssertUnwindSafe(|| {
             if let Some(req) = req.take() {
