@@ -151,8 +151,9 @@ impl fmt::Display for Version {
 /// response per request does not allocate for their fields.
 #[derive(Clone, Default)]
 pub struct Headers {
-    /// The bytes received fields point into (empty when there are none).
-    block: Bytes,
+    /// The bytes received fields point into (`None` when there are none: a
+    /// handle not dropped with every response's headers).
+    block: Option<Bytes>,
     /// The first field (`None` only when there are none).
     first: Option<Field>,
     /// The fields after `first`.
@@ -268,8 +269,9 @@ impl PartialEq for Headers {
 
 impl Eq for Headers {}
 
-fn range(block: &[u8], (start, len): (u32, u32)) -> &[u8] {
+fn range(block: &Option<Bytes>, (start, len): (u32, u32)) -> &[u8] {
     let (start, len) = (start as usize, len as usize);
+    let block: &[u8] = block.as_deref().unwrap_or_default();
     block.get(start..start + len).unwrap_or_default()
 }
 
@@ -283,7 +285,7 @@ impl Headers {
     #[inline]
     pub fn with_capacity(n: usize) -> Headers {
         Headers {
-            block: Bytes::new(),
+            block: None,
             first: None,
             // The first one is inline.
             list: if n <= 1 { Vec::new() } else { new_list(n - 1) },
@@ -325,7 +327,7 @@ impl Headers {
     /// The bytes received fields are ranges of (ranges past it read as
     /// empty).
     pub(crate) fn set_block(&mut self, block: Bytes) {
-        self.block = block;
+        self.block = Some(block);
     }
 
     fn name_of<'a>(&'a self, field: &'a Field) -> &'a [u8] {
@@ -364,7 +366,7 @@ impl Headers {
             "{field:?}"
         );
         Headers {
-            block: Bytes::new(),
+            block: None,
             first: Some(Field::Known(field)),
             list: Vec::new(),
         }
