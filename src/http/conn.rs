@@ -15,7 +15,9 @@ use super::request::{BodyPart, IncomingBody, Request};
 use super::response::{Body, Response};
 use super::server::Shared;
 use super::stream::{Framed, Wire};
-use super::write::{write_content_length, write_date, write_fields, write_status_line};
+use super::write::{
+    write_content_length, write_date, write_fields, write_ok_and_date, write_status_line,
+};
 use crate::address::Address;
 use crate::defer::Failure;
 use crate::error::DisconnectReason;
@@ -466,8 +468,12 @@ impl ServerConnection {
         let no_body = head_only || bodiless_status;
         let mut out = std::mem::take(&mut self.out);
         out.clear();
-        write_status_line(&mut out, Version::Http11, status, &resp.reason);
-        write_date(&mut out, turn_of(ctx));
+        if status == 200 && resp.reason.is_empty() {
+            write_ok_and_date(&mut out, turn_of(ctx));
+        } else {
+            write_status_line(&mut out, Version::Http11, status, &resp.reason);
+            write_date(&mut out, turn_of(ctx));
+        }
         // A `Connection: close` the handler set is not written as is (the
         // server writes its own) but closes the connection all the same.
         let asked_close = write_fields(&mut out, &resp.headers, true);

@@ -228,20 +228,45 @@ pub fn http_date(secs: u64) -> String {
 /// `Date: `, an IMF-fixdate and CRLF: the line [`write_date`] appends.
 const DATE_LINE: usize = 6 + 29 + 2;
 
+/// The status line of `200 OK`, cached with the `Date` line after it (the
+/// usual answer's first two lines are one fixed-size copy).
+const OK_LINE: &[u8; OK] = b"HTTP/1.1 200 OK\r\n";
+const OK: usize = 17;
+
 /// The cached `Date` line: the reactor turn it was last checked in, the
-/// second it is for, and the line.
-type DateCache = (Option<Instant>, u64, [u8; DATE_LINE]);
+/// second it is for, and the line, after [`OK_LINE`].
+type DateCache = (Option<Instant>, u64, [u8; OK + DATE_LINE]);
+
+/// [`OK_LINE`] followed by room for the `Date` line.
+const fn ok_then_date() -> [u8; OK + DATE_LINE] {
+    let mut line = [0; OK + DATE_LINE];
+    let mut i = 0;
+    while i < OK {
+        line[i] = OK_LINE[i];
+        i += 1;
+    }
+    line
+}
 
 thread_local! {
     /// One per thread, so one per reactor: the clock is read once per turn
     /// and the date formatted once a second, however many responses.
-    static DATE: RefCell<DateCache> = const { RefCell::new((None, u64::MAX, [0; DATE_LINE])) };
+    static DATE: RefCell<DateCache> = const { RefCell::new((None, u64::MAX, ok_then_date())) };
 }
 
 /// Appends `Date: <now>\r\n` for a response made in the reactor turn that
 /// started at `turn` (the clock is read again only in a later turn; always
 /// without a turn).
 pub(crate) fn write_date(out: &mut Vec<u8>, turn: Option<Instant>) {
+    write_date_after(out, turn, false);
+}
+
+/// [`write_status_line`] for `200 OK` in HTTP/1.1, then [`write_date`].
+pub(crate) fn write_ok_and_date(out: &mut Vec<u8>, turn: Option<Instant>) {
+    write_date_after(out, turn, true);
+}
+
+fn write_date_after(out: &mut Vec<u8>, turn: Option<Instant>, ok: bool) {
     DATE.with_borrow_mut(|(checked, cached, line)| {
         if turn.is_none() || *checked != turn {
             let secs = SystemTime::now()
@@ -252,20 +277,28 @@ pub(crate) fn write_date(out: &mut Vec<u8>, turn: Option<Instant>) {
                 // IMF-fixdate is 29 bytes for years 1000 to 9999; another
                 // length is written as formatted, uncached.
                 if date.len() != DATE_LINE - 8 {
+                    if ok {
+                        out.extend_from_slice(OK_LINE);
+                    }
                     out.extend_from_slice(b"Date: ");
                     out.extend_from_slice(date.as_bytes());
                     out.extend_from_slice(b"\r\n");
                     return;
                 }
-                line[..6].copy_from_slice(b"Date: ");
-                line[6..DATE_LINE - 2].copy_from_slice(date.as_bytes());
-                line[DATE_LINE - 2..].copy_from_slice(b"\r\n");
+                let date_line = &mut line[OK..];
+                date_line[..6].copy_from_slice(b"Date: ");
+                date_line[6..DATE_LINE - 2].copy_from_slice(date.as_bytes());
+                date_line[DATE_LINE - 2..].copy_from_slice(b"\r\n");
                 *cached = secs;
             }
             *checked = turn;
         }
-        // A fixed-size copy: a few moves, no call.
-        out.extend_from_slice(&line[..]);
+        // Fixed-size copies: a few moves, no call.
+        if ok {
+            out.extend_from_slice(&line[..]);
+        } else {
+            out.extend_from_slice(&line[OK..]);
+        }
     });
 }
 
@@ -310,6 +343,19 @@ mod tests {
                 assert!(!valid_value(&v[at..]), "{bad} first of {}", v.len() - at);
             }
         }
+    }
+
+    #[test]
+    fn the_ok_line_is_cached_with_the_date() {
+        let mut ok = Vec::new();
+        write_ok_and_date(&mut ok, None);
+        let mut both = Vec::new();
+        write_status_line(&mut both, Version::Http11, 200, "");
+        write_date(&mut both, None);
+        // The same bytes (unless the second turned between the two).
+        assert_eq!(ok.len(), both.len());
+        assert!(ok.starts_with(b"HTTP/1.1 200 OK\r\nDate: ") && ok.ends_with(b" GMT\r\n"));
+        assert_eq!(ok[..OK + 6], both[..OK + 6]);
     }
 
     #[test]
