@@ -417,7 +417,10 @@ fn parse_request_at(
     if end > limits.max_head_size || u32::try_from(end).is_err() {
         return Err(HttpError::HeadTooLarge(limits.max_head_size));
     }
-    let (len, version, method, target, mut headers, facts) = {
+    // Built in place (not moved out of the block below with the rest).
+    let mut headers;
+    let mut facts = Facts::default();
+    let (len, version, method, target) = {
         // Uninitialised slots: httparse fills only what it uses, so a request
         // does not pay for clearing a hundred headers it does not have.
         let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
@@ -445,13 +448,12 @@ fn parse_request_at(
             base,
             req.path.ok_or(HttpError::BadHead("no target"))?.as_bytes(),
         );
-        let mut headers = Headers::with_capacity(req.headers.len());
-        let mut facts = Facts::default();
+        headers = Headers::with_capacity(req.headers.len());
         for h in req.headers.iter() {
             headers.push_received(span(base, h.name.as_bytes()), span(base, h.value));
             facts.add(h.name.as_bytes(), h.value);
         }
-        (len, version, method, target, headers, facts)
+        (len, version, method, target)
     };
     // The head's bytes become the fields' storage: shared with the read
     // buffer, which gets its space back once the request is dropped.

@@ -15,7 +15,9 @@ use super::request::{BodyPart, IncomingBody, Request};
 use super::response::{Body, Response};
 use super::server::Shared;
 use super::stream::{Framed, Wire};
-use super::write::{write_content_length, write_date, write_fields, write_status_line};
+use super::write::{
+    write_content_length, write_date, write_fields, write_ok_and_date, write_status_line,
+};
 use crate::address::Address;
 use crate::defer::Failure;
 use crate::error::DisconnectReason;
@@ -303,37 +305,37 @@ impl ServerConnection {
             }),
         };
         let close = !head.keep_alive || self.shutdown || self.shared.shutting_down.get();
-        let mut req = Request::from_head(head, self.peer.clone());
+        // In the slot `dispatch` takes it from (moving it there is a copy).
+        let mut slot = Some(Request::from_head(head, self.peer.clone()));
+        let Some(req) = &mut slot else { return };
         if reused {
             self.shared.count(|s| s.reused += 1);
         }
         if expect {
             ctx.write(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
-        let streams = self.shared.handler.borrow().streams_body(&req);
-        let mut current = Current {
+        let streams = self.shared.handler.borrow().streams_body(req);
+        // Made in place; the body's state is set below.
+        let current = self.current.insert(Current {
             info,
             body: BodyIn::Done,
             answer: Answer::NotYet,
             status: 0,
             bytes: 0,
             close,
-        };
+        });
         if streams {
             // A streaming handler gets its request at once; the body follows.
             let inc = IncomingBody::new(ctx.handle());
             req.incoming = Some(inc.clone());
             current.body = BodyIn::Streaming(inc);
-            self.current = Some(current);
-            self.dispatch(ctx, req);
+            self.dispatch(ctx, &mut slot);
         } else if framing == Framing::None && self.decoder.take_end() {
             // No body to wait for: the handler runs now (the decoder's `End`
             // for this request is taken here, not through `decode`).
-            self.current = Some(current);
-            self.dispatch(ctx, req);
-        } else {
+            self.dispatch(ctx, &mut slot);
+        } else if let Some(req) = slot {
             current.body = BodyIn::Buffering(Box::new(req), Vec::new());
-            self.current = Some(current);
         }
     }
 
@@ -366,7 +368,7 @@ impl ServerConnection {
                         all.freeze()
                     }
                 };
-                self.dispatch(ctx, *req);
+                self.dispatch(ctx, &mut Some(*req));
             }
             BodyIn::Streaming(inc) => {
                 inc.deliver(ctx, BodyPart::End);
@@ -375,14 +377,25 @@ impl ServerConnection {
         }
     }
 
-    fn dispatch(&mut self, ctx: &mut Context<'_>, req: Request) {
+    /// Runs the handler on the request in `req` (taken).
+    fn dispatch(&mut self, ctx: &mut Context<'_>, req: &mut Option<Request>) {
         let shared = self.shared.clone();
+        // The closure given to `catch_unwind` is moved into it and out again:
+        // it holds only references, the request and the reply stay outside.
+        let mut reply = None;
         let result = catch_unwind(AssertUnwindSafe(|| {
-            shared.handler.borrow_mut().handle(ctx.core(), req)
+            if let Some(req) = req.take() {
+                reply = Some(shared.handler.borrow_mut().handle(ctx.core(), req));
+            }
         }));
-        match result {
-            Ok(Reply::Now(resp)) => self.respond(ctx, resp),
-            Ok(Reply::Later(mut d)) => {
+        if let Err(panic) = result {
+            return self.panicked(ctx, panic);
+        }
+        match reply {
+            Some(Reply::Now(resp)) => self.respond(ctx, resp),
+            // Not reached: a closure that returned set the reply.
+            None => {}
+            Some(Reply::Later(mut d)) => {
                 if let Some(res) = d.take_result() {
                     return self.answered(ctx, res);
                 }
@@ -411,20 +424,24 @@ impl ServerConnection {
                         }),
                 );
             }
-            Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic".to_owned());
-                tracing::error!(peer = %self.peer, panic = %msg, "HTTP handler panicked: answering 500");
-                self.shared.count(|s| s.panics += 1);
-                if let Some(c) = &mut self.current {
-                    c.close = true;
-                }
-                self.respond(ctx, Response::error(500));
-            }
         }
+    }
+
+    /// The handler panicked: answers 500 and closes.
+    #[cold]
+    #[inline(never)]
+    fn panicked(&mut self, ctx: &mut Context<'_>, panic: Box<dyn std::any::Any + Send>) {
+        let msg = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned());
+        tracing::error!(peer = %self.peer, panic = %msg, "HTTP handler panicked: answering 500");
+        self.shared.count(|s| s.panics += 1);
+        if let Some(c) = &mut self.current {
+            c.close = true;
+        }
+        self.respond(ctx, Response::error(500));
     }
 
     fn answered(&mut self, ctx: &mut Context<'_>, res: Result<Response, Failure>) {
@@ -451,8 +468,12 @@ impl ServerConnection {
         let no_body = head_only || bodiless_status;
         let mut out = std::mem::take(&mut self.out);
         out.clear();
-        write_status_line(&mut out, Version::Http11, status, &resp.reason);
-        write_date(&mut out, turn_of(ctx));
+        if status == 200 && resp.reason.is_empty() {
+            write_ok_and_date(&mut out, turn_of(ctx));
+        } else {
+            write_status_line(&mut out, Version::Http11, status, &resp.reason);
+            write_date(&mut out, turn_of(ctx));
+        }
         // A `Connection: close` the handler set is not written as is (the
         // server writes its own) but closes the connection all the same.
         let asked_close = write_fields(&mut out, &resp.headers, true);

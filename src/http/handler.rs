@@ -2,6 +2,7 @@
 //! ([`Reply`]), and a small [`Router`] for matching paths.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::message::Method;
 use super::request::Request;
@@ -119,10 +120,49 @@ struct Route {
 ///     .get("/files/*", |_: &mut Core, req: Request| Response::text(200, req.path().to_owned()));
 /// # let _ = router;
 /// ```
-#[derive(Default)]
 pub struct Router {
+    /// Which router this is, for the [`RouteHint`]s it leaves.
+    id: u32,
     routes: Vec<Route>,
     fallback: Option<Box<dyn Handler>>,
+}
+
+impl Default for Router {
+    fn default() -> Router {
+        // From 1: a hint of 0 is none.
+        static NEXT_ID: AtomicU32 = AtomicU32::new(1);
+        Router {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            routes: Vec::new(),
+            fallback: None,
+        }
+    }
+}
+
+/// What [`Router::find`] gave for a request, kept in it between the
+/// server's `streams_body` and `handle` calls: valid for the router that
+/// left it while the request's method is the same (a new target clears
+/// it). Packed in one word (a `Request` is moved several times per
+/// request): the router's id (high 32 bits, never 0), the method's
+/// [`hint_tag`] (8 bits) and the answer (24 bits: 0 for no path matched, 1
+/// for another method's path, else the route's index + 2). 0 is none.
+pub(crate) type RouteHint = u64;
+
+/// The method as 8 bits for a [`RouteHint`] (`None` for `Other`, which is
+/// not hinted).
+fn hint_tag(method: &Method) -> Option<u64> {
+    Some(match method {
+        Method::Get => 0,
+        Method::Head => 1,
+        Method::Post => 2,
+        Method::Put => 3,
+        Method::Delete => 4,
+        Method::Options => 5,
+        Method::Patch => 6,
+        Method::Connect => 7,
+        Method::Trace => 8,
+        Method::Other(_) => return None,
+    })
 }
 
 impl fmt::Debug for Router {
@@ -189,6 +229,33 @@ impl Router {
         }
     }
 
+    /// The route for `req` (found once: the first search leaves its answer
+    /// in the request for the next).
+    fn route_of(&self, req: &Request) -> Result<usize, bool> {
+        let Some(tag) = hint_tag(&req.method) else {
+            return self.find(req);
+        };
+        let key = u64::from(self.id) << 32 | tag << 24;
+        let hint = req.route.get();
+        if hint != 0 && hint & !0xff_ffff == key {
+            return match hint & 0xff_ffff {
+                0 => Err(false),
+                1 => Err(true),
+                n => Ok(n as usize - 2),
+            };
+        }
+        let found = self.find(req);
+        let answer = match found {
+            Err(false) => 0,
+            Err(true) => 1,
+            Ok(i) => i as u64 + 2,
+        };
+        if answer <= 0xff_ffff {
+            req.route.set(key | answer);
+        }
+        found
+    }
+
     fn find(&self, req: &Request) -> Result<usize, bool> {
         let path = req.path();
         let mut path_matched = false;
@@ -206,7 +273,7 @@ impl Router {
 
 impl Handler for Router {
     fn handle(&mut self, core: &mut Core, req: Request) -> Reply {
-        match self.find(&req) {
+        match self.route_of(&req) {
             Ok(i) => self.routes[i].handler.handle(core, req),
             Err(true) => Reply::Now(Response::error(405)),
             Err(false) => match &mut self.fallback {
@@ -217,9 +284,79 @@ impl Handler for Router {
     }
 
     fn streams_body(&self, req: &Request) -> bool {
-        match self.find(req) {
+        match self.route_of(req) {
             Ok(i) => self.routes[i].handler.streams_body(req),
             Err(_) => self.fallback.as_ref().is_some_and(|f| f.streams_body(req)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::http::Body;
+
+    fn answer(reply: Reply) -> String {
+        match reply {
+            Reply::Now(r) => match r.body {
+                Body::Full(b) => String::from_utf8_lossy(&b).into_owned(),
+                _ => String::new(),
+            },
+            Reply::Later(_) => "later".to_owned(),
+        }
+    }
+
+    /// A route that says its name, and streams when `streams` says.
+    struct Named(&'static str, bool, Rc<Cell<u32>>);
+
+    impl Handler for Named {
+        fn handle(&mut self, _: &mut Core, _: Request) -> Reply {
+            Reply::Now(Response::ok(self.0))
+        }
+        fn streams_body(&self, _: &Request) -> bool {
+            self.2.set(self.2.get() + 1);
+            self.1
+        }
+    }
+
+    #[test]
+    fn the_route_found_for_streams_body_is_the_one_handle_uses_unless_the_request_changed() {
+        let asked = Rc::new(Cell::new(0));
+        let mut router = Router::new()
+            .get("/a", Named("a", true, asked.clone()))
+            .post("/a", Named("post a", false, asked.clone()))
+            .get("/b", Named("b", false, asked.clone()));
+        let mut core = Core::new(Instant::now(), None);
+        let req = Request::new(Method::Get, "/a");
+        assert!(router.streams_body(&req));
+        assert_eq!(answer(router.handle(&mut core, req)), "a");
+        // Changed between the two calls: routed again.
+        let mut req = Request::new(Method::Get, "/a");
+        assert!(router.streams_body(&req));
+        req.set_target("/b");
+        assert_eq!(answer(router.handle(&mut core, req)), "b");
+        let mut req = Request::new(Method::Get, "/a");
+        assert!(router.streams_body(&req));
+        req.method = Method::Post;
+        assert!(!router.streams_body(&req));
+        assert_eq!(answer(router.handle(&mut core, req)), "post a");
+        let mut req = Request::new(Method::Get, "/a");
+        assert!(router.streams_body(&req));
+        req.method = Method::Delete;
+        assert!(answer(router.handle(&mut core, req)).starts_with("405"));
+        // Another router's answer is not this one's.
+        let mut other = Router::new().get("/a", Named("other", false, asked.clone()));
+        let req = Request::new(Method::Get, "/a");
+        assert!(router.streams_body(&req));
+        assert!(!other.streams_body(&req));
+        assert_eq!(answer(other.handle(&mut core, req)), "other");
+        let req = Request::new(Method::Other("PURGE".into()), "/nowhere");
+        assert!(!router.streams_body(&req));
+        assert!(answer(router.handle(&mut core, req)).starts_with("Not Found"));
+        assert_eq!(asked.get(), 7);
     }
 }

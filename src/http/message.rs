@@ -44,6 +44,10 @@ pub enum Method {
 impl Method {
     /// The method for a token (case-sensitive, as RFC 9110 says).
     pub fn from_token(token: &str) -> Method {
+        // Most requests are GET: one comparison of three bytes.
+        if token.as_bytes() == b"GET" {
+            return Method::Get;
+        }
         match token {
             "GET" => Method::Get,
             "HEAD" => Method::Head,
@@ -140,13 +144,19 @@ impl fmt::Display for Version {
 /// assert!(headers.has_token("Vary", "accept-encoding"));
 /// ```
 ///
-/// A dropped list's storage is kept for the next one on the same thread (a
+/// The first field is kept inline, so a message with one field (a request
+/// with only `Host`, a text response's `Content-Type`) needs no list; a
+/// dropped list's storage is kept for the next one on the same thread (a
 /// few small lists at most), so a server that parses a request and builds a
 /// response per request does not allocate for their fields.
 #[derive(Clone, Default)]
 pub struct Headers {
-    /// The bytes received fields point into (empty when there are none).
-    block: Bytes,
+    /// The bytes received fields point into (`None` when there are none: a
+    /// handle not dropped with every response's headers).
+    block: Option<Bytes>,
+    /// The first field (`None` only when there are none).
+    first: Option<Field>,
+    /// The fields after `first`.
     list: Vec<Field>,
 }
 
@@ -161,8 +171,31 @@ enum Field {
     /// Added by the library from constants it checked (a valid name that
     /// is not a framing field, a valid value): written without checking
     /// them again on every response.
-    Known(&'static str, &'static str),
+    Known(&'static KnownField),
 }
+
+/// A field the library adds from constants (see
+/// [`Headers::known`]), with its whole line made at compile time by
+/// [`known_field!`]: written with one copy.
+#[derive(Debug)]
+pub(crate) struct KnownField {
+    pub(crate) name: &'static str,
+    pub(crate) value: &'static str,
+    /// `name: value\r\n`.
+    pub(crate) line: &'static str,
+}
+
+/// A [`KnownField`] for a name and a value (string literals).
+macro_rules! known_field {
+    ($name:literal, $value:literal) => {
+        $crate::http::message::KnownField {
+            name: $name,
+            value: $value,
+            line: concat!($name, ": ", $value, "\r\n"),
+        }
+    };
+}
+pub(crate) use known_field;
 
 /// Spare field lists kept per thread, and the largest capacity kept.
 const SPARE_LISTS: usize = 16;
@@ -192,8 +225,19 @@ fn new_list(n: usize) -> Vec<Field> {
 
 impl Drop for Headers {
     fn drop(&mut self) {
-        let cap = self.list.capacity();
-        if cap == 0 || cap > SPARE_CAPACITY {
+        // Most have no list (one field or none): no work, and no frame for
+        // the work of keeping one.
+        if self.list.capacity() != 0 {
+            self.keep_list();
+        }
+    }
+}
+
+impl Headers {
+    /// Keeps the list's storage for the next [`Headers`] (see [`SPARE`]).
+    #[inline(never)]
+    fn keep_list(&mut self) {
+        if self.list.capacity() > SPARE_CAPACITY {
             return;
         }
         let mut list = std::mem::take(&mut self.list);
@@ -225,8 +269,9 @@ impl PartialEq for Headers {
 
 impl Eq for Headers {}
 
-fn range(block: &[u8], (start, len): (u32, u32)) -> &[u8] {
+fn range(block: &Option<Bytes>, (start, len): (u32, u32)) -> &[u8] {
     let (start, len) = (start as usize, len as usize);
+    let block: &[u8] = block.as_deref().unwrap_or_default();
     block.get(start..start + len).unwrap_or_default()
 }
 
@@ -237,30 +282,59 @@ impl Headers {
     }
 
     /// No fields, with room for `n`.
+    #[inline]
     pub fn with_capacity(n: usize) -> Headers {
         Headers {
-            block: Bytes::new(),
-            list: if n == 0 { Vec::new() } else { new_list(n) },
+            block: None,
+            first: None,
+            // The first one is inline.
+            list: if n <= 1 { Vec::new() } else { new_list(n - 1) },
         }
+    }
+
+    /// Adds `field` after the others.
+    #[inline]
+    fn push(&mut self, field: Field) {
+        if self.first.is_none() {
+            self.first = Some(field);
+        } else {
+            self.push_to_list(field);
+        }
+    }
+
+    /// Adds `field` after the first.
+    #[inline(never)]
+    fn push_to_list(&mut self, field: Field) {
+        if self.list.capacity() == 0 {
+            // Room for a few at once (a spare list, or what the first push
+            // would grow to, without going through the growth path).
+            self.list = new_list(4);
+        }
+        self.list.push(field);
+    }
+
+    /// Every field, in order.
+    fn fields(&self) -> impl Iterator<Item = &Field> {
+        self.first.iter().chain(self.list.iter())
     }
 
     /// Adds a received field: its name and value as (start, length) in the
     /// block given with [`set_block`](Self::set_block).
     pub(crate) fn push_received(&mut self, name: (u32, u32), value: (u32, u32)) {
-        self.list.push(Field::Received { name, value });
+        self.push(Field::Received { name, value });
     }
 
     /// The bytes received fields are ranges of (ranges past it read as
     /// empty).
     pub(crate) fn set_block(&mut self, block: Bytes) {
-        self.block = block;
+        self.block = Some(block);
     }
 
     fn name_of<'a>(&'a self, field: &'a Field) -> &'a [u8] {
         match field {
             Field::Received { name, .. } => range(&self.block, *name),
             Field::Owned(n, _) => n.as_bytes(),
-            Field::Known(n, _) => n.as_bytes(),
+            Field::Known(k) => k.name.as_bytes(),
         }
     }
 
@@ -268,7 +342,7 @@ impl Headers {
         match field {
             Field::Received { value, .. } => range(&self.block, *value),
             Field::Owned(_, v) => v,
-            Field::Known(_, v) => v.as_bytes(),
+            Field::Known(k) => k.value.as_bytes(),
         }
     }
 
@@ -276,28 +350,26 @@ impl Headers {
     /// str` or `String` name; a `&'static str`, `String`, `Vec<u8>` or
     /// [`Bytes`] value.
     pub fn append(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<Bytes>) {
-        if self.list.capacity() == 0 {
-            // Room for a few at once (a spare list, or what the first push
-            // would grow to, without going through the growth path).
-            self.list = new_list(4);
-        }
-        self.list.push(Field::Owned(name.into(), value.into()));
+        self.push(Field::Owned(name.into(), value.into()));
     }
 
-    /// Appends a field the library makes from constants: a valid name that
-    /// is not a framing field and a valid value (checked in debug builds and
-    /// by the tests), which the server writes without checking them again.
-    pub(crate) fn append_known(&mut self, name: &'static str, value: &'static str) {
+    /// Just `field`, which the library makes from constants: a valid name
+    /// that is not a framing field and a valid value (checked in debug
+    /// builds and by the tests), which the server writes without checking
+    /// them again. Made in place (a `Headers` is a large value to move).
+    #[inline]
+    pub(crate) fn known(field: &'static KnownField) -> Headers {
         debug_assert!(
-            super::write::valid_name(name)
-                && !super::write::is_framing(name)
-                && super::write::valid_value(value.as_bytes()),
-            "{name}: {value}"
+            super::write::valid_name(field.name)
+                && !super::write::is_framing(field.name)
+                && super::write::valid_value(field.value.as_bytes()),
+            "{field:?}"
         );
-        if self.list.capacity() == 0 {
-            self.list = new_list(4);
+        Headers {
+            block: None,
+            first: Some(Field::Known(field)),
+            list: Vec::new(),
         }
-        self.list.push(Field::Known(name, value));
     }
 
     /// Replaces every field called `name` with one field.
@@ -309,17 +381,22 @@ impl Headers {
 
     /// Removes every field called `name`; returns whether there was one.
     pub fn remove(&mut self, name: &str) -> bool {
-        let before = self.list.len();
+        let before = self.len();
         let block = &self.block;
-        self.list.retain(|f| {
+        let keep = |f: &Field| {
             let n = match f {
                 Field::Received { name, .. } => range(block, *name),
                 Field::Owned(n, _) => n.as_bytes(),
-                Field::Known(n, _) => n.as_bytes(),
+                Field::Known(k) => k.name.as_bytes(),
             };
             !n.eq_ignore_ascii_case(name.as_bytes())
-        });
-        before != self.list.len()
+        };
+        self.list.retain(keep);
+        if self.first.as_ref().is_some_and(|f| !keep(f)) {
+            // The next field, if any, becomes the first.
+            self.first = (!self.list.is_empty()).then(|| self.list.remove(0));
+        }
+        before != self.len()
     }
 
     /// The first value of `name` as text (`None` if absent or not UTF-8).
@@ -330,16 +407,14 @@ impl Headers {
 
     /// The first value of `name` as bytes.
     pub fn get_bytes(&self, name: &str) -> Option<&[u8]> {
-        self.list
-            .iter()
+        self.fields()
             .find(|f| self.name_of(f).eq_ignore_ascii_case(name.as_bytes()))
             .map(|f| self.value_of(f))
     }
 
     /// Every value of `name`, in order.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.list
-            .iter()
+        self.fields()
             .filter(move |f| self.name_of(f).eq_ignore_ascii_case(name.as_bytes()))
             .map(|f| self.value_of(f))
     }
@@ -361,29 +436,40 @@ impl Headers {
         self.iter_wire().map(|(name, value, _)| (name, value))
     }
 
-    /// Every field, in order, and whether it is known to be valid on the
-    /// wire and not a framing field (see [`append_known`](Self::append_known)).
-    pub(crate) fn iter_wire(&self) -> impl Iterator<Item = (&str, &[u8], bool)> {
-        self.list.iter().map(|f| match f {
+    /// Every field, in order, and for one known to be valid on the wire and
+    /// not a framing field (see [`known`](Self::known)) its
+    /// whole line.
+    pub(crate) fn iter_wire(&self) -> impl Iterator<Item = (&str, &[u8], Option<&'static str>)> {
+        self.fields().map(|f| match f {
             // Received names are tokens (checked by httparse): ASCII.
             Field::Received { name, value } => (
                 std::str::from_utf8(range(&self.block, *name)).unwrap_or_default(),
                 range(&self.block, *value),
-                false,
+                None,
             ),
-            Field::Owned(n, v) => (n.as_ref(), &v[..], false),
-            Field::Known(n, v) => (*n, v.as_bytes(), true),
+            Field::Owned(n, v) => (n.as_ref(), &v[..], None),
+            Field::Known(k) => (k.name, k.value.as_bytes(), Some(k.line)),
         })
+    }
+
+    /// The line of the one field, when there is one and it is known (see
+    /// [`known`](Self::known)).
+    #[inline]
+    pub(crate) fn only_known(&self) -> Option<&'static str> {
+        match &self.first {
+            Some(Field::Known(k)) if self.list.is_empty() => Some(k.line),
+            _ => None,
+        }
     }
 
     /// The number of fields.
     pub fn len(&self) -> usize {
-        self.list.len()
+        usize::from(self.first.is_some()) + self.list.len()
     }
 
     /// Whether there are no fields.
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.first.is_none()
     }
 }
 
@@ -525,9 +611,35 @@ mod tests {
     }
 
     #[test]
+    fn removing_the_first_field_keeps_the_order() {
+        let names = |h: &Headers| h.iter().map(|(n, _)| n.to_owned()).collect::<Vec<_>>();
+        let mut h = Headers::new();
+        assert!(!h.remove("a") && h.is_empty());
+        h.append("A", "1");
+        assert_eq!((h.len(), names(&h)), (1, vec!["A".to_owned()]));
+        h.append("B", "2");
+        h.append("a", "3");
+        h.append("C", "4");
+        assert!(h.remove("a"));
+        assert_eq!(names(&h), ["B", "C"]);
+        assert_eq!((h.len(), h.get("b"), h.get("c")), (2, Some("2"), Some("4")));
+        h.append("D", "5");
+        assert!(h.remove("B") && h.remove("C"));
+        assert_eq!(names(&h), ["D"]);
+        assert!(h.remove("d") && h.is_empty());
+        assert_eq!(h.len(), 0);
+        h.set("E", "6");
+        assert_eq!(names(&h), ["E"]);
+        assert_eq!(h, {
+            let mut o = Headers::with_capacity(8);
+            o.append("E", "6");
+            o
+        });
+    }
+
+    #[test]
     fn known_fields_read_like_appended_ones() {
-        let mut known = Headers::new();
-        known.append_known("Content-Type", "text/plain; charset=utf-8");
+        let mut known = Headers::known(&known_field!("Content-Type", "text/plain; charset=utf-8"));
         let mut appended = Headers::new();
         appended.append("Content-Type", "text/plain; charset=utf-8");
         assert_eq!(known, appended);
@@ -541,8 +653,9 @@ mod tests {
             known.get_all("CONTENT-TYPE").collect::<Vec<_>>(),
             vec![b"text/html".as_slice()]
         );
-        known.append_known("X-Known", "1");
-        assert!(known.remove("x-known") && known.len() == 1);
+        known.append("X-Other", "1");
+        let mut again = Headers::known(&known_field!("X-Known", "1"));
+        assert!(again.remove("x-known") && again.is_empty());
     }
 
     #[test]

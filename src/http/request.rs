@@ -1,12 +1,13 @@
 //! [`Request`]: what a handler is given.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::rc::Rc;
 
 use bytes::Bytes;
 
 use super::codec::{utf8, RequestHead};
+use super::handler::RouteHint;
 use super::message::{Headers, Method, Version};
 use crate::address::Address;
 use crate::context::{ConnectionHandle, Core};
@@ -50,6 +51,9 @@ pub struct Request {
     /// Who sent it.
     pub peer: Address,
     pub(crate) incoming: Option<IncomingBody>,
+    /// The route a [`Router`](super::Router) found for this request in
+    /// `streams_body`, for its `handle` (one search per request, not two).
+    pub(crate) route: Cell<RouteHint>,
 }
 
 impl fmt::Debug for Request {
@@ -76,6 +80,7 @@ impl Request {
             body: Bytes::new(),
             peer,
             incoming: None,
+            route: Cell::new(0),
         }
     }
 
@@ -89,6 +94,7 @@ impl Request {
             body: Bytes::new(),
             peer: Address::Inet(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
             incoming: None,
+            route: Cell::new(0),
         }
     }
 
@@ -100,6 +106,8 @@ impl Request {
     /// Replaces the target (a router rewriting a path, say).
     pub fn set_target(&mut self, target: impl Into<String>) {
         self.target = Bytes::from(target.into());
+        // A route found for the old target is not this one's.
+        self.route.set(0);
     }
 
     /// The path part of the target (before `?`), still percent-encoded.

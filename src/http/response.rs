@@ -5,8 +5,11 @@ use std::io;
 
 use bytes::Bytes;
 
-use super::message::{reason_phrase, Headers, Version};
+use super::message::{known_field, reason_phrase, Headers, KnownField, Version};
 use super::timings::Timings;
+
+/// The `Content-Type` of [`Response::text`].
+static TEXT_PLAIN: KnownField = known_field!("Content-Type", "text/plain; charset=utf-8");
 
 /// A source of body pieces pulled as the connection can take them.
 pub type BodyStream = Box<dyn Iterator<Item = io::Result<Bytes>>>;
@@ -112,13 +115,11 @@ impl Response {
     pub fn text(status: u16, text: impl Into<Bytes>) -> Response {
         // Built in place: through `new` and the `with_` steps, each step
         // moves the whole response (two copies per answer in a hot handler).
-        let mut headers = Headers::new();
-        headers.append_known("Content-Type", "text/plain; charset=utf-8");
         Response {
             status,
             reason: String::new(),
             version: Version::Http11,
-            headers,
+            headers: Headers::known(&TEXT_PLAIN),
             body: Body::Full(text.into()),
             timings: None,
         }

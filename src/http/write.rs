@@ -84,32 +84,55 @@ pub(crate) fn is_framing(name: &str) -> bool {
 /// field that is not valid, with a warning). Returns whether a skipped
 /// `Connection` field has the `close` token (found in the same pass, so
 /// that a server need not look through the fields again).
+#[inline]
 pub(crate) fn write_fields(out: &mut Vec<u8>, headers: &Headers, skip_framing: bool) -> bool {
+    // The usual case (`Response::text` as made): one copy, no loop.
+    if let Some(line) = headers.only_known() {
+        out.extend_from_slice(line.as_bytes());
+        return false;
+    }
+    write_fields_each(out, headers, skip_framing)
+}
+
+/// [`write_fields`] for anything but a single known field.
+#[inline(never)]
+fn write_fields_each(out: &mut Vec<u8>, headers: &Headers, skip_framing: bool) -> bool {
     let mut close = false;
     for (name, value, known) in headers.iter_wire() {
-        if !known {
-            if skip_framing && is_framing(name) {
-                close |= name.len() == 10 && list_has_token(value, b"close");
-                continue;
-            }
-            if !valid_name(name) || !valid_value(value) {
-                tracing::warn!(
-                    name,
-                    "dropping a header field that is not valid on the wire"
-                );
-                continue;
-            }
+        match known {
+            Some(line) => out.extend_from_slice(line.as_bytes()),
+            None => close |= write_field(out, name, value, skip_framing),
         }
-        out.reserve(name.len() + value.len() + 4);
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
     }
     close
 }
 
+/// Appends a field that is not known to be valid (see [`write_fields`]);
+/// whether it is a skipped `Connection` with `close`. Its own function: its
+/// checks and warning would make every call of `write_fields` (often only
+/// known fields) save registers for them.
+#[inline(never)]
+fn write_field(out: &mut Vec<u8>, name: &str, value: &[u8], skip_framing: bool) -> bool {
+    if skip_framing && is_framing(name) {
+        return name.len() == 10 && list_has_token(value, b"close");
+    }
+    if !valid_name(name) || !valid_value(value) {
+        tracing::warn!(
+            name,
+            "dropping a header field that is not valid on the wire"
+        );
+        return false;
+    }
+    out.reserve(name.len() + value.len() + 4);
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+    false
+}
+
 /// Appends a status line; an empty `reason` is the standard phrase.
+#[inline]
 pub(crate) fn write_status_line(out: &mut Vec<u8>, version: Version, status: u16, reason: &str) {
     if reason.is_empty() && version == Version::Http11 {
         if let Some(line) = status_line_11(status) {
@@ -117,6 +140,12 @@ pub(crate) fn write_status_line(out: &mut Vec<u8>, version: Version, status: u16
             return;
         }
     }
+    write_status_line_made(out, version, status, reason);
+}
+
+/// [`write_status_line`] for a line that is not one of the static ones.
+#[inline(never)]
+fn write_status_line_made(out: &mut Vec<u8>, version: Version, status: u16, reason: &str) {
     let reason = match reason {
         "" => reason_phrase(status),
         r if valid_value(r.as_bytes()) => r,
@@ -199,20 +228,45 @@ pub fn http_date(secs: u64) -> String {
 /// `Date: `, an IMF-fixdate and CRLF: the line [`write_date`] appends.
 const DATE_LINE: usize = 6 + 29 + 2;
 
+/// The status line of `200 OK`, cached with the `Date` line after it (the
+/// usual answer's first two lines are one fixed-size copy).
+const OK_LINE: &[u8; OK] = b"HTTP/1.1 200 OK\r\n";
+const OK: usize = 17;
+
 /// The cached `Date` line: the reactor turn it was last checked in, the
-/// second it is for, and the line.
-type DateCache = (Option<Instant>, u64, [u8; DATE_LINE]);
+/// second it is for, and the line, after [`OK_LINE`].
+type DateCache = (Option<Instant>, u64, [u8; OK + DATE_LINE]);
+
+/// [`OK_LINE`] followed by room for the `Date` line.
+const fn ok_then_date() -> [u8; OK + DATE_LINE] {
+    let mut line = [0; OK + DATE_LINE];
+    let mut i = 0;
+    while i < OK {
+        line[i] = OK_LINE[i];
+        i += 1;
+    }
+    line
+}
 
 thread_local! {
     /// One per thread, so one per reactor: the clock is read once per turn
     /// and the date formatted once a second, however many responses.
-    static DATE: RefCell<DateCache> = const { RefCell::new((None, u64::MAX, [0; DATE_LINE])) };
+    static DATE: RefCell<DateCache> = const { RefCell::new((None, u64::MAX, ok_then_date())) };
 }
 
 /// Appends `Date: <now>\r\n` for a response made in the reactor turn that
 /// started at `turn` (the clock is read again only in a later turn; always
 /// without a turn).
 pub(crate) fn write_date(out: &mut Vec<u8>, turn: Option<Instant>) {
+    write_date_after(out, turn, false);
+}
+
+/// [`write_status_line`] for `200 OK` in HTTP/1.1, then [`write_date`].
+pub(crate) fn write_ok_and_date(out: &mut Vec<u8>, turn: Option<Instant>) {
+    write_date_after(out, turn, true);
+}
+
+fn write_date_after(out: &mut Vec<u8>, turn: Option<Instant>, ok: bool) {
     DATE.with_borrow_mut(|(checked, cached, line)| {
         if turn.is_none() || *checked != turn {
             let secs = SystemTime::now()
@@ -223,20 +277,28 @@ pub(crate) fn write_date(out: &mut Vec<u8>, turn: Option<Instant>) {
                 // IMF-fixdate is 29 bytes for years 1000 to 9999; another
                 // length is written as formatted, uncached.
                 if date.len() != DATE_LINE - 8 {
+                    if ok {
+                        out.extend_from_slice(OK_LINE);
+                    }
                     out.extend_from_slice(b"Date: ");
                     out.extend_from_slice(date.as_bytes());
                     out.extend_from_slice(b"\r\n");
                     return;
                 }
-                line[..6].copy_from_slice(b"Date: ");
-                line[6..DATE_LINE - 2].copy_from_slice(date.as_bytes());
-                line[DATE_LINE - 2..].copy_from_slice(b"\r\n");
+                let date_line = &mut line[OK..];
+                date_line[..6].copy_from_slice(b"Date: ");
+                date_line[6..DATE_LINE - 2].copy_from_slice(date.as_bytes());
+                date_line[DATE_LINE - 2..].copy_from_slice(b"\r\n");
                 *cached = secs;
             }
             *checked = turn;
         }
-        // A fixed-size copy: a few moves, no call.
-        out.extend_from_slice(&line[..]);
+        // Fixed-size copies: a few moves, no call.
+        if ok {
+            out.extend_from_slice(&line[..]);
+        } else {
+            out.extend_from_slice(&line[OK..]);
+        }
     });
 }
 
@@ -281,6 +343,19 @@ mod tests {
                 assert!(!valid_value(&v[at..]), "{bad} first of {}", v.len() - at);
             }
         }
+    }
+
+    #[test]
+    fn the_ok_line_is_cached_with_the_date() {
+        let mut ok = Vec::new();
+        write_ok_and_date(&mut ok, None);
+        let mut both = Vec::new();
+        write_status_line(&mut both, Version::Http11, 200, "");
+        write_date(&mut both, None);
+        // The same bytes (unless the second turned between the two).
+        assert_eq!(ok.len(), both.len());
+        assert!(ok.starts_with(b"HTTP/1.1 200 OK\r\nDate: ") && ok.ends_with(b" GMT\r\n"));
+        assert_eq!(ok[..OK + 6], both[..OK + 6]);
     }
 
     #[test]
