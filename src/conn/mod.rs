@@ -134,6 +134,22 @@ pub(crate) trait Sink {
     fn leave(&mut self, _state: &mut ConnState) {}
 }
 
+/// `Sink::Again` and `Sink::again` for a sink that is only ever lent to the
+/// engine by `&mut` (the in-memory transports, TLS): borrowed again, it is
+/// itself.
+macro_rules! lent_sink_again {
+    () => {
+        type Again<'b>
+            = &'b mut Self
+        where
+            Self: 'b;
+        fn again(&mut self) -> &mut Self {
+            self
+        }
+    };
+}
+pub(crate) use lent_sink_again;
+
 /// A borrowed sink is the sink (the in-memory transports and TLS lend theirs
 /// to the engine).
 impl<T: Sink + ?Sized> Sink for &mut T {

@@ -68,13 +68,7 @@ impl Pipe {
 }
 
 impl Sink for Pipe {
-    type Again<'b>
-        = &'b mut Self
-    where
-        Self: 'b;
-    fn again(&mut self) -> &mut Self {
-        self
-    }
+    crate::conn::lent_sink_again!();
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.peer_reset {
             return Err(io::ErrorKind::ConnectionReset.into());

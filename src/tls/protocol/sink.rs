@@ -42,13 +42,7 @@ impl TlsSink<'_> {
 
 impl Sink for TlsSink<'_> {
     const OUTER: bool = false;
-    type Again<'b>
-        = &'b mut Self
-    where
-        Self: 'b;
-    fn again(&mut self) -> &mut Self {
-        self
-    }
+    crate::conn::lent_sink_again!();
 
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if !self.handshake_done
