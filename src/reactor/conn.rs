@@ -225,7 +225,7 @@ impl Net {
             c.state.set(flags::PEER_FIN);
         }
         for _ in 0..READ_BUDGET {
-            // (`read_buf` is `READ_BUF` long: a constant, not a load.)
+            // (`read_buf` is an array of `READ_BUF`: a constant, not a load.)
             let mut cap = READ_BUF;
             let mut rate = None;
             // The common state (see `ConnState::is_hot`) takes input and has
@@ -345,7 +345,7 @@ impl Net {
             return;
         };
         loop {
-            match l.stream.read(&mut self.read_buf) {
+            match l.stream.read(&mut self.read_buf[..]) {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,

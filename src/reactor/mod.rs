@@ -173,7 +173,9 @@ pub(crate) struct Net {
     pub(crate) registry: Registry,
     pub(crate) entries: Slab<Entry>,
     pub(crate) out: WriteBuf,
-    pub(crate) read_buf: Vec<u8>,
+    /// The input buffer, of a length the compiler knows (no bounds check
+    /// loads a length on the read path).
+    pub(crate) read_buf: Box<[u8; READ_BUF]>,
     /// Sources that still had work when their budget ran out, or were resumed.
     pub(crate) ready: Vec<(usize, u32)>,
     pub(crate) dead: Vec<usize>,
@@ -213,7 +215,7 @@ impl Reactor {
                 registry,
                 entries: Slab::with_capacity(SLAB_RESERVE),
                 out: WriteBuf::new(),
-                read_buf: vec![0; READ_BUF],
+                read_buf: read_buf(),
                 ready: Vec::new(),
                 dead: Vec::new(),
                 listeners: HashMap::new(),
@@ -442,6 +444,14 @@ impl Reactor {
         };
         net.free_dead();
         Ok(left)
+    }
+}
+
+/// A zeroed input buffer, made on the heap (not built on the stack first).
+fn read_buf() -> Box<[u8; READ_BUF]> {
+    match vec![0; READ_BUF].into_boxed_slice().try_into() {
+        Ok(b) => b,
+        Err(_) => unreachable!("the vector is READ_BUF long"),
     }
 }
 

@@ -125,8 +125,18 @@ mod imp {
         /// (Most events have neither flag: one test tells.)
         #[inline]
         pub(crate) fn is_read_closed(&self) -> bool {
-            self.flags & (HUP | RDHUP) != 0 && (self.flags & HUP != 0 || self.flags & IN != 0)
+            // The usual event's answer is one test and a branch (the rest
+            // is out of line, so it is not computed for every event).
+            self.flags & (HUP | RDHUP) != 0 && hup_means_read_closed(self.flags)
         }
+    }
+
+    /// With `HUP` or `RDHUP` set: both halves closed, or the peer's FIN
+    /// (`RDHUP` with `IN`).
+    #[cold]
+    #[inline(never)]
+    fn hup_means_read_closed(flags: u32) -> bool {
+        flags & HUP != 0 || flags & IN != 0
     }
 
     #[cfg(test)]

@@ -312,7 +312,7 @@ impl Net {
             let Some(Entry::Datagram(d)) = self.entries.get_mut(key) else {
                 return;
             };
-            match d.socket.recv_from(&mut self.read_buf) {
+            match d.socket.recv_from(&mut self.read_buf[..]) {
                 Ok((n, from)) => {
                     if n >= self.read_buf.len() {
                         tracing::warn!(%from, "datagram of 64 KiB or more truncated: dropped");

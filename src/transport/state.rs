@@ -282,41 +282,37 @@ impl ConnState {
     /// Counts `n` bytes read from the transport.
     #[inline]
     pub(crate) fn count_in(&mut self, n: usize) {
-        match u32::try_from(n)
-            .ok()
-            .and_then(|n| self.bytes_in.checked_add(n))
-        {
-            Some(v) => self.bytes_in = v,
-            None => self.carry_in(n),
+        // The low word always takes the sum (one add to memory); the rare
+        // carry, or a count past 2^32, goes to the extras.
+        let (v, carry) = add_carry(self.bytes_in, n);
+        self.bytes_in = v;
+        if carry != 0 {
+            self.carry_in(carry);
         }
     }
 
     /// Counts `n` bytes the transport took.
     #[inline]
     pub(crate) fn count_out(&mut self, n: usize) {
-        match u32::try_from(n)
-            .ok()
-            .and_then(|n| self.bytes_out.checked_add(n))
-        {
-            Some(v) => self.bytes_out = v,
-            None => self.carry_out(n),
+        let (v, carry) = add_carry(self.bytes_out, n);
+        self.bytes_out = v;
+        if carry != 0 {
+            self.carry_out(carry);
         }
     }
 
     /// [`count_in`](Self::count_in) past 2^32: the carries go to the extras.
     #[cold]
-    fn carry_in(&mut self, n: usize) {
-        let (v, carry) = add_carry(self.bytes_in, n);
-        self.bytes_in = v;
+    #[inline(never)]
+    fn carry_in(&mut self, carry: u32) {
         let h = &mut self.extra().bytes_high;
         h.0 = h.0.wrapping_add(carry);
     }
 
     /// [`count_out`](Self::count_out) past 2^32.
     #[cold]
-    fn carry_out(&mut self, n: usize) {
-        let (v, carry) = add_carry(self.bytes_out, n);
-        self.bytes_out = v;
+    #[inline(never)]
+    fn carry_out(&mut self, carry: u32) {
         let h = &mut self.extra().bytes_high;
         h.1 = h.1.wrapping_add(carry);
     }
