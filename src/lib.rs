@@ -128,6 +128,8 @@ pub mod reconnect;
 pub mod service;
 pub mod stuck_reactor;
 pub mod task;
+#[cfg(test)]
+mod test_logs;
 pub mod testing;
 pub mod threads;
 #[cfg(feature = "tls")]

@@ -353,30 +353,9 @@ fn graceful_shutdown_finishes_in_flight_requests() {
 
 use crate::protocol::Factory;
 
-/// What a test's `tracing` subscriber wrote.
-#[derive(Clone, Default)]
-struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn the_access_log_names_each_request() {
-    let logs = Logs::default();
-    let w = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || w.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    let all = crate::test_logs::capture_logs(tracing::Level::INFO, || {
         let server = HttpServer::new(app());
         let (mut pump, link) = start(&server);
         send(
@@ -389,9 +368,10 @@ fn the_access_log_names_each_request() {
             2
         );
     });
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    let lines: Vec<&str> = text
-        .lines()
+    let text = all.join("\n");
+    let lines: Vec<&str> = all
+        .iter()
+        .map(String::as_str)
         .filter(|l| l.contains("torsion::http::access"))
         .collect();
     assert_eq!(lines.len(), 2, "{text}");
