@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 
 /// From the bottom up. A module may use its own layer and those before it.
 const LAYERS: &[(&str, &[&str])] = &[
-    // Pure: no clock, no socket, no protocol.
-    ("base", &["error", "address", "buf", "defer"]),
+    // Pure: no clock, no socket, no protocol. (`test_logs`: the unit tests'
+    // log capture, used from any layer.)
+    ("base", &["error", "address", "buf", "defer", "test_logs"]),
     // The mio-free core: clock, timer queue, handles, queued operations
     // (std data), panic policy, local futures and threads.
     // Introspection's plain data sits here too: it names connection handles.
