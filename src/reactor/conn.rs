@@ -41,24 +41,9 @@ pub(crate) struct NoSigPipe<'a>(pub(crate) &'a Stream);
 impl io::Write for NoSigPipe<'_> {
     #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // The count, then one `Result` made from it (see `Stream::read_raw`).
         let mut err = None;
-        let n = match self.0 {
-            Stream::Pipe(p) => match p.write_vectored(&[io::IoSlice::new(buf)]) {
-                Ok(n) => n as isize,
-                Err(e) => {
-                    err = Some(e);
-                    -1
-                }
-            },
-            // `send` on the descriptor itself: no mio, std or socket2
-            // layers on the hot path.
-            _ => super::sys::send(self.0.raw_fd(), buf, super::sys::NO_SIGPIPE),
-        };
-        if n < 0 {
-            return Err(err.unwrap_or_else(io::Error::last_os_error));
-        }
-        Ok(n as usize)
+        let n = self.0.send_raw(buf, &mut err);
+        super::stream::raw_result(n, err)
     }
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         // Pipes have no MSG_NOSIGNAL: their write blocks SIGPIPE instead.
@@ -276,7 +261,7 @@ impl Net {
                     }
                 }
                 _ => {
-                    let e = pipe_err.unwrap_or_else(io::Error::last_os_error);
+                    let e = super::stream::raw_error(pipe_err);
                     match e.kind() {
                         io::ErrorKind::WouldBlock => return,
                         io::ErrorKind::Interrupted => {}

@@ -57,10 +57,7 @@ impl Stream {
     pub(crate) fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         let mut err = None;
         let n = self.read_raw(buf, &mut err);
-        if n < 0 {
-            return Err(err.unwrap_or_else(io::Error::last_os_error));
-        }
-        Ok(n as usize)
+        raw_result(n, err)
     }
 
     /// [`read`](Self::read) for the read loop: the byte count (0: end of
@@ -81,6 +78,25 @@ impl Stream {
             };
         }
         super::sys::recv(self.raw_fd(), buf)
+    }
+
+    /// Writes `buf` as [`read_raw`](Self::read_raw) reads: the count, or -1
+    /// with the error in `err` (a pipe's) or in `errno`. A socket's is
+    /// `send` on the descriptor itself with `MSG_NOSIGNAL` (no mio, std or
+    /// socket2 layers on the hot path); a pipe's write blocks SIGPIPE instead.
+    #[inline(always)]
+    pub(crate) fn send_raw(&self, buf: &[u8], err: &mut Option<io::Error>) -> isize {
+        if let Stream::Pipe(p) = self {
+            return match p.write_vectored(&[io::IoSlice::new(buf)]) {
+                // (At most `buf.len()`, which is at most `isize::MAX`.)
+                Ok(n) => n as isize,
+                Err(e) => {
+                    *err = Some(e);
+                    -1
+                }
+            };
+        }
+        super::sys::send(self.raw_fd(), buf, super::sys::NO_SIGPIPE)
     }
 
     /// The descriptor. `as_raw_fd`, not `as_fd`: std inlines the one and
@@ -251,6 +267,22 @@ impl Source for Acceptor {
             Acceptor::Unix(l) => l.deregister(r),
         }
     }
+}
+
+/// The `io::Result` of a raw count (see [`Stream::read_raw`]): the count, or
+/// the error kept in `err` or else in `errno` (read at once).
+#[inline(always)]
+pub(crate) fn raw_result(n: isize, err: Option<io::Error>) -> io::Result<usize> {
+    if n < 0 {
+        return Err(raw_error(err));
+    }
+    Ok(n as usize)
+}
+
+/// The error of a raw count of -1: the one kept in `err`, or else `errno`'s.
+#[inline(always)]
+pub(crate) fn raw_error(err: Option<io::Error>) -> io::Error {
+    err.unwrap_or_else(io::Error::last_os_error)
 }
 
 #[cfg(test)]
