@@ -29,6 +29,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use super::body::{BodyDecoder, BodyEvent};
 use super::error::{HttpError, Limits};
 use super::message::{status_has_no_body, Headers, Method, Version};
+use super::request::Request;
+use crate::address::Address;
 
 /// How a message's body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +69,43 @@ impl RequestHead {
     /// The request target as sent (`/path?query`, or an absolute URL).
     pub fn target(&self) -> &str {
         utf8(&self.target)
+    }
+}
+
+/// What a request head says about its message and connection (besides
+/// its method, target and fields): the server's part of a head.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeadFacts {
+    /// How the body is delimited.
+    pub(crate) framing: Framing,
+    /// Whether the connection may carry another request after this one.
+    pub(crate) keep_alive: bool,
+    /// Whether the client sent `Expect: 100-continue`.
+    pub(crate) expect_continue: bool,
+}
+
+/// A parsed head but its fields (which [`parse_request_at`] writes into
+/// the caller's [`Headers`], in place: a large value not moved around).
+struct HeadLine {
+    method: Method,
+    /// The target's span in the fields' block.
+    target: (u32, u32),
+    version: Version,
+    facts: HeadFacts,
+}
+
+impl HeadLine {
+    /// The public [`RequestHead`], with the fields parsed with it.
+    fn into_head(self, headers: Headers) -> RequestHead {
+        RequestHead {
+            method: self.method,
+            target: headers.received(self.target),
+            version: self.version,
+            headers,
+            framing: self.facts.framing,
+            keep_alive: self.facts.keep_alive,
+            expect_continue: self.facts.expect_continue,
+        }
     }
 }
 
@@ -362,8 +401,9 @@ pub fn parse_request_head(
         return Ok(None);
     };
     let mut head = BytesMut::from(&buf[..end]);
-    let parsed = parse_request_at(&mut head, HeadEnd::At(end), limits)?;
-    Ok(parsed.map(|h| (h, end - head.len())))
+    let mut headers = Headers::new();
+    let parsed = parse_request_at(&mut head, HeadEnd::At(end), limits, &mut headers)?;
+    Ok(parsed.map(|line| (line.into_head(headers), end - head.len())))
 }
 
 /// Where `part` (a slice of the buffer starting at `base`) lies in it.
@@ -375,15 +415,6 @@ fn span(base: *const u8, part: &[u8]) -> (u32, u32) {
         u32::try_from(start).unwrap_or(u32::MAX),
         u32::try_from(part.len()).unwrap_or(0),
     )
-}
-
-/// The bytes of a [`span`] of `block` (empty if it lies outside).
-fn slice_of(block: &Bytes, (start, len): (u32, u32)) -> Bytes {
-    let (start, len) = (start as usize, len as usize);
-    match start.checked_add(len) {
-        Some(end) if end <= block.len() => block.slice(start..end),
-        _ => Bytes::new(),
-    }
 }
 
 /// How [`parse_request_at`] is told where the head is.
@@ -406,7 +437,8 @@ fn parse_request_at(
     buf: &mut BytesMut,
     end: HeadEnd,
     limits: &Limits,
-) -> Result<Option<RequestHead>, HttpError> {
+    headers: &mut Headers,
+) -> Result<Option<HeadLine>, HttpError> {
     let (end, searched) = match end {
         HeadEnd::At(end) => (end, true),
         HeadEnd::Unsearched => {
@@ -417,8 +449,6 @@ fn parse_request_at(
     if end > limits.max_head_size || u32::try_from(end).is_err() {
         return Err(HttpError::HeadTooLarge(limits.max_head_size));
     }
-    // Built in place (not moved out of the block below with the rest).
-    let mut headers;
     let mut facts = Facts::default();
     let (len, version, method, target) = {
         // Uninitialised slots: httparse fills only what it uses, so a request
@@ -448,7 +478,7 @@ fn parse_request_at(
             base,
             req.path.ok_or(HttpError::BadHead("no target"))?.as_bytes(),
         );
-        headers = Headers::with_capacity(req.headers.len());
+        headers.begin_received(req.headers.len());
         for h in req.headers.iter() {
             headers.push_received(span(base, h.name.as_bytes()), span(base, h.value));
             facts.add(h.name.as_bytes(), h.value);
@@ -457,9 +487,7 @@ fn parse_request_at(
     };
     // The head's bytes become the fields' storage: shared with the read
     // buffer, which gets its space back once the request is dropped.
-    let block = buf.split_to(len).freeze();
-    let target = slice_of(&block, target);
-    headers.set_block(block);
+    headers.set_block(buf.split_to(len).freeze());
     if facts.hosts > 1 || (version == Version::Http11 && facts.hosts == 0) {
         return Err(HttpError::BadHost);
     }
@@ -484,14 +512,15 @@ fn parse_request_at(
         Some(false) => return Err(HttpError::UnsupportedExpectation),
     };
     let keep_alive = facts.connection.persistent(version);
-    Ok(Some(RequestHead {
+    Ok(Some(HeadLine {
         method,
         target,
         version,
-        headers,
-        framing,
-        keep_alive,
-        expect_continue,
+        facts: HeadFacts {
+            framing,
+            keep_alive,
+            expect_continue,
+        },
     }))
 }
 
@@ -648,46 +677,11 @@ impl RequestDecoder {
         }
         match &mut self.state {
             State::Failed(e) => Err(e.clone()),
-            State::Head { scanned } => {
-                if skip_empty_lines(buf) {
-                    *scanned = 0;
-                }
-                // A head that arrives whole (the usual case) is parsed at
-                // once, without a search for its end first; one that does
-                // not is searched for (linear work however it trickles in).
-                let quick = match *scanned {
-                    0 if !buf.is_empty() => {
-                        parse_request_at(buf, HeadEnd::Unsearched, &self.limits)?
-                    }
-                    _ => None,
-                };
-                let head = match quick {
-                    Some(head) => head,
-                    None => {
-                        let Some(end) = find_head_end(buf, *scanned) else {
-                            *scanned = buf.len();
-                            if buf.len() > self.limits.max_head_size {
-                                return Err(HttpError::HeadTooLarge(self.limits.max_head_size));
-                            }
-                            return Ok(None);
-                        };
-                        match parse_request_at(buf, HeadEnd::At(end), &self.limits)? {
-                            None => {
-                                *scanned = end;
-                                return Ok(None);
-                            }
-                            Some(head) => head,
-                        }
-                    }
-                };
-                self.state = match head.framing {
-                    Framing::None => {
-                        self.end_pending = true;
-                        State::Head { scanned: 0 }
-                    }
-                    f => State::Body(BodyDecoder::new(f, &self.limits)),
-                };
-                Ok(Some(Event::Head(head)))
+            State::Head { .. } => {
+                let mut headers = Headers::new();
+                Ok(self
+                    .head(buf, &mut headers)?
+                    .map(|line| Event::Head(line.into_head(headers))))
             }
             State::Body(body) => match body.decode(buf)? {
                 None => Ok(None),
@@ -698,6 +692,98 @@ impl RequestDecoder {
                 Some(BodyEvent::Data(data)) => Ok(Some(Event::Data(data))),
             },
         }
+    }
+
+    /// As [`decode`](Self::decode), for the server: a head becomes the
+    /// [`Request`] in `slot` (built there, not moved through the decoder's
+    /// results: a large value), from `peer`, and the event says the rest.
+    ///
+    /// # Errors
+    /// As `decode`.
+    pub(crate) fn decode_request(
+        &mut self,
+        buf: &mut BytesMut,
+        peer: &Address,
+        slot: &mut Option<Request>,
+    ) -> Result<Option<Event<HeadFacts>>, HttpError> {
+        if self.end_pending || !matches!(self.state, State::Head { .. }) {
+            // A body's events (or the error): as `decode` gives them.
+            return Ok(match self.decode(buf)? {
+                None | Some(Event::Head(_)) => None,
+                Some(Event::Data(data)) => Some(Event::Data(data)),
+                Some(Event::End) => Some(Event::End),
+            });
+        }
+        let req = slot.insert(Request::received());
+        match self.head(buf, &mut req.headers) {
+            Ok(Some(line)) => {
+                req.method = line.method;
+                req.set_received_target(line.target);
+                req.version = line.version;
+                req.peer = peer.clone();
+                Ok(Some(Event::Head(line.facts)))
+            }
+            Ok(None) => {
+                *slot = None;
+                Ok(None)
+            }
+            Err(e) => {
+                *slot = None;
+                self.state = State::Failed(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// The next head, between messages: its fields parsed into `headers`.
+    #[inline(always)]
+    fn head(
+        &mut self,
+        buf: &mut BytesMut,
+        headers: &mut Headers,
+    ) -> Result<Option<HeadLine>, HttpError> {
+        let State::Head { scanned } = &mut self.state else {
+            return Ok(None);
+        };
+        if skip_empty_lines(buf) {
+            *scanned = 0;
+        }
+        // A head that arrives whole (the usual case) is parsed at once,
+        // without a search for its end first; one that does not is
+        // searched for (linear work however it trickles in).
+        let quick = match *scanned {
+            0 if !buf.is_empty() => {
+                parse_request_at(buf, HeadEnd::Unsearched, &self.limits, headers)?
+            }
+            _ => None,
+        };
+        let line = match quick {
+            Some(line) => line,
+            None => {
+                let Some(end) = find_head_end(buf, *scanned) else {
+                    *scanned = buf.len();
+                    if buf.len() > self.limits.max_head_size {
+                        return Err(HttpError::HeadTooLarge(self.limits.max_head_size));
+                    }
+                    return Ok(None);
+                };
+                match parse_request_at(buf, HeadEnd::At(end), &self.limits, headers)? {
+                    None => {
+                        *scanned = end;
+                        return Ok(None);
+                    }
+                    Some(line) => line,
+                }
+            }
+        };
+        self.state = match line.facts.framing {
+            Framing::None => {
+                self.end_pending = true;
+                State::Head { scanned: 0 }
+            }
+            f => State::Body(BodyDecoder::new(f, &self.limits)),
+        };
+        Ok(Some(line))
     }
 }
 

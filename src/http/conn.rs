@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
-use super::codec::{utf8, Event, Framing, RequestDecoder, RequestHead};
+use super::codec::{utf8, Event, Framing, HeadFacts, RequestDecoder};
 use super::handler::Reply;
 use super::message::{Method, Version};
 use super::request::{BodyPart, IncomingBody, Request};
@@ -225,12 +225,18 @@ impl ServerConnection {
                 if self.buf.is_empty() {
                     break;
                 }
-                match self.decoder.decode(&mut self.buf) {
+                // The request is parsed into `slot`, where `dispatch` takes
+                // it from (a large value not moved through results).
+                let mut slot = None;
+                match self
+                    .decoder
+                    .decode_request(&mut self.buf, &self.peer, &mut slot)
+                {
                     Ok(None) => {
                         self.start_header_clock(ctx);
                         break;
                     }
-                    Ok(Some(Event::Head(head))) => self.begin(ctx, head),
+                    Ok(Some(Event::Head(head))) => self.begin(ctx, head, &mut slot),
                     Ok(Some(_)) => unreachable_event(),
                     Err(e) => {
                         self.reject(ctx, e.status(), &e.to_string());
@@ -284,7 +290,8 @@ impl ServerConnection {
         }
     }
 
-    fn begin(&mut self, ctx: &mut Context<'_>, head: RequestHead) {
+    fn begin(&mut self, ctx: &mut Context<'_>, head: HeadFacts, slot: &mut Option<Request>) {
+        let Some(req) = slot else { return };
         self.header_deadline = None;
         let reused = self.served > 0;
         let framing = head.framing;
@@ -293,21 +300,18 @@ impl ServerConnection {
         let logged = tracing::enabled!(target: "torsion::http::access", tracing::Level::INFO);
         let info = Info {
             id: self.served,
-            head: head.method == Method::Head,
-            version: head.version,
+            head: req.method == Method::Head,
+            version: req.version,
             keep_alive: head.keep_alive,
             logged: logged.then(|| {
                 Box::new(Logged {
-                    method: head.method.clone(),
-                    target: head.target.clone(),
+                    method: req.method.clone(),
+                    target: req.target_bytes(),
                     started: ctx.now(),
                 })
             }),
         };
         let close = !head.keep_alive || self.shutdown || self.shared.shutting_down.get();
-        // In the slot `dispatch` takes it from (moving it there is a copy).
-        let mut slot = Some(Request::from_head(head, self.peer.clone()));
-        let Some(req) = &mut slot else { return };
         if reused {
             self.shared.count(|s| s.reused += 1);
         }
@@ -329,12 +333,12 @@ impl ServerConnection {
             let inc = IncomingBody::new(ctx.handle());
             req.incoming = Some(inc.clone());
             current.body = BodyIn::Streaming(inc);
-            self.dispatch(ctx, &mut slot);
+            self.dispatch(ctx, slot);
         } else if framing == Framing::None && self.decoder.take_end() {
             // No body to wait for: the handler runs now (the decoder's `End`
             // for this request is taken here, not through `decode`).
-            self.dispatch(ctx, &mut slot);
-        } else if let Some(req) = slot {
+            self.dispatch(ctx, slot);
+        } else if let Some(req) = slot.take() {
             current.body = BodyIn::Buffering(Box::new(req), Vec::new());
         }
     }

@@ -43,23 +43,34 @@ pub enum Method {
 
 impl Method {
     /// The method for a token (case-sensitive, as RFC 9110 says).
+    #[inline]
     pub fn from_token(token: &str) -> Method {
-        // Most requests are GET: one comparison of three bytes.
-        if token.as_bytes() == b"GET" {
-            return Method::Get;
+        // The length picks the one name worth comparing: most requests
+        // are GET, one comparison of three bytes and no call.
+        let t = token.as_bytes();
+        let known = match t.len() {
+            3 if t == b"GET" => Some(Method::Get),
+            3 if t == b"PUT" => Some(Method::Put),
+            4 if t == b"HEAD" => Some(Method::Head),
+            4 if t == b"POST" => Some(Method::Post),
+            5 if t == b"PATCH" => Some(Method::Patch),
+            5 if t == b"TRACE" => Some(Method::Trace),
+            6 if t == b"DELETE" => Some(Method::Delete),
+            7 if t == b"OPTIONS" => Some(Method::Options),
+            7 if t == b"CONNECT" => Some(Method::Connect),
+            _ => None,
+        };
+        match known {
+            Some(m) => m,
+            None => Method::other(token),
         }
-        match token {
-            "GET" => Method::Get,
-            "HEAD" => Method::Head,
-            "POST" => Method::Post,
-            "PUT" => Method::Put,
-            "DELETE" => Method::Delete,
-            "OPTIONS" => Method::Options,
-            "PATCH" => Method::Patch,
-            "CONNECT" => Method::Connect,
-            "TRACE" => Method::Trace,
-            other => Method::Other(other.to_owned()),
-        }
+    }
+
+    /// A method that is not one of the variants (out of line: rare).
+    #[cold]
+    #[inline(never)]
+    fn other(token: &str) -> Method {
+        Method::Other(token.to_owned())
     }
 
     /// The token on the wire.
@@ -328,6 +339,36 @@ impl Headers {
     /// empty).
     pub(crate) fn set_block(&mut self, block: Bytes) {
         self.block = Some(block);
+    }
+
+    /// Makes room for the `n` received fields of a head about to be
+    /// parsed into these (empty) headers.
+    #[inline(always)]
+    pub(crate) fn begin_received(&mut self, n: usize) {
+        debug_assert!(self.is_empty() && self.block.is_none());
+        if n > 1 {
+            self.make_room(n - 1);
+        }
+    }
+
+    /// Room for `n` fields after the first.
+    #[inline(never)]
+    fn make_room(&mut self, n: usize) {
+        if self.list.capacity() == 0 {
+            self.list = new_list(n);
+        } else {
+            self.list.reserve(n);
+        }
+    }
+
+    /// A range (start, length) of the block as its own handle (empty if it
+    /// lies outside).
+    pub(crate) fn received(&self, (start, len): (u32, u32)) -> Bytes {
+        let (start, len) = (start as usize, len as usize);
+        match (&self.block, start.checked_add(len)) {
+            (Some(block), Some(end)) if end <= block.len() => block.slice(start..end),
+            _ => Bytes::new(),
+        }
     }
 
     fn name_of<'a>(&'a self, field: &'a Field) -> &'a [u8] {

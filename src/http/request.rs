@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use super::codec::{utf8, RequestHead};
+use super::codec::utf8;
 use super::handler::RouteHint;
 use super::message::{Headers, Method, Version};
 use crate::address::Address;
@@ -71,17 +71,31 @@ impl fmt::Debug for Request {
 }
 
 impl Request {
-    pub(crate) fn from_head(head: RequestHead, peer: Address) -> Request {
+    /// An empty request for the decoder to parse a head into (see
+    /// [`RequestDecoder::decode_request`](super::codec::RequestDecoder::decode_request)).
+    #[inline]
+    pub(crate) fn received() -> Request {
         Request {
-            method: head.method,
-            target: head.target,
-            version: head.version,
-            headers: head.headers,
+            method: Method::Get,
+            target: Bytes::new(),
+            version: Version::Http11,
+            headers: Headers::new(),
             body: Bytes::new(),
-            peer,
+            peer: Address::Inet(std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
             incoming: None,
             route: Cell::new(0),
         }
+    }
+
+    /// The target: a range (start, length) of the received head's bytes.
+    #[inline]
+    pub(crate) fn set_received_target(&mut self, span: (u32, u32)) {
+        self.target = self.headers.received(span);
+    }
+
+    /// The target as its own handle (no copy), for the access log.
+    pub(crate) fn target_bytes(&self) -> Bytes {
+        self.target.clone()
     }
 
     /// A request built by hand (for testing a handler without a server).
