@@ -406,6 +406,221 @@ pub fn parse_request_head(
     Ok(parsed.map(|line| (line.into_head(headers), end - head.len())))
 }
 
+/// A head's length, version, method and target span, as parsed.
+type Parsed = (usize, Version, Method, (u32, u32));
+
+/// Parses `head` with httparse: its fields into `headers` and `facts`.
+/// `Ok(None)` when more bytes are needed, or (when the head's end was not
+/// `searched` for) when httparse refuses it.
+#[inline(never)]
+fn parse_general(
+    head: &[u8],
+    searched: bool,
+    limits: &Limits,
+    headers: &mut Headers,
+    facts: &mut Facts,
+) -> Result<Option<Parsed>, HttpError> {
+    // Uninitialised slots: httparse fills only what it uses, so a request
+    // does not pay for clearing a hundred headers it does not have.
+    let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
+    let mut heap;
+    let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if limits.max_headers <= storage.len() {
+        &mut storage[..limits.max_headers]
+    } else {
+        heap = Vec::with_capacity(limits.max_headers);
+        heap.resize_with(limits.max_headers, MaybeUninit::uninit);
+        &mut heap
+    };
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(head, slots) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) if !searched => return Ok(None),
+        Err(e) => return Err(map_parse_error(e, head, limits)),
+    };
+    let version = version_of(req.version)?;
+    let method = Method::from_token(req.method.ok_or(HttpError::BadHead("no method"))?);
+    let base = head.as_ptr();
+    let target = span(
+        base,
+        req.path.ok_or(HttpError::BadHead("no target"))?.as_bytes(),
+    );
+    headers.begin_received(req.headers.len());
+    for h in req.headers.iter() {
+        headers.push_received(span(base, h.name.as_bytes()), span(base, h.value));
+        facts.add(h.name.as_bytes(), h.value);
+    }
+    Ok(Some((len, version, method, target)))
+}
+
+/// Whether a byte is a token character (RFC 9110 §5.6.2: a method or a
+/// field name), as httparse decides.
+static TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = matches!(b as u8, b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
+            | b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+'
+            | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~');
+        b += 1;
+    }
+    t
+};
+
+const ONES: u64 = u64::from_ne_bytes([1; 8]);
+const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+
+/// Where the run of bytes in `lo..=0x7E` (visible ASCII, and with `lo`
+/// 0x20 the space) that starts at `i` ends: eight bytes at a time, then
+/// one by one.
+#[inline(always)]
+fn visible_run(head: &[u8], mut i: usize, lo: u8) -> usize {
+    while let Some(chunk) = head.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+        let x = u64::from_ne_bytes(*chunk);
+        // Some byte below `lo` (exact for lo <= 0x80), or some byte
+        // of 0x7F and above (a carry only comes from a byte that is).
+        let below = x.wrapping_sub(ONES * u64::from(lo)) & !x & HIGHS;
+        let above = (x.wrapping_add(ONES) | x) & HIGHS;
+        if below | above != 0 {
+            break;
+        }
+        i += 8;
+    }
+    while head.get(i).is_some_and(|&b| (lo..=0x7e).contains(&b)) {
+        i += 1;
+    }
+    i
+}
+
+/// The most bytes after the request line (the head's fields and what
+/// follows it in the buffer) for which [`parse_plain`] reads the fields
+/// itself; past that httparse reads them (its vector scan, faster on long
+/// heads, costs more on short ones), with room for at most [`PLAIN_SLOTS`]
+/// (more go to httparse whole: its slots are set before it parses).
+const PLAIN_FIELD_BYTES: usize = 64;
+const PLAIN_SLOTS: usize = 24;
+
+/// Parses a plain head as httparse would: an upper-case method, a
+/// visible-ASCII target, `HTTP/1.1` or `HTTP/1.0`, then (when at most
+/// [`PLAIN_FIELD_BYTES`] follow) fields with token names and ASCII values
+/// (spaces and tabs inside), every line ending in CRLF, at most `max`
+/// fields; or, when more follow, the fields httparse's header parser reads.
+/// Its fields go into `headers` and `facts`. `None` for any other head, or
+/// one not whole: httparse's request parser then parses it (or refuses it)
+/// from scratch, and `headers` and `facts` may be half filled meanwhile.
+#[inline]
+fn parse_plain(
+    head: &[u8],
+    max: usize,
+    headers: &mut Headers,
+    facts: &mut Facts,
+) -> Option<Parsed> {
+    let mut i = 0;
+    while head.get(i)?.is_ascii_uppercase() {
+        i += 1;
+    }
+    if i == 0 || head[i] != b' ' {
+        return None;
+    }
+    let method = Method::from_ascii(&head[..i]);
+    i += 1;
+    let t = i;
+    i = visible_run(head, i, 0x21);
+    if i == t || *head.get(i)? != b' ' {
+        return None;
+    }
+    let target = (t, i - t);
+    i += 1;
+    let version = match head.get(i..i + 10)? {
+        b"HTTP/1.1\r\n" => Version::Http11,
+        b"HTTP/1.0\r\n" => Version::Http10,
+        _ => return None,
+    };
+    i += 10;
+    let target = (u32::try_from(target.0).ok()?, u32::try_from(target.1).ok()?);
+    if head.len() - i > PLAIN_FIELD_BYTES {
+        // A long head (or more than one in the buffer): httparse's vector
+        // scan reads its fields faster.
+        let len = fields_by_httparse(&head[i..], max, head.as_ptr(), headers, facts)?;
+        return Some((i + len, version, method, target));
+    }
+    let base = head.as_ptr();
+    let mut fields = 0;
+    loop {
+        let n = i;
+        while TCHAR[usize::from(*head.get(i)?)] {
+            i += 1;
+        }
+        if i == n {
+            // Not a name: the blank line that ends the head, or not plain.
+            if head.get(i..i + 2)? != b"\r\n" {
+                return None;
+            }
+            return Some((i + 2, version, method, target));
+        }
+        // One more than httparse has room for is its error: not plain.
+        if head[i] != b':' || fields == max {
+            return None;
+        }
+        let name = n..i;
+        i += 1;
+        while matches!(*head.get(i)?, b' ' | b'\t') {
+            i += 1;
+        }
+        let v = i;
+        loop {
+            i = visible_run(head, i, 0x20);
+            match *head.get(i)? {
+                b'\t' => i += 1,
+                b'\r' => break,
+                _ => return None,
+            }
+        }
+        if *head.get(i + 1)? != b'\n' {
+            return None;
+        }
+        // Trailing spaces and tabs are not the value's.
+        let mut e = i;
+        while e > v && matches!(head[e - 1], b' ' | b'\t') {
+            e -= 1;
+        }
+        i += 2;
+        let (name, value) = (&head[name], &head[v..e]);
+        headers.push_received(span(base, name), span(base, value));
+        facts.add(name, value);
+        fields += 1;
+    }
+}
+
+/// Parses `fields` (a head's from its second line on, in the buffer that
+/// starts at `base`) with httparse, as its request parser would with room
+/// for `max`: into `headers` and `facts`; their length. `None` when it
+/// does not parse whole (the caller's httparse decides), or has more than
+/// [`PLAIN_SLOTS`] fields.
+fn fields_by_httparse(
+    fields: &[u8],
+    max: usize,
+    base: *const u8,
+    headers: &mut Headers,
+    facts: &mut Facts,
+) -> Option<usize> {
+    // Room for as many as the request parser would have (its error for one
+    // more is not for this path to make), or for fewer (too few: the same).
+    let mut slots = [httparse::EMPTY_HEADER; PLAIN_SLOTS];
+    let slots = &mut slots[..max.min(PLAIN_SLOTS)];
+    let Ok(httparse::Status::Complete((len, parsed))) = httparse::parse_headers(fields, slots)
+    else {
+        return None;
+    };
+    headers.begin_received(parsed.len());
+    for h in parsed {
+        let (name, value) = (h.name.as_bytes(), h.value);
+        headers.push_received(span(base, name), span(base, value));
+        facts.add(name, value);
+    }
+    Some(len)
+}
+
 /// Where `part` (a slice of the buffer starting at `base`) lies in it.
 fn span(base: *const u8, part: &[u8]) -> (u32, u32) {
     let start = (part.as_ptr() as usize).wrapping_sub(base as usize);
@@ -449,42 +664,21 @@ fn parse_request_at(
     if end > limits.max_head_size || u32::try_from(end).is_err() {
         return Err(HttpError::HeadTooLarge(limits.max_head_size));
     }
+    let head = &buf[..end];
     let mut facts = Facts::default();
-    let (len, version, method, target) = {
-        // Uninitialised slots: httparse fills only what it uses, so a request
-        // does not pay for clearing a hundred headers it does not have.
-        let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
-        let mut heap;
-        let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if limits.max_headers <= storage.len()
-        {
-            &mut storage[..limits.max_headers]
-        } else {
-            heap = Vec::with_capacity(limits.max_headers);
-            heap.resize_with(limits.max_headers, MaybeUninit::uninit);
-            &mut heap
+    let (len, version, method, target) =
+        match parse_plain(head, limits.max_headers, headers, &mut facts) {
+            Some(plain) => plain,
+            None => {
+                // Not a plain head (or not whole): httparse decides, from scratch.
+                headers.clear();
+                facts = Facts::default();
+                match parse_general(head, searched, limits, headers, &mut facts)? {
+                    Some(parsed) => parsed,
+                    None => return Ok(None),
+                }
+            }
         };
-        let head = &buf[..end];
-        let mut req = httparse::Request::new(&mut []);
-        let len = match req.parse_with_uninit_headers(head, slots) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(_) if !searched => return Ok(None),
-            Err(e) => return Err(map_parse_error(e, head, limits)),
-        };
-        let version = version_of(req.version)?;
-        let method = Method::from_token(req.method.ok_or(HttpError::BadHead("no method"))?);
-        let base = head.as_ptr();
-        let target = span(
-            base,
-            req.path.ok_or(HttpError::BadHead("no target"))?.as_bytes(),
-        );
-        headers.begin_received(req.headers.len());
-        for h in req.headers.iter() {
-            headers.push_received(span(base, h.name.as_bytes()), span(base, h.value));
-            facts.add(h.name.as_bytes(), h.value);
-        }
-        (len, version, method, target)
-    };
     // The head's bytes become the fields' storage: shared with the read
     // buffer, which gets its space back once the request is dropped.
     headers.set_block(buf.split_to(len).freeze());
@@ -915,6 +1109,178 @@ impl ResponseDecoder {
             }
             State::Failed(e) => Err(e.clone()),
             _ => Err(HttpError::Incomplete),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A head's length, version, method, target and fields, owned.
+    type Owned = (usize, Version, Method, Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>);
+
+    /// What httparse makes of `head` with room for `max` fields.
+    fn by_httparse(head: &[u8], max: usize) -> Option<Owned> {
+        let mut slots = vec![httparse::EMPTY_HEADER; max];
+        let mut req = httparse::Request::new(&mut slots);
+        let Ok(httparse::Status::Complete(len)) = req.parse(head) else {
+            return None;
+        };
+        let fields = req.headers.iter();
+        let fields = fields.map(|h| (h.name.as_bytes().to_vec(), h.value.to_vec()));
+        Some((
+            len,
+            version_of(req.version).ok()?,
+            Method::from_token(req.method?),
+            req.path?.as_bytes().to_vec(),
+            fields.collect(),
+        ))
+    }
+
+    /// What [`parse_plain`] makes of `head`.
+    fn by_plain(head: &[u8], max: usize) -> Option<Owned> {
+        let mut headers = Headers::new();
+        let (len, version, method, (start, n)) =
+            parse_plain(head, max, &mut headers, &mut Facts::default())?;
+        headers.set_block(Bytes::copy_from_slice(head));
+        let target = headers.received((start, n)).to_vec();
+        let fields = headers
+            .iter()
+            .map(|(n, v)| (n.as_bytes().to_vec(), v.to_vec()));
+        Some((len, version, method, target, fields.collect()))
+    }
+
+    #[test]
+    fn plain_heads_skip_httparse_and_read_as_it_reads_them() {
+        let heads: &[&[u8]] = &[
+            b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n",
+            b"POST /a?b=c HTTP/1.0\r\nContent-Length: 2\r\n\r\nhi",
+            b"PURGE /x HTTP/1.1\r\nHost:h\r\nX-Empty:\r\nX-Ws: \t \r\nX-In:  a \t b  \r\n\r\n",
+            b"GET /0123456789abcdef0123456789 HTTP/1.1\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0\r\n\r\n",
+        ];
+        // A long head: its fields are httparse's header parser's.
+        let long = [
+            &b"GET /static/app.js?v=2 HTTP/1.1\r\nHost: www.example.com\r\n"[..],
+            b"Accept: text/html,application/xhtml+xml;q=0.9,*/*;q=0.8\r\n",
+            b"Cookie: a=1; b=2\r\nX-Tab:\tin\tside \r\n\r\n",
+        ]
+        .concat();
+        let many: Vec<u8> = (0..PLAIN_SLOTS + 1)
+            .flat_map(|i| format!("X-{i}: v\r\n").into_bytes())
+            .collect();
+        let many = [&b"GET / HTTP/1.1\r\n"[..], &many, b"\r\n"].concat();
+        assert_eq!(by_plain(&many, 100), None);
+        let heads = [heads, &[&long[..]]].concat();
+        for head in heads {
+            let plain = by_plain(head, 100);
+            assert!(plain.is_some(), "{:?}", String::from_utf8_lossy(head));
+            assert_eq!(plain, by_httparse(head, 100));
+        }
+        // Not plain (httparse decides): lower-case or odd methods, non-ASCII,
+        // bare LF, folded lines, a space before the colon, too many fields,
+        // an incomplete head.
+        let others: &[(&[u8], usize)] = &[
+            (b"get / HTTP/1.1\r\nHost: h\r\n\r\n", 100),
+            (b"M-SEARCH * HTTP/1.1\r\nHost: h\r\n\r\n", 100),
+            (b"GET /\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n", 100),
+            (b"GET / HTTP/1.1\r\nHost: \xc3\xa9\r\n\r\n", 100),
+            (b"GET / HTTP/1.1\nHost: h\n\n", 100),
+            (b"GET / HTTP/1.1\r\nHost: h\r\n folded\r\n\r\n", 100),
+            (b"GET / HTTP/1.1\r\nHost : h\r\n\r\n", 100),
+            (b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n", 1),
+            (b"GET / HTTP/1.1\r\nHost: h\r\n", 100),
+            (b"GET / HTTP/1.1\r\nHost: h\r\n\r", 100),
+            (b"GET  / HTTP/1.1\r\nHost: h\r\n\r\n", 100),
+            (b"GET / HTTP/2.0\r\nHost: h\r\n\r\n", 100),
+        ];
+        for (head, max) in others {
+            assert_eq!(
+                by_plain(head, *max),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(head)
+            );
+        }
+    }
+
+    /// Mostly one of `good`, sometimes one of `odd` or a few arbitrary bytes.
+    fn piece(
+        good: &'static [&'static [u8]],
+        odd: &'static [&'static [u8]],
+    ) -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            40 => prop::sample::select(good).prop_map(<[u8]>::to_vec),
+            2 => prop::sample::select(odd).prop_map(<[u8]>::to_vec),
+            1 => prop::collection::vec(any::<u8>(), 0..4),
+        ]
+    }
+
+    /// `n` bytes at most, mostly from `usual`, sometimes any.
+    fn text(usual: &'static [u8], n: usize) -> impl Strategy<Value = Vec<u8>> {
+        let byte = prop_oneof![
+            200 => prop::sample::select(usual),
+            2 => Just(b'\t'),
+            2 => Just(b' '),
+            1 => any::<u8>(),
+        ];
+        prop::collection::vec(byte, 0..n)
+    }
+
+    const TOKEN: &[u8] = b"abcxyzABCXYZ0189!#$%&'*+-.^_`|~";
+    const VISIBLE: &[u8] = b"/?=&%abcXYZ0189!\"#$'()*+,-.:;<>@[\\]^_`{|}~";
+
+    fn heads() -> impl Strategy<Value = Vec<u8>> {
+        let line = (
+            piece(
+                &[b"GET", b"POST", b"HEAD", b"PURGE"],
+                &[b"get", b"M-X", b""],
+            ),
+            piece(&[b" "], &[b"  ", b"\t"]),
+            text(VISIBLE, 24),
+            piece(&[b" "], &[b"  ", b"\t"]),
+            piece(
+                &[b"HTTP/1.1", b"HTTP/1.0"],
+                &[b"HTTP/2.0", b"HTTP/1.", b"HTTP/1.1 "],
+            ),
+            piece(&[b"\r\n"], &[b"\n", b"\r", b""]),
+        );
+        let field = (
+            text(TOKEN, 8),
+            piece(&[b":"], &[b" :", b"", b"::"]),
+            piece(&[b"", b" ", b"\t ", b"  "], &[b"\r\n"]),
+            text(VISIBLE, 24),
+            piece(&[b"\r\n", b" \r\n"], &[b"\n", b"\r", b"\r\n ", b"\r\n\t"]),
+        );
+        let fields = prop::collection::vec(field, 0..6);
+        let end = piece(&[b"\r\n", b"\r\nbody"], &[b"\n", b"", b"\r"]);
+        let damage = (0..4u8, any::<usize>(), any::<u8>(), any::<usize>());
+        (line, fields, end, damage).prop_map(|(l, fields, end, damage)| {
+            let mut head = [l.0, l.1, l.2, l.3, l.4, l.5].concat();
+            for f in fields {
+                head.extend([f.0, f.1, f.2, f.3, f.4].concat());
+            }
+            head.extend(end);
+            let (damaged, at, byte, cut) = damage;
+            if damaged == 0 && !head.is_empty() {
+                let at = at % head.len();
+                head[at] = byte;
+                head.truncate(at + 1 + cut % (head.len() - at));
+            }
+            head
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Whatever the plain parser accepts, httparse parses alike.
+        #[test]
+        fn plain_parsing_agrees_with_httparse(head in heads(), max in 0usize..8) {
+            if let Some(plain) = by_plain(&head, max) {
+                prop_assert_eq!(Some(plain), by_httparse(&head, max));
+            }
         }
     }
 }

@@ -45,9 +45,15 @@ impl Method {
     /// The method for a token (case-sensitive, as RFC 9110 says).
     #[inline]
     pub fn from_token(token: &str) -> Method {
+        Method::from_ascii(token.as_bytes())
+    }
+
+    /// [`from_token`](Self::from_token) for a token's bytes (ASCII: a
+    /// token's characters are).
+    #[inline]
+    pub(crate) fn from_ascii(t: &[u8]) -> Method {
         // The length picks the one name worth comparing: most requests
         // are GET, one comparison of three bytes and no call.
-        let t = token.as_bytes();
         let known = match t.len() {
             3 if t == b"GET" => Some(Method::Get),
             3 if t == b"PUT" => Some(Method::Put),
@@ -62,15 +68,15 @@ impl Method {
         };
         match known {
             Some(m) => m,
-            None => Method::other(token),
+            None => Method::other(t),
         }
     }
 
     /// A method that is not one of the variants (out of line: rare).
     #[cold]
     #[inline(never)]
-    fn other(token: &str) -> Method {
-        Method::Other(token.to_owned())
+    fn other(token: &[u8]) -> Method {
+        Method::Other(String::from_utf8_lossy(token).into_owned())
     }
 
     /// The token on the wire.
@@ -339,6 +345,13 @@ impl Headers {
     /// empty).
     pub(crate) fn set_block(&mut self, block: Bytes) {
         self.block = Some(block);
+    }
+
+    /// No fields (their storage kept), and no block.
+    pub(crate) fn clear(&mut self) {
+        self.block = None;
+        self.first = None;
+        self.list.clear();
     }
 
     /// Makes room for the `n` received fields of a head about to be
