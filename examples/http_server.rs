@@ -163,7 +163,7 @@ fn router(root: PathBuf, server: Rc<std::cell::OnceCell<HttpServer>>) -> Router 
         })
         .post("/echo", |_: &mut Core, req: Request| {
             let kind = req
-                .headers
+                .headers()
                 .get("content-type")
                 .unwrap_or("application/octet-stream")
                 .to_owned();

@@ -908,13 +908,12 @@ impl RequestDecoder {
                 Some(Event::End) => Some(Event::End),
             });
         }
-        let req = slot.insert(Request::received());
+        let req = slot.insert(Request::received(peer.clone()));
         match self.head(buf, &mut req.headers) {
             Ok(Some(line)) => {
                 req.method = line.method;
                 req.set_received_target(line.target);
                 req.version = line.version;
-                req.peer = peer.clone();
                 Ok(Some(Event::Head(line.facts)))
             }
             Ok(None) => {
@@ -1203,6 +1202,23 @@ mod tests {
                 String::from_utf8_lossy(head)
             );
         }
+    }
+
+    #[test]
+    fn a_received_target_outlives_its_fields() {
+        let mut d = RequestDecoder::new(Limits::default());
+        let mut buf = BytesMut::from(&b"GET /a?b HTTP/1.1\r\nHost: h\r\n\r\n"[..]);
+        let (peer, mut slot) = (Address::Inet(([127, 0, 0, 1], 1).into()), None);
+        let head = d.decode_request(&mut buf, &peer, &mut slot);
+        assert!(matches!(head, Ok(Some(Event::Head(h))) if h.framing == Framing::None));
+        let mut req = slot.expect("a request");
+        assert_eq!((req.method.clone(), req.peer.clone()), (Method::Get, peer));
+        assert_eq!((req.path(), req.query()), ("/a", Some("b")));
+        assert_eq!(req.headers().get("host"), Some("h"));
+        // The fields replaced, the target stays.
+        *req.headers_mut() = Headers::new();
+        assert_eq!((req.target(), req.headers().len()), ("/a?b", 0));
+        assert!(buf.is_empty() && d.take_end());
     }
 
     /// Mostly one of `good`, sometimes one of `odd` or a few arbitrary bytes.

@@ -374,6 +374,11 @@ impl Headers {
         }
     }
 
+    /// A range (start, length) of the block (empty if it lies outside).
+    pub(crate) fn received_slice(&self, span: (u32, u32)) -> &[u8] {
+        range(&self.block, span)
+    }
+
     /// A range (start, length) of the block as its own handle (empty if it
     /// lies outside).
     pub(crate) fn received(&self, (start, len): (u32, u32)) -> Bytes {

@@ -39,13 +39,13 @@ use crate::context::{ConnectionHandle, Core};
 pub struct Request {
     /// The method.
     pub method: Method,
-    /// The request target as sent (UTF-8; a range of the received head's
-    /// bytes, no copy): see [`target`](Self::target).
-    target: Bytes,
+    /// The request target as sent: see [`target`](Self::target).
+    target: Target,
     /// The version.
     pub version: Version,
-    /// The header fields.
-    pub headers: Headers,
+    /// The header fields: [`headers`](Self::headers) (the received target
+    /// is a range of their bytes).
+    pub(crate) headers: Headers,
     /// The whole body (empty when streamed).
     pub body: Bytes,
     /// Who sent it.
@@ -54,6 +54,16 @@ pub struct Request {
     /// The route a [`Router`](super::Router) found for this request in
     /// `streams_body`, for its `handle` (one search per request, not two).
     pub(crate) route: Cell<RouteHint>,
+}
+
+/// Where a [`Request`]'s target is.
+enum Target {
+    /// A range (start, length) of the received head's bytes, which its
+    /// fields keep ([`Headers::received_slice`]): no handle of its own.
+    Received(u32, u32),
+    /// Its own bytes (UTF-8): set by hand, or taken out of the head before
+    /// the fields could be changed.
+    Own(Bytes),
 }
 
 impl fmt::Debug for Request {
@@ -74,14 +84,14 @@ impl Request {
     /// An empty request for the decoder to parse a head into (see
     /// [`RequestDecoder::decode_request`](super::codec::RequestDecoder::decode_request)).
     #[inline]
-    pub(crate) fn received() -> Request {
+    pub(crate) fn received(peer: Address) -> Request {
         Request {
             method: Method::Get,
-            target: Bytes::new(),
+            target: Target::Received(0, 0),
             version: Version::Http11,
             headers: Headers::new(),
             body: Bytes::new(),
-            peer: Address::Inet(std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+            peer,
             incoming: None,
             route: Cell::new(0),
         }
@@ -89,20 +99,37 @@ impl Request {
 
     /// The target: a range (start, length) of the received head's bytes.
     #[inline]
-    pub(crate) fn set_received_target(&mut self, span: (u32, u32)) {
-        self.target = self.headers.received(span);
+    pub(crate) fn set_received_target(&mut self, (start, len): (u32, u32)) {
+        self.target = Target::Received(start, len);
     }
 
     /// The target as its own handle (no copy), for the access log.
     pub(crate) fn target_bytes(&self) -> Bytes {
-        self.target.clone()
+        match &self.target {
+            Target::Received(start, len) => self.headers.received((*start, *len)),
+            Target::Own(t) => t.clone(),
+        }
+    }
+
+    /// The header fields.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// The header fields, to change (a middleware adding one, say).
+    pub fn headers_mut(&mut self) -> &mut Headers {
+        // The target stops being a range of bytes the fields may drop.
+        if let Target::Received(..) = self.target {
+            self.target = Target::Own(self.target_bytes());
+        }
+        &mut self.headers
     }
 
     /// A request built by hand (for testing a handler without a server).
     pub fn new(method: Method, target: impl Into<String>) -> Request {
         Request {
             method,
-            target: Bytes::from(target.into()),
+            target: Target::Own(Bytes::from(target.into())),
             version: Version::Http11,
             headers: Headers::new(),
             body: Bytes::new(),
@@ -114,12 +141,15 @@ impl Request {
 
     /// The request target as sent (`/path?query`).
     pub fn target(&self) -> &str {
-        utf8(&self.target)
+        utf8(match &self.target {
+            Target::Received(start, len) => self.headers.received_slice((*start, *len)),
+            Target::Own(t) => t,
+        })
     }
 
     /// Replaces the target (a router rewriting a path, say).
     pub fn set_target(&mut self, target: impl Into<String>) {
-        self.target = Bytes::from(target.into());
+        self.target = Target::Own(Bytes::from(target.into()));
         // A route found for the old target is not this one's.
         self.route.set(0);
     }
