@@ -339,17 +339,31 @@ struct Facts {
     expect: Option<bool>,
 }
 
+/// Whether a field's `name` (a token) is `lower` (lower-case letters and
+/// `-`) in any case: a token's byte that differs from one of those only in
+/// bit 0x20 is that letter's other case (`-` has no token twin).
+#[inline(always)]
+fn is_name<const N: usize>(name: &[u8], lower: &[u8; N]) -> bool {
+    name.first_chunk::<N>().is_some_and(|n| {
+        n.iter()
+            .zip(lower)
+            .fold(0, |d, (a, b)| d | ((a | 0x20) ^ b))
+            == 0
+    })
+}
+
 impl Facts {
+    #[inline]
     fn add(&mut self, name: &[u8], value: &[u8]) {
         // The length picks the one name worth comparing.
         match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => self.hosts += 1,
-            6 if self.expect.is_none() && name.eq_ignore_ascii_case(b"expect") => {
+            4 if is_name(name, b"host") => self.hosts += 1,
+            6 if self.expect.is_none() && is_name(name, b"expect") => {
                 self.expect = Some(value.trim_ascii().eq_ignore_ascii_case(b"100-continue"));
             }
-            10 if name.eq_ignore_ascii_case(b"connection") => self.connection.add(value),
-            14 if name.eq_ignore_ascii_case(b"content-length") => self.lengths.add(value),
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => self.codings.add(value),
+            10 if is_name(name, b"connection") => self.connection.add(value),
+            14 if is_name(name, b"content-length") => self.lengths.add(value),
+            17 if is_name(name, b"transfer-encoding") => self.codings.add(value),
             _ => {}
         }
     }
@@ -531,11 +545,18 @@ fn parse_plain(
     }
     let target = (t, i - t);
     i += 1;
-    let version = match head.get(i..i + 10)? {
-        b"HTTP/1.1\r\n" => Version::Http11,
-        b"HTTP/1.0\r\n" => Version::Http10,
-        _ => return None,
+    // `HTTP/1.x` as one word, then CRLF.
+    let word = u64::from_ne_bytes(*head.get(i..)?.first_chunk::<8>()?);
+    let version = if word == u64::from_ne_bytes(*b"HTTP/1.1") {
+        Version::Http11
+    } else if word == u64::from_ne_bytes(*b"HTTP/1.0") {
+        Version::Http10
+    } else {
+        return None;
     };
+    if head.get(i + 8..i + 10)? != b"\r\n" {
+        return None;
+    }
     i += 10;
     let target = (u32::try_from(target.0).ok()?, u32::try_from(target.1).ok()?);
     if head.len() - i > PLAIN_FIELD_BYTES {
@@ -1202,6 +1223,20 @@ mod tests {
                 String::from_utf8_lossy(head)
             );
         }
+    }
+
+    #[test]
+    fn field_names_compare_as_ignoring_case() {
+        // For every token byte and every byte of the names compared, the
+        // bit test agrees with a case-insensitive comparison.
+        for a in (0..=255u8).filter(|&a| TCHAR[usize::from(a)]) {
+            for b in b"abcdefghijklmnopqrstuvwxyz-" {
+                assert_eq!(is_name(&[a], &[*b]), a.eq_ignore_ascii_case(b), "{a} {b}");
+            }
+        }
+        assert!(is_name(b"Content-LENGTH", b"content-length"));
+        assert!(!is_name(b"Content_Length", b"content-length"));
+        assert!(!is_name(b"hos", b"host"));
     }
 
     #[test]
