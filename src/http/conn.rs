@@ -2,7 +2,7 @@
 //! each response before reading the next request (so pipelined requests are
 //! answered in order), and enforces the timeouts.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -19,7 +19,7 @@ use super::write::{
     write_content_length, write_date, write_fields, write_ok_and_date, write_status_line,
 };
 use crate::address::Address;
-use crate::defer::Failure;
+use crate::defer::{Deferred, Failure};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
 use crate::Context;
@@ -377,54 +377,70 @@ impl ServerConnection {
         }
     }
 
-    /// Runs the handler on the request in `req` (taken).
+    /// Runs the handler on the request in `req` (taken) and answers with
+    /// what it returns.
     fn dispatch(&mut self, ctx: &mut Context<'_>, req: &mut Option<Request>) {
-        let shared = self.shared.clone();
-        // The closure given to `catch_unwind` is moved into it and out again:
-        // it holds only references, the request and the reply stay outside.
-        let mut reply = None;
+        // The reply is answered inside the closure given to `catch_unwind`:
+        // returned through it (and through an `Option` outside), the
+        // response would be copied at each step. Only a panic in the
+        // handler is answered 500; one after it returned goes on unwinding,
+        // as it did outside.
+        let mut returned = false;
         let result = catch_unwind(AssertUnwindSafe(|| {
-            if let Some(req) = req.take() {
-                reply = Some(shared.handler.borrow_mut().handle(ctx.core(), req));
+            // Borrowed before the request is taken: nothing between the
+            // take and the call may unwind, and the request is copied once.
+            let mut handler = self.shared.handler.borrow_mut();
+            let Some(req) = req.take() else { return };
+            let mut reply = handler.handle(ctx.core(), req);
+            // Released before the answer is written.
+            drop(handler);
+            returned = true;
+            match reply {
+                // By reference: binding the response by value (or passing
+                // the reply on) would copy it.
+                Reply::Now(ref mut resp) => self.respond(ctx, resp),
+                Reply::Later(d) => self.wait_for(ctx, d),
             }
         }));
         if let Err(panic) = result {
-            return self.panicked(ctx, panic);
-        }
-        match reply {
-            Some(Reply::Now(resp)) => self.respond(ctx, resp),
-            // Not reached: a closure that returned set the reply.
-            None => {}
-            Some(Reply::Later(mut d)) => {
-                if let Some(res) = d.take_result() {
-                    return self.answered(ctx, res);
-                }
-                if let Some(c) = &mut self.current {
-                    c.answer = Answer::Pending;
-                }
-                let id = self.served;
-                let conn = ctx.handle();
-                let local = ctx.local();
-                // A handler whose Deferred can never fire (every trigger
-                // dropped) fails it with `Abandoned`: answered 500 below.
-                drop(
-                    d.fail_if_abandoned()
-                        .add_both(move |res: Result<Response, Failure>| {
-                            local.call(move |core| {
-                                super::call_on(core, conn, move |p: &mut ServerConnection, ctx| {
-                                    if p.current.as_ref().is_some_and(|c| {
-                                        c.info.id == id && c.answer == Answer::Pending
-                                    }) {
-                                        p.answered(ctx, res);
-                                        p.process(ctx);
-                                    }
-                                });
-                            });
-                            Ok::<(), Failure>(())
-                        }),
-                );
+            if returned {
+                resume_unwind(panic);
             }
+            self.panicked(ctx, panic);
         }
+    }
+
+    /// The handler returned a Deferred: answers when it fires.
+    #[inline(never)]
+    fn wait_for(&mut self, ctx: &mut Context<'_>, mut d: Deferred<Response, Failure>) {
+        if let Some(res) = d.take_result() {
+            return self.answered(ctx, res);
+        }
+        if let Some(c) = &mut self.current {
+            c.answer = Answer::Pending;
+        }
+        let id = self.served;
+        let conn = ctx.handle();
+        let local = ctx.local();
+        // A handler whose Deferred can never fire (every trigger
+        // dropped) fails it with `Abandoned`: answered 500 below.
+        drop(
+            d.fail_if_abandoned()
+                .add_both(move |res: Result<Response, Failure>| {
+                    local.call(move |core| {
+                        super::call_on(core, conn, move |p: &mut ServerConnection, ctx| {
+                            if p.current
+                                .as_ref()
+                                .is_some_and(|c| c.info.id == id && c.answer == Answer::Pending)
+                            {
+                                p.answered(ctx, res);
+                                p.process(ctx);
+                            }
+                        });
+                    });
+                    Ok::<(), Failure>(())
+                }),
+        );
     }
 
     /// The handler panicked: answers 500 and closes.
@@ -441,21 +457,21 @@ impl ServerConnection {
         if let Some(c) = &mut self.current {
             c.close = true;
         }
-        self.respond(ctx, Response::error(500));
+        self.respond(ctx, &mut Response::error(500));
     }
 
     fn answered(&mut self, ctx: &mut Context<'_>, res: Result<Response, Failure>) {
         match res {
-            Ok(resp) => self.respond(ctx, resp),
+            Ok(mut resp) => self.respond(ctx, &mut resp),
             Err(e) => {
                 tracing::error!(peer = %self.peer, error = %e, "HTTP handler failed: answering 500");
-                self.respond(ctx, Response::error(500));
+                self.respond(ctx, &mut Response::error(500));
             }
         }
     }
 
     /// Writes the head and body of the current request's answer.
-    fn respond(&mut self, ctx: &mut Context<'_>, resp: Response) {
+    fn respond(&mut self, ctx: &mut Context<'_>, resp: &mut Response) {
         let shutting = self.shutdown || self.shared.shutting_down.get();
         let Some(cur) = &mut self.current else { return };
         if cur.answer == Answer::Sending || cur.answer == Answer::Sent {
@@ -480,7 +496,7 @@ impl ServerConnection {
         let mut close = cur.close || shutting || asked_close;
         let mut body_now: Option<Bytes> = None;
         let mut stream = None;
-        match resp.body {
+        match std::mem::take(&mut resp.body) {
             Body::Empty => {
                 if head_only {
                     if let Some(v) = resp.headers.get_bytes("content-length") {
