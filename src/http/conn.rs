@@ -100,8 +100,6 @@ pub struct ServerConnection {
     read_ahead_paused: bool,
     closing: bool,
     shutdown: bool,
-    /// The head being written, kept between responses.
-    out: Vec<u8>,
 }
 
 impl std::fmt::Debug for ServerConnection {
@@ -130,7 +128,6 @@ impl ServerConnection {
             read_ahead_paused: false,
             closing: false,
             shutdown: false,
-            out: Vec::new(),
         }
     }
 
@@ -482,86 +479,87 @@ impl ServerConnection {
         let bodiless_status = (100..200).contains(&status) || status == 204 || status == 304;
         // RFC 9112 §6.3: no body for HEAD, 1xx, 204 and 304.
         let no_body = head_only || bodiless_status;
-        let mut out = std::mem::take(&mut self.out);
-        out.clear();
-        if status == 200 && resp.reason.is_empty() {
-            write_ok_and_date(&mut out, turn_of(ctx));
-        } else {
-            write_status_line(&mut out, Version::Http11, status, &resp.reason);
-            write_date(&mut out, turn_of(ctx));
-        }
-        // A `Connection: close` the handler set is not written as is (the
-        // server writes its own) but closes the connection all the same.
-        let asked_close = write_fields(&mut out, &resp.headers, true);
-        let mut close = cur.close || shutting || asked_close;
-        let mut body_now: Option<Bytes> = None;
+        let turn = turn_of(ctx);
+        let body = std::mem::take(&mut resp.body);
         let mut stream = None;
-        match std::mem::take(&mut resp.body) {
-            Body::Empty => {
-                if head_only {
-                    if let Some(v) = resp.headers.get_bytes("content-length") {
-                        out.extend_from_slice(b"Content-Length: ");
-                        out.extend_from_slice(v);
-                        out.extend_from_slice(b"\r\n");
-                    } else {
+        // The head (and a small body) go straight into the connection's
+        // write buffer: no buffer of the server's between, no copy.
+        let large_body = ctx.write_with(|out| {
+            if status == 200 && resp.reason.is_empty() {
+                write_ok_and_date(out, turn);
+            } else {
+                write_status_line(out, Version::Http11, status, &resp.reason);
+                write_date(out, turn);
+            }
+            // A `Connection: close` the handler set is not written as is
+            // (the server writes its own) but closes the connection all
+            // the same.
+            let asked_close = write_fields(out, &resp.headers, true);
+            let mut close = cur.close || shutting || asked_close;
+            let mut body_now: Option<Bytes> = None;
+            match body {
+                Body::Empty => {
+                    if head_only {
+                        if let Some(v) = resp.headers.get_bytes("content-length") {
+                            out.extend_from_slice(b"Content-Length: ");
+                            out.extend_from_slice(v);
+                            out.extend_from_slice(b"\r\n");
+                        } else {
+                            out.extend_from_slice(b"Content-Length: 0\r\n");
+                        }
+                    } else if !bodiless_status {
                         out.extend_from_slice(b"Content-Length: 0\r\n");
                     }
-                } else if !bodiless_status {
-                    out.extend_from_slice(b"Content-Length: 0\r\n");
                 }
-            }
-            Body::Full(b) => {
-                if !bodiless_status {
-                    write_content_length(&mut out, b.len() as u64);
-                }
-                if !no_body {
-                    body_now = Some(b);
-                }
-            }
-            Body::Stream { source, length } => {
-                let wire = match length {
-                    Some(n) => Wire::Length(n),
-                    None if cur.info.version == Version::Http11 => Wire::Chunked,
-                    None => Wire::Raw,
-                };
-                match wire {
-                    Wire::Length(n) if !bodiless_status => {
-                        write_content_length(&mut out, n);
+                Body::Full(b) => {
+                    if !bodiless_status {
+                        write_content_length(out, b.len() as u64);
                     }
-                    Wire::Chunked if !bodiless_status => {
-                        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                    if !no_body {
+                        body_now = Some(b);
                     }
-                    Wire::Raw if !no_body => close = true,
-                    _ => {}
                 }
-                if !no_body {
-                    cur.bytes = length.unwrap_or(0);
-                    stream = Some(Framed::new(source, wire));
+                Body::Stream { source, length } => {
+                    let wire = match length {
+                        Some(n) => Wire::Length(n),
+                        None if cur.info.version == Version::Http11 => Wire::Chunked,
+                        None => Wire::Raw,
+                    };
+                    match wire {
+                        Wire::Length(n) if !bodiless_status => {
+                            write_content_length(out, n);
+                        }
+                        Wire::Chunked if !bodiless_status => {
+                            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                        }
+                        Wire::Raw if !no_body => close = true,
+                        _ => {}
+                    }
+                    if !no_body {
+                        cur.bytes = length.unwrap_or(0);
+                        stream = Some(Framed::new(source, wire));
+                    }
                 }
             }
-        }
-        if close {
-            out.extend_from_slice(b"Connection: close\r\n");
-        } else if cur.info.version == Version::Http10 {
-            out.extend_from_slice(b"Connection: keep-alive\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        cur.close = close;
-        cur.status = status;
-        match body_now {
-            Some(b) if b.len() < COPY_MAX => {
-                cur.bytes = b.len() as u64;
+            if close {
+                out.extend_from_slice(b"Connection: close\r\n");
+            } else if cur.info.version == Version::Http10 {
+                out.extend_from_slice(b"Connection: keep-alive\r\n");
+            }
+            out.extend_from_slice(b"\r\n");
+            cur.close = close;
+            cur.status = status;
+            let b = body_now?;
+            cur.bytes = b.len() as u64;
+            if b.len() < COPY_MAX {
                 out.extend_from_slice(&b);
-                ctx.write(&out);
+                return None;
             }
-            Some(b) => {
-                cur.bytes = b.len() as u64;
-                ctx.write(&out);
-                ctx.write_bytes(b);
-            }
-            None => ctx.write(&out),
+            Some(b)
+        });
+        if let Some(b) = large_body {
+            ctx.write_bytes(b);
         }
-        self.out = out;
         if let Some(s) = stream {
             cur.answer = Answer::Sending;
             ctx.stream_from(s);

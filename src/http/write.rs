@@ -4,7 +4,30 @@
 use std::cell::RefCell;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::BytesMut;
+
 use super::message::{list_has_token, reason_phrase, status_line_11, Headers, Method, Version};
+
+/// Where a head is written: a buffer of the caller's, or a connection's
+/// write buffer in place (`Context::write_with`: no buffer between, no copy).
+pub(crate) trait Out {
+    /// Appends `bytes`.
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Out for Vec<u8> {
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl Out for BytesMut {
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
 
 /// Which bytes may appear in an RFC 9110 token.
 const TOKEN: [bool; 256] = {
@@ -85,10 +108,10 @@ pub(crate) fn is_framing(name: &str) -> bool {
 /// `Connection` field has the `close` token (found in the same pass, so
 /// that a server need not look through the fields again).
 #[inline]
-pub(crate) fn write_fields(out: &mut Vec<u8>, headers: &Headers, skip_framing: bool) -> bool {
+pub(crate) fn write_fields(out: &mut impl Out, headers: &Headers, skip_framing: bool) -> bool {
     // The usual case (`Response::text` as made): one copy, no loop.
     if let Some(line) = headers.only_known() {
-        out.extend_from_slice(line.as_bytes());
+        out.put(line.as_bytes());
         return false;
     }
     write_fields_each(out, headers, skip_framing)
@@ -96,11 +119,11 @@ pub(crate) fn write_fields(out: &mut Vec<u8>, headers: &Headers, skip_framing: b
 
 /// [`write_fields`] for anything but a single known field.
 #[inline(never)]
-fn write_fields_each(out: &mut Vec<u8>, headers: &Headers, skip_framing: bool) -> bool {
+fn write_fields_each(out: &mut impl Out, headers: &Headers, skip_framing: bool) -> bool {
     let mut close = false;
     for (name, value, known) in headers.iter_wire() {
         match known {
-            Some(line) => out.extend_from_slice(line.as_bytes()),
+            Some(line) => out.put(line.as_bytes()),
             None => close |= write_field(out, name, value, skip_framing),
         }
     }
@@ -112,7 +135,7 @@ fn write_fields_each(out: &mut Vec<u8>, headers: &Headers, skip_framing: bool) -
 /// checks and warning would make every call of `write_fields` (often only
 /// known fields) save registers for them.
 #[inline(never)]
-fn write_field(out: &mut Vec<u8>, name: &str, value: &[u8], skip_framing: bool) -> bool {
+fn write_field(out: &mut impl Out, name: &str, value: &[u8], skip_framing: bool) -> bool {
     if skip_framing && is_framing(name) {
         return name.len() == 10 && list_has_token(value, b"close");
     }
@@ -123,20 +146,19 @@ fn write_field(out: &mut Vec<u8>, name: &str, value: &[u8], skip_framing: bool) 
         );
         return false;
     }
-    out.reserve(name.len() + value.len() + 4);
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
+    out.put(name.as_bytes());
+    out.put(b": ");
+    out.put(value);
+    out.put(b"\r\n");
     false
 }
 
 /// Appends a status line; an empty `reason` is the standard phrase.
 #[inline]
-pub(crate) fn write_status_line(out: &mut Vec<u8>, version: Version, status: u16, reason: &str) {
+pub(crate) fn write_status_line(out: &mut impl Out, version: Version, status: u16, reason: &str) {
     if reason.is_empty() && version == Version::Http11 {
         if let Some(line) = status_line_11(status) {
-            out.extend_from_slice(line);
+            out.put(line);
             return;
         }
     }
@@ -145,35 +167,36 @@ pub(crate) fn write_status_line(out: &mut Vec<u8>, version: Version, status: u16
 
 /// [`write_status_line`] for a line that is not one of the static ones.
 #[inline(never)]
-fn write_status_line_made(out: &mut Vec<u8>, version: Version, status: u16, reason: &str) {
+fn write_status_line_made(out: &mut impl Out, version: Version, status: u16, reason: &str) {
     let reason = match reason {
         "" => reason_phrase(status),
         r if valid_value(r.as_bytes()) => r,
         _ => "",
     };
-    out.extend_from_slice(version.as_str().as_bytes());
-    out.push(b' ');
+    out.put(version.as_str().as_bytes());
+    out.put(b" ");
     let code = [
         b'0' + (status / 100 % 10) as u8,
         b'0' + (status / 10 % 10) as u8,
         b'0' + (status % 10) as u8,
     ];
-    out.extend_from_slice(&code);
-    out.push(b' ');
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    out.put(&code);
+    out.put(b" ");
+    out.put(reason.as_bytes());
+    out.put(b"\r\n");
 }
 
 /// Appends a request line.
-pub(crate) fn write_request_line(out: &mut Vec<u8>, method: &Method, target: &str) {
-    out.extend_from_slice(method.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+pub(crate) fn write_request_line(out: &mut impl Out, method: &Method, target: &str) {
+    out.put(method.as_str().as_bytes());
+    out.put(b" ");
+    out.put(target.as_bytes());
+    out.put(b" HTTP/1.1\r\n");
 }
 
 /// Appends `Content-Length: <n>\r\n` (one copy of a line made on the stack).
-pub(crate) fn write_content_length(out: &mut Vec<u8>, mut n: u64) {
+#[inline]
+pub(crate) fn write_content_length(out: &mut impl Out, mut n: u64) {
     const NAME: &[u8; 16] = b"Content-Length: ";
     // The name, at most 20 digits, CRLF; filled from the end.
     let mut line = [0u8; 16 + 20 + 2];
@@ -189,7 +212,7 @@ pub(crate) fn write_content_length(out: &mut Vec<u8>, mut n: u64) {
     }
     i -= NAME.len();
     line[i..i + NAME.len()].copy_from_slice(NAME);
-    out.extend_from_slice(&line[i..]);
+    out.put(&line[i..]);
 }
 
 const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
@@ -257,16 +280,16 @@ thread_local! {
 /// Appends `Date: <now>\r\n` for a response made in the reactor turn that
 /// started at `turn` (the clock is read again only in a later turn; always
 /// without a turn).
-pub(crate) fn write_date(out: &mut Vec<u8>, turn: Option<Instant>) {
+pub(crate) fn write_date(out: &mut impl Out, turn: Option<Instant>) {
     write_date_after(out, turn, false);
 }
 
 /// [`write_status_line`] for `200 OK` in HTTP/1.1, then [`write_date`].
-pub(crate) fn write_ok_and_date(out: &mut Vec<u8>, turn: Option<Instant>) {
+pub(crate) fn write_ok_and_date(out: &mut impl Out, turn: Option<Instant>) {
     write_date_after(out, turn, true);
 }
 
-fn write_date_after(out: &mut Vec<u8>, turn: Option<Instant>, ok: bool) {
+fn write_date_after(out: &mut impl Out, turn: Option<Instant>, ok: bool) {
     DATE.with_borrow_mut(|(checked, cached, line)| {
         if turn.is_none() || *checked != turn {
             let secs = SystemTime::now()
@@ -278,11 +301,11 @@ fn write_date_after(out: &mut Vec<u8>, turn: Option<Instant>, ok: bool) {
                 // length is written as formatted, uncached.
                 if date.len() != DATE_LINE - 8 {
                     if ok {
-                        out.extend_from_slice(OK_LINE);
+                        out.put(OK_LINE);
                     }
-                    out.extend_from_slice(b"Date: ");
-                    out.extend_from_slice(date.as_bytes());
-                    out.extend_from_slice(b"\r\n");
+                    out.put(b"Date: ");
+                    out.put(date.as_bytes());
+                    out.put(b"\r\n");
                     return;
                 }
                 let date_line = &mut line[OK..];
@@ -295,9 +318,9 @@ fn write_date_after(out: &mut Vec<u8>, turn: Option<Instant>, ok: bool) {
         }
         // Fixed-size copies: a few moves, no call.
         if ok {
-            out.extend_from_slice(&line[..]);
+            out.put(&line[..]);
         } else {
-            out.extend_from_slice(&line[OK..]);
+            out.put(&line[OK..]);
         }
     });
 }
