@@ -2,7 +2,7 @@
 //! would split a message), and the `Date` value.
 
 use std::cell::RefCell;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 
@@ -256,8 +256,9 @@ const DATE_LINE: usize = 6 + 29 + 2;
 const OK_LINE: &[u8; OK] = b"HTTP/1.1 200 OK\r\n";
 const OK: usize = 17;
 
-/// The cached `Date` line: the reactor turn it was last checked in, the
-/// second it is for, and the line, after [`OK_LINE`].
+/// The cached `Date` line: until when (on the monotonic clock, from a
+/// reactor turn's time) the second it is for lasts, that second, and the
+/// line, after [`OK_LINE`].
 type DateCache = (Option<Instant>, u64, [u8; OK + DATE_LINE]);
 
 /// [`OK_LINE`] followed by room for the `Date` line.
@@ -272,14 +273,15 @@ const fn ok_then_date() -> [u8; OK + DATE_LINE] {
 }
 
 thread_local! {
-    /// One per thread, so one per reactor: the clock is read once per turn
-    /// and the date formatted once a second, however many responses.
+    /// One per thread, so one per reactor: the wall clock is read once a
+    /// second and the date formatted then, however many responses.
     static DATE: RefCell<DateCache> = const { RefCell::new((None, u64::MAX, ok_then_date())) };
 }
 
 /// Appends `Date: <now>\r\n` for a response made in the reactor turn that
-/// started at `turn` (the clock is read again only in a later turn; always
-/// without a turn).
+/// started at `turn`. The wall clock is read again only for a turn past the
+/// end of the second last read (found on the turn's monotonic clock, so
+/// most turns read no clock at all); always without a turn.
 pub(crate) fn write_date(out: &mut impl Out, turn: Option<Instant>) {
     write_date_after(out, turn, false);
 }
@@ -289,33 +291,14 @@ pub(crate) fn write_ok_and_date(out: &mut impl Out, turn: Option<Instant>) {
     write_date_after(out, turn, true);
 }
 
+#[inline]
 fn write_date_after(out: &mut impl Out, turn: Option<Instant>, ok: bool) {
-    DATE.with_borrow_mut(|(checked, cached, line)| {
-        if turn.is_none() || *checked != turn {
-            let secs = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            if secs != *cached {
-                let date = http_date(secs);
-                // IMF-fixdate is 29 bytes for years 1000 to 9999; another
-                // length is written as formatted, uncached.
-                if date.len() != DATE_LINE - 8 {
-                    if ok {
-                        out.put(OK_LINE);
-                    }
-                    out.put(b"Date: ");
-                    out.put(date.as_bytes());
-                    out.put(b"\r\n");
-                    return;
-                }
-                let date_line = &mut line[OK..];
-                date_line[..6].copy_from_slice(b"Date: ");
-                date_line[6..DATE_LINE - 2].copy_from_slice(date.as_bytes());
-                date_line[DATE_LINE - 2..].copy_from_slice(b"\r\n");
-                *cached = secs;
-            }
-            *checked = turn;
+    DATE.with_borrow_mut(|cache| {
+        let current = matches!((turn, cache.0), (Some(t), Some(end)) if t < end);
+        if !current && !refresh_date(cache, turn) {
+            return write_date_uncached(out, ok);
         }
+        let line = &cache.2;
         // Fixed-size copies: a few moves, no call.
         if ok {
             out.put(&line[..]);
@@ -323,6 +306,57 @@ fn write_date_after(out: &mut impl Out, turn: Option<Instant>, ok: bool) {
             out.put(&line[OK..]);
         }
     });
+}
+
+/// Reads the wall clock into `cache` for a response in the turn at `turn`;
+/// false if the date is not of the cached length (written uncached).
+#[cold]
+#[inline(never)]
+fn refresh_date(cache: &mut DateCache, turn: Option<Instant>) -> bool {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    if secs != cache.1 {
+        let date = http_date(secs);
+        // IMF-fixdate is 29 bytes for years 1000 to 9999; another length
+        // is written as formatted, uncached.
+        if date.len() != DATE_LINE - 8 {
+            cache.0 = None;
+            return false;
+        }
+        let date_line = &mut cache.2[OK..];
+        date_line[..6].copy_from_slice(b"Date: ");
+        date_line[6..DATE_LINE - 2].copy_from_slice(date.as_bytes());
+        date_line[DATE_LINE - 2..].copy_from_slice(b"\r\n");
+        cache.1 = secs;
+    }
+    cache.0 = turn.and_then(|t| second_ends(t, now.subsec_nanos()));
+    true
+}
+
+/// When the second read at `subsec_nanos` into it ends, counted from the
+/// turn at `turn` (which began at most a turn's length before the read: a
+/// `Date` is as late as the per-turn time it is made in, no later).
+fn second_ends(turn: Instant, subsec_nanos: u32) -> Option<Instant> {
+    turn.checked_add(Duration::from_nanos(u64::from(
+        1_000_000_000 - subsec_nanos.min(999_999_999),
+    )))
+}
+
+/// The `Date` line (after [`OK_LINE`] if `ok`) formatted now, uncached.
+#[cold]
+#[inline(never)]
+fn write_date_uncached(out: &mut impl Out, ok: bool) {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if ok {
+        out.put(OK_LINE);
+    }
+    out.put(b"Date: ");
+    out.put(http_date(secs).as_bytes());
+    out.put(b"\r\n");
 }
 
 #[cfg(test)]
@@ -379,6 +413,36 @@ mod tests {
         assert_eq!(ok.len(), both.len());
         assert!(ok.starts_with(b"HTTP/1.1 200 OK\r\nDate: ") && ok.ends_with(b" GMT\r\n"));
         assert_eq!(ok[..OK + 6], both[..OK + 6]);
+    }
+
+    #[test]
+    fn a_date_read_lasts_to_the_end_of_its_second() {
+        let t = Instant::now();
+        assert_eq!(second_ends(t, 0), Some(t + Duration::from_secs(1)));
+        assert_eq!(
+            second_ends(t, 999_999_999),
+            Some(t + Duration::from_nanos(1))
+        );
+        assert_eq!(
+            second_ends(t, 400_000_000),
+            Some(t + Duration::from_millis(600))
+        );
+        // Read for a turn, then kept until that second ends.
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        write_date(&mut a, Some(t));
+        let end = DATE.with_borrow(|c| c.0).expect("a turn's date is cached");
+        assert!(end > t && end <= t + Duration::from_secs(1));
+        write_date(&mut b, Some(t));
+        assert_eq!(a, b);
+        // A turn past it reads the clock again.
+        let later = t + Duration::from_secs(2);
+        let mut c = Vec::new();
+        write_date(&mut c, Some(later));
+        assert!(DATE.with_borrow(|c| c.0).is_some_and(|e| e > later));
+        assert!(c.starts_with(b"Date: ") && c.ends_with(b" GMT\r\n") && c.len() == DATE_LINE);
+        // Without a turn, always read.
+        write_date(&mut Vec::new(), None);
+        assert_eq!(DATE.with_borrow(|c| c.0), None);
     }
 
     #[test]
