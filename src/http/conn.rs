@@ -183,7 +183,7 @@ impl ServerConnection {
         if !started {
             let mut out = Vec::with_capacity(128);
             write_status_line(&mut out, Version::Http11, status, "");
-            write_date(&mut out, turn_of(ctx));
+            write_date(&mut out, &self.shared.dates, turn_of(ctx));
             let text = format!("{status} {}\n", super::reason_phrase(status));
             out.extend_from_slice(
                 b"Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n",
@@ -484,79 +484,82 @@ impl ServerConnection {
         let mut stream = None;
         // The head (and a small body) go straight into the connection's
         // write buffer: no buffer of the server's between, no copy.
-        let large_body = ctx.write_with(|out| {
-            if status == 200 && resp.reason.is_empty() {
-                write_ok_and_date(out, turn);
-            } else {
-                write_status_line(out, Version::Http11, status, &resp.reason);
-                write_date(out, turn);
-            }
-            // A `Connection: close` the handler set is not written as is
-            // (the server writes its own) but closes the connection all
-            // the same.
-            let asked_close = write_fields(out, &resp.headers, true);
-            let mut close = cur.close || shutting || asked_close;
-            let mut body_now: Option<Bytes> = None;
-            match body {
-                Body::Empty => {
-                    if head_only {
-                        if let Some(v) = resp.headers.get_bytes("content-length") {
-                            out.extend_from_slice(b"Content-Length: ");
-                            out.extend_from_slice(v);
-                            out.extend_from_slice(b"\r\n");
-                        } else {
+        let large_body = ctx.write_with(
+            #[inline(always)]
+            |out| {
+                if status == 200 && resp.reason.is_empty() {
+                    write_ok_and_date(out, &self.shared.dates, turn);
+                } else {
+                    write_status_line(out, Version::Http11, status, &resp.reason);
+                    write_date(out, &self.shared.dates, turn);
+                }
+                // A `Connection: close` the handler set is not written as is
+                // (the server writes its own) but closes the connection all
+                // the same.
+                let asked_close = write_fields(out, &resp.headers, true);
+                let mut close = cur.close || shutting || asked_close;
+                let mut body_now: Option<Bytes> = None;
+                match body {
+                    Body::Empty => {
+                        if head_only {
+                            if let Some(v) = resp.headers.get_bytes("content-length") {
+                                out.extend_from_slice(b"Content-Length: ");
+                                out.extend_from_slice(v);
+                                out.extend_from_slice(b"\r\n");
+                            } else {
+                                out.extend_from_slice(b"Content-Length: 0\r\n");
+                            }
+                        } else if !bodiless_status {
                             out.extend_from_slice(b"Content-Length: 0\r\n");
                         }
-                    } else if !bodiless_status {
-                        out.extend_from_slice(b"Content-Length: 0\r\n");
                     }
-                }
-                Body::Full(b) => {
-                    if !bodiless_status {
-                        write_content_length(out, b.len() as u64);
-                    }
-                    if !no_body {
-                        body_now = Some(b);
-                    }
-                }
-                Body::Stream { source, length } => {
-                    let wire = match length {
-                        Some(n) => Wire::Length(n),
-                        None if cur.info.version == Version::Http11 => Wire::Chunked,
-                        None => Wire::Raw,
-                    };
-                    match wire {
-                        Wire::Length(n) if !bodiless_status => {
-                            write_content_length(out, n);
+                    Body::Full(b) => {
+                        if !bodiless_status {
+                            write_content_length(out, b.len() as u64);
                         }
-                        Wire::Chunked if !bodiless_status => {
-                            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                        if !no_body {
+                            body_now = Some(b);
                         }
-                        Wire::Raw if !no_body => close = true,
-                        _ => {}
                     }
-                    if !no_body {
-                        cur.bytes = length.unwrap_or(0);
-                        stream = Some(Framed::new(source, wire));
+                    Body::Stream { source, length } => {
+                        let wire = match length {
+                            Some(n) => Wire::Length(n),
+                            None if cur.info.version == Version::Http11 => Wire::Chunked,
+                            None => Wire::Raw,
+                        };
+                        match wire {
+                            Wire::Length(n) if !bodiless_status => {
+                                write_content_length(out, n);
+                            }
+                            Wire::Chunked if !bodiless_status => {
+                                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                            }
+                            Wire::Raw if !no_body => close = true,
+                            _ => {}
+                        }
+                        if !no_body {
+                            cur.bytes = length.unwrap_or(0);
+                            stream = Some(Framed::new(source, wire));
+                        }
                     }
                 }
-            }
-            if close {
-                out.extend_from_slice(b"Connection: close\r\n");
-            } else if cur.info.version == Version::Http10 {
-                out.extend_from_slice(b"Connection: keep-alive\r\n");
-            }
-            out.extend_from_slice(b"\r\n");
-            cur.close = close;
-            cur.status = status;
-            let b = body_now?;
-            cur.bytes = b.len() as u64;
-            if b.len() < COPY_MAX {
-                out.extend_from_slice(&b);
-                return None;
-            }
-            Some(b)
-        });
+                if close {
+                    out.extend_from_slice(b"Connection: close\r\n");
+                } else if cur.info.version == Version::Http10 {
+                    out.extend_from_slice(b"Connection: keep-alive\r\n");
+                }
+                out.extend_from_slice(b"\r\n");
+                cur.close = close;
+                cur.status = status;
+                let b = body_now?;
+                cur.bytes = b.len() as u64;
+                if b.len() < COPY_MAX {
+                    out.extend_from_slice(&b);
+                    return None;
+                }
+                Some(b)
+            },
+        );
         if let Some(b) = large_body {
             ctx.write_bytes(b);
         }

@@ -256,10 +256,28 @@ const DATE_LINE: usize = 6 + 29 + 2;
 const OK_LINE: &[u8; OK] = b"HTTP/1.1 200 OK\r\n";
 const OK: usize = 17;
 
-/// The cached `Date` line: until when (on the monotonic clock, from a
-/// reactor turn's time) the second it is for lasts, that second, and the
-/// line, after [`OK_LINE`].
-type DateCache = (Option<Instant>, u64, [u8; OK + DATE_LINE]);
+/// A server's cached `Date` line (one per server, so one per reactor:
+/// the wall clock is read once a second and the date formatted then,
+/// however many responses).
+pub(crate) struct DateCache {
+    /// Until when (on the monotonic clock, from a reactor turn's time) the
+    /// second the line is for lasts.
+    end: Option<Instant>,
+    /// That second.
+    secs: u64,
+    /// [`OK_LINE`], then the line.
+    line: [u8; OK + DATE_LINE],
+}
+
+impl DateCache {
+    pub(crate) const fn new() -> DateCache {
+        DateCache {
+            end: None,
+            secs: u64::MAX,
+            line: ok_then_date(),
+        }
+    }
+}
 
 /// [`OK_LINE`] followed by room for the `Date` line.
 const fn ok_then_date() -> [u8; OK + DATE_LINE] {
@@ -272,40 +290,45 @@ const fn ok_then_date() -> [u8; OK + DATE_LINE] {
     line
 }
 
-thread_local! {
-    /// One per thread, so one per reactor: the wall clock is read once a
-    /// second and the date formatted then, however many responses.
-    static DATE: RefCell<DateCache> = const { RefCell::new((None, u64::MAX, ok_then_date())) };
-}
-
 /// Appends `Date: <now>\r\n` for a response made in the reactor turn that
-/// started at `turn`. The wall clock is read again only for a turn past the
-/// end of the second last read (found on the turn's monotonic clock, so
-/// most turns read no clock at all); always without a turn.
-pub(crate) fn write_date(out: &mut impl Out, turn: Option<Instant>) {
-    write_date_after(out, turn, false);
+/// started at `turn`, from `dates`. The wall clock is read again only for a
+/// turn past the end of the second last read (found on the turn's
+/// monotonic clock, so most turns read no clock at all); always without a
+/// turn.
+pub(crate) fn write_date(out: &mut impl Out, dates: &RefCell<DateCache>, turn: Option<Instant>) {
+    write_date_after(out, dates, turn, false);
 }
 
 /// [`write_status_line`] for `200 OK` in HTTP/1.1, then [`write_date`].
-pub(crate) fn write_ok_and_date(out: &mut impl Out, turn: Option<Instant>) {
-    write_date_after(out, turn, true);
+#[inline]
+pub(crate) fn write_ok_and_date(
+    out: &mut impl Out,
+    dates: &RefCell<DateCache>,
+    turn: Option<Instant>,
+) {
+    write_date_after(out, dates, turn, true);
 }
 
 #[inline]
-fn write_date_after(out: &mut impl Out, turn: Option<Instant>, ok: bool) {
-    DATE.with_borrow_mut(|cache| {
-        let current = matches!((turn, cache.0), (Some(t), Some(end)) if t < end);
-        if !current && !refresh_date(cache, turn) {
-            return write_date_uncached(out, ok);
-        }
-        let line = &cache.2;
-        // Fixed-size copies: a few moves, no call.
-        if ok {
-            out.put(&line[..]);
-        } else {
-            out.put(&line[OK..]);
-        }
-    });
+fn write_date_after(
+    out: &mut impl Out,
+    dates: &RefCell<DateCache>,
+    turn: Option<Instant>,
+    ok: bool,
+) {
+    let Ok(mut cache) = dates.try_borrow_mut() else {
+        return write_date_uncached(out, ok);
+    };
+    let current = matches!((turn, cache.end), (Some(t), Some(end)) if t < end);
+    if !current && !refresh_date(&mut cache, turn) {
+        return write_date_uncached(out, ok);
+    }
+    // Fixed-size copies: a few moves, no call.
+    if ok {
+        out.put(&cache.line[..]);
+    } else {
+        out.put(&cache.line[OK..]);
+    }
 }
 
 /// Reads the wall clock into `cache` for a response in the turn at `turn`;
@@ -317,21 +340,21 @@ fn refresh_date(cache: &mut DateCache, turn: Option<Instant>) -> bool {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let secs = now.as_secs();
-    if secs != cache.1 {
+    if secs != cache.secs {
         let date = http_date(secs);
         // IMF-fixdate is 29 bytes for years 1000 to 9999; another length
         // is written as formatted, uncached.
         if date.len() != DATE_LINE - 8 {
-            cache.0 = None;
+            cache.end = None;
             return false;
         }
-        let date_line = &mut cache.2[OK..];
+        let date_line = &mut cache.line[OK..];
         date_line[..6].copy_from_slice(b"Date: ");
         date_line[6..DATE_LINE - 2].copy_from_slice(date.as_bytes());
         date_line[DATE_LINE - 2..].copy_from_slice(b"\r\n");
-        cache.1 = secs;
+        cache.secs = secs;
     }
-    cache.0 = turn.and_then(|t| second_ends(t, now.subsec_nanos()));
+    cache.end = turn.and_then(|t| second_ends(t, now.subsec_nanos()));
     true
 }
 
@@ -405,10 +428,11 @@ mod tests {
     #[test]
     fn the_ok_line_is_cached_with_the_date() {
         let mut ok = Vec::new();
-        write_ok_and_date(&mut ok, None);
+        let dates = RefCell::new(DateCache::new());
+        write_ok_and_date(&mut ok, &dates, None);
         let mut both = Vec::new();
         write_status_line(&mut both, Version::Http11, 200, "");
-        write_date(&mut both, None);
+        write_date(&mut both, &dates, None);
         // The same bytes (unless the second turned between the two).
         assert_eq!(ok.len(), both.len());
         assert!(ok.starts_with(b"HTTP/1.1 200 OK\r\nDate: ") && ok.ends_with(b" GMT\r\n"));
@@ -428,21 +452,22 @@ mod tests {
             Some(t + Duration::from_millis(600))
         );
         // Read for a turn, then kept until that second ends.
+        let dates = RefCell::new(DateCache::new());
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        write_date(&mut a, Some(t));
-        let end = DATE.with_borrow(|c| c.0).expect("a turn's date is cached");
+        write_date(&mut a, &dates, Some(t));
+        let end = dates.borrow().end.expect("a turn's date is cached");
         assert!(end > t && end <= t + Duration::from_secs(1));
-        write_date(&mut b, Some(t));
+        write_date(&mut b, &dates, Some(t));
         assert_eq!(a, b);
         // A turn past it reads the clock again.
         let later = t + Duration::from_secs(2);
         let mut c = Vec::new();
-        write_date(&mut c, Some(later));
-        assert!(DATE.with_borrow(|c| c.0).is_some_and(|e| e > later));
+        write_date(&mut c, &dates, Some(later));
+        assert!(dates.borrow().end.is_some_and(|e| e > later));
         assert!(c.starts_with(b"Date: ") && c.ends_with(b" GMT\r\n") && c.len() == DATE_LINE);
         // Without a turn, always read.
-        write_date(&mut Vec::new(), None);
-        assert_eq!(DATE.with_borrow(|c| c.0), None);
+        write_date(&mut Vec::new(), &dates, None);
+        assert_eq!(dates.borrow().end, None);
     }
 
     #[test]
