@@ -196,7 +196,37 @@ pub(crate) fn write_request_line(out: &mut impl Out, method: &Method, target: &s
 
 /// Appends `Content-Length: <n>\r\n` (one copy of a line made on the stack).
 #[inline]
-pub(crate) fn write_content_length(out: &mut impl Out, mut n: u64) {
+pub(crate) fn write_content_length(out: &mut impl Out, n: u64) {
+    // The usual small body: up to four digits in fixed places, no loop.
+    if n < 10_000 {
+        let n = n as usize;
+        let mut line = *b"Content-Length: 0000\r\n";
+        let digits = 1 + usize::from(n >= 10) + usize::from(n >= 100) + usize::from(n >= 1000);
+        let (hi, lo) = (n / 100, n % 100);
+        line[16..18].copy_from_slice(&PAIRS[hi * 2..hi * 2 + 2]);
+        line[18..20].copy_from_slice(&PAIRS[lo * 2..lo * 2 + 2]);
+        let start = 4 - digits;
+        line[start..16 + start].copy_from_slice(b"Content-Length: ");
+        return out.put(&line[start..]);
+    }
+    write_content_length_long(out, n);
+}
+
+/// "00" to "99", for writing two digits at a time.
+const PAIRS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        t[2 * i] = b'0' + (i / 10) as u8;
+        t[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// [`write_content_length`] for five digits or more.
+#[inline(never)]
+fn write_content_length_long(out: &mut impl Out, mut n: u64) {
     const NAME: &[u8; 16] = b"Content-Length: ";
     // The name, at most 20 digits, CRLF; filled from the end.
     let mut line = [0u8; 16 + 20 + 2];
@@ -300,7 +330,7 @@ pub(crate) fn write_date(out: &mut impl Out, dates: &RefCell<DateCache>, turn: O
 }
 
 /// [`write_status_line`] for `200 OK` in HTTP/1.1, then [`write_date`].
-#[inline]
+#[inline(always)]
 pub(crate) fn write_ok_and_date(
     out: &mut impl Out,
     dates: &RefCell<DateCache>,
@@ -309,7 +339,8 @@ pub(crate) fn write_ok_and_date(
     write_date_after(out, dates, turn, true);
 }
 
-#[inline]
+// Always inline: its fast path is a check and a fixed-size copy.
+#[inline(always)]
 fn write_date_after(
     out: &mut impl Out,
     dates: &RefCell<DateCache>,
@@ -472,7 +503,21 @@ mod tests {
 
     #[test]
     fn content_lengths() {
-        for n in [0u64, 7, 10, 12345, u64::MAX] {
+        for n in [
+            0u64,
+            7,
+            10,
+            13,
+            99,
+            100,
+            999,
+            1000,
+            4096,
+            9999,
+            10_000,
+            12345,
+            u64::MAX,
+        ] {
             let mut out = b"x".to_vec();
             write_content_length(&mut out, n);
             assert_eq!(out, format!("xContent-Length: {n}\r\n").as_bytes());
