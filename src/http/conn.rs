@@ -577,24 +577,37 @@ impl ServerConnection {
         let Some(cur) = self.current.take() else {
             return;
         };
+        let Current {
+            info,
+            body,
+            status,
+            bytes,
+            close,
+            ..
+        } = cur;
+        // The usual `Done` owns nothing: forgotten, not dropped (which
+        // is a call into the drop glue of every kind of body).
+        if matches!(body, BodyIn::Done) {
+            std::mem::forget(body);
+        }
         self.served += 1;
         self.shared.count(|s| s.requests += 1);
         // Logged when the log was on as the request began (the one check
         // per request; its line needs what was kept then).
-        if let Some(l) = &cur.info.logged {
+        if let Some(l) = &info.logged {
             tracing::info!(
                 target: "torsion::http::access",
                 peer = %self.peer,
                 method = %l.method,
                 path = utf8(&l.target),
-                version = %cur.info.version,
-                status = cur.status,
-                bytes = cur.bytes,
+                version = %info.version,
+                status = status,
+                bytes = bytes,
                 micros = ctx.now().saturating_duration_since(l.started).as_micros() as u64,
                 "request"
             );
         }
-        if cur.close || !cur.info.keep_alive {
+        if close || !info.keep_alive {
             self.close(ctx);
         }
     }
