@@ -56,6 +56,16 @@ impl WriteBuf {
         self.chunks.push_back(data);
     }
 
+    /// Appends what `fill` writes to the tail, in place (a message built
+    /// piece by piece needs no buffer of its own, nor a copy from it).
+    #[inline]
+    pub(crate) fn fill_tail<R>(&mut self, fill: impl FnOnce(&mut BytesMut) -> R) -> R {
+        let before = self.tail.len();
+        let r = fill(&mut self.tail);
+        self.len += self.tail.len() - before;
+        r
+    }
+
     fn seal_tail(&mut self) {
         if !self.tail.is_empty() {
             self.chunks.push_back(self.tail.split().freeze());

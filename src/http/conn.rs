@@ -2,7 +2,7 @@
 //! each response before reading the next request (so pipelined requests are
 //! answered in order), and enforces the timeouts.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -19,7 +19,7 @@ use super::write::{
     write_content_length, write_date, write_fields, write_ok_and_date, write_status_line,
 };
 use crate::address::Address;
-use crate::defer::Failure;
+use crate::defer::{Deferred, Failure};
 use crate::error::DisconnectReason;
 use crate::protocol::Protocol;
 use crate::Context;
@@ -100,8 +100,6 @@ pub struct ServerConnection {
     read_ahead_paused: bool,
     closing: bool,
     shutdown: bool,
-    /// The head being written, kept between responses.
-    out: Vec<u8>,
 }
 
 impl std::fmt::Debug for ServerConnection {
@@ -130,7 +128,6 @@ impl ServerConnection {
             read_ahead_paused: false,
             closing: false,
             shutdown: false,
-            out: Vec::new(),
         }
     }
 
@@ -186,7 +183,7 @@ impl ServerConnection {
         if !started {
             let mut out = Vec::with_capacity(128);
             write_status_line(&mut out, Version::Http11, status, "");
-            write_date(&mut out, turn_of(ctx));
+            write_date(&mut out, &self.shared.dates, turn_of(ctx));
             let text = format!("{status} {}\n", super::reason_phrase(status));
             out.extend_from_slice(
                 b"Content-Type: text/plain; charset=utf-8\r\nConnection: close\r\n",
@@ -381,54 +378,70 @@ impl ServerConnection {
         }
     }
 
-    /// Runs the handler on the request in `req` (taken).
+    /// Runs the handler on the request in `req` (taken) and answers with
+    /// what it returns.
     fn dispatch(&mut self, ctx: &mut Context<'_>, req: &mut Option<Request>) {
-        let shared = self.shared.clone();
-        // The closure given to `catch_unwind` is moved into it and out again:
-        // it holds only references, the request and the reply stay outside.
-        let mut reply = None;
+        // The reply is answered inside the closure given to `catch_unwind`:
+        // returned through it (and through an `Option` outside), the
+        // response would be copied at each step. Only a panic in the
+        // handler is answered 500; one after it returned goes on unwinding,
+        // as it did outside.
+        let mut returned = false;
         let result = catch_unwind(AssertUnwindSafe(|| {
-            if let Some(req) = req.take() {
-                reply = Some(shared.handler.borrow_mut().handle(ctx.core(), req));
+            // Borrowed before the request is taken: nothing between the
+            // take and the call may unwind, and the request is copied once.
+            let mut handler = self.shared.handler.borrow_mut();
+            let Some(req) = req.take() else { return };
+            let mut reply = handler.handle(ctx.core(), req);
+            // Released before the answer is written.
+            drop(handler);
+            returned = true;
+            match reply {
+                // By reference: binding the response by value (or passing
+                // the reply on) would copy it.
+                Reply::Now(ref mut resp) => self.respond(ctx, resp),
+                Reply::Later(d) => self.wait_for(ctx, d),
             }
         }));
         if let Err(panic) = result {
-            return self.panicked(ctx, panic);
-        }
-        match reply {
-            Some(Reply::Now(resp)) => self.respond(ctx, resp),
-            // Not reached: a closure that returned set the reply.
-            None => {}
-            Some(Reply::Later(mut d)) => {
-                if let Some(res) = d.take_result() {
-                    return self.answered(ctx, res);
-                }
-                if let Some(c) = &mut self.current {
-                    c.answer = Answer::Pending;
-                }
-                let id = self.served;
-                let conn = ctx.handle();
-                let local = ctx.local();
-                // A handler whose Deferred can never fire (every trigger
-                // dropped) fails it with `Abandoned`: answered 500 below.
-                drop(
-                    d.fail_if_abandoned()
-                        .add_both(move |res: Result<Response, Failure>| {
-                            local.call(move |core| {
-                                super::call_on(core, conn, move |p: &mut ServerConnection, ctx| {
-                                    if p.current.as_ref().is_some_and(|c| {
-                                        c.info.id == id && c.answer == Answer::Pending
-                                    }) {
-                                        p.answered(ctx, res);
-                                        p.process(ctx);
-                                    }
-                                });
-                            });
-                            Ok::<(), Failure>(())
-                        }),
-                );
+            if returned {
+                resume_unwind(panic);
             }
+            self.panicked(ctx, panic);
         }
+    }
+
+    /// The handler returned a Deferred: answers when it fires.
+    #[inline(never)]
+    fn wait_for(&mut self, ctx: &mut Context<'_>, mut d: Deferred<Response, Failure>) {
+        if let Some(res) = d.take_result() {
+            return self.answered(ctx, res);
+        }
+        if let Some(c) = &mut self.current {
+            c.answer = Answer::Pending;
+        }
+        let id = self.served;
+        let conn = ctx.handle();
+        let local = ctx.local();
+        // A handler whose Deferred can never fire (every trigger
+        // dropped) fails it with `Abandoned`: answered 500 below.
+        drop(
+            d.fail_if_abandoned()
+                .add_both(move |res: Result<Response, Failure>| {
+                    local.call(move |core| {
+                        super::call_on(core, conn, move |p: &mut ServerConnection, ctx| {
+                            if p.current
+                                .as_ref()
+                                .is_some_and(|c| c.info.id == id && c.answer == Answer::Pending)
+                            {
+                                p.answered(ctx, res);
+                                p.process(ctx);
+                            }
+                        });
+                    });
+                    Ok::<(), Failure>(())
+                }),
+        );
     }
 
     /// The handler panicked: answers 500 and closes.
@@ -445,21 +458,21 @@ impl ServerConnection {
         if let Some(c) = &mut self.current {
             c.close = true;
         }
-        self.respond(ctx, Response::error(500));
+        self.respond(ctx, &mut Response::error(500));
     }
 
     fn answered(&mut self, ctx: &mut Context<'_>, res: Result<Response, Failure>) {
         match res {
-            Ok(resp) => self.respond(ctx, resp),
+            Ok(mut resp) => self.respond(ctx, &mut resp),
             Err(e) => {
                 tracing::error!(peer = %self.peer, error = %e, "HTTP handler failed: answering 500");
-                self.respond(ctx, Response::error(500));
+                self.respond(ctx, &mut Response::error(500));
             }
         }
     }
 
     /// Writes the head and body of the current request's answer.
-    fn respond(&mut self, ctx: &mut Context<'_>, resp: Response) {
+    fn respond(&mut self, ctx: &mut Context<'_>, resp: &mut Response) {
         let shutting = self.shutdown || self.shared.shutting_down.get();
         let Some(cur) = &mut self.current else { return };
         if cur.answer == Answer::Sending || cur.answer == Answer::Sent {
@@ -470,86 +483,90 @@ impl ServerConnection {
         let bodiless_status = (100..200).contains(&status) || status == 204 || status == 304;
         // RFC 9112 §6.3: no body for HEAD, 1xx, 204 and 304.
         let no_body = head_only || bodiless_status;
-        let mut out = std::mem::take(&mut self.out);
-        out.clear();
-        if status == 200 && resp.reason.is_empty() {
-            write_ok_and_date(&mut out, turn_of(ctx));
-        } else {
-            write_status_line(&mut out, Version::Http11, status, &resp.reason);
-            write_date(&mut out, turn_of(ctx));
-        }
-        // A `Connection: close` the handler set is not written as is (the
-        // server writes its own) but closes the connection all the same.
-        let asked_close = write_fields(&mut out, &resp.headers, true);
-        let mut close = cur.close || shutting || asked_close;
-        let mut body_now: Option<Bytes> = None;
+        let turn = turn_of(ctx);
+        let body = std::mem::take(&mut resp.body);
         let mut stream = None;
-        match resp.body {
-            Body::Empty => {
-                if head_only {
-                    if let Some(v) = resp.headers.get_bytes("content-length") {
-                        out.extend_from_slice(b"Content-Length: ");
-                        out.extend_from_slice(v);
-                        out.extend_from_slice(b"\r\n");
-                    } else {
-                        out.extend_from_slice(b"Content-Length: 0\r\n");
+        // The head (and a small body) go straight into the connection's
+        // write buffer: no buffer of the server's between, no copy.
+        let large_body = ctx.write_with(
+            #[inline(always)]
+            |out| {
+                if status == 200 && resp.reason.is_empty() {
+                    write_ok_and_date(out, &self.shared.dates, turn);
+                } else {
+                    write_status_line(out, Version::Http11, status, &resp.reason);
+                    write_date(out, &self.shared.dates, turn);
+                }
+                // A `Connection: close` the handler set is not written as is
+                // (the server writes its own) but closes the connection all
+                // the same.
+                let asked_close = write_fields(out, &resp.headers, true);
+                let mut close = cur.close || shutting || asked_close;
+                let mut body_now: Option<Bytes> = None;
+                match body {
+                    Body::Empty => {
+                        if head_only {
+                            if let Some(v) = resp.headers.get_bytes("content-length") {
+                                out.extend_from_slice(b"Content-Length: ");
+                                out.extend_from_slice(v);
+                                out.extend_from_slice(b"\r\n");
+                            } else {
+                                out.extend_from_slice(b"Content-Length: 0\r\n");
+                            }
+                        } else if !bodiless_status {
+                            out.extend_from_slice(b"Content-Length: 0\r\n");
+                        }
                     }
-                } else if !bodiless_status {
-                    out.extend_from_slice(b"Content-Length: 0\r\n");
-                }
-            }
-            Body::Full(b) => {
-                if !bodiless_status {
-                    write_content_length(&mut out, b.len() as u64);
-                }
-                if !no_body {
-                    body_now = Some(b);
-                }
-            }
-            Body::Stream { source, length } => {
-                let wire = match length {
-                    Some(n) => Wire::Length(n),
-                    None if cur.info.version == Version::Http11 => Wire::Chunked,
-                    None => Wire::Raw,
-                };
-                match wire {
-                    Wire::Length(n) if !bodiless_status => {
-                        write_content_length(&mut out, n);
+                    Body::Full(b) => {
+                        if !bodiless_status {
+                            write_content_length(out, b.len() as u64);
+                        }
+                        if !no_body {
+                            body_now = Some(b);
+                        }
                     }
-                    Wire::Chunked if !bodiless_status => {
-                        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                    Body::Stream { source, length } => {
+                        let wire = match length {
+                            Some(n) => Wire::Length(n),
+                            None if cur.info.version == Version::Http11 => Wire::Chunked,
+                            None => Wire::Raw,
+                        };
+                        match wire {
+                            Wire::Length(n) if !bodiless_status => {
+                                write_content_length(out, n);
+                            }
+                            Wire::Chunked if !bodiless_status => {
+                                out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+                            }
+                            Wire::Raw if !no_body => close = true,
+                            _ => {}
+                        }
+                        if !no_body {
+                            cur.bytes = length.unwrap_or(0);
+                            stream = Some(Framed::new(source, wire));
+                        }
                     }
-                    Wire::Raw if !no_body => close = true,
-                    _ => {}
                 }
-                if !no_body {
-                    cur.bytes = length.unwrap_or(0);
-                    stream = Some(Framed::new(source, wire));
+                if close {
+                    out.extend_from_slice(b"Connection: close\r\n");
+                } else if cur.info.version == Version::Http10 {
+                    out.extend_from_slice(b"Connection: keep-alive\r\n");
                 }
-            }
-        }
-        if close {
-            out.extend_from_slice(b"Connection: close\r\n");
-        } else if cur.info.version == Version::Http10 {
-            out.extend_from_slice(b"Connection: keep-alive\r\n");
-        }
-        out.extend_from_slice(b"\r\n");
-        cur.close = close;
-        cur.status = status;
-        match body_now {
-            Some(b) if b.len() < COPY_MAX => {
+                out.extend_from_slice(b"\r\n");
+                cur.close = close;
+                cur.status = status;
+                let b = body_now?;
                 cur.bytes = b.len() as u64;
-                out.extend_from_slice(&b);
-                ctx.write(&out);
-            }
-            Some(b) => {
-                cur.bytes = b.len() as u64;
-                ctx.write(&out);
-                ctx.write_bytes(b);
-            }
-            None => ctx.write(&out),
+                if b.len() < COPY_MAX {
+                    out.extend_from_slice(&b);
+                    return None;
+                }
+                Some(b)
+            },
+        );
+        if let Some(b) = large_body {
+            ctx.write_bytes(b);
         }
-        self.out = out;
         if let Some(s) = stream {
             cur.answer = Answer::Sending;
             ctx.stream_from(s);
@@ -564,24 +581,37 @@ impl ServerConnection {
         let Some(cur) = self.current.take() else {
             return;
         };
+        let Current {
+            info,
+            body,
+            status,
+            bytes,
+            close,
+            ..
+        } = cur;
+        // The usual `Done` owns nothing: forgotten, not dropped (which
+        // is a call into the drop glue of every kind of body).
+        if matches!(body, BodyIn::Done) {
+            std::mem::forget(body);
+        }
         self.served += 1;
         self.shared.count(|s| s.requests += 1);
         // Logged when the log was on as the request began (the one check
         // per request; its line needs what was kept then).
-        if let Some(l) = &cur.info.logged {
+        if let Some(l) = &info.logged {
             tracing::info!(
                 target: "torsion::http::access",
                 peer = %self.peer,
                 method = %l.method,
                 path = utf8(&l.target),
-                version = %cur.info.version,
-                status = cur.status,
-                bytes = cur.bytes,
+                version = %info.version,
+                status = status,
+                bytes = bytes,
                 micros = ctx.now().saturating_duration_since(l.started).as_micros() as u64,
                 "request"
             );
         }
-        if cur.close || !cur.info.keep_alive {
+        if close || !info.keep_alive {
             self.close(ctx);
         }
     }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::error::Limits;
 use super::handler::Handler;
+use super::write::DateCache;
 use crate::address::Address;
 use crate::context::{ConnectionHandle, Core};
 use crate::defer::{Deferred, Failure, Trigger};
@@ -97,6 +98,8 @@ pub(crate) struct Shared {
     pub(crate) stats: Cell<ServerStats>,
     pub(crate) conns: RefCell<HashSet<ConnectionHandle>>,
     pub(crate) shutting_down: Cell<bool>,
+    /// The `Date` line of its responses.
+    pub(crate) dates: RefCell<DateCache>,
     drained: RefCell<Vec<Trigger<(), Failure>>>,
     ports: RefCell<Vec<ListeningPort>>,
 }
@@ -180,6 +183,7 @@ impl HttpServer {
                 stats: Cell::new(ServerStats::default()),
                 conns: RefCell::new(HashSet::new()),
                 shutting_down: Cell::new(false),
+                dates: RefCell::new(DateCache::new()),
                 drained: RefCell::new(Vec::new()),
                 ports: RefCell::new(Vec::new()),
             }),

@@ -2,9 +2,32 @@
 //! would split a message), and the `Date` value.
 
 use std::cell::RefCell;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::BytesMut;
 
 use super::message::{list_has_token, reason_phrase, status_line_11, Headers, Method, Version};
+
+/// Where a head is written: a buffer of the caller's, or a connection's
+/// write buffer in place (`Context::write_with`: no buffer between, no copy).
+pub(crate) trait Out {
+    /// Appends `bytes`.
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Out for Vec<u8> {
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+impl Out for BytesMut {
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
 
 /// Which bytes may appear in an RFC 9110 token.
 const TOKEN: [bool; 256] = {
@@ -85,10 +108,10 @@ pub(crate) fn is_framing(name: &str) -> bool {
 /// `Connection` field has the `close` token (found in the same pass, so
 /// that a server need not look through the fields again).
 #[inline]
-pub(crate) fn write_fields(out: &mut Vec<u8>, headers: &Headers, skip_framing: bool) -> bool {
+pub(crate) fn write_fields(out: &mut impl Out, headers: &Headers, skip_framing: bool) -> bool {
     // The usual case (`Response::text` as made): one copy, no loop.
     if let Some(line) = headers.only_known() {
-        out.extend_from_slice(line.as_bytes());
+        out.put(line.as_bytes());
         return false;
     }
     write_fields_each(out, headers, skip_framing)
@@ -96,11 +119,11 @@ pub(crate) fn write_fields(out: &mut Vec<u8>, headers: &Headers, skip_framing: b
 
 /// [`write_fields`] for anything but a single known field.
 #[inline(never)]
-fn write_fields_each(out: &mut Vec<u8>, headers: &Headers, skip_framing: bool) -> bool {
+fn write_fields_each(out: &mut impl Out, headers: &Headers, skip_framing: bool) -> bool {
     let mut close = false;
     for (name, value, known) in headers.iter_wire() {
         match known {
-            Some(line) => out.extend_from_slice(line.as_bytes()),
+            Some(line) => out.put(line.as_bytes()),
             None => close |= write_field(out, name, value, skip_framing),
         }
     }
@@ -112,7 +135,7 @@ fn write_fields_each(out: &mut Vec<u8>, headers: &Headers, skip_framing: bool) -
 /// checks and warning would make every call of `write_fields` (often only
 /// known fields) save registers for them.
 #[inline(never)]
-fn write_field(out: &mut Vec<u8>, name: &str, value: &[u8], skip_framing: bool) -> bool {
+fn write_field(out: &mut impl Out, name: &str, value: &[u8], skip_framing: bool) -> bool {
     if skip_framing && is_framing(name) {
         return name.len() == 10 && list_has_token(value, b"close");
     }
@@ -123,20 +146,19 @@ fn write_field(out: &mut Vec<u8>, name: &str, value: &[u8], skip_framing: bool) 
         );
         return false;
     }
-    out.reserve(name.len() + value.len() + 4);
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
+    out.put(name.as_bytes());
+    out.put(b": ");
+    out.put(value);
+    out.put(b"\r\n");
     false
 }
 
 /// Appends a status line; an empty `reason` is the standard phrase.
 #[inline]
-pub(crate) fn write_status_line(out: &mut Vec<u8>, version: Version, status: u16, reason: &str) {
+pub(crate) fn write_status_line(out: &mut impl Out, version: Version, status: u16, reason: &str) {
     if reason.is_empty() && version == Version::Http11 {
         if let Some(line) = status_line_11(status) {
-            out.extend_from_slice(line);
+            out.put(line);
             return;
         }
     }
@@ -145,35 +167,66 @@ pub(crate) fn write_status_line(out: &mut Vec<u8>, version: Version, status: u16
 
 /// [`write_status_line`] for a line that is not one of the static ones.
 #[inline(never)]
-fn write_status_line_made(out: &mut Vec<u8>, version: Version, status: u16, reason: &str) {
+fn write_status_line_made(out: &mut impl Out, version: Version, status: u16, reason: &str) {
     let reason = match reason {
         "" => reason_phrase(status),
         r if valid_value(r.as_bytes()) => r,
         _ => "",
     };
-    out.extend_from_slice(version.as_str().as_bytes());
-    out.push(b' ');
+    out.put(version.as_str().as_bytes());
+    out.put(b" ");
     let code = [
         b'0' + (status / 100 % 10) as u8,
         b'0' + (status / 10 % 10) as u8,
         b'0' + (status % 10) as u8,
     ];
-    out.extend_from_slice(&code);
-    out.push(b' ');
-    out.extend_from_slice(reason.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    out.put(&code);
+    out.put(b" ");
+    out.put(reason.as_bytes());
+    out.put(b"\r\n");
 }
 
 /// Appends a request line.
-pub(crate) fn write_request_line(out: &mut Vec<u8>, method: &Method, target: &str) {
-    out.extend_from_slice(method.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+pub(crate) fn write_request_line(out: &mut impl Out, method: &Method, target: &str) {
+    out.put(method.as_str().as_bytes());
+    out.put(b" ");
+    out.put(target.as_bytes());
+    out.put(b" HTTP/1.1\r\n");
 }
 
 /// Appends `Content-Length: <n>\r\n` (one copy of a line made on the stack).
-pub(crate) fn write_content_length(out: &mut Vec<u8>, mut n: u64) {
+#[inline]
+pub(crate) fn write_content_length(out: &mut impl Out, n: u64) {
+    // The usual small body: up to four digits in fixed places, no loop.
+    if n < 10_000 {
+        let n = n as usize;
+        let mut line = *b"Content-Length: 0000\r\n";
+        let digits = 1 + usize::from(n >= 10) + usize::from(n >= 100) + usize::from(n >= 1000);
+        let (hi, lo) = (n / 100, n % 100);
+        line[16..18].copy_from_slice(&PAIRS[hi * 2..hi * 2 + 2]);
+        line[18..20].copy_from_slice(&PAIRS[lo * 2..lo * 2 + 2]);
+        let start = 4 - digits;
+        line[start..16 + start].copy_from_slice(b"Content-Length: ");
+        return out.put(&line[start..]);
+    }
+    write_content_length_long(out, n);
+}
+
+/// "00" to "99", for writing two digits at a time.
+const PAIRS: [u8; 200] = {
+    let mut t = [0u8; 200];
+    let mut i = 0;
+    while i < 100 {
+        t[2 * i] = b'0' + (i / 10) as u8;
+        t[2 * i + 1] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    t
+};
+
+/// [`write_content_length`] for five digits or more.
+#[inline(never)]
+fn write_content_length_long(out: &mut impl Out, mut n: u64) {
     const NAME: &[u8; 16] = b"Content-Length: ";
     // The name, at most 20 digits, CRLF; filled from the end.
     let mut line = [0u8; 16 + 20 + 2];
@@ -189,7 +242,7 @@ pub(crate) fn write_content_length(out: &mut Vec<u8>, mut n: u64) {
     }
     i -= NAME.len();
     line[i..i + NAME.len()].copy_from_slice(NAME);
-    out.extend_from_slice(&line[i..]);
+    out.put(&line[i..]);
 }
 
 const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
@@ -233,9 +286,28 @@ const DATE_LINE: usize = 6 + 29 + 2;
 const OK_LINE: &[u8; OK] = b"HTTP/1.1 200 OK\r\n";
 const OK: usize = 17;
 
-/// The cached `Date` line: the reactor turn it was last checked in, the
-/// second it is for, and the line, after [`OK_LINE`].
-type DateCache = (Option<Instant>, u64, [u8; OK + DATE_LINE]);
+/// A server's cached `Date` line (one per server, so one per reactor:
+/// the wall clock is read once a second and the date formatted then,
+/// however many responses).
+pub(crate) struct DateCache {
+    /// Until when (on the monotonic clock, from a reactor turn's time) the
+    /// second the line is for lasts.
+    end: Option<Instant>,
+    /// That second.
+    secs: u64,
+    /// [`OK_LINE`], then the line.
+    line: [u8; OK + DATE_LINE],
+}
+
+impl DateCache {
+    pub(crate) const fn new() -> DateCache {
+        DateCache {
+            end: None,
+            secs: u64::MAX,
+            line: ok_then_date(),
+        }
+    }
+}
 
 /// [`OK_LINE`] followed by room for the `Date` line.
 const fn ok_then_date() -> [u8; OK + DATE_LINE] {
@@ -248,58 +320,97 @@ const fn ok_then_date() -> [u8; OK + DATE_LINE] {
     line
 }
 
-thread_local! {
-    /// One per thread, so one per reactor: the clock is read once per turn
-    /// and the date formatted once a second, however many responses.
-    static DATE: RefCell<DateCache> = const { RefCell::new((None, u64::MAX, ok_then_date())) };
-}
-
 /// Appends `Date: <now>\r\n` for a response made in the reactor turn that
-/// started at `turn` (the clock is read again only in a later turn; always
-/// without a turn).
-pub(crate) fn write_date(out: &mut Vec<u8>, turn: Option<Instant>) {
-    write_date_after(out, turn, false);
+/// started at `turn`, from `dates`. The wall clock is read again only for a
+/// turn past the end of the second last read (found on the turn's
+/// monotonic clock, so most turns read no clock at all); always without a
+/// turn.
+pub(crate) fn write_date(out: &mut impl Out, dates: &RefCell<DateCache>, turn: Option<Instant>) {
+    write_date_after(out, dates, turn, false);
 }
 
 /// [`write_status_line`] for `200 OK` in HTTP/1.1, then [`write_date`].
-pub(crate) fn write_ok_and_date(out: &mut Vec<u8>, turn: Option<Instant>) {
-    write_date_after(out, turn, true);
+#[inline(always)]
+pub(crate) fn write_ok_and_date(
+    out: &mut impl Out,
+    dates: &RefCell<DateCache>,
+    turn: Option<Instant>,
+) {
+    write_date_after(out, dates, turn, true);
 }
 
-fn write_date_after(out: &mut Vec<u8>, turn: Option<Instant>, ok: bool) {
-    DATE.with_borrow_mut(|(checked, cached, line)| {
-        if turn.is_none() || *checked != turn {
-            let secs = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            if secs != *cached {
-                let date = http_date(secs);
-                // IMF-fixdate is 29 bytes for years 1000 to 9999; another
-                // length is written as formatted, uncached.
-                if date.len() != DATE_LINE - 8 {
-                    if ok {
-                        out.extend_from_slice(OK_LINE);
-                    }
-                    out.extend_from_slice(b"Date: ");
-                    out.extend_from_slice(date.as_bytes());
-                    out.extend_from_slice(b"\r\n");
-                    return;
-                }
-                let date_line = &mut line[OK..];
-                date_line[..6].copy_from_slice(b"Date: ");
-                date_line[6..DATE_LINE - 2].copy_from_slice(date.as_bytes());
-                date_line[DATE_LINE - 2..].copy_from_slice(b"\r\n");
-                *cached = secs;
-            }
-            *checked = turn;
+// Always inline: its fast path is a check and a fixed-size copy.
+#[inline(always)]
+fn write_date_after(
+    out: &mut impl Out,
+    dates: &RefCell<DateCache>,
+    turn: Option<Instant>,
+    ok: bool,
+) {
+    let Ok(mut cache) = dates.try_borrow_mut() else {
+        return write_date_uncached(out, ok);
+    };
+    let current = matches!((turn, cache.end), (Some(t), Some(end)) if t < end);
+    if !current && !refresh_date(&mut cache, turn) {
+        return write_date_uncached(out, ok);
+    }
+    // Fixed-size copies: a few moves, no call.
+    if ok {
+        out.put(&cache.line[..]);
+    } else {
+        out.put(&cache.line[OK..]);
+    }
+}
+
+/// Reads the wall clock into `cache` for a response in the turn at `turn`;
+/// false if the date is not of the cached length (written uncached).
+#[cold]
+#[inline(never)]
+fn refresh_date(cache: &mut DateCache, turn: Option<Instant>) -> bool {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    if secs != cache.secs {
+        let date = http_date(secs);
+        // IMF-fixdate is 29 bytes for years 1000 to 9999; another length
+        // is written as formatted, uncached.
+        if date.len() != DATE_LINE - 8 {
+            cache.end = None;
+            return false;
         }
-        // Fixed-size copies: a few moves, no call.
-        if ok {
-            out.extend_from_slice(&line[..]);
-        } else {
-            out.extend_from_slice(&line[OK..]);
-        }
-    });
+        let date_line = &mut cache.line[OK..];
+        date_line[..6].copy_from_slice(b"Date: ");
+        date_line[6..DATE_LINE - 2].copy_from_slice(date.as_bytes());
+        date_line[DATE_LINE - 2..].copy_from_slice(b"\r\n");
+        cache.secs = secs;
+    }
+    cache.end = turn.and_then(|t| second_ends(t, now.subsec_nanos()));
+    true
+}
+
+/// When the second read at `subsec_nanos` into it ends, counted from the
+/// turn at `turn` (which began at most a turn's length before the read: a
+/// `Date` is as late as the per-turn time it is made in, no later).
+fn second_ends(turn: Instant, subsec_nanos: u32) -> Option<Instant> {
+    turn.checked_add(Duration::from_nanos(u64::from(
+        1_000_000_000 - subsec_nanos.min(999_999_999),
+    )))
+}
+
+/// The `Date` line (after [`OK_LINE`] if `ok`) formatted now, uncached.
+#[cold]
+#[inline(never)]
+fn write_date_uncached(out: &mut impl Out, ok: bool) {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if ok {
+        out.put(OK_LINE);
+    }
+    out.put(b"Date: ");
+    out.put(http_date(secs).as_bytes());
+    out.put(b"\r\n");
 }
 
 #[cfg(test)]
@@ -348,10 +459,11 @@ mod tests {
     #[test]
     fn the_ok_line_is_cached_with_the_date() {
         let mut ok = Vec::new();
-        write_ok_and_date(&mut ok, None);
+        let dates = RefCell::new(DateCache::new());
+        write_ok_and_date(&mut ok, &dates, None);
         let mut both = Vec::new();
         write_status_line(&mut both, Version::Http11, 200, "");
-        write_date(&mut both, None);
+        write_date(&mut both, &dates, None);
         // The same bytes (unless the second turned between the two).
         assert_eq!(ok.len(), both.len());
         assert!(ok.starts_with(b"HTTP/1.1 200 OK\r\nDate: ") && ok.ends_with(b" GMT\r\n"));
@@ -359,8 +471,53 @@ mod tests {
     }
 
     #[test]
+    fn a_date_read_lasts_to_the_end_of_its_second() {
+        let t = Instant::now();
+        assert_eq!(second_ends(t, 0), Some(t + Duration::from_secs(1)));
+        assert_eq!(
+            second_ends(t, 999_999_999),
+            Some(t + Duration::from_nanos(1))
+        );
+        assert_eq!(
+            second_ends(t, 400_000_000),
+            Some(t + Duration::from_millis(600))
+        );
+        // Read for a turn, then kept until that second ends.
+        let dates = RefCell::new(DateCache::new());
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        write_date(&mut a, &dates, Some(t));
+        let end = dates.borrow().end.expect("a turn's date is cached");
+        assert!(end > t && end <= t + Duration::from_secs(1));
+        write_date(&mut b, &dates, Some(t));
+        assert_eq!(a, b);
+        // A turn past it reads the clock again.
+        let later = t + Duration::from_secs(2);
+        let mut c = Vec::new();
+        write_date(&mut c, &dates, Some(later));
+        assert!(dates.borrow().end.is_some_and(|e| e > later));
+        assert!(c.starts_with(b"Date: ") && c.ends_with(b" GMT\r\n") && c.len() == DATE_LINE);
+        // Without a turn, always read.
+        write_date(&mut Vec::new(), &dates, None);
+        assert_eq!(dates.borrow().end, None);
+    }
+
+    #[test]
     fn content_lengths() {
-        for n in [0u64, 7, 10, 12345, u64::MAX] {
+        for n in [
+            0u64,
+            7,
+            10,
+            13,
+            99,
+            100,
+            999,
+            1000,
+            4096,
+            9999,
+            10_000,
+            12345,
+            u64::MAX,
+        ] {
             let mut out = b"x".to_vec();
             write_content_length(&mut out, n);
             assert_eq!(out, format!("xContent-Length: {n}\r\n").as_bytes());

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::address::Address;
 use crate::buf::WriteBuf;
@@ -287,6 +287,20 @@ impl<'a> Context<'a> {
     #[inline]
     fn diverted(&mut self) -> Option<&mut WriteBuf> {
         self.conn.extra.as_mut().and_then(|x| x.diverted.as_mut())
+    }
+
+    /// Queues what `fill` appends, written straight into the connection's
+    /// write buffer: a message built piece by piece (an HTTP head) needs no
+    /// buffer of its own, nor a copy from it. Dropped like
+    /// [`write`](Self::write) once closing (`fill` still runs, on a buffer
+    /// thrown away).
+    #[inline]
+    pub(crate) fn write_with<R>(&mut self, fill: impl FnOnce(&mut BytesMut) -> R) -> R {
+        if self.conn.write_refused() {
+            return fill(&mut BytesMut::new());
+        }
+        self.materialize();
+        self.sink().fill_tail(fill)
     }
 
     /// Queues a `Bytes` without copying it (when it is large enough to be worth
