@@ -123,11 +123,12 @@ impl Core {
         let Some(next) = self.timers.next_deadline() else {
             return;
         };
-        let m = match tc.far {
+        // (Made once per deadline and read in place: not copied out and
+        // written back at every reading of the clock.)
+        let m = match &mut tc.far {
             Some(m) if m.deadline == next => m,
-            _ => FarMark::new(next),
+            far => far.insert(FarMark::new(next)),
         };
-        tc.far = Some(m);
         if self.now >= m.near_from {
             return;
         }
