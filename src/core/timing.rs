@@ -143,8 +143,22 @@ impl Timing {
     /// and counted (returns true).
     #[inline]
     pub(crate) fn done(&mut self, kind: CallbackKind, name: impl FnOnce() -> &'static str) -> bool {
+        match self.done_untold() {
+            Some(ns) => {
+                self.slow(kind, name(), ns);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// [`done`](Self::done) without the log: a slow callback's duration in
+    /// nanoseconds, for the caller to tell with [`slow`](Self::slow) (so
+    /// that what names the callback is looked at only then).
+    #[inline]
+    pub(crate) fn done_untold(&mut self) -> Option<u64> {
         if !self.on {
-            return false;
+            return None;
         }
         let now = (self.clock.ticks)();
         let dt = now.saturating_sub(self.last);
@@ -152,32 +166,24 @@ impl Timing {
         // Ticks go into the histogram as they are (converted when read).
         self.hist.record_below_max(dt);
         if dt > self.cutoff {
-            return self.past_cutoff(kind, name, dt);
+            return self.past_cutoff(dt);
         }
-        false
+        None
     }
 
     /// A callback longer than the cutoff: a new maximum, or slow, or both.
     #[cold]
     #[inline(never)]
-    fn past_cutoff(
-        &mut self,
-        kind: CallbackKind,
-        name: impl FnOnce() -> &'static str,
-        dt: u64,
-    ) -> bool {
+    fn past_cutoff(&mut self, dt: u64) -> Option<u64> {
         self.hist.note_max(dt);
         self.cutoff = self.hist.max().min(self.threshold_ticks);
-        if dt > self.threshold_ticks {
-            self.slow(kind, name(), self.clock.to_ns(dt));
-            return true;
-        }
-        false
+        (dt > self.threshold_ticks).then(|| self.clock.to_ns(dt))
     }
 
+    /// Logs a slow callback (see [`done_untold`](Self::done_untold)).
     #[cold]
     #[inline(never)]
-    fn slow(&self, kind: CallbackKind, name: &'static str, ns: u64) {
+    pub(crate) fn slow(&self, kind: CallbackKind, name: &'static str, ns: u64) {
         let took = Duration::from_nanos(ns);
         tracing::warn!(
             kind = kind.name(),
