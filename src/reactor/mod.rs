@@ -210,7 +210,7 @@ impl Reactor {
         Ok(Reactor {
             core,
             poll,
-            events: poller::Events::with_capacity(1024),
+            events: poller::Events::new(),
             net: Net {
                 registry,
                 entries: Slab::with_capacity(SLAB_RESERVE),
