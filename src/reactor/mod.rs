@@ -376,15 +376,17 @@ impl Reactor {
         // other threads can have queued work, and their calls and wakeups of
         // local tasks wake the poll too. So after a settled turn the calls
         // of other threads are not looked for here: every call wakes the
-        // poll, and the waker's event runs them, in this turn's batch.)
+        // poll, and the waker's event runs them, in this turn's batch. Nor
+        // is a graceful shutdown's end: the settled turn asked after its
+        // batch, and what ran after that, resumed sources, asked after each.)
         let mut left = left;
-        if (matches!(left, Left::First | Left::Work)
+        if matches!(left, Left::First | Left::Work)
             && (!core.ops.is_empty()
+                || net.shutting_down.is_some()
                 || core
                     .shared
                     .queued
-                    .load(std::sync::atomic::Ordering::Relaxed)))
-            || net.shutting_down.is_some()
+                    .load(std::sync::atomic::Ordering::Relaxed))
         {
             net.before_poll(core);
             left = Left::Work;
