@@ -425,11 +425,31 @@ pub(crate) fn bucket_range(i: usize) -> (u64, u64) {
 
 impl Histogram {
     /// Records one duration.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn record(&mut self, ns: u64) {
+        self.record_below_max(ns);
+        self.note_max(ns);
+    }
+
+    /// Records one duration known to be at most [`max`](Self::max): the
+    /// count and the sum (the caller keeps the maximum with
+    /// [`note_max`](Self::note_max) when it may be exceeded).
+    #[inline]
+    pub(crate) fn record_below_max(&mut self, ns: u64) {
         self.counts[bucket_of(ns)] += 1;
         self.total_ns = self.total_ns.wrapping_add(ns);
+    }
+
+    /// Raises the maximum to `ns` if it is below.
+    #[inline]
+    pub(crate) fn note_max(&mut self, ns: u64) {
         self.max_ns = self.max_ns.max(ns);
+    }
+
+    /// The longest duration recorded (0: none).
+    #[inline]
+    pub(crate) fn max(&self) -> u64 {
+        self.max_ns
     }
 
     /// Values recorded.

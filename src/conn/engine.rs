@@ -94,11 +94,13 @@ impl<S: Sink> Engine<'_, S> {
         // Slow-callback detection: one tick read (see `core::timing`), for
         // the transport's own engine only (a TLS connection's inner callbacks
         // run inside the outer one's).
+        // (The protocol's name is looked up only for a slow one: nothing of
+        // it is loaded or kept on the common path.)
         if S::OUTER {
-            let protocol = &**self.protocol;
-            self.core.callback_done(CallbackKind::Protocol, || {
-                crate::wrap::protocol_name(protocol)
-            });
+            if let Some(ns) = self.core.callback_timed() {
+                let name = crate::wrap::protocol_name(&**self.protocol);
+                self.core.slow_callback(CallbackKind::Protocol, name, ns);
+            }
         }
         self.sink.leave(self.state);
         res

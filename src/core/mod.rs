@@ -58,8 +58,15 @@ impl Core {
     /// [`quiet_turn`](Self::quiet_turn) (for a caller that wants it too).
     #[inline]
     pub(crate) fn due_unless_quiet(&mut self, quiet: bool) -> bool {
+        self.has_local_work() || !(quiet || self.timers.is_empty()) && self.timer_due()
+    }
+
+    /// Whether the next timer is due at the turn's time (out of line: a
+    /// quiet turn does not ask, and nothing of it is loaded then).
+    #[inline(never)]
+    fn timer_due(&mut self) -> bool {
         let now = self.turn_time();
-        self.has_local_work() || !(quiet || self.timers.next_deadline().is_none_or(|d| d > now))
+        self.timers.next_deadline().is_some_and(|d| d <= now)
     }
 
     /// [`run_due_timers`](Self::run_due_timers) without the test.

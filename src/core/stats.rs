@@ -151,6 +151,21 @@ impl Core {
             self.counters.slow_callbacks += 1;
         }
     }
+
+    /// [`callback_done`](Self::callback_done) without the log: a slow
+    /// callback's duration, for [`slow_callback`](Self::slow_callback).
+    #[inline]
+    pub(crate) fn callback_timed(&mut self) -> Option<u64> {
+        self.timing.done_untold()
+    }
+
+    /// Logs and counts a slow callback that took `ns` nanoseconds.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn slow_callback(&mut self, kind: CallbackKind, name: &'static str, ns: u64) {
+        self.timing.slow(kind, name, ns);
+        self.counters.slow_callbacks += 1;
+    }
 }
 
 impl ReactorHandle {

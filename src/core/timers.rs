@@ -88,6 +88,10 @@ pub struct TimerQueue<T> {
     /// cancel, reset or pop): asking for the next deadline, once per turn at
     /// least, is then a peek.
     top_live: bool,
+    /// A tick count the owner sets (the reactor's turn clock: see
+    /// `core::turn_clock`), cleared whenever the [`mark`](Self::mark) moves:
+    /// while it is ahead, nothing was scheduled or reset since it was set.
+    horizon: u64,
 }
 
 impl<T> Default for TimerQueue<T> {
@@ -106,6 +110,7 @@ impl<T> TimerQueue<T> {
             next_seq: 0,
             live: 0,
             top_live: true,
+            horizon: 0,
         }
     }
 
@@ -146,7 +151,21 @@ impl<T> TimerQueue<T> {
     fn bump_seq(&mut self) -> u64 {
         let s = self.next_seq;
         self.next_seq += 1;
+        self.horizon = 0;
         s
+    }
+
+    /// See [`horizon`](Self::horizon).
+    #[inline]
+    pub(crate) fn set_horizon(&mut self, ticks: u64) {
+        self.horizon = ticks;
+    }
+
+    /// The tick count last set with [`set_horizon`](Self::set_horizon), or 0
+    /// if the mark moved since (an entry was scheduled or reset).
+    #[inline]
+    pub(crate) fn horizon(&self) -> u64 {
+        self.horizon
     }
 
     /// The sequence number the next scheduled or reset entry will get. Entries

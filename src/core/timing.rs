@@ -65,6 +65,10 @@ pub(crate) struct Timing {
     pub(crate) on: bool,
     threshold: Duration,
     threshold_ticks: u64,
+    /// The smaller of the threshold and the longest callback so far: a
+    /// callback no longer than this is neither slow nor a new maximum (one
+    /// comparison on the common path).
+    cutoff: u64,
     /// The tick count at the end of the last timed callback or mark.
     last: u64,
     clock: Clock,
@@ -77,6 +81,7 @@ impl Timing {
             on: false,
             threshold: DEFAULT_SLOW_CALLBACK,
             threshold_ticks: u64::MAX,
+            cutoff: 0,
             last: 0,
             clock: Clock::INSTANT,
             hist: Histogram::default(),
@@ -103,6 +108,7 @@ impl Timing {
             let ns = u64::try_from(t.as_nanos()).unwrap_or(u64::MAX);
             self.threshold_ticks = self.clock.to_ticks(ns);
         }
+        self.cutoff = self.hist.max().min(self.threshold_ticks);
         self.mark();
     }
 
@@ -137,24 +143,47 @@ impl Timing {
     /// and counted (returns true).
     #[inline]
     pub(crate) fn done(&mut self, kind: CallbackKind, name: impl FnOnce() -> &'static str) -> bool {
+        match self.done_untold() {
+            Some(ns) => {
+                self.slow(kind, name(), ns);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// [`done`](Self::done) without the log: a slow callback's duration in
+    /// nanoseconds, for the caller to tell with [`slow`](Self::slow) (so
+    /// that what names the callback is looked at only then).
+    #[inline]
+    pub(crate) fn done_untold(&mut self) -> Option<u64> {
         if !self.on {
-            return false;
+            return None;
         }
         let now = (self.clock.ticks)();
         let dt = now.saturating_sub(self.last);
         self.last = now;
         // Ticks go into the histogram as they are (converted when read).
-        self.hist.record(dt);
-        if dt > self.threshold_ticks {
-            self.slow(kind, name(), self.clock.to_ns(dt));
-            return true;
+        self.hist.record_below_max(dt);
+        if dt > self.cutoff {
+            return self.past_cutoff(dt);
         }
-        false
+        None
     }
 
+    /// A callback longer than the cutoff: a new maximum, or slow, or both.
     #[cold]
     #[inline(never)]
-    fn slow(&self, kind: CallbackKind, name: &'static str, ns: u64) {
+    fn past_cutoff(&mut self, dt: u64) -> Option<u64> {
+        self.hist.note_max(dt);
+        self.cutoff = self.hist.max().min(self.threshold_ticks);
+        (dt > self.threshold_ticks).then(|| self.clock.to_ns(dt))
+    }
+
+    /// Logs a slow callback (see [`done_untold`](Self::done_untold)).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn slow(&self, kind: CallbackKind, name: &'static str, ns: u64) {
         let took = Duration::from_nanos(ns);
         tracing::warn!(
             kind = kind.name(),
@@ -203,6 +232,53 @@ mod tests {
         t.set_threshold(None);
         assert!(!t.done(CallbackKind::Timer, || "t"));
         assert_eq!(t.stats().count, 3, "nothing is recorded while off");
+    }
+
+    thread_local!(static STEP: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) });
+
+    /// Ticks that advance by the step set with `step` at each read.
+    fn stepped_ticks() -> u64 {
+        STEP.with(|s| {
+            let (now, step) = s.get();
+            s.set((now + step, step));
+            now + step
+        })
+    }
+
+    fn step(ticks: u64) {
+        STEP.with(|s| s.set((s.get().0, ticks)));
+    }
+
+    #[test]
+    fn every_slow_callback_is_caught_whatever_the_longest_before_it() {
+        let mut t = Timing::new(Some(Duration::from_nanos(100)));
+        t.set_clock(Clock {
+            ticks: stepped_ticks,
+            mult: 1 << 32,
+            cheap: true,
+        });
+        // Fast ones (a new maximum each, below the threshold), a slow one, a
+        // shorter slow one, a fast one, one as long as the longest.
+        for (dt, slow) in [
+            (10, false),
+            (50, false),
+            (500, true),
+            (200, true),
+            (80, false),
+            (500, true),
+            (100, false),
+        ] {
+            step(dt);
+            assert_eq!(t.done(CallbackKind::Timer, || "t"), slow, "{dt} ticks");
+        }
+        let s = t.stats();
+        assert_eq!(s.count, 7);
+        assert_eq!(s.max, Duration::from_nanos(500));
+        assert_eq!(s.total, Duration::from_nanos(1440));
+        // A lower threshold catches what the maximum had let through.
+        t.set_threshold(Some(Duration::from_nanos(20)));
+        step(30);
+        assert!(t.done(CallbackKind::Timer, || "t"));
     }
 
     #[test]

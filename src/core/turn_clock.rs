@@ -58,13 +58,11 @@ impl FarMark {
 #[derive(Debug)]
 pub(crate) struct TurnClock {
     far: Option<FarMark>,
-    /// The tick count before which turns need not read the clock (0: read
-    /// it), while the timer queue's [`mark`](crate::core::timers::TimerQueue::mark)
-    /// is still `quiet_seq`: the mark moves with every schedule and reset
-    /// (what can bring the next deadline nearer), so while it stays, no
-    /// deadline is nearer than the far mark's.
-    quiet_until: u64,
-    quiet_seq: u64,
+    // The tick count before which turns need not read the clock is the
+    // timer queue's horizon (0: read it): the queue clears it whenever its
+    // mark moves, with every schedule and reset (what can bring the next
+    // deadline nearer), so while it stands, no deadline is nearer than the
+    // far mark's. (One comparison for a quiet turn.)
     /// This turn is a quiet one, the real time before the far mark's
     /// `near_from` (it did not read the clock before the horizon, or read
     /// it and found so): the timer queue's mark then, or `u64::MAX` (not
@@ -80,8 +78,6 @@ impl Default for TurnClock {
     fn default() -> TurnClock {
         TurnClock {
             far: None,
-            quiet_until: 0,
-            quiet_seq: u64::MAX,
             quiet_mark: u64::MAX,
             stale_ticks: 0,
         }
@@ -96,15 +92,17 @@ impl Core {
     pub(crate) fn new_turn(&mut self) {
         let tick = self.timing.turn_started();
         let tc = &mut self.turn_clock;
-        if self.timers.is_empty() {
-            tc.quiet_mark = u64::MAX;
+        // (Without a cheap clock `tick` is 0 and so is the horizon. Before
+        // it, the queue may have emptied since: no timer is due then
+        // either, and the turn is as quiet.)
+        if tick < self.timers.horizon() {
+            tc.quiet_mark = self.timers.mark();
             self.clock_stale = true;
             self.clock_read = false;
             return;
         }
-        // (Without a cheap clock `tick` is 0 and so is `quiet_until`.)
-        if tick < tc.quiet_until && self.timers.mark() == tc.quiet_seq {
-            tc.quiet_mark = tc.quiet_seq;
+        if self.timers.is_empty() {
+            tc.quiet_mark = u64::MAX;
             self.clock_stale = true;
             self.clock_read = false;
             return;
@@ -119,15 +117,16 @@ impl Core {
         self.clock_read = true;
         self.set_now(Instant::now());
         let tc = &mut self.turn_clock;
-        tc.quiet_until = 0;
+        self.timers.set_horizon(0);
         let Some(next) = self.timers.next_deadline() else {
             return;
         };
-        let m = match tc.far {
+        // (Made once per deadline and read in place: not copied out and
+        // written back at every reading of the clock.)
+        let m = match &mut tc.far {
             Some(m) if m.deadline == next => m,
-            _ => FarMark::new(next),
+            far => far.insert(FarMark::new(next)),
         };
-        tc.far = Some(m);
         if self.now >= m.near_from {
             return;
         }
@@ -143,8 +142,7 @@ impl Core {
             let ns = u64::try_from(STALE_MAX.as_nanos()).unwrap_or(u64::MAX);
             tc.stale_ticks = self.timing.clock().to_ticks(ns).max(1);
         }
-        tc.quiet_until = tick.saturating_add(tc.stale_ticks);
-        tc.quiet_seq = mark;
+        self.timers.set_horizon(tick.saturating_add(tc.stale_ticks));
     }
 
     /// This is a quiet turn and no timer was scheduled or reset since it

@@ -210,7 +210,7 @@ impl Reactor {
         Ok(Reactor {
             core,
             poll,
-            events: poller::Events::with_capacity(1024),
+            events: poller::Events::new(),
             net: Net {
                 registry,
                 entries: Slab::with_capacity(SLAB_RESERVE),
@@ -374,14 +374,19 @@ impl Reactor {
         // after the poll and after each callback, and before this work.)
         // (Between turns of `run` nothing runs: after a settled turn only
         // other threads can have queued work, and their calls and wakeups of
-        // local tasks wake the poll too.)
+        // local tasks wake the poll too. So after a settled turn the calls
+        // of other threads are not looked for here: every call wakes the
+        // poll, and the waker's event runs them, in this turn's batch. Nor
+        // is a graceful shutdown's end: the settled turn asked after its
+        // batch, and what ran after that, resumed sources, asked after each.)
         let mut left = left;
-        if (matches!(left, Left::First | Left::Work) && !core.ops.is_empty())
-            || net.shutting_down.is_some()
-            || core
-                .shared
-                .queued
-                .load(std::sync::atomic::Ordering::Relaxed)
+        if matches!(left, Left::First | Left::Work)
+            && (!core.ops.is_empty()
+                || net.shutting_down.is_some()
+                || core
+                    .shared
+                    .queued
+                    .load(std::sync::atomic::Ordering::Relaxed))
         {
             net.before_poll(core);
             left = Left::Work;

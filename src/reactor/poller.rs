@@ -32,23 +32,29 @@ pub(crate) fn millis(timeout: Option<Duration>) -> i32 {
     }
 }
 
+/// Events one wait takes at most.
+pub(crate) const EVENTS: usize = 1024;
+
 #[cfg(any(target_os = "linux", target_os = "android"))]
 mod imp {
     use std::os::fd::AsRawFd;
 
     use super::*;
 
-    /// The events of one wait.
+    /// The events of one wait, in a buffer of a length the compiler knows
+    /// (the wait's count and the bounds check of the events taken from it
+    /// are constants, not loads).
     pub(crate) struct Events {
-        buf: Vec<libc::epoll_event>,
+        buf: Box<[libc::epoll_event; EVENTS]>,
         len: usize,
     }
 
     impl Events {
-        pub(crate) fn with_capacity(n: usize) -> Events {
-            Events {
-                buf: vec![libc::epoll_event { events: 0, u64: 0 }; n.max(1)],
-                len: 0,
+        pub(crate) fn new() -> Events {
+            let buf = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS].into_boxed_slice();
+            match buf.try_into() {
+                Ok(buf) => Events { buf, len: 0 },
+                Err(_) => unreachable!("the vector is EVENTS long"),
             }
         }
 
@@ -67,7 +73,7 @@ mod imp {
     #[inline]
     pub(crate) fn wait(poll: &mut Poll, events: &mut Events, ms: i32) -> io::Result<()> {
         // (The descriptor is the poll's, open while `poll` lives.)
-        match crate::reactor::sys::epoll_wait(poll.as_raw_fd(), &mut events.buf, ms) {
+        match crate::reactor::sys::epoll_wait(poll.as_raw_fd(), &mut events.buf[..], ms) {
             Ok(n) => {
                 events.len = n;
                 Ok(())
@@ -180,8 +186,8 @@ mod imp {
     pub(crate) struct Events(mio::Events);
 
     impl Events {
-        pub(crate) fn with_capacity(n: usize) -> Events {
-            Events(mio::Events::with_capacity(n.max(1)))
+        pub(crate) fn new() -> Events {
+            Events(mio::Events::with_capacity(EVENTS))
         }
 
         /// The events of the last wait.
