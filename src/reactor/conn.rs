@@ -260,8 +260,8 @@ impl Net {
                         return;
                     }
                 }
-                _ => {
-                    let e = super::stream::raw_error(pipe_err);
+                n => {
+                    let e = super::stream::raw_error(n, pipe_err);
                     match e.kind() {
                         io::ErrorKind::WouldBlock => return,
                         io::ErrorKind::Interrupted => {}

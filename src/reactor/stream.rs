@@ -61,8 +61,8 @@ impl Stream {
     }
 
     /// [`read`](Self::read) for the read loop: the byte count (0: end of
-    /// stream), or -1 with the error in `err` (a pipe's) or in `errno` (a
-    /// socket's: read it at once). A count, not an `io::Result`: the two
+    /// stream), or a negative count with the error in `err` (a pipe's) or
+    /// the error number negated (a socket's). A count, not an `io::Result`: the two
     /// kinds of stream's results would be merged into one `Result` and its
     /// variant tested again after the system call had told already.
     #[inline(always)]
@@ -80,8 +80,9 @@ impl Stream {
         super::sys::recv(self.raw_fd(), buf)
     }
 
-    /// Writes `buf` as [`read_raw`](Self::read_raw) reads: the count, or -1
-    /// with the error in `err` (a pipe's) or in `errno`. A socket's is
+    /// Writes `buf` as [`read_raw`](Self::read_raw) reads: the count, or a
+    /// negative count with the error in `err` (a pipe's) or the error number
+    /// negated. A socket's is
     /// `send` on the descriptor itself with `MSG_NOSIGNAL` (no mio, std or
     /// socket2 layers on the hot path); a pipe's write blocks SIGPIPE instead.
     #[inline(always)]
@@ -270,19 +271,20 @@ impl Source for Acceptor {
 }
 
 /// The `io::Result` of a raw count (see [`Stream::read_raw`]): the count, or
-/// the error kept in `err` or else in `errno` (read at once).
+/// the error kept in `err` or else the one the count's negation numbers.
 #[inline(always)]
 pub(crate) fn raw_result(n: isize, err: Option<io::Error>) -> io::Result<usize> {
     if n < 0 {
-        return Err(raw_error(err));
+        return Err(raw_error(n, err));
     }
     Ok(n as usize)
 }
 
-/// The error of a raw count of -1: the one kept in `err`, or else `errno`'s.
+/// The error of a negative raw count `n`: the one kept in `err`, or else the
+/// error numbered `-n`.
 #[inline(always)]
-pub(crate) fn raw_error(err: Option<io::Error>) -> io::Error {
-    err.unwrap_or_else(io::Error::last_os_error)
+pub(crate) fn raw_error(n: isize, err: Option<io::Error>) -> io::Error {
+    err.unwrap_or_else(|| io::Error::from_raw_os_error(-n as i32))
 }
 
 #[cfg(test)]

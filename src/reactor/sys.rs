@@ -95,8 +95,8 @@ pub(crate) fn kill(pid: u32, signal: i32) -> io::Result<()> {
 }
 
 /// `recv(fd, buf, 0)`: reads from a connected socket, as `Read::read` does,
-/// returning what the call returns: the byte count, or -1 with the error in
-/// `errno` (for the caller to read at once, with `io::Error::last_os_error`).
+/// returning the byte count, or the error number negated (the kernel's own
+/// convention: no `errno` to store and read back; see [`neg_errno`]).
 #[inline]
 pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> isize {
     #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
@@ -105,14 +105,11 @@ pub(crate) fn recv(fd: RawFd, buf: &mut [u8]) -> isize {
         // SAFETY: recvfrom(2) with no address: `buf` is valid for writes of
         // `len` bytes for the call, which writes at most that many (on a
         // descriptor that is no socket, or closed, the call fails).
-        let r = unsafe { syscall6(libc::SYS_recvfrom, fd as usize, ptr, len, 0, 0, 0) };
-        errno_result(r)
+        unsafe { syscall6(libc::SYS_recvfrom, fd as usize, ptr, len, 0, 0, 0) }
     }
     #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
     // SAFETY: as above.
-    unsafe {
-        libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0)
-    }
+    neg_errno(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) })
 }
 
 /// `send(fd, buf, flags)`: writes to a connected socket, returning what the
@@ -124,7 +121,7 @@ pub(crate) fn send(fd: RawFd, buf: &[u8], flags: libc::c_int) -> isize {
         let (ptr, len) = (buf.as_ptr() as usize, buf.len());
         // SAFETY: sendto(2) with no address: `buf` is valid for reads of
         // `len` bytes for the call.
-        let r = unsafe {
+        unsafe {
             syscall6(
                 libc::SYS_sendto,
                 fd as usize,
@@ -134,14 +131,11 @@ pub(crate) fn send(fd: RawFd, buf: &[u8], flags: libc::c_int) -> isize {
                 0,
                 0,
             )
-        };
-        errno_result(r)
+        }
     }
     #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
     // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the call.
-    unsafe {
-        libc::send(fd, buf.as_ptr().cast(), buf.len(), flags)
-    }
+    neg_errno(unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), flags) })
 }
 
 /// `epoll_wait(epfd, buf, ms)`: waits at most `ms` milliseconds (`-1`: no
@@ -171,12 +165,9 @@ pub(crate) fn epoll_wait(
     };
     #[cfg(not(target_arch = "x86_64"))]
     // SAFETY: as above.
-    let n = unsafe { libc::epoll_wait(epfd, buf.as_mut_ptr(), cap, ms) } as isize;
+    let n = neg_errno(unsafe { libc::epoll_wait(epfd, buf.as_mut_ptr(), cap, ms) } as isize);
     if n < 0 {
-        #[cfg(target_arch = "x86_64")]
         return Err(io::Error::from_raw_os_error(-n as i32));
-        #[cfg(not(target_arch = "x86_64"))]
-        return Err(io::Error::last_os_error());
     }
     // (Non-negative and at most `cap`.)
     Ok(n as usize)
@@ -227,25 +218,18 @@ unsafe fn syscall6(
     r
 }
 
-/// A raw system call's result as libc's: the result, or -1 with the error
-/// in `errno` (see [`recv`]).
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-#[inline(always)]
-fn errno_result(r: isize) -> isize {
+/// A libc call's result in the kernel's convention: the result, or the
+/// error number negated (libc's -1 with the number in `errno`, read here at
+/// once), as [`syscall6`] returns it.
+#[cfg_attr(all(target_arch = "x86_64", target_os = "linux"), allow(dead_code))]
+#[inline]
+fn neg_errno(r: isize) -> isize {
     if r < 0 {
-        set_errno(-r as i32);
-        return -1;
+        return -(io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO) as isize);
     }
     r
-}
-
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-#[cold]
-#[inline(never)]
-fn set_errno(e: i32) {
-    // SAFETY: `__errno_location` returns this thread's `errno`, valid for
-    // the thread's life.
-    unsafe { *libc::__errno_location() = e };
 }
 
 /// `writev` to a pipe without `SIGPIPE`: the signal is blocked on this thread
