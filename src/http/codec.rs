@@ -459,11 +459,7 @@ fn parse_general(
         base,
         req.path.ok_or(HttpError::BadHead("no target"))?.as_bytes(),
     );
-    headers.begin_received(req.headers.len());
-    for h in req.headers.iter() {
-        headers.push_received(span(base, h.name.as_bytes()), span(base, h.value));
-        facts.add(h.name.as_bytes(), h.value);
-    }
+    take_fields(req.headers, base, headers, facts);
     Ok(Some((len, version, method, target)))
 }
 
@@ -633,13 +629,25 @@ fn fields_by_httparse(
     else {
         return None;
     };
+    take_fields(parsed, base, headers, facts);
+    Some(len)
+}
+
+/// The fields httparse parsed (in the buffer that starts at `base`) into
+/// `headers` (as spans of that buffer) and `facts`.
+#[inline(always)]
+fn take_fields(
+    parsed: &[httparse::Header<'_>],
+    base: *const u8,
+    headers: &mut Headers,
+    facts: &mut Facts,
+) {
     headers.begin_received(parsed.len());
     for h in parsed {
         let (name, value) = (h.name.as_bytes(), h.value);
         headers.push_received(span(base, name), span(base, value));
         facts.add(name, value);
     }
-    Some(len)
 }
 
 /// Where `part` (a slice of the buffer starting at `base`) lies in it.

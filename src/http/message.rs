@@ -381,11 +381,12 @@ impl Headers {
 
     /// A range (start, length) of the block as its own handle (empty if it
     /// lies outside).
-    pub(crate) fn received(&self, (start, len): (u32, u32)) -> Bytes {
-        let (start, len) = (start as usize, len as usize);
-        match (&self.block, start.checked_add(len)) {
-            (Some(block), Some(end)) if end <= block.len() => block.slice(start..end),
-            _ => Bytes::new(),
+    pub(crate) fn received(&self, span: (u32, u32)) -> Bytes {
+        match &self.block {
+            // (The bounds are `received_slice`'s; an empty range is its own
+            // empty handle.)
+            Some(block) => block.slice_ref(self.received_slice(span)),
+            None => Bytes::new(),
         }
     }
 
